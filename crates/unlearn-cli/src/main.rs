@@ -1,0 +1,472 @@
+//! `unlearn`: the command-line front end. It parses arguments, calls the library and prints;
+//! every computation lives in the `unlearn` crate.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use unlearn::data::{DataBundle, DataSource, ForgetSelector, Split, load};
+use unlearn::device::DeviceChoice;
+use unlearn::eval::{evaluate, predict_split};
+use unlearn::io::write_atomic;
+use unlearn::methods::{self, MethodParams};
+use unlearn::model::{Artifact, ModelSpec};
+use unlearn::pipeline::{Comparison, Setup, compare};
+use unlearn::progress::Progress;
+use unlearn::train::{OptimizerKind, Recipe, Schedule};
+
+/// `println!` that ends the program quietly when standard output is closed (`| head`),
+/// instead of panicking.
+macro_rules! say {
+    ($($argument:tt)*) => {{
+        use std::io::Write;
+        if let Err(error) = writeln!(std::io::stdout(), $($argument)*) {
+            if error.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            eprintln!("error: cannot write to standard output: {error}");
+            std::process::exit(1);
+        }
+    }};
+}
+
+#[derive(Parser)]
+#[command(
+    name = "unlearn",
+    version,
+    about = "Remove training data from machine-learning models and measure that it is gone"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+    #[command(flatten)]
+    global: Global,
+}
+
+#[derive(Args, Clone)]
+struct Global {
+    /// Seed of every random choice (initialisation, data order, forget-set sampling, attacks).
+    #[arg(long, global = true, default_value_t = 0)]
+    seed: u64,
+    /// Compute device: cpu, cuda or wgpu (the last two need the cargo features of that name).
+    #[arg(long, global = true, default_value = "cpu")]
+    device: String,
+    /// Print machine-readable JSON on standard output instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    /// No progress bars.
+    #[arg(long, global = true)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train a model and save it (safetensors + JSON sidecar) with its split.
+    Train(TrainArgs),
+    /// Unlearn a forget set from a trained model with one method, and save the result.
+    Forget(ForgetArgs),
+    /// Evaluate a model on a split: UA, RA, TA, MIA, and distances to a retrained reference.
+    Eval(EvalArgs),
+    /// Train on the embedded Fashion-MNIST subset, forget 1% with every method, print the table.
+    Demo(DemoArgs),
+    /// List the registered unlearning methods.
+    Methods,
+}
+
+#[derive(Args)]
+struct RecipeArgs {
+    /// Optimiser: sgd or adam.
+    #[arg(long, default_value = "sgd")]
+    optimizer: String,
+    /// Learning rate.
+    #[arg(long, default_value_t = 0.05)]
+    lr: f64,
+    /// Learning-rate schedule: constant or cosine.
+    #[arg(long, default_value = "cosine")]
+    schedule: String,
+    /// Epochs.
+    #[arg(long, default_value_t = 5)]
+    epochs: usize,
+    /// Mini-batch size.
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 5e-4)]
+    weight_decay: f64,
+}
+
+impl RecipeArgs {
+    fn recipe(&self, seed: u64) -> Result<Recipe> {
+        let recipe = Recipe {
+            optimizer: match self.optimizer.as_str() {
+                "sgd" => OptimizerKind::Sgd,
+                "adam" => OptimizerKind::Adam,
+                other => bail!("unknown optimizer '{other}' (expected sgd or adam)"),
+            },
+            learning_rate: self.lr,
+            schedule: match self.schedule.as_str() {
+                "constant" => Schedule::Constant,
+                "cosine" => Schedule::Cosine,
+                other => bail!("unknown schedule '{other}' (expected constant or cosine)"),
+            },
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            momentum: self.momentum,
+            weight_decay: self.weight_decay,
+            seed,
+        };
+        recipe.validate()?;
+        Ok(recipe)
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Data: embedded, idx:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR or csv:FILE.
+    #[arg(long, default_value = "embedded")]
+    data: String,
+    /// Model: softmax, mlp, mlp:W1,W2,..., cnn or cnn:C1,C2,H.
+    #[arg(long, default_value = "mlp")]
+    model: String,
+    /// Forget set to record in the saved split: random:N, random:P%, class:C, subclass:C, ids:FILE.
+    #[arg(long, default_value = "random:1%")]
+    forget: String,
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    /// Where to write the weights (.safetensors); the sidecar and split go next to it.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct ForgetArgs {
+    /// The trained model (.safetensors with its .json sidecar).
+    #[arg(long)]
+    model: PathBuf,
+    /// Split file (JSON); defaults to the one saved next to the model.
+    #[arg(long, conflicts_with = "forget")]
+    split: Option<PathBuf>,
+    /// A new deletion request instead of the saved split: random:N, class:C, ids:FILE, ...
+    #[arg(long)]
+    forget: Option<String>,
+    /// Unlearning method (see `unlearn methods`).
+    #[arg(long)]
+    method: String,
+    /// Method hyper-parameter, key=value (repeatable).
+    #[arg(long = "param")]
+    params: Vec<String>,
+    /// Data source; defaults to the one recorded in the model's sidecar.
+    #[arg(long)]
+    data: Option<String>,
+    /// Where to write the unlearned model (.safetensors).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The model to evaluate.
+    #[arg(long)]
+    model: PathBuf,
+    /// Split file (JSON); defaults to the one saved next to the model.
+    #[arg(long)]
+    split: Option<PathBuf>,
+    /// The retrained reference model, for Avg. Gap and distances.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    /// Data source; defaults to the one recorded in the model's sidecar.
+    #[arg(long)]
+    data: Option<String>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    /// Data (the default needs no set-up: it is compiled into the binary).
+    #[arg(long, default_value = "embedded")]
+    data: String,
+    /// Model.
+    #[arg(long, default_value = "mlp")]
+    model: String,
+    /// Forget set.
+    #[arg(long, default_value = "random:1%")]
+    forget: String,
+    /// Methods to compare (comma-separated); default: every registered method.
+    #[arg(long)]
+    methods: Option<String>,
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    /// Directory for demo.json and demo.md.
+    #[arg(long, default_value = "results/demo")]
+    out_dir: PathBuf,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(error) = run(cli) {
+        let chain: Vec<String> = error.chain().map(|cause| cause.to_string()).collect();
+        eprintln!("error: {}", chain.join(": "));
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let global = cli.global;
+    match cli.command {
+        Command::Train(args) => train(&global, args),
+        Command::Forget(args) => forget(&global, args),
+        Command::Eval(args) => eval(&global, args),
+        Command::Demo(args) => demo(&global, args),
+        Command::Methods => {
+            for entry in methods::registry() {
+                say!("{:<18} {}", entry.name, entry.description);
+            }
+            Ok(())
+        }
+    }
+}
+
+fn progress(global: &Global) -> Progress {
+    Progress {
+        quiet: global.quiet || global.json,
+    }
+}
+
+fn load_data(description: &str, seed: u64) -> Result<DataBundle> {
+    let source = DataSource::parse(description)?;
+    Ok(load(&source, seed)?)
+}
+
+fn split_path_for(model: &Path) -> PathBuf {
+    model.with_extension("split.json")
+}
+
+fn build_setup(
+    global: &Global,
+    data_description: &str,
+    data: DataBundle,
+    split: Split,
+    spec: ModelSpec,
+    recipe: Recipe,
+) -> Result<Setup> {
+    let device = DeviceChoice::parse(&global.device)?.device()?.autodiff();
+    let setup = Setup {
+        data_description: data_description.to_string(),
+        data,
+        split,
+        spec,
+        recipe,
+        device,
+        seed: global.seed,
+        progress: progress(global),
+    };
+    setup.validate()?;
+    Ok(setup)
+}
+
+fn train(global: &Global, args: TrainArgs) -> Result<()> {
+    let data = load_data(&args.data, global.seed)?;
+    let selector = ForgetSelector::parse(&args.forget)?;
+    let split = Split::new(&data, &selector, global.seed)?;
+    let spec = ModelSpec::parse(&args.model, data.train.shape, data.train.num_classes)?;
+    let recipe = args.recipe.recipe(global.seed)?;
+    let setup = build_setup(global, &args.data, data, split, spec, recipe)?;
+    let artifact = setup.train_original(&mut [])?;
+    let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
+    let evaluation = evaluate(&predictions, None, global.seed)?;
+    artifact.save(&args.out)?;
+    let split_path = split_path_for(&args.out);
+    setup.split.save(&split_path)?;
+    let throughput = (setup.split.train.len() * setup.recipe.epochs) as f64
+        / artifact.metadata.seconds.max(1e-9);
+    if global.json {
+        say!(
+            "{}",
+            serde_json::json!({
+                "model": args.out, "split": split_path, "samples_per_second": throughput,
+                "metadata": artifact.metadata, "evaluation": evaluation,
+            })
+        );
+    } else {
+        say!(
+            "trained {} on {} samples × {} epochs in {:.1}s ({:.0} samples/s): test accuracy {:.2}%, train accuracy {:.2}%",
+            setup.spec.describe(),
+            setup.split.train.len(),
+            setup.recipe.epochs,
+            artifact.metadata.seconds,
+            throughput,
+            evaluation.headline.test_accuracy,
+            evaluation.headline.retain_accuracy,
+        );
+        say!(
+            "wrote {} (+ {}) and split {}",
+            args.out.display(),
+            Artifact::sidecar_path(&args.out).display(),
+            split_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Loads a model, its data and a split (saved or from a new deletion request).
+fn load_model_context(
+    global: &Global,
+    model: &Path,
+    data: Option<String>,
+    split: Option<PathBuf>,
+    forget: Option<String>,
+) -> Result<(Setup, Artifact)> {
+    let device = DeviceChoice::parse(&global.device)?.device()?.autodiff();
+    let artifact = Artifact::load(model, &device)?;
+    let data_description = data.unwrap_or_else(|| artifact.metadata.dataset.clone());
+    let bundle = load_data(&data_description, artifact.metadata.seed)?;
+    let split = match forget {
+        Some(selector) => {
+            let selector = ForgetSelector::parse(&selector)?;
+            Split::new(&bundle, &selector, global.seed)?
+        }
+        None => {
+            let path = split.unwrap_or_else(|| split_path_for(model));
+            Split::load(&path).with_context(|| format!("reading split {}", path.display()))?
+        }
+    };
+    let setup = build_setup(
+        global,
+        &data_description,
+        bundle,
+        split,
+        artifact.metadata.spec.clone(),
+        artifact.metadata.recipe.clone(),
+    )?;
+    Ok((setup, artifact))
+}
+
+fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
+    let params = MethodParams::parse(&args.params)?;
+    let method = methods::build(&args.method, &params)?;
+    let (setup, original) =
+        load_model_context(global, &args.model, args.data, args.split, args.forget)?;
+    let (outcome, seconds) = setup.unlearn(&original, method.as_ref(), Vec::new())?;
+    let steps = outcome.steps;
+    let notes = outcome.notes.clone();
+    let artifact = setup.unlearned_artifact(&original, method.as_ref(), outcome, seconds);
+    let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
+    let evaluation = evaluate(&predictions, None, global.seed)?;
+    artifact.save(&args.out)?;
+    let split_path = split_path_for(&args.out);
+    setup.split.save(&split_path)?;
+    if global.json {
+        say!(
+            "{}",
+            serde_json::json!({
+                "model": args.out, "method": method.name(), "parameters": method.parameters(),
+                "seconds": seconds, "steps": steps, "notes": notes,
+                "forget_count": setup.split.forget.len(), "evaluation": evaluation,
+            })
+        );
+    } else {
+        let headline = evaluation.headline;
+        say!(
+            "{} forgot {} samples in {seconds:.2}s ({steps} steps): UA {:.2}  RA {:.2}  TA {:.2}  MIA-eff. {:.2}",
+            method.name(),
+            setup.split.forget.len(),
+            headline.unlearn_accuracy,
+            headline.retain_accuracy,
+            headline.test_accuracy,
+            headline.mia_efficacy
+        );
+        say!("wrote {}", args.out.display());
+    }
+    Ok(())
+}
+
+fn eval(global: &Global, args: EvalArgs) -> Result<()> {
+    let (setup, artifact) = load_model_context(global, &args.model, args.data, args.split, None)?;
+    let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
+    let evaluation = match &args.reference {
+        None => evaluate(&predictions, None, global.seed)?,
+        Some(path) => {
+            let reference = Artifact::load(path, &setup.device)?;
+            let reference_predictions =
+                predict_split(&reference.network, &setup.data, &setup.split)?;
+            let reference_headline = evaluate(&reference_predictions, None, global.seed)?.headline;
+            evaluate(
+                &predictions,
+                Some((&reference_predictions, &reference_headline)),
+                global.seed,
+            )?
+        }
+    };
+    if global.json {
+        say!("{}", serde_json::to_string(&evaluation)?);
+    } else {
+        let headline = evaluation.headline;
+        say!("model     {}", args.model.display());
+        say!(
+            "UA        {:.2}  (100 − forget accuracy)",
+            headline.unlearn_accuracy
+        );
+        say!(
+            "RA        {:.2}  (retain accuracy, higher is better)",
+            headline.retain_accuracy
+        );
+        say!(
+            "TA        {:.2}  (test accuracy, higher is better)",
+            headline.test_accuracy
+        );
+        say!(
+            "MIA-eff.  {:.2}  (% of forget set judged non-member)",
+            headline.mia_efficacy
+        );
+        if let Some(loss_mia) = evaluation.loss_mia {
+            say!("loss-MIA  {loss_mia:.2}  (attack accuracy, forget vs test)");
+        }
+        if let Some(reference) = evaluation.reference {
+            say!(
+                "Avg. Gap  {:.2}  (vs reference, lower is better)",
+                reference.average_gap
+            );
+            say!("KL(D_f)   {:.4}", reference.kl_forget);
+            say!("JS(D_f)   {:.4}", reference.js_forget);
+            say!("‖θ−θ_R‖   {:.3}", reference.parameter_distance);
+        }
+    }
+    Ok(())
+}
+
+fn demo(global: &Global, args: DemoArgs) -> Result<()> {
+    let names: Vec<String> = match &args.methods {
+        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
+        None => methods::registry()
+            .iter()
+            .map(|e| e.name.to_string())
+            .collect(),
+    };
+    let methods = names
+        .iter()
+        .map(|name| methods::build(name, &MethodParams::default()))
+        .collect::<unlearn::Result<Vec<_>>>()?;
+    let data = load_data(&args.data, global.seed)?;
+    let selector = ForgetSelector::parse(&args.forget)?;
+    let split = Split::new(&data, &selector, global.seed)?;
+    let spec = ModelSpec::parse(&args.model, data.train.shape, data.train.num_classes)?;
+    let recipe = args.recipe.recipe(global.seed)?;
+    let setup = build_setup(global, &args.data, data, split, spec, recipe)?;
+    let comparison: Comparison = compare(&setup, &methods)?;
+    let json = serde_json::to_string_pretty(&comparison)?;
+    let markdown = comparison.markdown();
+    write_atomic(args.out_dir.join("demo.json"), json.as_bytes())?;
+    write_atomic(args.out_dir.join("demo.md"), markdown.as_bytes())?;
+    if global.json {
+        say!("{json}");
+    } else {
+        say!("{markdown}");
+        say!(
+            "wrote {} and {}",
+            args.out_dir.join("demo.json").display(),
+            args.out_dir.join("demo.md").display()
+        );
+    }
+    Ok(())
+}

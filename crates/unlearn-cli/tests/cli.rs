@@ -1,0 +1,221 @@
+//! End-to-end tests of the `unlearn` binary: the set-up a user runs, and every bad input the
+//! issue names (one-line error, non-zero exit, no output file).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn unlearn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_unlearn"))
+        .args(args)
+        .output()
+        .expect("the unlearn binary runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+/// Trains a quick model on the embedded data into `dir`, once per test.
+fn trained_model(dir: &Path) -> PathBuf {
+    let model = dir.join("model.safetensors");
+    let output = unlearn(&[
+        "train",
+        "--epochs",
+        "1",
+        "--forget",
+        "random:50",
+        "--quiet",
+        "--out",
+        model.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(dir.join("model.json").exists());
+    assert!(dir.join("model.split.json").exists());
+    model
+}
+
+fn assert_one_line_failure(output: &Output, expected: &str) {
+    assert!(!output.status.success());
+    let message = stderr(output);
+    assert_eq!(message.trim_end().lines().count(), 1, "{message}");
+    assert!(message.starts_with("error: "), "{message}");
+    assert!(message.contains(expected), "{message}");
+    assert!(!message.contains("panicked"), "{message}");
+}
+
+#[test]
+fn forget_refuses_bad_requests_without_writing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained_model(dir.path());
+    let model = model.to_str().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let out_arg = out.to_str().unwrap();
+
+    let output = unlearn(&[
+        "forget", "--model", model, "--method", "magic", "--out", out_arg,
+    ]);
+    assert_one_line_failure(&output, "unknown method 'magic'");
+
+    let empty = dir.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let forget_empty = format!("ids:{}", empty.display());
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        model,
+        "--method",
+        "finetune",
+        "--forget",
+        &forget_empty,
+        "--out",
+        out_arg,
+    ]);
+    assert_one_line_failure(&output, "empty");
+
+    let everything = dir.path().join("all.txt");
+    let ids: Vec<String> = (0..10_000).map(|id| id.to_string()).collect();
+    std::fs::write(&everything, ids.join("\n")).unwrap();
+    let forget_all = format!("ids:{}", everything.display());
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        model,
+        "--method",
+        "finetune",
+        "--forget",
+        &forget_all,
+        "--out",
+        out_arg,
+    ]);
+    assert_one_line_failure(&output, "whole training set");
+
+    let unknown = dir.path().join("unknown.txt");
+    std::fs::write(&unknown, "3 99999").unwrap();
+    let forget_unknown = format!("ids:{}", unknown.display());
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        model,
+        "--method",
+        "finetune",
+        "--forget",
+        &forget_unknown,
+        "--out",
+        out_arg,
+    ]);
+    assert_one_line_failure(&output, "99999");
+
+    let output = unlearn(&[
+        "forget", "--model", model, "--method", "finetune", "--param", "epochz=2", "--out", out_arg,
+    ]);
+    assert_one_line_failure(&output, "epochz");
+
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        "missing.safetensors",
+        "--method",
+        "finetune",
+        "--out",
+        out_arg,
+    ]);
+    assert_one_line_failure(&output, "missing.json");
+
+    assert!(!out.exists());
+    assert!(!dir.path().join("out.json").exists());
+}
+
+#[test]
+fn train_forget_eval_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained_model(dir.path());
+    let out = dir.path().join("ga.safetensors");
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        model.to_str().unwrap(),
+        "--method",
+        "gradient-ascent",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["method"], "gradient-ascent");
+    assert_eq!(report["forget_count"], 50);
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("ga.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["method"], "gradient-ascent");
+
+    let output = unlearn(&[
+        "eval",
+        "--model",
+        out.to_str().unwrap(),
+        "--reference",
+        model.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let evaluation: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        evaluation["reference"]["parameter_distance"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
+/// Runs the demo in a fresh directory and returns its JSON with timings removed.
+fn demo_without_timings(dir: &Path) -> serde_json::Value {
+    let output = unlearn(&[
+        "demo",
+        "--epochs",
+        "1",
+        "--json",
+        "--seed",
+        "3",
+        "--out-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let mut report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for run in report["runs"].as_array_mut().unwrap() {
+        run["seconds"] = serde_json::Value::Null;
+        run["speedup"] = serde_json::Value::Null;
+    }
+    assert!(dir.join("demo.md").exists());
+    report
+}
+
+#[test]
+fn same_seed_gives_the_same_table() {
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    let a = demo_without_timings(first.path());
+    let b = demo_without_timings(second.path());
+    assert_eq!(a, b);
+    let methods: Vec<&str> = a["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| run["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(&methods[..3], ["original", "retrain", "finetune"]);
+}
+
+#[test]
+fn bad_global_options_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let out_arg = out.to_str().unwrap();
+    let output = unlearn(&["train", "--device", "tpu", "--out", out_arg]);
+    assert_one_line_failure(&output, "unknown device 'tpu'");
+    let output = unlearn(&["train", "--data", "idx:/nonexistent", "--out", out_arg]);
+    assert_one_line_failure(&output, "/nonexistent");
+    let output = unlearn(&["train", "--model", "resnet", "--out", out_arg]);
+    assert_one_line_failure(&output, "unknown model 'resnet'");
+    let output = unlearn(&["train", "--lr=-1", "--out", out_arg]);
+    assert_one_line_failure(&output, "learning rate");
+    assert!(!out.exists());
+}

@@ -1,0 +1,56 @@
+//! The library's error type: every failure a user can cause is a value, never a panic.
+
+use std::path::Path;
+
+/// Everything that can go wrong in `unlearn`, each with a one-line, human-readable message.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file concerned.
+        path: String,
+        /// The underlying I/O error.
+        source: std::io::Error,
+    },
+    /// A file was read but its content is not in the expected format.
+    #[error("{path}: {reason}")]
+    Format {
+        /// The file concerned.
+        path: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// An argument or an input value is not acceptable (unknown id, empty forget set, ...).
+    #[error("{0}")]
+    Invalid(String),
+    /// A model or tensor operation failed.
+    #[error("{0}")]
+    Model(String),
+}
+
+impl Error {
+    /// An I/O error on `path`.
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().display().to_string(),
+            source,
+        }
+    }
+
+    /// A format error in the file at `path`.
+    pub fn format(path: impl AsRef<Path>, reason: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.as_ref().display().to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// An invalid argument or input.
+    pub fn invalid(reason: impl Into<String>) -> Self {
+        Error::Invalid(reason.into())
+    }
+}
+
+/// The library's result type.
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,71 @@
+//! Fine-tuning (FT): continue training the original model on the retain set only, so that
+//! catastrophic forgetting erodes what was learnt from the forget set (Golatkar et al. 2020;
+//! Warnecke et al. 2023 use it as a baseline).
+
+use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
+use crate::error::Result;
+use crate::train::{OptimizerKind, Recipe, Schedule, train};
+
+/// Fine-tunes on D_r with SGD.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Finetune {
+    /// Passes over the retain set.
+    pub epochs: usize,
+    /// Learning rate.
+    pub learning_rate: f64,
+    /// Momentum.
+    pub momentum: f64,
+    /// Mini-batch size.
+    pub batch_size: usize,
+}
+
+impl Finetune {
+    /// Reads `epochs` (1), `lr` (0.01), `momentum` (0.9) and `batch` (128).
+    pub fn from_params(params: &MethodParams) -> Result<Finetune> {
+        let method = Finetune {
+            epochs: params.get("finetune", "epochs", 1)?,
+            learning_rate: params.get("finetune", "lr", 0.01)?,
+            momentum: params.get("finetune", "momentum", 0.9)?,
+            batch_size: params.get("finetune", "batch", 128)?,
+        };
+        params.finish("finetune")?;
+        Ok(method)
+    }
+}
+
+impl Unlearner for Finetune {
+    fn name(&self) -> &'static str {
+        "finetune"
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
+        let recipe = Recipe {
+            optimizer: OptimizerKind::Sgd,
+            learning_rate: self.learning_rate,
+            schedule: Schedule::Constant,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            momentum: self.momentum,
+            weight_decay: request.recipe.weight_decay,
+            seed: request.seed,
+        };
+        let (network, report) = train(
+            request.original.network.clone(),
+            &request.data.train,
+            &request.split.retain(),
+            &recipe,
+            &mut request.hooks,
+            &request.progress,
+        )?;
+        Ok(UnlearnOutcome {
+            network,
+            certificate: None,
+            steps: report.steps,
+            notes: Vec::new(),
+        })
+    }
+}

@@ -1,0 +1,139 @@
+//! A trained model on disk: weights in safetensors (burn-store) plus a JSON sidecar that says
+//! how to rebuild and rerun it.
+
+use super::{ModelSpec, Network, network::parameters};
+use crate::error::{Error, Result};
+use crate::io::{short_hash, write_atomic};
+use crate::train::Recipe;
+use burn::module::Module;
+use burn::store::{ModuleSnapshot, SafetensorsStore};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The version of this tool, recorded in every artifact.
+pub const TOOL_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Everything needed to know where a model came from and to rerun it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ArtifactMetadata {
+    /// Version of `unlearn` that wrote the artifact.
+    pub tool_version: String,
+    /// The architecture.
+    pub spec: ModelSpec,
+    /// The data source, as given to `--data`.
+    pub dataset: String,
+    /// Content hash of the training set.
+    pub dataset_hash: String,
+    /// Hash of the split (train / test / forget ids) the model was made with.
+    pub split_hash: String,
+    /// Hash of the ids the original model was trained on; later deletion requests must be
+    /// subsets of them.
+    pub train_ids_hash: String,
+    /// Seed of the training run (initialisation and shuffling).
+    pub seed: u64,
+    /// Training hyper-parameters.
+    pub recipe: Recipe,
+    /// Which samples the model was trained on: `train` or `retain`.
+    pub trained_on: String,
+    /// Wall-clock seconds spent training (or unlearning, for unlearned models).
+    pub seconds: f64,
+    /// The unlearning method that produced this model, if any.
+    pub method: Option<String>,
+    /// The method's hyper-parameters.
+    #[serde(default)]
+    pub method_parameters: serde_json::Value,
+    /// Hash of the model this one was derived from by unlearning.
+    pub parent_model_hash: Option<String>,
+    /// Hash of the parameters, checked on load.
+    pub model_hash: String,
+}
+
+/// A network together with its metadata.
+#[derive(Debug, Clone)]
+pub struct Artifact {
+    /// The network.
+    pub network: Network,
+    /// Where it came from.
+    pub metadata: ArtifactMetadata,
+}
+
+/// Hash of a module's parameters (f32 little-endian bytes in visiting order).
+pub fn model_hash<M: Module>(module: &M) -> String {
+    let values = parameters(module);
+    let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+    short_hash(&bytes)
+}
+
+impl Artifact {
+    /// Wraps a network, computing its hash into the metadata.
+    pub fn new(network: Network, mut metadata: ArtifactMetadata) -> Artifact {
+        metadata.model_hash = model_hash(&network);
+        Artifact { network, metadata }
+    }
+
+    /// The sidecar path for a weights path: `model.safetensors` → `model.json`.
+    pub fn sidecar_path(weights: &Path) -> PathBuf {
+        weights.with_extension("json")
+    }
+
+    /// Saves the weights to `path` (safetensors) and the metadata next to it, both atomically.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        if path.extension().and_then(|e| e.to_str()) == Some("json") {
+            return Err(Error::invalid(format!(
+                "{}: model files end in .safetensors (the .json name is used by the sidecar)",
+                path.display()
+            )));
+        }
+        let mut store = SafetensorsStore::from_bytes(None);
+        self.network
+            .save_into(&mut store)
+            .map_err(|e| Error::Model(format!("cannot serialise the model: {e}")))?;
+        let bytes = store
+            .get_bytes()
+            .map_err(|e| Error::Model(format!("cannot serialise the model: {e}")))?;
+        let sidecar = serde_json::to_vec_pretty(&self.metadata)
+            .map_err(|e| Error::Model(format!("cannot serialise metadata: {e}")))?;
+        write_atomic(path, &bytes)?;
+        write_atomic(Self::sidecar_path(path), &sidecar)
+    }
+
+    /// Loads a model saved by [`Artifact::save`] onto `device`, checking that the weights
+    /// match the sidecar's hash.
+    pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Artifact> {
+        let path = path.as_ref();
+        let sidecar = Self::sidecar_path(path);
+        let text = std::fs::read_to_string(&sidecar).map_err(|e| Error::io(&sidecar, e))?;
+        let metadata: ArtifactMetadata = serde_json::from_str(&text)
+            .map_err(|e| Error::format(&sidecar, format!("not a model sidecar: {e}")))?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let mut network = Network::new(&metadata.spec, device, 0)?;
+        let mut store = SafetensorsStore::from_bytes(Some(bytes));
+        let applied = network
+            .load_from(&mut store)
+            .map_err(|e| Error::format(path, format!("not a model weights file: {e}")))?;
+        if !applied.missing.is_empty() || !applied.errors.is_empty() {
+            return Err(Error::format(
+                path,
+                format!(
+                    "weights do not fit the model {} ({} missing, {} errors)",
+                    metadata.spec.describe(),
+                    applied.missing.len(),
+                    applied.errors.len()
+                ),
+            ));
+        }
+        let found = model_hash(&network);
+        if found != metadata.model_hash {
+            return Err(Error::format(
+                path,
+                format!(
+                    "weights hash {found} does not match the sidecar's {}",
+                    metadata.model_hash
+                ),
+            ));
+        }
+        Ok(Artifact { network, metadata })
+    }
+}

@@ -1,0 +1,245 @@
+//! The Burn network behind every [`ModelSpec`], and flat access to its parameters.
+
+use super::ModelSpec;
+use crate::error::{Error, Result};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::activation::relu;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// A feed-forward classifier: optional convolution blocks, then linear layers with ReLU
+/// between them. The architecture is described by a [`ModelSpec`]; `forward` returns logits.
+#[derive(Module, Debug)]
+pub struct Network {
+    convolutions: Vec<Conv2d>,
+    pool: MaxPool2d,
+    layers: Vec<Linear>,
+    #[module(skip)]
+    input: [usize; 3],
+}
+
+impl Network {
+    /// Builds the network for `spec` on `device`, with weights drawn from a seeded ChaCha
+    /// generator (PyTorch's default: U(−1/√fan_in, 1/√fan_in) for weights and biases), so that
+    /// initialisation is reproducible whatever the backend or thread count.
+    pub fn new(spec: &ModelSpec, device: &Device, seed: u64) -> Result<Network> {
+        spec.validate()?;
+        let input = spec.input();
+        let [channels, height, width] = input;
+        let mut convolutions = Vec::new();
+        let mut widths = Vec::new();
+        match spec {
+            ModelSpec::Softmax { .. } => widths.push(channels * height * width),
+            ModelSpec::Mlp { hidden, .. } => {
+                widths.push(channels * height * width);
+                widths.extend(hidden.iter().copied());
+            }
+            ModelSpec::Cnn {
+                conv_channels,
+                hidden,
+                ..
+            } => {
+                let mut in_channels = channels;
+                for &out_channels in conv_channels {
+                    convolutions.push(
+                        Conv2dConfig::new([in_channels, out_channels], [3, 3])
+                            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                            .init(device),
+                    );
+                    in_channels = out_channels;
+                }
+                widths.push(in_channels * (height / 4) * (width / 4));
+                widths.push(*hidden);
+            }
+        }
+        widths.push(spec.classes());
+        let layers = widths
+            .windows(2)
+            .map(|pair| LinearConfig::new(pair[0], pair[1]).init(device))
+            .collect();
+        let network = Network {
+            convolutions,
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            layers,
+            input,
+        };
+        Ok(network.map(&mut SeededInit {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            fan_in: 1,
+        }))
+    }
+
+    /// Logits for a batch of flattened inputs `[batch, channels·height·width]`.
+    pub fn forward(&self, inputs: Tensor<2>) -> Tensor<2> {
+        let mut hidden = if self.convolutions.is_empty() {
+            inputs
+        } else {
+            let [batch, _] = inputs.dims();
+            let [channels, height, width] = self.input;
+            let mut images = inputs.reshape([batch, channels, height, width]);
+            for convolution in &self.convolutions {
+                images = self.pool.forward(relu(convolution.forward(images)));
+            }
+            images.flatten(1, 3)
+        };
+        let last = self.layers.len() - 1;
+        for (index, layer) in self.layers.iter().enumerate() {
+            hidden = layer.forward(hidden);
+            if index < last {
+                hidden = relu(hidden);
+            }
+        }
+        hidden
+    }
+
+    /// Input shape `[channels, height, width]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        self.input
+    }
+}
+
+/// Seeded PyTorch-style initialisation. Parameters are visited weight then bias; a bias takes
+/// the fan-in of the weight visited just before it.
+struct SeededInit {
+    rng: ChaCha8Rng,
+    fan_in: usize,
+}
+
+impl ModuleMapper for SeededInit {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|tensor| {
+            let shape = tensor.shape();
+            let dims = shape.dims::<D>().to_vec();
+            if D >= 2 {
+                // Linear weights are [in, out]; convolution weights [out, in, kh, kw].
+                self.fan_in = if D == 2 {
+                    dims[0]
+                } else {
+                    dims[1..].iter().product()
+                };
+            }
+            let bound = 1.0 / (self.fan_in.max(1) as f32).sqrt();
+            let count: usize = dims.iter().product();
+            let values: Vec<f32> = (0..count)
+                .map(|_| self.rng.random_range(-bound..bound))
+                .collect();
+            replace_values(&tensor, values)
+        })
+    }
+}
+
+/// A tensor shaped and placed like `tensor`, holding `values`, and tracking gradients when
+/// `tensor` did (mapping a parameter must not freeze it).
+fn replace_values<const D: usize>(tensor: &Tensor<D>, values: Vec<f32>) -> Tensor<D> {
+    let replacement = Tensor::from_data(TensorData::new(values, tensor.shape()), &tensor.device());
+    if tensor.is_require_grad() {
+        replacement.require_grad()
+    } else {
+        replacement
+    }
+}
+
+struct Collect {
+    values: Vec<f32>,
+}
+
+impl ModuleVisitor for Collect {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let data = param.val().into_data();
+        match data.as_slice::<f32>() {
+            Ok(values) => self.values.extend_from_slice(values),
+            Err(_) => self.values.extend(data.iter::<f32>().collect::<Vec<f32>>()),
+        }
+    }
+}
+
+/// All trainable parameters of a module, flattened in visiting order (the order is fixed by
+/// the module's structure, so two networks of one spec line up coordinate by coordinate).
+pub fn parameters<M: Module>(module: &M) -> Vec<f32> {
+    let mut collect = Collect { values: Vec::new() };
+    module.visit(&mut collect);
+    collect.values
+}
+
+struct Assign<'a> {
+    values: &'a [f32],
+    offset: usize,
+}
+
+impl ModuleMapper for Assign<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        param.map(|tensor| {
+            let shape = tensor.shape();
+            let count: usize = shape.dims::<D>().iter().product();
+            let slice = &self.values[self.offset..self.offset + count];
+            self.offset += count;
+            replace_values(&tensor, slice.to_vec())
+        })
+    }
+}
+
+/// Returns `module` with its parameters replaced by `values` (in [`parameters`] order);
+/// parameter ids and trainability are kept. Fails when the length does not match.
+pub fn with_parameters<M: Module>(module: M, values: &[f32]) -> Result<M> {
+    let expected = module.num_params();
+    if values.len() != expected {
+        return Err(Error::Model(format!(
+            "parameter vector has {} values but the model has {expected}",
+            values.len()
+        )));
+    }
+    Ok(module.map(&mut Assign { values, offset: 0 }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device() -> Device {
+        Device::flex()
+    }
+
+    #[test]
+    fn shapes_and_parameter_counts_match_the_spec() {
+        let mlp = ModelSpec::parse("mlp:32", [1, 8, 8], 10).unwrap();
+        let network = Network::new(&mlp, &device(), 1).unwrap();
+        assert_eq!(network.num_params(), 64 * 32 + 32 + 32 * 10 + 10);
+        let logits = network.forward(Tensor::zeros([5, 64], &device()));
+        assert_eq!(logits.dims(), [5, 10]);
+
+        let cnn = ModelSpec::parse("cnn:4,8,16", [1, 8, 8], 3).unwrap();
+        let network = Network::new(&cnn, &device(), 1).unwrap();
+        let expected = (4 * 9 + 4) + (8 * 4 * 9 + 8) + (8 * 2 * 2 * 16 + 16) + (16 * 3 + 3);
+        assert_eq!(network.num_params(), expected);
+        assert_eq!(
+            network.forward(Tensor::zeros([2, 64], &device())).dims(),
+            [2, 3]
+        );
+    }
+
+    #[test]
+    fn initialisation_is_seeded_and_bounded() {
+        let spec = ModelSpec::parse("mlp:16", [1, 4, 4], 3).unwrap();
+        let a = parameters(&Network::new(&spec, &device(), 7).unwrap());
+        let b = parameters(&Network::new(&spec, &device(), 7).unwrap());
+        let c = parameters(&Network::new(&spec, &device(), 8).unwrap());
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        // First layer: fan-in 16, bound 0.25; second: fan-in 16 as well.
+        assert!(a.iter().all(|v| v.abs() <= 0.25));
+    }
+
+    #[test]
+    fn parameters_round_trip_through_with_parameters() {
+        let spec = ModelSpec::parse("cnn:2,2,4", [1, 4, 4], 2).unwrap();
+        let network = Network::new(&spec, &device(), 3).unwrap();
+        let values: Vec<f32> = (0..network.num_params()).map(|i| i as f32 * 0.01).collect();
+        let network = with_parameters(network, &values).unwrap();
+        assert_eq!(parameters(&network), values);
+        assert!(with_parameters(network, &values[1..]).is_err());
+    }
+}

@@ -1,0 +1,318 @@
+//! The whole pipeline in a few calls: train the original model, run unlearning methods,
+//! evaluate each against the retrained reference, and report a table.
+
+use crate::data::{DataBundle, Split};
+use crate::error::{Error, Result};
+use crate::eval::{Evaluation, SplitPredictions, evaluate, predict_split};
+use crate::methods::{UnlearnOutcome, UnlearnRequest, Unlearner};
+use crate::model::{Artifact, ArtifactMetadata, ModelSpec, Network, TOOL_VERSION};
+use crate::progress::Progress;
+use crate::train::{Recipe, TrainHook, train};
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// The fixed inputs of an experiment.
+pub struct Setup {
+    /// The data source as the user gave it (recorded in artifacts).
+    pub data_description: String,
+    /// Train and test data.
+    pub data: DataBundle,
+    /// Train / test / forget ids.
+    pub split: Split,
+    /// The architecture.
+    pub spec: ModelSpec,
+    /// The training recipe (its seed orders the data).
+    pub recipe: Recipe,
+    /// Autodiff device to train on.
+    pub device: Device,
+    /// Seed of the model initialisation and of the methods' random choices.
+    pub seed: u64,
+    /// Progress display.
+    pub progress: Progress,
+}
+
+impl Setup {
+    /// Checks the split against the data and the model against the data's shape.
+    pub fn validate(&self) -> Result<()> {
+        self.split.validate(&self.data)?;
+        self.recipe.validate()?;
+        if self.spec.input() != self.data.train.shape {
+            return Err(Error::invalid(format!(
+                "model input {:?} does not match the data's shape {:?}",
+                self.spec.input(),
+                self.data.train.shape
+            )));
+        }
+        Ok(())
+    }
+
+    fn metadata(&self, trained_on: &str, seconds: f64) -> ArtifactMetadata {
+        ArtifactMetadata {
+            tool_version: TOOL_VERSION.to_string(),
+            spec: self.spec.clone(),
+            dataset: self.data_description.clone(),
+            dataset_hash: self.data.train.hash(),
+            split_hash: self.split.hash(),
+            train_ids_hash: crate::io::ids_hash(&self.split.train),
+            seed: self.seed,
+            recipe: self.recipe.clone(),
+            trained_on: trained_on.to_string(),
+            seconds,
+            method: None,
+            method_parameters: serde_json::Value::Null,
+            parent_model_hash: None,
+            model_hash: String::new(),
+        }
+    }
+
+    /// Trains the original model on the split's whole training set.
+    pub fn train_original(&self, hooks: &mut [&mut dyn TrainHook]) -> Result<Artifact> {
+        self.validate()?;
+        let network = Network::new(&self.spec, &self.device, self.seed)?;
+        let (network, report) = train(
+            network,
+            &self.data.train,
+            &self.split.train,
+            &self.recipe,
+            hooks,
+            &self.progress,
+        )?;
+        Ok(Artifact::new(
+            network,
+            self.metadata("train", report.seconds),
+        ))
+    }
+
+    /// Runs one unlearning method on `original`, returning its outcome and wall-clock seconds.
+    pub fn unlearn<'a>(
+        &'a self,
+        original: &'a Artifact,
+        method: &dyn Unlearner,
+        hooks: Vec<&'a mut dyn TrainHook>,
+    ) -> Result<(UnlearnOutcome, f64)> {
+        self.validate()?;
+        let train_ids_hash = crate::io::ids_hash(&self.split.train);
+        if original.metadata.train_ids_hash != train_ids_hash {
+            return Err(Error::invalid(format!(
+                "the split's training ids (hash {train_ids_hash}) are not the ones the model was trained on (hash {})",
+                original.metadata.train_ids_hash
+            )));
+        }
+        if original.metadata.dataset_hash != self.data.train.hash() {
+            return Err(Error::invalid(format!(
+                "the data (hash {}) is not the data the model was trained on (hash {})",
+                self.data.train.hash(),
+                original.metadata.dataset_hash
+            )));
+        }
+        let started = Instant::now();
+        let outcome = method.unlearn(UnlearnRequest {
+            original,
+            data: &self.data,
+            split: &self.split,
+            recipe: &self.recipe,
+            device: &self.device,
+            seed: self.seed,
+            progress: self.progress,
+            hooks,
+        })?;
+        Ok((outcome, started.elapsed().as_secs_f64()))
+    }
+
+    /// Wraps an unlearning outcome as an artifact derived from `original`.
+    pub fn unlearned_artifact(
+        &self,
+        original: &Artifact,
+        method: &dyn Unlearner,
+        outcome: UnlearnOutcome,
+        seconds: f64,
+    ) -> Artifact {
+        let mut metadata = self.metadata(
+            if method.name() == "retrain" {
+                "retain"
+            } else {
+                "train"
+            },
+            seconds,
+        );
+        metadata.method = Some(method.name().to_string());
+        metadata.method_parameters = method.parameters();
+        metadata.parent_model_hash = Some(original.metadata.model_hash.clone());
+        Artifact::new(outcome.network, metadata)
+    }
+}
+
+/// One row of a comparison: a method's cost and metrics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodRun {
+    /// Method name (`original` for the model before unlearning).
+    pub method: String,
+    /// Hyper-parameters.
+    pub parameters: serde_json::Value,
+    /// Wall-clock seconds of the unlearning run (training time for `original`).
+    pub seconds: f64,
+    /// Retraining time divided by this run's time.
+    pub speedup: Option<f64>,
+    /// Optimisation steps.
+    pub steps: usize,
+    /// Every metric.
+    pub evaluation: Evaluation,
+    /// Method notes.
+    pub notes: Vec<String>,
+}
+
+/// A table comparing methods against retraining on one split, with what is needed to rerun it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Version of `unlearn`.
+    pub tool_version: String,
+    /// Data source.
+    pub data: String,
+    /// Training-set hash.
+    pub dataset_hash: String,
+    /// Split hash.
+    pub split_hash: String,
+    /// Forget-set selector.
+    pub forget_selector: String,
+    /// Sizes of the forget, retain and test sets.
+    pub sizes: [usize; 3],
+    /// Seed.
+    pub seed: u64,
+    /// Model description.
+    pub model: String,
+    /// Training recipe.
+    pub recipe: Recipe,
+    /// The original model, then retrain, then every other method.
+    pub runs: Vec<MethodRun>,
+}
+
+/// Trains the original model, retrains the reference, runs `methods` (retrain is added first if
+/// absent) and evaluates every model against the reference.
+pub fn compare(setup: &Setup, methods: &[Box<dyn Unlearner>]) -> Result<Comparison> {
+    let original = setup.train_original(&mut [])?;
+    compare_with(setup, &original, methods)
+}
+
+/// Like [`compare`], starting from an already trained original model.
+pub fn compare_with(
+    setup: &Setup,
+    original: &Artifact,
+    methods: &[Box<dyn Unlearner>],
+) -> Result<Comparison> {
+    let retrain = crate::methods::Retrain;
+    let (reference_outcome, retrain_seconds) = setup.unlearn(original, &retrain, Vec::new())?;
+    let reference = predict_split(&reference_outcome.network, &setup.data, &setup.split)?;
+    let reference_evaluation = evaluate(&reference, None, setup.seed)?;
+    let reference_headline = reference_evaluation.headline;
+    let against_reference = |predictions: &SplitPredictions| {
+        evaluate(
+            predictions,
+            Some((&reference, &reference_headline)),
+            setup.seed,
+        )
+    };
+    let mut runs = vec![MethodRun {
+        method: "original".into(),
+        parameters: serde_json::Value::Null,
+        seconds: original.metadata.seconds,
+        speedup: None,
+        steps: 0,
+        evaluation: against_reference(&predict_split(
+            &original.network,
+            &setup.data,
+            &setup.split,
+        )?)?,
+        notes: vec!["the trained model before unlearning".into()],
+    }];
+    runs.push(MethodRun {
+        method: "retrain".into(),
+        parameters: retrain.parameters(),
+        seconds: retrain_seconds,
+        speedup: Some(1.0),
+        steps: reference_outcome.steps,
+        evaluation: against_reference(&reference)?,
+        notes: reference_outcome.notes,
+    });
+    for method in methods.iter().filter(|m| m.name() != "retrain") {
+        let (outcome, seconds) = setup.unlearn(original, method.as_ref(), Vec::new())?;
+        let predictions = predict_split(&outcome.network, &setup.data, &setup.split)?;
+        runs.push(MethodRun {
+            method: method.name().to_string(),
+            parameters: method.parameters(),
+            seconds,
+            speedup: Some(retrain_seconds / seconds.max(1e-9)),
+            steps: outcome.steps,
+            evaluation: against_reference(&predictions)?,
+            notes: outcome.notes,
+        });
+    }
+    Ok(Comparison {
+        tool_version: TOOL_VERSION.to_string(),
+        data: setup.data_description.clone(),
+        dataset_hash: setup.data.train.hash(),
+        split_hash: setup.split.hash(),
+        forget_selector: setup.split.selector.clone(),
+        sizes: [
+            setup.split.forget.len(),
+            setup.split.train.len() - setup.split.forget.len(),
+            setup.split.test.len(),
+        ],
+        seed: setup.seed,
+        model: setup.spec.describe(),
+        recipe: setup.recipe.clone(),
+        runs,
+    })
+}
+
+impl Comparison {
+    /// The table in Markdown, with the directions of "better" in the header.
+    pub fn markdown(&self) -> String {
+        let mut out = format!(
+            "Data `{}`, model `{}`, forget `{}` ({} forget / {} retain / {} test), seed {}.\n\n",
+            self.data,
+            self.model,
+            self.forget_selector,
+            self.sizes[0],
+            self.sizes[1],
+            self.sizes[2],
+            self.seed
+        );
+        out.push_str(
+            "| method | UA | RA ↑ | TA ↑ | MIA-eff. | Avg. Gap ↓ | loss-MIA | KL(D_f) ↓ | ‖θ−θ_R‖ ↓ | time (s) | speed-up |\n",
+        );
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+        for run in &self.runs {
+            let headline = &run.evaluation.headline;
+            let reference = run.evaluation.reference;
+            let cell = |value: Option<f64>, digits: usize| match value {
+                Some(v) => format!("{v:.digits$}"),
+                None => "–".to_string(),
+            };
+            out.push_str(&format!(
+                "| {} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {:.2} | {} |\n",
+                run.method,
+                headline.unlearn_accuracy,
+                headline.retain_accuracy,
+                headline.test_accuracy,
+                headline.mia_efficacy,
+                cell(reference.map(|r| r.average_gap), 2),
+                cell(run.evaluation.loss_mia, 2),
+                cell(reference.map(|r| r.kl_forget), 4),
+                cell(reference.map(|r| r.parameter_distance), 3),
+                run.seconds,
+                if run.method == "original" {
+                    "–".to_string()
+                } else {
+                    cell(run.speedup, 1).to_string() + "×"
+                },
+            ));
+        }
+        out.push_str(
+            "\nUA = 100 − accuracy on the forget set; for random forgetting the target is retrain's value, not 100. \
+             MIA-eff. = % of the forget set a confidence-based logistic attacker calls non-member. \
+             Avg. Gap = mean |Δ| of UA, RA, TA, MIA-eff. against retrain. The original row's time is its training time.\n",
+        );
+        out
+    }
+}

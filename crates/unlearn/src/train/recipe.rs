@@ -1,0 +1,147 @@
+//! Training hyper-parameters.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+
+/// Which optimiser updates the weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// Mini-batch SGD with optional (heavy-ball, undampened) momentum and coupled weight decay.
+    Sgd,
+    /// Adam (Kingma & Ba 2015) with coupled weight decay.
+    Adam,
+}
+
+/// How the learning rate evolves over the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Schedule {
+    /// The same learning rate at every step.
+    Constant,
+    /// Cosine decay from the learning rate to zero over all steps (Loshchilov & Hutter 2017).
+    Cosine,
+}
+
+/// A training recipe: everything that decides a training run besides the data and the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recipe {
+    /// The optimiser.
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Learning-rate schedule.
+    pub schedule: Schedule,
+    /// Passes over the data.
+    pub epochs: usize,
+    /// Samples per mini-batch.
+    pub batch_size: usize,
+    /// Momentum factor (SGD only; 0 disables it).
+    pub momentum: f64,
+    /// L2 weight decay added to the gradient.
+    pub weight_decay: f64,
+    /// Seed of the data order.
+    pub seed: u64,
+}
+
+impl Default for Recipe {
+    /// SGD with momentum 0.9, learning rate 0.05 with cosine decay, batch 128, 5 epochs,
+    /// weight decay 5e-4.
+    fn default() -> Self {
+        Recipe {
+            optimizer: OptimizerKind::Sgd,
+            learning_rate: 0.05,
+            schedule: Schedule::Cosine,
+            epochs: 5,
+            batch_size: 128,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            seed: 0,
+        }
+    }
+}
+
+impl Recipe {
+    /// Checks that the hyper-parameters make sense.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(Error::invalid(format!(
+                "learning rate must be positive, got {}",
+                self.learning_rate
+            )));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::invalid("batch size must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(Error::invalid(format!(
+                "momentum must be in [0, 1), got {}",
+                self.momentum
+            )));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::invalid(format!(
+                "weight decay must be ≥ 0, got {}",
+                self.weight_decay
+            )));
+        }
+        Ok(())
+    }
+
+    /// The learning rate at `step` out of `total_steps`.
+    pub fn learning_rate_at(&self, step: usize, total_steps: usize) -> f64 {
+        match self.schedule {
+            Schedule::Constant => self.learning_rate,
+            Schedule::Cosine => {
+                let progress = step as f64 / total_steps.max(1) as f64;
+                0.5 * self.learning_rate * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cosine_schedule_starts_at_the_peak_and_decays_to_zero() {
+        let recipe = Recipe {
+            schedule: Schedule::Cosine,
+            learning_rate: 0.1,
+            ..Recipe::default()
+        };
+        assert!((recipe.learning_rate_at(0, 100) - 0.1).abs() < 1e-12);
+        assert!((recipe.learning_rate_at(50, 100) - 0.05).abs() < 1e-12);
+        assert!(recipe.learning_rate_at(100, 100).abs() < 1e-12);
+        let constant = Recipe {
+            schedule: Schedule::Constant,
+            ..Recipe::default()
+        };
+        assert_eq!(constant.learning_rate_at(77, 100), 0.05);
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        for recipe in [
+            Recipe {
+                learning_rate: 0.0,
+                ..Recipe::default()
+            },
+            Recipe {
+                batch_size: 0,
+                ..Recipe::default()
+            },
+            Recipe {
+                momentum: 1.0,
+                ..Recipe::default()
+            },
+            Recipe {
+                weight_decay: -1.0,
+                ..Recipe::default()
+            },
+        ] {
+            assert!(recipe.validate().is_err());
+        }
+    }
+}

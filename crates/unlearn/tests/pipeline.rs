@@ -1,0 +1,208 @@
+//! Pipeline tests on the embedded Fashion-MNIST subset (always present) and on the full
+//! Fashion-MNIST files (present after `apt-get install dataset-fashion-mnist`).
+
+use burn::tensor::Device;
+use std::collections::HashSet;
+use unlearn::data::{DataBundle, DataSource, ForgetSelector, Split, load};
+use unlearn::eval::predict_split;
+use unlearn::methods::{self, MethodParams};
+use unlearn::model::{Artifact, ModelSpec};
+use unlearn::pipeline::Setup;
+use unlearn::progress::Progress;
+use unlearn::train::{Recipe, StepContext, TrainHook, predict_probabilities};
+
+/// A small setup on the first `train_size` embedded training samples.
+fn small_setup(train_size: u32, forget: &str, epochs: usize) -> Setup {
+    let data = load(&DataSource::Embedded, 0).unwrap();
+    let selector = ForgetSelector::parse(forget).unwrap();
+    let mut split = Split::new(&data, &selector, 1).unwrap();
+    split.train.retain(|&id| id < train_size);
+    split.forget.retain(|&id| id < train_size);
+    split.test.truncate(1000);
+    small_setup_with(data, split, epochs)
+}
+
+fn small_setup_with(data: DataBundle, split: Split, epochs: usize) -> Setup {
+    let spec = ModelSpec::parse("mlp:64", data.train.shape, data.train.num_classes).unwrap();
+    Setup {
+        data_description: "embedded".into(),
+        data,
+        split,
+        spec,
+        recipe: Recipe {
+            epochs,
+            ..Recipe::default()
+        },
+        device: Device::flex().autodiff(),
+        seed: 5,
+        progress: Progress::hidden(),
+    }
+}
+
+/// Records every sample id a training run touches.
+#[derive(Default)]
+struct SeenIds(HashSet<u32>);
+
+impl TrainHook for SeenIds {
+    fn before_update(&mut self, step: &mut StepContext<'_>) -> unlearn::Result<()> {
+        self.0.extend(step.batch_ids.iter().copied());
+        Ok(())
+    }
+}
+
+#[test]
+fn retrain_never_sees_the_forget_set() {
+    let setup = small_setup(2000, "random:5%", 1);
+    let mut seen_by_original = SeenIds::default();
+    let original = setup.train_original(&mut [&mut seen_by_original]).unwrap();
+    let forget: HashSet<u32> = setup.split.forget.iter().copied().collect();
+    assert!(!forget.is_empty());
+    // The hook does see the forget set when it is part of the training data...
+    assert!(forget.is_subset(&seen_by_original.0));
+
+    let retrain = methods::build("retrain", &MethodParams::default()).unwrap();
+    let mut seen = SeenIds::default();
+    setup
+        .unlearn(&original, retrain.as_ref(), vec![&mut seen])
+        .unwrap();
+    // ...and retraining sees exactly the retain set.
+    assert!(seen.0.is_disjoint(&forget));
+    let retain: HashSet<u32> = setup.split.retain().into_iter().collect();
+    assert_eq!(seen.0, retain);
+}
+
+#[test]
+fn save_then_load_gives_bit_identical_predictions() {
+    let base = small_setup(1000, "random:1%", 1);
+    for model in ["mlp:32", "cnn:4,8,16", "softmax"] {
+        let mut setup = small_setup_with(base.data.clone(), base.split.clone(), 1);
+        setup.spec = ModelSpec::parse(model, [1, 28, 28], 10).unwrap();
+        let artifact = setup.train_original(&mut []).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        artifact.save(&path).unwrap();
+        let loaded = Artifact::load(&path, &setup.device).unwrap();
+        assert_eq!(loaded.metadata, artifact.metadata);
+        let ids: Vec<u32> = setup.split.test.clone();
+        let before = predict_probabilities(&artifact.network, &setup.data.test, &ids).unwrap();
+        let after = predict_probabilities(&loaded.network, &setup.data.test, &ids).unwrap();
+        assert_eq!(before, after, "{model}");
+    }
+}
+
+#[test]
+fn loading_refuses_mismatched_or_corrupt_files() {
+    let setup = small_setup(500, "random:1%", 1);
+    let artifact = setup.train_original(&mut []).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("model.safetensors");
+    artifact.save(&path).unwrap();
+
+    // Weights that do not match the sidecar's hash.
+    let mut metadata: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("model.json")).unwrap()).unwrap();
+    metadata["model_hash"] = "0000000000000000".into();
+    std::fs::write(dir.path().join("model.json"), metadata.to_string()).unwrap();
+    let error = Artifact::load(&path, &setup.device).unwrap_err();
+    assert!(error.to_string().contains("does not match"), "{error}");
+
+    // A truncated weights file.
+    artifact.save(&path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    assert!(Artifact::load(&path, &setup.device).is_err());
+
+    // A sidecar that is not JSON.
+    artifact.save(&path).unwrap();
+    std::fs::write(dir.path().join("model.json"), "not json").unwrap();
+    let error = Artifact::load(&path, &setup.device).unwrap_err();
+    assert!(error.to_string().contains("sidecar"), "{error}");
+}
+
+fn mean_forget_loss(setup: &Setup, network: &unlearn::model::Network) -> f64 {
+    let predictions = predict_split(network, &setup.data, &setup.split).unwrap();
+    let losses = predictions.forget.losses();
+    losses.iter().sum::<f64>() / losses.len() as f64
+}
+
+#[test]
+fn gradient_ascent_raises_the_forget_loss_and_finetune_keeps_accuracy() {
+    let setup = small_setup(3000, "random:2%", 2);
+    let original = setup.train_original(&mut []).unwrap();
+    let before = mean_forget_loss(&setup, &original.network);
+
+    let ascent = methods::build("gradient-ascent", &MethodParams::default()).unwrap();
+    let (outcome, _) = setup
+        .unlearn(&original, ascent.as_ref(), Vec::new())
+        .unwrap();
+    assert!(outcome.steps > 0);
+    let after = mean_forget_loss(&setup, &outcome.network);
+    assert!(after > before, "forget loss {before} → {after}");
+
+    let finetune = methods::build("finetune", &MethodParams::default()).unwrap();
+    let (outcome, _) = setup
+        .unlearn(&original, finetune.as_ref(), Vec::new())
+        .unwrap();
+    let predictions = predict_split(&outcome.network, &setup.data, &setup.split).unwrap();
+    let test_accuracy = unlearn::eval::metrics::accuracy(&predictions.test).unwrap();
+    assert!(
+        test_accuracy > 70.0,
+        "test accuracy after finetune {test_accuracy}"
+    );
+}
+
+#[test]
+fn unlearning_refuses_a_model_trained_on_other_ids() {
+    let setup = small_setup(1000, "random:1%", 1);
+    let original = setup.train_original(&mut []).unwrap();
+    let mut other = small_setup(1200, "random:1%", 1);
+    other.split.forget = setup.split.forget.clone();
+    let method = methods::build("finetune", &MethodParams::default()).unwrap();
+    let error = other
+        .unlearn(&original, method.as_ref(), Vec::new())
+        .err()
+        .unwrap();
+    assert!(
+        error
+            .to_string()
+            .contains("not the ones the model was trained on")
+    );
+}
+
+/// Real Fashion-MNIST: skipped when the files are missing, except under CI where it fails.
+fn real_data() -> Option<DataBundle> {
+    let dir = std::path::Path::new("/usr/share/datasets/fashion-mnist");
+    if !dir.join("train-images-idx3-ubyte.gz").exists() {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("Fashion-MNIST is missing under CI: apt-get install dataset-fashion-mnist");
+        }
+        eprintln!("skipping: Fashion-MNIST not installed");
+        return None;
+    }
+    Some(
+        load(
+            &DataSource::Idx {
+                dir: dir.to_path_buf(),
+            },
+            0,
+        )
+        .unwrap(),
+    )
+}
+
+#[test]
+fn mlp_reaches_80_percent_after_one_epoch_on_10000_real_samples() {
+    let Some(data) = real_data() else { return };
+    let mut split = Split::new(&data, &ForgetSelector::RandomCount(100), 0).unwrap();
+    split.train.retain(|&id| id < 10_000);
+    split.forget.retain(|&id| id < 10_000);
+    let mut setup = small_setup_with(data, split, 1);
+    setup.spec = ModelSpec::parse("mlp", [1, 28, 28], 10).unwrap();
+    // One epoch of 10,000 samples is 313 steps at batch 32 (79 at the default 128).
+    setup.recipe.batch_size = 32;
+    let artifact = setup.train_original(&mut []).unwrap();
+    let predictions = predict_split(&artifact.network, &setup.data, &setup.split).unwrap();
+    let test_accuracy = unlearn::eval::metrics::accuracy(&predictions.test).unwrap();
+    assert_eq!(predictions.test.len(), 10_000);
+    assert!(test_accuracy >= 80.0, "test accuracy {test_accuracy}");
+}
