@@ -1,19 +1,6 @@
 //! `unlearn`: the command-line front end. It parses arguments, calls the library and prints;
 //! every computation lives in the `unlearn` crate.
 
-use anyhow::{Context, Result, bail};
-use clap::{Args, Parser, Subcommand};
-use std::path::{Path, PathBuf};
-use unlearn::data::{DataBundle, DataSource, ForgetSelector, Split, load};
-use unlearn::device::DeviceChoice;
-use unlearn::eval::{evaluate, predict_split};
-use unlearn::io::write_atomic;
-use unlearn::methods::{self, MethodParams};
-use unlearn::model::{Artifact, ModelSpec};
-use unlearn::pipeline::{Comparison, Setup, compare};
-use unlearn::progress::Progress;
-use unlearn::train::{OptimizerKind, Recipe, Schedule};
-
 /// `println!` that ends the program quietly when standard output is closed (`| head`),
 /// instead of panicking.
 macro_rules! say {
@@ -28,6 +15,22 @@ macro_rules! say {
         }
     }};
 }
+
+mod kmeans_cmd;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use unlearn::bench::{self, BenchConfig, BenchOptions};
+use unlearn::data::{DataBundle, DataSource, ForgetSelector, Split, load};
+use unlearn::device::DeviceChoice;
+use unlearn::eval::{evaluate, predict_split};
+use unlearn::io::write_atomic;
+use unlearn::methods::{self, MethodParams};
+use unlearn::model::{Artifact, ModelSpec};
+use unlearn::pipeline::{Comparison, Setup, compare};
+use unlearn::progress::Progress;
+use unlearn::train::{OptimizerKind, Recipe, Schedule};
 
 #[derive(Parser)]
 #[command(
@@ -68,8 +71,16 @@ enum Command {
     Eval(EvalArgs),
     /// Train on the embedded Fashion-MNIST subset, forget 1% with every method, print the table.
     Demo(DemoArgs),
+    /// Run an experiment grid from a config file; writes results/NAME/ (JSON lines, Markdown,
+    /// HTML with plots).
+    Bench(BenchArgs),
+    /// Regenerate the Markdown and HTML reports of a grid from its JSON lines.
+    Report(ReportArgs),
     /// List the registered unlearning methods.
     Methods,
+    /// Deletion-efficient k-means (Ginart et al. 2019): train, delete, eval, bench.
+    #[command(subcommand)]
+    Kmeans(kmeans_cmd::KmeansCommand),
 }
 
 #[derive(Args)]
@@ -202,6 +213,31 @@ struct DemoArgs {
     out_dir: PathBuf,
 }
 
+#[derive(Args)]
+struct BenchArgs {
+    /// The grid's config (see configs/).
+    #[arg(long)]
+    config: PathBuf,
+    /// Skip runs already recorded in results/NAME/runs.jsonl.
+    #[arg(long, conflicts_with = "fresh")]
+    resume: bool,
+    /// Ignore cached original and reference models (and overwrite them).
+    #[arg(long)]
+    fresh: bool,
+    /// Directory for results/NAME/.
+    #[arg(long, default_value = "results")]
+    results_dir: PathBuf,
+    /// Directory of cached models.
+    #[arg(long, default_value = "results/cache")]
+    cache_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// A grid's results directory, e.g. results/p1_random.
+    directory: PathBuf,
+}
+
 fn main() {
     let cli = Cli::parse();
     if let Err(error) = run(cli) {
@@ -218,6 +254,20 @@ fn run(cli: Cli) -> Result<()> {
         Command::Forget(args) => forget(&global, args),
         Command::Eval(args) => eval(&global, args),
         Command::Demo(args) => demo(&global, args),
+        Command::Kmeans(command) => {
+            kmeans_cmd::run(command, global.seed, global.json, global.quiet)
+        }
+        Command::Bench(args) => bench(&global, args),
+        Command::Report(args) => {
+            let records = bench::load_records(&args.directory)?;
+            bench::write_reports(&args.directory, &records)?;
+            say!(
+                "wrote {}/report.md, report.html and summary.json from {} runs",
+                args.directory.display(),
+                records.len()
+            );
+            Ok(())
+        }
         Command::Methods => {
             for entry in methods::registry() {
                 say!("{:<18} {}", entry.name, entry.description);
@@ -467,6 +517,33 @@ fn demo(global: &Global, args: DemoArgs) -> Result<()> {
             args.out_dir.join("demo.json").display(),
             args.out_dir.join("demo.md").display()
         );
+    }
+    Ok(())
+}
+
+fn bench(global: &Global, args: BenchArgs) -> Result<()> {
+    let config = BenchConfig::load(&args.config)?;
+    let options = BenchOptions {
+        results_dir: args.results_dir,
+        cache_dir: args.cache_dir,
+        resume: args.resume,
+        fresh: args.fresh,
+        device: DeviceChoice::parse(&global.device)?.device()?.autodiff(),
+        progress: progress(global),
+    };
+    let outcome = bench::run_grid(&config, &options)?;
+    if global.json {
+        say!("{}", serde_json::to_string(&outcome)?);
+    } else {
+        let directory = outcome.directory.display();
+        say!(
+            "{} runs ({} skipped as already done); {} models trained, {} from the cache",
+            outcome.runs_done,
+            outcome.runs_skipped,
+            outcome.models_trained,
+            outcome.models_cached
+        );
+        say!("wrote {directory}/runs.jsonl, report.md, report.html, summary.json");
     }
     Ok(())
 }

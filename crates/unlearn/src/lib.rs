@@ -5,11 +5,13 @@
 //! (train / test / forget), [`train`] a [`model::Network`], apply an unlearning method from
 //! [`methods`], and [`eval`]uate it against the model retrained without the forgotten data.
 
+pub mod bench;
 pub mod data;
 pub mod device;
 pub mod error;
 pub mod eval;
 pub mod io;
+pub mod kmeans;
 pub mod methods;
 pub mod model;
 pub mod pipeline;

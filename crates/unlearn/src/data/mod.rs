@@ -413,6 +413,46 @@ impl DataSource {
         }
     }
 
+    /// Checks, without reading them, that the source's files exist (so a grid can fail before
+    /// any training).
+    pub fn check_exists(&self) -> Result<()> {
+        let missing = |path: &Path| {
+            Err(Error::invalid(format!(
+                "data source {}: {} does not exist",
+                self.describe(),
+                path.display()
+            )))
+        };
+        match self {
+            DataSource::Embedded => Ok(()),
+            DataSource::Idx { dir } => {
+                for name in [
+                    "train-images-idx3-ubyte",
+                    "train-labels-idx1-ubyte",
+                    "t10k-images-idx3-ubyte",
+                    "t10k-labels-idx1-ubyte",
+                ] {
+                    find_idx_file(dir, name)?;
+                }
+                Ok(())
+            }
+            DataSource::Cifar10 { dir } | DataSource::Cifar100 { dir, .. } => {
+                if dir.is_dir() {
+                    Ok(())
+                } else {
+                    missing(dir)
+                }
+            }
+            DataSource::Csv { path, .. } => {
+                if path.is_file() {
+                    Ok(())
+                } else {
+                    missing(path)
+                }
+            }
+        }
+    }
+
     /// The `--data` string for this source; [`DataSource::parse`] reads it back.
     pub fn describe(&self) -> String {
         match self {

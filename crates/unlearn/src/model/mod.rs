@@ -4,7 +4,7 @@
 mod artifact;
 mod network;
 
-pub use artifact::{Artifact, ArtifactMetadata, TOOL_VERSION};
+pub use artifact::{Artifact, ArtifactMetadata, TOOL_VERSION, model_hash};
 pub use network::{Network, parameters, with_parameters};
 
 use crate::error::{Error, Result};

@@ -1,0 +1,158 @@
+//! `unlearn bench` and `unlearn report` on configs/smoke.toml: reproducibility, the model
+//! cache, resume, bad configs, and report regeneration.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn unlearn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_unlearn"))
+        .args(args)
+        .output()
+        .expect("the unlearn binary runs")
+}
+
+fn smoke_config() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/smoke.toml")
+}
+
+fn bench(config: &Path, results: &Path, cache: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec![
+        "bench",
+        "--config",
+        config.to_str().unwrap(),
+        "--results-dir",
+        results.to_str().unwrap(),
+        "--cache-dir",
+        cache.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    let output = unlearn(&args);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The run records with timings removed.
+fn records_without_timings(results: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(results.join("smoke/runs.jsonl")).unwrap();
+    text.lines()
+        .map(|line| {
+            let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
+            for key in [
+                "seconds",
+                "speedup",
+                "original_from_cache",
+                "reference_from_cache",
+            ] {
+                record[key] = serde_json::Value::Null;
+            }
+            record
+        })
+        .collect()
+}
+
+#[test]
+fn a_rerun_reuses_cached_models_and_reproduces_every_metric() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let cache = dir.path().join("cache");
+    let first = bench(&smoke_config(), &results, &cache, &[]);
+    // Two seeds × (original, retrain, finetune, gradient-ascent).
+    assert_eq!(first["runs_done"], 8);
+    assert_eq!(first["models_trained"], 4);
+    assert_eq!(first["models_cached"], 0);
+    let first_records = records_without_timings(&results);
+    for name in ["report.md", "report.html", "summary.json", "config.json"] {
+        assert!(results.join("smoke").join(name).exists(), "{name}");
+    }
+
+    let second = bench(&smoke_config(), &results, &cache, &[]);
+    assert_eq!(second["models_trained"], 0);
+    assert_eq!(second["models_cached"], 4);
+    let text = std::fs::read_to_string(results.join("smoke/runs.jsonl")).unwrap();
+    for line in text.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert_eq!(record["original_from_cache"], true);
+        assert_eq!(record["reference_from_cache"], true);
+    }
+    assert_eq!(records_without_timings(&results), first_records);
+
+    // A fresh run trains again and still gives the same metrics.
+    let fresh = bench(&smoke_config(), &results, &cache, &["--fresh"]);
+    assert_eq!(fresh["models_trained"], 4);
+    assert_eq!(records_without_timings(&results), first_records);
+
+    // Resume finds everything done.
+    let resumed = bench(&smoke_config(), &results, &cache, &["--resume"]);
+    assert_eq!(resumed["runs_done"], 0);
+    assert_eq!(resumed["runs_skipped"], 8);
+    assert_eq!(records_without_timings(&results), first_records);
+
+    // The report is regenerated from the JSON lines alone.
+    let smoke = results.join("smoke");
+    std::fs::remove_file(smoke.join("report.md")).unwrap();
+    std::fs::remove_file(smoke.join("report.html")).unwrap();
+    let output = unlearn(&["report", smoke.to_str().unwrap()]);
+    assert!(output.status.success());
+    let markdown = std::fs::read_to_string(smoke.join("report.md")).unwrap();
+    assert!(markdown.contains("| gradient-ascent |"), "{markdown}");
+    assert!(markdown.contains("2 seeds"), "{markdown}");
+    let html = std::fs::read_to_string(smoke.join("report.html")).unwrap();
+    assert_eq!(html.matches("<svg").count(), 2, "bars and scatter");
+}
+
+#[test]
+fn a_bad_config_fails_before_any_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("bad.toml");
+    let smoke = std::fs::read_to_string(smoke_config()).unwrap();
+    for (bad, expected) in [
+        (
+            smoke.replace("name = \"gradient-ascent\"", "name = \"magic\""),
+            "unknown method 'magic'",
+        ),
+        (smoke.replace("seeds = [0, 1]", "seeds = []"), "key `seeds`"),
+        (
+            smoke.replace("data = \"embedded\"", "data = \"idx:/no/such/dir\""),
+            "key `data`",
+        ),
+        (
+            smoke.replace(
+                "epochs = 1\nbatch_size",
+                "epochs = 1\nbatchsize = 3\nbatch_size",
+            ),
+            "unknown field `batchsize`",
+        ),
+    ] {
+        std::fs::write(&config, bad).unwrap();
+        let cache = dir.path().join("cache");
+        let output = unlearn(&[
+            "bench",
+            "--config",
+            config.to_str().unwrap(),
+            "--results-dir",
+            dir.path().join("results").to_str().unwrap(),
+            "--cache-dir",
+            cache.to_str().unwrap(),
+        ]);
+        assert!(!output.status.success());
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(message.contains("bad.toml"), "{message}");
+        assert!(message.contains(expected), "{expected}: {message}");
+        assert_eq!(message.trim_end().lines().count(), 1, "{message}");
+        assert!(!cache.exists(), "nothing may be trained");
+        assert!(!dir.path().join("results").exists());
+    }
+}
+
+#[test]
+fn report_on_a_directory_without_runs_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = unlearn(&["report", dir.path().to_str().unwrap()]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("runs.jsonl"));
+}

@@ -1,0 +1,164 @@
+//! `unlearn kmeans`: deletions across invocations and clear errors on bad input
+//! (deletion-efficient k-means of Ginart et al. 2019).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const GAUSSIAN: &str = "gaussian:n=300,d=3,k=3,seed=4";
+
+fn unlearn(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_unlearn"))
+        .args(args)
+        .output()
+        .expect("run unlearn")
+}
+
+fn assert_fails_with(output: &Output, needle: &str) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "expected a failure, got {stderr}");
+    assert!(stderr.contains(needle), "expected '{needle}' in: {stderr}");
+    assert!(!stderr.contains("panicked"), "panic: {stderr}");
+}
+
+fn stdout_json(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+#[test]
+fn train_delete_in_later_invocations_and_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    for method in ["q", "dc"] {
+        let model = dir.path().join(format!("{method}.json"));
+        let model = path_str(&model);
+        let trained = stdout_json(&unlearn(&[
+            "kmeans", "train", "--data", GAUSSIAN, "--k", "3", "--method", method, "--out", model,
+            "--json",
+        ]));
+        assert_eq!(trained["points"], 300);
+        let first = stdout_json(&unlearn(&[
+            "kmeans", "delete", "--model", model, "--ids", "5,17", "--json",
+        ]));
+        assert_eq!(first["total_deleted"], 2);
+        let second = stdout_json(&unlearn(&[
+            "kmeans", "delete", "--model", model, "--ids", "40", "--json",
+        ]));
+        assert_eq!(second["total_deleted"], 3);
+        let again = unlearn(&["kmeans", "delete", "--model", model, "--ids", "17"]);
+        assert_fails_with(&again, "already deleted");
+        let unknown = unlearn(&["kmeans", "delete", "--model", model, "--ids", "300"]);
+        assert_fails_with(&unknown, "unknown point id 300");
+        let eval = stdout_json(&unlearn(&[
+            "kmeans",
+            "eval",
+            "--model",
+            model,
+            "--compare",
+            "--json",
+        ]));
+        assert_eq!(eval["live_points"], 297);
+        assert!(eval["loss_ratio"].as_f64().unwrap() < 1.5);
+    }
+}
+
+#[test]
+fn bad_k_and_bad_method_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.json");
+    let out = path_str(&out);
+    let zero = unlearn(&[
+        "kmeans", "train", "--data", GAUSSIAN, "--k", "0", "--out", out,
+    ]);
+    assert_fails_with(&zero, "k must be at least 1");
+    let many = unlearn(&[
+        "kmeans", "train", "--data", GAUSSIAN, "--k", "301", "--out", out,
+    ]);
+    assert_fails_with(&many, "exceeds the number of points");
+    let method = unlearn(&[
+        "kmeans", "train", "--data", GAUSSIAN, "--k", "3", "--method", "x", "--out", out,
+    ]);
+    assert_fails_with(&method, "unknown k-means method");
+    assert!(!Path::new(out).exists());
+}
+
+#[test]
+fn empty_and_nan_data_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.json");
+    let out = path_str(&out);
+    let empty = unlearn(&[
+        "kmeans",
+        "train",
+        "--data",
+        "gaussian:n=0,d=3,k=2",
+        "--k",
+        "2",
+        "--out",
+        out,
+    ]);
+    assert_fails_with(&empty, "at least 1");
+    let csv = dir.path().join("nan.csv");
+    let mut text = String::from("label,a,b\n");
+    for row in 0..20 {
+        text.push_str(&format!("{},{row},1.5\n", row % 2));
+    }
+    text.push_str("0,NaN,2\n");
+    std::fs::write(&csv, text).unwrap();
+    let spec = format!("csv:{}?test=0.5", path_str(&csv));
+    let nan = unlearn(&["kmeans", "train", "--data", &spec, "--k", "2", "--out", out]);
+    assert!(!nan.status.success());
+    let stderr = String::from_utf8_lossy(&nan.stderr);
+    assert!(
+        stderr.to_lowercase().contains("nan") || stderr.contains("non-finite"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!Path::new(out).exists());
+}
+
+#[test]
+fn delete_needs_ids_and_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.json");
+    let none = unlearn(&["kmeans", "delete", "--model", path_str(&missing)]);
+    assert_fails_with(&none, "no ids to delete");
+    let absent = unlearn(&[
+        "kmeans",
+        "delete",
+        "--model",
+        path_str(&missing),
+        "--ids",
+        "1",
+    ]);
+    assert_fails_with(&absent, "missing.json");
+}
+
+#[test]
+fn bench_reports_p6_figures() {
+    let report = stdout_json(&unlearn(&[
+        "kmeans",
+        "bench",
+        "--data",
+        "gaussian:n=2000,d=4,k=3",
+        "--k",
+        "3",
+        "--method",
+        "dc",
+        "--deletions",
+        "10",
+        "--baseline-runs",
+        "1",
+        "--json",
+    ]));
+    assert_eq!(report["deletions_done"], 10);
+    assert!(report["speedup"].as_f64().unwrap() > 0.0);
+    assert!(report["loss_ratio"].as_f64().is_some());
+}
