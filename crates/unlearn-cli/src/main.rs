@@ -28,9 +28,11 @@ use unlearn::eval::{evaluate, predict_split};
 use unlearn::io::write_atomic;
 use unlearn::methods::{self, MethodParams};
 use unlearn::model::{Artifact, ModelSpec};
-use unlearn::pipeline::{Comparison, Setup, compare};
+use unlearn::pipeline::{Comparison, RecordKind, RecordingPlan, Setup, compare};
 use unlearn::progress::Progress;
-use unlearn::train::{OptimizerKind, Recipe, Schedule};
+use unlearn::train::{
+    BatchGrouping, OptimizerKind, Recipe, Schedule, SensitiveSet, ValueEncoding,
+};
 
 #[derive(Parser)]
 #[command(
@@ -149,6 +151,19 @@ struct TrainArgs {
     /// Where to write the weights (.safetensors); the sidecar and split go next to it.
     #[arg(long)]
     out: PathBuf,
+    /// Record for amnesiac unlearning while training: amnesiac-batch or amnesiac-sample
+    /// (repeatable); each writes MODEL.amnesiac-KIND.records next to the model.
+    #[arg(long = "record")]
+    record: Vec<String>,
+    /// Samples to record: forget (the split's forget set), all, or ids:FILE.
+    #[arg(long, default_value = "forget")]
+    sensitive: String,
+    /// How records store values: f32, f16 or topk:FRACTION (e.g. topk:0.01).
+    #[arg(long, default_value = "f32")]
+    record_format: String,
+    /// Batch-level records: batch (one per batch) or class (one running sum per class).
+    #[arg(long, default_value = "batch")]
+    record_groups: String,
 }
 
 #[derive(Args)]
@@ -174,6 +189,10 @@ struct ForgetArgs {
     /// Where to write the unlearned model (.safetensors).
     #[arg(long)]
     out: PathBuf,
+    /// Record files made while training the model (repeatable); default: the
+    /// MODEL.amnesiac-batch.records and MODEL.amnesiac-sample.records files next to it.
+    #[arg(long = "records")]
+    records: Vec<PathBuf>,
 }
 
 #[derive(Args)]
@@ -321,11 +340,41 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
     let split = Split::new(&data, &selector, global.seed)?;
     let spec = ModelSpec::parse(&args.model, data.train.shape, data.train.num_classes)?;
     let recipe = args.recipe.recipe(global.seed)?;
+    let plan = recording_plan(&args)?;
     let setup = build_setup(global, &args.data, data, split, spec, recipe)?;
-    let artifact = setup.train_original(&mut [])?;
+    let (artifact, recorded) = match &plan {
+        None => (setup.train_original(&mut [])?, Vec::new()),
+        Some(plan) => {
+            let plan = RecordingPlan {
+                sensitive: match &plan.sensitive {
+                    None => SensitiveSet::Ids(setup.split.forget.clone()),
+                    Some(set) => set.clone(),
+                },
+                ..plan.plan.clone()
+            };
+            setup.train_recorded(&plan, &|kind| kind.path_for(&args.out))?
+        }
+    };
     let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
     let evaluation = evaluate(&predictions, None, global.seed)?;
     artifact.save(&args.out)?;
+    for kind in [RecordKind::Batch, RecordKind::Sample] {
+        let stale = kind.path_for(&args.out);
+        if stale.exists() && !recorded.iter().any(|file| file.path == stale) {
+            std::fs::remove_file(&stale)
+                .with_context(|| format!("removing stale records {}", stale.display()))?;
+        }
+    }
+    let records: Vec<serde_json::Value> = recorded
+        .iter()
+        .map(|file| {
+            serde_json::json!({
+                "kind": file.kind.name(), "path": file.path, "bytes": file.bytes,
+                "records": file.header.records.len(), "sensitive": file.header.sensitive.len(),
+                "format": file.header.encoding.describe(),
+            })
+        })
+        .collect();
     let split_path = split_path_for(&args.out);
     setup.split.save(&split_path)?;
     let throughput = (setup.split.train.len() * setup.recipe.epochs) as f64
@@ -335,7 +384,7 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
             "{}",
             serde_json::json!({
                 "model": args.out, "split": split_path, "samples_per_second": throughput,
-                "metadata": artifact.metadata, "evaluation": evaluation,
+                "metadata": artifact.metadata, "evaluation": evaluation, "records": records,
             })
         );
     } else {
@@ -355,8 +404,57 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
             Artifact::sidecar_path(&args.out).display(),
             split_path.display()
         );
+        for file in &recorded {
+            say!(
+                "wrote {} records: {} ({} records for {} sensitive samples, {} bytes, {})",
+                file.kind.name(),
+                file.path.display(),
+                file.header.records.len(),
+                file.header.sensitive.len(),
+                file.bytes,
+                file.header.encoding.describe()
+            );
+        }
     }
     Ok(())
+}
+
+/// The recording asked for on the command line; `sensitive` is `None` for the split's forget
+/// set (known only once the split is drawn).
+struct CliRecording {
+    plan: RecordingPlan,
+    sensitive: Option<SensitiveSet>,
+}
+
+fn recording_plan(args: &TrainArgs) -> Result<Option<CliRecording>> {
+    if args.record.is_empty() {
+        return Ok(None);
+    }
+    let mut kinds = Vec::new();
+    for name in &args.record {
+        let kind = RecordKind::parse(name)?;
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    let sensitive = match args.sensitive.as_str() {
+        "forget" => None,
+        other => Some(SensitiveSet::parse(other)?),
+    };
+    let grouping = match args.record_groups.as_str() {
+        "batch" => BatchGrouping::PerBatch,
+        "class" => BatchGrouping::PerClass,
+        other => bail!("unknown record grouping '{other}' (expected batch or class)"),
+    };
+    Ok(Some(CliRecording {
+        plan: RecordingPlan {
+            kinds,
+            sensitive: SensitiveSet::All,
+            encoding: ValueEncoding::parse(&args.record_format)?,
+            grouping,
+        },
+        sensitive,
+    }))
 }
 
 /// Loads a model, its data and a split (saved or from a new deletion request).
@@ -395,9 +493,19 @@ fn load_model_context(
 fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
     let params = MethodParams::parse(&args.params)?;
     let method = methods::build(&args.method, &params)?;
+    let records = if args.records.is_empty() {
+        [RecordKind::Batch, RecordKind::Sample]
+            .iter()
+            .map(|kind| kind.path_for(&args.model))
+            .filter(|path| path.exists())
+            .collect()
+    } else {
+        args.records.clone()
+    };
     let (setup, original) =
         load_model_context(global, &args.model, args.data, args.split, args.forget)?;
-    let (outcome, seconds) = setup.unlearn(&original, method.as_ref(), Vec::new())?;
+    let (outcome, seconds) =
+        setup.unlearn_with_records(&original, method.as_ref(), Vec::new(), &records)?;
     let steps = outcome.steps;
     let notes = outcome.notes.clone();
     let artifact = setup.unlearned_artifact(&original, method.as_ref(), outcome, seconds);

@@ -6,6 +6,7 @@
 //! [`methods`], and [`eval`]uate it against the model retrained without the forgotten data.
 
 pub mod bench;
+pub mod convex;
 pub mod data;
 pub mod device;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod kmeans;
 pub mod methods;
 pub mod model;
 pub mod pipeline;
+pub mod privacy;
 pub mod progress;
 pub mod train;
 

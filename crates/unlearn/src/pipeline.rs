@@ -7,9 +7,13 @@ use crate::eval::{Evaluation, SplitPredictions, evaluate, predict_split};
 use crate::methods::{UnlearnOutcome, UnlearnRequest, Unlearner};
 use crate::model::{Artifact, ArtifactMetadata, ModelSpec, Network, TOOL_VERSION};
 use crate::progress::Progress;
-use crate::train::{Recipe, TrainHook, train};
+use crate::train::{
+    BatchGrouping, BatchRecorder, Recipe, RecordHeader, RecordProvenance, SampleRecorder,
+    SensitiveSet, TrainHook, ValueEncoding, train,
+};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// The fixed inputs of an experiment.
@@ -84,12 +88,105 @@ impl Setup {
         ))
     }
 
+    /// Trains the original model like [`Setup::train_original`] while recording for amnesiac
+    /// unlearning (Graves, Nagisetty, Ganesh 2021) as `plan` says; each record file is written
+    /// to `record_path(kind)`. Returns the model and, per kind, the file and its header.
+    pub fn train_recorded(
+        &self,
+        plan: &RecordingPlan,
+        record_path: &dyn Fn(RecordKind) -> PathBuf,
+    ) -> Result<(Artifact, Vec<RecordedFile>)> {
+        self.validate()?;
+        let sensitive = plan
+            .sensitive
+            .resolve(&self.data.train, &self.split.train)?;
+        let network = Network::new(&self.spec, &self.device, self.seed)?;
+        let train_data = &self.data.train;
+        let mut sample_recorder = if plan.kinds.contains(&RecordKind::Sample) {
+            Some(SampleRecorder::new(
+                train_data,
+                &self.split.train,
+                &self.recipe,
+                sensitive.clone(),
+            )?)
+        } else {
+            None
+        };
+        let mut batch_recorder = if plan.kinds.contains(&RecordKind::Batch) {
+            Some(BatchRecorder::new(
+                train_data,
+                &self.recipe,
+                &network,
+                sensitive.clone(),
+                plan.grouping,
+                plan.encoding,
+            )?)
+        } else {
+            None
+        };
+        let mut hooks: Vec<&mut dyn TrainHook> = Vec::new();
+        if let Some(recorder) = sample_recorder.as_mut() {
+            hooks.push(recorder);
+        }
+        if let Some(recorder) = batch_recorder.as_mut() {
+            hooks.push(recorder);
+        }
+        let (network, report) = train(
+            network,
+            train_data,
+            &self.split.train,
+            &self.recipe,
+            &mut hooks,
+            &self.progress,
+        )?;
+        let artifact = Artifact::new(network, self.metadata("train", report.seconds));
+        let provenance = RecordProvenance {
+            model_hash: artifact.metadata.model_hash.clone(),
+            dataset_hash: artifact.metadata.dataset_hash.clone(),
+            train_ids_hash: artifact.metadata.train_ids_hash.clone(),
+        };
+        let mut files = Vec::new();
+        if let Some(recorder) = sample_recorder {
+            let path = record_path(RecordKind::Sample);
+            let header = recorder.finish(&path, plan.encoding, &artifact.network, &provenance)?;
+            files.push(RecordedFile {
+                kind: RecordKind::Sample,
+                bytes: file_bytes(&path)?,
+                path,
+                header,
+            });
+        }
+        if let Some(recorder) = batch_recorder {
+            let path = record_path(RecordKind::Batch);
+            let header = recorder.finish(&path, &provenance)?;
+            files.push(RecordedFile {
+                kind: RecordKind::Batch,
+                bytes: file_bytes(&path)?,
+                path,
+                header,
+            });
+        }
+        Ok((artifact, files))
+    }
+
     /// Runs one unlearning method on `original`, returning its outcome and wall-clock seconds.
     pub fn unlearn<'a>(
         &'a self,
         original: &'a Artifact,
         method: &dyn Unlearner,
         hooks: Vec<&'a mut dyn TrainHook>,
+    ) -> Result<(UnlearnOutcome, f64)> {
+        self.unlearn_with_records(original, method, hooks, &[])
+    }
+
+    /// Like [`Setup::unlearn`], giving the method the record files made while training
+    /// `original` (amnesiac unlearning needs them).
+    pub fn unlearn_with_records<'a>(
+        &'a self,
+        original: &'a Artifact,
+        method: &dyn Unlearner,
+        hooks: Vec<&'a mut dyn TrainHook>,
+        records: &'a [PathBuf],
     ) -> Result<(UnlearnOutcome, f64)> {
         self.validate()?;
         let train_ids_hash = crate::io::ids_hash(&self.split.train);
@@ -116,6 +213,7 @@ impl Setup {
             seed: self.seed,
             progress: self.progress,
             hooks,
+            records,
         })?;
         Ok((outcome, started.elapsed().as_secs_f64()))
     }
@@ -141,6 +239,74 @@ impl Setup {
         metadata.parent_model_hash = Some(original.metadata.model_hash.clone());
         Artifact::new(outcome.network, metadata)
     }
+}
+
+/// Which amnesiac recorder to run while training (Graves, Nagisetty, Ganesh 2021).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordKind {
+    /// `amnesiac-batch`: Δθ of the batches holding sensitive samples.
+    Batch,
+    /// `amnesiac-sample`: each sensitive sample's own contribution.
+    Sample,
+}
+
+impl RecordKind {
+    /// Parses `amnesiac-batch` or `amnesiac-sample`.
+    pub fn parse(text: &str) -> Result<RecordKind> {
+        match text {
+            "amnesiac-batch" => Ok(RecordKind::Batch),
+            "amnesiac-sample" => Ok(RecordKind::Sample),
+            _ => Err(Error::invalid(format!(
+                "unknown recorder '{text}' (expected amnesiac-batch or amnesiac-sample)"
+            ))),
+        }
+    }
+
+    /// The recorder's (and its unlearner's) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            RecordKind::Batch => "amnesiac-batch",
+            RecordKind::Sample => "amnesiac-sample",
+        }
+    }
+
+    /// The record file of this kind for a model saved at `model`:
+    /// `model.safetensors` → `model.amnesiac-sample.records`.
+    pub fn path_for(self, model: &Path) -> PathBuf {
+        model.with_extension(format!("{}.records", self.name()))
+    }
+}
+
+/// What to record while training, for amnesiac unlearning (Graves, Nagisetty, Ganesh 2021).
+#[derive(Debug, Clone)]
+pub struct RecordingPlan {
+    /// The recorders to run.
+    pub kinds: Vec<RecordKind>,
+    /// The samples to record.
+    pub sensitive: SensitiveSet,
+    /// How to store values.
+    pub encoding: ValueEncoding,
+    /// Batch-level records: one per batch, or one running sum per class.
+    pub grouping: BatchGrouping,
+}
+
+/// A record file written by [`Setup::train_recorded`].
+#[derive(Debug, Clone)]
+pub struct RecordedFile {
+    /// Which recorder wrote it.
+    pub kind: RecordKind,
+    /// Where it is.
+    pub path: PathBuf,
+    /// Its size on disk.
+    pub bytes: u64,
+    /// Its header.
+    pub header: RecordHeader,
+}
+
+fn file_bytes(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path)
+        .map_err(|e| Error::io(path, e))?
+        .len())
 }
 
 /// One row of a comparison: a method's cost and metrics.
@@ -189,9 +355,34 @@ pub struct Comparison {
 
 /// Trains the original model, retrains the reference, runs `methods` (retrain is added first if
 /// absent) and evaluates every model against the reference.
+///
+/// When a method needs records (amnesiac unlearning, Graves, Nagisetty, Ganesh 2021), the
+/// original is trained while recording the forget set with those recorders (f32 records in a
+/// temporary directory); its training time then includes the recording.
 pub fn compare(setup: &Setup, methods: &[Box<dyn Unlearner>]) -> Result<Comparison> {
-    let original = setup.train_original(&mut [])?;
-    compare_with(setup, &original, methods)
+    let kinds: Vec<RecordKind> = methods
+        .iter()
+        .filter(|method| crate::methods::needs_records(method.name()))
+        .map(|method| RecordKind::parse(method.name()))
+        .collect::<Result<_>>()?;
+    if kinds.is_empty() {
+        let original = setup.train_original(&mut [])?;
+        return compare_with(setup, &original, methods);
+    }
+    let directory = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let plan = RecordingPlan {
+        kinds,
+        sensitive: SensitiveSet::Ids(setup.split.forget.clone()),
+        encoding: ValueEncoding::F32,
+        grouping: BatchGrouping::PerBatch,
+    };
+    let (original, files) = setup.train_recorded(&plan, &|kind| {
+        directory
+            .path()
+            .join(format!("original.{}.records", kind.name()))
+    })?;
+    let paths: Vec<PathBuf> = files.into_iter().map(|file| file.path).collect();
+    compare_with_records(setup, &original, methods, &paths)
 }
 
 /// Like [`compare`], starting from an already trained original model.
@@ -199,6 +390,16 @@ pub fn compare_with(
     setup: &Setup,
     original: &Artifact,
     methods: &[Box<dyn Unlearner>],
+) -> Result<Comparison> {
+    compare_with_records(setup, original, methods, &[])
+}
+
+/// Like [`compare_with`], giving the methods the record files made while training `original`.
+pub fn compare_with_records(
+    setup: &Setup,
+    original: &Artifact,
+    methods: &[Box<dyn Unlearner>],
+    records: &[PathBuf],
 ) -> Result<Comparison> {
     let retrain = crate::methods::Retrain;
     let (reference_outcome, retrain_seconds) = setup.unlearn(original, &retrain, Vec::new())?;
@@ -235,7 +436,8 @@ pub fn compare_with(
         notes: reference_outcome.notes,
     });
     for method in methods.iter().filter(|m| m.name() != "retrain") {
-        let (outcome, seconds) = setup.unlearn(original, method.as_ref(), Vec::new())?;
+        let (outcome, seconds) =
+            setup.unlearn_with_records(original, method.as_ref(), Vec::new(), records)?;
         let predictions = predict_split(&outcome.network, &setup.data, &setup.split)?;
         runs.push(MethodRun {
             method: method.name().to_string(),

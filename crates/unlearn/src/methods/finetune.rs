@@ -4,6 +4,7 @@
 
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
 use crate::error::Result;
+use crate::model::Network;
 use crate::train::{OptimizerKind, Recipe, Schedule, train};
 
 /// Fine-tunes on D_r with SGD.
@@ -43,29 +44,41 @@ impl Unlearner for Finetune {
     }
 
     fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
-        let recipe = Recipe {
-            optimizer: OptimizerKind::Sgd,
-            learning_rate: self.learning_rate,
-            schedule: Schedule::Constant,
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            momentum: self.momentum,
-            weight_decay: request.recipe.weight_decay,
-            seed: request.seed,
-        };
-        let (network, report) = train(
-            request.original.network.clone(),
-            &request.data.train,
-            &request.split.retain(),
-            &recipe,
-            &mut request.hooks,
-            &request.progress,
-        )?;
+        let network = request.original.network.clone();
+        let (network, steps) = finetune_on_retain(network, &mut request, self)?;
         Ok(UnlearnOutcome {
             network,
             certificate: None,
-            steps: report.steps,
+            steps,
             notes: Vec::new(),
         })
     }
+}
+
+/// Fine-tunes `network` on the request's retain set with `settings` (also the repair step of
+/// amnesiac unlearning); returns the network and the steps taken.
+pub(crate) fn finetune_on_retain(
+    network: Network,
+    request: &mut UnlearnRequest<'_>,
+    settings: &Finetune,
+) -> Result<(Network, usize)> {
+    let recipe = Recipe {
+        optimizer: OptimizerKind::Sgd,
+        learning_rate: settings.learning_rate,
+        schedule: Schedule::Constant,
+        epochs: settings.epochs,
+        batch_size: settings.batch_size,
+        momentum: settings.momentum,
+        weight_decay: request.recipe.weight_decay,
+        seed: request.seed,
+    };
+    let (network, report) = train(
+        network,
+        &request.data.train,
+        &request.split.retain(),
+        &recipe,
+        &mut request.hooks,
+        &request.progress,
+    )?;
+    Ok((network, report.steps))
 }

@@ -2,11 +2,15 @@
 //!
 //! A new method is one new file here plus one line in [`registry`].
 
+mod amnesiac_batch;
+mod amnesiac_sample;
 mod finetune;
 mod gradient_ascent;
 mod params;
 mod retrain;
 
+pub use amnesiac_batch::AmnesiacBatch;
+pub use amnesiac_sample::AmnesiacSample;
 pub use finetune::Finetune;
 pub use gradient_ascent::GradientAscent;
 pub use params::MethodParams;
@@ -19,6 +23,7 @@ use crate::model::Network;
 use crate::progress::Progress;
 use crate::train::{Recipe, TrainHook};
 use burn::tensor::Device;
+use std::path::PathBuf;
 
 /// Everything a method may use to unlearn.
 pub struct UnlearnRequest<'a> {
@@ -38,6 +43,9 @@ pub struct UnlearnRequest<'a> {
     pub progress: Progress,
     /// Extra training hooks (tests use one to see which samples a method trains on).
     pub hooks: Vec<&'a mut dyn TrainHook>,
+    /// Record files written while training the original model (amnesiac unlearning reads
+    /// them; other methods ignore them). Empty when the model has none.
+    pub records: &'a [PathBuf],
 }
 
 /// What a method returns.
@@ -75,6 +83,11 @@ pub struct MethodEntry {
     pub build: fn(&MethodParams) -> Result<Box<dyn Unlearner>>,
 }
 
+/// Whether the method `name` needs records made while training (`--record NAME`).
+pub fn needs_records(name: &str) -> bool {
+    matches!(name, "amnesiac-batch" | "amnesiac-sample")
+}
+
 /// All registered methods, in the order the demo reports them.
 pub fn registry() -> Vec<MethodEntry> {
     vec![
@@ -92,6 +105,16 @@ pub fn registry() -> Vec<MethodEntry> {
             name: "gradient-ascent",
             description: "maximise the loss on the forget set (NegGrad)",
             build: |params| Ok(Box::new(GradientAscent::from_params(params)?)),
+        },
+        MethodEntry {
+            name: "amnesiac-batch",
+            description: "subtract the recorded updates of every batch that held a forgotten sample (needs --record amnesiac-batch)",
+            build: |params| Ok(Box::new(AmnesiacBatch::from_params(params)?)),
+        },
+        MethodEntry {
+            name: "amnesiac-sample",
+            description: "add back each forgotten sample's recorded contribution (needs --record amnesiac-sample)",
+            build: |params| Ok(Box::new(AmnesiacSample::from_params(params)?)),
         },
     ]
 }

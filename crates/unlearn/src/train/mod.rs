@@ -1,9 +1,23 @@
 //! Mini-batch training with hooks: the loop every training run and every first-order
 //! unlearning method goes through.
 
+mod amnesiac;
+mod per_sample;
 mod recipe;
+mod records;
 
+pub use amnesiac::{
+    BatchGrouping, BatchRecorder, SampleRecorder, SensitiveSet, momentum_weights, total_steps,
+};
+pub use per_sample::{
+    GradientMoments, LossReduction, PerSampleGradients, PerSampleRequest, gradient_moments,
+    per_sample_gradients, per_sample_gradients_of,
+};
 pub use recipe::{OptimizerKind, Recipe, Schedule};
+pub use records::{
+    RecordEntry, RecordHeader, RecordLayout, RecordProvenance, RecordStore, RecordWriter,
+    ValueEncoding, open_records_for,
+};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};

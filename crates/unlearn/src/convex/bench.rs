@@ -1,0 +1,427 @@
+//! The P3 benchmark of EXPERIMENTS.md (certified removal for convex models): test accuracy
+//! against ε for each certified method after one removal, removals before a forced retrain
+//! for `newton-guo` (batches of 1 and 10), and time per removal against retraining.
+//!
+//! Methods: `newton-guo` (Guo et al. 2020), `newton-sekhari` (Sekhari et al. 2021), `d2d`
+//! (Neel et al. 2021), `langevin` (Chien et al. 2024), and exact retraining.
+//!
+//! Noise choices (documented in the report):
+//! - `newton-guo`: σ = c · planned · β₁ / ε, β₁ the residual bound of the first removal on a
+//!   noise-free pilot model and `planned` the number of such removals the budget should cover.
+//! - `langevin`: the paper's protocol — σ is the smallest meeting ε with K = 1 step for one
+//!   removal (unless set), trained with T steps.
+//! - `d2d` and `newton-sekhari`: noise calibrated by their formulas.
+
+use super::certificate::CertifiedUnlearner;
+use super::d2d::{DescentToDelete, DescentToDeleteConfig};
+use super::data::{ActiveRows, ConvexData};
+use super::guo::{NewtonGuo, NewtonGuoConfig};
+use super::langevin::{Langevin, LangevinConfig};
+use super::logistic::{LOGISTIC_CURVATURE_BOUND, NewtonOptions, train_exact};
+use super::sekhari::{NewtonSekhari, NewtonSekhariConfig};
+use crate::error::{Error, Result};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::time::Instant;
+
+/// Settings of the P3 benchmark (EXPERIMENTS.md P3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct P3Config {
+    /// L2 weight λ of every method (averaged form; `newton-guo` uses λn/2 in sum form).
+    pub regularization: f64,
+    /// Target ε values.
+    pub epsilons: Vec<f64>,
+    /// δ; `None` takes 1/n.
+    pub delta: Option<f64>,
+    /// Removals the `newton-guo` budget is sized for (σ = c · planned · β₁ / ε).
+    pub guo_planned_removals: f64,
+    /// Langevin σ; `None` calibrates it per ε so that K = 1 meets ε (the paper's protocol).
+    pub langevin_noise_sigma: Option<f64>,
+    /// Langevin training steps T.
+    pub langevin_training_steps: u64,
+    /// D2D gradient steps per deletion I.
+    pub d2d_steps_per_deletion: usize,
+    /// Largest number of sequential requests run when counting removals before a retrain.
+    pub max_sequential_requests: usize,
+    /// Methods to run (any of `newton-guo`, `newton-sekhari`, `d2d`, `langevin`).
+    pub methods: Vec<String>,
+    /// Seed of the forget order and of every method.
+    pub seed: u64,
+}
+
+impl Default for P3Config {
+    fn default() -> Self {
+        P3Config {
+            regularization: 1e-3,
+            epsilons: vec![0.1, 0.5, 1.0, 2.0, 5.0],
+            delta: None,
+            guo_planned_removals: 10.0,
+            langevin_noise_sigma: None,
+            langevin_training_steps: 1000,
+            d2d_steps_per_deletion: 1,
+            max_sequential_requests: 100,
+            methods: ["newton-guo", "newton-sekhari", "d2d", "langevin"]
+                .map(String::from)
+                .to_vec(),
+            seed: 0,
+        }
+    }
+}
+
+/// One method at one ε after one removal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodPoint {
+    /// Method name.
+    pub method: String,
+    /// Target ε.
+    pub epsilon: f64,
+    /// Test accuracy of the published model after the removal, in percent.
+    pub test_accuracy: f64,
+    /// Noise σ of the certificate.
+    pub noise_sigma: f64,
+    /// Budget used and total, as in the certificate.
+    pub budget_used: f64,
+    /// Budget total, as in the certificate.
+    pub budget_total: f64,
+    /// Whether the removal retrained.
+    pub retrained: bool,
+    /// Seconds to train the method.
+    pub train_seconds: f64,
+    /// Seconds for the removal.
+    pub removal_seconds: f64,
+}
+
+/// `newton-guo` sequential requests until a forced retrain.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SequentialRun {
+    /// Points per request.
+    pub batch: usize,
+    /// ε of the run.
+    pub epsilon: f64,
+    /// Noise σ of the run.
+    pub noise_sigma: f64,
+    /// Requests served by Newton steps before the first forced retrain (`None`: none within
+    /// the cap).
+    pub requests_before_retrain: Option<usize>,
+    /// Requests run.
+    pub requests_run: usize,
+    /// Mean seconds per Newton request.
+    pub mean_newton_seconds: f64,
+    /// Test accuracy at the end, percent.
+    pub final_test_accuracy: f64,
+}
+
+/// The P3 results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct P3Report {
+    /// Training rows, test rows, inputs.
+    pub train_rows: usize,
+    /// Test rows.
+    pub test_rows: usize,
+    /// Inputs (with bias).
+    pub dims: usize,
+    /// δ used.
+    pub delta: f64,
+    /// λ used.
+    pub regularization: f64,
+    /// Test accuracy of the exact, noise-free model, percent.
+    pub noiseless_test_accuracy: f64,
+    /// Test accuracy of the exact model retrained without the first forget batch, percent.
+    pub retrained_test_accuracy: f64,
+    /// Seconds to retrain exactly (Newton) without the first forget batch.
+    pub retrain_seconds: f64,
+    /// Residual bound of the first removal on the noise-free pilot (`newton-guo`).
+    pub guo_pilot_residual_bound: f64,
+    /// Accuracy against ε, every method.
+    pub points: Vec<MethodPoint>,
+    /// `newton-guo` removals before a forced retrain (ε = 1 or the closest ε).
+    pub guo_sequential: Vec<SequentialRun>,
+}
+
+impl P3Report {
+    /// Markdown tables of the report.
+    pub fn to_markdown(&self) -> String {
+        let mut out = format!(
+            "P3: {} train rows, {} test rows, {} inputs, lambda {}, delta {:.3e}\n\n\
+             noiseless test accuracy {:.2}%, retrained {:.2}%, exact retrain {:.3} s\n\n\
+             | method | epsilon | test acc % | sigma | budget used / total | retrained | removal s |\n|---|---|---|---|---|---|---|\n",
+            self.train_rows,
+            self.test_rows,
+            self.dims,
+            self.regularization,
+            self.delta,
+            self.noiseless_test_accuracy,
+            self.retrained_test_accuracy,
+            self.retrain_seconds
+        );
+        for p in &self.points {
+            out += &format!(
+                "| {} | {} | {:.2} | {:.4e} | {:.3e} / {:.3e} | {} | {:.4} |\n",
+                p.method,
+                p.epsilon,
+                p.test_accuracy,
+                p.noise_sigma,
+                p.budget_used,
+                p.budget_total,
+                p.retrained,
+                p.removal_seconds
+            );
+        }
+        out += "\n| newton-guo batch | epsilon | sigma | requests before retrain | requests run | s per Newton request | final test acc % |\n|---|---|---|---|---|---|---|\n";
+        for run in &self.guo_sequential {
+            out += &format!(
+                "| {} | {} | {:.4e} | {} | {} | {:.4} | {:.2} |\n",
+                run.batch,
+                run.epsilon,
+                run.noise_sigma,
+                run.requests_before_retrain
+                    .map_or(format!("> {}", run.requests_run), |k| k.to_string()),
+                run.requests_run,
+                run.mean_newton_seconds,
+                run.final_test_accuracy
+            );
+        }
+        out
+    }
+}
+
+/// Builds one trained unlearner on demand.
+type Builder = Box<dyn FnOnce() -> Result<Box<dyn CertifiedUnlearner>>>;
+
+fn percent(value: f64) -> f64 {
+    100.0 * value
+}
+
+/// Runs P3 on `train` / `test` (rows scaled to unit norm). `progress` receives one line per
+/// finished step.
+pub fn run_p3(
+    train: &ConvexData,
+    test: &ConvexData,
+    config: &P3Config,
+    mut progress: impl FnMut(&str),
+) -> Result<P3Report> {
+    if config.epsilons.is_empty() {
+        return Err(Error::invalid("P3 needs at least one epsilon"));
+    }
+    let n = train.len();
+    let delta = config.delta.unwrap_or(1.0 / n as f64);
+    let lambda = config.regularization;
+    let mut order: Vec<u32> = train.ids().to_vec();
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(config.seed));
+    let first = vec![order[0]];
+
+    let (noiseless, _) = train_exact(
+        train,
+        &ActiveRows::all(n),
+        lambda,
+        None,
+        &NewtonOptions::default(),
+    )?;
+    let noiseless_accuracy = percent(noiseless.accuracy(test)?);
+    let mut remaining = ActiveRows::all(n);
+    remaining.remove(&train.positions_of(&first)?);
+    let start = Instant::now();
+    let (retrained, _) = train_exact(train, &remaining, lambda, None, &NewtonOptions::default())?;
+    let retrain_seconds = start.elapsed().as_secs_f64();
+    let retrained_accuracy = percent(retrained.accuracy(test)?);
+    progress(&format!(
+        "noiseless {noiseless_accuracy:.2}%, retrained {retrained_accuracy:.2}% in {retrain_seconds:.3} s"
+    ));
+
+    let pilot = NewtonGuo::train(
+        train.clone(),
+        NewtonGuoConfig::new(lambda, 1e-300, 1.0, delta, config.seed),
+    )?;
+    let pilot_bound = pilot
+        .newton_update(&train.positions_of(&first)?)?
+        .residual_bound;
+    drop(pilot);
+    let guo_sigma = |epsilon: f64| {
+        NewtonGuoConfig::sigma_for_budget(config.guo_planned_removals * pilot_bound, epsilon, delta)
+    };
+    let smoothness = LOGISTIC_CURVATURE_BOUND * train.max_row_norm().powi(2) + lambda;
+
+    let mut points = Vec::new();
+    let wants = |name: &str| config.methods.iter().any(|m| m == name);
+    for &epsilon in &config.epsilons {
+        let mut unlearners: Vec<(&str, Builder)> = Vec::new();
+        if wants("newton-guo") {
+            let sigma = guo_sigma(epsilon)?;
+            let data = train.clone();
+            let seed = config.seed;
+            unlearners.push((
+                "newton-guo",
+                Box::new(move || {
+                    Ok(Box::new(NewtonGuo::train(
+                        data,
+                        NewtonGuoConfig::new(lambda, sigma, epsilon, delta, seed),
+                    )?) as Box<dyn CertifiedUnlearner>)
+                }),
+            ));
+        }
+        if wants("newton-sekhari") {
+            let data = train.clone();
+            let seed = config.seed;
+            unlearners.push((
+                "newton-sekhari",
+                Box::new(move || {
+                    Ok(Box::new(NewtonSekhari::train(
+                        data,
+                        NewtonSekhariConfig::new(lambda, epsilon, delta, seed),
+                    )?) as Box<dyn CertifiedUnlearner>)
+                }),
+            ));
+        }
+        if wants("d2d") {
+            let data = train.clone();
+            let d2d = DescentToDeleteConfig::new(
+                lambda,
+                config.d2d_steps_per_deletion,
+                epsilon,
+                delta,
+                config.seed,
+            );
+            unlearners.push((
+                "d2d",
+                Box::new(move || {
+                    Ok(Box::new(DescentToDelete::train(data, d2d)?) as Box<dyn CertifiedUnlearner>)
+                }),
+            ));
+        }
+        if wants("langevin") {
+            let mut langevin = LangevinConfig::new(lambda, 1.0, epsilon, delta, config.seed);
+            langevin.training_steps = config.langevin_training_steps;
+            langevin.noise_sigma = match config.langevin_noise_sigma {
+                Some(sigma) => sigma,
+                None => Langevin::sigma_for_target(&langevin, 1, n - 1, 1, smoothness)?,
+            };
+            let data = train.clone();
+            unlearners.push((
+                "langevin",
+                Box::new(move || {
+                    Ok(Box::new(Langevin::train(data, langevin)?) as Box<dyn CertifiedUnlearner>)
+                }),
+            ));
+        }
+        for (name, build) in unlearners {
+            let start = Instant::now();
+            let mut unlearner = build()?;
+            let train_seconds = start.elapsed().as_secs_f64();
+            let start = Instant::now();
+            let removal = unlearner.remove(&first)?;
+            let removal_seconds = start.elapsed().as_secs_f64();
+            let point = MethodPoint {
+                method: name.to_string(),
+                epsilon,
+                test_accuracy: percent(removal.model.accuracy(test)?),
+                noise_sigma: removal.certificate.noise_sigma,
+                budget_used: removal.certificate.budget_used,
+                budget_total: removal.certificate.budget_total,
+                retrained: removal.certificate.retrained,
+                train_seconds,
+                removal_seconds,
+            };
+            progress(&format!(
+                "{name} eps {epsilon}: {:.2}% (sigma {:.3e}, removal {:.4} s, train {:.2} s{})",
+                point.test_accuracy,
+                point.noise_sigma,
+                removal_seconds,
+                train_seconds,
+                if point.retrained { ", retrained" } else { "" }
+            ));
+            points.push(point);
+        }
+    }
+
+    let mut guo_sequential = Vec::new();
+    if wants("newton-guo") {
+        let epsilon = config
+            .epsilons
+            .iter()
+            .copied()
+            .min_by(|a, b| (a - 1.0).abs().total_cmp(&(b - 1.0).abs()))
+            .unwrap_or(1.0);
+        let sigma = guo_sigma(epsilon)?;
+        for batch in [1usize, 10] {
+            let mut guo = NewtonGuo::train(
+                train.clone(),
+                NewtonGuoConfig::new(lambda, sigma, epsilon, delta, config.seed),
+            )?;
+            let mut before_retrain = None;
+            let mut newton_seconds = 0.0;
+            let mut newton_requests = 0usize;
+            let mut run = 0;
+            for (index, ids) in order
+                .chunks(batch)
+                .take(config.max_sequential_requests)
+                .enumerate()
+            {
+                if ids.len() >= guo.remaining() {
+                    break;
+                }
+                let start = Instant::now();
+                let removal = guo.remove(ids)?;
+                run = index + 1;
+                if removal.certificate.retrained {
+                    before_retrain = Some(index);
+                    break;
+                }
+                newton_seconds += start.elapsed().as_secs_f64();
+                newton_requests += 1;
+            }
+            let entry = SequentialRun {
+                batch,
+                epsilon,
+                noise_sigma: sigma,
+                requests_before_retrain: before_retrain,
+                requests_run: run,
+                mean_newton_seconds: newton_seconds / newton_requests.max(1) as f64,
+                final_test_accuracy: percent(guo.model().accuracy(test)?),
+            };
+            progress(&format!(
+                "newton-guo batch {batch}: {:?} requests before retrain ({} run), {:.4} s per request",
+                entry.requests_before_retrain, entry.requests_run, entry.mean_newton_seconds
+            ));
+            guo_sequential.push(entry);
+        }
+    }
+
+    Ok(P3Report {
+        train_rows: n,
+        test_rows: test.len(),
+        dims: train.dims(),
+        delta,
+        regularization: lambda,
+        noiseless_test_accuracy: noiseless_accuracy,
+        retrained_test_accuracy: retrained_accuracy,
+        retrain_seconds,
+        guo_pilot_residual_bound: pilot_bound,
+        points,
+        guo_sequential,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convex::logistic::tests::random_problem;
+
+    #[test]
+    fn p3_runs_on_a_small_problem() {
+        let train = random_problem(300, 5, 2, 101);
+        let test = random_problem(100, 5, 2, 101);
+        let config = P3Config {
+            regularization: 0.05,
+            epsilons: vec![1.0],
+            langevin_training_steps: 50,
+            max_sequential_requests: 5,
+            ..P3Config::default()
+        };
+        let report = run_p3(&train, &test, &config, |_| {}).unwrap();
+        assert_eq!(report.points.len(), 4);
+        assert_eq!(report.guo_sequential.len(), 2);
+        assert!(report.to_markdown().contains("newton-guo"));
+    }
+}

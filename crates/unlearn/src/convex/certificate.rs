@@ -1,0 +1,312 @@
+//! The removal certificate shared by every certified method (ALGORITHMS.md §A5), the
+//! parameters needed to recompute its (ε, δ), and the recomputation itself.
+//!
+//! Methods: `newton-guo` (Guo, Goldstein, Hannun, van der Maaten 2020), `newton-sekhari`
+//! (Sekhari, Acharya, Kamath, Suresh 2021), `d2d` (Neel, Roth, Sharifi-Malvajerdi 2021),
+//! `langevin` (Chien, Wang, Chen, Li 2024).
+
+use super::logistic::LinearModel;
+use crate::error::{Error, Result};
+use crate::privacy::{
+    self, LangevinConstants, LangevinRequest, langevin_sequential_renyi, renyi_to_epsilon,
+};
+use serde::{Deserialize, Serialize};
+
+/// How the certificate's indistinguishability is obtained (ALGORITHMS.md §A5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mechanism {
+    /// Noise in the training objective, drawn once (Guo et al. 2020).
+    LossPerturbation,
+    /// Gaussian noise added to the published weights (Sekhari et al. 2021; Neel et al. 2021).
+    OutputGaussian,
+    /// Langevin dynamics with Rényi accounting (Chien et al. 2024).
+    Renyi,
+}
+
+/// The assumptions a certificate rests on; a value that does not apply to a method is `None`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Assumptions {
+    /// Bound on every feature row's L2 norm (checked at run time).
+    pub feature_norm_bound: f64,
+    /// Lipschitz constant of the per-sample loss (or clipping norm for Langevin).
+    pub lipschitz: f64,
+    /// Smoothness constant (bound on the Hessian of the averaged objective).
+    pub smoothness: f64,
+    /// Strong convexity of the averaged objective (the L2 weight λ).
+    pub strong_convexity: f64,
+    /// Radius of the ball the weights are projected onto (D2D, Langevin), if any.
+    pub projection_radius: Option<f64>,
+}
+
+/// An (ε, δ) removal certificate, one JSON format for every certified method
+/// (ALGORITHMS.md §A5; Guo et al. 2020, Sekhari et al. 2021, Neel et al. 2021,
+/// Chien et al. 2024).
+///
+/// Meaning of the budget per mechanism:
+/// - `loss-perturbation`: `budget_used` is the sum of the gradient-residual bounds since the
+///   last (re)training (plus the training residual), `budget_total` = σ ε / √(2 ln(1.5/δ)).
+/// - `output-gaussian` (`newton-sekhari`): points removed since the last training, against
+///   the configured deletion capacity.
+/// - `output-gaussian` (`d2d`): deletions since training, against the configured capacity.
+/// - `renyi`: the ε reached by the sequential accounting, against the target ε.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Certificate {
+    /// `newton-guo`, `newton-sekhari`, `d2d` or `langevin`.
+    pub method: String,
+    /// The certified ε.
+    pub epsilon: f64,
+    /// The certified δ.
+    pub delta: f64,
+    /// How the guarantee is obtained.
+    pub mechanism: Mechanism,
+    /// Standard deviation of the noise (objective, output or Langevin noise).
+    pub noise_sigma: f64,
+    /// Budget spent so far (see the type's documentation).
+    pub budget_used: f64,
+    /// Budget available before a forced retraining.
+    pub budget_total: f64,
+    /// The assumptions the guarantee rests on.
+    pub assumptions: Assumptions,
+    /// Human-readable list of what was checked at run time.
+    pub checked_at_runtime: Vec<String>,
+    /// Hash of the removed ids (little-endian u32, in request order).
+    pub removed_ids_hash: String,
+    /// Hash of the published model before the removal.
+    pub model_hash_before: String,
+    /// Hash of the published model after the removal.
+    pub model_hash_after: String,
+    /// True when the removal retrained from scratch instead of updating.
+    pub retrained: bool,
+}
+
+/// The method-specific parameters from which a certificate's ε and δ are recomputed
+/// (stored beside the certificate in the deletion ledger).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Accounting {
+    /// Guo et al. (2020): residual bounds β_k of the removals since the last training.
+    LossPerturbation {
+        /// Gradient norm left by the (re)training.
+        training_residual: f64,
+        /// β_k of every removal since the last (re)training.
+        residual_bounds: Vec<f64>,
+    },
+    /// Sekhari et al. (2021): sensitivity γ = √k · 2 M m² L² / (λ³ n²).
+    NewtonOutputGaussian {
+        /// Points removed since the last training, m.
+        removed: usize,
+        /// Size n of the training set the stored Hessian was computed on.
+        trained_rows: usize,
+        /// Lipschitz constant M of the Hessian.
+        hessian_lipschitz: f64,
+        /// Number of weight columns k (one-vs-rest); the sensitivity scales by √k.
+        weight_columns: usize,
+    },
+    /// Neel et al. (2021): noise for I gradient steps per deletion on n points.
+    DescentToDelete {
+        /// Gradient steps per deletion, I.
+        steps_per_deletion: usize,
+        /// Dataset size after the deletion.
+        rows: usize,
+        /// Contraction factor γ = (smoothness − m)/(smoothness + m).
+        contraction: f64,
+        /// Number of weight columns k; the noise bound scales by √k.
+        weight_columns: usize,
+    },
+    /// Chien et al. (2024): the Langevin constants and every request since training.
+    Renyi {
+        /// Clip, strong convexity, σ and step size.
+        constants: LangevinConstants,
+        /// Requests since the last training, in order.
+        requests: Vec<LangevinRequest>,
+    },
+}
+
+/// (ε, δ) recomputed from a certificate and its accounting by [`recompute`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Recomputed {
+    /// The ε the recorded parameters actually give (at most the certificate's ε).
+    pub epsilon: f64,
+    /// The δ.
+    pub delta: f64,
+}
+
+/// One certified removal: the published model, its certificate, and the accounting needed to
+/// check it.
+#[derive(Debug, Clone)]
+pub struct Removal {
+    /// The published model after the removal.
+    pub model: LinearModel,
+    /// The certificate.
+    pub certificate: Certificate,
+    /// Parameters to recompute the certificate's (ε, δ).
+    pub accounting: Accounting,
+}
+
+/// A certified unlearner for the convex models: holds its (possibly secret) state and the
+/// training data, publishes a model, and removes points with a certificate.
+pub trait CertifiedUnlearner {
+    /// Method name as in the certificate (`newton-guo`, `newton-sekhari`, `d2d`, `langevin`).
+    fn method(&self) -> &'static str;
+    /// The currently published model.
+    fn model(&self) -> &LinearModel;
+    /// Number of training rows still present.
+    fn remaining(&self) -> usize;
+    /// Removes the samples with these ids; errors (and changes nothing) on an empty, unknown,
+    /// repeated or already removed id.
+    fn remove(&mut self, ids: &[u32]) -> Result<Removal>;
+}
+
+const RELATIVE_SLACK: f64 = 1e-9;
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= RELATIVE_SLACK * a.abs().max(b.abs()) + 1e-15
+}
+
+/// Recomputes ε and δ from the certificate's recorded parameters and the accounting, with the
+/// paper's formula for the mechanism, and checks them against what the certificate claims:
+/// the recomputed ε must not exceed the certified ε, the budget must not be overspent, and the
+/// recorded noise must match its calibration. Errors name the first mismatch.
+pub fn recompute(certificate: &Certificate, accounting: &Accounting) -> Result<Recomputed> {
+    privacy::check_target(certificate.epsilon, certificate.delta)?;
+    let delta = certificate.delta;
+    let assumptions = &certificate.assumptions;
+    let mismatch = |what: &str, recorded: f64, recomputed: f64| {
+        Error::invalid(format!(
+            "certificate check failed: {what} is {recorded} but recomputes to {recomputed}"
+        ))
+    };
+    let epsilon = match accounting {
+        Accounting::LossPerturbation {
+            training_residual,
+            residual_bounds,
+        } => {
+            expect_mechanism(certificate, Mechanism::LossPerturbation)?;
+            let used = training_residual + residual_bounds.iter().sum::<f64>();
+            if !close(used, certificate.budget_used) {
+                return Err(mismatch("budget_used", certificate.budget_used, used));
+            }
+            let total = privacy::loss_perturbation_budget(
+                certificate.noise_sigma,
+                certificate.epsilon,
+                delta,
+            )?;
+            if !close(total, certificate.budget_total) {
+                return Err(mismatch("budget_total", certificate.budget_total, total));
+            }
+            privacy::loss_perturbation_epsilon(certificate.noise_sigma, used, delta)?
+        }
+        Accounting::NewtonOutputGaussian {
+            removed,
+            trained_rows,
+            hessian_lipschitz,
+            weight_columns,
+        } => {
+            expect_mechanism(certificate, Mechanism::OutputGaussian)?;
+            if !close(*removed as f64, certificate.budget_used) {
+                return Err(mismatch(
+                    "budget_used",
+                    certificate.budget_used,
+                    *removed as f64,
+                ));
+            }
+            let sensitivity = sekhari_sensitivity(
+                *removed,
+                *trained_rows,
+                *hessian_lipschitz,
+                assumptions.lipschitz,
+                assumptions.strong_convexity,
+                *weight_columns,
+            );
+            if sensitivity == 0.0 {
+                0.0
+            } else {
+                let sigma = privacy::gaussian_sigma(sensitivity, certificate.epsilon, delta)?;
+                if !close(sigma, certificate.noise_sigma) {
+                    return Err(mismatch("noise_sigma", certificate.noise_sigma, sigma));
+                }
+                privacy::gaussian_epsilon(sensitivity, certificate.noise_sigma, delta)?
+            }
+        }
+        Accounting::DescentToDelete {
+            steps_per_deletion,
+            rows,
+            contraction,
+            weight_columns,
+        } => {
+            expect_mechanism(certificate, Mechanism::OutputGaussian)?;
+            let sigma = (*weight_columns as f64).sqrt()
+                * privacy::descent_to_delete_sigma(
+                    assumptions.lipschitz,
+                    assumptions.strong_convexity,
+                    *contraction,
+                    *steps_per_deletion,
+                    *rows,
+                    certificate.epsilon,
+                    delta,
+                )?;
+            if !close(sigma, certificate.noise_sigma) {
+                return Err(mismatch("noise_sigma", certificate.noise_sigma, sigma));
+            }
+            certificate.epsilon
+        }
+        Accounting::Renyi {
+            constants,
+            requests,
+        } => {
+            expect_mechanism(certificate, Mechanism::Renyi)?;
+            if !close(constants.noise_sigma, certificate.noise_sigma) {
+                return Err(mismatch(
+                    "noise_sigma",
+                    certificate.noise_sigma,
+                    constants.noise_sigma,
+                ));
+            }
+            let (epsilon, _) = renyi_to_epsilon(
+                |alpha| langevin_sequential_renyi(alpha, requests, constants),
+                delta,
+            )?;
+            if !close(epsilon, certificate.budget_used) {
+                return Err(mismatch("budget_used", certificate.budget_used, epsilon));
+            }
+            epsilon
+        }
+    };
+    if epsilon > certificate.epsilon * (1.0 + RELATIVE_SLACK) + 1e-15 {
+        return Err(mismatch("epsilon", certificate.epsilon, epsilon));
+    }
+    if certificate.budget_used > certificate.budget_total * (1.0 + RELATIVE_SLACK) {
+        return Err(Error::invalid(format!(
+            "certificate check failed: budget used {} exceeds the total {}",
+            certificate.budget_used, certificate.budget_total
+        )));
+    }
+    Ok(Recomputed { epsilon, delta })
+}
+
+fn expect_mechanism(certificate: &Certificate, expected: Mechanism) -> Result<()> {
+    if certificate.mechanism != expected {
+        return Err(Error::invalid(format!(
+            "certificate check failed: mechanism {:?} does not match the accounting ({expected:?})",
+            certificate.mechanism
+        )));
+    }
+    Ok(())
+}
+
+/// Output sensitivity of the Newton step of Sekhari et al. (2021), Lemma / Algorithm 2:
+/// γ = 2 M m² L² / (λ³ n²) per weight column [check], times √k for k one-vs-rest columns.
+pub fn sekhari_sensitivity(
+    removed: usize,
+    trained_rows: usize,
+    hessian_lipschitz: f64,
+    lipschitz: f64,
+    strong_convexity: f64,
+    weight_columns: usize,
+) -> f64 {
+    let m = removed as f64;
+    let n = trained_rows as f64;
+    (weight_columns as f64).sqrt() * 2.0 * hessian_lipschitz * m * m * lipschitz * lipschitz
+        / (strong_convexity.powi(3) * n * n)
+}

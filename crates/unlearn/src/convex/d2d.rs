@@ -1,0 +1,326 @@
+//! `d2d`: Descent-to-Delete (Neel, Roth, Sharifi-Malvajerdi 2021, "Descent-to-Delete:
+//! Gradient-Based Methods for Machine Unlearning", Algorithms 1–2; ALGORITHMS.md §A3).
+//!
+//! Projected gradient descent on f_D(θ) = (1/n)Σ ℓ(θ; xᵢ, yᵢ) + (m/2)‖θ‖² (the "regularized"
+//! variant: m = λ is the strong convexity) over the ball of radius R, with η = 2/(m + M) and
+//! contraction γ = (M − m)/(M + m), M = ¼ max‖x‖² + m. Training runs
+//! T₀ = I + ⌈ln(D m n / (2L)) / ln(1/γ)⌉ steps (D = 2R, L = 1 + mR the Lipschitz constant on
+//! the ball). Each deletion runs I steps warm-started from the secret un-noised state and
+//! publishes Π_R(θ + N(0, σ² I)) with
+//! σ = 4√2 L γ^I / (m n (1 − γ^I)(√(ln(1/δ) + ε) − √(ln(1/δ)))) [code], times √k for k
+//! one-vs-rest columns. The published model after training is noised the same way.
+
+use super::certificate::{
+    Accounting, Assumptions, Certificate, CertifiedUnlearner, Mechanism, Removal,
+};
+use super::data::{ActiveRows, ConvexData};
+use super::logistic::{
+    LOGISTIC_CURVATURE_BOUND, LinearModel, check_regularization, loss_gradient, margins, norm,
+};
+use crate::error::{Error, Result};
+use crate::io::ids_hash;
+use crate::privacy;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+
+/// Configuration of `d2d` (Neel et al. 2021).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DescentToDeleteConfig {
+    /// Strong convexity m, added as (m/2)‖θ‖² (positive).
+    pub regularization: f64,
+    /// Gradient steps I per deletion: more steps, less noise.
+    pub steps_per_deletion: usize,
+    /// Radius R of the parameter ball; `None` takes 1/m (the minimiser's norm is at most 1/m).
+    pub projection_radius: Option<f64>,
+    /// Deletions before a retraining from scratch (default: no limit in practice).
+    pub capacity: usize,
+    /// Target ε of every published model.
+    pub epsilon: f64,
+    /// Target δ.
+    pub delta: f64,
+    /// Seed of the published noise.
+    pub seed: u64,
+}
+
+impl DescentToDeleteConfig {
+    /// Defaults: R = 1/m, capacity u32::MAX.
+    pub fn new(
+        regularization: f64,
+        steps_per_deletion: usize,
+        epsilon: f64,
+        delta: f64,
+        seed: u64,
+    ) -> Self {
+        DescentToDeleteConfig {
+            regularization,
+            steps_per_deletion,
+            projection_radius: None,
+            capacity: u32::MAX as usize,
+            epsilon,
+            delta,
+            seed,
+        }
+    }
+}
+
+/// `d2d` state: the secret un-noised iterate, the published noisy model, and the constants
+/// (Neel et al. 2021).
+pub struct DescentToDelete {
+    config: DescentToDeleteConfig,
+    data: ConvexData,
+    active: ActiveRows,
+    secret: LinearModel,
+    published: LinearModel,
+    rng: ChaCha8Rng,
+    radius: f64,
+    smoothness: f64,
+    lipschitz: f64,
+    contraction: f64,
+    training_steps: usize,
+    deletions: usize,
+    last_sigma: f64,
+    retrainings: u64,
+}
+
+impl DescentToDelete {
+    /// Checks m > 0, ‖x‖₂ ≤ 1, ε, δ, I ≥ 1, then trains T₀ projected GD steps and publishes a
+    /// noisy copy.
+    pub fn train(data: ConvexData, config: DescentToDeleteConfig) -> Result<DescentToDelete> {
+        check_regularization(config.regularization)?;
+        privacy::check_target(config.epsilon, config.delta)?;
+        if config.steps_per_deletion == 0 {
+            return Err(Error::invalid("d2d needs at least one step per deletion"));
+        }
+        let feature_norm = data.check_row_norms(1.0)?;
+        let strong = config.regularization;
+        let radius = config.projection_radius.unwrap_or(1.0 / strong);
+        if !(radius.is_finite() && radius > 0.0) {
+            return Err(Error::invalid(format!(
+                "d2d projection radius must be positive, got {radius}"
+            )));
+        }
+        let smoothness = LOGISTIC_CURVATURE_BOUND * feature_norm * feature_norm + strong;
+        let lipschitz = feature_norm + strong * radius;
+        let contraction = (smoothness - strong) / (smoothness + strong);
+        let n = data.len() as f64;
+        let extra = ((2.0 * radius * strong * n / (2.0 * lipschitz)).ln()
+            / (1.0 / contraction).ln())
+        .ceil()
+        .max(0.0);
+        let training_steps = config.steps_per_deletion + extra as usize;
+        let rows = data.len();
+        let mut d2d = DescentToDelete {
+            config,
+            secret: LinearModel::zeros_like(&data),
+            published: LinearModel::zeros_like(&data),
+            data,
+            active: ActiveRows::all(rows),
+            rng: ChaCha8Rng::seed_from_u64(config.seed),
+            radius,
+            smoothness,
+            lipschitz,
+            contraction,
+            training_steps,
+            deletions: 0,
+            last_sigma: 0.0,
+            retrainings: 0,
+        };
+        d2d.fit()?;
+        Ok(d2d)
+    }
+
+    fn fit(&mut self) -> Result<()> {
+        self.secret.weights.iter_mut().for_each(|w| *w = 0.0);
+        self.descend(self.training_steps);
+        self.deletions = 0;
+        self.publish()
+    }
+
+    /// Gradient steps on the active rows: θ ← Π_R(θ − η ∇f_D(θ)).
+    fn descend(&mut self, steps: usize) {
+        let strong = self.config.regularization;
+        let eta = 2.0 / (strong + self.smoothness);
+        let row_weights = self.active.weights();
+        let count = self.active.count() as f64;
+        for _ in 0..steps {
+            for column in 0..self.secret.weight_columns() {
+                let z = margins(&self.data, self.secret.column(column));
+                let gradient = loss_gradient(&self.data, &row_weights, column, &z);
+                for (weight, g) in self.secret.column_mut(column).iter_mut().zip(gradient) {
+                    *weight -= eta * (g / count + strong * *weight);
+                }
+            }
+            project(&mut self.secret.weights, self.radius);
+        }
+    }
+
+    fn publish(&mut self) -> Result<()> {
+        let sigma = (self.secret.weight_columns() as f64).sqrt()
+            * privacy::descent_to_delete_sigma(
+                self.lipschitz,
+                self.config.regularization,
+                self.contraction,
+                self.config.steps_per_deletion,
+                self.active.count(),
+                self.config.epsilon,
+                self.config.delta,
+            )?;
+        let mut published = self.secret.clone();
+        for weight in published.weights.iter_mut() {
+            *weight += sigma * self.rng.sample::<f64, _>(StandardNormal);
+        }
+        project(&mut published.weights, self.radius);
+        self.published = published;
+        self.last_sigma = sigma;
+        Ok(())
+    }
+
+    /// The secret, un-noised iterate (never publish it).
+    pub fn secret_model(&self) -> &LinearModel {
+        &self.secret
+    }
+
+    /// Projected GD steps T₀ run at training.
+    pub fn training_steps(&self) -> usize {
+        self.training_steps
+    }
+}
+
+fn project(weights: &mut [f64], radius: f64) {
+    let length = norm(weights);
+    if length > radius {
+        let scale = radius / length;
+        weights.iter_mut().for_each(|w| *w *= scale);
+    }
+}
+
+impl CertifiedUnlearner for DescentToDelete {
+    fn method(&self) -> &'static str {
+        "d2d"
+    }
+
+    fn model(&self) -> &LinearModel {
+        &self.published
+    }
+
+    fn remaining(&self) -> usize {
+        self.active.count()
+    }
+
+    /// I warm-started steps on the remaining data and a fresh noisy publication, or a
+    /// retraining beyond the configured capacity.
+    fn remove(&mut self, ids: &[u32]) -> Result<Removal> {
+        let positions = self.active.resolve(&self.data, ids)?;
+        let before = self.published.hash();
+        self.active.remove(&positions);
+        let retrained = self.deletions + 1 > self.config.capacity;
+        if retrained {
+            self.retrainings += 1;
+            self.fit()?;
+        } else {
+            self.descend(self.config.steps_per_deletion);
+            self.deletions += 1;
+            self.publish()?;
+        }
+        let mut checked = vec![
+            "largest row norm <= 1".to_string(),
+            format!("strong convexity {} > 0", self.config.regularization),
+            format!(
+                "epsilon {} > 0 and delta {} in (0, 1)",
+                self.config.epsilon, self.config.delta
+            ),
+            format!(
+                "{} steps per deletion, {} at training, n = {}",
+                self.config.steps_per_deletion,
+                self.training_steps,
+                self.active.count()
+            ),
+        ];
+        if retrained {
+            checked.push("capacity exceeded: retrained from scratch".into());
+        }
+        let certificate = Certificate {
+            method: "d2d".into(),
+            epsilon: self.config.epsilon,
+            delta: self.config.delta,
+            mechanism: Mechanism::OutputGaussian,
+            noise_sigma: self.last_sigma,
+            budget_used: self.deletions as f64,
+            budget_total: self.config.capacity as f64,
+            assumptions: Assumptions {
+                feature_norm_bound: 1.0,
+                lipschitz: self.lipschitz,
+                smoothness: self.smoothness,
+                strong_convexity: self.config.regularization,
+                projection_radius: Some(self.radius),
+            },
+            checked_at_runtime: checked,
+            removed_ids_hash: ids_hash(ids),
+            model_hash_before: before,
+            model_hash_after: self.published.hash(),
+            retrained,
+        };
+        Ok(Removal {
+            model: self.published.clone(),
+            certificate,
+            accounting: Accounting::DescentToDelete {
+                steps_per_deletion: self.config.steps_per_deletion,
+                rows: self.active.count(),
+                contraction: self.contraction,
+                weight_columns: self.secret.weight_columns(),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convex::certificate::recompute;
+    use crate::convex::logistic::tests::random_problem;
+    use crate::convex::logistic::{NewtonOptions, train_exact};
+
+    #[test]
+    fn secret_state_converges_and_noise_matches_the_formula() {
+        let lambda = 0.05;
+        let data = random_problem(300, 5, 2, 91);
+        let mut d2d = DescentToDelete::train(
+            data.clone(),
+            DescentToDeleteConfig::new(lambda, 5, 1.0, 1e-4, 2),
+        )
+        .unwrap();
+        let (exact, _) = train_exact(
+            &data,
+            &ActiveRows::all(data.len()),
+            lambda,
+            None,
+            &NewtonOptions::default(),
+        )
+        .unwrap();
+        assert!(d2d.secret_model().distance(&exact) < 1e-3 * norm(&exact.weights).max(1.0));
+        let removal = d2d.remove(&[1000, 1001]).unwrap();
+        let certificate = &removal.certificate;
+        // Independent recomputation (Neel et al. 2021): L = 1 + mR, M = 1/4 + m.
+        let radius = 1.0 / lambda;
+        let lipschitz = 1.0 + lambda * radius;
+        let smoothness = 0.25 + lambda;
+        let gamma = (smoothness - lambda) / (smoothness + lambda);
+        let decay = gamma.powi(5);
+        let log_inv_delta = (1.0f64 / 1e-4).ln();
+        let sigma = 4.0 * 2f64.sqrt() * lipschitz * decay
+            / (lambda
+                * 298.0
+                * (1.0 - decay)
+                * ((log_inv_delta + 1.0).sqrt() - log_inv_delta.sqrt()));
+        assert!((certificate.noise_sigma - sigma).abs() < 1e-6 * sigma);
+        let recomputed = recompute(certificate, &removal.accounting).unwrap();
+        assert_eq!(recomputed.epsilon, 1.0);
+        assert_eq!(recomputed.delta, 1e-4);
+        assert!(
+            DescentToDelete::train(data, DescentToDeleteConfig::new(lambda, 0, 1.0, 1e-4, 2))
+                .is_err()
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! Certified unlearning for convex models (ALGORITHMS.md §A): L2-regularised logistic
+//! regression in f64 and four removal methods that each return an (ε, δ) [`Certificate`]:
+//!
+//! | method | paper | mechanism |
+//! |---|---|---|
+//! | [`NewtonGuo`] (`newton-guo`) | Guo, Goldstein, Hannun, van der Maaten 2020 | loss perturbation + Newton step |
+//! | [`NewtonSekhari`] (`newton-sekhari`) | Sekhari, Acharya, Kamath, Suresh 2021 | Newton step from the stored Hessian + output noise |
+//! | [`DescentToDelete`] (`d2d`) | Neel, Roth, Sharifi-Malvajerdi 2021 | projected GD from a secret state + output noise |
+//! | [`Langevin`] (`langevin`) | Chien, Wang, Chen, Li 2024 | projected noisy GD, Rényi accounting |
+//!
+//! Typical use: build a [`ConvexData`] with rows scaled to unit norm
+//! ([`FeatureScaling::UNIT_NORM_WITH_BIAS`]), train a method with its config, then call
+//! [`CertifiedUnlearner::remove`] with the ids to forget; append the returned [`Removal`] to
+//! a [`Ledger`] and check it later with [`verify_ledger`].
+
+mod certificate;
+mod d2d;
+mod data;
+mod guo;
+mod langevin;
+mod ledger;
+mod logistic;
+mod sekhari;
+
+pub mod bench;
+
+pub use certificate::{
+    Accounting, Assumptions, Certificate, CertifiedUnlearner, Mechanism, Recomputed, Removal,
+    recompute, sekhari_sensitivity,
+};
+
+pub use d2d::{DescentToDelete, DescentToDeleteConfig};
+pub use data::{ActiveRows, ConvexData, FeatureScaling};
+pub use guo::{HessianUpdate, NewtonGuo, NewtonGuoConfig};
+pub use langevin::{Langevin, LangevinConfig, steps_for_target};
+pub use ledger::{Ledger, LedgerEntry, LedgerReport, verify_ledger};
+
+pub use logistic::{
+    LOGISTIC_CURVATURE_BOUND, LinearModel, NewtonOptions, TrainReport, check_regularization,
+    train_exact,
+};
+pub use sekhari::{NewtonSekhari, NewtonSekhariConfig};

@@ -1,0 +1,128 @@
+//! Batch-level amnesiac unlearning (Graves, Nagisetty, Ganesh 2021, "Amnesiac Machine
+//! Learning"; ALGORITHMS.md §C1): training recorded Δθ = θ_after − θ_before of every step whose
+//! batch held a sensitive sample ([`crate::train::BatchRecorder`]); unlearning subtracts the
+//! updates of every batch that held a forgotten sample (or the running sums of the forgotten
+//! groups), then optionally repairs with a few epochs of fine-tuning on D_r. It removes the
+//! innocent batch-mates' contributions too.
+
+use super::amnesiac_sample::AmnesiacSample;
+use super::finetune::finetune_on_retain;
+use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
+use crate::error::{Error, Result};
+use crate::model::{parameters, with_parameters};
+use crate::train::{RecordLayout, open_records_for};
+use std::collections::{BTreeSet, HashSet};
+
+/// Subtracts the recorded batch updates that involved the forget set (Graves, Nagisetty, Ganesh
+/// 2021), then fine-tunes for `repair_epochs` on the retain set.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AmnesiacBatch {
+    /// Epochs of repair fine-tuning on D_r (0: none).
+    pub repair_epochs: usize,
+    /// Learning rate of the repair.
+    pub learning_rate: f64,
+    /// Momentum of the repair.
+    pub momentum: f64,
+    /// Mini-batch size of the repair.
+    pub batch_size: usize,
+}
+
+impl AmnesiacBatch {
+    /// Reads `repair-epochs` (0), `lr` (0.01), `momentum` (0.9) and `batch` (128).
+    pub fn from_params(params: &MethodParams) -> Result<AmnesiacBatch> {
+        let name = "amnesiac-batch";
+        let method = AmnesiacBatch {
+            repair_epochs: params.get(name, "repair-epochs", 0)?,
+            learning_rate: params.get(name, "lr", 0.01)?,
+            momentum: params.get(name, "momentum", 0.9)?,
+            batch_size: params.get(name, "batch", 128)?,
+        };
+        params.finish(name)?;
+        Ok(method)
+    }
+}
+
+impl Unlearner for AmnesiacBatch {
+    fn name(&self) -> &'static str {
+        "amnesiac-batch"
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
+        let mut store = open_records_for(
+            request.records,
+            &[RecordLayout::PerBatch, RecordLayout::PerGroup],
+            self.name(),
+            &request.original.metadata,
+        )?;
+        let forget: HashSet<u32> = request.split.forget.iter().copied().collect();
+        let mut selected = BTreeSet::new();
+        for &id in &request.split.forget {
+            if !store.is_sensitive(id) {
+                return Err(Error::invalid(format!(
+                    "forget id {id} was not recorded: it is not in the sensitive set of {}",
+                    store.path().display()
+                )));
+            }
+            selected.extend(store.records_of(id).iter().copied());
+        }
+        let layout = store.header().layout;
+        if layout == RecordLayout::PerGroup {
+            for &index in &selected {
+                let entry = &store.header().records[index];
+                let kept = entry.ids.iter().filter(|id| !forget.contains(id)).count();
+                if kept > 0 {
+                    return Err(Error::invalid(format!(
+                        "group {} holds {} recorded samples of which {kept} are not being forgotten; group records can only remove whole groups",
+                        entry.group.unwrap_or_default(),
+                        entry.ids.len()
+                    )));
+                }
+            }
+        }
+        let mut values = parameters(&request.original.network);
+        for &index in &selected {
+            let update = store.read(index)?;
+            for (value, removed) in values.iter_mut().zip(&update) {
+                *value -= removed;
+            }
+        }
+        let mut network = with_parameters(request.original.network.clone(), &values)?;
+        let mut notes = vec![match layout {
+            RecordLayout::PerGroup => format!(
+                "subtracted the update sums of {} group(s); batches shared by several forgotten groups are subtracted once per group",
+                selected.len()
+            ),
+            _ => format!(
+                "subtracted {} recorded batch updates ({:.1}% of {} steps)",
+                selected.len(),
+                100.0 * selected.len() as f64 / store.header().steps.max(1) as f64,
+                store.header().steps
+            ),
+        }];
+        let mut steps = 0;
+        if self.repair_epochs > 0 {
+            let settings = AmnesiacSample {
+                repair_epochs: self.repair_epochs,
+                learning_rate: self.learning_rate,
+                momentum: self.momentum,
+                batch_size: self.batch_size,
+            }
+            .repair_settings();
+            (network, steps) = finetune_on_retain(network, &mut request, &settings)?;
+            notes.push(format!(
+                "repaired with {} epoch(s) on D_r",
+                self.repair_epochs
+            ));
+        }
+        Ok(UnlearnOutcome {
+            network,
+            certificate: None,
+            steps,
+            notes,
+        })
+    }
+}

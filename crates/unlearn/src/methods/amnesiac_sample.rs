@@ -1,0 +1,113 @@
+//! Per-sample amnesiac unlearning (ALGORITHMS.md §C2): the batch-level method of Graves,
+//! Nagisetty, Ganesh 2021 ("Amnesiac Machine Learning") made per sample. Training recorded each
+//! sensitive sample's own contribution C_i = Σ_t w_t ∇ℓ_i(θ_t) / b_t
+//! ([`crate::train::SampleRecorder`]); unlearning adds the contributions of the forgotten samples
+//! back, θ ← θ + Σ_{i∈F} C_i, then optionally repairs with a few epochs of fine-tuning on D_r.
+//! Unlike the batch-level method it leaves the innocent batch-mates' updates in place.
+
+use super::finetune::finetune_on_retain;
+use super::{Finetune, MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
+use crate::error::{Error, Result};
+use crate::model::{parameters, with_parameters};
+use crate::train::{RecordLayout, open_records_for};
+
+/// Adds back the recorded per-sample contributions of the forget set (Graves, Nagisetty, Ganesh
+/// 2021, per-sample variant), then fine-tunes for `repair_epochs` on the retain set.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct AmnesiacSample {
+    /// Epochs of repair fine-tuning on D_r (0: none).
+    pub repair_epochs: usize,
+    /// Learning rate of the repair.
+    pub learning_rate: f64,
+    /// Momentum of the repair.
+    pub momentum: f64,
+    /// Mini-batch size of the repair.
+    pub batch_size: usize,
+}
+
+impl AmnesiacSample {
+    /// Reads `repair-epochs` (0), `lr` (0.01), `momentum` (0.9) and `batch` (128).
+    pub fn from_params(params: &MethodParams) -> Result<AmnesiacSample> {
+        let name = "amnesiac-sample";
+        let method = AmnesiacSample {
+            repair_epochs: params.get(name, "repair-epochs", 0)?,
+            learning_rate: params.get(name, "lr", 0.01)?,
+            momentum: params.get(name, "momentum", 0.9)?,
+            batch_size: params.get(name, "batch", 128)?,
+        };
+        params.finish(name)?;
+        Ok(method)
+    }
+
+    pub(super) fn repair_settings(&self) -> Finetune {
+        Finetune {
+            epochs: self.repair_epochs,
+            learning_rate: self.learning_rate,
+            momentum: self.momentum,
+            batch_size: self.batch_size,
+        }
+    }
+}
+
+impl Unlearner for AmnesiacSample {
+    fn name(&self) -> &'static str {
+        "amnesiac-sample"
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
+        let mut store = open_records_for(
+            request.records,
+            &[RecordLayout::PerSample],
+            self.name(),
+            &request.original.metadata,
+        )?;
+        let mut values = parameters(&request.original.network);
+        let mut read_bytes = 0;
+        for &id in &request.split.forget {
+            if !store.is_sensitive(id) {
+                return Err(Error::invalid(format!(
+                    "forget id {id} was not recorded: it is not in the sensitive set of {}",
+                    store.path().display()
+                )));
+            }
+            let records = store.records_of(id).to_vec();
+            if records.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{}: sample {id} was watched but has no record (it never appeared in a batch)",
+                    store.path().display()
+                )));
+            }
+            for index in records {
+                let contribution = store.read(index)?;
+                read_bytes += store.header().records[index].bytes;
+                for (value, added) in values.iter_mut().zip(&contribution) {
+                    *value += added;
+                }
+            }
+        }
+        let mut network = with_parameters(request.original.network.clone(), &values)?;
+        let mut notes = vec![format!(
+            "added back the recorded contributions of {} samples ({} records, {read_bytes} bytes read)",
+            request.split.forget.len(),
+            store.header().encoding.describe()
+        )];
+        let mut steps = 0;
+        if self.repair_epochs > 0 {
+            (network, steps) = finetune_on_retain(network, &mut request, &self.repair_settings())?;
+            notes.push(format!(
+                "repaired with {} epoch(s) on D_r",
+                self.repair_epochs
+            ));
+        }
+        Ok(UnlearnOutcome {
+            network,
+            certificate: None,
+            steps,
+            notes,
+        })
+    }
+}
