@@ -2,11 +2,14 @@
 //! catastrophic forgetting erodes what was learnt from the forget set (Golatkar et al. 2020;
 //! Warnecke et al. 2023 use it as a baseline).
 
-use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
+use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order};
 use crate::error::Result;
-use crate::train::{OptimizerKind, Recipe, Schedule, train};
+use crate::model::Network;
+use crate::train::steps::{DataPart, Pass, StepBatches, StepObjective, StepSettings};
+use crate::train::{Schedule, cross_entropy};
+use burn::tensor::Tensor;
 
-/// Fine-tunes on D_r with SGD.
+/// Fine-tunes on D_r with SGD (Golatkar et al. 2020).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Finetune {
     /// Passes over the retain set.
@@ -33,6 +36,19 @@ impl Finetune {
     }
 }
 
+/// Cross-entropy on the retain batch, one pass over D_r per epoch.
+struct RetainLoss;
+
+impl StepObjective for RetainLoss {
+    fn passes(&self, _epoch: usize) -> Vec<Pass> {
+        vec![Pass::over(DataPart::Retain)]
+    }
+
+    fn loss(&mut self, network: &Network, batches: &StepBatches<'_>) -> Result<Tensor<1>> {
+        Ok(cross_entropy(network, batches.retain))
+    }
+}
+
 impl Unlearner for Finetune {
     fn name(&self) -> &'static str {
         "finetune"
@@ -43,24 +59,18 @@ impl Unlearner for Finetune {
     }
 
     fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
-        let recipe = Recipe {
-            optimizer: OptimizerKind::Sgd,
-            learning_rate: self.learning_rate,
+        let settings = StepSettings {
             schedule: Schedule::Constant,
-            epochs: self.epochs,
-            batch_size: self.batch_size,
             momentum: self.momentum,
             weight_decay: request.recipe.weight_decay,
-            seed: request.seed,
+            ..StepSettings::sgd(
+                self.learning_rate,
+                self.epochs,
+                self.batch_size,
+                request.seed,
+            )
         };
-        let (network, report) = train(
-            request.original.network.clone(),
-            &request.data.train,
-            &request.split.retain(),
-            &recipe,
-            &mut request.hooks,
-            &request.progress,
-        )?;
+        let (network, report) = run_first_order(&mut request, &settings, &mut RetainLoss)?;
         Ok(UnlearnOutcome {
             network,
             certificate: None,
