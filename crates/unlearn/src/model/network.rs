@@ -7,6 +7,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::activation::relu;
+use burn::tensor::ops::UnfoldOptions;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -100,6 +101,162 @@ impl Network {
     pub fn input_shape(&self) -> [usize; 3] {
         self.input
     }
+
+    /// The same logits as [`Network::forward`], computed with a *probe* at every layer for
+    /// per-sample gradients (the zero-leaf trick used by per-sample amnesiac unlearning,
+    /// Graves, Nagisetty, Ganesh 2021, "Amnesiac Machine Learning", and by the feasible-update
+    /// mask): each layer's output gets a zero tensor added that requires gradients, so that
+    /// after `backward` its gradient is the per-sample output gradient δ of that layer; the
+    /// layer's input is kept (without autodiff) beside it. The parameters are taken as
+    /// constants (no gradient is computed for them). Needs `inputs` on an autodiff device.
+    pub fn forward_with_probes(&self, inputs: Tensor<2>) -> Result<ProbedForward> {
+        let device = inputs.device();
+        if !device.is_autodiff() {
+            return Err(Error::Model(
+                "per-sample gradients need inputs on an autodiff device".into(),
+            ));
+        }
+        let network = self.clone().no_grad();
+        let [batch, _] = inputs.dims();
+        let mut probes = Vec::with_capacity(network.convolutions.len() + network.layers.len());
+        let mut hidden = if network.convolutions.is_empty() {
+            inputs
+        } else {
+            let [channels, height, width] = network.input;
+            let mut images = inputs.reshape([batch, channels, height, width]);
+            for convolution in &network.convolutions {
+                let (top, left, bottom, right) = match convolution.padding {
+                    PaddingConfig2d::Explicit(top, left, bottom, right) => {
+                        (top, left, bottom, right)
+                    }
+                    PaddingConfig2d::Valid => (0, 0, 0, 0),
+                    PaddingConfig2d::Same => (1, 1, 0, 0),
+                };
+                if top != bottom || left != right || convolution.groups != 1 {
+                    return Err(Error::Model(
+                        "per-sample gradients support convolutions with explicit symmetric padding and one group only".into(),
+                    ));
+                }
+                let input = images.clone().inner();
+                let output = convolution.forward(images);
+                let output_probe = Tensor::zeros(output.dims(), &device).require_grad();
+                images = network.pool.forward(relu(output + output_probe.clone()));
+                probes.push(LayerProbe::Convolution {
+                    input,
+                    output_probe,
+                    kernel_size: convolution.kernel_size,
+                    options: UnfoldOptions::new(
+                        convolution.stride,
+                        [top, left],
+                        convolution.dilation,
+                    ),
+                });
+            }
+            images.flatten(1, 3)
+        };
+        let last = network.layers.len() - 1;
+        for (index, layer) in network.layers.iter().enumerate() {
+            let input = hidden.clone().inner();
+            let output = layer.forward(hidden);
+            let output_probe = Tensor::zeros(output.dims(), &device).require_grad();
+            hidden = output + output_probe.clone();
+            probes.push(LayerProbe::Linear {
+                input,
+                output_probe,
+            });
+            if index < last {
+                hidden = relu(hidden);
+            }
+        }
+        Ok(ProbedForward {
+            logits: hidden,
+            layers: probes,
+        })
+    }
+
+    /// Names and shapes of the parameters in [`parameters`] order (each layer's weight, then
+    /// its bias; convolutions before linear layers). Linear weights are `[inputs, outputs]`,
+    /// convolution weights `[out_channels, in_channels, kernel_height, kernel_width]`.
+    pub fn parameter_layout(&self) -> Vec<ParameterSlot> {
+        let mut slots = Vec::new();
+        for (index, convolution) in self.convolutions.iter().enumerate() {
+            slots.push(ParameterSlot {
+                name: format!("convolutions.{index}.weight"),
+                shape: convolution.weight.shape().dims::<4>().to_vec(),
+            });
+            if let Some(bias) = &convolution.bias {
+                slots.push(ParameterSlot {
+                    name: format!("convolutions.{index}.bias"),
+                    shape: bias.shape().dims::<1>().to_vec(),
+                });
+            }
+        }
+        for (index, layer) in self.layers.iter().enumerate() {
+            slots.push(ParameterSlot {
+                name: format!("layers.{index}.weight"),
+                shape: layer.weight.shape().dims::<2>().to_vec(),
+            });
+            if let Some(bias) = &layer.bias {
+                slots.push(ParameterSlot {
+                    name: format!("layers.{index}.bias"),
+                    shape: bias.shape().dims::<1>().to_vec(),
+                });
+            }
+        }
+        slots
+    }
+}
+
+/// One parameter tensor of a [`Network`]: its name and shape.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ParameterSlot {
+    /// Dotted name, e.g. `layers.0.weight`.
+    pub name: String,
+    /// Shape.
+    pub shape: Vec<usize>,
+}
+
+impl ParameterSlot {
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether the slot holds no value.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What [`Network::forward_with_probes`] returns: the logits and one probe per layer, in
+/// parameter order.
+pub struct ProbedForward {
+    /// Logits `[batch, classes]`, tracked through the probes.
+    pub logits: Tensor<2>,
+    /// One probe per convolution, then one per linear layer.
+    pub layers: Vec<LayerProbe>,
+}
+
+/// A layer's input (without autodiff) and the zero leaf added to its pre-activation output.
+pub enum LayerProbe {
+    /// A 2-D convolution; its per-sample weight gradient is δ_i · unfold(input_i)ᵀ.
+    Convolution {
+        /// Input images `[batch, in_channels, height, width]`.
+        input: Tensor<4>,
+        /// Zero leaf shaped like the output `[batch, out_channels, height', width']`.
+        output_probe: Tensor<4>,
+        /// Kernel size of the convolution.
+        kernel_size: [usize; 2],
+        /// Stride, padding and dilation, as `unfold4d` takes them.
+        options: UnfoldOptions,
+    },
+    /// A linear layer; its per-sample weight gradient is input_i δ_iᵀ (`[inputs, outputs]`).
+    Linear {
+        /// Input `[batch, inputs]`.
+        input: Tensor<2>,
+        /// Zero leaf shaped like the output `[batch, outputs]`.
+        output_probe: Tensor<2>,
+    },
 }
 
 /// Seeded PyTorch-style initialisation. Parameters are visited weight then bias; a bias takes
@@ -241,5 +398,29 @@ mod tests {
         let network = with_parameters(network, &values).unwrap();
         assert_eq!(parameters(&network), values);
         assert!(with_parameters(network, &values[1..]).is_err());
+    }
+
+    #[test]
+    fn probed_forward_gives_the_plain_logits_and_the_layout_counts_every_parameter() {
+        let spec = ModelSpec::parse("cnn:2,3,5", [1, 8, 8], 4).unwrap();
+        let device = Device::flex().autodiff();
+        let network = Network::new(&spec, &device, 2).unwrap();
+        let inputs = Tensor::<2>::random(
+            [3, 64],
+            burn::tensor::Distribution::Uniform(0.0, 1.0),
+            &device,
+        );
+        let plain = network.forward(inputs.clone()).into_data();
+        let probed = network.forward_with_probes(inputs).unwrap();
+        assert_eq!(probed.layers.len(), 4);
+        probed
+            .logits
+            .into_data()
+            .assert_approx_eq::<f32>(&plain, burn::tensor::Tolerance::default());
+        let layout = network.parameter_layout();
+        let total: usize = layout.iter().map(ParameterSlot::len).sum();
+        assert_eq!(total, network.num_params());
+        assert_eq!(layout[0].shape, vec![2, 1, 3, 3]);
+        assert_eq!(layout[4].name, "layers.0.weight");
     }
 }

@@ -1,9 +1,14 @@
 //! Mini-batch training with hooks: the loop every training run and every first-order
 //! unlearning method goes through.
 
+mod per_sample;
 mod recipe;
 pub mod steps;
 
+pub use per_sample::{
+    GradientMoments, LossReduction, PerSampleGradients, PerSampleRequest, gradient_moments,
+    per_sample_gradients, per_sample_gradients_of,
+};
 pub use recipe::{OptimizerKind, Recipe, Schedule};
 
 use crate::data::Dataset;
