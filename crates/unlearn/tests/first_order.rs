@@ -8,8 +8,11 @@ use unlearn::methods::{self, MethodParams, salun, ssd};
 use unlearn::model::{Artifact, ModelSpec, parameters, with_parameters};
 use unlearn::pipeline::Setup;
 use unlearn::progress::Progress;
-use unlearn::train::steps::{StepSettings, run_steps};
-use unlearn::train::{Batch, OptimizerKind, Recipe, positions_of, predict_probabilities};
+use unlearn::train::steps::{StepSettings, loss_gradient, run_steps};
+use unlearn::train::{
+    Batch, OptimizerKind, Recipe, StepContext, TrainHook, UpdateContext, cross_entropy,
+    positions_of, predict_probabilities,
+};
 
 fn setup(train_size: u32, forget: &str, seed: u64) -> Setup {
     let data = load(&DataSource::Embedded, 0).unwrap();
@@ -207,5 +210,136 @@ fn every_first_order_method_runs_and_bad_parameters_are_refused() {
             methods::build(name, &params(&[pair])).is_err(),
             "{name} {pair}"
         );
+    }
+}
+/// Checks, after the mask, that each step's update has a non-negative inner product with the
+/// step's retain batch gradient.
+#[derive(Default)]
+struct AlignmentProbe {
+    inner_products: Vec<f64>,
+}
+
+impl TrainHook for AlignmentProbe {
+    fn before_update(&mut self, _step: &mut StepContext<'_>) -> unlearn::Result<()> {
+        Ok(())
+    }
+
+    fn adjust_update(
+        &mut self,
+        context: &UpdateContext<'_>,
+        update: &mut [f32],
+    ) -> unlearn::Result<()> {
+        let gradient = loss_gradient(
+            context.network,
+            cross_entropy(context.network, context.retain),
+        );
+        self.inner_products.push(
+            gradient
+                .iter()
+                .zip(update.iter())
+                .map(|(&g, &u)| f64::from(g) * f64::from(u))
+                .sum(),
+        );
+        Ok(())
+    }
+}
+
+#[test]
+fn hard_mask_updates_never_point_against_the_retain_gradient() {
+    let setup = setup(1200, "random:5%", 7);
+    let original = setup.train_original(&mut []).unwrap();
+    for name in [
+        "gradient-ascent+feasible-hard",
+        "neggrad-plus+feasible-hard:0.2",
+        "salun+feasible-hard",
+        "scrub+feasible-hard",
+        "random-labels+feasible-hard-retain-only",
+        "finetune+feasible-hard-retain-only:0.2",
+    ] {
+        let method = methods::build(name, &params(&["epochs=1"])).unwrap();
+        assert_eq!(method.name(), name);
+        let mut probe = AlignmentProbe::default();
+        let (outcome, _) = setup
+            .unlearn(&original, method.as_ref(), vec![&mut probe])
+            .unwrap();
+        assert!(!probe.inner_products.is_empty());
+        for (step, &inner) in probe.inner_products.iter().enumerate() {
+            assert!(inner >= 0.0, "{name}: step {step} inner product {inner}");
+        }
+        assert!(
+            outcome.notes.iter().any(|note| note.contains("kept")),
+            "{name}: {:?}",
+            outcome.notes
+        );
+    }
+}
+
+#[test]
+fn feasible_mask_keeps_the_retain_loss_where_gradient_ascent_raises_it() {
+    let setup = setup(1500, "random:5%", 8);
+    let original = setup.train_original(&mut []).unwrap();
+    let retain = setup.split.retain();
+    let before = mean_loss(&setup, &original.network, &retain);
+    let aggressive = ["lr=0.05", "epochs=3"];
+    let plain = run(&setup, &original, "gradient-ascent", &aggressive);
+    let plain_rise = mean_loss(&setup, &plain, &retain) - before;
+    assert!(
+        plain_rise > 0.2,
+        "plain gradient ascent: retain loss {plain_rise:+}"
+    );
+    for name in [
+        "gradient-ascent+feasible-hard",
+        "gradient-ascent+feasible-hard-retain-only",
+    ] {
+        let masked = run(&setup, &original, name, &aggressive);
+        let masked_rise = mean_loss(&setup, &masked, &retain) - before;
+        eprintln!("{name}: retain loss {masked_rise:+.4} (plain gradient ascent {plain_rise:+.4})");
+        assert!(
+            masked_rise.abs() < 0.02,
+            "{name}: retain loss {masked_rise:+} (plain {plain_rise:+})"
+        );
+    }
+    // The retain-only mask does keep part of the update: the forget loss still rises.
+    let masked = run(
+        &setup,
+        &original,
+        "gradient-ascent+feasible-hard-retain-only",
+        &aggressive,
+    );
+    assert_ne!(parameters(&masked), parameters(&original.network));
+    let forget_before = mean_loss(&setup, &original.network, &setup.split.forget);
+    let forget_after = mean_loss(&setup, &masked, &setup.split.forget);
+    eprintln!("retain-only mask: forget loss {forget_before:.4} -> {forget_after:.4}");
+}
+
+#[test]
+fn feasible_add_on_is_settable_from_params_and_refuses_bad_input() {
+    let method = methods::build("salun", &params(&["feasible=soft", "alpha=0.2"])).unwrap();
+    assert_eq!(method.name(), "salun+feasible-soft:0.2");
+    assert!(methods::build("salun", &params(&["feasible=medium"])).is_err());
+    assert!(methods::build("salun", &params(&["feasible=hard", "alpha=0.7"])).is_err());
+    assert!(methods::build("salun", &params(&["alpha=0.1"])).is_err());
+    assert!(methods::build("salun+feasible-firm", &MethodParams::default()).is_err());
+    let method = methods::build(
+        "scrub+feasible-soft-retain-only:0.2",
+        &MethodParams::default(),
+    )
+    .unwrap();
+    assert_eq!(method.name(), "scrub+feasible-soft-retain-only:0.2");
+    let method = methods::build(
+        "scrub",
+        &params(&["feasible=hard", "feasible_forget=false"]),
+    )
+    .unwrap();
+    assert_eq!(method.name(), "scrub+feasible-hard-retain-only");
+    let setup = setup(600, "random:5%", 9);
+    let original = setup.train_original(&mut []).unwrap();
+    for name in ["ssd+feasible-hard", "retrain+feasible-hard"] {
+        let method = methods::build(name, &MethodParams::default()).unwrap();
+        let error = setup
+            .unlearn(&original, method.as_ref(), Vec::new())
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("first-order"), "{error}");
     }
 }

@@ -2,6 +2,7 @@
 //!
 //! A new method is one new file here plus one line in [`registry`].
 
+pub mod feasible;
 mod finetune;
 mod gradient_ascent;
 pub mod l1_sparse;
@@ -159,9 +160,24 @@ pub fn registry() -> Vec<MethodEntry> {
     ]
 }
 
-/// Builds the method called `name` with `params`.
+/// Builds the method called `name` with `params`. A name `BASE+feasible-hard` or
+/// `BASE+feasible-soft` (optionally `:ALPHA`), or the keys `feasible=hard|soft` and `alpha`,
+/// wrap the method in the feasible-update mask ([`feasible::Feasible`]).
 pub fn build(name: &str, params: &MethodParams) -> Result<Box<dyn Unlearner>> {
-    build_base(name, params)
+    if let Some((base, add_on)) = name.split_once('+') {
+        let settings = feasible::FeasibleSettings::parse_suffix(add_on)?;
+        return Ok(Box::new(feasible::Feasible::new(
+            build_base(base, params)?,
+            settings,
+        )?));
+    }
+    match feasible::FeasibleSettings::from_params(name, params)? {
+        Some(settings) => Ok(Box::new(feasible::Feasible::new(
+            build_base(name, params)?,
+            settings,
+        )?)),
+        None => build_base(name, params),
+    }
 }
 
 fn build_base(name: &str, params: &MethodParams) -> Result<Box<dyn Unlearner>> {
