@@ -335,31 +335,7 @@ impl Unlearner for Feasible {
 
     fn unlearn(&self, request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
         let mut mask = FeasibleMask::new(self.settings);
-        let UnlearnRequest {
-            original,
-            data,
-            split,
-            recipe,
-            device,
-            seed,
-            progress,
-            hooks,
-        } = request;
-        let mut all_hooks: Vec<&mut dyn TrainHook> = Vec::with_capacity(hooks.len() + 1);
-        all_hooks.push(&mut mask);
-        for hook in hooks {
-            all_hooks.push(hook);
-        }
-        let mut outcome = self.base.unlearn(UnlearnRequest {
-            original,
-            data,
-            split,
-            recipe,
-            device,
-            seed,
-            progress,
-            hooks: all_hooks,
-        })?;
+        let mut outcome = self.base.unlearn(request.with_first_hook(&mut mask))?;
         if mask.kept.is_empty() {
             return Err(FeasibleMask::first_order_error());
         }

