@@ -183,6 +183,12 @@ struct ForgetArgs {
     /// Method hyper-parameter, key=value (repeatable).
     #[arg(long = "param")]
     params: Vec<String>,
+    /// Wrap the method in the feasible-update mask (Dine, Furon, Faure 2025): hard or soft.
+    #[arg(long)]
+    feasible: Option<String>,
+    /// The mask's α: each kept coordinate is feasible with probability ≥ 1 − α (with --feasible).
+    #[arg(long, requires = "feasible")]
+    alpha: Option<f64>,
     /// Data source; defaults to the one recorded in the model's sidecar.
     #[arg(long)]
     data: Option<String>,
@@ -222,7 +228,8 @@ struct DemoArgs {
     /// Forget set.
     #[arg(long, default_value = "random:1%")]
     forget: String,
-    /// Methods to compare (comma-separated); default: every registered method.
+    /// Methods to compare (comma-separated registry names, each optionally with
+    /// +feasible-hard or +feasible-soft[:ALPHA]); default: every registered method.
     #[arg(long)]
     methods: Option<String>,
     #[command(flatten)]
@@ -491,7 +498,14 @@ fn load_model_context(
 }
 
 fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
-    let params = MethodParams::parse(&args.params)?;
+    let mut pairs = args.params.clone();
+    if let Some(mode) = &args.feasible {
+        pairs.push(format!("feasible={mode}"));
+    }
+    if let Some(alpha) = args.alpha {
+        pairs.push(format!("alpha={alpha}"));
+    }
+    let params = MethodParams::parse(&pairs)?;
     let method = methods::build(&args.method, &params)?;
     let records = if args.records.is_empty() {
         [RecordKind::Batch, RecordKind::Sample]

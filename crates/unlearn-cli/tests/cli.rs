@@ -205,6 +205,50 @@ fn same_seed_gives_the_same_table() {
 }
 
 #[test]
+fn forget_with_the_feasible_mask() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained_model(dir.path());
+    let model = model.to_str().unwrap();
+    let out = dir.path().join("salun.safetensors");
+    let out_arg = out.to_str().unwrap();
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        model,
+        "--method",
+        "salun",
+        "--feasible",
+        "hard",
+        "--alpha",
+        "0.05",
+        "--param",
+        "epochs=1",
+        "--json",
+        "--out",
+        out_arg,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["method"], "salun+feasible-hard");
+    assert!(report["notes"].to_string().contains("kept"));
+
+    let refused = dir.path().join("refused.safetensors");
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        model,
+        "--method",
+        "salun",
+        "--feasible",
+        "medium",
+        "--out",
+        refused.to_str().unwrap(),
+    ]);
+    assert_one_line_failure(&output, "unknown feasible mask 'medium'");
+    assert!(!refused.exists());
+}
+
+#[test]
 fn bad_global_options_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.safetensors");

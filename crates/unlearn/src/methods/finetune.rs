@@ -2,12 +2,14 @@
 //! catastrophic forgetting erodes what was learnt from the forget set (Golatkar et al. 2020;
 //! Warnecke et al. 2023 use it as a baseline).
 
-use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
+use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order};
 use crate::error::Result;
 use crate::model::Network;
-use crate::train::{OptimizerKind, Recipe, Schedule, train};
+use crate::train::steps::{DataPart, Pass, StepBatches, StepObjective, StepSettings};
+use crate::train::{Schedule, cross_entropy};
+use burn::tensor::Tensor;
 
-/// Fine-tunes on D_r with SGD.
+/// Fine-tunes on D_r with SGD (Golatkar et al. 2020).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Finetune {
     /// Passes over the retain set.
@@ -34,6 +36,19 @@ impl Finetune {
     }
 }
 
+/// Cross-entropy on the retain batch, one pass over D_r per epoch.
+struct RetainLoss;
+
+impl StepObjective for RetainLoss {
+    fn passes(&self, _epoch: usize) -> Vec<Pass> {
+        vec![Pass::over(DataPart::Retain)]
+    }
+
+    fn loss(&mut self, network: &Network, batches: &StepBatches<'_>) -> Result<Tensor<1>> {
+        Ok(cross_entropy(network, batches.retain))
+    }
+}
+
 impl Unlearner for Finetune {
     fn name(&self) -> &'static str {
         "finetune"
@@ -44,26 +59,36 @@ impl Unlearner for Finetune {
     }
 
     fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
-        let network = request.original.network.clone();
-        let (network, steps) = finetune_on_retain(network, &mut request, self)?;
+        let settings = StepSettings {
+            schedule: Schedule::Constant,
+            momentum: self.momentum,
+            weight_decay: request.recipe.weight_decay,
+            ..StepSettings::sgd(
+                self.learning_rate,
+                self.epochs,
+                self.batch_size,
+                request.seed,
+            )
+        };
+        let (network, report) = run_first_order(&mut request, &settings, &mut RetainLoss)?;
         Ok(UnlearnOutcome {
             network,
             certificate: None,
-            steps,
+            steps: report.steps,
             notes: Vec::new(),
         })
     }
 }
 
-/// Fine-tunes `network` on the request's retain set with `settings` (also the repair step of
-/// amnesiac unlearning); returns the network and the steps taken.
+/// Fine-tunes `network` on the request's retain set with `settings` through the plain training
+/// loop (the repair step of amnesiac unlearning); returns the network and the steps taken.
 pub(crate) fn finetune_on_retain(
     network: Network,
     request: &mut UnlearnRequest<'_>,
     settings: &Finetune,
 ) -> Result<(Network, usize)> {
-    let recipe = Recipe {
-        optimizer: OptimizerKind::Sgd,
+    let recipe = crate::train::Recipe {
+        optimizer: crate::train::OptimizerKind::Sgd,
         learning_rate: settings.learning_rate,
         schedule: Schedule::Constant,
         epochs: settings.epochs,
@@ -72,7 +97,7 @@ pub(crate) fn finetune_on_retain(
         weight_decay: request.recipe.weight_decay,
         seed: request.seed,
     };
-    let (network, report) = train(
+    let (network, report) = crate::train::train(
         network,
         &request.data.train,
         &request.split.retain(),

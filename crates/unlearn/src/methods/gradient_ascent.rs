@@ -1,12 +1,14 @@
 //! Gradient ascent (GA, "NegGrad"): push the model away from the forget set by minimising the
 //! negated loss on D_f (Thudi et al. 2022; Jia et al. 2023 use it as a baseline).
 
-use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
+use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order};
 use crate::error::Result;
 use crate::model::Network;
-use crate::train::{Batch, OptimizerKind, Recipe, Schedule, cross_entropy, fit};
+use crate::train::cross_entropy;
+use crate::train::steps::{DataPart, Pass, StepBatches, StepObjective, StepSettings};
+use burn::tensor::Tensor;
 
-/// Minimises −ℓ on D_f with plain SGD.
+/// Minimises −ℓ on D_f with plain SGD (Thudi et al. 2022).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct GradientAscent {
     /// Passes over the forget set.
@@ -30,6 +32,19 @@ impl GradientAscent {
     }
 }
 
+/// −ℓ on the forget batch, one pass over D_f per epoch.
+pub(crate) struct NegatedForgetLoss;
+
+impl StepObjective for NegatedForgetLoss {
+    fn passes(&self, _epoch: usize) -> Vec<Pass> {
+        vec![Pass::over(DataPart::Forget)]
+    }
+
+    fn loss(&mut self, network: &Network, batches: &StepBatches<'_>) -> Result<Tensor<1>> {
+        Ok(cross_entropy(network, batches.forget).neg())
+    }
+}
+
 impl Unlearner for GradientAscent {
     fn name(&self) -> &'static str {
         "gradient-ascent"
@@ -40,26 +55,13 @@ impl Unlearner for GradientAscent {
     }
 
     fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
-        let recipe = Recipe {
-            optimizer: OptimizerKind::Sgd,
-            learning_rate: self.learning_rate,
-            schedule: Schedule::Constant,
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            momentum: 0.0,
-            weight_decay: 0.0,
-            seed: request.seed,
-        };
-        let mut negated = |network: &Network, batch: &Batch| cross_entropy(network, batch).neg();
-        let (network, report) = fit(
-            request.original.network.clone(),
-            &request.data.train,
-            &request.split.forget,
-            &recipe,
-            &mut negated,
-            &mut request.hooks,
-            &request.progress,
-        )?;
+        let settings = StepSettings::sgd(
+            self.learning_rate,
+            self.epochs,
+            self.batch_size,
+            request.seed,
+        );
+        let (network, report) = run_first_order(&mut request, &settings, &mut NegatedForgetLoss)?;
         Ok(UnlearnOutcome {
             network,
             certificate: None,

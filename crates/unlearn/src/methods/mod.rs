@@ -4,24 +4,38 @@
 
 mod amnesiac_batch;
 mod amnesiac_sample;
+pub mod feasible;
 mod finetune;
 mod gradient_ascent;
+pub mod l1_sparse;
+mod neggrad_plus;
 mod params;
+mod random_labels;
 mod retrain;
+pub mod salun;
+pub mod scrub;
+pub mod ssd;
 
 pub use amnesiac_batch::AmnesiacBatch;
 pub use amnesiac_sample::AmnesiacSample;
 pub use finetune::Finetune;
 pub use gradient_ascent::GradientAscent;
+pub use l1_sparse::L1Sparse;
+pub use neggrad_plus::NegGradPlus;
 pub use params::MethodParams;
+pub use random_labels::{RandomLabels, RelabelSettings};
 pub use retrain::Retrain;
+pub use salun::Salun;
+pub use scrub::Scrub;
+pub use ssd::Ssd;
 
 use crate::data::{DataBundle, Split};
 use crate::error::{Error, Result};
 use crate::model::Artifact;
 use crate::model::Network;
 use crate::progress::Progress;
-use crate::train::{Recipe, TrainHook};
+use crate::train::steps::{StepObjective, StepSettings, run_steps};
+use crate::train::{Recipe, TrainHook, TrainReport};
 use burn::tensor::Device;
 use std::path::PathBuf;
 
@@ -48,6 +62,43 @@ pub struct UnlearnRequest<'a> {
     pub records: &'a [PathBuf],
 }
 
+impl<'a> UnlearnRequest<'a> {
+    /// The same request with `hook` called first, before the request's own hooks (add-ons
+    /// such as the feasible-update mask wrap a method this way).
+    pub fn with_first_hook<'b>(self, hook: &'b mut dyn TrainHook) -> UnlearnRequest<'b>
+    where
+        'a: 'b,
+    {
+        let UnlearnRequest {
+            original,
+            data,
+            split,
+            recipe,
+            device,
+            seed,
+            progress,
+            hooks,
+            records,
+        } = self;
+        let mut all_hooks: Vec<&'b mut dyn TrainHook> = Vec::with_capacity(hooks.len() + 1);
+        all_hooks.push(hook);
+        for existing in hooks {
+            all_hooks.push(existing);
+        }
+        UnlearnRequest {
+            original,
+            data,
+            split,
+            recipe,
+            device,
+            seed,
+            progress,
+            hooks: all_hooks,
+            records,
+        }
+    }
+}
+
 /// What a method returns.
 pub struct UnlearnOutcome {
     /// The unlearned network.
@@ -58,6 +109,26 @@ pub struct UnlearnOutcome {
     pub steps: usize,
     /// Notes worth reporting (e.g. "retrained from scratch").
     pub notes: Vec<String>,
+}
+
+/// Runs a first-order method's steps from the original model on the request's retain and
+/// forget sets, with the request's hooks (through which add-ons such as the feasible-update
+/// mask act on every step without the method knowing).
+pub(crate) fn run_first_order(
+    request: &mut UnlearnRequest<'_>,
+    settings: &StepSettings,
+    objective: &mut dyn StepObjective,
+) -> Result<(Network, TrainReport)> {
+    run_steps(
+        request.original.network.clone(),
+        &request.data.train,
+        &request.split.retain(),
+        &request.split.forget,
+        settings,
+        objective,
+        &mut request.hooks,
+        &request.progress,
+    )
 }
 
 /// One unlearning method. Following linfa, every method is a small type implementing this
@@ -116,18 +187,67 @@ pub fn registry() -> Vec<MethodEntry> {
             description: "add back each forgotten sample's recorded contribution (needs --record amnesiac-sample)",
             build: |params| Ok(Box::new(AmnesiacSample::from_params(params)?)),
         },
+        MethodEntry {
+            name: "neggrad-plus",
+            description: "minimise β·retain loss − (1−β)·forget loss per pair of batches (Kurmanji et al. 2023)",
+            build: |params| Ok(Box::new(NegGradPlus::from_params(params)?)),
+        },
+        MethodEntry {
+            name: "random-labels",
+            description: "train on the forget set relabelled at random, with the retain set (RL)",
+            build: |params| Ok(Box::new(RandomLabels::from_params(params)?)),
+        },
+        MethodEntry {
+            name: "l1-sparse",
+            description: "fine-tune on the retain set with a decaying l1 penalty (Jia et al. 2023)",
+            build: |params| Ok(Box::new(L1Sparse::from_params(params)?)),
+        },
+        MethodEntry {
+            name: "salun",
+            description: "random labels on the 50% most forget-salient weights only (Fan et al. 2024)",
+            build: |params| Ok(Box::new(Salun::from_params(params)?)),
+        },
+        MethodEntry {
+            name: "scrub",
+            description: "student-teacher: diverge from θ_o on the forget set, match it on the retain set (Kurmanji et al. 2023)",
+            build: |params| Ok(Box::new(Scrub::from_params(params)?)),
+        },
+        MethodEntry {
+            name: "ssd",
+            description: "selective synaptic dampening of forget-specific weights, no training (Foster et al. 2024)",
+            build: |params| Ok(Box::new(Ssd::from_params(params)?)),
+        },
     ]
 }
 
-/// Builds the method called `name` with `params`.
+/// Builds the method called `name` with `params`. A name `BASE+feasible-hard` or
+/// `BASE+feasible-soft` (optionally `:ALPHA`), or the keys `feasible=hard|soft` and `alpha`,
+/// wrap the method in the feasible-update mask ([`feasible::Feasible`]).
 pub fn build(name: &str, params: &MethodParams) -> Result<Box<dyn Unlearner>> {
+    if let Some((base, add_on)) = name.split_once('+') {
+        let settings = feasible::FeasibleSettings::parse_suffix(add_on)?;
+        return Ok(Box::new(feasible::Feasible::new(
+            build_base(base, params)?,
+            settings,
+        )?));
+    }
+    match feasible::FeasibleSettings::from_params(name, params)? {
+        Some(settings) => Ok(Box::new(feasible::Feasible::new(
+            build_base(name, params)?,
+            settings,
+        )?)),
+        None => build_base(name, params),
+    }
+}
+
+fn build_base(name: &str, params: &MethodParams) -> Result<Box<dyn Unlearner>> {
     let registry = registry();
     match registry.iter().find(|entry| entry.name == name) {
         Some(entry) => (entry.build)(params),
         None => {
             let known: Vec<&str> = registry.iter().map(|entry| entry.name).collect();
             Err(Error::invalid(format!(
-                "unknown method '{name}' (known: {})",
+                "unknown method '{name}' (known: {}; add +feasible-hard or +feasible-soft to a first-order one)",
                 known.join(", ")
             )))
         }

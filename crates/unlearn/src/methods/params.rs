@@ -52,6 +52,11 @@ impl MethodParams {
         }
     }
 
+    /// Whether `key` was given (without marking it as read).
+    pub fn contains(&self, key: &str) -> bool {
+        self.values.contains_key(key)
+    }
+
     /// Refuses keys that the method did not read.
     pub fn finish(&self, method: &str) -> Result<()> {
         let read = self.read.borrow();

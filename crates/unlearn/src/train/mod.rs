@@ -5,6 +5,7 @@ mod amnesiac;
 mod per_sample;
 mod recipe;
 mod records;
+pub mod steps;
 
 pub use amnesiac::{
     BatchGrouping, BatchRecorder, SampleRecorder, SensitiveSet, momentum_weights, total_steps,
@@ -113,6 +114,31 @@ pub trait TrainHook {
     fn after_update(&mut self, _step: usize, _network: &Network) -> Result<()> {
         Ok(())
     }
+
+    /// Called by the first-order unlearning loop ([`steps::run_steps`]) with the update `u`
+    /// of θ ← θ − η u (flat, in parameter order) before it is applied; a hook may change it
+    /// (the feasible-update mask does). [`fit`] never calls it.
+    fn adjust_update(&mut self, _context: &UpdateContext<'_>, _update: &mut [f32]) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What a hook sees when a first-order unlearning step's update is about to be applied.
+pub struct UpdateContext<'a> {
+    /// Step number, from 0, over the whole run.
+    pub step: usize,
+    /// Epoch number, from 0.
+    pub epoch: usize,
+    /// Learning rate of this step.
+    pub learning_rate: f64,
+    /// The network before the update.
+    pub network: &'a Network,
+    /// This step's retain batch (true labels).
+    pub retain: &'a Batch,
+    /// This step's forget batch (true labels).
+    pub forget: &'a Batch,
+    /// The method's gradient at this step (flat, in parameter order).
+    pub gradient: &'a [f32],
 }
 
 /// What a training run reports.

@@ -1,0 +1,500 @@
+//! The first-order unlearning loop: every step draws a retain batch and a forget batch, asks a
+//! [`StepObjective`] for the loss to minimise, turns its gradient into an update with a
+//! flat-vector optimiser, lets hooks adjust that update (the feasible-update mask of Dine,
+//! Furon, Faure 2025 plugs in here), and applies it.
+//!
+//! Working on flat parameter vectors keeps every coordinate visible: a method can freeze
+//! coordinates exactly (SalUn's masked-out weights stay bit-identical, with no weight decay or
+//! momentum leaking into them), and an add-on can mask the very update that is applied.
+
+use super::{
+    Batch, OptimizerKind, Schedule, StepContext, TrainHook, TrainReport, UpdateContext,
+    epoch_order, network_device, positions_of,
+};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::model::{Network, parameters, with_parameters};
+use crate::progress::Progress;
+use burn::module::{Module, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::{Tensor, TensorData};
+use std::time::Instant;
+
+/// Which part of the training set a pass iterates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DataPart {
+    /// The retain set D_r.
+    Retain,
+    /// The forget set D_f.
+    Forget,
+}
+
+/// One shuffled pass over a part of the data, in mini-batches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pass {
+    /// The part iterated; the other part is drawn alongside from a cycled, reshuffled loader.
+    pub over: DataPart,
+    /// Whether the loss also uses the other part's batch (NegGrad+, random labels). Hooks are
+    /// told the ids of every batch the loss uses.
+    pub paired: bool,
+    /// At most this many steps in the pass (`None`: the whole part).
+    pub max_steps: Option<usize>,
+}
+
+impl Pass {
+    /// A whole pass over `over` whose loss uses only that part's batch.
+    pub fn over(over: DataPart) -> Pass {
+        Pass {
+            over,
+            paired: false,
+            max_steps: None,
+        }
+    }
+
+    /// A whole pass over `over` whose loss uses both batches.
+    pub fn paired(over: DataPart) -> Pass {
+        Pass {
+            over,
+            paired: true,
+            max_steps: None,
+        }
+    }
+}
+
+/// The batches of one step, and where the step is in the run.
+pub struct StepBatches<'a> {
+    /// The pass this step belongs to.
+    pub pass: Pass,
+    /// A batch of retain samples (true labels).
+    pub retain: &'a Batch,
+    /// A batch of forget samples (true labels).
+    pub forget: &'a Batch,
+    /// Step number, from 0.
+    pub step: usize,
+    /// Steps in the whole run.
+    pub total_steps: usize,
+    /// Epoch number, from 0.
+    pub epoch: usize,
+}
+
+/// What a first-order unlearning method supplies: which passes each epoch makes, and the loss
+/// to minimise at each step. The loop does everything else.
+pub trait StepObjective {
+    /// The passes of epoch `epoch`, in order.
+    fn passes(&self, epoch: usize) -> Vec<Pass>;
+
+    /// The loss to minimise at this step (a scalar tensor tracked by autodiff).
+    fn loss(&mut self, network: &Network, batches: &StepBatches<'_>) -> Result<Tensor<1>>;
+}
+
+/// Optimiser and data settings of a first-order unlearning run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepSettings {
+    /// SGD (heavy-ball momentum, coupled weight decay) or Adam.
+    pub optimizer: OptimizerKind,
+    /// Peak learning rate.
+    pub learning_rate: f64,
+    /// Learning-rate schedule over all steps.
+    pub schedule: Schedule,
+    /// SGD momentum (0 disables it).
+    pub momentum: f64,
+    /// Coupled L2 weight decay.
+    pub weight_decay: f64,
+    /// Epochs (each made of the objective's passes).
+    pub epochs: usize,
+    /// Retain batch size.
+    pub retain_batch: usize,
+    /// Forget batch size.
+    pub forget_batch: usize,
+    /// Seed of every data order.
+    pub seed: u64,
+    /// Coordinates never updated (no gradient, decay or momentum reaches them); `None`: none.
+    pub frozen: Option<Vec<bool>>,
+}
+
+impl StepSettings {
+    /// Plain SGD settings: constant learning rate, no momentum, no weight decay.
+    pub fn sgd(learning_rate: f64, epochs: usize, batch: usize, seed: u64) -> StepSettings {
+        StepSettings {
+            optimizer: OptimizerKind::Sgd,
+            learning_rate,
+            schedule: Schedule::Constant,
+            momentum: 0.0,
+            weight_decay: 0.0,
+            epochs,
+            retain_batch: batch,
+            forget_batch: batch,
+            seed,
+            frozen: None,
+        }
+    }
+
+    /// Checks that the settings make sense.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(Error::invalid(format!(
+                "learning rate must be positive, got {}",
+                self.learning_rate
+            )));
+        }
+        if self.retain_batch == 0 || self.forget_batch == 0 {
+            return Err(Error::invalid("batch sizes must be at least 1"));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return Err(Error::invalid(format!(
+                "momentum must be in [0, 1), got {}",
+                self.momentum
+            )));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::invalid(format!(
+                "weight decay must be ≥ 0, got {}",
+                self.weight_decay
+            )));
+        }
+        Ok(())
+    }
+
+    fn learning_rate_at(&self, step: usize, total_steps: usize) -> f64 {
+        match self.schedule {
+            Schedule::Constant => self.learning_rate,
+            Schedule::Cosine => {
+                let progress = step as f64 / total_steps.max(1) as f64;
+                0.5 * self.learning_rate * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+}
+
+/// SGD or Adam on flat vectors: turns a gradient into the direction `u` of θ ← θ − η u.
+struct FlatOptimizer {
+    kind: OptimizerKind,
+    momentum: f32,
+    weight_decay: f32,
+    first_moment: Vec<f32>,
+    second_moment: Vec<f32>,
+    steps: i32,
+}
+
+const ADAM_BETA1: f32 = 0.9;
+const ADAM_BETA2: f32 = 0.999;
+const ADAM_EPSILON: f32 = 1e-8;
+
+impl FlatOptimizer {
+    fn new(settings: &StepSettings, size: usize) -> FlatOptimizer {
+        FlatOptimizer {
+            kind: settings.optimizer,
+            momentum: settings.momentum as f32,
+            weight_decay: settings.weight_decay as f32,
+            first_moment: vec![0.0; size],
+            second_moment: match settings.optimizer {
+                OptimizerKind::Adam => vec![0.0; size],
+                OptimizerKind::Sgd => Vec::new(),
+            },
+            steps: 0,
+        }
+    }
+
+    fn direction(&mut self, params: &[f32], gradient: &[f32], frozen: Option<&[bool]>) -> Vec<f32> {
+        self.steps += 1;
+        let mut direction = vec![0.0f32; params.len()];
+        let bias1 = 1.0 - ADAM_BETA1.powi(self.steps);
+        let bias2 = 1.0 - ADAM_BETA2.powi(self.steps);
+        for j in 0..params.len() {
+            if frozen.is_some_and(|frozen| frozen[j]) {
+                continue;
+            }
+            let g = gradient[j] + self.weight_decay * params[j];
+            direction[j] = match self.kind {
+                OptimizerKind::Sgd if self.momentum > 0.0 => {
+                    self.first_moment[j] = self.momentum * self.first_moment[j] + g;
+                    self.first_moment[j]
+                }
+                OptimizerKind::Sgd => g,
+                OptimizerKind::Adam => {
+                    self.first_moment[j] =
+                        ADAM_BETA1 * self.first_moment[j] + (1.0 - ADAM_BETA1) * g;
+                    self.second_moment[j] =
+                        ADAM_BETA2 * self.second_moment[j] + (1.0 - ADAM_BETA2) * g * g;
+                    (self.first_moment[j] / bias1)
+                        / ((self.second_moment[j] / bias2).sqrt() + ADAM_EPSILON)
+                }
+            };
+        }
+        direction
+    }
+}
+
+/// An endless supply of batches from a set, reshuffled (seeded) at each round.
+struct Cycler {
+    positions: Vec<usize>,
+    order: Vec<usize>,
+    cursor: usize,
+    round: usize,
+    seed: u64,
+    batch: usize,
+}
+
+impl Cycler {
+    fn new(positions: Vec<usize>, seed: u64, batch: usize) -> Cycler {
+        let batch = batch.min(positions.len());
+        Cycler {
+            order: epoch_order(&positions, seed, 0),
+            positions,
+            cursor: 0,
+            round: 0,
+            seed,
+            batch,
+        }
+    }
+
+    fn next_batch(&mut self) -> Vec<usize> {
+        let mut batch = Vec::with_capacity(self.batch);
+        while batch.len() < self.batch {
+            if self.cursor == self.order.len() {
+                self.round += 1;
+                self.order = epoch_order(&self.positions, self.seed, self.round);
+                self.cursor = 0;
+            }
+            let take = (self.batch - batch.len()).min(self.order.len() - self.cursor);
+            batch.extend_from_slice(&self.order[self.cursor..self.cursor + take]);
+            self.cursor += take;
+        }
+        batch
+    }
+}
+
+const RETAIN_SALT: u64 = 0x5245_5441_494E;
+const FORGET_SALT: u64 = 0x464F_5247_4554;
+
+struct FlattenGradients<'a> {
+    gradients: &'a GradientsParams,
+    values: Vec<f32>,
+}
+
+impl ModuleVisitor for FlattenGradients<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        match self.gradients.get::<D>(param.id) {
+            Some(gradient) => self.values.extend(tensor_values(gradient.into_data())),
+            None => {
+                let count: usize = param.val().dims().iter().product();
+                self.values.extend(std::iter::repeat_n(0.0, count));
+            }
+        }
+    }
+}
+
+/// The values of float tensor data as `f32`.
+pub fn tensor_values(data: TensorData) -> Vec<f32> {
+    match data.as_slice::<f32>() {
+        Ok(values) => values.to_vec(),
+        Err(_) => data.iter::<f32>().collect(),
+    }
+}
+
+/// The gradients of `module`'s parameters as one flat vector in [`parameters`] order
+/// (zero for a parameter the loss does not depend on).
+pub fn flat_gradient<M: Module>(module: &M, gradients: &GradientsParams) -> Vec<f32> {
+    let mut flatten = FlattenGradients {
+        gradients,
+        values: Vec::with_capacity(module.num_params()),
+    };
+    module.visit(&mut flatten);
+    flatten.values
+}
+
+/// The flat gradient of a scalar `loss` computed from `network`.
+pub fn loss_gradient(network: &Network, loss: Tensor<1>) -> Vec<f32> {
+    flat_gradient(
+        network,
+        &GradientsParams::from_grads(loss.backward(), network),
+    )
+}
+
+/// Runs a first-order unlearning method: `settings.epochs` epochs of the objective's passes
+/// over `retain_ids` / `forget_ids` of `data`, starting from `network` (on an autodiff
+/// device). Hooks see every step before the update ([`TrainHook::before_update`]), may adjust
+/// the update itself ([`TrainHook::adjust_update`]) and see the result.
+#[allow(clippy::too_many_arguments)]
+pub fn run_steps(
+    mut network: Network,
+    data: &Dataset,
+    retain_ids: &[u32],
+    forget_ids: &[u32],
+    settings: &StepSettings,
+    objective: &mut dyn StepObjective,
+    hooks: &mut [&mut dyn TrainHook],
+    progress: &Progress,
+) -> Result<(Network, TrainReport)> {
+    settings.validate()?;
+    if retain_ids.is_empty() || forget_ids.is_empty() {
+        return Err(Error::invalid(
+            "a first-order unlearning run needs a non-empty retain set and forget set",
+        ));
+    }
+    let device = network_device(&network);
+    if !device.is_autodiff() {
+        return Err(Error::Model(
+            "unlearning steps need a network on an autodiff device".into(),
+        ));
+    }
+    let size = network.num_params();
+    if let Some(frozen) = &settings.frozen
+        && frozen.len() != size
+    {
+        return Err(Error::Model(format!(
+            "frozen mask has {} entries but the model has {size} parameters",
+            frozen.len()
+        )));
+    }
+    let retain_positions = positions_of(data, retain_ids)?;
+    let forget_positions = positions_of(data, forget_ids)?;
+    let passes: Vec<Vec<Pass>> = (0..settings.epochs)
+        .map(|epoch| objective.passes(epoch))
+        .collect();
+    let pass_steps = |pass: &Pass| {
+        let (count, batch) = match pass.over {
+            DataPart::Retain => (retain_positions.len(), settings.retain_batch),
+            DataPart::Forget => (forget_positions.len(), settings.forget_batch),
+        };
+        let steps = count.div_ceil(batch);
+        pass.max_steps.map_or(steps, |limit| steps.min(limit))
+    };
+    let total_steps: usize = passes.iter().flatten().map(pass_steps).sum();
+    let mut retain_cycle = Cycler::new(
+        retain_positions.clone(),
+        settings.seed ^ RETAIN_SALT,
+        settings.retain_batch,
+    );
+    let mut forget_cycle = Cycler::new(
+        forget_positions.clone(),
+        settings.seed ^ FORGET_SALT,
+        settings.forget_batch,
+    );
+    let mut optimizer = FlatOptimizer::new(settings, size);
+    let frozen = settings.frozen.as_deref();
+    let bar = progress.bar(total_steps as u64, "unlearning");
+    let started = Instant::now();
+    let mut report = TrainReport::default();
+    let mut step = 0;
+    let mut pass_counts = [0usize; 2];
+    for (epoch, epoch_passes) in passes.iter().enumerate() {
+        let mut epoch_loss = 0.0;
+        let mut epoch_batches = 0;
+        for pass in epoch_passes {
+            let (positions, batch_size, salt, counter) = match pass.over {
+                DataPart::Retain => (
+                    &retain_positions,
+                    settings.retain_batch,
+                    RETAIN_SALT,
+                    &mut pass_counts[0],
+                ),
+                DataPart::Forget => (
+                    &forget_positions,
+                    settings.forget_batch,
+                    FORGET_SALT,
+                    &mut pass_counts[1],
+                ),
+            };
+            let order = epoch_order(positions, settings.seed ^ salt.rotate_left(7), *counter);
+            *counter += 1;
+            for chunk in order.chunks(batch_size).take(pass_steps(pass)) {
+                let driver = Batch::gather(data, chunk, None, &device);
+                let (retain, forget) = match pass.over {
+                    DataPart::Retain => {
+                        let other = forget_cycle.next_batch();
+                        (driver, Batch::gather(data, &other, None, &device))
+                    }
+                    DataPart::Forget => {
+                        let other = retain_cycle.next_batch();
+                        (Batch::gather(data, &other, None, &device), driver)
+                    }
+                };
+                let batches = StepBatches {
+                    pass: *pass,
+                    retain: &retain,
+                    forget: &forget,
+                    step,
+                    total_steps,
+                    epoch,
+                };
+                let loss = objective.loss(&network, &batches)?;
+                let loss_value = f64::from(loss.clone().into_scalar::<f32>());
+                if !loss_value.is_finite() {
+                    return Err(Error::Model(format!(
+                        "unlearning diverged at step {step} (loss {loss_value}); lower the learning rate"
+                    )));
+                }
+                let mut gradients = GradientsParams::from_grads(loss.backward(), &network);
+                let learning_rate = settings.learning_rate_at(step, total_steps);
+                let mut batch_ids: Vec<u32> = match pass.over {
+                    DataPart::Retain => retain.ids.clone(),
+                    DataPart::Forget => forget.ids.clone(),
+                };
+                if pass.paired {
+                    batch_ids.extend(match pass.over {
+                        DataPart::Retain => &forget.ids,
+                        DataPart::Forget => &retain.ids,
+                    });
+                }
+                let mut context = StepContext {
+                    step,
+                    epoch,
+                    batch_ids: &batch_ids,
+                    learning_rate,
+                    network: &network,
+                    gradients: &mut gradients,
+                    loss: loss_value,
+                };
+                for hook in hooks.iter_mut() {
+                    hook.before_update(&mut context)?;
+                }
+                let mut gradient = flat_gradient(&network, &gradients);
+                if let Some(frozen) = frozen {
+                    for (value, &fixed) in gradient.iter_mut().zip(frozen) {
+                        if fixed {
+                            *value = 0.0;
+                        }
+                    }
+                }
+                let mut params = parameters(&network);
+                let mut update = optimizer.direction(&params, &gradient, frozen);
+                let update_context = UpdateContext {
+                    step,
+                    epoch,
+                    learning_rate,
+                    network: &network,
+                    retain: &retain,
+                    forget: &forget,
+                    gradient: &gradient,
+                };
+                for hook in hooks.iter_mut() {
+                    hook.adjust_update(&update_context, &mut update)?;
+                }
+                let rate = learning_rate as f32;
+                for j in 0..size {
+                    if frozen.is_some_and(|frozen| frozen[j]) {
+                        continue;
+                    }
+                    params[j] -= rate * update[j];
+                }
+                network = with_parameters(network, &params)?;
+                for hook in hooks.iter_mut() {
+                    hook.after_update(step, &network)?;
+                }
+                epoch_loss += loss_value;
+                epoch_batches += 1;
+                step += 1;
+                bar.inc(1);
+            }
+        }
+        report
+            .epoch_losses
+            .push(epoch_loss / epoch_batches.max(1) as f64);
+    }
+    bar.finish_and_clear();
+    report.steps = step;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok((network, report))
+}

@@ -1,0 +1,345 @@
+//! Each first-order method's defining behaviour on a small problem (the embedded Fashion-MNIST
+//! subset), and the feasible-update mask's guarantees.
+
+use burn::tensor::Device;
+use unlearn::data::{DataSource, ForgetSelector, Split, load};
+use unlearn::methods::scrub::{ScrubLoss, teacher_divergence};
+use unlearn::methods::{self, MethodParams, salun, ssd};
+use unlearn::model::{Artifact, ModelSpec, parameters, with_parameters};
+use unlearn::pipeline::Setup;
+use unlearn::progress::Progress;
+use unlearn::train::steps::{StepSettings, loss_gradient, run_steps};
+use unlearn::train::{
+    Batch, OptimizerKind, Recipe, StepContext, TrainHook, UpdateContext, cross_entropy,
+    positions_of, predict_probabilities,
+};
+
+fn setup(train_size: u32, forget: &str, seed: u64) -> Setup {
+    let data = load(&DataSource::Embedded, 0).unwrap();
+    let selector = ForgetSelector::parse(forget).unwrap();
+    let mut split = Split::new(&data, &selector, seed).unwrap();
+    split.train.retain(|&id| id < train_size);
+    split.forget.retain(|&id| id < train_size);
+    split.test.truncate(500);
+    let spec = ModelSpec::parse("mlp:32", data.train.shape, data.train.num_classes).unwrap();
+    Setup {
+        data_description: "embedded".into(),
+        data,
+        split,
+        spec,
+        recipe: Recipe {
+            epochs: 2,
+            ..Recipe::default()
+        },
+        device: Device::flex().autodiff(),
+        seed,
+        progress: Progress::hidden(),
+    }
+}
+
+fn params(pairs: &[&str]) -> MethodParams {
+    MethodParams::parse(&pairs.iter().map(|p| p.to_string()).collect::<Vec<_>>()).unwrap()
+}
+
+/// Mean cross-entropy of a network on the samples `ids` of the training data.
+fn mean_loss(setup: &Setup, network: &unlearn::model::Network, ids: &[u32]) -> f64 {
+    let data = &setup.data.train;
+    let probabilities = predict_probabilities(network, data, ids).unwrap();
+    let classes = data.num_classes;
+    let positions = positions_of(data, ids).unwrap();
+    positions
+        .iter()
+        .enumerate()
+        .map(|(row, &p)| -f64::from(probabilities[row * classes + data.labels[p] as usize]).ln())
+        .sum::<f64>()
+        / ids.len() as f64
+}
+
+fn run(setup: &Setup, original: &Artifact, name: &str, pairs: &[&str]) -> unlearn::model::Network {
+    let method = methods::build(name, &params(pairs)).unwrap();
+    setup
+        .unlearn(original, method.as_ref(), Vec::new())
+        .unwrap()
+        .0
+        .network
+}
+
+#[test]
+fn gradient_ascent_raises_the_forget_loss() {
+    let setup = setup(1500, "random:5%", 1);
+    let original = setup.train_original(&mut []).unwrap();
+    let before = mean_loss(&setup, &original.network, &setup.split.forget);
+    let network = run(&setup, &original, "gradient-ascent", &[]);
+    let after = mean_loss(&setup, &network, &setup.split.forget);
+    assert!(after > before, "forget loss {before} -> {after}");
+}
+
+#[test]
+fn salun_leaves_masked_out_weights_bit_identical() {
+    let setup = setup(1500, "random:5%", 2);
+    let original = setup.train_original(&mut []).unwrap();
+    let saliency =
+        salun::forget_saliency(&original.network, &setup.data.train, &setup.split.forget).unwrap();
+    let frozen = salun::frozen_outside_top(&saliency, 0.5);
+    assert_eq!(
+        frozen.iter().filter(|&&f| !f).count(),
+        (saliency.len() as f64 * 0.5).round() as usize
+    );
+    let network = run(&setup, &original, "salun", &[]);
+    let before = parameters(&original.network);
+    let after = parameters(&network);
+    let mut moved = 0;
+    for j in 0..before.len() {
+        if frozen[j] {
+            assert_eq!(before[j].to_bits(), after[j].to_bits(), "weight {j} moved");
+        } else if before[j] != after[j] {
+            moved += 1;
+        }
+    }
+    assert!(moved > 0, "no salient weight moved");
+}
+
+#[test]
+fn ssd_changes_only_forget_specific_coordinates() {
+    let setup = setup(1500, "random:5%", 3);
+    let original = setup.train_original(&mut []).unwrap();
+    let data = &setup.data.train;
+    let all = ssd::importance(&original.network, data, &setup.split.train, 128).unwrap();
+    let forget = ssd::importance(&original.network, data, &setup.split.forget, 128).unwrap();
+    let network = run(&setup, &original, "ssd", &[]);
+    let before = parameters(&original.network);
+    let after = parameters(&network);
+    let mut changed = 0;
+    for j in 0..before.len() {
+        if before[j] != after[j] {
+            changed += 1;
+            assert!(
+                f64::from(forget[j]) > 10.0 * f64::from(all[j]),
+                "coordinate {j} changed without I_f > α I_D"
+            );
+            assert!(after[j].abs() < before[j].abs());
+        }
+    }
+    assert!(changed > 0);
+}
+
+#[test]
+fn scrub_max_step_raises_the_divergence_on_the_forget_set() {
+    let setup = setup(1500, "random:5%", 4);
+    let original = setup.train_original(&mut []).unwrap();
+    // A student a little away from the teacher (at θ_o itself the divergence's gradient is 0).
+    let mut values = parameters(&original.network);
+    for (j, value) in values.iter_mut().enumerate() {
+        *value += 0.01 * (((j * 7919) % 13) as f32 - 6.0) / 6.0;
+    }
+    let student = with_parameters(original.network.clone(), &values).unwrap();
+    let data = &setup.data.train;
+    let forget_positions = positions_of(data, &setup.split.forget).unwrap();
+    let forget_batch = Batch::gather(data, &forget_positions, None, &setup.device);
+    let divergence = |network: &unlearn::model::Network| {
+        f64::from(
+            teacher_divergence(&original.network, network, &forget_batch, 2.0).into_scalar::<f32>(),
+        )
+    };
+    let before = divergence(&student);
+    let mut objective = ScrubLoss {
+        teacher: original.network.clone(),
+        max_epochs: 1,
+        retain_steps: Some(0),
+        temperature: 2.0,
+        kl_weight: 0.5,
+        ce_weight: 1.0,
+    };
+    let settings = StepSettings {
+        optimizer: OptimizerKind::Adam,
+        ..StepSettings::sgd(5e-4, 1, 32, 0)
+    };
+    let (student, report) = run_steps(
+        student,
+        data,
+        &setup.split.retain(),
+        &setup.split.forget,
+        &settings,
+        &mut objective,
+        &mut [],
+        &Progress::hidden(),
+    )
+    .unwrap();
+    assert!(report.steps > 0);
+    let after = divergence(&student);
+    assert!(after > before, "divergence {before} -> {after}");
+}
+
+#[test]
+fn neggrad_plus_with_beta_one_equals_finetuning() {
+    let setup = setup(1200, "random:5%", 5);
+    let original = setup.train_original(&mut []).unwrap();
+    let finetuned = run(&setup, &original, "finetune", &["lr=0.02"]);
+    let neggrad = run(&setup, &original, "neggrad-plus", &["beta=1", "lr=0.02"]);
+    assert_eq!(parameters(&finetuned), parameters(&neggrad));
+    let mixed = run(&setup, &original, "neggrad-plus", &["lr=0.02"]);
+    assert_ne!(parameters(&finetuned), parameters(&mixed));
+}
+
+#[test]
+fn every_first_order_method_runs_and_bad_parameters_are_refused() {
+    let setup = setup(800, "random:5%", 6);
+    let original = setup.train_original(&mut []).unwrap();
+    for name in [
+        "random-labels",
+        "l1-sparse",
+        "scrub",
+        "neggrad-plus",
+        "finetune",
+    ] {
+        let network = run(&setup, &original, name, &["epochs=1"]);
+        assert_ne!(
+            parameters(&network),
+            parameters(&original.network),
+            "{name}"
+        );
+    }
+    for (name, pair) in [
+        ("neggrad-plus", "beta=2"),
+        ("salun", "ratio=0"),
+        ("scrub", "temperature=-1"),
+        ("ssd", "selection=0"),
+        ("l1-sparse", "gamma=-1"),
+    ] {
+        assert!(
+            methods::build(name, &params(&[pair])).is_err(),
+            "{name} {pair}"
+        );
+    }
+}
+/// Checks, after the mask, that each step's update has a non-negative inner product with the
+/// step's retain batch gradient.
+#[derive(Default)]
+struct AlignmentProbe {
+    inner_products: Vec<f64>,
+}
+
+impl TrainHook for AlignmentProbe {
+    fn before_update(&mut self, _step: &mut StepContext<'_>) -> unlearn::Result<()> {
+        Ok(())
+    }
+
+    fn adjust_update(
+        &mut self,
+        context: &UpdateContext<'_>,
+        update: &mut [f32],
+    ) -> unlearn::Result<()> {
+        let gradient = loss_gradient(
+            context.network,
+            cross_entropy(context.network, context.retain),
+        );
+        self.inner_products.push(
+            gradient
+                .iter()
+                .zip(update.iter())
+                .map(|(&g, &u)| f64::from(g) * f64::from(u))
+                .sum(),
+        );
+        Ok(())
+    }
+}
+
+#[test]
+fn hard_mask_updates_never_point_against_the_retain_gradient() {
+    let setup = setup(1200, "random:5%", 7);
+    let original = setup.train_original(&mut []).unwrap();
+    for name in [
+        "gradient-ascent+feasible-hard",
+        "neggrad-plus+feasible-hard:0.2",
+        "salun+feasible-hard",
+        "scrub+feasible-hard",
+        "random-labels+feasible-hard-retain-only",
+        "finetune+feasible-hard-retain-only:0.2",
+    ] {
+        let method = methods::build(name, &params(&["epochs=1"])).unwrap();
+        assert_eq!(method.name(), name);
+        let mut probe = AlignmentProbe::default();
+        let (outcome, _) = setup
+            .unlearn(&original, method.as_ref(), vec![&mut probe])
+            .unwrap();
+        assert!(!probe.inner_products.is_empty());
+        for (step, &inner) in probe.inner_products.iter().enumerate() {
+            assert!(inner >= 0.0, "{name}: step {step} inner product {inner}");
+        }
+        assert!(
+            outcome.notes.iter().any(|note| note.contains("kept")),
+            "{name}: {:?}",
+            outcome.notes
+        );
+    }
+}
+
+#[test]
+fn feasible_mask_keeps_the_retain_loss_where_gradient_ascent_raises_it() {
+    let setup = setup(1500, "random:5%", 8);
+    let original = setup.train_original(&mut []).unwrap();
+    let retain = setup.split.retain();
+    let before = mean_loss(&setup, &original.network, &retain);
+    let aggressive = ["lr=0.05", "epochs=3"];
+    let plain = run(&setup, &original, "gradient-ascent", &aggressive);
+    let plain_rise = mean_loss(&setup, &plain, &retain) - before;
+    assert!(
+        plain_rise > 0.2,
+        "plain gradient ascent: retain loss {plain_rise:+}"
+    );
+    for name in [
+        "gradient-ascent+feasible-hard",
+        "gradient-ascent+feasible-hard-retain-only",
+    ] {
+        let masked = run(&setup, &original, name, &aggressive);
+        let masked_rise = mean_loss(&setup, &masked, &retain) - before;
+        eprintln!("{name}: retain loss {masked_rise:+.4} (plain gradient ascent {plain_rise:+.4})");
+        assert!(
+            masked_rise.abs() < 0.02,
+            "{name}: retain loss {masked_rise:+} (plain {plain_rise:+})"
+        );
+    }
+    // The retain-only mask does keep part of the update: the forget loss still rises.
+    let masked = run(
+        &setup,
+        &original,
+        "gradient-ascent+feasible-hard-retain-only",
+        &aggressive,
+    );
+    assert_ne!(parameters(&masked), parameters(&original.network));
+    let forget_before = mean_loss(&setup, &original.network, &setup.split.forget);
+    let forget_after = mean_loss(&setup, &masked, &setup.split.forget);
+    eprintln!("retain-only mask: forget loss {forget_before:.4} -> {forget_after:.4}");
+}
+
+#[test]
+fn feasible_add_on_is_settable_from_params_and_refuses_bad_input() {
+    let method = methods::build("salun", &params(&["feasible=soft", "alpha=0.2"])).unwrap();
+    assert_eq!(method.name(), "salun+feasible-soft:0.2");
+    assert!(methods::build("salun", &params(&["feasible=medium"])).is_err());
+    assert!(methods::build("salun", &params(&["feasible=hard", "alpha=0.7"])).is_err());
+    assert!(methods::build("salun", &params(&["alpha=0.1"])).is_err());
+    assert!(methods::build("salun+feasible-firm", &MethodParams::default()).is_err());
+    let method = methods::build(
+        "scrub+feasible-soft-retain-only:0.2",
+        &MethodParams::default(),
+    )
+    .unwrap();
+    assert_eq!(method.name(), "scrub+feasible-soft-retain-only:0.2");
+    let method = methods::build(
+        "scrub",
+        &params(&["feasible=hard", "feasible_forget=false"]),
+    )
+    .unwrap();
+    assert_eq!(method.name(), "scrub+feasible-hard-retain-only");
+    let setup = setup(600, "random:5%", 9);
+    let original = setup.train_original(&mut []).unwrap();
+    for name in ["ssd+feasible-hard", "retrain+feasible-hard"] {
+        let method = methods::build(name, &MethodParams::default()).unwrap();
+        let error = setup
+            .unlearn(&original, method.as_ref(), Vec::new())
+            .err()
+            .unwrap();
+        assert!(error.to_string().contains("first-order"), "{error}");
+    }
+}
