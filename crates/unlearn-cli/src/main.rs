@@ -30,9 +30,7 @@ use unlearn::methods::{self, MethodParams};
 use unlearn::model::{Artifact, ModelSpec};
 use unlearn::pipeline::{Comparison, RecordKind, RecordingPlan, Setup, compare};
 use unlearn::progress::Progress;
-use unlearn::train::{
-    BatchGrouping, OptimizerKind, Recipe, Schedule, SensitiveSet, ValueEncoding,
-};
+use unlearn::train::{BatchGrouping, OptimizerKind, Recipe, Schedule, SensitiveSet, ValueEncoding};
 
 #[derive(Parser)]
 #[command(

@@ -156,3 +156,24 @@ fn report_on_a_directory_without_runs_is_a_clear_error() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("runs.jsonl"));
 }
+
+#[test]
+fn every_shipped_grid_config_is_valid() {
+    let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    let real_data = Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
+    for name in ["smoke", "p1_random", "p2_class", "p4_feasible"] {
+        let path = configs.join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        if text.contains("idx:/usr/share/datasets/fashion-mnist") && !real_data.exists() {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "Fashion-MNIST is missing under CI"
+            );
+            continue;
+        }
+        if let Err(error) = unlearn::bench::BenchConfig::load(&path) {
+            panic!("{name}: {error}");
+        }
+    }
+}

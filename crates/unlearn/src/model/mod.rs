@@ -5,9 +5,7 @@ mod artifact;
 mod network;
 
 pub use artifact::{Artifact, ArtifactMetadata, TOOL_VERSION, model_hash};
-pub use network::{
-    LayerProbe, Network, ParameterSlot, ProbedForward, parameters, with_parameters,
-};
+pub use network::{LayerProbe, Network, ParameterSlot, ProbedForward, parameters, with_parameters};
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
