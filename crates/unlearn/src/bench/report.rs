@@ -6,6 +6,7 @@ use super::RunRecord;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -178,6 +179,9 @@ fn plot_error(error: impl std::fmt::Display) -> Error {
     Error::invalid(format!("cannot draw a plot: {error}"))
 }
 
+/// Reads one metric of a summary.
+type MetricOf = fn(&Summary) -> Stat;
+
 /// Four bar panels (UA, RA, TA, MIA-efficacy), one bar per method with its std as an error
 /// bar, and the retrain reference as a dashed line.
 fn bars_svg(rows: &[&Summary]) -> Result<String> {
@@ -186,7 +190,7 @@ fn bars_svg(rows: &[&Summary]) -> Result<String> {
         let root = SVGBackend::with_string(&mut svg, (1000, 320)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
         let panels = root.split_evenly((1, 4));
-        let metrics: [(&str, fn(&Summary) -> Stat); 4] = [
+        let metrics: [(&str, MetricOf); 4] = [
             ("UA", |s| s.unlearn_accuracy),
             ("RA", |s| s.retain_accuracy),
             ("TA", |s| s.test_accuracy),
@@ -218,7 +222,9 @@ fn bars_svg(rows: &[&Summary]) -> Result<String> {
                 .x_label_style(
                     ("sans-serif", 11)
                         .into_font()
-                        .transform(FontTransform::Rotate90),
+                        .transform(FontTransform::Rotate90)
+                        .into_text_style(panel)
+                        .pos(Pos::new(HPos::Left, VPos::Center)),
                 )
                 .draw()
                 .map_err(plot_error)?;
