@@ -75,6 +75,86 @@ pub enum KmeansCommand {
         #[arg(long)]
         time_budget: Option<f64>,
     },
+    /// Run every `[[run]]` of a P6 config (configs/p6_kmeans.toml) in turn, as `bench` would.
+    Grid {
+        /// The config file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only the runs of these names (repeatable); default: all.
+        #[arg(long = "run")]
+        runs: Vec<String>,
+    },
+}
+
+/// A P6 config: defaults and one entry per benchmark run.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GridConfig {
+    defaults: GridDefaults,
+    run: Vec<GridRun>,
+}
+
+/// Settings shared by every run unless the run overrides them.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GridDefaults {
+    deletions: usize,
+    baseline_runs: usize,
+    seed: u64,
+}
+
+/// One `unlearn kmeans bench` invocation, as data.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GridRun {
+    name: String,
+    data: String,
+    k: usize,
+    method: String,
+    epsilon: Option<f64>,
+    balance: Option<f64>,
+    iterations: Option<usize>,
+    widths: Option<Vec<usize>>,
+    restarts: Option<usize>,
+    max_iterations: Option<usize>,
+    deletions: Option<usize>,
+    baseline_runs: Option<usize>,
+    time_budget_seconds: Option<f64>,
+    /// The equivalent command line (documentation only).
+    #[allow(dead_code)]
+    command: Option<String>,
+}
+
+impl GridRun {
+    fn method_args(&self) -> MethodArgs {
+        MethodArgs {
+            method: self.method.clone(),
+            k: self.k,
+            epsilon: self.epsilon.unwrap_or(0.05),
+            balance: self.balance.unwrap_or(0.2),
+            iterations: self.iterations.unwrap_or(10),
+            widths: self.widths.clone().unwrap_or_default(),
+            max_iterations: self.max_iterations.unwrap_or(100),
+            restarts: self.restarts.unwrap_or(1),
+        }
+    }
+}
+
+/// Reads and checks a P6 config before anything runs.
+fn read_grid(path: &Path) -> Result<GridConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let config: GridConfig = toml::from_str(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), e.message().replace('\n', " ")))?;
+    if config.run.is_empty() {
+        bail!("{}: no [[run]] entry", path.display());
+    }
+    for run in &config.run {
+        run.method_args()
+            .method(run.k.max(1))
+            .with_context(|| format!("{}: run {}", path.display(), run.name))?;
+    }
+    Ok(config)
 }
 
 /// Method and hyper-parameters of `unlearn kmeans train` and `bench`.
@@ -301,9 +381,6 @@ pub fn run(command: KmeansCommand, seed: u64, json: bool, quiet: bool) -> Result
             baseline_runs,
             time_budget,
         } => {
-            let features = load_features(&data, seed)?;
-            let points = Points::new(&features.train, features.dims, Some(&features.ids))?;
-            let method = method.method(points.len())?;
             let options = P6Options {
                 deletions,
                 baseline_runs,
@@ -311,19 +388,60 @@ pub fn run(command: KmeansCommand, seed: u64, json: bool, quiet: bool) -> Result
                 seed,
                 time_budget_seconds: time_budget,
             };
-            let bar = progress.bar(deletions as u64, "deleting");
-            let report = p6_benchmark(&points, &method, &options, &mut |done| {
-                bar.set_position(done as u64)
-            })?;
-            bar.finish_and_clear();
-            if json {
-                let mut value = serde_json::to_value(&report)?;
-                value["data"] = serde_json::Value::String(data);
-                say!("{value}");
-            } else {
-                print_report(&data, &report);
+            run_bench(&data, &method, &options, json, &progress)?;
+        }
+        KmeansCommand::Grid { config, runs } => {
+            let grid = read_grid(&config)?;
+            if let Some(unknown) = runs
+                .iter()
+                .find(|name| !grid.run.iter().any(|r| &r.name == *name))
+            {
+                bail!("{}: no run named '{unknown}'", config.display());
+            }
+            for run in grid
+                .run
+                .iter()
+                .filter(|r| runs.is_empty() || runs.contains(&r.name))
+            {
+                if !json {
+                    say!("== {} ==", run.name);
+                }
+                let options = P6Options {
+                    deletions: run.deletions.unwrap_or(grid.defaults.deletions),
+                    baseline_runs: run.baseline_runs.unwrap_or(grid.defaults.baseline_runs),
+                    baseline_max_iterations: 100,
+                    seed: grid.defaults.seed,
+                    time_budget_seconds: run.time_budget_seconds,
+                };
+                run_bench(&run.data, &run.method_args(), &options, json, &progress)?;
             }
         }
+    }
+    Ok(())
+}
+
+/// Runs one P6 benchmark and prints its report.
+fn run_bench(
+    data: &str,
+    method: &MethodArgs,
+    options: &P6Options,
+    json: bool,
+    progress: &Progress,
+) -> Result<()> {
+    let features = load_features(data, options.seed)?;
+    let points = Points::new(&features.train, features.dims, Some(&features.ids))?;
+    let method = method.method(points.len())?;
+    let bar = progress.bar(options.deletions as u64, "deleting");
+    let report = p6_benchmark(&points, &method, options, &mut |done| {
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
+    if json {
+        let mut value = serde_json::to_value(&report)?;
+        value["data"] = serde_json::Value::String(data.to_string());
+        say!("{value}");
+    } else {
+        print_report(data, &report);
     }
     Ok(())
 }

@@ -162,3 +162,78 @@ fn bench_reports_p6_figures() {
     assert!(report["speedup"].as_f64().unwrap() > 0.0);
     assert!(report["loss_ratio"].as_f64().is_some());
 }
+
+#[test]
+fn grid_runs_every_configured_run_and_refuses_bad_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("grid.toml");
+    let good = r#"
+[defaults]
+deletions = 5
+baseline_runs = 1
+seed = 0
+
+[[run]]
+name = "tiny-q"
+data = "gaussian:n=400,d=3,k=3"
+k = 3
+method = "q"
+
+[[run]]
+name = "tiny-dc"
+data = "gaussian:n=400,d=3,k=3"
+k = 3
+method = "dc"
+widths = [4]
+"#;
+    std::fs::write(&config, good).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_unlearn"))
+        .args(["kmeans", "grid", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines
+            .iter()
+            .all(|report| report["data"] == "gaussian:n=400,d=3,k=3")
+    );
+
+    std::fs::write(
+        &config,
+        good.replace("method = \"q\"", "method = \"q\"\nepsilom = 1"),
+    )
+    .unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_unlearn"))
+        .args(["kmeans", "grid", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        message.contains("grid.toml") && message.contains("epsilom"),
+        "{message}"
+    );
+
+    // The shipped P6 config parses: only the unknown run name is refused.
+    let shipped =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/p6_kmeans.toml");
+    let output = Command::new(env!("CARGO_BIN_EXE_unlearn"))
+        .args(["kmeans", "grid", "--run", "nosuch", "--config"])
+        .arg(&shipped)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("no run named 'nosuch'"), "{message}");
+}
