@@ -5,8 +5,7 @@
 //! groups), then optionally repairs with a few epochs of fine-tuning on D_r. It removes the
 //! innocent batch-mates' contributions too.
 
-use super::amnesiac_sample::AmnesiacSample;
-use super::finetune::finetune_on_retain;
+use super::finetune::Repair;
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
 use crate::error::{Error, Result};
 use crate::model::{parameters, with_parameters};
@@ -14,17 +13,12 @@ use crate::train::{RecordLayout, open_records_for};
 use std::collections::{BTreeSet, HashSet};
 
 /// Subtracts the recorded batch updates that involved the forget set (Graves, Nagisetty, Ganesh
-/// 2021), then fine-tunes for `repair_epochs` on the retain set.
+/// 2021), then fine-tunes for `repair.repair_epochs` on the retain set.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AmnesiacBatch {
-    /// Epochs of repair fine-tuning on D_r (0: none).
-    pub repair_epochs: usize,
-    /// Learning rate of the repair.
-    pub learning_rate: f64,
-    /// Momentum of the repair.
-    pub momentum: f64,
-    /// Mini-batch size of the repair.
-    pub batch_size: usize,
+    /// The repair fine-tuning after the undo.
+    #[serde(flatten)]
+    pub repair: Repair,
 }
 
 impl AmnesiacBatch {
@@ -32,10 +26,7 @@ impl AmnesiacBatch {
     pub fn from_params(params: &MethodParams) -> Result<AmnesiacBatch> {
         let name = "amnesiac-batch";
         let method = AmnesiacBatch {
-            repair_epochs: params.get(name, "repair-epochs", 0)?,
-            learning_rate: params.get(name, "lr", 0.01)?,
-            momentum: params.get(name, "momentum", 0.9)?,
-            batch_size: params.get(name, "batch", 128)?,
+            repair: Repair::from_params(name, params)?,
         };
         params.finish(name)?;
         Ok(method)
@@ -90,7 +81,7 @@ impl Unlearner for AmnesiacBatch {
                 *value -= removed;
             }
         }
-        let mut network = with_parameters(request.original.network.clone(), &values)?;
+        let network = with_parameters(request.original.network.clone(), &values)?;
         let mut notes = vec![match layout {
             RecordLayout::PerGroup => format!(
                 "subtracted the update sums of {} group(s); batches shared by several forgotten groups are subtracted once per group",
@@ -103,21 +94,7 @@ impl Unlearner for AmnesiacBatch {
                 store.header().steps
             ),
         }];
-        let mut steps = 0;
-        if self.repair_epochs > 0 {
-            let settings = AmnesiacSample {
-                repair_epochs: self.repair_epochs,
-                learning_rate: self.learning_rate,
-                momentum: self.momentum,
-                batch_size: self.batch_size,
-            }
-            .repair_settings();
-            (network, steps) = finetune_on_retain(network, &mut request, &settings)?;
-            notes.push(format!(
-                "repaired with {} epoch(s) on D_r",
-                self.repair_epochs
-            ));
-        }
+        let (network, steps) = self.repair.apply(network, &mut request, &mut notes)?;
         Ok(UnlearnOutcome {
             network,
             certificate: None,

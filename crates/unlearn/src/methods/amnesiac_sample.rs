@@ -5,24 +5,19 @@
 //! back, θ ← θ + Σ_{i∈F} C_i, then optionally repairs with a few epochs of fine-tuning on D_r.
 //! Unlike the batch-level method it leaves the innocent batch-mates' updates in place.
 
-use super::finetune::finetune_on_retain;
-use super::{Finetune, MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
+use super::finetune::Repair;
+use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
 use crate::error::{Error, Result};
 use crate::model::{parameters, with_parameters};
 use crate::train::{RecordLayout, open_records_for};
 
 /// Adds back the recorded per-sample contributions of the forget set (Graves, Nagisetty, Ganesh
-/// 2021, per-sample variant), then fine-tunes for `repair_epochs` on the retain set.
+/// 2021, per-sample variant), then fine-tunes for `repair.repair_epochs` on the retain set.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AmnesiacSample {
-    /// Epochs of repair fine-tuning on D_r (0: none).
-    pub repair_epochs: usize,
-    /// Learning rate of the repair.
-    pub learning_rate: f64,
-    /// Momentum of the repair.
-    pub momentum: f64,
-    /// Mini-batch size of the repair.
-    pub batch_size: usize,
+    /// The repair fine-tuning after the undo.
+    #[serde(flatten)]
+    pub repair: Repair,
 }
 
 impl AmnesiacSample {
@@ -30,22 +25,10 @@ impl AmnesiacSample {
     pub fn from_params(params: &MethodParams) -> Result<AmnesiacSample> {
         let name = "amnesiac-sample";
         let method = AmnesiacSample {
-            repair_epochs: params.get(name, "repair-epochs", 0)?,
-            learning_rate: params.get(name, "lr", 0.01)?,
-            momentum: params.get(name, "momentum", 0.9)?,
-            batch_size: params.get(name, "batch", 128)?,
+            repair: Repair::from_params(name, params)?,
         };
         params.finish(name)?;
         Ok(method)
-    }
-
-    pub(super) fn repair_settings(&self) -> Finetune {
-        Finetune {
-            epochs: self.repair_epochs,
-            learning_rate: self.learning_rate,
-            momentum: self.momentum,
-            batch_size: self.batch_size,
-        }
     }
 }
 
@@ -89,20 +72,13 @@ impl Unlearner for AmnesiacSample {
                 }
             }
         }
-        let mut network = with_parameters(request.original.network.clone(), &values)?;
+        let network = with_parameters(request.original.network.clone(), &values)?;
         let mut notes = vec![format!(
             "added back the recorded contributions of {} samples ({} records, {read_bytes} bytes read)",
             request.split.forget.len(),
             store.header().encoding.describe()
         )];
-        let mut steps = 0;
-        if self.repair_epochs > 0 {
-            (network, steps) = finetune_on_retain(network, &mut request, &self.repair_settings())?;
-            notes.push(format!(
-                "repaired with {} epoch(s) on D_r",
-                self.repair_epochs
-            ));
-        }
+        let (network, steps) = self.repair.apply(network, &mut request, &mut notes)?;
         Ok(UnlearnOutcome {
             network,
             certificate: None,

@@ -82,7 +82,7 @@ impl Unlearner for Finetune {
 
 /// Fine-tunes `network` on the request's retain set with `settings` through the plain training
 /// loop (the repair step of amnesiac unlearning); returns the network and the steps taken.
-pub(crate) fn finetune_on_retain(
+fn finetune_on_retain(
     network: Network,
     request: &mut UnlearnRequest<'_>,
     settings: &Finetune,
@@ -106,4 +106,55 @@ pub(crate) fn finetune_on_retain(
         &request.progress,
     )?;
     Ok((network, report.steps))
+}
+
+/// The optional repair after an amnesiac undo (Graves, Nagisetty, Ganesh 2021): a few epochs of
+/// fine-tuning on the retain set. Shared by `amnesiac-batch` and `amnesiac-sample`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Repair {
+    /// Epochs of repair fine-tuning on D_r (0: none).
+    pub repair_epochs: usize,
+    /// Learning rate of the repair.
+    pub learning_rate: f64,
+    /// Momentum of the repair.
+    pub momentum: f64,
+    /// Mini-batch size of the repair.
+    pub batch_size: usize,
+}
+
+impl Repair {
+    /// Reads `repair-epochs` (0), `lr` (0.01), `momentum` (0.9) and `batch` (128) for `method`.
+    pub(crate) fn from_params(method: &str, params: &MethodParams) -> Result<Repair> {
+        Ok(Repair {
+            repair_epochs: params.get(method, "repair-epochs", 0)?,
+            learning_rate: params.get(method, "lr", 0.01)?,
+            momentum: params.get(method, "momentum", 0.9)?,
+            batch_size: params.get(method, "batch", 128)?,
+        })
+    }
+
+    /// Fine-tunes `network` on the retain set when `repair_epochs > 0`, noting it; returns the
+    /// network and the steps taken.
+    pub(crate) fn apply(
+        &self,
+        network: Network,
+        request: &mut UnlearnRequest<'_>,
+        notes: &mut Vec<String>,
+    ) -> Result<(Network, usize)> {
+        if self.repair_epochs == 0 {
+            return Ok((network, 0));
+        }
+        let settings = Finetune {
+            epochs: self.repair_epochs,
+            learning_rate: self.learning_rate,
+            momentum: self.momentum,
+            batch_size: self.batch_size,
+        };
+        let repaired = finetune_on_retain(network, request, &settings)?;
+        notes.push(format!(
+            "repaired with {} epoch(s) on D_r",
+            self.repair_epochs
+        ));
+        Ok(repaired)
+    }
 }

@@ -18,7 +18,7 @@ pub mod ssd;
 
 pub use amnesiac_batch::AmnesiacBatch;
 pub use amnesiac_sample::AmnesiacSample;
-pub use finetune::Finetune;
+pub use finetune::{Finetune, Repair};
 pub use gradient_ascent::GradientAscent;
 pub use l1_sparse::L1Sparse;
 pub use neggrad_plus::NegGradPlus;
