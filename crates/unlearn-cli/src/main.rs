@@ -16,6 +16,7 @@ macro_rules! say {
     }};
 }
 
+mod certified_cmd;
 mod kmeans_cmd;
 
 use anyhow::{Context, Result, bail};
@@ -63,10 +64,15 @@ struct Global {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a model and save it (safetensors + JSON sidecar) with its split.
+    /// Train a model and save it (safetensors + JSON sidecar) with its split; or, with
+    /// --certified, a certified convex model (JSON + secret state + deletion ledger).
     Train(TrainArgs),
-    /// Unlearn a forget set from a trained model with one method, and save the result.
+    /// Unlearn a forget set from a trained model with one method, and save the result; on a
+    /// certified model, remove with its certified method and append to its deletion ledger.
     Forget(ForgetArgs),
+    /// Verify a certified model against its data, secret state and deletion ledger,
+    /// recomputing every certificate.
+    Verify(certified_cmd::VerifyArgs),
     /// Evaluate a model on a split: UA, RA, TA, MIA, and distances to a retrained reference.
     Eval(EvalArgs),
     /// Train on the embedded Fashion-MNIST subset, forget 1% with every method, print the table.
@@ -138,14 +144,21 @@ struct TrainArgs {
     /// Data: embedded, idx:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR or csv:FILE.
     #[arg(long, default_value = "embedded")]
     data: String,
-    /// Model: softmax, mlp, mlp:W1,W2,..., cnn or cnn:C1,C2,H.
-    #[arg(long, default_value = "mlp")]
-    model: String,
+    /// Model: softmax, mlp, mlp:W1,W2,..., cnn or cnn:C1,C2,H (default mlp).
+    #[arg(long)]
+    model: Option<String>,
     /// Forget set to record in the saved split: random:N, random:P%, class:C, subclass:C, ids:FILE.
     #[arg(long, default_value = "random:1%")]
     forget: String,
     #[command(flatten)]
     recipe: RecipeArgs,
+    /// Train a certified L2 logistic regression instead: newton-guo, newton-sekhari, d2d or
+    /// langevin (Guo et al. 2020; Sekhari et al. 2021; Neel et al. 2021; Chien et al. 2024).
+    /// OUT is then a JSON model, with OUT.state (secret) and OUT.ledger.jsonl beside it.
+    #[arg(long)]
+    certified: Option<String>,
+    #[command(flatten)]
+    certified_args: certified_cmd::CertifiedArgs,
     /// Where to write the weights (.safetensors); the sidecar and split go next to it.
     #[arg(long)]
     out: PathBuf,
@@ -175,9 +188,9 @@ struct ForgetArgs {
     /// A new deletion request instead of the saved split: random:N, class:C, ids:FILE, ...
     #[arg(long)]
     forget: Option<String>,
-    /// Unlearning method (see `unlearn methods`).
+    /// Unlearning method (see `unlearn methods`); a certified model uses its own method.
     #[arg(long)]
-    method: String,
+    method: Option<String>,
     /// Method hyper-parameter, key=value (repeatable).
     #[arg(long = "param")]
     params: Vec<String>,
@@ -276,6 +289,7 @@ fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(args) => train(&global, args),
         Command::Forget(args) => forget(&global, args),
+        Command::Verify(args) => certified_cmd::verify(&global, &args),
         Command::Eval(args) => eval(&global, args),
         Command::Demo(args) => demo(&global, args),
         Command::Kmeans(command) => {
@@ -340,10 +354,14 @@ fn build_setup(
 }
 
 fn train(global: &Global, args: TrainArgs) -> Result<()> {
+    if let Some(method) = &args.certified {
+        return certified_cmd::train(global, &args, method);
+    }
     let data = load_data(&args.data, global.seed)?;
     let selector = ForgetSelector::parse(&args.forget)?;
     let split = Split::new(&data, &selector, global.seed)?;
-    let spec = ModelSpec::parse(&args.model, data.train.shape, data.train.num_classes)?;
+    let model = args.model.as_deref().unwrap_or("mlp");
+    let spec = ModelSpec::parse(model, data.train.shape, data.train.num_classes)?;
     let recipe = args.recipe.recipe(global.seed)?;
     let plan = recording_plan(&args)?;
     let setup = build_setup(global, &args.data, data, split, spec, recipe)?;
@@ -496,6 +514,12 @@ fn load_model_context(
 }
 
 fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
+    if unlearn::convex::CertifiedModelFile::is_certified_model(&args.model) {
+        return certified_cmd::forget(global, &args);
+    }
+    let Some(method_name) = &args.method else {
+        bail!("--method is required (see `unlearn methods`)");
+    };
     let mut pairs = args.params.clone();
     if let Some(mode) = &args.feasible {
         pairs.push(format!("feasible={mode}"));
@@ -504,7 +528,7 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
         pairs.push(format!("alpha={alpha}"));
     }
     let params = MethodParams::parse(&pairs)?;
-    let method = methods::build(&args.method, &params)?;
+    let method = methods::build(method_name, &params)?;
     let records = if args.records.is_empty() {
         [RecordKind::Batch, RecordKind::Sample]
             .iter()
@@ -642,6 +666,9 @@ fn demo(global: &Global, args: DemoArgs) -> Result<()> {
 }
 
 fn bench(global: &Global, args: BenchArgs) -> Result<()> {
+    if certified_cmd::is_p3_config(&args.config) {
+        return certified_cmd::bench_p3(global, &args.config, &args.results_dir);
+    }
     let config = BenchConfig::load(&args.config)?;
     let options = BenchOptions {
         results_dir: args.results_dir,

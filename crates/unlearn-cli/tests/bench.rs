@@ -161,7 +161,14 @@ fn report_on_a_directory_without_runs_is_a_clear_error() {
 fn every_shipped_grid_config_is_valid() {
     let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
     let real_data = Path::new("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz");
-    for name in ["smoke", "p1_random", "p2_class", "p4_feasible"] {
+    for name in [
+        "smoke",
+        "p1_random",
+        "p2_class",
+        "p4_feasible",
+        "p3_certified",
+        "p3_hard_pair",
+    ] {
         let path = configs.join(format!("{name}.toml"));
         let text = std::fs::read_to_string(&path).unwrap();
         if text.contains("idx:/usr/share/datasets/fashion-mnist") && !real_data.exists() {
@@ -172,7 +179,12 @@ fn every_shipped_grid_config_is_valid() {
             );
             continue;
         }
-        if let Err(error) = unlearn::bench::BenchConfig::load(&path) {
+        let loaded = if unlearn::convex::bench::P3BenchConfig::is_p3(&text) {
+            unlearn::convex::bench::P3BenchConfig::load(&path).map(|_| ())
+        } else {
+            unlearn::bench::BenchConfig::load(&path).map(|_| ())
+        };
+        if let Err(error) = loaded {
             panic!("{name}: {error}");
         }
     }

@@ -122,24 +122,25 @@ impl MethodConfig {
     }
 }
 
+/// A TOML parse error on one line: `line N: message` (toml's own display spans several lines).
+pub(crate) fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
+    let location = error
+        .span()
+        .map(|span| {
+            let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
+            format!("line {line}: ")
+        })
+        .unwrap_or_default();
+    format!("{location}{}", error.message().replace('\n', " "))
+}
+
 impl BenchConfig {
     /// Reads and validates a config file. Errors name the file, the key and the reason.
     pub fn load(path: impl AsRef<Path>) -> Result<BenchConfig> {
         let path = path.as_ref();
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let config: BenchConfig = toml::from_str(&text).map_err(|e| {
-            let location = e
-                .span()
-                .map(|span| {
-                    let line = text[..span.start.min(text.len())].matches('\n').count() + 1;
-                    format!("line {line}: ")
-                })
-                .unwrap_or_default();
-            Error::format(
-                path,
-                format!("{location}{}", e.message().replace('\n', " ")),
-            )
-        })?;
+        let config: BenchConfig = toml::from_str(&text)
+            .map_err(|e| Error::format(path, describe_toml_error(&text, &e)))?;
         config
             .validate()
             .map_err(|e| Error::format(path, e.to_string()))?;

@@ -3,7 +3,7 @@
 //! a Markdown table and an HTML report with plots.
 
 mod cache;
-mod config;
+pub(crate) mod config;
 mod report;
 
 pub use cache::ModelCache;

@@ -156,7 +156,7 @@ pub fn render_markdown(records: &[RunRecord]) -> String {
             "| method | UA | RA ↑ | TA ↑ | MIA-eff. | Avg. Gap ↓ | time (s) | speed-up |\n",
         );
         out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
-        for row in rows {
+        for row in &rows {
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 row.method,
@@ -171,6 +171,86 @@ pub fn render_markdown(records: &[RunRecord]) -> String {
                     .unwrap_or_else(|| "–".into()),
             ));
         }
+        out.push_str(&add_on_markdown(&rows));
+    }
+    out
+}
+
+/// One add-on variant (`BASE+ADD-ON`) against its base method, by means over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddOnEffect {
+    /// The base method.
+    pub base: String,
+    /// The add-on suffix (e.g. `feasible-hard:0.2`).
+    pub add_on: String,
+    /// Change in mean UA (points).
+    pub unlearn_accuracy: f64,
+    /// Change in mean TA (points).
+    pub test_accuracy: f64,
+    /// Change in mean MIA-efficacy (points).
+    pub mia_efficacy: f64,
+    /// Ratio of mean times (variant / base).
+    pub time_ratio: f64,
+}
+
+/// Every `BASE+ADD-ON` row whose base is also in `rows`, as changes over the base
+/// (the feasible-update mask of Dine, Furon, Faure 2025 is the add-on of this kind).
+pub fn add_on_effects(rows: &[&Summary]) -> Vec<AddOnEffect> {
+    rows.iter()
+        .filter_map(|variant| {
+            let (base, add_on) = variant.method.split_once('+')?;
+            let base_row = rows.iter().find(|row| row.method == base)?;
+            Some(AddOnEffect {
+                base: base.to_string(),
+                add_on: add_on.to_string(),
+                unlearn_accuracy: variant.unlearn_accuracy.mean - base_row.unlearn_accuracy.mean,
+                test_accuracy: variant.test_accuracy.mean - base_row.test_accuracy.mean,
+                mia_efficacy: variant.mia_efficacy.mean - base_row.mia_efficacy.mean,
+                time_ratio: variant.seconds.mean / base_row.seconds.mean.max(1e-12),
+            })
+        })
+        .collect()
+}
+
+/// The add-on table: per variant the change over its base, then the average per add-on.
+fn add_on_markdown(rows: &[&Summary]) -> String {
+    let effects = add_on_effects(rows);
+    if effects.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\nAdd-on against its base method (difference of means; time as a ratio):\n\n\
+         | base | add-on | ΔUA | ΔTA | ΔMIA-eff. | time × |\n|---|---|---:|---:|---:|---:|\n",
+    );
+    for effect in &effects {
+        out.push_str(&format!(
+            "| {} | {} | {:+.2} | {:+.2} | {:+.2} | {:.2} |\n",
+            effect.base,
+            effect.add_on,
+            effect.unlearn_accuracy,
+            effect.test_accuracy,
+            effect.mia_efficacy,
+            effect.time_ratio
+        ));
+    }
+    let mut add_ons: Vec<&str> = Vec::new();
+    for effect in &effects {
+        if !add_ons.contains(&effect.add_on.as_str()) {
+            add_ons.push(&effect.add_on);
+        }
+    }
+    for add_on in add_ons {
+        let matching: Vec<&AddOnEffect> = effects.iter().filter(|e| e.add_on == add_on).collect();
+        let count = matching.len() as f64;
+        let mean = |f: fn(&AddOnEffect) -> f64| matching.iter().map(|e| f(e)).sum::<f64>() / count;
+        out.push_str(&format!(
+            "| **average over {} bases** | {add_on} | {:+.2} | {:+.2} | {:+.2} | {:.2} |\n",
+            matching.len(),
+            mean(|e| e.unlearn_accuracy),
+            mean(|e| e.test_accuracy),
+            mean(|e| e.mia_efficacy),
+            mean(|e| e.time_ratio)
+        ));
     }
     out
 }
@@ -309,6 +389,107 @@ fn scatter_svg(rows: &[&Summary]) -> Result<String> {
     Ok(svg)
 }
 
+/// UA against TA, one point per method: base methods as filled circles, add-on variants
+/// (`BASE+ADD-ON`) as hollow triangles in their base's colour joined to it by a line, the
+/// original as a grey square and retrain as a red cross.
+fn ua_ta_scatter_svg(rows: &[&Summary]) -> Result<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (760, 480)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let ua: Vec<f64> = rows.iter().map(|r| r.unlearn_accuracy.mean).collect();
+        let ta: Vec<f64> = rows.iter().map(|r| r.test_accuracy.mean).collect();
+        let span = |values: &[f64]| {
+            let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+            let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let pad = ((high - low) * 0.08).max(0.5);
+            ((low - pad).max(0.0), (high + pad).min(100.0))
+        };
+        let (x_low, x_high) = span(&ua);
+        let (y_low, y_high) = span(&ta);
+        let mut chart = ChartBuilder::on(&root)
+            .caption("Forgetting vs. utility (UA vs. TA)", ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(x_low..x_high, y_low..y_high)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("UA (% of forget set misclassified)")
+            .y_desc("TA (%)")
+            .draw()
+            .map_err(plot_error)?;
+        let bases: Vec<&str> = rows
+            .iter()
+            .filter(|r| !r.method.contains('+') && r.method != "original" && r.method != "retrain")
+            .map(|r| r.method.as_str())
+            .collect();
+        let color_of = |method: &str| {
+            let base = method.split('+').next().unwrap_or(method);
+            let index = bases.iter().position(|b| *b == base).unwrap_or(0);
+            Palette99::pick(index).to_rgba()
+        };
+        let at = |row: &Summary| (row.unlearn_accuracy.mean, row.test_accuracy.mean);
+        for row in rows {
+            let point = at(row);
+            let label = ("sans-serif", 11);
+            match row.method.as_str() {
+                "original" => {
+                    chart
+                        .draw_series(std::iter::once(
+                            EmptyElement::at(point)
+                                + Rectangle::new(
+                                    [(-4, -4), (4, 4)],
+                                    RGBColor(120, 120, 120).filled(),
+                                )
+                                + Text::new("original", (6, -12), label),
+                        ))
+                        .map_err(plot_error)?;
+                }
+                "retrain" => {
+                    chart
+                        .draw_series(std::iter::once(
+                            EmptyElement::at(point)
+                                + Cross::new((0, 0), 6, RED.stroke_width(2))
+                                + Text::new("retrain", (6, -12), label),
+                        ))
+                        .map_err(plot_error)?;
+                }
+                method if method.contains('+') => {
+                    let color = color_of(method);
+                    if let Some(base) = rows
+                        .iter()
+                        .find(|r| Some(r.method.as_str()) == method.split('+').next())
+                    {
+                        chart
+                            .draw_series(LineSeries::new([at(base), point], color.mix(0.5)))
+                            .map_err(plot_error)?;
+                    }
+                    chart
+                        .draw_series(std::iter::once(TriangleMarker::new(
+                            point,
+                            6,
+                            color.stroke_width(2),
+                        )))
+                        .map_err(plot_error)?;
+                }
+                method => {
+                    chart
+                        .draw_series(std::iter::once(
+                            EmptyElement::at(point)
+                                + Circle::new((0, 0), 5, color_of(method).filled())
+                                + Text::new(method.to_string(), (7, -12), label),
+                        ))
+                        .map_err(plot_error)?;
+                }
+            }
+        }
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
 /// Test accuracy per class (columns) for each method (rows), white (0%) to blue (100%).
 fn heatmap_svg(rows: &[&Summary]) -> Result<String> {
     let classes = rows
@@ -437,6 +618,13 @@ pub fn render_html(records: &[RunRecord], description: &str) -> Result<String> {
         html.push_str("</table>");
         html.push_str(&bars_svg(&rows)?);
         html.push_str(&scatter_svg(&rows)?);
+        html.push_str(&ua_ta_scatter_svg(&rows)?);
+        if rows.iter().any(|row| row.method.contains('+')) {
+            html.push_str(
+                "<p class=\"note\">Hollow triangles: a method with an add-on, joined to its base \
+                 method (filled circle) by a line.</p>",
+            );
+        }
         if forget.starts_with("class:") || forget.starts_with("subclass:") {
             html.push_str(&heatmap_svg(&rows)?);
         }
@@ -463,4 +651,52 @@ pub fn write_reports(directory: &Path, records: &[RunRecord]) -> Result<()> {
     let summary = serde_json::to_vec_pretty(&summarize(records))
         .map_err(|e| Error::invalid(format!("cannot serialise the summary: {e}")))?;
     write_atomic(directory.join("summary.json"), &summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(method: &str, ua: f64, ta: f64, seconds: f64) -> Summary {
+        let stat = |mean| Stat { mean, std: 0.0 };
+        Summary {
+            forget: "random:1%".into(),
+            method: method.into(),
+            seeds: 1,
+            unlearn_accuracy: stat(ua),
+            retain_accuracy: stat(90.0),
+            test_accuracy: stat(ta),
+            mia_efficacy: stat(ua),
+            average_gap: stat(1.0),
+            seconds: stat(seconds),
+            speedup: None,
+            test_per_class: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn add_on_effects_pair_each_variant_with_its_base() {
+        let rows = [
+            summary("retrain", 12.0, 87.0, 10.0),
+            summary("finetune", 10.0, 86.0, 1.0),
+            summary("finetune+feasible-hard", 13.0, 85.5, 2.0),
+            summary("ssd+feasible-hard", 20.0, 80.0, 1.0),
+        ];
+        let refs: Vec<&Summary> = rows.iter().collect();
+        let effects = add_on_effects(&refs);
+        assert_eq!(effects.len(), 1, "a variant without its base is skipped");
+        assert_eq!(effects[0].base, "finetune");
+        assert_eq!(effects[0].add_on, "feasible-hard");
+        assert!((effects[0].unlearn_accuracy - 3.0).abs() < 1e-12);
+        assert!((effects[0].test_accuracy + 0.5).abs() < 1e-12);
+        assert!((effects[0].time_ratio - 2.0).abs() < 1e-12);
+        let table = add_on_markdown(&refs);
+        assert!(
+            table.contains("| finetune | feasible-hard | +3.00 | -0.50 |"),
+            "{table}"
+        );
+        assert!(table.contains("average over 1 bases"), "{table}");
+        let svg = ua_ta_scatter_svg(&refs).unwrap();
+        assert!(svg.contains("retrain") && svg.contains("finetune"));
+    }
 }

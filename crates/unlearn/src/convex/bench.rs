@@ -18,16 +18,21 @@ use super::data::{ActiveRows, ConvexData};
 use super::guo::{NewtonGuo, NewtonGuoConfig};
 use super::langevin::{Langevin, LangevinConfig};
 use super::logistic::{LOGISTIC_CURVATURE_BOUND, NewtonOptions, train_exact};
+use super::saved::{CERTIFIED_METHODS, ConvexTask};
 use super::sekhari::{NewtonSekhari, NewtonSekhariConfig};
+use crate::data::{DataSource, load};
 use crate::error::{Error, Result};
+use crate::io::write_atomic;
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Settings of the P3 benchmark (EXPERIMENTS.md P3).
+/// Settings of the P3 benchmark (EXPERIMENTS.md P3); every key optional in a config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct P3Config {
     /// L2 weight λ of every method (averaged form; `newton-guo` uses λn/2 in sum form).
     pub regularization: f64,
@@ -403,6 +408,218 @@ pub fn run_p3(
     })
 }
 
+/// A P3 benchmark as written in a config file (e.g. configs/p3_certified.toml): the data, the
+/// class pair and the [`P3Config`] under `[p3]`. Recognised by `protocol = "p3"`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct P3BenchConfig {
+    /// Name of the results directory, results/NAME/.
+    pub name: String,
+    /// Must be `p3`.
+    pub protocol: String,
+    /// Data source (e.g. `idx:/usr/share/datasets/fashion-mnist`).
+    pub data: String,
+    /// Task: `A,B` (a class pair) or `all`.
+    pub classes: String,
+    /// The benchmark's settings.
+    #[serde(default)]
+    pub p3: P3Config,
+}
+
+impl P3BenchConfig {
+    /// True when the TOML text declares `protocol = "p3"`.
+    pub fn is_p3(text: &str) -> bool {
+        text.parse::<toml::Table>()
+            .ok()
+            .and_then(|table| {
+                table
+                    .get("protocol")
+                    .and_then(|p| p.as_str().map(String::from))
+            })
+            .is_some_and(|protocol| protocol == "p3")
+    }
+
+    /// Reads and checks a config (unknown keys, an unknown method, no ε, a bad class pair or
+    /// a missing data directory are refused with the file and the reason).
+    pub fn load(path: &Path) -> Result<P3BenchConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let config: P3BenchConfig = toml::from_str(&text).map_err(|e| {
+            Error::format(path, crate::bench::config::describe_toml_error(&text, &e))
+        })?;
+        let bad = |what: String| Error::format(path, what);
+        if config.protocol != "p3" {
+            return Err(bad(format!("protocol '{}' is not p3", config.protocol)));
+        }
+        if config.name.trim().is_empty() || config.name.contains(['/', '\\']) {
+            return Err(bad(format!(
+                "name '{}' is not a directory name",
+                config.name
+            )));
+        }
+        ConvexTask::parse(&config.classes).map_err(|e| bad(e.to_string()))?;
+        if config.p3.epsilons.is_empty()
+            || config
+                .p3
+                .epsilons
+                .iter()
+                .any(|e| !(e.is_finite() && *e > 0.0))
+        {
+            return Err(bad(
+                "p3.epsilons must be a non-empty list of positive numbers".into(),
+            ));
+        }
+        if let Some(method) = config
+            .p3
+            .methods
+            .iter()
+            .find(|m| !CERTIFIED_METHODS.contains(&m.as_str()))
+        {
+            return Err(bad(format!(
+                "p3.methods: unknown certified method '{method}' (known: {})",
+                CERTIFIED_METHODS.join(", ")
+            )));
+        }
+        DataSource::parse(&config.data)
+            .and_then(|source| source.check_exists())
+            .map_err(|e| bad(format!("data: {e}")))?;
+        Ok(config)
+    }
+}
+
+/// Where [`run_p3_bench`] wrote its outputs.
+#[derive(Debug, Clone, Serialize)]
+pub struct P3Outputs {
+    /// results/NAME/.
+    pub directory: PathBuf,
+    /// The report.
+    pub report: P3Report,
+}
+
+/// Runs a P3 config: loads the data, builds the task's train and test rows, runs [`run_p3`] and
+/// writes results/NAME/p3.json, report.md and accuracy_vs_epsilon.svg.
+pub fn run_p3_bench(
+    config: &P3BenchConfig,
+    config_path: &Path,
+    results_dir: &Path,
+    progress: impl FnMut(&str),
+) -> Result<P3Outputs> {
+    let task = ConvexTask::parse(&config.classes)?;
+    let bundle = load(&DataSource::parse(&config.data)?, config.p3.seed)?;
+    let train = task.rows(&bundle.train)?;
+    let test = task.rows(&bundle.test)?;
+    let report = run_p3(&train, &test, &config.p3, progress)?;
+    let directory = results_dir.join(&config.name);
+    let json = serde_json::to_string_pretty(&serde_json::json!({
+        "config": config, "report": report,
+    }))
+    .map_err(|e| Error::invalid(format!("cannot encode the report: {e}")))?;
+    let markdown = format!(
+        "# {}\n\nCommand: `unlearn bench --config {}` (data {}, classes {}, seed {}).\n\n{}\n![test accuracy against epsilon](accuracy_vs_epsilon.svg)\n",
+        config.name,
+        config_path.display(),
+        config.data,
+        config.classes,
+        config.p3.seed,
+        report.to_markdown()
+    );
+    let svg = accuracy_plot(&report)?;
+    write_atomic(directory.join("p3.json"), json.as_bytes())?;
+    write_atomic(directory.join("accuracy_vs_epsilon.svg"), svg.as_bytes())?;
+    write_atomic(directory.join("report.md"), markdown.as_bytes())?;
+    Ok(P3Outputs { directory, report })
+}
+
+fn plot_error(error: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("cannot draw the P3 plot: {error}"))
+}
+
+/// Test accuracy after one removal against ε (log scale), one line per method, with the
+/// noise-free model as a dashed line.
+pub fn accuracy_plot(report: &P3Report) -> Result<String> {
+    use plotters::prelude::*;
+    let mut methods: Vec<&str> = Vec::new();
+    for point in &report.points {
+        if !methods.contains(&point.method.as_str()) {
+            methods.push(&point.method);
+        }
+    }
+    let epsilons: Vec<f64> = report.points.iter().map(|p| p.epsilon).collect();
+    let low = epsilons.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = epsilons.iter().copied().fold(0.0, f64::max);
+    if !(low.is_finite() && low > 0.0) {
+        return Err(Error::invalid("the P3 report has no points to plot"));
+    }
+    let floor = report
+        .points
+        .iter()
+        .map(|p| p.test_accuracy)
+        .fold(report.noiseless_test_accuracy, f64::min);
+    let y_low = (floor - 5.0).max(0.0).floor();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_error)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Test accuracy after one certified removal",
+                ("sans-serif", 18),
+            )
+            .margin(14)
+            .x_label_area_size(42)
+            .y_label_area_size(52)
+            .build_cartesian_2d((low * 0.8..high * 1.25).log_scale(), y_low..100.0)
+            .map_err(plot_error)?;
+        chart
+            .configure_mesh()
+            .x_desc("epsilon (log scale)")
+            .y_desc("test accuracy (%)")
+            .draw()
+            .map_err(plot_error)?;
+        let noiseless = report.noiseless_test_accuracy;
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(low * 0.8, noiseless), (high * 1.25, noiseless)],
+                6,
+                4,
+                BLACK.stroke_width(1),
+            ))
+            .map_err(plot_error)?
+            .label(format!("noise-free model ({noiseless:.2}%)"))
+            .legend(|(x, y)| PathElement::new([(x, y), (x + 18, y)], BLACK));
+        for (index, method) in methods.iter().enumerate() {
+            let color = Palette99::pick(index).to_rgba();
+            let line: Vec<(f64, f64)> = report
+                .points
+                .iter()
+                .filter(|p| p.method == *method)
+                .map(|p| (p.epsilon, p.test_accuracy))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(line.clone(), color.stroke_width(2)))
+                .map_err(plot_error)?
+                .label(method.to_string())
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    line.iter()
+                        .map(|&(x, y)| Circle::new((x, y), 4, color.filled())),
+                )
+                .map_err(plot_error)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(plot_error)?;
+        root.present().map_err(plot_error)?;
+    }
+    Ok(svg)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,5 +640,15 @@ mod tests {
         assert_eq!(report.points.len(), 4);
         assert_eq!(report.guo_sequential.len(), 2);
         assert!(report.to_markdown().contains("newton-guo"));
+        let svg = accuracy_plot(&report).unwrap();
+        for method in [
+            "newton-guo",
+            "newton-sekhari",
+            "d2d",
+            "langevin",
+            "noise-free",
+        ] {
+            assert!(svg.contains(method), "{method} missing from the plot");
+        }
     }
 }

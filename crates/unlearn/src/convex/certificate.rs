@@ -6,6 +6,7 @@
 //! `langevin` (Chien, Wang, Chen, Li 2024).
 
 use super::logistic::LinearModel;
+use super::state::SecretState;
 use crate::error::{Error, Result};
 use crate::privacy::{
     self, LangevinConstants, LangevinRequest, langevin_sequential_renyi, renyi_to_epsilon,
@@ -156,6 +157,9 @@ pub trait CertifiedUnlearner {
     /// Removes the samples with these ids; errors (and changes nothing) on an empty, unknown,
     /// repeated or already removed id.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal>;
+    /// The state a later process needs to continue exactly where this one stops (secret:
+    /// never publish it), without the training data.
+    fn save_state(&self) -> Result<SecretState>;
 }
 
 const RELATIVE_SLACK: f64 = 1e-9;

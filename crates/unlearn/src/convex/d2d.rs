@@ -17,6 +17,7 @@ use super::data::{ActiveRows, ConvexData};
 use super::logistic::{
     LOGISTIC_CURVATURE_BOUND, LinearModel, check_regularization, loss_gradient, margins, norm,
 };
+use super::state::{RngPosition, SecretState};
 use crate::error::{Error, Result};
 use crate::io::ids_hash;
 use crate::privacy;
@@ -196,6 +197,49 @@ fn project(weights: &mut [f64], radius: f64) {
     }
 }
 
+/// What `d2d` saves.
+#[derive(Serialize, Deserialize)]
+struct DescentToDeleteHeader {
+    config: DescentToDeleteConfig,
+    removed: Vec<u32>,
+    secret: LinearModel,
+    published: LinearModel,
+    rng: RngPosition,
+    radius: f64,
+    smoothness: f64,
+    lipschitz: f64,
+    contraction: f64,
+    training_steps: usize,
+    deletions: usize,
+    last_sigma: f64,
+    retrainings: u64,
+}
+
+impl DescentToDelete {
+    /// Continues a `d2d` unlearner saved by [`CertifiedUnlearner::save_state`] on the same
+    /// training data (checked by hash).
+    pub fn restore(data: ConvexData, state: &SecretState) -> Result<DescentToDelete> {
+        state.check("d2d", &data.hash())?;
+        let header: DescentToDeleteHeader = state.header_as()?;
+        Ok(DescentToDelete {
+            config: header.config,
+            active: ActiveRows::without(&data, &header.removed)?,
+            secret: header.secret,
+            published: header.published,
+            rng: header.rng.restore()?,
+            radius: header.radius,
+            smoothness: header.smoothness,
+            lipschitz: header.lipschitz,
+            contraction: header.contraction,
+            training_steps: header.training_steps,
+            deletions: header.deletions,
+            last_sigma: header.last_sigma,
+            retrainings: header.retrainings,
+            data,
+        })
+    }
+}
+
 impl CertifiedUnlearner for DescentToDelete {
     fn method(&self) -> &'static str {
         "d2d"
@@ -207,6 +251,31 @@ impl CertifiedUnlearner for DescentToDelete {
 
     fn remaining(&self) -> usize {
         self.active.count()
+    }
+
+    fn save_state(&self) -> Result<SecretState> {
+        let header = DescentToDeleteHeader {
+            config: self.config,
+            removed: self.active.removed_ids(&self.data),
+            secret: self.secret.clone(),
+            published: self.published.clone(),
+            rng: RngPosition::of(&self.rng),
+            radius: self.radius,
+            smoothness: self.smoothness,
+            lipschitz: self.lipschitz,
+            contraction: self.contraction,
+            training_steps: self.training_steps,
+            deletions: self.deletions,
+            last_sigma: self.last_sigma,
+            retrainings: self.retrainings,
+        };
+        Ok(SecretState {
+            method: "d2d".into(),
+            data_hash: self.data.hash(),
+            header: serde_json::to_value(header)
+                .map_err(|e| Error::invalid(format!("cannot save the state: {e}")))?,
+            arrays: Vec::new(),
+        })
     }
 
     /// I warm-started steps on the remaining data and a fresh noisy publication, or a

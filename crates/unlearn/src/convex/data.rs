@@ -259,6 +259,30 @@ impl ConvexData {
         squared.into_iter().fold(0.0, f64::max).sqrt()
     }
 
+    /// Content hash (16 hex digits) of the rows: ids, labels, number of classes, scaling and
+    /// the exact scaled feature bits. A saved certified state records it, so that it is only
+    /// ever continued on the data it was trained on.
+    pub fn hash(&self) -> String {
+        let mut hasher = crate::io::Hasher::default();
+        hasher.update(&(self.rows as u64).to_le_bytes());
+        hasher.update(&(self.dims as u64).to_le_bytes());
+        hasher.update(&(self.num_classes as u64).to_le_bytes());
+        hasher.update(&[
+            u8::from(self.scaling.append_bias),
+            u8::from(self.scaling.unit_norm),
+        ]);
+        for (id, label) in self.ids.iter().zip(&self.labels) {
+            hasher.update(&id.to_le_bytes());
+            hasher.update(&label.to_le_bytes());
+        }
+        let mut bytes = Vec::with_capacity(self.columns.len() * 8);
+        for value in &self.columns {
+            bytes.extend_from_slice(&value.to_le_bytes());
+        }
+        hasher.update(&bytes);
+        hasher.finish()
+    }
+
     /// Refuses (with the offending norm) when some row has ‖x‖₂ > `bound` (plus 1e-9 for
     /// rounding): the certificates of every convex method assume scaled rows.
     pub fn check_row_norms(&self, bound: f64) -> Result<f64> {
@@ -344,6 +368,24 @@ impl ActiveRows {
             ));
         }
         Ok(positions)
+    }
+
+    /// The ids of the removed rows, in row order.
+    pub fn removed_ids(&self, data: &ConvexData) -> Vec<u32> {
+        (0..self.active.len())
+            .filter(|&row| !self.active[row])
+            .map(|row| data.ids()[row])
+            .collect()
+    }
+
+    /// All rows of `data` active except those with `removed` ids (a saved state's removals).
+    pub fn without(data: &ConvexData, removed: &[u32]) -> Result<ActiveRows> {
+        let mut active = ActiveRows::all(data.len());
+        if !removed.is_empty() {
+            let positions = data.positions_of(removed)?;
+            active.remove(&positions);
+        }
+        Ok(active)
     }
 
     /// Marks `positions` as removed.

@@ -30,6 +30,7 @@ use super::logistic::{
     curvatures, hessian, loss_gradient, margins, norm, spectral_norm, train_exact, transpose_times,
     weighted_gram,
 };
+use super::state::{SecretState, flatten_matrices, unflatten_matrices};
 use crate::error::{Error, Result};
 use crate::io::ids_hash;
 use crate::privacy;
@@ -346,6 +347,47 @@ impl NewtonGuo {
     }
 }
 
+/// What `newton-guo` saves besides the Hessians and curvatures.
+#[derive(Serialize, Deserialize)]
+struct GuoHeader {
+    config: NewtonGuoConfig,
+    removed: Vec<u32>,
+    model: LinearModel,
+    perturbation: Vec<f64>,
+    spectral_bound: f64,
+    feature_norm: f64,
+    training_residual: f64,
+    residual_bounds: Vec<f64>,
+    retrainings: u64,
+}
+
+impl NewtonGuo {
+    /// Continues a `newton-guo` unlearner saved by [`CertifiedUnlearner::save_state`] on the
+    /// same training data (checked by hash).
+    pub fn restore(data: ConvexData, state: &SecretState) -> Result<NewtonGuo> {
+        state.check("newton-guo", &data.hash())?;
+        let header: GuoHeader = state.header_as()?;
+        let columns = data.weight_columns();
+        let dims = data.dims();
+        let hessians = state.array("hessians", columns * dims * dims)?;
+        let curvatures = state.array("curvatures", columns * data.len())?;
+        Ok(NewtonGuo {
+            config: header.config,
+            active: ActiveRows::without(&data, &header.removed)?,
+            model: header.model,
+            perturbation: header.perturbation,
+            hessians: unflatten_matrices(&hessians, columns, dims),
+            hessian_curvatures: curvatures.chunks(data.len()).map(<[f64]>::to_vec).collect(),
+            spectral_bound: header.spectral_bound,
+            feature_norm: header.feature_norm,
+            training_residual: header.training_residual,
+            residual_bounds: header.residual_bounds,
+            retrainings: header.retrainings,
+            data,
+        })
+    }
+}
+
 impl CertifiedUnlearner for NewtonGuo {
     fn method(&self) -> &'static str {
         "newton-guo"
@@ -357,6 +399,30 @@ impl CertifiedUnlearner for NewtonGuo {
 
     fn remaining(&self) -> usize {
         self.active.count()
+    }
+
+    fn save_state(&self) -> Result<SecretState> {
+        let header = GuoHeader {
+            config: self.config,
+            removed: self.active.removed_ids(&self.data),
+            model: self.model.clone(),
+            perturbation: self.perturbation.clone(),
+            spectral_bound: self.spectral_bound,
+            feature_norm: self.feature_norm,
+            training_residual: self.training_residual,
+            residual_bounds: self.residual_bounds.clone(),
+            retrainings: self.retrainings,
+        };
+        Ok(SecretState {
+            method: "newton-guo".into(),
+            data_hash: self.data.hash(),
+            header: serde_json::to_value(header)
+                .map_err(|e| Error::invalid(format!("cannot save the state: {e}")))?,
+            arrays: vec![
+                ("hessians".into(), flatten_matrices(&self.hessians)),
+                ("curvatures".into(), self.hessian_curvatures.concat()),
+            ],
+        })
     }
 
     /// One Newton step if the budget allows it, otherwise a retraining with fresh noise.

@@ -24,6 +24,7 @@ use super::logistic::{
     LOGISTIC_CURVATURE_BOUND, LinearModel, check_regularization, logistic_slope, margins,
     transpose_times,
 };
+use super::state::{RngPosition, SecretState};
 use crate::error::{Error, Result};
 use crate::io::ids_hash;
 use crate::privacy::{self, LangevinConstants, LangevinRequest, langevin_sequential_renyi};
@@ -387,6 +388,47 @@ impl Langevin {
     }
 }
 
+/// What `langevin` saves.
+#[derive(Serialize, Deserialize)]
+struct LangevinHeader {
+    config: LangevinConfig,
+    constants: LangevinConstants,
+    radius: f64,
+    smoothness: f64,
+    removed: Vec<u32>,
+    model: LinearModel,
+    rng: RngPosition,
+    history: Vec<LangevinRequest>,
+    retrainings: u64,
+    last_steps: u64,
+}
+
+impl Langevin {
+    /// Continues a `langevin` unlearner saved by [`CertifiedUnlearner::save_state`] on the
+    /// same training data (checked by hash).
+    pub fn restore(data: ConvexData, state: &SecretState) -> Result<Langevin> {
+        state.check("langevin", &data.hash())?;
+        let header: LangevinHeader = state.header_as()?;
+        let row_norms = (0..data.len())
+            .map(|row| super::logistic::norm(&data.row(row)))
+            .collect();
+        Ok(Langevin {
+            config: header.config,
+            constants: header.constants,
+            radius: header.radius,
+            smoothness: header.smoothness,
+            row_norms,
+            active: ActiveRows::without(&data, &header.removed)?,
+            model: header.model,
+            rng: header.rng.restore()?,
+            history: header.history,
+            retrainings: header.retrainings,
+            last_steps: header.last_steps,
+            data,
+        })
+    }
+}
+
 impl CertifiedUnlearner for Langevin {
     fn method(&self) -> &'static str {
         "langevin"
@@ -398,6 +440,28 @@ impl CertifiedUnlearner for Langevin {
 
     fn remaining(&self) -> usize {
         self.active.count()
+    }
+
+    fn save_state(&self) -> Result<SecretState> {
+        let header = LangevinHeader {
+            config: self.config,
+            constants: self.constants,
+            radius: self.radius,
+            smoothness: self.smoothness,
+            removed: self.active.removed_ids(&self.data),
+            model: self.model.clone(),
+            rng: RngPosition::of(&self.rng),
+            history: self.history.clone(),
+            retrainings: self.retrainings,
+            last_steps: self.last_steps,
+        };
+        Ok(SecretState {
+            method: "langevin".into(),
+            data_hash: self.data.hash(),
+            header: serde_json::to_value(header)
+                .map_err(|e| Error::invalid(format!("cannot save the state: {e}")))?,
+            arrays: Vec::new(),
+        })
     }
 
     /// K noisy steps on the remaining data, K the smallest meeting the target ε given the

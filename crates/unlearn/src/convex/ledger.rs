@@ -100,6 +100,18 @@ impl Ledger {
     /// the model the ledger ends with. The file is rewritten atomically with the new line at
     /// the end, so a failure never leaves a half-written ledger.
     pub fn append(&self, removal: &Removal, removed_count: usize) -> Result<LedgerEntry> {
+        let (entry, text) = self.appended(removal, removed_count)?;
+        write_atomic(&self.path, &text)?;
+        Ok(entry)
+    }
+
+    /// The ledger's content with one more request, without writing it (to be written
+    /// elsewhere, e.g. beside a new model); refuses like [`Ledger::append`].
+    pub fn appended(
+        &self,
+        removal: &Removal,
+        removed_count: usize,
+    ) -> Result<(LedgerEntry, Vec<u8>)> {
         let lines = self.read_lines()?;
         let certificate = &removal.certificate;
         if let Some((last, _)) = lines.last()
@@ -137,8 +149,7 @@ impl Ledger {
             serde_json::to_string(&entry).map_err(|e| Error::format(&self.path, e.to_string()))?;
         text.extend_from_slice(line.as_bytes());
         text.push(b'\n');
-        write_atomic(&self.path, &text)?;
-        Ok(entry)
+        Ok((entry, text))
     }
 
     /// Verifies the ledger file against the hash of the current model

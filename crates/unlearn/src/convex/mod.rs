@@ -20,7 +20,9 @@ mod guo;
 mod langevin;
 mod ledger;
 mod logistic;
+mod saved;
 mod sekhari;
+mod state;
 
 pub mod bench;
 
@@ -39,4 +41,10 @@ pub use logistic::{
     LOGISTIC_CURVATURE_BOUND, LinearModel, NewtonOptions, TrainReport, check_regularization,
     train_exact,
 };
+pub use saved::{
+    CERTIFIED_METHODS, CertifiedForget, CertifiedModelFile, CertifiedRequest, CertifiedTraining,
+    ConvexTask, GUO_CALIBRATION_PROBES, TrainedCertified, Verification, forget_and_save,
+    guo_calibrated_sigma, restore, smoothness_of, train_and_save, train_certified, verify_saved,
+};
 pub use sekhari::{NewtonSekhari, NewtonSekhariConfig};
+pub use state::SecretState;

@@ -19,6 +19,7 @@ use super::logistic::{
     LOGISTIC_CURVATURE_BOUND, LinearModel, NewtonOptions, check_regularization, cholesky_solve,
     hessian, loss_gradient, margins, norm, train_exact, weighted_gram,
 };
+use super::state::{RngPosition, SecretState, flatten_matrices, unflatten_matrices};
 use crate::error::{Error, Result};
 use crate::io::ids_hash;
 use crate::privacy;
@@ -202,6 +203,52 @@ impl NewtonSekhari {
     }
 }
 
+/// What `newton-sekhari` saves besides the Hessians.
+#[derive(Serialize, Deserialize)]
+struct SekhariHeader {
+    config: NewtonSekhariConfig,
+    removed_rows: Vec<u32>,
+    removed_since_training: Vec<u32>,
+    minimiser: LinearModel,
+    trained_rows: usize,
+    published: LinearModel,
+    rng: RngPosition,
+    max_gradient_norm: f64,
+    retrainings: u64,
+    last_sigma: f64,
+}
+
+impl NewtonSekhari {
+    /// Continues a `newton-sekhari` unlearner saved by [`CertifiedUnlearner::save_state`] on
+    /// the same training data (checked by hash).
+    pub fn restore(data: ConvexData, state: &SecretState) -> Result<NewtonSekhari> {
+        state.check("newton-sekhari", &data.hash())?;
+        let header: SekhariHeader = state.header_as()?;
+        let columns = data.weight_columns();
+        let dims = data.dims();
+        let hessians = state.array("hessians", columns * dims * dims)?;
+        let removed = if header.removed_since_training.is_empty() {
+            Vec::new()
+        } else {
+            data.positions_of(&header.removed_since_training)?
+        };
+        Ok(NewtonSekhari {
+            config: header.config,
+            active: ActiveRows::without(&data, &header.removed_rows)?,
+            minimiser: header.minimiser,
+            hessians: unflatten_matrices(&hessians, columns, dims),
+            trained_rows: header.trained_rows,
+            removed,
+            published: header.published,
+            rng: header.rng.restore()?,
+            max_gradient_norm: header.max_gradient_norm,
+            retrainings: header.retrainings,
+            last_sigma: header.last_sigma,
+            data,
+        })
+    }
+}
+
 impl CertifiedUnlearner for NewtonSekhari {
     fn method(&self) -> &'static str {
         "newton-sekhari"
@@ -213,6 +260,28 @@ impl CertifiedUnlearner for NewtonSekhari {
 
     fn remaining(&self) -> usize {
         self.active.count()
+    }
+
+    fn save_state(&self) -> Result<SecretState> {
+        let header = SekhariHeader {
+            config: self.config,
+            removed_rows: self.active.removed_ids(&self.data),
+            removed_since_training: self.removed.iter().map(|&p| self.data.ids()[p]).collect(),
+            minimiser: self.minimiser.clone(),
+            trained_rows: self.trained_rows,
+            published: self.published.clone(),
+            rng: RngPosition::of(&self.rng),
+            max_gradient_norm: self.max_gradient_norm,
+            retrainings: self.retrainings,
+            last_sigma: self.last_sigma,
+        };
+        Ok(SecretState {
+            method: "newton-sekhari".into(),
+            data_hash: self.data.hash(),
+            header: serde_json::to_value(header)
+                .map_err(|e| Error::invalid(format!("cannot save the state: {e}")))?,
+            arrays: vec![("hessians".into(), flatten_matrices(&self.hessians))],
+        })
     }
 
     /// Newton estimate for the cumulative deletion set plus fresh calibrated noise, or a

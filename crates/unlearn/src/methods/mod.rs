@@ -244,6 +244,9 @@ fn build_base(name: &str, params: &MethodParams) -> Result<Box<dyn Unlearner>> {
     let registry = registry();
     match registry.iter().find(|entry| entry.name == name) {
         Some(entry) => (entry.build)(params),
+        None if crate::convex::CERTIFIED_METHODS.contains(&name) => Err(Error::invalid(format!(
+            "{name} is a certified method for L2-regularised logistic regression and cannot unlearn a neural network; train a certified model with `unlearn train --certified {name}` and forget from that"
+        ))),
         None => {
             let known: Vec<&str> = registry.iter().map(|entry| entry.name).collect();
             Err(Error::invalid(format!(

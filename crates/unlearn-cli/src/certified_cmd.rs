@@ -1,0 +1,275 @@
+//! Certified convex models on the command line: `train --certified`, `forget` on a certified
+//! model (appending to its deletion ledger), `verify`, and the P3 benchmark. The work is done
+//! by `unlearn::convex`; this file parses and prints.
+
+use crate::{ForgetArgs, Global, TrainArgs, load_data};
+use anyhow::{Result, bail};
+use clap::Args;
+use std::path::{Path, PathBuf};
+use unlearn::convex::{
+    self, CertifiedModelFile, CertifiedRequest, CertifiedTraining, ConvexTask, bench::P3BenchConfig,
+};
+use unlearn::data::ForgetSelector;
+
+/// Options of `unlearn train --certified METHOD`.
+#[derive(Args)]
+pub struct CertifiedArgs {
+    /// Target ε of every removal (with --certified; required there).
+    #[arg(long, requires = "certified")]
+    epsilon: Option<f64>,
+    /// Target δ (with --certified); default 1/n.
+    #[arg(long, requires = "certified")]
+    delta: Option<f64>,
+    /// L2 weight λ of the logistic regression (with --certified).
+    #[arg(long, requires = "certified", default_value_t = 1e-3)]
+    lambda: f64,
+    /// Classes of the task (with --certified): A,B for a binary pair (e.g. 7,9) or all
+    /// (one-vs-rest; slower: one Newton solve per class).
+    #[arg(long, requires = "certified", default_value = "all")]
+    classes: String,
+    /// Noise σ for newton-guo (objective perturbation) and langevin; default: calibrated
+    /// (newton-guo: budget for --planned-removals typical removals; langevin: one removal in one
+    /// step meets ε).
+    #[arg(long, requires = "certified")]
+    noise_sigma: Option<f64>,
+    /// newton-guo: typical removals the residual budget is sized for when σ is calibrated.
+    #[arg(long, requires = "certified", default_value_t = 10.0)]
+    planned_removals: f64,
+    /// d2d: gradient steps per deletion.
+    #[arg(long, requires = "certified", default_value_t = 1)]
+    steps_per_deletion: usize,
+    /// newton-sekhari (points) and d2d (requests): deletions before a forced retrain.
+    #[arg(long, requires = "certified")]
+    capacity: Option<usize>,
+    /// langevin: training steps.
+    #[arg(long, requires = "certified", default_value_t = 1000)]
+    training_steps: u64,
+}
+
+/// Options of `unlearn verify`.
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The certified model (JSON), with MODEL.state and MODEL.ledger.jsonl beside it.
+    #[arg(long)]
+    model: PathBuf,
+    /// Data source; defaults to the one recorded in the model.
+    #[arg(long)]
+    data: Option<String>,
+}
+
+pub fn train(global: &Global, args: &TrainArgs, method: &str) -> Result<()> {
+    if let Some(model) = &args.model {
+        bail!(
+            "--certified {method} trains an L2-regularised logistic regression; --model {model} is a neural network, which certified methods cannot handle (leave out --model)"
+        );
+    }
+    if !args.record.is_empty() {
+        bail!("--record is for amnesiac unlearning of neural networks, not --certified models");
+    }
+    let certified = &args.certified_args;
+    let Some(epsilon) = certified.epsilon else {
+        bail!("--certified {method} needs --epsilon (the target ε of every removal)");
+    };
+    let task = ConvexTask::parse(&certified.classes)?;
+    let training = CertifiedTraining {
+        delta: certified.delta,
+        regularization: certified.lambda,
+        noise_sigma: certified.noise_sigma,
+        planned_removals: certified.planned_removals,
+        steps_per_deletion: certified.steps_per_deletion,
+        capacity: certified.capacity,
+        training_steps: certified.training_steps,
+        ..CertifiedTraining::new(method, epsilon, global.seed)
+    };
+    let bundle = load_data(&args.data, global.seed)?;
+    let trained = convex::train_and_save(
+        &args.data,
+        task,
+        &bundle.train,
+        Some(&bundle.test),
+        &training,
+        &args.out,
+    )?;
+    let model = &trained.model;
+    if global.json {
+        say!(
+            "{}",
+            serde_json::json!({
+                "model": args.out, "state": CertifiedModelFile::state_path(&args.out),
+                "ledger": CertifiedModelFile::ledger_path(&args.out), "seconds": trained.seconds,
+                "method": model.method, "training": model.training, "train_rows": model.train_rows,
+                "test_accuracy": model.test_accuracy, "model_hash": model.model_hash,
+            })
+        );
+    } else {
+        say!(
+            "trained {} (classes {}, {} rows, λ {}, ε {}, δ {:.3e}{}) in {:.1}s: test accuracy {:.2}%",
+            model.method,
+            task.describe(),
+            model.train_rows,
+            model.training.regularization,
+            model.training.epsilon,
+            model.training.delta.unwrap_or(f64::NAN),
+            model
+                .training
+                .noise_sigma
+                .map(|s| format!(", σ {s:.4e}"))
+                .unwrap_or_default(),
+            trained.seconds,
+            model.test_accuracy.unwrap_or(f64::NAN)
+        );
+        say!(
+            "wrote {} (public), {} (secret: do not publish) and an empty ledger {}",
+            args.out.display(),
+            CertifiedModelFile::state_path(&args.out).display(),
+            CertifiedModelFile::ledger_path(&args.out).display()
+        );
+    }
+    Ok(())
+}
+
+pub fn forget(global: &Global, args: &ForgetArgs) -> Result<()> {
+    let file = CertifiedModelFile::load(&args.model)?;
+    if let Some(method) = &args.method
+        && method != &file.method
+    {
+        bail!(
+            "{} is a certified {} model: its secret state can only be continued by {} (leave out --method), not {method}",
+            args.model.display(),
+            file.method,
+            file.method
+        );
+    }
+    if !args.params.is_empty() || args.feasible.is_some() || !args.records.is_empty() {
+        bail!(
+            "--param, --feasible and --records apply to neural-network methods, not to the certified {} model {}",
+            file.method,
+            args.model.display()
+        );
+    }
+    if args.split.is_some() {
+        bail!(
+            "a certified model forgets a new request: give --forget ids:FILE or random:N, not --split"
+        );
+    }
+    let Some(selector) = &args.forget else {
+        bail!("a certified model needs a deletion request: --forget ids:FILE, random:N or class:C");
+    };
+    let selector = ForgetSelector::parse(selector)?;
+    let description = args.data.clone().unwrap_or_else(|| file.data.clone());
+    let bundle = load_data(&description, global.seed)?;
+    let request = CertifiedRequest::from_selector(&selector, &bundle.train, global.seed)?;
+    let outcome = convex::forget_and_save(
+        &args.model,
+        &bundle.train,
+        Some(&bundle.test),
+        &request,
+        &args.out,
+    )?;
+    let entry = &outcome.entry;
+    let certificate = &entry.certificate;
+    if global.json {
+        say!(
+            "{}",
+            serde_json::json!({
+                "model": args.out, "ledger": CertifiedModelFile::ledger_path(&args.out),
+                "seconds": outcome.seconds, "removed_ids": outcome.removed_ids,
+                "test_accuracy": outcome.model.test_accuracy, "ledger_entry": entry,
+            })
+        );
+    } else {
+        say!(
+            "{} removed {} rows in {:.3}s{}: test accuracy {:.2}%",
+            certificate.method,
+            entry.removed_count,
+            outcome.seconds,
+            if entry.retrained {
+                " (budget exhausted: retrained from scratch with fresh noise)"
+            } else {
+                ""
+            },
+            outcome.model.test_accuracy.unwrap_or(f64::NAN)
+        );
+        say!(
+            "certificate: ({}, {:.3e})-certified, σ {:.4e}, budget {:.4e} of {:.4e} used",
+            certificate.epsilon,
+            certificate.delta,
+            certificate.noise_sigma,
+            certificate.budget_used,
+            certificate.budget_total
+        );
+        say!(
+            "wrote {} and ledger line {} of {}",
+            args.out.display(),
+            entry.sequence + 1,
+            CertifiedModelFile::ledger_path(&args.out).display()
+        );
+    }
+    Ok(())
+}
+
+pub fn verify(global: &Global, args: &VerifyArgs) -> Result<()> {
+    if !CertifiedModelFile::is_certified_model(&args.model) {
+        bail!(
+            "{} is not a certified model: verify checks models trained with `unlearn train --certified` (neural networks carry no certificate)",
+            args.model.display()
+        );
+    }
+    let file = CertifiedModelFile::load(&args.model)?;
+    let description = args.data.clone().unwrap_or_else(|| file.data.clone());
+    let bundle = load_data(&description, global.seed)?;
+    let report = convex::verify_saved(&args.model, &bundle.train)?;
+    if global.json {
+        say!("{}", serde_json::to_string(&report)?);
+    } else {
+        say!(
+            "ok: {} model {} matches its data (largest row norm {:.6} <= 1), its secret state and its ledger",
+            report.method,
+            report.model_hash,
+            report.largest_row_norm
+        );
+        say!(
+            "{} requests removed {} rows ({} forced retrains); every certificate recomputes:",
+            report.requests,
+            report.removed_count,
+            report.retrained
+        );
+        for (index, recomputed) in report.recomputed.iter().enumerate() {
+            say!(
+                "  request {}: ε {:.6} δ {:.3e}",
+                index + 1,
+                recomputed.epsilon,
+                recomputed.delta
+            );
+        }
+        if let Some((epsilon, delta)) = report.certified {
+            say!("certified: ({epsilon}, {delta:.3e}) for the last request");
+        }
+    }
+    Ok(())
+}
+
+/// True when the config at `path` is a P3 (certified) benchmark.
+pub fn is_p3_config(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| P3BenchConfig::is_p3(&text))
+}
+
+pub fn bench_p3(global: &Global, config: &Path, results_dir: &Path) -> Result<()> {
+    let parsed = P3BenchConfig::load(config)?;
+    let quiet = global.quiet || global.json;
+    let outputs = convex::bench::run_p3_bench(&parsed, config, results_dir, |line| {
+        if !quiet {
+            eprintln!("{line}");
+        }
+    })?;
+    if global.json {
+        say!("{}", serde_json::to_string(&outputs)?);
+    } else {
+        say!("{}", outputs.report.to_markdown());
+        say!(
+            "wrote {0}/p3.json, {0}/report.md and {0}/accuracy_vs_epsilon.svg",
+            outputs.directory.display()
+        );
+    }
+    Ok(())
+}
