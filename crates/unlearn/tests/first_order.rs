@@ -4,7 +4,7 @@
 use burn::tensor::Device;
 use unlearn::data::{DataSource, ForgetSelector, Split, load};
 use unlearn::methods::scrub::{ScrubLoss, teacher_divergence};
-use unlearn::methods::{self, MethodParams, salun, ssd};
+use unlearn::methods::{self, MethodParams, fisher, salun, ssd};
 use unlearn::model::{Artifact, ModelSpec, parameters, with_parameters};
 use unlearn::pipeline::Setup;
 use unlearn::progress::Progress;
@@ -121,6 +121,64 @@ fn ssd_changes_only_forget_specific_coordinates() {
         }
     }
     assert!(changed > 0);
+}
+
+#[test]
+fn fisher_noise_follows_the_inverse_retain_fisher_and_the_seed() {
+    let setup = setup(1500, "random:5%", 4);
+    let original = setup.train_original(&mut []).unwrap();
+    let information = fisher::diagonal_fisher(
+        &original.network,
+        &setup.data.train,
+        &setup.split.train,
+        128,
+    )
+    .unwrap();
+    // The per-sample Fisher is at least the squared mean gradient (Jensen), coordinate-wise.
+    let batch_importance = ssd::importance(
+        &original.network,
+        &setup.data.train,
+        &setup.split.train,
+        1500,
+    )
+    .unwrap();
+    for (f, g) in information.iter().zip(&batch_importance) {
+        assert!(f64::from(*f) >= f64::from(*g) * (1.0 - 1e-3) - 1e-12);
+    }
+    let pairs = ["scale=1e-6", "cap=100"];
+    let method = fisher::FisherForgetting::from_params(&params(&pairs)).unwrap();
+    let variance = method.variance(&information);
+    let network = run(&setup, &original, "fisher", &pairs);
+    let before = parameters(&original.network);
+    let after = parameters(&network);
+    // Standardised perturbations are N(0, 1): mean square ≈ 1 over ~25,000 weights.
+    let standardized: Vec<f64> = (0..before.len())
+        .map(|j| f64::from(after[j] - before[j]) / variance[j].sqrt())
+        .collect();
+    let mean_square = standardized.iter().map(|z| z * z).sum::<f64>() / standardized.len() as f64;
+    assert!(
+        (mean_square - 1.0).abs() < 0.05,
+        "mean square {mean_square}"
+    );
+    // Weights the retain set pins down move less than the ones it ignores.
+    let (mut pinned, mut free) = (Vec::new(), Vec::new());
+    for j in 0..before.len() {
+        let moved = f64::from(after[j] - before[j]).abs();
+        if variance[j] >= 1e-6 * 100.0 * 0.999 {
+            free.push(moved);
+        } else if f64::from(information[j]) > 1.0 {
+            pinned.push(moved);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    assert!(!pinned.is_empty() && !free.is_empty());
+    assert!(mean(&pinned) < mean(&free) / 5.0);
+    // Same seed, same noise; the method is refused bad settings.
+    let again = run(&setup, &original, "fisher", &pairs);
+    assert_eq!(parameters(&again), after);
+    for bad in [["scale=0"], ["cap=-1"], ["batch=0"]] {
+        assert!(methods::build("fisher", &params(&bad)).is_err(), "{bad:?}");
+    }
 }
 
 #[test]

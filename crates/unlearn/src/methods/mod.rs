@@ -6,6 +6,7 @@ mod amnesiac_batch;
 mod amnesiac_sample;
 pub mod feasible;
 mod finetune;
+pub mod fisher;
 mod gradient_ascent;
 pub mod l1_sparse;
 mod neggrad_plus;
@@ -19,6 +20,7 @@ pub mod ssd;
 pub use amnesiac_batch::AmnesiacBatch;
 pub use amnesiac_sample::AmnesiacSample;
 pub use finetune::{Finetune, Repair};
+pub use fisher::FisherForgetting;
 pub use gradient_ascent::GradientAscent;
 pub use l1_sparse::L1Sparse;
 pub use neggrad_plus::NegGradPlus;
@@ -216,6 +218,11 @@ pub fn registry() -> Vec<MethodEntry> {
             name: "ssd",
             description: "selective synaptic dampening of forget-specific weights, no training (Foster et al. 2024)",
             build: |params| Ok(Box::new(Ssd::from_params(params)?)),
+        },
+        MethodEntry {
+            name: "fisher",
+            description: "Fisher forgetting: Gaussian noise scaled by the inverse retain-set Fisher information, no training (Golatkar et al. 2020)",
+            build: |params| Ok(Box::new(FisherForgetting::from_params(params)?)),
         },
     ]
 }
