@@ -236,7 +236,7 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<()> {
         );
         for (index, recomputed) in report.recomputed.iter().enumerate() {
             say!(
-                "  request {}: ε {:.6} δ {:.3e}",
+                "  request {}: the recorded parameters give ε {:.6}, δ {:.3e}",
                 index + 1,
                 recomputed.epsilon,
                 recomputed.delta

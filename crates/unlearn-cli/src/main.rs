@@ -297,6 +297,19 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => bench(&global, args),
         Command::Report(args) => {
+            if args
+                .directory
+                .join(unlearn::convex::bench::P3_FILE)
+                .exists()
+            {
+                unlearn::convex::bench::rewrite_p3_reports(&args.directory)?;
+                say!(
+                    "wrote {0}/report.md and {0}/accuracy_vs_epsilon.svg from {0}/{1}",
+                    args.directory.display(),
+                    unlearn::convex::bench::P3_FILE
+                );
+                return Ok(());
+            }
             let records = bench::load_records(&args.directory)?;
             bench::write_reports(&args.directory, &records)?;
             say!(

@@ -168,6 +168,7 @@ fn every_shipped_grid_config_is_valid() {
         "p4_feasible",
         "p3_certified",
         "p3_hard_pair",
+        "p5_amnesiac",
     ] {
         let path = configs.join(format!("{name}.toml"));
         let text = std::fs::read_to_string(&path).unwrap();
@@ -188,4 +189,69 @@ fn every_shipped_grid_config_is_valid() {
             panic!("{name}: {error}");
         }
     }
+}
+
+#[test]
+fn amnesiac_methods_run_in_grids_with_records_cached_beside_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("amnesiac.toml");
+    std::fs::write(
+        &config,
+        "name = \"amnesiac\"\ndata = \"embedded\"\nmodel = \"mlp:32\"\nseeds = [0]\nforget = [\"random:20\"]\n\n[recipe]\nepochs = 1\n\n[[methods]]\nname = \"finetune\"\n\n[[methods]]\nname = \"amnesiac-sample\"\n\n[[methods]]\nname = \"amnesiac-batch\"\nlabel = \"amnesiac-batch+repair\"\nparams = { repair-epochs = 1 }\n",
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let cache = dir.path().join("cache");
+    let first = bench(&config, &results, &cache, &[]);
+    assert_eq!(first["runs_done"], 5);
+    assert_eq!(first["models_trained"], 2);
+    let cached: Vec<String> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    for kind in ["amnesiac-sample", "amnesiac-batch"] {
+        assert!(
+            cached
+                .iter()
+                .any(|name| name.starts_with("original-")
+                    && name.ends_with(&format!("{kind}.records"))),
+            "{kind} records missing from {cached:?}"
+        );
+    }
+    let text = std::fs::read_to_string(results.join("amnesiac/runs.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let sample = records
+        .iter()
+        .find(|r| r["method"] == "amnesiac-sample")
+        .unwrap();
+    let original = records.iter().find(|r| r["method"] == "original").unwrap();
+    assert_ne!(
+        sample["model_hash"], original["model_hash"],
+        "amnesiac-sample changed nothing"
+    );
+
+    // A rerun trains nothing and reproduces the amnesiac runs exactly.
+    let second = bench(&config, &results, &cache, &[]);
+    assert_eq!(second["models_trained"], 0);
+    let text = std::fs::read_to_string(results.join("amnesiac/runs.jsonl")).unwrap();
+    let again: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for (a, b) in records.iter().zip(&again) {
+        assert_eq!(a["model_hash"], b["model_hash"], "{}", a["method"]);
+        assert_eq!(a["evaluation"], b["evaluation"], "{}", a["method"]);
+    }
+
+    // Records deleted from the cache: the original is retrained with recording.
+    for name in &cached {
+        if name.ends_with(".records") {
+            std::fs::remove_file(cache.join(name)).unwrap();
+        }
+    }
+    let third = bench(&config, &results, &cache, &[]);
+    assert_eq!(third["models_trained"], 1);
 }

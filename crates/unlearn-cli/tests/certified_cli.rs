@@ -411,6 +411,11 @@ fn p3_config_runs_and_writes_the_plot() {
     assert!(report.contains("| langevin | 2 |"), "{report}");
     let svg = std::fs::read_to_string(results.join("p3_tiny/accuracy_vs_epsilon.svg")).unwrap();
     assert!(svg.contains("<svg") && svg.contains("d2d"));
+    std::fs::remove_file(results.join("p3_tiny/report.md")).unwrap();
+    let output = unlearn(&["report", path(&results.join("p3_tiny"))]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let again = std::fs::read_to_string(results.join("p3_tiny/report.md")).unwrap();
+    assert_eq!(again, report, "report regenerated from p3.json");
 
     std::fs::write(
         &config,

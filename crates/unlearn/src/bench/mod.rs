@@ -15,8 +15,9 @@ use crate::error::{Error, Result};
 use crate::eval::{Evaluation, SplitPredictions, evaluate, predict_split};
 use crate::methods;
 use crate::model::{ModelSpec, TOOL_VERSION};
-use crate::pipeline::Setup;
+use crate::pipeline::{RecordKind, RecordingPlan, Setup};
 use crate::progress::Progress;
+use crate::train::{BatchGrouping, SensitiveSet, ValueEncoding};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -269,9 +270,37 @@ fn run_cell(
     mut emit: impl FnMut(&RunRecord) -> Result<()>,
 ) -> Result<()> {
     let recipe_hash = cache::recipe_hash(setup);
+    // Amnesiac methods need records of the forget set made while training the original; they
+    // are cached beside it, and a cached original without them is retrained with recording.
+    let mut kinds: Vec<RecordKind> = Vec::new();
+    for method_config in &config.methods {
+        if pending.contains(&method_config.label()) && methods::needs_records(&method_config.name) {
+            let kind = RecordKind::parse(&method_config.name)?;
+            if !kinds.contains(&kind) {
+                kinds.push(kind);
+            }
+        }
+    }
+    let original_path = cache.path("original", setup);
+    let records: Vec<PathBuf> = kinds
+        .iter()
+        .map(|kind| kind.path_for(&original_path))
+        .collect();
+    let records_missing = records.iter().any(|path| !path.exists());
     let (original, original_from_cache) =
-        cache.get_or_train("original", setup, options.fresh, || {
-            setup.train_original(&mut [])
+        cache.get_or_train("original", setup, options.fresh || records_missing, || {
+            if kinds.is_empty() {
+                return setup.train_original(&mut []);
+            }
+            let plan = RecordingPlan {
+                kinds: kinds.clone(),
+                sensitive: SensitiveSet::Ids(setup.split.forget.clone()),
+                encoding: ValueEncoding::F32,
+                grouping: BatchGrouping::PerBatch,
+            };
+            Ok(setup
+                .train_recorded(&plan, &|kind| kind.path_for(&original_path))?
+                .0)
         })?;
     let retrain = methods::Retrain;
     let (reference, reference_from_cache) =
@@ -361,7 +390,8 @@ fn run_cell(
         }
         let method = methods::build(&method_config.name, &method_config.method_params())?;
         let started = Instant::now();
-        let (unlearned, _) = setup.unlearn(&original, method.as_ref(), Vec::new())?;
+        let (unlearned, _) =
+            setup.unlearn_with_records(&original, method.as_ref(), Vec::new(), &records)?;
         let seconds = started.elapsed().as_secs_f64();
         let predictions = predict_split(&unlearned.network, &setup.data, &setup.split)?;
         let hash = crate::model::model_hash(&unlearned.network);

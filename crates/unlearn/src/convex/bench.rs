@@ -509,24 +509,59 @@ pub fn run_p3_bench(
     let test = task.rows(&bundle.test)?;
     let report = run_p3(&train, &test, &config.p3, progress)?;
     let directory = results_dir.join(&config.name);
-    let json = serde_json::to_string_pretty(&serde_json::json!({
-        "config": config, "report": report,
-    }))
-    .map_err(|e| Error::invalid(format!("cannot encode the report: {e}")))?;
+    let saved = SavedP3 {
+        config: config.clone(),
+        config_path: config_path.display().to_string(),
+        report,
+    };
+    let json = serde_json::to_string_pretty(&saved)
+        .map_err(|e| Error::invalid(format!("cannot encode the report: {e}")))?;
+    write_atomic(directory.join(P3_FILE), json.as_bytes())?;
+    write_p3_reports(&directory, &saved)?;
+    Ok(P3Outputs {
+        directory,
+        report: saved.report,
+    })
+}
+
+/// The file [`run_p3_bench`] writes its config and report to.
+pub const P3_FILE: &str = "p3.json";
+
+/// What results/NAME/p3.json holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedP3 {
+    /// The config that was run.
+    pub config: P3BenchConfig,
+    /// Where it was read from (for the command line in the report).
+    pub config_path: String,
+    /// The results.
+    pub report: P3Report,
+}
+
+/// Rewrites report.md and accuracy_vs_epsilon.svg of a P3 results directory from its p3.json
+/// (`unlearn report DIR`).
+pub fn rewrite_p3_reports(directory: &Path) -> Result<()> {
+    let path = directory.join(P3_FILE);
+    let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+    let saved: SavedP3 =
+        serde_json::from_slice(&bytes).map_err(|e| Error::format(&path, e.to_string()))?;
+    write_p3_reports(directory, &saved)
+}
+
+fn write_p3_reports(directory: &Path, saved: &SavedP3) -> Result<()> {
+    let (config, report) = (&saved.config, &saved.report);
     let markdown = format!(
         "# {}\n\nCommand: `unlearn bench --config {}` (data {}, classes {}, seed {}).\n\n{}\n![test accuracy against epsilon](accuracy_vs_epsilon.svg)\n",
         config.name,
-        config_path.display(),
+        saved.config_path,
         config.data,
         config.classes,
         config.p3.seed,
         report.to_markdown()
     );
-    let svg = accuracy_plot(&report)?;
-    write_atomic(directory.join("p3.json"), json.as_bytes())?;
+    let svg = accuracy_plot(report)?;
     write_atomic(directory.join("accuracy_vs_epsilon.svg"), svg.as_bytes())?;
-    write_atomic(directory.join("report.md"), markdown.as_bytes())?;
-    Ok(P3Outputs { directory, report })
+    write_atomic(directory.join("report.md"), markdown.as_bytes())
 }
 
 fn plot_error(error: impl std::fmt::Display) -> Error {
@@ -554,7 +589,8 @@ pub fn accuracy_plot(report: &P3Report) -> Result<String> {
         .iter()
         .map(|p| p.test_accuracy)
         .fold(report.noiseless_test_accuracy, f64::min);
-    let y_low = (floor - 5.0).max(0.0).floor();
+    // Room under the lowest line for the legend.
+    let y_low = (floor - 22.0).max(0.0).floor();
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (720, 440)).into_drawing_area();
@@ -573,6 +609,12 @@ pub fn accuracy_plot(report: &P3Report) -> Result<String> {
             .configure_mesh()
             .x_desc("epsilon (log scale)")
             .y_desc("test accuracy (%)")
+            .x_labels(12)
+            .x_label_formatter(&|value| {
+                let text = format!("{value:.2}");
+                text.trim_end_matches('0').trim_end_matches('.').to_string()
+            })
+            .light_line_style(WHITE)
             .draw()
             .map_err(plot_error)?;
         let noiseless = report.noiseless_test_accuracy;
