@@ -269,13 +269,7 @@ impl CertifiedUnlearner for DescentToDelete {
             last_sigma: self.last_sigma,
             retrainings: self.retrainings,
         };
-        Ok(SecretState {
-            method: "d2d".into(),
-            data_hash: self.data.hash(),
-            header: serde_json::to_value(header)
-                .map_err(|e| Error::invalid(format!("cannot save the state: {e}")))?,
-            arrays: Vec::new(),
-        })
+        SecretState::new("d2d", self.data.hash(), header, Vec::new())
     }
 
     /// I warm-started steps on the remaining data and a fresh noisy publication, or a

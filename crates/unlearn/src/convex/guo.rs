@@ -413,16 +413,15 @@ impl CertifiedUnlearner for NewtonGuo {
             residual_bounds: self.residual_bounds.clone(),
             retrainings: self.retrainings,
         };
-        Ok(SecretState {
-            method: "newton-guo".into(),
-            data_hash: self.data.hash(),
-            header: serde_json::to_value(header)
-                .map_err(|e| Error::invalid(format!("cannot save the state: {e}")))?,
-            arrays: vec![
+        SecretState::new(
+            "newton-guo",
+            self.data.hash(),
+            header,
+            vec![
                 ("hessians".into(), flatten_matrices(&self.hessians)),
                 ("curvatures".into(), self.hessian_curvatures.concat()),
             ],
-        })
+        )
     }
 
     /// One Newton step if the budget allows it, otherwise a retraining with fresh noise.

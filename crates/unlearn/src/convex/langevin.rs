@@ -455,13 +455,7 @@ impl CertifiedUnlearner for Langevin {
             retrainings: self.retrainings,
             last_steps: self.last_steps,
         };
-        Ok(SecretState {
-            method: "langevin".into(),
-            data_hash: self.data.hash(),
-            header: serde_json::to_value(header)
-                .map_err(|e| Error::invalid(format!("cannot save the state: {e}")))?,
-            arrays: Vec::new(),
-        })
+        SecretState::new("langevin", self.data.hash(), header, Vec::new())
     }
 
     /// K noisy steps on the remaining data, K the smallest meeting the target ε given the

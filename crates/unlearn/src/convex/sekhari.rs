@@ -275,13 +275,12 @@ impl CertifiedUnlearner for NewtonSekhari {
             retrainings: self.retrainings,
             last_sigma: self.last_sigma,
         };
-        Ok(SecretState {
-            method: "newton-sekhari".into(),
-            data_hash: self.data.hash(),
-            header: serde_json::to_value(header)
-                .map_err(|e| Error::invalid(format!("cannot save the state: {e}")))?,
-            arrays: vec![("hessians".into(), flatten_matrices(&self.hessians))],
-        })
+        SecretState::new(
+            "newton-sekhari",
+            self.data.hash(),
+            header,
+            vec![("hessians".into(), flatten_matrices(&self.hessians))],
+        )
     }
 
     /// Newton estimate for the cumulative deletion set plus fresh calibrated noise, or a

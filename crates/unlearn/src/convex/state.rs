@@ -46,6 +46,23 @@ struct Envelope {
 }
 
 impl SecretState {
+    /// A state for `method` on the data hashing to `data_hash`, with `header` (any
+    /// serialisable value) and the large `arrays`.
+    pub fn new(
+        method: &str,
+        data_hash: String,
+        header: impl Serialize,
+        arrays: Vec<(String, Vec<f64>)>,
+    ) -> Result<SecretState> {
+        Ok(SecretState {
+            method: method.to_string(),
+            data_hash,
+            header: serde_json::to_value(header)
+                .map_err(|e| Error::invalid(format!("cannot save the {method} state: {e}")))?,
+            arrays,
+        })
+    }
+
     /// Serialises the state to safetensors bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let envelope = Envelope {
