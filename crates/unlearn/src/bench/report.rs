@@ -389,25 +389,99 @@ fn scatter_svg(rows: &[&Summary]) -> Result<String> {
     Ok(svg)
 }
 
-/// UA against TA, one point per method: base methods as filled circles, add-on variants
-/// (`BASE+ADD-ON`) as hollow triangles in their base's colour joined to it by a line, the
-/// original as a grey square and retrain as a red cross.
+/// How a point of the UA-vs-TA scatter is drawn.
+#[derive(Clone, Copy)]
+enum Marker {
+    Filled,
+    Triangle,
+    Cross,
+    Ring,
+    Square,
+}
+
+/// Draws `marker` in `color` at `point` of `area` (chart or pixel coordinates alike).
+fn draw_marker<DB: DrawingBackend, CT: CoordTranslate>(
+    area: &DrawingArea<DB, CT>,
+    point: CT::From,
+    marker: Marker,
+    color: RGBAColor,
+) -> Result<()> {
+    let stroke = color.stroke_width(2);
+    let at = EmptyElement::at(point);
+    match marker {
+        Marker::Filled => area.draw(&(at + Circle::new((0, 0), 5, color.filled()))),
+        Marker::Triangle => area.draw(&(at + TriangleMarker::new((0, 0), 6, stroke))),
+        Marker::Cross => area.draw(&(at + Cross::new((0, 0), 5, stroke))),
+        Marker::Ring => area.draw(&(at + Circle::new((0, 0), 5, stroke))),
+        Marker::Square => area.draw(&(at + Rectangle::new([(-4, -4), (4, 4)], color.filled()))),
+    }
+    .map_err(plot_error)
+}
+
+/// UA against TA, one point per method, with a legend panel: base methods as filled circles in
+/// their own colour; add-on variants (`BASE+ADD-ON`) in their base's colour, one hollow shape
+/// per add-on, joined to the base by a line; the original as a grey square, retrain as a red
+/// cross.
 fn ua_ta_scatter_svg(rows: &[&Summary]) -> Result<String> {
+    const ADD_ON_MARKERS: [Marker; 4] = [
+        Marker::Triangle,
+        Marker::Ring,
+        Marker::Cross,
+        Marker::Square,
+    ];
+    let bases: Vec<&str> = rows
+        .iter()
+        .filter(|r| !r.method.contains('+') && r.method != "original" && r.method != "retrain")
+        .map(|r| r.method.as_str())
+        .collect();
+    let mut add_ons: Vec<&str> = Vec::new();
+    for row in rows {
+        if let Some((_, add_on)) = row.method.split_once('+')
+            && !add_ons.contains(&add_on)
+        {
+            add_ons.push(add_on);
+        }
+    }
+    let color_of = |method: &str| {
+        let base = method.split('+').next().unwrap_or(method);
+        let index = bases.iter().position(|b| *b == base).unwrap_or(0);
+        Palette99::pick(index).to_rgba()
+    };
+    let grey = RGBColor(110, 110, 110).to_rgba();
+    let style_of = |method: &str| -> (Marker, RGBAColor) {
+        match method {
+            "original" => (Marker::Square, grey),
+            "retrain" => (Marker::Cross, RED.to_rgba()),
+            _ => match method.split_once('+') {
+                Some((_, add_on)) => {
+                    let index = add_ons.iter().position(|a| *a == add_on).unwrap_or(0);
+                    (
+                        ADD_ON_MARKERS[index % ADD_ON_MARKERS.len()],
+                        color_of(method),
+                    )
+                }
+                None => (Marker::Filled, color_of(method)),
+            },
+        }
+    };
+    let legend_rows = 2 + bases.len() + add_ons.len();
+    let height = (440).max(60 + 18 * legend_rows as u32);
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (760, 480)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (900, height)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
+        let (plot, legend) = root.split_horizontally(640);
         let ua: Vec<f64> = rows.iter().map(|r| r.unlearn_accuracy.mean).collect();
         let ta: Vec<f64> = rows.iter().map(|r| r.test_accuracy.mean).collect();
         let span = |values: &[f64]| {
             let low = values.iter().copied().fold(f64::INFINITY, f64::min);
             let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let pad = ((high - low) * 0.08).max(0.5);
-            ((low - pad).max(0.0), (high + pad).min(100.0))
+            let pad = ((high - low) * 0.06).max(0.5);
+            (low - pad, high + pad)
         };
         let (x_low, x_high) = span(&ua);
         let (y_low, y_high) = span(&ta);
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(&plot)
             .caption("Forgetting vs. utility (UA vs. TA)", ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(40)
@@ -418,72 +492,49 @@ fn ua_ta_scatter_svg(rows: &[&Summary]) -> Result<String> {
             .configure_mesh()
             .x_desc("UA (% of forget set misclassified)")
             .y_desc("TA (%)")
+            .light_line_style(WHITE)
             .draw()
             .map_err(plot_error)?;
-        let bases: Vec<&str> = rows
-            .iter()
-            .filter(|r| !r.method.contains('+') && r.method != "original" && r.method != "retrain")
-            .map(|r| r.method.as_str())
-            .collect();
-        let color_of = |method: &str| {
-            let base = method.split('+').next().unwrap_or(method);
-            let index = bases.iter().position(|b| *b == base).unwrap_or(0);
-            Palette99::pick(index).to_rgba()
-        };
         let at = |row: &Summary| (row.unlearn_accuracy.mean, row.test_accuracy.mean);
         for row in rows {
-            let point = at(row);
-            let label = ("sans-serif", 11);
-            match row.method.as_str() {
-                "original" => {
-                    chart
-                        .draw_series(std::iter::once(
-                            EmptyElement::at(point)
-                                + Rectangle::new(
-                                    [(-4, -4), (4, 4)],
-                                    RGBColor(120, 120, 120).filled(),
-                                )
-                                + Text::new("original", (6, -12), label),
-                        ))
-                        .map_err(plot_error)?;
-                }
-                "retrain" => {
-                    chart
-                        .draw_series(std::iter::once(
-                            EmptyElement::at(point)
-                                + Cross::new((0, 0), 6, RED.stroke_width(2))
-                                + Text::new("retrain", (6, -12), label),
-                        ))
-                        .map_err(plot_error)?;
-                }
-                method if method.contains('+') => {
-                    let color = color_of(method);
-                    if let Some(base) = rows
-                        .iter()
-                        .find(|r| Some(r.method.as_str()) == method.split('+').next())
-                    {
-                        chart
-                            .draw_series(LineSeries::new([at(base), point], color.mix(0.5)))
-                            .map_err(plot_error)?;
-                    }
-                    chart
-                        .draw_series(std::iter::once(TriangleMarker::new(
-                            point,
-                            6,
-                            color.stroke_width(2),
-                        )))
-                        .map_err(plot_error)?;
-                }
-                method => {
-                    chart
-                        .draw_series(std::iter::once(
-                            EmptyElement::at(point)
-                                + Circle::new((0, 0), 5, color_of(method).filled())
-                                + Text::new(method.to_string(), (7, -12), label),
-                        ))
-                        .map_err(plot_error)?;
-                }
+            if let Some((base, _)) = row.method.split_once('+')
+                && let Some(base_row) = rows.iter().find(|r| r.method == base)
+            {
+                chart
+                    .draw_series(LineSeries::new(
+                        [at(base_row), at(row)],
+                        color_of(&row.method).mix(0.4),
+                    ))
+                    .map_err(plot_error)?;
             }
+        }
+        let area = chart.plotting_area();
+        for row in rows {
+            let (marker, color) = style_of(&row.method);
+            draw_marker(area, at(row), marker, color)?;
+        }
+        let mut entries: Vec<(String, Marker, RGBAColor)> = vec![
+            ("original".into(), Marker::Square, grey),
+            ("retrain".into(), Marker::Cross, RED.to_rgba()),
+        ];
+        entries.extend(
+            bases
+                .iter()
+                .map(|base| (base.to_string(), Marker::Filled, color_of(base))),
+        );
+        entries.extend(add_ons.iter().enumerate().map(|(index, add_on)| {
+            (
+                format!("+{add_on}"),
+                ADD_ON_MARKERS[index % ADD_ON_MARKERS.len()],
+                grey,
+            )
+        }));
+        for (index, (label, marker, color)) in entries.into_iter().enumerate() {
+            let y = 44 + 18 * index as i32;
+            draw_marker(&legend, (12, y), marker, color)?;
+            legend
+                .draw(&Text::new(label, (26, y - 7), ("sans-serif", 13)))
+                .map_err(plot_error)?;
         }
         root.present().map_err(plot_error)?;
     }
@@ -621,8 +672,8 @@ pub fn render_html(records: &[RunRecord], description: &str) -> Result<String> {
         html.push_str(&ua_ta_scatter_svg(&rows)?);
         if rows.iter().any(|row| row.method.contains('+')) {
             html.push_str(
-                "<p class=\"note\">Hollow triangles: a method with an add-on, joined to its base \
-                 method (filled circle) by a line.</p>",
+                "<p class=\"note\">Hollow shapes: a method with an add-on (one shape per add-on, \
+                 in the base method's colour), joined to its base method by a line.</p>",
             );
         }
         if forget.starts_with("class:") || forget.starts_with("subclass:") {
