@@ -589,6 +589,12 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
 }
 
 fn eval(global: &Global, args: EvalArgs) -> Result<()> {
+    if unlearn::convex::CertifiedModelFile::is_certified_model(&args.model) {
+        bail!(
+            "{} is a certified model: its test accuracy is printed by `train --certified` and `forget`, and `unlearn verify` checks it",
+            args.model.display()
+        );
+    }
     let (setup, artifact) = load_model_context(global, &args.model, args.data, args.split, None)?;
     let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
     let evaluation = match &args.reference {

@@ -102,7 +102,12 @@ fn a_rerun_reuses_cached_models_and_reproduces_every_metric() {
     assert!(markdown.contains("| gradient-ascent |"), "{markdown}");
     assert!(markdown.contains("2 seeds"), "{markdown}");
     let html = std::fs::read_to_string(smoke.join("report.html")).unwrap();
-    assert_eq!(html.matches("<svg").count(), 2, "bars and scatter");
+    assert_eq!(
+        html.matches("<svg").count(),
+        3,
+        "bars, time scatter, UA-vs-TA scatter"
+    );
+    assert!(html.contains("Forgetting vs. utility"));
 }
 
 #[test]

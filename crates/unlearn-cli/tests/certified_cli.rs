@@ -369,6 +369,9 @@ fn certified_methods_refuse_neural_networks_and_bad_targets() {
     assert_one_line_failure(&output, "cannot unlearn a neural network");
     let output = unlearn(&["verify", "--model", path(&net)]);
     assert_one_line_failure(&output, "not a certified model");
+    let certified = train(dir.path(), "e", "langevin", &[]);
+    let output = unlearn(&["eval", "--model", path(&certified)]);
+    assert_one_line_failure(&output, "is a certified model");
 
     // A certified model given to a neural-network method.
     let certified = train(dir.path(), "c", "d2d", &[]);
