@@ -265,9 +265,15 @@ type MetricOf = fn(&Summary) -> Stat;
 /// Four bar panels (UA, RA, TA, MIA-efficacy), one bar per method with its std as an error
 /// bar, and the retrain reference as a dashed line.
 fn bars_svg(rows: &[&Summary]) -> Result<String> {
+    let longest = rows
+        .iter()
+        .map(|s| s.method.chars().count())
+        .max()
+        .unwrap_or(0) as u32;
+    let label_area = (12 + 6 * longest).max(90);
     let mut svg = String::new();
     {
-        let root = SVGBackend::with_string(&mut svg, (1000, 320)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (1000, 230 + label_area)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_error)?;
         let panels = root.split_evenly((1, 4));
         let metrics: [(&str, MetricOf); 4] = [
@@ -282,32 +288,33 @@ fn bars_svg(rows: &[&Summary]) -> Result<String> {
             let mut chart = ChartBuilder::on(panel)
                 .caption(title, ("sans-serif", 16))
                 .margin(6)
-                .x_label_area_size(90)
+                .x_label_area_size(label_area)
                 .y_label_area_size(36)
                 .build_cartesian_2d(0f64..count as f64, 0f64..100f64)
                 .map_err(plot_error)?;
-            let names: Vec<String> = rows.iter().map(|s| s.method.clone()).collect();
             chart
                 .configure_mesh()
                 .disable_x_mesh()
-                .x_labels(count * 2 + 1)
-                .x_label_formatter(&|x| {
-                    let index = x.floor() as usize;
-                    if (x - index as f64 - 0.5).abs() < 1e-6 && index < names.len() {
-                        names[index].clone()
-                    } else {
-                        String::new()
-                    }
-                })
-                .x_label_style(
-                    ("sans-serif", 11)
-                        .into_font()
-                        .transform(FontTransform::Rotate90)
-                        .into_text_style(panel)
-                        .pos(Pos::new(HPos::Left, VPos::Center)),
-                )
+                .x_labels(0)
                 .draw()
                 .map_err(plot_error)?;
+            // Method names under the bars, rotated and starting just below the axis; drawn by
+            // hand because the mesh centres a label on its tick before rotating it, which hid
+            // the first letters behind the axis.
+            let label_style = ("sans-serif", 11)
+                .into_font()
+                .transform(FontTransform::Rotate90)
+                .into_text_style(panel)
+                .pos(Pos::new(HPos::Left, VPos::Center));
+            for (index, summary) in rows.iter().enumerate() {
+                let (x, y) = chart.backend_coord(&(index as f64 + 0.5, 0.0));
+                root.draw(&Text::new(
+                    summary.method.clone(),
+                    (x, y + 5),
+                    label_style.clone(),
+                ))
+                .map_err(plot_error)?;
+            }
             chart
                 .draw_series(rows.iter().enumerate().map(|(index, summary)| {
                     let color = Palette99::pick(index).to_rgba();
