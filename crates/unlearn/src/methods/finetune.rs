@@ -70,13 +70,7 @@ impl Unlearner for Finetune {
                 request.seed,
             )
         };
-        let (network, report) = run_first_order(&mut request, &settings, &mut RetainLoss)?;
-        Ok(UnlearnOutcome {
-            network,
-            certificate: None,
-            steps: report.steps,
-            notes: Vec::new(),
-        })
+        run_first_order(&mut request, &settings, &mut RetainLoss)
     }
 }
 

@@ -61,12 +61,6 @@ impl Unlearner for GradientAscent {
             self.batch_size,
             request.seed,
         );
-        let (network, report) = run_first_order(&mut request, &settings, &mut NegatedForgetLoss)?;
-        Ok(UnlearnOutcome {
-            network,
-            certificate: None,
-            steps: report.steps,
-            notes: Vec::new(),
-        })
+        run_first_order(&mut request, &settings, &mut NegatedForgetLoss)
     }
 }

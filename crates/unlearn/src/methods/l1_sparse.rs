@@ -112,12 +112,6 @@ impl Unlearner for L1Sparse {
         let mut objective = SparseRetainLoss {
             l1_weight: self.l1_weight,
         };
-        let (network, report) = run_first_order(&mut request, &settings, &mut objective)?;
-        Ok(UnlearnOutcome {
-            network,
-            certificate: None,
-            steps: report.steps,
-            notes: Vec::new(),
-        })
+        run_first_order(&mut request, &settings, &mut objective)
     }
 }

@@ -120,8 +120,8 @@ pub(crate) fn run_first_order(
     request: &mut UnlearnRequest<'_>,
     settings: &StepSettings,
     objective: &mut dyn StepObjective,
-) -> Result<(Network, TrainReport)> {
-    run_steps(
+) -> Result<UnlearnOutcome> {
+    let (network, report): (Network, TrainReport) = run_steps(
         request.original.network.clone(),
         &request.data.train,
         &request.split.retain(),
@@ -130,7 +130,13 @@ pub(crate) fn run_first_order(
         objective,
         &mut request.hooks,
         &request.progress,
-    )
+    )?;
+    Ok(UnlearnOutcome {
+        network,
+        certificate: None,
+        steps: report.steps,
+        notes: Vec::new(),
+    })
 }
 
 /// One unlearning method. Following linfa, every method is a small type implementing this

@@ -91,12 +91,6 @@ impl Unlearner for NegGradPlus {
         let mut objective = MixedLoss {
             retain_weight: self.retain_weight,
         };
-        let (network, report) = run_first_order(&mut request, &settings, &mut objective)?;
-        Ok(UnlearnOutcome {
-            network,
-            certificate: None,
-            steps: report.steps,
-            notes: Vec::new(),
-        })
+        run_first_order(&mut request, &settings, &mut objective)
     }
 }

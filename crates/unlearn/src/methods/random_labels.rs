@@ -145,12 +145,6 @@ impl Unlearner for RandomLabels {
             .settings
             .step_settings(request.recipe.weight_decay, request.seed);
         let mut objective = RandomLabelLoss::new(&request, request.seed)?;
-        let (network, report) = run_first_order(&mut request, &settings, &mut objective)?;
-        Ok(UnlearnOutcome {
-            network,
-            certificate: None,
-            steps: report.steps,
-            notes: Vec::new(),
-        })
+        run_first_order(&mut request, &settings, &mut objective)
     }
 }

@@ -95,15 +95,11 @@ impl Unlearner for Salun {
             .step_settings(request.recipe.weight_decay, request.seed);
         settings.frozen = Some(frozen);
         let mut objective = RandomLabelLoss::new(&request, request.seed)?;
-        let (network, report) = run_first_order(&mut request, &settings, &mut objective)?;
-        Ok(UnlearnOutcome {
-            network,
-            certificate: None,
-            steps: report.steps,
-            notes: vec![format!(
-                "saliency mask: {updated} of {} weights updated",
-                saliency.len()
-            )],
-        })
+        let mut outcome = run_first_order(&mut request, &settings, &mut objective)?;
+        outcome.notes.push(format!(
+            "saliency mask: {updated} of {} weights updated",
+            saliency.len()
+        ));
+        Ok(outcome)
     }
 }

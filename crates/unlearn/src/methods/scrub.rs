@@ -161,12 +161,6 @@ impl Unlearner for Scrub {
             kl_weight: self.kl_weight,
             ce_weight: self.ce_weight,
         };
-        let (network, report) = run_first_order(&mut request, &settings, &mut objective)?;
-        Ok(UnlearnOutcome {
-            network,
-            certificate: None,
-            steps: report.steps,
-            notes: Vec::new(),
-        })
+        run_first_order(&mut request, &settings, &mut objective)
     }
 }
