@@ -404,6 +404,7 @@ enum Marker {
     Cross,
     Ring,
     Square,
+    HollowSquare,
 }
 
 /// Draws `marker` in `color` at `point` of `area` (chart or pixel coordinates alike).
@@ -421,6 +422,7 @@ fn draw_marker<DB: DrawingBackend, CT: CoordTranslate>(
         Marker::Cross => area.draw(&(at + Cross::new((0, 0), 5, stroke))),
         Marker::Ring => area.draw(&(at + Circle::new((0, 0), 5, stroke))),
         Marker::Square => area.draw(&(at + Rectangle::new([(-4, -4), (4, 4)], color.filled()))),
+        Marker::HollowSquare => area.draw(&(at + Rectangle::new([(-4, -4), (4, 4)], stroke))),
     }
     .map_err(plot_error)
 }
@@ -434,7 +436,7 @@ fn ua_ta_scatter_svg(rows: &[&Summary]) -> Result<String> {
         Marker::Triangle,
         Marker::Ring,
         Marker::Cross,
-        Marker::Square,
+        Marker::HollowSquare,
     ];
     let bases: Vec<&str> = rows
         .iter()
