@@ -127,21 +127,22 @@ fn ssd_changes_only_forget_specific_coordinates() {
 fn fisher_noise_follows_the_inverse_retain_fisher_and_the_seed() {
     let setup = setup(1500, "random:5%", 4);
     let original = setup.train_original(&mut []).unwrap();
-    let information = fisher::diagonal_fisher(
+    // The Fisher information of the retain set only: the forget set must not shield its own
+    // weights from the noise.
+    let retain = setup.split.retain();
+    let information =
+        fisher::diagonal_fisher(&original.network, &setup.data.train, &retain, 128).unwrap();
+    let with_forget = fisher::diagonal_fisher(
         &original.network,
         &setup.data.train,
         &setup.split.train,
         128,
     )
     .unwrap();
+    assert_ne!(information, with_forget);
     // The per-sample Fisher is at least the squared mean gradient (Jensen), coordinate-wise.
-    let batch_importance = ssd::importance(
-        &original.network,
-        &setup.data.train,
-        &setup.split.train,
-        1500,
-    )
-    .unwrap();
+    let batch_importance =
+        ssd::importance(&original.network, &setup.data.train, &retain, 1500).unwrap();
     for (f, g) in information.iter().zip(&batch_importance) {
         assert!(f64::from(*f) >= f64::from(*g) * (1.0 - 1e-3) - 1e-12);
     }
@@ -160,6 +161,22 @@ fn fisher_noise_follows_the_inverse_retain_fisher_and_the_seed() {
         (mean_square - 1.0).abs() < 0.05,
         "mean square {mean_square}"
     );
+    // Exactly θ + √var ⊙ ξ with ξ the seeded standard normal draws, var from the retain set's
+    // Fisher (the variance from the whole training set would not reproduce the weights).
+    let expected = |variance: &[f64]| -> Vec<f32> {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(setup.seed);
+        before
+            .iter()
+            .zip(variance)
+            .map(|(&value, &var)| {
+                let xi: f64 = rng.sample(rand_distr::StandardNormal);
+                (f64::from(value) + var.sqrt() * xi) as f32
+            })
+            .collect()
+    };
+    assert_eq!(expected(&variance), after);
+    assert_ne!(expected(&method.variance(&with_forget)), after);
     // Weights the retain set pins down move less than the ones it ignores.
     let (mut pinned, mut free) = (Vec::new(), Vec::new());
     for j in 0..before.len() {

@@ -104,12 +104,8 @@ impl Unlearner for FisherForgetting {
 
     fn unlearn(&self, request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
         let network = request.original.network.clone();
-        let fisher = diagonal_fisher(
-            &network,
-            &request.data.train,
-            &request.split.train,
-            self.batch_size,
-        )?;
+        let retain = request.split.retain();
+        let fisher = diagonal_fisher(&network, &request.data.train, &retain, self.batch_size)?;
         let variance = self.variance(&fisher);
         let mut rng = ChaCha8Rng::seed_from_u64(request.seed);
         let noisy: Vec<f32> = parameters(&network)
@@ -132,7 +128,7 @@ impl Unlearner for FisherForgetting {
             steps: 0,
             notes: vec![format!(
                 "Fisher on {} retain samples; mean noise std {mean_deviation:.3e}; {capped} of {} weights at the cap",
-                request.split.train.len(),
+                retain.len(),
                 variance.len()
             )],
         })
