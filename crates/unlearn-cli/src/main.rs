@@ -80,7 +80,8 @@ enum Command {
     /// Run an experiment grid from a config file; writes results/NAME/ (JSON lines, Markdown,
     /// HTML with plots).
     Bench(BenchArgs),
-    /// Regenerate the Markdown and HTML reports of a grid from its JSON lines.
+    /// Regenerate the Markdown and HTML reports of a grid from its JSON lines (or a P3
+    /// report and plot from its p3.json).
     Report(ReportArgs),
     /// List the registered unlearning methods.
     Methods,
@@ -271,7 +272,7 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct ReportArgs {
-    /// A grid's results directory, e.g. results/p1_random.
+    /// A grid's results directory, e.g. results/p1_random or results/p3_certified.
     directory: PathBuf,
 }
 
