@@ -209,6 +209,9 @@ pub fn forget(global: &Global, args: &ForgetArgs) -> Result<()> {
 }
 
 pub fn verify(global: &Global, args: &VerifyArgs) -> Result<()> {
+    if !args.model.exists() {
+        bail!("cannot read {}: no such file", args.model.display());
+    }
     if !CertifiedModelFile::is_certified_model(&args.model) {
         bail!(
             "{} is not a certified model: verify checks models trained with `unlearn train --certified` (neural networks carry no certificate)",

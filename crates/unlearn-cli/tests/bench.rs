@@ -173,6 +173,7 @@ fn every_shipped_grid_config_is_valid() {
         "p4_feasible",
         "p3_certified",
         "p3_hard_pair",
+        "p3_one_vs_rest",
         "p5_amnesiac",
     ] {
         let path = configs.join(format!("{name}.toml"));

@@ -369,6 +369,26 @@ fn certified_methods_refuse_neural_networks_and_bad_targets() {
     assert_one_line_failure(&output, "cannot unlearn a neural network");
     let output = unlearn(&["verify", "--model", path(&net)]);
     assert_one_line_failure(&output, "not a certified model");
+    let output = unlearn(&["verify", "--model", path(&dir.path().join("missing.json"))]);
+    assert_one_line_failure(&output, "no such file");
+    let truncated = dir.path().join("t.json");
+    let source = train(dir.path(), "t", "d2d", &[]);
+    assert_eq!(source, truncated);
+    let state = std::fs::read(truncated.with_extension("state")).unwrap();
+    std::fs::write(truncated.with_extension("state"), &state[..state.len() / 2]).unwrap();
+    let output = unlearn(&["verify", "--model", path(&truncated)]);
+    assert_one_line_failure(&output, "not a certified-state file");
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        path(&truncated),
+        "--forget",
+        "random:1",
+        "--out",
+        path(&out),
+    ]);
+    assert_one_line_failure(&output, "not a certified-state file");
+    assert!(!out.exists());
     let certified = train(dir.path(), "e", "langevin", &[]);
     let output = unlearn(&["eval", "--model", path(&certified)]);
     assert_one_line_failure(&output, "is a certified model");
