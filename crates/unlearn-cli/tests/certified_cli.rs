@@ -440,31 +440,28 @@ fn p3_config_runs_and_writes_the_plot() {
     let again = std::fs::read_to_string(results.join("p3_tiny/report.md")).unwrap();
     assert_eq!(again, report, "report regenerated from p3.json");
 
-    std::fs::write(
-        &config,
-        "name = \"p3_bad\"\nprotocol = \"p3\"\ndata = \"embedded\"\nclasses = \"7,9\"\n\n[p3]\nepsilons = [1.0]\nmethods = [\"newton-guo\", \"scrub\"]\n",
-    )
-    .unwrap();
-    let output = unlearn(&[
-        "bench",
-        "--config",
-        path(&config),
-        "--results-dir",
-        path(&results),
-    ]);
-    assert_one_line_failure(&output, "unknown certified method 'scrub'");
-    std::fs::write(
-        &config,
-        "name = \"p3_bad\"\nprotocol = \"p3\"\ndata = \"embedded\"\nclasses = \"7,9\"\n\n[p3]\nepsilon = [1.0]\n",
-    )
-    .unwrap();
-    let output = unlearn(&[
-        "bench",
-        "--config",
-        path(&config),
-        "--results-dir",
-        path(&results),
-    ]);
-    assert_one_line_failure(&output, "epsilon");
+    let bad_config_error = |p3_table: &str, expected: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "name = \"p3_bad\"\nprotocol = \"p3\"\ndata = \"embedded\"\nclasses = \"7,9\"\n\n[p3]\n{p3_table}\n"
+            ),
+        )
+        .unwrap();
+        let output = unlearn(&[
+            "bench",
+            "--config",
+            path(&config),
+            "--results-dir",
+            path(&results),
+        ]);
+        assert_one_line_failure(&output, expected);
+    };
+    bad_config_error(
+        "epsilons = [1.0]\nmethods = [\"newton-guo\", \"scrub\"]",
+        "unknown certified method 'scrub'",
+    );
+    bad_config_error("epsilon = [1.0]", "epsilon");
+    bad_config_error("epsilons = [-1.0]", "positive");
     assert!(!results.join("p3_bad").exists());
 }
