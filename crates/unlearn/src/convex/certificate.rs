@@ -154,6 +154,8 @@ pub trait CertifiedUnlearner {
     fn model(&self) -> &LinearModel;
     /// Number of training rows still present.
     fn remaining(&self) -> usize;
+    /// Ids of the training rows removed so far, in row order.
+    fn removed_ids(&self) -> Vec<u32>;
     /// Removes the samples with these ids; errors (and changes nothing) on an empty, unknown,
     /// repeated or already removed id.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal>;

@@ -253,6 +253,10 @@ impl CertifiedUnlearner for DescentToDelete {
         self.active.count()
     }
 
+    fn removed_ids(&self) -> Vec<u32> {
+        self.active.removed_ids(&self.data)
+    }
+
     fn save_state(&self) -> Result<SecretState> {
         let header = DescentToDeleteHeader {
             config: self.config,

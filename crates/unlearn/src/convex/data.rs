@@ -275,11 +275,14 @@ impl ConvexData {
             hasher.update(&id.to_le_bytes());
             hasher.update(&label.to_le_bytes());
         }
-        let mut bytes = Vec::with_capacity(self.columns.len() * 8);
-        for value in &self.columns {
-            bytes.extend_from_slice(&value.to_le_bytes());
+        let mut bytes = Vec::with_capacity(self.rows * 8);
+        for feature in 0..self.dims {
+            bytes.clear();
+            for value in self.feature_column(feature) {
+                bytes.extend_from_slice(&value.to_le_bytes());
+            }
+            hasher.update(&bytes);
         }
-        hasher.update(&bytes);
         hasher.finish()
     }
 

@@ -401,6 +401,10 @@ impl CertifiedUnlearner for NewtonGuo {
         self.active.count()
     }
 
+    fn removed_ids(&self) -> Vec<u32> {
+        self.active.removed_ids(&self.data)
+    }
+
     fn save_state(&self) -> Result<SecretState> {
         let header = GuoHeader {
             config: self.config,

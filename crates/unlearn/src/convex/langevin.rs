@@ -442,6 +442,10 @@ impl CertifiedUnlearner for Langevin {
         self.active.count()
     }
 
+    fn removed_ids(&self) -> Vec<u32> {
+        self.active.removed_ids(&self.data)
+    }
+
     fn save_state(&self) -> Result<SecretState> {
         let header = LangevinHeader {
             config: self.config,

@@ -49,6 +49,12 @@ pub struct LedgerReport {
     pub recomputed: Vec<Recomputed>,
     /// Hash of the model the ledger ends with.
     pub final_model_hash: String,
+    /// Rows removed by all requests together.
+    pub removed_rows: usize,
+    /// Requests that retrained from scratch.
+    pub retrained: usize,
+    /// The certified (ε, δ) of the last request, if any.
+    pub last_certified: Option<(f64, f64)>,
 }
 
 /// An append-only deletion ledger stored as JSON lines at `path`.
@@ -228,6 +234,11 @@ pub fn verify_ledger(
         entries: entries.len(),
         recomputed,
         final_model_hash,
+        removed_rows: entries.iter().map(|entry| entry.removed_count).sum(),
+        retrained: entries.iter().filter(|entry| entry.retrained).count(),
+        last_certified: entries
+            .last()
+            .map(|entry| (entry.certificate.epsilon, entry.certificate.delta)),
     })
 }
 

@@ -14,6 +14,7 @@ use super::d2d::{DescentToDelete, DescentToDeleteConfig};
 use super::data::{ConvexData, FeatureScaling};
 use super::guo::{NewtonGuo, NewtonGuoConfig};
 use super::langevin::{Langevin, LangevinConfig};
+use super::ledger::LedgerReport;
 use super::ledger::{Ledger, LedgerEntry};
 use super::logistic::{LOGISTIC_CURVATURE_BOUND, LinearModel};
 use super::sekhari::{NewtonSekhari, NewtonSekhariConfig};
@@ -539,18 +540,17 @@ pub fn forget_and_save(
     let Opened {
         file,
         mut unlearner,
-        removed,
+        row_ids,
+        ..
     } = open_checked(model_path, train)?;
     let test_rows = test.map(|test| file.task.rows(test)).transpose()?;
     let ids = match request {
         CertifiedRequest::Ids(ids) => ids.clone(),
         CertifiedRequest::Random { count, seed } => {
-            let removed: std::collections::HashSet<u32> = removed.into_iter().collect();
-            let rows = file.task.rows(train)?;
-            let present: Vec<u32> = rows
-                .ids()
-                .iter()
-                .copied()
+            let removed: std::collections::HashSet<u32> =
+                unlearner.removed_ids().into_iter().collect();
+            let present: Vec<u32> = row_ids
+                .into_iter()
                 .filter(|id| !removed.contains(id))
                 .collect();
             if *count == 0 || *count >= present.len() {
@@ -591,29 +591,20 @@ pub fn forget_and_save(
     })
 }
 
-fn removed_ids(state: &SecretState) -> Result<Vec<u32>> {
-    let key = if state.method == "newton-sekhari" {
-        "removed_rows"
-    } else {
-        "removed"
-    };
-    state
-        .header
-        .get(key)
-        .and_then(|value| serde_json::from_value(value.clone()).ok())
-        .ok_or_else(|| Error::invalid("the state does not list its removed rows"))
-}
-
 /// A certified model opened and checked by [`open_checked`].
 struct Opened {
     file: CertifiedModelFile,
     unlearner: Box<dyn CertifiedUnlearner>,
-    /// Ids removed so far, according to the state.
-    removed: Vec<u32>,
+    /// Ids of the task's training rows (removed ones included).
+    row_ids: Vec<u32>,
+    /// Largest row norm of the reloaded training rows.
+    largest_row_norm: f64,
+    /// What the ledger check established.
+    ledger: LedgerReport,
 }
 
 /// Loads a certified model, its state and its ledger, and checks they belong together and to
-/// `train`.
+/// `train` (whose rows must also have norm ≤ 1, as every certificate assumes).
 fn open_checked(model_path: &Path, train: &Dataset) -> Result<Opened> {
     let file = CertifiedModelFile::load(model_path)?;
     let rows = file.task.rows(train)?;
@@ -625,6 +616,8 @@ fn open_checked(model_path: &Path, train: &Dataset) -> Result<Opened> {
             file.data_hash
         )));
     }
+    let largest_row_norm = rows.check_row_norms(1.0)?;
+    let row_ids = rows.ids().to_vec();
     let state_path = CertifiedModelFile::state_path(model_path);
     let state = SecretState::load(&state_path)?;
     let unlearner = restore(rows, &state)
@@ -638,41 +631,41 @@ fn open_checked(model_path: &Path, train: &Dataset) -> Result<Opened> {
             model_path.display()
         )));
     }
-    let removed = removed_ids(&state)?;
-    if removed.len() != file.removed_count {
+    let removed = unlearner.removed_ids().len();
+    if removed != file.removed_count {
         return Err(Error::invalid(format!(
-            "the state has removed {} rows but the model file says {}",
-            removed.len(),
+            "the state has removed {removed} rows but the model file says {}",
             file.removed_count
         )));
     }
-    check_ledger(
+    let ledger = check_ledger(
         &Ledger::new(CertifiedModelFile::ledger_path(model_path)),
         &file,
     )?;
     Ok(Opened {
         file,
         unlearner,
-        removed,
+        row_ids,
+        largest_row_norm,
+        ledger,
     })
 }
 
-fn check_ledger(ledger: &Ledger, file: &CertifiedModelFile) -> Result<Vec<Recomputed>> {
+fn check_ledger(ledger: &Ledger, file: &CertifiedModelFile) -> Result<LedgerReport> {
     let report = ledger
         .verify(&file.model_hash, Some(&file.initial_model_hash))
         .map_err(|e| Error::invalid(format!("{}: {e}", ledger.path().display())))?;
-    let entries = ledger.read()?;
-    let removed: usize = entries.iter().map(|entry| entry.removed_count).sum();
-    if entries.len() != file.requests || removed != file.removed_count {
+    if report.entries != file.requests || report.removed_rows != file.removed_count {
         return Err(Error::invalid(format!(
-            "{} records {} requests removing {removed} rows, but the model file says {} requests removing {}",
+            "{} records {} requests removing {} rows, but the model file says {} requests removing {}",
             ledger.path().display(),
-            entries.len(),
+            report.entries,
+            report.removed_rows,
             file.requests,
             file.removed_count
         )));
     }
-    if entries.is_empty() && file.model_hash != file.initial_model_hash {
+    if report.entries == 0 && file.model_hash != file.initial_model_hash {
         return Err(Error::invalid(format!(
             "{} is empty but the model {} is not the trained model {}",
             ledger.path().display(),
@@ -680,7 +673,7 @@ fn check_ledger(ledger: &Ledger, file: &CertifiedModelFile) -> Result<Vec<Recomp
             file.initial_model_hash
         )));
     }
-    Ok(report.recomputed)
+    Ok(report)
 }
 
 /// What [`verify_saved`] established.
@@ -710,22 +703,20 @@ pub struct Verification {
 /// ledger lists, the ledger chains from the trained model to this one, and every
 /// certificate's (ε, δ) recomputes from its recorded parameters. Errors name the first failure.
 pub fn verify_saved(model_path: &Path, train: &Dataset) -> Result<Verification> {
-    let Opened { file, .. } = open_checked(model_path, train)?;
-    let rows = file.task.rows(train)?;
-    let largest_row_norm = rows.check_row_norms(1.0)?;
-    let ledger = Ledger::new(CertifiedModelFile::ledger_path(model_path));
-    let recomputed = check_ledger(&ledger, &file)?;
-    let entries = ledger.read()?;
+    let Opened {
+        file,
+        largest_row_norm,
+        ledger,
+        ..
+    } = open_checked(model_path, train)?;
     Ok(Verification {
-        method: file.method.clone(),
-        model_hash: file.model_hash.clone(),
-        requests: entries.len(),
+        method: file.method,
+        model_hash: file.model_hash,
+        requests: ledger.entries,
         removed_count: file.removed_count,
-        recomputed,
-        certified: entries
-            .last()
-            .map(|entry| (entry.certificate.epsilon, entry.certificate.delta)),
-        retrained: entries.iter().filter(|entry| entry.retrained).count(),
+        recomputed: ledger.recomputed,
+        certified: ledger.last_certified,
+        retrained: ledger.retrained,
         largest_row_norm,
     })
 }

@@ -262,6 +262,10 @@ impl CertifiedUnlearner for NewtonSekhari {
         self.active.count()
     }
 
+    fn removed_ids(&self) -> Vec<u32> {
+        self.active.removed_ids(&self.data)
+    }
+
     fn save_state(&self) -> Result<SecretState> {
         let header = SekhariHeader {
             config: self.config,
