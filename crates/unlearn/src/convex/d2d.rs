@@ -89,6 +89,14 @@ impl DescentToDelete {
     /// Checks m > 0, ‖x‖₂ ≤ 1, ε, δ, I ≥ 1, then trains T₀ projected GD steps and publishes a
     /// noisy copy.
     pub fn train(data: ConvexData, config: DescentToDeleteConfig) -> Result<DescentToDelete> {
+        let mut d2d = DescentToDelete::untrained(data, config)?;
+        d2d.fit()?;
+        Ok(d2d)
+    }
+
+    /// The checks and the constants derived from `config` and `data` (radius, smoothness,
+    /// Lipschitz constant, contraction, T₀), with nothing trained yet.
+    fn untrained(data: ConvexData, config: DescentToDeleteConfig) -> Result<DescentToDelete> {
         check_regularization(config.regularization)?;
         privacy::check_target(config.epsilon, config.delta)?;
         if config.steps_per_deletion == 0 {
@@ -112,7 +120,7 @@ impl DescentToDelete {
         .max(0.0);
         let training_steps = config.steps_per_deletion + extra as usize;
         let rows = data.len();
-        let mut d2d = DescentToDelete {
+        Ok(DescentToDelete {
             config,
             secret: LinearModel::zeros_like(&data),
             published: LinearModel::zeros_like(&data),
@@ -127,9 +135,7 @@ impl DescentToDelete {
             deletions: 0,
             last_sigma: 0.0,
             retrainings: 0,
-        };
-        d2d.fit()?;
-        Ok(d2d)
+        })
     }
 
     fn fit(&mut self) -> Result<()> {
@@ -205,11 +211,6 @@ struct DescentToDeleteHeader {
     secret: LinearModel,
     published: LinearModel,
     rng: RngPosition,
-    radius: f64,
-    smoothness: f64,
-    lipschitz: f64,
-    contraction: f64,
-    training_steps: usize,
     deletions: usize,
     last_sigma: f64,
     retrainings: u64,
@@ -221,21 +222,16 @@ impl DescentToDelete {
     pub fn restore(data: ConvexData, state: &SecretState) -> Result<DescentToDelete> {
         state.check("d2d", &data.hash())?;
         let header: DescentToDeleteHeader = state.header_as()?;
+        let active = ActiveRows::without(&data, &header.removed)?;
         Ok(DescentToDelete {
-            config: header.config,
-            active: ActiveRows::without(&data, &header.removed)?,
+            active,
             secret: header.secret,
             published: header.published,
             rng: header.rng.restore()?,
-            radius: header.radius,
-            smoothness: header.smoothness,
-            lipschitz: header.lipschitz,
-            contraction: header.contraction,
-            training_steps: header.training_steps,
             deletions: header.deletions,
             last_sigma: header.last_sigma,
             retrainings: header.retrainings,
-            data,
+            ..DescentToDelete::untrained(data, header.config)?
         })
     }
 }
@@ -264,11 +260,6 @@ impl CertifiedUnlearner for DescentToDelete {
             secret: self.secret.clone(),
             published: self.published.clone(),
             rng: RngPosition::of(&self.rng),
-            radius: self.radius,
-            smoothness: self.smoothness,
-            lipschitz: self.lipschitz,
-            contraction: self.contraction,
-            training_steps: self.training_steps,
             deletions: self.deletions,
             last_sigma: self.last_sigma,
             retrainings: self.retrainings,

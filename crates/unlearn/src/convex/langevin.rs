@@ -156,6 +156,14 @@ impl Langevin {
     /// Checks the assumptions (λ > 0, ‖x‖₂ ≤ 1, ε > 0, δ ∈ (0, 1), σ > 0, clip > 0,
     /// η ≤ 1/smoothness) and learns: w₀ ~ N(0, 2σ²/λ I), then T PNGD steps on every row.
     pub fn train(data: ConvexData, config: LangevinConfig) -> Result<Langevin> {
+        let mut langevin = Langevin::untrained(data, config)?;
+        langevin.learn()?;
+        Ok(langevin)
+    }
+
+    /// The checks and what follows from `config` and `data` (the accounting constants, the
+    /// projection radius, the smoothness, the row norms), with nothing learnt yet.
+    fn untrained(data: ConvexData, config: LangevinConfig) -> Result<Langevin> {
         check_regularization(config.regularization)?;
         privacy::check_target(config.epsilon, config.delta)?;
         for (name, value) in [("noise sigma", config.noise_sigma), ("clip", config.clip)] {
@@ -187,7 +195,7 @@ impl Langevin {
             .map(|row| super::logistic::norm(&data.row(row)))
             .collect();
         let rows = data.len();
-        let mut langevin = Langevin {
+        Ok(Langevin {
             constants: LangevinConstants {
                 clip: config.clip,
                 strong_convexity: config.regularization,
@@ -205,9 +213,7 @@ impl Langevin {
             history: Vec::new(),
             retrainings: 0,
             last_steps: 0,
-        };
-        langevin.learn()?;
-        Ok(langevin)
+        })
     }
 
     fn learn(&mut self) -> Result<()> {
@@ -392,9 +398,6 @@ impl Langevin {
 #[derive(Serialize, Deserialize)]
 struct LangevinHeader {
     config: LangevinConfig,
-    constants: LangevinConstants,
-    radius: f64,
-    smoothness: f64,
     removed: Vec<u32>,
     model: LinearModel,
     rng: RngPosition,
@@ -409,22 +412,15 @@ impl Langevin {
     pub fn restore(data: ConvexData, state: &SecretState) -> Result<Langevin> {
         state.check("langevin", &data.hash())?;
         let header: LangevinHeader = state.header_as()?;
-        let row_norms = (0..data.len())
-            .map(|row| super::logistic::norm(&data.row(row)))
-            .collect();
+        let active = ActiveRows::without(&data, &header.removed)?;
         Ok(Langevin {
-            config: header.config,
-            constants: header.constants,
-            radius: header.radius,
-            smoothness: header.smoothness,
-            row_norms,
-            active: ActiveRows::without(&data, &header.removed)?,
+            active,
             model: header.model,
             rng: header.rng.restore()?,
             history: header.history,
             retrainings: header.retrainings,
             last_steps: header.last_steps,
-            data,
+            ..Langevin::untrained(data, header.config)?
         })
     }
 }
@@ -449,9 +445,6 @@ impl CertifiedUnlearner for Langevin {
     fn save_state(&self) -> Result<SecretState> {
         let header = LangevinHeader {
             config: self.config,
-            constants: self.constants,
-            radius: self.radius,
-            smoothness: self.smoothness,
             removed: self.active.removed_ids(&self.data),
             model: self.model.clone(),
             rng: RngPosition::of(&self.rng),
