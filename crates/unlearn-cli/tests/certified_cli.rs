@@ -89,6 +89,16 @@ fn forget_across_invocations_appends_to_the_ledger_and_verifies() {
         path(&dir.path().join("never.json")),
     ]);
     assert_one_line_failure(&output, "unknown sample id");
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        path(&model),
+        "--forget",
+        "random:1%",
+        "--out",
+        path(&dir.path().join("never.json")),
+    ]);
+    assert_one_line_failure(&output, "needs a count");
     let first = dir.path().join("guo-1.json");
     let output = unlearn(&[
         "forget",

@@ -767,6 +767,31 @@ mod tests {
     }
 
     #[test]
+    fn guo_sigma_is_calibrated_on_the_median_probe() {
+        let data = random_problem(120, 4, 2, 73);
+        let (lambda, epsilon, delta) = (0.05, 1.0, 1e-3);
+        let pilot = NewtonGuo::train(
+            data.clone(),
+            NewtonGuoConfig::new(lambda, 1e-300, epsilon, delta, 0),
+        )
+        .unwrap();
+        let probes = [1000u32, 1001, 1002];
+        let mut bounds: Vec<f64> = probes
+            .iter()
+            .map(|&p| pilot.residual_bound_of(&[p]).unwrap())
+            .collect();
+        bounds.sort_by(f64::total_cmp);
+        let expected = NewtonGuoConfig::sigma_for_budget(10.0 * bounds[1], epsilon, delta).unwrap();
+        let sigma = guo_calibrated_sigma(&data, lambda, epsilon, delta, 10.0, &probes).unwrap();
+        assert!(
+            (sigma - expected).abs() <= 1e-12 * expected,
+            "{sigma} vs {expected}"
+        );
+        assert!(guo_calibrated_sigma(&data, lambda, epsilon, delta, 10.0, &[]).is_err());
+        assert!(guo_calibrated_sigma(&data, lambda, epsilon, delta, 0.0, &probes).is_err());
+    }
+
+    #[test]
     fn tasks_parse_and_refuse_nonsense() {
         assert_eq!(
             ConvexTask::parse("7,9").unwrap(),
