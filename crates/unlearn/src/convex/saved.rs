@@ -371,6 +371,15 @@ impl CertifiedModelFile {
     /// True when `path` holds a certified model (rather than, e.g., a neural network's
     /// safetensors weights or sidecar).
     pub fn is_certified_model(path: &Path) -> bool {
+        // A JSON object starts with '{'; weights files (safetensors starts with a length) are
+        // told apart from the first byte without reading them whole.
+        let mut first = [0u8; 1];
+        let starts_as_json = std::fs::File::open(path)
+            .and_then(|mut file| std::io::Read::read_exact(&mut file, &mut first))
+            .is_ok_and(|()| first[0] == b'{');
+        if !starts_as_json {
+            return false;
+        }
         let Ok(bytes) = std::fs::read(path) else {
             return false;
         };
