@@ -107,6 +107,7 @@ impl Setup {
                 train_data,
                 &self.split.train,
                 &self.recipe,
+                &network,
                 sensitive.clone(),
             )?)
         } else {

@@ -108,13 +108,18 @@ fn initial_and_final(setup: &Setup, trained: &Network) -> (Vec<f32>, Vec<f32>) {
 #[test]
 fn contributions_of_every_sample_sum_to_the_whole_training_change() {
     // Plain SGD, no weight decay: Σ_i C_i = θ_0 − θ_T. With momentum and a cosine schedule the
-    // geometric-sum correction keeps the identity exact too.
+    // geometric-sum correction keeps the identity exact too; with coupled weight decay it
+    // becomes Σ_i C_i = d θ_0 − θ_T, d the initial-weight scale stored in the header.
     let with_momentum = Recipe {
         momentum: 0.9,
         schedule: Schedule::Cosine,
         ..plain_sgd(2)
     };
-    for recipe in [plain_sgd(2), with_momentum] {
+    let with_weight_decay = Recipe {
+        weight_decay: 5e-3,
+        ..with_momentum.clone()
+    };
+    for recipe in [plain_sgd(2), with_momentum, with_weight_decay] {
         let setup = setup(300, Forget::Count(10), recipe.clone());
         let dir = tempfile::tempdir().unwrap();
         let (artifact, files) = record(
@@ -125,22 +130,35 @@ fn contributions_of_every_sample_sum_to_the_whole_training_change() {
             dir.path(),
         );
         let (initial, trained) = initial_and_final(&setup, &artifact.network);
-        let change: Vec<f64> = initial
-            .iter()
-            .zip(&trained)
-            .map(|(a, b)| f64::from(*a) - f64::from(*b))
-            .collect();
         let sample = &files[0];
+        let scale = sample.header.initial_weight_scale.unwrap();
+        if recipe.weight_decay == 0.0 {
+            assert_eq!(scale, 1.0);
+        } else {
+            assert!(scale < 0.99, "weight decay must shrink θ_0: d = {scale}");
+        }
+        let change_with = |scale: f64| -> Vec<f64> {
+            initial
+                .iter()
+                .zip(&trained)
+                .map(|(a, b)| scale * f64::from(*a) - f64::from(*b))
+                .collect()
+        };
         assert_eq!(sample.header.records.len(), 300);
         let contributions = sum_records(&sample.path, 0..300);
-        let error = relative_error(&contributions, &change);
-        assert!(error < 1e-4, "{recipe:?}: Σ C_i vs θ_0 − θ_T: {error}");
+        let error = relative_error(&contributions, &change_with(scale));
+        assert!(error < 1e-4, "{recipe:?}: Σ C_i vs d θ_0 − θ_T: {error}");
+        if recipe.weight_decay > 0.0 {
+            // Ignoring the decay (momentum weights alone, d = 1) would not pass.
+            let ignored = relative_error(&contributions, &change_with(1.0));
+            assert!(ignored > 1e-2, "{recipe:?}: d = 1 also fits: {ignored}");
+        }
 
         // Batch level with every sample sensitive: every step is recorded, Σ Δθ = θ_T − θ_0.
         let batch = &files[1];
         assert_eq!(batch.header.records.len(), batch.header.steps);
         let updates = sum_records(&batch.path, 0..batch.header.records.len());
-        let negated: Vec<f64> = change.iter().map(|c| -c).collect();
+        let negated: Vec<f64> = change_with(1.0).iter().map(|c| -c).collect();
         assert!(relative_error(&updates, &negated) < 1e-4);
     }
 }

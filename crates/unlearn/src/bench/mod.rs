@@ -17,7 +17,7 @@ use crate::methods;
 use crate::model::{ModelSpec, TOOL_VERSION};
 use crate::pipeline::{RecordKind, RecordingPlan, Setup};
 use crate::progress::Progress;
-use crate::train::{BatchGrouping, SensitiveSet, ValueEncoding};
+use crate::train::{BatchGrouping, RecordStore, SensitiveSet, ValueEncoding};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -271,7 +271,8 @@ fn run_cell(
 ) -> Result<()> {
     let recipe_hash = cache::recipe_hash(setup);
     // Amnesiac methods need records of the forget set made while training the original; they
-    // are cached beside it, and a cached original without them is retrained with recording.
+    // are cached beside it, and a cached original without readable ones (missing, or written by
+    // an older record format) is retrained with recording.
     let mut kinds: Vec<RecordKind> = Vec::new();
     for method_config in &config.methods {
         if pending.contains(&method_config.label()) && methods::needs_records(&method_config.name) {
@@ -286,7 +287,7 @@ fn run_cell(
         .iter()
         .map(|kind| kind.path_for(&original_path))
         .collect();
-    let records_missing = records.iter().any(|path| !path.exists());
+    let records_missing = records.iter().any(|path| RecordStore::open(path).is_err());
     let (original, original_from_cache) =
         cache.get_or_train("original", setup, options.fresh || records_missing, || {
             if kinds.is_empty() {

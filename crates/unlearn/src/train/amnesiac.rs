@@ -8,27 +8,34 @@
 //!   own contribution C_i = Σ_t w_t ∇ℓ_i(θ_t) / b_t, from per-sample gradients
 //!   ([`super::per_sample_gradients`]).
 //!
-//! **Momentum.** Burn's SGD applies v_t = μ v_{t−1} + g_t, θ_{t+1} = θ_t − η_t v_t, so a gradient
-//! g taken at step s moves the weights by Σ_{t=s}^{T−1} η_t μ^{t−s} g by the end of training.
-//! The sample recorder uses this *geometric-sum correction* with the weight
-//! w_s = Σ_{t=s}^{T−1} η_t μ^{t−s}, computed from the recipe's learning-rate schedule and the
-//! known number of steps. Because the schedule is known in advance the correction is exact — the
-//! same contribution as a per-sample momentum shadow v_i ← μ v_i + g_i, C_i += η_t v_i, which
-//! would need a second P-vector per sample and an update of every shadow at every step — so we
-//! chose it for its |S|·P memory and its cost proportional to the sensitive samples in a
-//! batch. Without momentum w_s = η_s. With plain SGD and no weight decay Σ_i C_i over all samples
-//! equals θ_0 − θ_T. Coupled weight decay (λθ added to the gradient) is not attributed to any
-//! sample, and under Adam the recorded (η/b)∇ℓ_i ignores the preconditioner: the per-sample
-//! shares are then approximate, and the record header says which optimiser produced them.
+//! **Momentum and weight decay.** Burn's SGD applies v_t = μ v_{t−1} + g_t + λ θ_t (coupled
+//! weight decay λ) and θ_{t+1} = θ_t − η_t v_t. Apart from the loss gradients g_t this is a
+//! linear map of the state (θ_t, v_{t−1}), the same for every coordinate, so a gradient g taken
+//! at step s reaches the final weights as −w_s g, with w_s obtained by running that 2 × 2 map
+//! backwards from the known schedule ([`contribution_weights`]); the initial weights reach them
+//! scaled by a factor d (1 without weight decay). The sample recorder weights each per-sample
+//! gradient by w_s: for momentum alone w_s = Σ_{t=s}^{T−1} η_t μ^{t−s}, the *geometric-sum
+//! correction*, and weight decay shrinks the contributions of early steps. Because the schedule
+//! is known in advance this is exact — the same contribution as a per-sample shadow of the
+//! optimiser state (a momentum vector per sample, decayed with the weights), which would need a
+//! second P-vector per sample and an update of every shadow at every step — so we chose it for
+//! its |S|·P memory and its cost proportional to the sensitive samples in a batch. With SGD
+//! (momentum and weight decay included) and every sample recorded, Σ_i C_i = d θ_0 − θ_T; the
+//! record header stores d. What stays first-order is the loss's own curvature: a contribution
+//! is the gradient as it was taken, not what the rest of training made of it. Under Adam the
+//! recorded (η/b)∇ℓ_i ignores the preconditioner: the per-sample shares are then approximate,
+//! and the record header says which optimiser produced them.
 
-use super::records::{RecordHeader, RecordLayout, RecordProvenance, RecordWriter, ValueEncoding};
+use super::records::{
+    Attribution, RecordHeader, RecordLayout, RecordProvenance, RecordWriter, ValueEncoding,
+};
 use super::{
     Batch, LossReduction, PerSampleRequest, Recipe, StepContext, TrainHook, network_device,
     per_sample_gradients,
 };
 use crate::data::{Dataset, ForgetSelector};
 use crate::error::{Error, Result};
-use crate::model::{Network, parameters};
+use crate::model::{Network, ParameterSlot, parameters};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -88,21 +95,48 @@ pub enum BatchGrouping {
     PerClass,
 }
 
-/// Per-step learning-rate weights of the geometric-sum momentum correction:
-/// w_s = Σ_{t=s}^{T−1} η_t μ^{t−s} (Graves, Nagisetty, Ganesh 2021 record raw updates; this is
-/// the per-sample variant's correction, see the module documentation).
-pub fn momentum_weights(recipe: &Recipe, total_steps: usize) -> Vec<f64> {
-    let momentum = match recipe.optimizer {
-        super::OptimizerKind::Sgd => recipe.momentum,
-        super::OptimizerKind::Adam => 0.0,
-    };
-    let mut weights = vec![0.0; total_steps];
-    let mut tail = 0.0;
-    for step in (0..total_steps).rev() {
-        tail = recipe.learning_rate_at(step, total_steps) + momentum * tail;
-        weights[step] = tail;
+/// How the gradient of each step reaches the final weights (per-sample amnesiac unlearning,
+/// ALGORITHMS.md §C2; see the module documentation).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContributionWeights {
+    /// w_s for every step s: a gradient g of the mean batch loss taken at step s moves the
+    /// final weights by −w_s g.
+    pub per_step: Vec<f64>,
+    /// d: the factor by which the initial weights reach the final ones,
+    /// θ_T = d θ_0 − Σ_s w_s g_s (1 without weight decay).
+    pub initial_scale: f64,
+}
+
+/// The [`ContributionWeights`] of `recipe` over `total_steps` steps: for SGD, the linear map
+/// (θ, v) ← ((1 − η_t λ) θ − η_t μ v − η_t g, λ θ + μ v + g) of heavy-ball momentum μ and
+/// coupled weight decay λ, run backwards from the last step; for Adam, w_s = η_s and d = 1
+/// (approximate: the preconditioner and the decay are not attributed).
+pub fn contribution_weights(recipe: &Recipe, total_steps: usize) -> ContributionWeights {
+    let mut per_step = vec![0.0; total_steps];
+    if recipe.optimizer == super::OptimizerKind::Adam {
+        for (step, weight) in per_step.iter_mut().enumerate() {
+            *weight = recipe.learning_rate_at(step, total_steps);
+        }
+        return ContributionWeights {
+            per_step,
+            initial_scale: 1.0,
+        };
     }
-    weights
+    let (momentum, decay) = (recipe.momentum, recipe.weight_decay);
+    // (to_weights, to_velocity): how θ_t and v_{t−1} reach θ_T, starting from θ_T itself.
+    let (mut to_weights, mut to_velocity) = (1.0f64, 0.0f64);
+    for step in (0..total_steps).rev() {
+        let rate = recipe.learning_rate_at(step, total_steps);
+        per_step[step] = to_weights * rate - to_velocity;
+        (to_weights, to_velocity) = (
+            to_weights * (1.0 - rate * decay) + to_velocity * decay,
+            -to_weights * rate * momentum + to_velocity * momentum,
+        );
+    }
+    ContributionWeights {
+        per_step,
+        initial_scale: to_weights,
+    }
 }
 
 /// Total optimisation steps of `recipe` on `samples` training samples.
@@ -117,7 +151,7 @@ pub struct SampleRecorder<'a> {
     data: &'a Dataset,
     recipe: Recipe,
     sensitive: BTreeSet<u32>,
-    weights: Vec<f64>,
+    weights: ContributionWeights,
     contributions: BTreeMap<u32, Vec<f32>>,
     steps: usize,
 }
@@ -125,19 +159,33 @@ pub struct SampleRecorder<'a> {
 impl<'a> SampleRecorder<'a> {
     /// A recorder for training `data`'s samples `train_ids` with `recipe`, watching
     /// `sensitive` (ids of `train_ids`).
+    ///
+    /// The contributions are accumulated in memory (|S|·P f32 values for `network`'s P
+    /// parameters); a set whose contributions would not fit in the memory the system reports
+    /// available is refused before training starts ([`check_recording_fits`]).
     pub fn new(
         data: &'a Dataset,
         train_ids: &[u32],
         recipe: &Recipe,
+        network: &Network,
         sensitive: BTreeSet<u32>,
     ) -> Result<SampleRecorder<'a>> {
         recipe.validate()?;
+        check_recording_fits(
+            sensitive.len(),
+            network
+                .parameter_layout()
+                .iter()
+                .map(ParameterSlot::len)
+                .sum(),
+            available_memory(),
+        )?;
         let steps = total_steps(recipe, train_ids.len());
         Ok(SampleRecorder {
             data,
             recipe: recipe.clone(),
             sensitive,
-            weights: momentum_weights(recipe, steps),
+            weights: contribution_weights(recipe, steps),
             contributions: BTreeMap::new(),
             steps: 0,
         })
@@ -167,7 +215,10 @@ impl<'a> SampleRecorder<'a> {
             provenance,
             &self.recipe,
             self.steps,
-            &momentum_handling(&self.recipe),
+            Attribution {
+                momentum_handling: momentum_handling(&self.recipe),
+                initial_weight_scale: Some(self.weights.initial_scale),
+            },
             &self.sensitive,
         )
     }
@@ -175,27 +226,29 @@ impl<'a> SampleRecorder<'a> {
 
 fn momentum_handling(recipe: &Recipe) -> String {
     match recipe.optimizer {
-        super::OptimizerKind::Sgd if recipe.momentum > 0.0 => format!(
-            "geometric-sum correction: a gradient taken at step s is weighted by sum over t >= s of lr_t * {}^(t-s) (exact for SGD momentum with a known schedule)",
-            recipe.momentum
+        super::OptimizerKind::Sgd => format!(
+            "exact linear attribution (momentum {}, weight decay {}): a gradient taken at step s is weighted by how the known schedule carries it to the final weights (sum over t >= s of lr_t * momentum^(t-s) without weight decay)",
+            recipe.momentum, recipe.weight_decay
         ),
-        super::OptimizerKind::Sgd => "none needed (plain SGD): weight lr_t".into(),
         super::OptimizerKind::Adam => {
-            "approximate: Adam's preconditioner is ignored (weight lr_t)".into()
+            "approximate: Adam's preconditioner and weight decay are not attributed (weight lr_t)"
+                .into()
         }
     }
 }
 
 impl TrainHook for SampleRecorder<'_> {
     fn before_update(&mut self, step: &mut StepContext<'_>) -> Result<()> {
-        let weight = *self.weights.get(step.step).ok_or_else(|| {
+        let weight = *self.weights.per_step.get(step.step).ok_or_else(|| {
             Error::Model(format!(
                 "step {} is beyond the {} steps the sample recorder was set up for",
                 step.step,
-                self.weights.len()
+                self.weights.per_step.len()
             ))
         })?;
-        let expected = self.recipe.learning_rate_at(step.step, self.weights.len());
+        let expected = self
+            .recipe
+            .learning_rate_at(step.step, self.weights.per_step.len());
         if (expected - step.learning_rate).abs() > 1e-9 * expected.abs().max(1e-12) {
             return Err(Error::Model(format!(
                 "the sample recorder was set up for another recipe (learning rate {expected} expected at step {}, found {})",
@@ -236,6 +289,35 @@ impl TrainHook for SampleRecorder<'_> {
         }
         Ok(())
     }
+}
+
+/// Refuses per-sample recording of `samples` contributions of `parameter_count` f32 values each
+/// when they would take more than `available` bytes of memory (None: not known, not checked).
+pub fn check_recording_fits(
+    samples: usize,
+    parameter_count: usize,
+    available: Option<u64>,
+) -> Result<()> {
+    let needed = samples as u64 * parameter_count as u64 * 4;
+    match available {
+        Some(available) if needed > available => Err(Error::invalid(format!(
+            "per-sample records of {samples} sensitive samples need {:.1} GB of memory while training ({parameter_count} parameters × 4 bytes each), more than the {:.1} GB available: record fewer samples (--sensitive ids:FILE), or use amnesiac-batch (--record-groups class keeps one sum per class)",
+            needed as f64 / 1e9,
+            available as f64 / 1e9
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Bytes of memory the operating system reports available (`MemAvailable` of /proc/meminfo),
+/// or None where it does not say.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("MemAvailable:"))?;
+    let kibibytes: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kibibytes * 1024)
 }
 
 /// Records the weight change Δθ = θ_after − θ_before of every step whose batch holds a
@@ -294,7 +376,12 @@ impl<'a> BatchRecorder<'a> {
             provenance,
             &self.recipe,
             self.steps,
-            "none: each record is the whole weight change of its step (momentum included)",
+            Attribution {
+                momentum_handling:
+                    "none: each record is the whole weight change of its step (momentum and weight decay included)"
+                        .into(),
+                initial_weight_scale: None,
+            },
             &self.sensitive,
         )
     }
@@ -354,5 +441,45 @@ impl TrainHook for BatchRecorder<'_> {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_sample_recording_is_refused_only_when_it_cannot_fit() {
+        // 1,000 samples × 1,000 parameters × 4 B = 4 MB.
+        assert!(check_recording_fits(1_000, 1_000, Some(4_000_000)).is_ok());
+        assert!(check_recording_fits(1_000, 1_000, None).is_ok());
+        let refused = check_recording_fits(1_000, 1_000, Some(3_999_999)).unwrap_err();
+        assert!(
+            refused.to_string().contains("1000 sensitive samples"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn contribution_weights_reduce_to_the_geometric_sum_without_weight_decay() {
+        let recipe = Recipe {
+            weight_decay: 0.0,
+            ..Recipe::default()
+        };
+        let steps = 50;
+        let weights = contribution_weights(&recipe, steps);
+        assert_eq!(weights.initial_scale, 1.0);
+        for (step, weight) in weights.per_step.iter().enumerate() {
+            let geometric: f64 = (step..steps)
+                .map(|t| {
+                    recipe.learning_rate_at(t, steps) * recipe.momentum.powi((t - step) as i32)
+                })
+                .sum();
+            assert!((weight - geometric).abs() < 1e-12, "step {step}");
+        }
+        let decayed = contribution_weights(&Recipe::default(), steps);
+        assert!(decayed.initial_scale < 1.0);
+        assert!(decayed.per_step[0] < weights.per_step[0]);
+        assert_eq!(decayed.per_step[steps - 1], weights.per_step[steps - 1]);
     }
 }

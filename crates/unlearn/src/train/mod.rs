@@ -8,7 +8,8 @@ mod records;
 pub mod steps;
 
 pub use amnesiac::{
-    BatchGrouping, BatchRecorder, SampleRecorder, SensitiveSet, momentum_weights, total_steps,
+    BatchGrouping, BatchRecorder, ContributionWeights, SampleRecorder, SensitiveSet,
+    contribution_weights, total_steps,
 };
 pub use per_sample::{
     GradientMoments, LossReduction, PerSampleGradients, PerSampleRequest, gradient_moments,
@@ -16,8 +17,8 @@ pub use per_sample::{
 };
 pub use recipe::{OptimizerKind, Recipe, Schedule};
 pub use records::{
-    RecordEntry, RecordHeader, RecordLayout, RecordProvenance, RecordStore, RecordWriter,
-    ValueEncoding, open_records_for,
+    Attribution, RecordEntry, RecordHeader, RecordLayout, RecordProvenance, RecordStore,
+    RecordWriter, ValueEncoding, open_records_for,
 };
 
 use crate::data::Dataset;

@@ -26,7 +26,9 @@ use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 const MAGIC: &[u8; 8] = b"UNLRNREC";
-const FORMAT_VERSION: u32 = 1;
+/// Version 2: per-sample contributions account for weight decay (version 1 weighted them by
+/// momentum alone) and the header carries the initial-weight scale.
+const FORMAT_VERSION: u32 = 2;
 /// Bytes before the JSON header: magic, version, header length.
 const PREAMBLE_BYTES: u64 = 8 + 4 + 8;
 /// A header larger than this is taken as corruption rather than allocated.
@@ -217,8 +219,12 @@ pub struct RecordHeader {
     pub epochs: usize,
     /// Optimisation steps recorded.
     pub steps: usize,
-    /// How momentum was accounted for, in words.
+    /// How momentum and weight decay were accounted for, in words.
     pub momentum_handling: String,
+    /// Per-sample records: the factor d with θ_T = d θ_0 − Σ_i C_i when every sample is
+    /// recorded (SGD; 1 without weight decay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_weight_scale: Option<f64>,
     /// Every sensitive sample id (recorded or not, each was watched), sorted.
     pub sensitive: Vec<u32>,
     /// The index of the records.
@@ -236,6 +242,15 @@ pub struct RecordProvenance {
     pub dataset_hash: String,
     /// Hash of the training ids.
     pub train_ids_hash: String,
+}
+
+/// How a recorder attributed the optimiser's state to its records, for the header.
+#[derive(Debug, Clone)]
+pub struct Attribution {
+    /// How momentum and weight decay were accounted for, in words.
+    pub momentum_handling: String,
+    /// The factor d of [`RecordHeader::initial_weight_scale`] (per-sample records).
+    pub initial_weight_scale: Option<f64>,
 }
 
 /// Writes records to a temporary file as they come, then the final file atomically.
@@ -310,7 +325,7 @@ impl RecordWriter {
         provenance: &RecordProvenance,
         recipe: &Recipe,
         steps: usize,
-        momentum_handling: &str,
+        attribution: Attribution,
         sensitive: &BTreeSet<u32>,
     ) -> Result<RecordHeader> {
         let header = RecordHeader {
@@ -324,7 +339,8 @@ impl RecordWriter {
             recipe: recipe.clone(),
             epochs: recipe.epochs,
             steps,
-            momentum_handling: momentum_handling.to_string(),
+            momentum_handling: attribution.momentum_handling,
+            initial_weight_scale: attribution.initial_weight_scale,
             sensitive: sensitive.iter().copied().collect(),
             records: self.entries,
             data_bytes: self.offset,
@@ -611,7 +627,10 @@ mod tests {
                 &provenance("model-a"),
                 &Recipe::default(),
                 7,
-                "none",
+                Attribution {
+                    momentum_handling: "none".into(),
+                    initial_weight_scale: Some(1.0),
+                },
                 &[10, 11, 12, 13].into_iter().collect(),
             )
             .unwrap();
