@@ -3,27 +3,9 @@
 //! and the refusals (one-line error, non-zero exit, nothing written).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn unlearn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_unlearn"))
-        .args(args)
-        .output()
-        .expect("the unlearn binary runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).to_string()
-}
-
-fn assert_one_line_failure(output: &Output, expected: &str) {
-    assert!(!output.status.success());
-    let message = stderr(output);
-    assert_eq!(message.trim_end().lines().count(), 1, "{message}");
-    assert!(message.starts_with("error: "), "{message}");
-    assert!(message.contains(expected), "{message}");
-    assert!(!message.contains("panicked"), "{message}");
-}
+mod common;
+use common::{assert_one_line_failure, stderr, unlearn};
 
 /// Trains a small MLP on the embedded data for one epoch, recording `records` for the split's
 /// forget set (`random:20`), and returns the model's path.

@@ -2,14 +2,9 @@
 //! cache, resume, bad configs, and report regeneration.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn unlearn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_unlearn"))
-        .args(args)
-        .output()
-        .expect("the unlearn binary runs")
-}
+mod common;
+use common::unlearn;
 
 fn smoke_config() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/smoke.toml")
@@ -260,4 +255,18 @@ fn amnesiac_methods_run_in_grids_with_records_cached_beside_the_original() {
     }
     let third = bench(&config, &results, &cache, &[]);
     assert_eq!(third["models_trained"], 1);
+
+    // Cached records that cannot be read (here truncated; also those of an older record
+    // format) count as missing too, instead of failing the grid.
+    let sample_records = cache.join(
+        cached
+            .iter()
+            .find(|name| name.ends_with("amnesiac-sample.records"))
+            .unwrap(),
+    );
+    let bytes = std::fs::read(&sample_records).unwrap();
+    std::fs::write(&sample_records, &bytes[..bytes.len() / 2]).unwrap();
+    let fourth = bench(&config, &results, &cache, &[]);
+    assert_eq!(fourth["models_trained"], 1);
+    assert_eq!(std::fs::read(&sample_records).unwrap().len(), bytes.len());
 }

@@ -4,35 +4,9 @@
 //! vs 9, so that nothing needs installing.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn unlearn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_unlearn"))
-        .args(args)
-        .output()
-        .expect("the unlearn binary runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).to_string()
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).to_string()
-}
-
-fn assert_one_line_failure(output: &Output, expected: &str) {
-    assert!(!output.status.success(), "{}", stdout(output));
-    let message = stderr(output);
-    assert_eq!(message.trim_end().lines().count(), 1, "{message}");
-    assert!(message.starts_with("error: "), "{message}");
-    assert!(message.contains(expected), "{message}");
-    assert!(!message.contains("panicked"), "{message}");
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{assert_one_line_failure, path, stderr, stdout, unlearn};
 
 fn train(dir: &Path, name: &str, method: &str, extra: &[&str]) -> PathBuf {
     let model = dir.join(format!("{name}.json"));

@@ -2,18 +2,9 @@
 //! issue names (one-line error, non-zero exit, no output file).
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-fn unlearn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_unlearn"))
-        .args(args)
-        .output()
-        .expect("the unlearn binary runs")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).to_string()
-}
+mod common;
+use common::{assert_one_line_failure, stderr, unlearn};
 
 /// Trains a quick model on the embedded data into `dir`, once per test.
 fn trained_model(dir: &Path) -> PathBuf {
@@ -32,15 +23,6 @@ fn trained_model(dir: &Path) -> PathBuf {
     assert!(dir.join("model.json").exists());
     assert!(dir.join("model.split.json").exists());
     model
-}
-
-fn assert_one_line_failure(output: &Output, expected: &str) {
-    assert!(!output.status.success());
-    let message = stderr(output);
-    assert_eq!(message.trim_end().lines().count(), 1, "{message}");
-    assert!(message.starts_with("error: "), "{message}");
-    assert!(message.contains(expected), "{message}");
-    assert!(!message.contains("panicked"), "{message}");
 }
 
 #[test]

@@ -4,14 +4,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-const GAUSSIAN: &str = "gaussian:n=300,d=3,k=3,seed=4";
+mod common;
+use common::{path, stdout_json, unlearn};
 
-fn unlearn(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_unlearn"))
-        .args(args)
-        .output()
-        .expect("run unlearn")
-}
+const GAUSSIAN: &str = "gaussian:n=300,d=3,k=3,seed=4";
 
 fn assert_fails_with(output: &Output, needle: &str) {
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -20,25 +16,12 @@ fn assert_fails_with(output: &Output, needle: &str) {
     assert!(!stderr.contains("panicked"), "panic: {stderr}");
 }
 
-fn stdout_json(output: &Output) -> serde_json::Value {
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("JSON on stdout")
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("utf-8 path")
-}
-
 #[test]
 fn train_delete_in_later_invocations_and_eval() {
     let dir = tempfile::tempdir().unwrap();
     for method in ["q", "dc"] {
         let model = dir.path().join(format!("{method}.json"));
-        let model = path_str(&model);
+        let model = path(&model);
         let trained = stdout_json(&unlearn(&[
             "kmeans", "train", "--data", GAUSSIAN, "--k", "3", "--method", method, "--out", model,
             "--json",
@@ -73,7 +56,7 @@ fn train_delete_in_later_invocations_and_eval() {
 fn bad_k_and_bad_method_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.json");
-    let out = path_str(&out);
+    let out = path(&out);
     let zero = unlearn(&[
         "kmeans", "train", "--data", GAUSSIAN, "--k", "0", "--out", out,
     ]);
@@ -93,7 +76,7 @@ fn bad_k_and_bad_method_are_clear_errors() {
 fn empty_and_nan_data_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.json");
-    let out = path_str(&out);
+    let out = path(&out);
     let empty = unlearn(&[
         "kmeans",
         "train",
@@ -112,7 +95,7 @@ fn empty_and_nan_data_are_clear_errors() {
     }
     text.push_str("0,NaN,2\n");
     std::fs::write(&csv, text).unwrap();
-    let spec = format!("csv:{}?test=0.5", path_str(&csv));
+    let spec = format!("csv:{}?test=0.5", path(&csv));
     let nan = unlearn(&["kmeans", "train", "--data", &spec, "--k", "2", "--out", out]);
     assert!(!nan.status.success());
     let stderr = String::from_utf8_lossy(&nan.stderr);
@@ -128,16 +111,9 @@ fn empty_and_nan_data_are_clear_errors() {
 fn delete_needs_ids_and_a_model() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("missing.json");
-    let none = unlearn(&["kmeans", "delete", "--model", path_str(&missing)]);
+    let none = unlearn(&["kmeans", "delete", "--model", path(&missing)]);
     assert_fails_with(&none, "no ids to delete");
-    let absent = unlearn(&[
-        "kmeans",
-        "delete",
-        "--model",
-        path_str(&missing),
-        "--ids",
-        "1",
-    ]);
+    let absent = unlearn(&["kmeans", "delete", "--model", path(&missing), "--ids", "1"]);
     assert_fails_with(&absent, "missing.json");
 }
 

@@ -144,7 +144,7 @@ pub fn total_steps(recipe: &Recipe, samples: usize) -> usize {
     samples.div_ceil(recipe.batch_size.max(1)) * recipe.epochs
 }
 
-/// Records, for each sensitive sample, its own momentum-corrected contribution C_i to the
+/// Records, for each sensitive sample, its own contribution C_i to the
 /// weights (per-sample amnesiac unlearning; Graves, Nagisetty, Ganesh 2021 record whole
 /// batches instead). Memory: |S|·P f32 values while training, whatever the number of epochs.
 pub struct SampleRecorder<'a> {

@@ -39,8 +39,9 @@ const MAX_HEADER_BYTES: u64 = 1 << 30;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RecordLayout {
-    /// One record per sensitive sample i: its accumulated contribution
-    /// C_i = Σ_t (η_t / b) ∇ℓ_i(θ_t) (momentum-corrected); unlearning adds Σ_{i∈F} C_i.
+    /// One record per sensitive sample i: its accumulated contribution C_i = Σ_t (w_t / b)
+    /// ∇ℓ_i(θ_t), w_t the weight with which momentum and weight decay carry step t's gradient to
+    /// the final weights; unlearning adds Σ_{i∈F} C_i.
     PerSample,
     /// One record per step whose batch held a sensitive sample: Δθ = θ_after − θ_before;
     /// unlearning subtracts the Δθ of every batch that held a forgotten sample.
