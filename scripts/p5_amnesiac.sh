@@ -28,3 +28,5 @@ done
 row rec-class3-e5-batch --forget class:3 --epochs 5 --record amnesiac-batch
 row rec-class3-e5-group --forget class:3 --epochs 5 --record amnesiac-batch --record-groups class
 row rec-class3-e5-sample --forget class:3 --epochs 5 --record amnesiac-sample
+row rec-class3-e5-sample-group --forget class:3 --epochs 5 --record amnesiac-sample --record-groups class
+row rec-all-e5-sample-group --forget class:3 --epochs 5 --record amnesiac-sample --record-groups class --sensitive all

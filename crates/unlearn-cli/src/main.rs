@@ -31,7 +31,9 @@ use unlearn::methods::{self, MethodParams};
 use unlearn::model::{Artifact, ModelSpec};
 use unlearn::pipeline::{Comparison, RecordKind, RecordingPlan, Setup, compare};
 use unlearn::progress::Progress;
-use unlearn::train::{BatchGrouping, OptimizerKind, Recipe, Schedule, SensitiveSet, ValueEncoding};
+use unlearn::train::{
+    OptimizerKind, Recipe, RecordGrouping, Schedule, SensitiveSet, ValueEncoding,
+};
 
 #[derive(Parser)]
 #[command(
@@ -173,8 +175,10 @@ struct TrainArgs {
     /// How records store values: f32, f16 or topk:FRACTION (e.g. topk:0.01).
     #[arg(long, default_value = "f32")]
     record_format: String,
-    /// Batch-level records: batch (one per batch) or class (one running sum per class).
-    #[arg(long, default_value = "batch")]
+    /// Grouping of the records: none (one record per batch for amnesiac-batch, per sample for
+    /// amnesiac-sample) or class (one running sum per class for either; such records can only
+    /// remove whole classes).
+    #[arg(long, default_value = "none")]
     record_groups: String,
 }
 
@@ -479,9 +483,9 @@ fn recording_plan(args: &TrainArgs) -> Result<Option<CliRecording>> {
         other => Some(SensitiveSet::parse(other)?),
     };
     let grouping = match args.record_groups.as_str() {
-        "batch" => BatchGrouping::PerBatch,
-        "class" => BatchGrouping::PerClass,
-        other => bail!("unknown record grouping '{other}' (expected batch or class)"),
+        "none" => RecordGrouping::Each,
+        "class" => RecordGrouping::PerClass,
+        other => bail!("unknown record grouping '{other}' (expected none or class)"),
     };
     Ok(Some(CliRecording {
         plan: RecordingPlan {

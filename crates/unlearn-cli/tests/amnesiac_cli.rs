@@ -111,3 +111,54 @@ fn amnesiac_refusals_write_nothing() {
     assert_one_line_failure(&output, "truncated record file");
     assert!(!out.exists());
 }
+
+#[test]
+fn per_sample_class_sums_forget_a_class_from_one_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.safetensors");
+    let train = |groups: &str| {
+        unlearn(&[
+            "--json",
+            "train",
+            "--model",
+            "mlp:16",
+            "--epochs",
+            "1",
+            "--forget",
+            "class:3",
+            "--record",
+            "amnesiac-sample",
+            "--record-groups",
+            groups,
+            "--quiet",
+            "--out",
+            model.to_str().unwrap(),
+        ])
+    };
+    assert_one_line_failure(&train("batch"), "unknown record grouping 'batch'");
+    assert!(!model.exists());
+
+    let output = train("class");
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let records = &report["records"][0];
+    assert_eq!(records["records"], 1, "{records}");
+    assert!(records["sensitive"].as_u64().unwrap() > 900, "{records}");
+
+    let out = dir.path().join("forgot.safetensors");
+    let output = unlearn(&[
+        "--json",
+        "forget",
+        "--model",
+        model.to_str().unwrap(),
+        "--method",
+        "amnesiac-sample",
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let notes = report.to_string();
+    assert!(notes.contains("as 1 group sum(s)"), "{notes}");
+}

@@ -8,7 +8,7 @@ use crate::methods::{UnlearnOutcome, UnlearnRequest, Unlearner};
 use crate::model::{Artifact, ArtifactMetadata, ModelSpec, Network, TOOL_VERSION};
 use crate::progress::Progress;
 use crate::train::{
-    BatchGrouping, BatchRecorder, Recipe, RecordHeader, RecordProvenance, SampleRecorder,
+    BatchRecorder, Recipe, RecordGrouping, RecordHeader, RecordProvenance, SampleRecorder,
     SensitiveSet, TrainHook, ValueEncoding, train,
 };
 use burn::tensor::Device;
@@ -109,6 +109,7 @@ impl Setup {
                 &self.recipe,
                 &network,
                 sensitive.clone(),
+                plan.grouping,
             )?)
         } else {
             None
@@ -288,7 +289,7 @@ pub struct RecordingPlan {
     /// How to store values.
     pub encoding: ValueEncoding,
     /// Batch-level records: one per batch, or one running sum per class.
-    pub grouping: BatchGrouping,
+    pub grouping: RecordGrouping,
 }
 
 /// A record file written by [`Setup::train_recorded`].
@@ -375,7 +376,7 @@ pub fn compare(setup: &Setup, methods: &[Box<dyn Unlearner>]) -> Result<Comparis
         kinds,
         sensitive: SensitiveSet::Ids(setup.split.forget.clone()),
         encoding: ValueEncoding::F32,
-        grouping: BatchGrouping::PerBatch,
+        grouping: RecordGrouping::Each,
     };
     let (original, files) = setup.train_recorded(&plan, &|kind| {
         directory

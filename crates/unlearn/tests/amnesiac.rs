@@ -9,7 +9,8 @@ use unlearn::model::{ModelSpec, Network, parameters};
 use unlearn::pipeline::{RecordKind, RecordedFile, RecordingPlan, Setup};
 use unlearn::progress::Progress;
 use unlearn::train::{
-    BatchGrouping, OptimizerKind, Recipe, RecordStore, Schedule, SensitiveSet, ValueEncoding,
+    OptimizerKind, Recipe, RecordGrouping, RecordLayout, RecordStore, Schedule, SensitiveSet,
+    ValueEncoding,
 };
 
 /// A small MLP setup on the first `train_size` embedded samples, forgetting `forget` of them
@@ -62,7 +63,7 @@ fn record(
     setup: &Setup,
     kinds: Vec<RecordKind>,
     sensitive: SensitiveSet,
-    grouping: BatchGrouping,
+    grouping: RecordGrouping,
     dir: &std::path::Path,
 ) -> (unlearn::model::Artifact, Vec<RecordedFile>) {
     let plan = RecordingPlan {
@@ -126,7 +127,7 @@ fn contributions_of_every_sample_sum_to_the_whole_training_change() {
             &setup,
             vec![RecordKind::Sample, RecordKind::Batch],
             SensitiveSet::All,
-            BatchGrouping::PerBatch,
+            RecordGrouping::Each,
             dir.path(),
         );
         let (initial, trained) = initial_and_final(&setup, &artifact.network);
@@ -188,7 +189,7 @@ fn unlearning_changes_the_model_by_exactly_the_recorded_contributions() {
         &setup,
         vec![RecordKind::Sample, RecordKind::Batch],
         SensitiveSet::Ids(setup.split.forget.clone()),
-        BatchGrouping::PerBatch,
+        RecordGrouping::Each,
         dir.path(),
     );
     let paths: Vec<PathBuf> = files.iter().map(|f| f.path.clone()).collect();
@@ -260,7 +261,7 @@ fn class_groups_remove_whole_classes_only() {
         &setup,
         vec![RecordKind::Batch],
         SensitiveSet::Ids(setup.split.forget.clone()),
-        BatchGrouping::PerClass,
+        RecordGrouping::PerClass,
         dir.path(),
     );
     let paths = vec![files[0].path.clone()];
@@ -286,6 +287,73 @@ fn class_groups_remove_whole_classes_only() {
 }
 
 #[test]
+fn per_sample_class_sums_add_back_the_whole_class_only() {
+    let recipe = Recipe {
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        ..plain_sgd(2)
+    };
+    let setup = setup(300, Forget::Class(2), recipe);
+    let sensitive = SensitiveSet::Ids(setup.split.forget.clone());
+    let each_dir = tempfile::tempdir().unwrap();
+    let (original, each) = record(
+        &setup,
+        vec![RecordKind::Sample],
+        sensitive.clone(),
+        RecordGrouping::Each,
+        each_dir.path(),
+    );
+    let grouped_dir = tempfile::tempdir().unwrap();
+    let (same, grouped) = record(
+        &setup,
+        vec![RecordKind::Sample],
+        sensitive,
+        RecordGrouping::PerClass,
+        grouped_dir.path(),
+    );
+    // Recording does not change training: the same model either way.
+    assert_eq!(original.metadata.model_hash, same.metadata.model_hash);
+    let header = &grouped[0].header;
+    assert_eq!(header.layout, RecordLayout::PerSampleGroup);
+    assert_eq!(header.records.len(), 1);
+    assert_eq!(header.records[0].group, Some(2));
+    assert_eq!(header.records[0].ids, setup.split.forget);
+    assert_eq!(each[0].header.records.len(), setup.split.forget.len());
+
+    // The class sum is the sum of the class's per-sample records.
+    let class_sum = sum_records(&grouped[0].path, [0]);
+    let sum_of_samples = sum_records(&each[0].path, 0..setup.split.forget.len());
+    assert!(relative_error(&class_sum, &sum_of_samples) < 1e-5);
+
+    // Unlearning adds exactly that sum back.
+    let paths = vec![grouped[0].path.clone()];
+    let before = parameters(&original.network);
+    let after = unlearn_with(&setup, &original, "amnesiac-sample", &paths).unwrap();
+    let change: Vec<f64> = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| f64::from(*a - *b))
+        .collect();
+    assert!(relative_error(&change, &class_sum) < 1e-5);
+
+    // Part of the class cannot be removed with a class sum; batch-level unlearning refuses
+    // per-sample records.
+    let error = unlearn_with(&setup, &original, "amnesiac-batch", &paths).unwrap_err();
+    assert!(
+        error.to_string().contains("amnesiac-batch records"),
+        "{error}"
+    );
+    let mut part = setup.split.clone();
+    part.forget.truncate(3);
+    let part_setup = Setup {
+        split: part,
+        ..setup
+    };
+    let error = unlearn_with(&part_setup, &original, "amnesiac-sample", &paths).unwrap_err();
+    assert!(error.to_string().contains("whole groups"), "{error}");
+}
+
+#[test]
 fn amnesiac_methods_refuse_missing_foreign_or_incomplete_records() {
     let setup = setup(300, Forget::Count(6), plain_sgd(1));
     let dir = tempfile::tempdir().unwrap();
@@ -294,7 +362,7 @@ fn amnesiac_methods_refuse_missing_foreign_or_incomplete_records() {
         &setup,
         vec![RecordKind::Sample],
         SensitiveSet::Ids(recorded),
-        BatchGrouping::PerBatch,
+        RecordGrouping::Each,
         dir.path(),
     );
     let paths = vec![files[0].path.clone()];
@@ -343,7 +411,7 @@ fn per_sample_records_do_not_grow_with_epochs_but_batch_records_do() {
             &setup,
             vec![RecordKind::Sample, RecordKind::Batch],
             SensitiveSet::Ids(setup.split.forget.clone()),
-            BatchGrouping::PerBatch,
+            RecordGrouping::Each,
             dir.path(),
         );
         let parameters = files[0].header.parameter_count;

@@ -20,7 +20,7 @@ use unlearn::methods::{self, MethodParams};
 use unlearn::model::ModelSpec;
 use unlearn::pipeline::{RecordKind, RecordingPlan, Setup};
 use unlearn::progress::Progress;
-use unlearn::train::{BatchGrouping, Recipe, SensitiveSet, ValueEncoding, predict_probabilities};
+use unlearn::train::{Recipe, RecordGrouping, SensitiveSet, ValueEncoding, predict_probabilities};
 
 const FASHION_MNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
@@ -68,7 +68,7 @@ fn record_sample(setup: &Setup, dir: &Path) -> (unlearn::model::Artifact, Vec<Pa
         kinds: vec![RecordKind::Sample],
         sensitive: SensitiveSet::Ids(setup.split.forget.clone()),
         encoding: ValueEncoding::F32,
-        grouping: BatchGrouping::PerBatch,
+        grouping: RecordGrouping::Each,
     };
     let (artifact, files) = setup
         .train_recorded(&plan, &|kind| {

@@ -17,7 +17,7 @@ use crate::methods;
 use crate::model::{ModelSpec, TOOL_VERSION};
 use crate::pipeline::{RecordKind, RecordingPlan, Setup};
 use crate::progress::Progress;
-use crate::train::{BatchGrouping, RecordStore, SensitiveSet, ValueEncoding};
+use crate::train::{RecordGrouping, RecordStore, SensitiveSet, ValueEncoding};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
@@ -297,7 +297,7 @@ fn run_cell(
                 kinds: kinds.clone(),
                 sensitive: SensitiveSet::Ids(setup.split.forget.clone()),
                 encoding: ValueEncoding::F32,
-                grouping: BatchGrouping::PerBatch,
+                grouping: RecordGrouping::Each,
             };
             Ok(setup
                 .train_recorded(&plan, &|kind| kind.path_for(&original_path))?

@@ -7,10 +7,9 @@
 
 use super::finetune::Repair;
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{parameters, with_parameters};
 use crate::train::{RecordLayout, open_records_for};
-use std::collections::{BTreeSet, HashSet};
 
 /// Subtracts the recorded batch updates that involved the forget set (Graves, Nagisetty, Ganesh
 /// 2021), then fine-tunes for `repair.repair_epochs` on the retain set.
@@ -49,31 +48,8 @@ impl Unlearner for AmnesiacBatch {
             self.name(),
             &request.original.metadata,
         )?;
-        let forget: HashSet<u32> = request.split.forget.iter().copied().collect();
-        let mut selected = BTreeSet::new();
-        for &id in &request.split.forget {
-            if !store.is_sensitive(id) {
-                return Err(Error::invalid(format!(
-                    "forget id {id} was not recorded: it is not in the sensitive set of {}",
-                    store.path().display()
-                )));
-            }
-            selected.extend(store.records_of(id).iter().copied());
-        }
+        let selected = store.records_for_forget_set(&request.split.forget)?;
         let layout = store.header().layout;
-        if layout == RecordLayout::PerGroup {
-            for &index in &selected {
-                let entry = &store.header().records[index];
-                let kept = entry.ids.iter().filter(|id| !forget.contains(id)).count();
-                if kept > 0 {
-                    return Err(Error::invalid(format!(
-                        "group {} holds {} recorded samples of which {kept} are not being forgotten; group records can only remove whole groups",
-                        entry.group.unwrap_or_default(),
-                        entry.ids.len()
-                    )));
-                }
-            }
-        }
         let mut values = parameters(&request.original.network);
         for &index in &selected {
             let update = store.read(index)?;

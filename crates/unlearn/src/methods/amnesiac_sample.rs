@@ -7,7 +7,7 @@
 
 use super::finetune::Repair;
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{parameters, with_parameters};
 use crate::train::{RecordLayout, open_records_for};
 
@@ -44,37 +44,27 @@ impl Unlearner for AmnesiacSample {
     fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
         let mut store = open_records_for(
             request.records,
-            &[RecordLayout::PerSample],
+            &[RecordLayout::PerSample, RecordLayout::PerSampleGroup],
             self.name(),
             &request.original.metadata,
         )?;
+        let selected = store.records_for_forget_set(&request.split.forget)?;
         let mut values = parameters(&request.original.network);
         let mut read_bytes = 0;
-        for &id in &request.split.forget {
-            if !store.is_sensitive(id) {
-                return Err(Error::invalid(format!(
-                    "forget id {id} was not recorded: it is not in the sensitive set of {}",
-                    store.path().display()
-                )));
-            }
-            let records = store.records_of(id).to_vec();
-            if records.is_empty() {
-                return Err(Error::invalid(format!(
-                    "{}: sample {id} was watched but has no record (it never appeared in a batch)",
-                    store.path().display()
-                )));
-            }
-            for index in records {
-                let contribution = store.read(index)?;
-                read_bytes += store.header().records[index].bytes;
-                for (value, added) in values.iter_mut().zip(&contribution) {
-                    *value += added;
-                }
+        for &index in &selected {
+            let contribution = store.read(index)?;
+            read_bytes += store.header().records[index].bytes;
+            for (value, added) in values.iter_mut().zip(&contribution) {
+                *value += added;
             }
         }
         let network = with_parameters(request.original.network.clone(), &values)?;
+        let grouped = match store.header().layout {
+            RecordLayout::PerSampleGroup => format!(" as {} group sum(s)", selected.len()),
+            _ => String::new(),
+        };
         let mut notes = vec![format!(
-            "added back the recorded contributions of {} samples ({} records, {read_bytes} bytes read)",
+            "added back the recorded contributions of {} samples{grouped} ({} records, {read_bytes} bytes read)",
             request.split.forget.len(),
             store.header().encoding.describe()
         )];

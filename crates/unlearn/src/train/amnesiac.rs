@@ -29,9 +29,10 @@
 use super::records::{
     Attribution, RecordHeader, RecordLayout, RecordProvenance, RecordWriter, ValueEncoding,
 };
+use super::steps::loss_gradient;
 use super::{
     Batch, LossReduction, PerSampleRequest, Recipe, StepContext, TrainHook, network_device,
-    per_sample_gradients,
+    per_sample_cross_entropy, per_sample_gradients,
 };
 use crate::data::{Dataset, ForgetSelector};
 use crate::error::{Error, Result};
@@ -85,13 +86,17 @@ impl SensitiveSet {
     }
 }
 
-/// How a [`BatchRecorder`] keeps its Δθ (Graves, Nagisetty, Ganesh 2021).
+/// How a recorder groups what it records (Graves, Nagisetty, Ganesh 2021 keep one running sum
+/// per group deleted together; ALGORITHMS.md §C2 lists group sums among the per-sample savings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BatchGrouping {
-    /// One record per step whose batch holds a sensitive sample.
-    PerBatch,
-    /// One running sum per class of the sensitive samples: the Δθ of a batch is added to the sum
-    /// of every class that has a sensitive sample in it.
+pub enum RecordGrouping {
+    /// One record per step whose batch holds a sensitive sample ([`BatchRecorder`]), or per
+    /// sensitive sample ([`SampleRecorder`]).
+    Each,
+    /// One running sum per class of the sensitive samples: a [`BatchRecorder`] adds the Δθ of a
+    /// batch to the sum of every class that has a sensitive sample in it; a [`SampleRecorder`]
+    /// adds each sample's contribution to its own class's sum only. Such records can only
+    /// remove whole classes.
     PerClass,
 }
 
@@ -146,33 +151,53 @@ pub fn total_steps(recipe: &Recipe, samples: usize) -> usize {
 
 /// Records, for each sensitive sample, its own contribution C_i to the
 /// weights (per-sample amnesiac unlearning; Graves, Nagisetty, Ganesh 2021 record whole
-/// batches instead). Memory: |S|·P f32 values while training, whatever the number of epochs.
+/// batches instead), or with [`RecordGrouping::PerClass`] the sum of the contributions of each
+/// class's sensitive samples. Memory: |S|·P f32 values while training (one P-vector per class
+/// when grouped), whatever the number of epochs.
 pub struct SampleRecorder<'a> {
     data: &'a Dataset,
     recipe: Recipe,
     sensitive: BTreeSet<u32>,
+    grouping: RecordGrouping,
     weights: ContributionWeights,
+    /// By sample id, or by class when grouped.
     contributions: BTreeMap<u32, Vec<f32>>,
+    /// When grouped: the sensitive samples each class's sum holds.
+    members: BTreeMap<u32, BTreeSet<u32>>,
     steps: usize,
 }
 
 impl<'a> SampleRecorder<'a> {
     /// A recorder for training `data`'s samples `train_ids` with `recipe`, watching
-    /// `sensitive` (ids of `train_ids`).
+    /// `sensitive` (ids of `train_ids`), one record per sample or per class (`grouping`).
     ///
     /// The contributions are accumulated in memory (|S|·P f32 values for `network`'s P
-    /// parameters); a set whose contributions would not fit in the memory the system reports
-    /// available is refused before training starts ([`check_recording_fits`]).
+    /// parameters, or one P-vector per class of the sensitive samples); records that would not
+    /// fit in the memory the system reports available are refused before training starts
+    /// ([`check_recording_fits`]).
     pub fn new(
         data: &'a Dataset,
         train_ids: &[u32],
         recipe: &Recipe,
         network: &Network,
         sensitive: BTreeSet<u32>,
+        grouping: RecordGrouping,
     ) -> Result<SampleRecorder<'a>> {
         recipe.validate()?;
+        let records = match grouping {
+            RecordGrouping::Each => sensitive.len(),
+            RecordGrouping::PerClass => {
+                let positions =
+                    super::positions_of(data, &sensitive.iter().copied().collect::<Vec<_>>())?;
+                positions
+                    .iter()
+                    .map(|&position| data.labels[position])
+                    .collect::<BTreeSet<_>>()
+                    .len()
+            }
+        };
         check_recording_fits(
-            sensitive.len(),
+            records,
             network
                 .parameter_layout()
                 .iter()
@@ -185,13 +210,16 @@ impl<'a> SampleRecorder<'a> {
             data,
             recipe: recipe.clone(),
             sensitive,
+            grouping,
             weights: contribution_weights(recipe, steps),
             contributions: BTreeMap::new(),
+            members: BTreeMap::new(),
             steps: 0,
         })
     }
 
-    /// The contributions recorded so far, by sample id (the sum the unlearner adds back).
+    /// The contributions recorded so far, by sample id, or by class when grouped (what the
+    /// unlearner adds back).
     pub fn contributions(&self) -> &BTreeMap<u32, Vec<f32>> {
         &self.contributions
     }
@@ -206,12 +234,24 @@ impl<'a> SampleRecorder<'a> {
         provenance: &RecordProvenance,
     ) -> Result<RecordHeader> {
         let mut writer = RecordWriter::new(encoding, network.parameter_layout())?;
-        for (&id, contribution) in &self.contributions {
-            writer.append(vec![id], None, None, contribution)?;
-        }
+        let layout = match self.grouping {
+            RecordGrouping::Each => {
+                for (&id, contribution) in &self.contributions {
+                    writer.append(vec![id], None, None, contribution)?;
+                }
+                RecordLayout::PerSample
+            }
+            RecordGrouping::PerClass => {
+                for (&class, sum) in &self.contributions {
+                    let members = self.members.get(&class).cloned().unwrap_or_default();
+                    writer.append(members.into_iter().collect(), None, Some(class), sum)?;
+                }
+                RecordLayout::PerSampleGroup
+            }
+        };
         writer.finish(
             path,
-            RecordLayout::PerSample,
+            layout,
             provenance,
             &self.recipe,
             self.steps,
@@ -266,24 +306,51 @@ impl TrainHook for SampleRecorder<'_> {
             return Ok(());
         }
         let positions = super::positions_of(self.data, &sensitive)?;
-        let batch = Batch::gather(self.data, &positions, None, &network_device(step.network));
-        let rows: Vec<usize> = (0..sensitive.len()).collect();
-        let gradients = per_sample_gradients(
-            step.network,
-            &batch,
-            PerSampleRequest {
-                rows: &rows,
-                moments: false,
-                reduction: LossReduction::Sum,
-            },
-        )?;
+        let device = network_device(step.network);
         let scale = (weight / step.batch_ids.len() as f64) as f32;
-        for (id, gradient) in sensitive.iter().zip(&gradients.gradients) {
+        // (record key, its gradient of the summed loss): per sample, each row's own gradient;
+        // per class, the gradient of the class's rows together (one backward pass per class,
+        // the same sum without a P-vector per row).
+        let mut gradients: Vec<(u32, Vec<f32>)> = Vec::new();
+        match self.grouping {
+            RecordGrouping::Each => {
+                let batch = Batch::gather(self.data, &positions, None, &device);
+                let rows: Vec<usize> = (0..sensitive.len()).collect();
+                let per_sample = per_sample_gradients(
+                    step.network,
+                    &batch,
+                    PerSampleRequest {
+                        rows: &rows,
+                        moments: false,
+                        reduction: LossReduction::Sum,
+                    },
+                )?;
+                gradients.extend(sensitive.iter().copied().zip(per_sample.gradients));
+            }
+            RecordGrouping::PerClass => {
+                let mut by_class: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
+                for (id, &position) in sensitive.iter().zip(&positions) {
+                    let class = self.data.labels[position];
+                    self.members.entry(class).or_default().insert(*id);
+                    by_class.entry(class).or_default().push(position);
+                }
+                for (class, rows) in by_class {
+                    let batch = Batch::gather(self.data, &rows, None, &device);
+                    let loss = per_sample_cross_entropy(
+                        step.network.forward(batch.inputs.clone()),
+                        batch.targets.clone(),
+                    )
+                    .sum();
+                    gradients.push((class, loss_gradient(step.network, loss)));
+                }
+            }
+        }
+        for (key, gradient) in gradients {
             let contribution = self
                 .contributions
-                .entry(*id)
+                .entry(key)
                 .or_insert_with(|| vec![0.0; gradient.len()]);
-            for (total, value) in contribution.iter_mut().zip(gradient) {
+            for (total, value) in contribution.iter_mut().zip(&gradient) {
                 *total += scale * value;
             }
         }
@@ -291,17 +358,18 @@ impl TrainHook for SampleRecorder<'_> {
     }
 }
 
-/// Refuses per-sample recording of `samples` contributions of `parameter_count` f32 values each
-/// when they would take more than `available` bytes of memory (None: not known, not checked).
+/// Refuses per-sample recording of `records` contributions (one per sample, or per class when
+/// grouped) of `parameter_count` f32 values each when they would take more than `available`
+/// bytes of memory (None: not known, not checked).
 pub fn check_recording_fits(
-    samples: usize,
+    records: usize,
     parameter_count: usize,
     available: Option<u64>,
 ) -> Result<()> {
-    let needed = samples as u64 * parameter_count as u64 * 4;
+    let needed = records as u64 * parameter_count as u64 * 4;
     match available {
         Some(available) if needed > available => Err(Error::invalid(format!(
-            "per-sample records of {samples} sensitive samples need {:.1} GB of memory while training ({parameter_count} parameters × 4 bytes each), more than the {:.1} GB available: record fewer samples (--sensitive ids:FILE), or use amnesiac-batch (--record-groups class keeps one sum per class)",
+            "{records} per-sample records need {:.1} GB of memory while training ({parameter_count} parameters × 4 bytes each), more than the {:.1} GB available: record fewer samples (--sensitive ids:FILE), or one sum per class (--record-groups class)",
             needed as f64 / 1e9,
             available as f64 / 1e9
         ))),
@@ -322,12 +390,12 @@ fn available_memory() -> Option<u64> {
 
 /// Records the weight change Δθ = θ_after − θ_before of every step whose batch holds a
 /// sensitive sample (Graves, Nagisetty, Ganesh 2021, batch-level amnesiac unlearning), streaming
-/// the records to a temporary file, or one running sum per class ([`BatchGrouping::PerClass`]).
+/// the records to a temporary file, or one running sum per class ([`RecordGrouping::PerClass`]).
 pub struct BatchRecorder<'a> {
     data: &'a Dataset,
     recipe: Recipe,
     sensitive: BTreeSet<u32>,
-    grouping: BatchGrouping,
+    grouping: RecordGrouping,
     writer: RecordWriter,
     pending: Option<(usize, Vec<u32>, Vec<f32>)>,
     groups: BTreeMap<u32, (BTreeSet<u32>, Vec<f32>)>,
@@ -342,7 +410,7 @@ impl<'a> BatchRecorder<'a> {
         recipe: &Recipe,
         network: &Network,
         sensitive: BTreeSet<u32>,
-        grouping: BatchGrouping,
+        grouping: RecordGrouping,
         encoding: ValueEncoding,
     ) -> Result<BatchRecorder<'a>> {
         recipe.validate()?;
@@ -362,8 +430,8 @@ impl<'a> BatchRecorder<'a> {
     pub fn finish(self, path: &Path, provenance: &RecordProvenance) -> Result<RecordHeader> {
         let mut writer = self.writer;
         let layout = match self.grouping {
-            BatchGrouping::PerBatch => RecordLayout::PerBatch,
-            BatchGrouping::PerClass => {
+            RecordGrouping::Each => RecordLayout::PerBatch,
+            RecordGrouping::PerClass => {
                 for (&class, (ids, sum)) in &self.groups {
                     writer.append(ids.iter().copied().collect(), None, Some(class), sum)?;
                 }
@@ -418,8 +486,8 @@ impl TrainHook for BatchRecorder<'_> {
             *after -= before;
         }
         match self.grouping {
-            BatchGrouping::PerBatch => self.writer.append(ids, Some(step), None, &delta),
-            BatchGrouping::PerClass => {
+            RecordGrouping::Each => self.writer.append(ids, Some(step), None, &delta),
+            RecordGrouping::PerClass => {
                 let positions = super::positions_of(self.data, &ids)?;
                 let mut classes: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
                 for (&id, &position) in ids.iter().zip(&positions) {
@@ -455,7 +523,7 @@ mod tests {
         assert!(check_recording_fits(1_000, 1_000, None).is_ok());
         let refused = check_recording_fits(1_000, 1_000, Some(3_999_999)).unwrap_err();
         assert!(
-            refused.to_string().contains("1000 sensitive samples"),
+            refused.to_string().contains("1000 per-sample records need"),
             "{refused}"
         );
     }

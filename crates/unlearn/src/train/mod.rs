@@ -8,7 +8,7 @@ mod records;
 pub mod steps;
 
 pub use amnesiac::{
-    BatchGrouping, BatchRecorder, ContributionWeights, SampleRecorder, SensitiveSet,
+    BatchRecorder, ContributionWeights, RecordGrouping, SampleRecorder, SensitiveSet,
     contribution_weights, total_steps,
 };
 pub use per_sample::{

@@ -49,13 +49,16 @@ pub enum RecordLayout {
     /// One running sum of Δθ per group (e.g. class) of sensitive samples that is always
     /// deleted together; unlearning subtracts the sums of the forgotten groups.
     PerGroup,
+    /// One sum of the per-sample contributions C_i per group (e.g. class) of sensitive samples
+    /// that is always deleted together; unlearning adds the sums of the forgotten groups.
+    PerSampleGroup,
 }
 
 impl RecordLayout {
     /// The recorder / method name that produces this layout.
     pub fn method_name(self) -> &'static str {
         match self {
-            RecordLayout::PerSample => "amnesiac-sample",
+            RecordLayout::PerSample | RecordLayout::PerSampleGroup => "amnesiac-sample",
             RecordLayout::PerBatch | RecordLayout::PerGroup => "amnesiac-batch",
         }
     }
@@ -501,6 +504,48 @@ impl RecordStore {
     /// Indices of the records that concern `id`.
     pub fn records_of(&self, id: u32) -> &[usize] {
         self.by_id.get(&id).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The indices (sorted, each once) of the records that undo the forget set `forget`:
+    /// every record that concerns one of its samples. Refuses a sample that was not watched
+    /// or has no record, and, for group records (per-group layouts), a group of which some
+    /// recorded samples are not being forgotten.
+    pub fn records_for_forget_set(&self, forget: &[u32]) -> Result<Vec<usize>> {
+        let mut selected = BTreeSet::new();
+        for &id in forget {
+            if !self.is_sensitive(id) {
+                return Err(Error::invalid(format!(
+                    "forget id {id} was not recorded: it is not in the sensitive set of {}",
+                    self.path.display()
+                )));
+            }
+            let records = self.records_of(id);
+            if records.is_empty() {
+                return Err(Error::invalid(format!(
+                    "{}: sample {id} was watched but has no record (it never appeared in a batch)",
+                    self.path.display()
+                )));
+            }
+            selected.extend(records.iter().copied());
+        }
+        if matches!(
+            self.header.layout,
+            RecordLayout::PerGroup | RecordLayout::PerSampleGroup
+        ) {
+            let forget: BTreeSet<u32> = forget.iter().copied().collect();
+            for &index in &selected {
+                let entry = &self.header.records[index];
+                let kept = entry.ids.iter().filter(|id| !forget.contains(id)).count();
+                if kept > 0 {
+                    return Err(Error::invalid(format!(
+                        "group {} holds {} recorded samples of which {kept} are not being forgotten; group records can only remove whole groups",
+                        entry.group.unwrap_or_default(),
+                        entry.ids.len()
+                    )));
+                }
+            }
+        }
+        Ok(selected.into_iter().collect())
     }
 
     /// Reads and decodes record `index` (one seek and one read; checksum verified).
