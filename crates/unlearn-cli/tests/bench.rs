@@ -270,3 +270,54 @@ fn amnesiac_methods_run_in_grids_with_records_cached_beside_the_original() {
     assert_eq!(fourth["models_trained"], 1);
     assert_eq!(std::fs::read(&sample_records).unwrap().len(), bytes.len());
 }
+
+#[test]
+fn class_cells_record_one_sum_per_class_for_the_amnesiac_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("class.toml");
+    std::fs::write(
+        &config,
+        "name = \"class\"\ndata = \"embedded\"\nmodel = \"mlp:16\"\nseeds = [0]\nforget = [\"class:2\", \"random:20\"]\n\n[recipe]\nepochs = 1\n\n[[methods]]\nname = \"amnesiac-sample\"\n\n[[methods]]\nname = \"amnesiac-batch\"\n",
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let cache = dir.path().join("cache");
+    let done = bench(&config, &results, &cache, &[]);
+    assert_eq!(done["runs_done"], 8);
+    let mut layouts = Vec::new();
+    for entry in std::fs::read_dir(&cache).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "records") {
+            let store = unlearn::train::RecordStore::open(&path).unwrap();
+            let header = store.header();
+            layouts.push((header.layout, header.records.len(), header.sensitive.len()));
+        }
+    }
+    layouts.sort_by_key(|(layout, ..)| format!("{layout:?}"));
+    use unlearn::train::RecordLayout::*;
+    // The class cell: one sum per recorder for the whole class; the random cell: one record
+    // per sample, and one per batch that held a forgotten sample.
+    assert_eq!(layouts.len(), 4, "{layouts:?}");
+    let class_rows: Vec<_> = layouts
+        .iter()
+        .filter(|(layout, ..)| matches!(layout, PerGroup | PerSampleGroup))
+        .collect();
+    assert_eq!(class_rows.len(), 2, "{layouts:?}");
+    assert!(
+        class_rows
+            .iter()
+            .all(|(_, records, sensitive)| *records == 1 && *sensitive > 900)
+    );
+    assert!(layouts.contains(&(PerSample, 20, 20)), "{layouts:?}");
+
+    let text = std::fs::read_to_string(results.join("class/runs.jsonl")).unwrap();
+    let sample_class = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|r| r["method"] == "amnesiac-sample" && r["forget"] == "class:2")
+        .unwrap();
+    assert!(
+        sample_class.to_string().contains("as 1 group sum(s)"),
+        "{sample_class}"
+    );
+}

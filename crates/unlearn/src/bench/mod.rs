@@ -258,6 +258,33 @@ pub fn run_grid(config: &BenchConfig, options: &BenchOptions) -> Result<BenchOut
     Ok(outcome)
 }
 
+/// How a cell records its forget set for the amnesiac methods: one sum per class when the
+/// forget set is exactly one class of the training set (the same unlearned model as individual
+/// records — the class's per-sample contributions, or every batch that held the class, summed
+/// — in one record instead of thousands), one record per sample or batch otherwise.
+fn grouping_for(setup: &Setup) -> RecordGrouping {
+    let labels = &setup.data.train.labels;
+    let label_of = |id: u32| setup.data.train.position_of(id).map(|p| labels[p]);
+    let classes: BTreeSet<Option<u32>> =
+        setup.split.forget.iter().map(|&id| label_of(id)).collect();
+    match classes.into_iter().collect::<Vec<_>>()[..] {
+        [Some(class)] => {
+            let in_class = setup
+                .split
+                .train
+                .iter()
+                .filter(|&&id| label_of(id) == Some(class))
+                .count();
+            if in_class == setup.split.forget.len() {
+                RecordGrouping::PerClass
+            } else {
+                RecordGrouping::Each
+            }
+        }
+        _ => RecordGrouping::Each,
+    }
+}
+
 /// Trains (or loads) the original and reference models of one cell, then runs every pending
 /// method and hands each record to `emit`.
 fn run_cell(
@@ -297,7 +324,7 @@ fn run_cell(
                 kinds: kinds.clone(),
                 sensitive: SensitiveSet::Ids(setup.split.forget.clone()),
                 encoding: ValueEncoding::F32,
-                grouping: RecordGrouping::Each,
+                grouping: grouping_for(setup),
             };
             Ok(setup
                 .train_recorded(&plan, &|kind| kind.path_for(&original_path))?
