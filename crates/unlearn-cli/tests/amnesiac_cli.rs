@@ -3,6 +3,7 @@
 //! and the refusals (one-line error, non-zero exit, nothing written).
 
 use std::path::{Path, PathBuf};
+use std::process::Output;
 
 mod common;
 use common::{assert_one_line_failure, stderr, unlearn};
@@ -30,6 +31,22 @@ fn recorded_model(dir: &Path, records: &[&str]) -> PathBuf {
     model
 }
 
+/// Runs `unlearn [--json] forget --model MODEL --method METHOD --quiet --out OUT`.
+fn forget(model: &Path, method: &str, out: &Path, json: bool) -> Output {
+    let mut args = if json { vec!["--json"] } else { Vec::new() };
+    args.extend([
+        "forget",
+        "--model",
+        model.to_str().unwrap(),
+        "--method",
+        method,
+        "--quiet",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    unlearn(&args)
+}
+
 #[test]
 fn records_written_by_train_are_used_by_forget() {
     let dir = tempfile::tempdir().unwrap();
@@ -38,16 +55,7 @@ fn records_written_by_train_are_used_by_forget() {
         let records = dir.path().join(format!("model.{kind}.records"));
         assert!(records.exists(), "{} missing", records.display());
         let out = dir.path().join(format!("{kind}.safetensors"));
-        let output = unlearn(&[
-            "forget",
-            "--model",
-            model.to_str().unwrap(),
-            "--method",
-            kind,
-            "--quiet",
-            "--out",
-            out.to_str().unwrap(),
-        ]);
+        let output = forget(&model, kind, &out, false);
         assert!(output.status.success(), "{kind}: {}", stderr(&output));
         assert!(out.exists());
     }
@@ -79,16 +87,7 @@ fn amnesiac_refusals_write_nothing() {
     std::fs::create_dir(&plain).unwrap();
     let model = recorded_model(&plain, &[]);
     let out = dir.path().join("out.safetensors");
-    let output = unlearn(&[
-        "forget",
-        "--model",
-        model.to_str().unwrap(),
-        "--method",
-        "amnesiac-sample",
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let output = forget(&model, "amnesiac-sample", &out, false);
     assert_one_line_failure(&output, "records");
     assert!(!out.exists());
 
@@ -98,16 +97,7 @@ fn amnesiac_refusals_write_nothing() {
     let records = recorded.join("model.amnesiac-sample.records");
     let bytes = std::fs::read(&records).unwrap();
     std::fs::write(&records, &bytes[..bytes.len() - 100]).unwrap();
-    let output = unlearn(&[
-        "forget",
-        "--model",
-        model.to_str().unwrap(),
-        "--method",
-        "amnesiac-sample",
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let output = forget(&model, "amnesiac-sample", &out, false);
     assert_one_line_failure(&output, "truncated record file");
     assert!(!out.exists());
 }
@@ -146,17 +136,7 @@ fn per_sample_class_sums_forget_a_class_from_one_record() {
     assert!(records["sensitive"].as_u64().unwrap() > 900, "{records}");
 
     let out = dir.path().join("forgot.safetensors");
-    let output = unlearn(&[
-        "--json",
-        "forget",
-        "--model",
-        model.to_str().unwrap(),
-        "--method",
-        "amnesiac-sample",
-        "--quiet",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let output = forget(&model, "amnesiac-sample", &out, true);
     assert!(output.status.success(), "{}", stderr(&output));
     let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
     let notes = report.to_string();
