@@ -259,9 +259,10 @@ pub fn run_grid(config: &BenchConfig, options: &BenchOptions) -> Result<BenchOut
 }
 
 /// How a cell records its forget set for the amnesiac methods: one sum per class when the
-/// forget set is exactly one class of the training set (the same unlearned model as individual
-/// records — the class's per-sample contributions, or every batch that held the class, summed
-/// — in one record instead of thousands), one record per sample or batch otherwise.
+/// forget set is exactly one class of the training set (up to float rounding the same
+/// unlearned model as individual records — the class's per-sample contributions, or every
+/// batch that held the class, summed — in one record instead of thousands), one record per
+/// sample or batch otherwise.
 fn grouping_for(setup: &Setup) -> RecordGrouping {
     let labels = &setup.data.train.labels;
     let label_of = |id: u32| setup.data.train.position_of(id).map(|p| labels[p]);
