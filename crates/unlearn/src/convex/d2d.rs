@@ -17,7 +17,7 @@ use super::data::{ActiveRows, ConvexData};
 use super::logistic::{
     LOGISTIC_CURVATURE_BOUND, LinearModel, check_regularization, loss_gradient, margins, norm,
 };
-use super::state::{RngPosition, SecretState};
+use super::state::{SecretState, noise_stream};
 use crate::error::{Error, Result};
 use crate::io::ids_hash;
 use crate::privacy;
@@ -72,14 +72,22 @@ pub struct DescentToDelete {
     config: DescentToDeleteConfig,
     data: ConvexData,
     active: ActiveRows,
-    secret: LinearModel,
-    published: LinearModel,
-    rng: ChaCha8Rng,
+    progress: DescentToDeleteProgress,
     radius: f64,
     smoothness: f64,
     lipschitz: f64,
     contraction: f64,
     training_steps: usize,
+}
+
+/// What changes as `d2d` trains and removes rows (besides the removed rows themselves): saved
+/// and restored as one piece.
+#[derive(Clone, Serialize, Deserialize)]
+struct DescentToDeleteProgress {
+    secret: LinearModel,
+    published: LinearModel,
+    #[serde(with = "noise_stream")]
+    rng: ChaCha8Rng,
     deletions: usize,
     last_sigma: f64,
     retrainings: u64,
@@ -122,26 +130,32 @@ impl DescentToDelete {
         let rows = data.len();
         Ok(DescentToDelete {
             config,
-            secret: LinearModel::zeros_like(&data),
-            published: LinearModel::zeros_like(&data),
+            progress: DescentToDeleteProgress {
+                secret: LinearModel::zeros_like(&data),
+                published: LinearModel::zeros_like(&data),
+                rng: ChaCha8Rng::seed_from_u64(config.seed),
+                deletions: 0,
+                last_sigma: 0.0,
+                retrainings: 0,
+            },
             data,
             active: ActiveRows::all(rows),
-            rng: ChaCha8Rng::seed_from_u64(config.seed),
             radius,
             smoothness,
             lipschitz,
             contraction,
             training_steps,
-            deletions: 0,
-            last_sigma: 0.0,
-            retrainings: 0,
         })
     }
 
     fn fit(&mut self) -> Result<()> {
-        self.secret.weights.iter_mut().for_each(|w| *w = 0.0);
+        self.progress
+            .secret
+            .weights
+            .iter_mut()
+            .for_each(|w| *w = 0.0);
         self.descend(self.training_steps);
-        self.deletions = 0;
+        self.progress.deletions = 0;
         self.publish()
     }
 
@@ -152,19 +166,25 @@ impl DescentToDelete {
         let row_weights = self.active.weights();
         let count = self.active.count() as f64;
         for _ in 0..steps {
-            for column in 0..self.secret.weight_columns() {
-                let z = margins(&self.data, self.secret.column(column));
+            for column in 0..self.progress.secret.weight_columns() {
+                let z = margins(&self.data, self.progress.secret.column(column));
                 let gradient = loss_gradient(&self.data, &row_weights, column, &z);
-                for (weight, g) in self.secret.column_mut(column).iter_mut().zip(gradient) {
+                for (weight, g) in self
+                    .progress
+                    .secret
+                    .column_mut(column)
+                    .iter_mut()
+                    .zip(gradient)
+                {
                     *weight -= eta * (g / count + strong * *weight);
                 }
             }
-            project(&mut self.secret.weights, self.radius);
+            project(&mut self.progress.secret.weights, self.radius);
         }
     }
 
     fn publish(&mut self) -> Result<()> {
-        let sigma = (self.secret.weight_columns() as f64).sqrt()
+        let sigma = (self.progress.secret.weight_columns() as f64).sqrt()
             * privacy::descent_to_delete_sigma(
                 self.lipschitz,
                 self.config.regularization,
@@ -174,19 +194,19 @@ impl DescentToDelete {
                 self.config.epsilon,
                 self.config.delta,
             )?;
-        let mut published = self.secret.clone();
+        let mut published = self.progress.secret.clone();
         for weight in published.weights.iter_mut() {
-            *weight += sigma * self.rng.sample::<f64, _>(StandardNormal);
+            *weight += sigma * self.progress.rng.sample::<f64, _>(StandardNormal);
         }
         project(&mut published.weights, self.radius);
-        self.published = published;
-        self.last_sigma = sigma;
+        self.progress.published = published;
+        self.progress.last_sigma = sigma;
         Ok(())
     }
 
     /// The secret, un-noised iterate (never publish it).
     pub fn secret_model(&self) -> &LinearModel {
-        &self.secret
+        &self.progress.secret
     }
 
     /// Projected GD steps T₀ run at training.
@@ -208,12 +228,8 @@ fn project(weights: &mut [f64], radius: f64) {
 struct DescentToDeleteHeader {
     config: DescentToDeleteConfig,
     removed: Vec<u32>,
-    secret: LinearModel,
-    published: LinearModel,
-    rng: RngPosition,
-    deletions: usize,
-    last_sigma: f64,
-    retrainings: u64,
+    #[serde(flatten)]
+    progress: DescentToDeleteProgress,
 }
 
 impl DescentToDelete {
@@ -225,12 +241,7 @@ impl DescentToDelete {
         let active = ActiveRows::without(&data, &header.removed)?;
         Ok(DescentToDelete {
             active,
-            secret: header.secret,
-            published: header.published,
-            rng: header.rng.restore()?,
-            deletions: header.deletions,
-            last_sigma: header.last_sigma,
-            retrainings: header.retrainings,
+            progress: header.progress,
             ..DescentToDelete::untrained(data, header.config)?
         })
     }
@@ -242,7 +253,7 @@ impl CertifiedUnlearner for DescentToDelete {
     }
 
     fn model(&self) -> &LinearModel {
-        &self.published
+        &self.progress.published
     }
 
     fn remaining(&self) -> usize {
@@ -257,12 +268,7 @@ impl CertifiedUnlearner for DescentToDelete {
         let header = DescentToDeleteHeader {
             config: self.config,
             removed: self.active.removed_ids(&self.data),
-            secret: self.secret.clone(),
-            published: self.published.clone(),
-            rng: RngPosition::of(&self.rng),
-            deletions: self.deletions,
-            last_sigma: self.last_sigma,
-            retrainings: self.retrainings,
+            progress: self.progress.clone(),
         };
         SecretState::new("d2d", self.data.hash(), header, Vec::new())
     }
@@ -271,15 +277,15 @@ impl CertifiedUnlearner for DescentToDelete {
     /// retraining beyond the configured capacity.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal> {
         let positions = self.active.resolve(&self.data, ids)?;
-        let before = self.published.hash();
+        let before = self.progress.published.hash();
         self.active.remove(&positions);
-        let retrained = self.deletions + 1 > self.config.capacity;
+        let retrained = self.progress.deletions + 1 > self.config.capacity;
         if retrained {
-            self.retrainings += 1;
+            self.progress.retrainings += 1;
             self.fit()?;
         } else {
             self.descend(self.config.steps_per_deletion);
-            self.deletions += 1;
+            self.progress.deletions += 1;
             self.publish()?;
         }
         let mut checked = vec![
@@ -304,8 +310,8 @@ impl CertifiedUnlearner for DescentToDelete {
             epsilon: self.config.epsilon,
             delta: self.config.delta,
             mechanism: Mechanism::OutputGaussian,
-            noise_sigma: self.last_sigma,
-            budget_used: self.deletions as f64,
+            noise_sigma: self.progress.last_sigma,
+            budget_used: self.progress.deletions as f64,
             budget_total: self.config.capacity as f64,
             assumptions: Assumptions {
                 feature_norm_bound: 1.0,
@@ -317,17 +323,17 @@ impl CertifiedUnlearner for DescentToDelete {
             checked_at_runtime: checked,
             removed_ids_hash: ids_hash(ids),
             model_hash_before: before,
-            model_hash_after: self.published.hash(),
+            model_hash_after: self.progress.published.hash(),
             retrained,
         };
         Ok(Removal {
-            model: self.published.clone(),
+            model: self.progress.published.clone(),
             certificate,
             accounting: Accounting::DescentToDelete {
                 steps_per_deletion: self.config.steps_per_deletion,
                 rows: self.active.count(),
                 contraction: self.contraction,
-                weight_columns: self.secret.weight_columns(),
+                weight_columns: self.progress.secret.weight_columns(),
             },
         })
     }

@@ -113,10 +113,17 @@ pub struct NewtonGuo {
     config: NewtonGuoConfig,
     data: ConvexData,
     active: ActiveRows,
-    model: LinearModel,
-    perturbation: Vec<f64>,
     hessians: Vec<Mat<f64>>,
     hessian_curvatures: Vec<Vec<f64>>,
+    progress: GuoProgress,
+}
+
+/// The scalars and small vectors `newton-guo` changes as it trains and removes rows (the
+/// Hessians and their curvatures are kept apart): saved and restored as one piece.
+#[derive(Clone, Serialize, Deserialize)]
+struct GuoProgress {
+    model: LinearModel,
+    perturbation: Vec<f64>,
     spectral_bound: f64,
     feature_norm: f64,
     training_residual: f64,
@@ -141,51 +148,54 @@ impl NewtonGuo {
         let rows = data.len();
         let mut guo = NewtonGuo {
             config,
-            model: LinearModel::zeros_like(&data),
+            progress: GuoProgress {
+                model: LinearModel::zeros_like(&data),
+                perturbation: Vec::new(),
+                spectral_bound: 0.0,
+                feature_norm,
+                training_residual: 0.0,
+                residual_bounds: Vec::new(),
+                retrainings: 0,
+            },
             data,
             active: ActiveRows::all(rows),
-            perturbation: Vec::new(),
             hessians: Vec::new(),
             hessian_curvatures: Vec::new(),
-            spectral_bound: 0.0,
-            feature_norm,
-            training_residual: 0.0,
-            residual_bounds: Vec::new(),
-            retrainings: 0,
         };
         guo.fit()?;
         Ok(guo)
     }
 
     fn fit(&mut self) -> Result<()> {
-        let stream = self
-            .config
-            .seed
-            .wrapping_add(self.retrainings.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let stream = self.config.seed.wrapping_add(
+            self.progress
+                .retrainings
+                .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        );
         let mut rng = ChaCha8Rng::seed_from_u64(stream);
         let count = self.data.dims() * self.data.weight_columns();
-        self.perturbation = (0..count)
+        self.progress.perturbation = (0..count)
             .map(|_| self.config.noise_sigma * rng.sample::<f64, _>(StandardNormal))
             .collect();
         let (model, report) = train_exact(
             &self.data,
             &self.active,
             self.config.regularization,
-            Some(&self.perturbation),
+            Some(&self.progress.perturbation),
             &self.config.newton,
         )?;
-        self.model = model;
-        self.training_residual = report.gradient_norm;
-        self.residual_bounds.clear();
+        self.progress.model = model;
+        self.progress.training_residual = report.gradient_norm;
+        self.progress.residual_bounds.clear();
         let row_weights = self.active.weights();
-        self.spectral_bound = spectral_norm(&self.data, &row_weights)?;
+        self.progress.spectral_bound = spectral_norm(&self.data, &row_weights)?;
         self.hessians.clear();
         self.hessian_curvatures.clear();
-        for column in 0..self.model.weight_columns() {
+        for column in 0..self.progress.model.weight_columns() {
             let (h, curvature) = hessian(
                 &self.data,
                 &row_weights,
-                self.model.column(column),
+                self.progress.model.column(column),
                 self.config.regularization,
             );
             self.hessians.push(h);
@@ -207,12 +217,12 @@ impl NewtonGuo {
 
     /// Budget spent since the last (re)training: training residual plus Σβ.
     pub fn budget_used(&self) -> f64 {
-        self.training_residual + self.residual_bounds.iter().sum::<f64>()
+        self.progress.training_residual + self.progress.residual_bounds.iter().sum::<f64>()
     }
 
     /// Number of forced retrainings so far.
     pub fn retrainings(&self) -> u64 {
-        self.retrainings
+        self.progress.retrainings
     }
 
     /// Dry run: the residual bound β that removing `ids` now would spend (Guo et al. 2020),
@@ -235,12 +245,12 @@ impl NewtonGuo {
         for &position in positions {
             batch[position] = 1.0;
         }
-        let mut weights = self.model.weights.clone();
+        let mut weights = self.progress.model.weights.clone();
         let mut hessians = Vec::with_capacity(self.hessians.len());
         let mut kept_curvatures = Vec::with_capacity(self.hessians.len());
         let mut squared_bound = 0.0;
-        for column in 0..self.model.weight_columns() {
-            let w = self.model.column(column);
+        for column in 0..self.progress.model.weight_columns() {
+            let w = self.progress.model.column(column);
             let z = margins(data, w);
             let mut delta = loss_gradient(data, &batch, column, &z);
             for (value, weight) in delta.iter_mut().zip(w) {
@@ -273,7 +283,7 @@ impl NewtonGuo {
                 .map(|(value, keep)| value * keep)
                 .collect();
             let mut bound = self.config.curvature_lipschitz
-                * self.spectral_bound
+                * self.progress.spectral_bound
                 * norm(&step)
                 * norm(&projected);
             if self.config.hessian_update == HessianUpdate::Downdate {
@@ -305,7 +315,7 @@ impl NewtonGuo {
         let used = self.budget_used();
         let total = self.budget_total();
         let mut checked = vec![
-            format!("largest row norm {:.6} <= 1", self.feature_norm),
+            format!("largest row norm {:.6} <= 1", self.progress.feature_norm),
             format!("lambda {} > 0", self.config.regularization),
             format!(
                 "epsilon {} > 0 and delta {} in (0, 1)",
@@ -334,15 +344,15 @@ impl NewtonGuo {
             checked_at_runtime: checked,
             removed_ids_hash: ids_hash(ids),
             model_hash_before: before,
-            model_hash_after: self.model.hash(),
+            model_hash_after: self.progress.model.hash(),
             retrained,
         }
     }
 
     fn accounting(&self) -> Accounting {
         Accounting::LossPerturbation {
-            training_residual: self.training_residual,
-            residual_bounds: self.residual_bounds.clone(),
+            training_residual: self.progress.training_residual,
+            residual_bounds: self.progress.residual_bounds.clone(),
         }
     }
 }
@@ -352,13 +362,8 @@ impl NewtonGuo {
 struct GuoHeader {
     config: NewtonGuoConfig,
     removed: Vec<u32>,
-    model: LinearModel,
-    perturbation: Vec<f64>,
-    spectral_bound: f64,
-    feature_norm: f64,
-    training_residual: f64,
-    residual_bounds: Vec<f64>,
-    retrainings: u64,
+    #[serde(flatten)]
+    progress: GuoProgress,
 }
 
 impl NewtonGuo {
@@ -374,15 +379,9 @@ impl NewtonGuo {
         Ok(NewtonGuo {
             config: header.config,
             active: ActiveRows::without(&data, &header.removed)?,
-            model: header.model,
-            perturbation: header.perturbation,
             hessians: unflatten_matrices(&hessians, columns, dims),
             hessian_curvatures: curvatures.chunks(data.len()).map(<[f64]>::to_vec).collect(),
-            spectral_bound: header.spectral_bound,
-            feature_norm: header.feature_norm,
-            training_residual: header.training_residual,
-            residual_bounds: header.residual_bounds,
-            retrainings: header.retrainings,
+            progress: header.progress,
             data,
         })
     }
@@ -394,7 +393,7 @@ impl CertifiedUnlearner for NewtonGuo {
     }
 
     fn model(&self) -> &LinearModel {
-        &self.model
+        &self.progress.model
     }
 
     fn remaining(&self) -> usize {
@@ -409,13 +408,7 @@ impl CertifiedUnlearner for NewtonGuo {
         let header = GuoHeader {
             config: self.config,
             removed: self.active.removed_ids(&self.data),
-            model: self.model.clone(),
-            perturbation: self.perturbation.clone(),
-            spectral_bound: self.spectral_bound,
-            feature_norm: self.feature_norm,
-            training_residual: self.training_residual,
-            residual_bounds: self.residual_bounds.clone(),
-            retrainings: self.retrainings,
+            progress: self.progress.clone(),
         };
         SecretState::new(
             "newton-guo",
@@ -431,21 +424,21 @@ impl CertifiedUnlearner for NewtonGuo {
     /// One Newton step if the budget allows it, otherwise a retraining with fresh noise.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal> {
         let positions = self.active.resolve(&self.data, ids)?;
-        let before = self.model.hash();
+        let before = self.progress.model.hash();
         let update = self.newton_update(&positions)?;
         let retrained = self.budget_used() + update.residual_bound > self.budget_total();
         self.active.remove(&positions);
         if retrained {
-            self.retrainings += 1;
+            self.progress.retrainings += 1;
             self.fit()?;
         } else {
-            self.model.weights = update.weights;
+            self.progress.model.weights = update.weights;
             self.hessians = update.hessians;
             self.hessian_curvatures = update.curvatures;
-            self.residual_bounds.push(update.residual_bound);
+            self.progress.residual_bounds.push(update.residual_bound);
         }
         Ok(Removal {
-            model: self.model.clone(),
+            model: self.progress.model.clone(),
             certificate: self.certificate(ids, before, retrained),
             accounting: self.accounting(),
         })
@@ -545,14 +538,14 @@ mod tests {
                 assert!(!removal.certificate.retrained, "{:?}", removal.certificate);
                 let remaining = guo.active.weights();
                 let dims = data.dims();
-                let squared: f64 = (0..guo.model.weight_columns())
+                let squared: f64 = (0..guo.progress.model.weight_columns())
                     .map(|column| {
-                        let b = &guo.perturbation[column * dims..(column + 1) * dims];
+                        let b = &guo.progress.perturbation[column * dims..(column + 1) * dims];
                         let g = gradient(
                             &data,
                             &remaining,
                             column,
-                            guo.model.column(column),
+                            guo.progress.model.column(column),
                             0.05,
                             Some(b),
                         );
@@ -565,7 +558,7 @@ mod tests {
                     "seed {seed} step {step}: residual {true_residual:e} > bound {:e}",
                     guo.budget_used()
                 );
-                assert!(guo.residual_bounds.last().unwrap() > &0.0);
+                assert!(guo.progress.residual_bounds.last().unwrap() > &0.0);
             }
         }
     }
@@ -575,11 +568,11 @@ mod tests {
         let data = random_problem(200, 5, 2, 31);
         let mut guo =
             NewtonGuo::train(data, NewtonGuoConfig::new(1e-2, 1e-6, 1.0, 1e-4, 3)).unwrap();
-        let old_noise = guo.perturbation.clone();
+        let old_noise = guo.progress.perturbation.clone();
         let removal = guo.remove(&[1000]).unwrap();
         assert!(removal.certificate.retrained);
         assert_eq!(guo.retrainings(), 1);
-        assert_ne!(guo.perturbation, old_noise);
+        assert_ne!(guo.progress.perturbation, old_noise);
         assert_eq!(guo.remaining(), 199);
         assert!(removal.certificate.budget_used <= removal.certificate.budget_total);
         assert!(

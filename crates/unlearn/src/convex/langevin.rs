@@ -24,7 +24,7 @@ use super::logistic::{
     LOGISTIC_CURVATURE_BOUND, LinearModel, check_regularization, logistic_slope, margins,
     transpose_times,
 };
-use super::state::{RngPosition, SecretState};
+use super::state::{SecretState, noise_stream};
 use crate::error::{Error, Result};
 use crate::io::ids_hash;
 use crate::privacy::{self, LangevinConstants, LangevinRequest, langevin_sequential_renyi};
@@ -145,7 +145,15 @@ pub struct Langevin {
     data: ConvexData,
     row_norms: Vec<f64>,
     active: ActiveRows,
+    progress: LangevinProgress,
+}
+
+/// What changes as `langevin` learns and removes rows (besides the removed rows themselves):
+/// saved and restored as one piece.
+#[derive(Clone, Serialize, Deserialize)]
+struct LangevinProgress {
     model: LinearModel,
+    #[serde(with = "noise_stream")]
     rng: ChaCha8Rng,
     history: Vec<LangevinRequest>,
     retrainings: u64,
@@ -205,33 +213,35 @@ impl Langevin {
             config,
             radius,
             smoothness,
-            model: LinearModel::zeros_like(&data),
+            progress: LangevinProgress {
+                model: LinearModel::zeros_like(&data),
+                rng: ChaCha8Rng::seed_from_u64(config.seed),
+                history: Vec::new(),
+                retrainings: 0,
+                last_steps: 0,
+            },
             data,
             row_norms,
             active: ActiveRows::all(rows),
-            rng: ChaCha8Rng::seed_from_u64(config.seed),
-            history: Vec::new(),
-            retrainings: 0,
-            last_steps: 0,
         })
     }
 
     fn learn(&mut self) -> Result<()> {
         let spread = (2.0 * self.config.noise_sigma.powi(2) / self.config.regularization).sqrt();
-        for weight in self.model.weights.iter_mut() {
-            *weight = spread * self.rng.sample::<f64, _>(StandardNormal);
+        for weight in self.progress.model.weights.iter_mut() {
+            *weight = spread * self.progress.rng.sample::<f64, _>(StandardNormal);
         }
         self.project();
-        self.history.clear();
+        self.progress.history.clear();
         self.run(self.config.training_steps);
         Ok(())
     }
 
     fn project(&mut self) {
-        let length = super::logistic::norm(&self.model.weights);
+        let length = super::logistic::norm(&self.progress.model.weights);
         if length > self.radius {
             let scale = self.radius / length;
-            for weight in self.model.weights.iter_mut() {
+            for weight in self.progress.model.weights.iter_mut() {
                 *weight *= scale;
             }
         }
@@ -239,7 +249,7 @@ impl Langevin {
 
     /// Runs `steps` PNGD steps on the active rows.
     fn run(&mut self, steps: u64) {
-        let columns = self.model.weight_columns();
+        let columns = self.progress.model.weight_columns();
         let dims = self.data.dims();
         let count = self.active.count() as f64;
         let row_weights = self.active.weights();
@@ -248,7 +258,7 @@ impl Langevin {
         for _ in 0..steps {
             let slopes: Vec<Vec<f64>> = (0..columns)
                 .map(|column| {
-                    margins(&self.data, self.model.column(column))
+                    margins(&self.data, self.progress.model.column(column))
                         .into_iter()
                         .enumerate()
                         .map(|(row, z)| {
@@ -270,9 +280,9 @@ impl Langevin {
             for (column, slope) in slopes.iter().enumerate() {
                 let scaled: Vec<f64> = slope.iter().zip(&factors).map(|(s, f)| s * f).collect();
                 let gradient = transpose_times(&self.data, &scaled);
-                let weights = &mut self.model.weights[column * dims..(column + 1) * dims];
+                let weights = &mut self.progress.model.weights[column * dims..(column + 1) * dims];
                 for (weight, g) in weights.iter_mut().zip(gradient) {
-                    let xi: f64 = self.rng.sample(StandardNormal);
+                    let xi: f64 = self.progress.rng.sample(StandardNormal);
                     *weight = *weight - eta * (g + lambda * *weight) + noise * xi;
                 }
             }
@@ -287,17 +297,17 @@ impl Langevin {
 
     /// Requests since the last training.
     pub fn history(&self) -> &[LangevinRequest] {
-        &self.history
+        &self.progress.history
     }
 
     /// Noisy steps run by the last request (0 before any).
     pub fn last_steps(&self) -> u64 {
-        self.last_steps
+        self.progress.last_steps
     }
 
     /// Number of retrainings forced so far.
     pub fn retrainings(&self) -> u64 {
-        self.retrainings
+        self.progress.retrainings
     }
 
     /// The smallest σ (bisection on log σ to 0.1 % relative precision) for which a single
@@ -365,7 +375,7 @@ impl Langevin {
                 self.config.epsilon, self.config.delta
             ),
             "removal modelled as replacement (Chien et al. 2024); constants recomputed with n after the removal".to_string(),
-            format!("n = {n}; {} noisy steps", self.last_steps),
+            format!("n = {n}; {} noisy steps", self.progress.last_steps),
         ];
         if retrained {
             checked.push("no K up to the limit met epsilon: retrained from scratch".into());
@@ -388,7 +398,7 @@ impl Langevin {
             checked_at_runtime: checked,
             removed_ids_hash: ids_hash(ids),
             model_hash_before: before,
-            model_hash_after: self.model.hash(),
+            model_hash_after: self.progress.model.hash(),
             retrained,
         }
     }
@@ -399,11 +409,8 @@ impl Langevin {
 struct LangevinHeader {
     config: LangevinConfig,
     removed: Vec<u32>,
-    model: LinearModel,
-    rng: RngPosition,
-    history: Vec<LangevinRequest>,
-    retrainings: u64,
-    last_steps: u64,
+    #[serde(flatten)]
+    progress: LangevinProgress,
 }
 
 impl Langevin {
@@ -415,11 +422,7 @@ impl Langevin {
         let active = ActiveRows::without(&data, &header.removed)?;
         Ok(Langevin {
             active,
-            model: header.model,
-            rng: header.rng.restore()?,
-            history: header.history,
-            retrainings: header.retrainings,
-            last_steps: header.last_steps,
+            progress: header.progress,
             ..Langevin::untrained(data, header.config)?
         })
     }
@@ -431,7 +434,7 @@ impl CertifiedUnlearner for Langevin {
     }
 
     fn model(&self) -> &LinearModel {
-        &self.model
+        &self.progress.model
     }
 
     fn remaining(&self) -> usize {
@@ -446,11 +449,7 @@ impl CertifiedUnlearner for Langevin {
         let header = LangevinHeader {
             config: self.config,
             removed: self.active.removed_ids(&self.data),
-            model: self.model.clone(),
-            rng: RngPosition::of(&self.rng),
-            history: self.history.clone(),
-            retrainings: self.retrainings,
-            last_steps: self.last_steps,
+            progress: self.progress.clone(),
         };
         SecretState::new("langevin", self.data.hash(), header, Vec::new())
     }
@@ -459,7 +458,7 @@ impl CertifiedUnlearner for Langevin {
     /// earlier requests; a retraining when no K up to the limit does.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal> {
         let positions = self.active.resolve(&self.data, ids)?;
-        let before = self.model.hash();
+        let before = self.progress.model.hash();
         let n = self.active.count() - positions.len();
         let max_steps = self
             .config
@@ -468,7 +467,7 @@ impl CertifiedUnlearner for Langevin {
             .max(1);
         let steps = steps_for_target(
             &self.constants,
-            &self.history,
+            &self.progress.history,
             positions.len(),
             n,
             self.config.epsilon,
@@ -479,8 +478,8 @@ impl CertifiedUnlearner for Langevin {
         let retrained = match steps {
             Some(steps) => {
                 self.run(steps);
-                self.last_steps = steps;
-                self.history.push(LangevinRequest {
+                self.progress.last_steps = steps;
+                self.progress.history.push(LangevinRequest {
                     steps,
                     changed: positions.len(),
                     n,
@@ -488,23 +487,23 @@ impl CertifiedUnlearner for Langevin {
                 false
             }
             None => {
-                self.retrainings += 1;
+                self.progress.retrainings += 1;
                 self.learn()?;
-                self.last_steps = self.config.training_steps;
+                self.progress.last_steps = self.config.training_steps;
                 true
             }
         };
         let spent = privacy::renyi_to_epsilon(
-            |alpha| langevin_sequential_renyi(alpha, &self.history, &self.constants),
+            |alpha| langevin_sequential_renyi(alpha, &self.progress.history, &self.constants),
             self.config.delta,
         )?
         .0;
         Ok(Removal {
-            model: self.model.clone(),
+            model: self.progress.model.clone(),
             certificate: self.certificate(ids, before, retrained, spent),
             accounting: Accounting::Renyi {
                 constants: self.constants,
-                requests: self.history.clone(),
+                requests: self.progress.history.clone(),
             },
         })
     }

@@ -19,7 +19,7 @@ use super::logistic::{
     LOGISTIC_CURVATURE_BOUND, LinearModel, NewtonOptions, check_regularization, cholesky_solve,
     hessian, loss_gradient, margins, norm, train_exact, weighted_gram,
 };
-use super::state::{RngPosition, SecretState, flatten_matrices, unflatten_matrices};
+use super::state::{SecretState, flatten_matrices, noise_stream, unflatten_matrices};
 use crate::error::{Error, Result};
 use crate::io::ids_hash;
 use crate::privacy;
@@ -73,11 +73,19 @@ pub struct NewtonSekhari {
     config: NewtonSekhariConfig,
     data: ConvexData,
     active: ActiveRows,
-    minimiser: LinearModel,
     hessians: Vec<Mat<f64>>,
-    trained_rows: usize,
     removed: Vec<usize>,
+    progress: SekhariProgress,
+}
+
+/// The scalars and small vectors `newton-sekhari` changes as it trains and removes rows (the
+/// Hessians and the removed rows are kept apart): saved and restored as one piece.
+#[derive(Clone, Serialize, Deserialize)]
+struct SekhariProgress {
+    minimiser: LinearModel,
+    trained_rows: usize,
     published: LinearModel,
+    #[serde(with = "noise_stream")]
     rng: ChaCha8Rng,
     max_gradient_norm: f64,
     retrainings: u64,
@@ -104,17 +112,19 @@ impl NewtonSekhari {
         let rows = data.len();
         let mut sekhari = NewtonSekhari {
             config,
-            minimiser: LinearModel::zeros_like(&data),
-            published: LinearModel::zeros_like(&data),
+            progress: SekhariProgress {
+                minimiser: LinearModel::zeros_like(&data),
+                trained_rows: rows,
+                published: LinearModel::zeros_like(&data),
+                rng: ChaCha8Rng::seed_from_u64(config.seed),
+                max_gradient_norm: 0.0,
+                retrainings: 0,
+                last_sigma: 0.0,
+            },
             data,
             active: ActiveRows::all(rows),
             hessians: Vec::new(),
-            trained_rows: rows,
             removed: Vec::new(),
-            rng: ChaCha8Rng::seed_from_u64(config.seed),
-            max_gradient_norm: 0.0,
-            retrainings: 0,
-            last_sigma: 0.0,
         };
         sekhari.fit()?;
         Ok(sekhari)
@@ -146,12 +156,12 @@ impl NewtonSekhari {
                 self.config.lipschitz
             )));
         }
-        self.max_gradient_norm = largest;
-        self.published = model.clone();
-        self.minimiser = model;
-        self.trained_rows = self.active.count();
+        self.progress.max_gradient_norm = largest;
+        self.progress.published = model.clone();
+        self.progress.minimiser = model;
+        self.progress.trained_rows = self.active.count();
         self.removed.clear();
-        self.last_sigma = 0.0;
+        self.progress.last_sigma = 0.0;
         Ok(())
     }
 
@@ -162,7 +172,7 @@ impl NewtonSekhari {
 
     /// Number of forced retrainings so far.
     pub fn retrainings(&self) -> u64 {
-        self.retrainings
+        self.progress.retrainings
     }
 
     /// The noise-free Newton estimate for the cumulative deletion set (before noise).
@@ -173,9 +183,9 @@ impl NewtonSekhari {
         for &position in &self.removed {
             indicator[position] = 1.0;
         }
-        let mut estimate = self.minimiser.clone();
-        for column in 0..self.minimiser.weight_columns() {
-            let w = self.minimiser.column(column);
+        let mut estimate = self.progress.minimiser.clone();
+        for column in 0..self.progress.minimiser.weight_columns() {
+            let w = self.progress.minimiser.column(column);
             let z = margins(&self.data, w);
             let mut gradient_sum = loss_gradient(&self.data, &indicator, column, &z);
             for (value, weight) in gradient_sum.iter_mut().zip(w) {
@@ -209,13 +219,8 @@ struct SekhariHeader {
     config: NewtonSekhariConfig,
     removed_rows: Vec<u32>,
     removed_since_training: Vec<u32>,
-    minimiser: LinearModel,
-    trained_rows: usize,
-    published: LinearModel,
-    rng: RngPosition,
-    max_gradient_norm: f64,
-    retrainings: u64,
-    last_sigma: f64,
+    #[serde(flatten)]
+    progress: SekhariProgress,
 }
 
 impl NewtonSekhari {
@@ -235,15 +240,9 @@ impl NewtonSekhari {
         Ok(NewtonSekhari {
             config: header.config,
             active: ActiveRows::without(&data, &header.removed_rows)?,
-            minimiser: header.minimiser,
             hessians: unflatten_matrices(&hessians, columns, dims),
-            trained_rows: header.trained_rows,
             removed,
-            published: header.published,
-            rng: header.rng.restore()?,
-            max_gradient_norm: header.max_gradient_norm,
-            retrainings: header.retrainings,
-            last_sigma: header.last_sigma,
+            progress: header.progress,
             data,
         })
     }
@@ -255,7 +254,7 @@ impl CertifiedUnlearner for NewtonSekhari {
     }
 
     fn model(&self) -> &LinearModel {
-        &self.published
+        &self.progress.published
     }
 
     fn remaining(&self) -> usize {
@@ -271,13 +270,7 @@ impl CertifiedUnlearner for NewtonSekhari {
             config: self.config,
             removed_rows: self.active.removed_ids(&self.data),
             removed_since_training: self.removed.iter().map(|&p| self.data.ids()[p]).collect(),
-            minimiser: self.minimiser.clone(),
-            trained_rows: self.trained_rows,
-            published: self.published.clone(),
-            rng: RngPosition::of(&self.rng),
-            max_gradient_norm: self.max_gradient_norm,
-            retrainings: self.retrainings,
-            last_sigma: self.last_sigma,
+            progress: self.progress.clone(),
         };
         SecretState::new(
             "newton-sekhari",
@@ -291,30 +284,30 @@ impl CertifiedUnlearner for NewtonSekhari {
     /// retraining when the capacity would be exceeded.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal> {
         let positions = self.active.resolve(&self.data, ids)?;
-        let before = self.published.hash();
+        let before = self.progress.published.hash();
         self.active.remove(&positions);
         let retrained = self.removed.len() + positions.len() > self.config.capacity;
         if retrained {
-            self.retrainings += 1;
+            self.progress.retrainings += 1;
             self.fit()?;
         } else {
             self.removed.extend_from_slice(&positions);
             let sensitivity = sekhari_sensitivity(
                 self.removed.len(),
-                self.trained_rows,
+                self.progress.trained_rows,
                 self.config.hessian_lipschitz,
                 self.config.lipschitz,
                 self.config.regularization,
-                self.minimiser.weight_columns(),
+                self.progress.minimiser.weight_columns(),
             );
             let sigma =
                 privacy::gaussian_sigma(sensitivity, self.config.epsilon, self.config.delta)?;
             let mut published = self.newton_estimate()?;
             for weight in published.weights.iter_mut() {
-                *weight += sigma * self.rng.sample::<f64, _>(StandardNormal);
+                *weight += sigma * self.progress.rng.sample::<f64, _>(StandardNormal);
             }
-            self.published = published;
-            self.last_sigma = sigma;
+            self.progress.published = published;
+            self.progress.last_sigma = sigma;
         }
         let mut checked = vec![
             "largest row norm <= 1".to_string(),
@@ -325,13 +318,13 @@ impl CertifiedUnlearner for NewtonSekhari {
             ),
             format!(
                 "largest per-sample gradient norm at the minimiser {:.4} <= lipschitz {}",
-                self.max_gradient_norm, self.config.lipschitz
+                self.progress.max_gradient_norm, self.config.lipschitz
             ),
             format!(
                 "deleted since training {} <= capacity {}; n at training {}",
                 self.removed.len(),
                 self.config.capacity,
-                self.trained_rows
+                self.progress.trained_rows
             ),
         ];
         if retrained {
@@ -342,7 +335,7 @@ impl CertifiedUnlearner for NewtonSekhari {
             epsilon: self.config.epsilon,
             delta: self.config.delta,
             mechanism: Mechanism::OutputGaussian,
-            noise_sigma: self.last_sigma,
+            noise_sigma: self.progress.last_sigma,
             budget_used: self.removed.len() as f64,
             budget_total: self.config.capacity as f64,
             assumptions: Assumptions {
@@ -355,17 +348,17 @@ impl CertifiedUnlearner for NewtonSekhari {
             checked_at_runtime: checked,
             removed_ids_hash: ids_hash(ids),
             model_hash_before: before,
-            model_hash_after: self.published.hash(),
+            model_hash_after: self.progress.published.hash(),
             retrained,
         };
         Ok(Removal {
-            model: self.published.clone(),
+            model: self.progress.published.clone(),
             certificate,
             accounting: Accounting::NewtonOutputGaussian {
                 removed: self.removed.len(),
-                trained_rows: self.trained_rows,
+                trained_rows: self.progress.trained_rows,
                 hessian_lipschitz: self.config.hessian_lipschitz,
-                weight_columns: self.minimiser.weight_columns(),
+                weight_columns: self.progress.minimiser.weight_columns(),
             },
         })
     }
@@ -391,7 +384,9 @@ mod tests {
         active.remove(&data.positions_of(&ids).unwrap());
         let (retrained, _) =
             train_exact(&data, &active, lambda, None, &NewtonOptions::default()).unwrap();
-        assert!(estimate.distance(&retrained) <= 0.01 * sekhari.minimiser.distance(&retrained));
+        assert!(
+            estimate.distance(&retrained) <= 0.01 * sekhari.progress.minimiser.distance(&retrained)
+        );
         // Independent recomputation (Sekhari et al. 2021): γ = √k 2 M m² L² / (λ³ n²),
         // ε = γ √(2 ln(1.25/δ)) / σ.
         let certificate = &removal.certificate;

@@ -232,6 +232,29 @@ impl RngPosition {
     }
 }
 
+/// Serde adapter (`#[serde(with = "noise_stream")]`) saving a live ChaCha8 noise stream as its
+/// [`RngPosition`], so that a method's mutable state can be saved and restored as one struct.
+pub(crate) mod noise_stream {
+    use super::RngPosition;
+    use rand_chacha::ChaCha8Rng;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(
+        rng: &ChaCha8Rng,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        RngPosition::of(rng).serialize(serializer)
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<ChaCha8Rng, D::Error> {
+        RngPosition::deserialize(deserializer)?
+            .restore()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
 /// Flattens column-major d × d matrices for storage.
 pub(crate) fn flatten_matrices(matrices: &[faer::Mat<f64>]) -> Vec<f64> {
     let mut values = Vec::new();
