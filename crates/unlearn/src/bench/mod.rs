@@ -264,25 +264,19 @@ pub fn run_grid(config: &BenchConfig, options: &BenchOptions) -> Result<BenchOut
 /// batch that held the class, summed — in one record instead of thousands), one record per
 /// sample or batch otherwise.
 fn grouping_for(setup: &Setup) -> RecordGrouping {
-    let labels = &setup.data.train.labels;
-    let label_of = |id: u32| setup.data.train.position_of(id).map(|p| labels[p]);
-    let classes: BTreeSet<Option<u32>> =
-        setup.split.forget.iter().map(|&id| label_of(id)).collect();
-    match classes.into_iter().collect::<Vec<_>>()[..] {
-        [Some(class)] => {
-            let in_class = setup
-                .split
-                .train
-                .iter()
-                .filter(|&&id| label_of(id) == Some(class))
-                .count();
-            if in_class == setup.split.forget.len() {
-                RecordGrouping::PerClass
-            } else {
-                RecordGrouping::Each
-            }
-        }
-        _ => RecordGrouping::Each,
+    let train = &setup.data.train;
+    let label_of = |id: u32| train.position_of(id).map(|position| train.labels[position]);
+    let forget = &setup.split.forget;
+    let Some(class) = forget.first().and_then(|&id| label_of(id)) else {
+        return RecordGrouping::Each;
+    };
+    let in_class = |id: &&u32| label_of(**id) == Some(class);
+    let whole_class = forget.iter().all(|id| in_class(&id))
+        && setup.split.train.iter().filter(in_class).count() == forget.len();
+    if whole_class {
+        RecordGrouping::PerClass
+    } else {
+        RecordGrouping::Each
     }
 }
 

@@ -116,9 +116,9 @@ impl Unlearner for FisherForgetting {
                 (f64::from(value) + var.sqrt() * xi) as f32
             })
             .collect();
-        let capped = fisher
+        let capped = variance
             .iter()
-            .filter(|&&f| 1.0 / (f64::from(f) + FISHER_FLOOR) >= self.cap)
+            .filter(|&&var| var >= self.scale * self.cap)
             .count();
         let mean_deviation =
             variance.iter().map(|v| v.sqrt()).sum::<f64>() / variance.len().max(1) as f64;

@@ -36,7 +36,8 @@ use super::{
 };
 use crate::data::{Dataset, ForgetSelector};
 use crate::error::{Error, Result};
-use crate::model::{Network, ParameterSlot, parameters};
+use crate::model::{Network, parameters};
+use burn::module::Module;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -162,8 +163,8 @@ pub struct SampleRecorder<'a> {
     weights: ContributionWeights,
     /// By sample id, or by class when grouped.
     contributions: BTreeMap<u32, Vec<f32>>,
-    /// When grouped: the sensitive samples each class's sum holds.
-    members: BTreeMap<u32, BTreeSet<u32>>,
+    /// When grouped: the sensitive samples of each class (the ids its sum holds).
+    members: BTreeMap<u32, Vec<u32>>,
     steps: usize,
 }
 
@@ -184,27 +185,18 @@ impl<'a> SampleRecorder<'a> {
         grouping: RecordGrouping,
     ) -> Result<SampleRecorder<'a>> {
         recipe.validate()?;
+        let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
+        if grouping == RecordGrouping::PerClass {
+            let ids: Vec<u32> = sensitive.iter().copied().collect();
+            for (id, position) in ids.iter().zip(super::positions_of(data, &ids)?) {
+                members.entry(data.labels[position]).or_default().push(*id);
+            }
+        }
         let records = match grouping {
             RecordGrouping::Each => sensitive.len(),
-            RecordGrouping::PerClass => {
-                let positions =
-                    super::positions_of(data, &sensitive.iter().copied().collect::<Vec<_>>())?;
-                positions
-                    .iter()
-                    .map(|&position| data.labels[position])
-                    .collect::<BTreeSet<_>>()
-                    .len()
-            }
+            RecordGrouping::PerClass => members.len(),
         };
-        check_recording_fits(
-            records,
-            network
-                .parameter_layout()
-                .iter()
-                .map(ParameterSlot::len)
-                .sum(),
-            available_memory(),
-        )?;
+        check_recording_fits(records, network.num_params(), available_memory())?;
         let steps = total_steps(recipe, train_ids.len());
         Ok(SampleRecorder {
             data,
@@ -213,7 +205,7 @@ impl<'a> SampleRecorder<'a> {
             grouping,
             weights: contribution_weights(recipe, steps),
             contributions: BTreeMap::new(),
-            members: BTreeMap::new(),
+            members,
             steps: 0,
         })
     }
@@ -244,7 +236,7 @@ impl<'a> SampleRecorder<'a> {
             RecordGrouping::PerClass => {
                 for (&class, sum) in &self.contributions {
                     let members = self.members.get(&class).cloned().unwrap_or_default();
-                    writer.append(members.into_iter().collect(), None, Some(class), sum)?;
+                    writer.append(members, None, Some(class), sum)?;
                 }
                 RecordLayout::PerSampleGroup
             }
@@ -329,10 +321,11 @@ impl TrainHook for SampleRecorder<'_> {
             }
             RecordGrouping::PerClass => {
                 let mut by_class: BTreeMap<u32, Vec<usize>> = BTreeMap::new();
-                for (id, &position) in sensitive.iter().zip(&positions) {
-                    let class = self.data.labels[position];
-                    self.members.entry(class).or_default().insert(*id);
-                    by_class.entry(class).or_default().push(position);
+                for &position in &positions {
+                    by_class
+                        .entry(self.data.labels[position])
+                        .or_default()
+                        .push(position);
                 }
                 for (class, rows) in by_class {
                     let batch = Batch::gather(self.data, &rows, None, &device);
