@@ -122,6 +122,11 @@ impl MethodConfig {
     }
 }
 
+/// Whether `name` can name a results directory (results/NAME/): not empty, no slashes.
+pub(crate) fn is_results_name(name: &str) -> bool {
+    !name.trim().is_empty() && !name.contains(['/', '\\'])
+}
+
 /// A TOML parse error on one line: `line N: message` (toml's own display spans several lines).
 pub(crate) fn describe_toml_error(text: &str, error: &toml::de::Error) -> String {
     let location = error
@@ -152,7 +157,7 @@ impl BenchConfig {
     pub fn validate(&self) -> Result<()> {
         let key_error =
             |key: &str, reason: String| Error::invalid(format!("key `{key}`: {reason}"));
-        if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
+        if !is_results_name(&self.name) {
             return Err(key_error(
                 "name",
                 "must be a non-empty file name (no slashes)".into(),

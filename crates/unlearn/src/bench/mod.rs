@@ -4,7 +4,7 @@
 
 mod cache;
 pub(crate) mod config;
-mod report;
+pub(crate) mod report;
 
 pub use cache::ModelCache;
 pub use config::{BenchConfig, MethodConfig, RecipeConfig};

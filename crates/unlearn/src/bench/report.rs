@@ -255,7 +255,8 @@ fn add_on_markdown(rows: &[&Summary]) -> String {
     out
 }
 
-fn plot_error(error: impl std::fmt::Display) -> Error {
+/// The error of a plot that could not be drawn (bench reports and the P3 report).
+pub(crate) fn plot_error(error: impl std::fmt::Display) -> Error {
     Error::invalid(format!("cannot draw a plot: {error}"))
 }
 

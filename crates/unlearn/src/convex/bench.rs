@@ -17,9 +17,10 @@ use super::d2d::{DescentToDelete, DescentToDeleteConfig};
 use super::data::{ActiveRows, ConvexData};
 use super::guo::{NewtonGuo, NewtonGuoConfig};
 use super::langevin::{Langevin, LangevinConfig};
-use super::logistic::{LOGISTIC_CURVATURE_BOUND, NewtonOptions, train_exact};
-use super::saved::{CERTIFIED_METHODS, ConvexTask};
+use super::logistic::{NewtonOptions, train_exact};
+use super::saved::{CERTIFIED_METHODS, ConvexTask, smoothness_of};
 use super::sekhari::{NewtonSekhari, NewtonSekhariConfig};
+use crate::bench::report::plot_error;
 use crate::data::{DataSource, load};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
@@ -246,7 +247,7 @@ pub fn run_p3(
     let guo_sigma = |epsilon: f64| {
         NewtonGuoConfig::sigma_for_budget(config.guo_planned_removals * pilot_bound, epsilon, delta)
     };
-    let smoothness = LOGISTIC_CURVATURE_BOUND * train.max_row_norm().powi(2) + lambda;
+    let smoothness = smoothness_of(train, lambda);
 
     let mut points = Vec::new();
     let wants = |name: &str| config.methods.iter().any(|m| m == name);
@@ -450,7 +451,7 @@ impl P3BenchConfig {
         if config.protocol != "p3" {
             return Err(bad(format!("protocol '{}' is not p3", config.protocol)));
         }
-        if config.name.trim().is_empty() || config.name.contains(['/', '\\']) {
+        if !crate::bench::config::is_results_name(&config.name) {
             return Err(bad(format!(
                 "name '{}' is not a directory name",
                 config.name
@@ -562,10 +563,6 @@ fn write_p3_reports(directory: &Path, saved: &SavedP3) -> Result<()> {
     let svg = accuracy_plot(report)?;
     write_atomic(directory.join("accuracy_vs_epsilon.svg"), svg.as_bytes())?;
     write_atomic(directory.join("report.md"), markdown.as_bytes())
-}
-
-fn plot_error(error: impl std::fmt::Display) -> Error {
-    Error::invalid(format!("cannot draw the P3 plot: {error}"))
 }
 
 /// Test accuracy after one removal against ε (log scale), one line per method, with the
