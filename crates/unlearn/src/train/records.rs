@@ -684,6 +684,52 @@ mod tests {
     }
 
     #[test]
+    fn forget_sets_select_their_records_and_whole_groups_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.records");
+        // Records for samples 10, 11 and 12; 13 was watched but has none.
+        write(&path, ValueEncoding::F32);
+        let store = RecordStore::open(&path).unwrap();
+        assert_eq!(store.records_for_forget_set(&[12, 10]).unwrap(), vec![0, 2]);
+        let error = store.records_for_forget_set(&[13]).unwrap_err();
+        assert!(error.to_string().contains("has no record"), "{error}");
+        let error = store.records_for_forget_set(&[10, 99]).unwrap_err();
+        assert!(
+            error.to_string().contains("forget id 99 was not recorded"),
+            "{error}"
+        );
+
+        let grouped = dir.path().join("g.records");
+        let mut writer = RecordWriter::new(ValueEncoding::F32, layout()).unwrap();
+        writer
+            .append(vec![10, 11], None, Some(1), &[0.5; 8])
+            .unwrap();
+        writer.append(vec![12], None, Some(2), &[0.25; 8]).unwrap();
+        writer
+            .finish(
+                &grouped,
+                RecordLayout::PerSampleGroup,
+                &provenance("model-a"),
+                &Recipe::default(),
+                7,
+                Attribution {
+                    momentum_handling: "none".into(),
+                    initial_weight_scale: Some(1.0),
+                },
+                &[10, 11, 12].into_iter().collect(),
+            )
+            .unwrap();
+        let store = RecordStore::open(&grouped).unwrap();
+        assert_eq!(store.records_for_forget_set(&[11, 10]).unwrap(), vec![0]);
+        assert_eq!(
+            store.records_for_forget_set(&[10, 11, 12]).unwrap(),
+            vec![0, 1]
+        );
+        let error = store.records_for_forget_set(&[10]).unwrap_err();
+        assert!(error.to_string().contains("whole groups"), "{error}");
+    }
+
+    #[test]
     fn records_round_trip_in_every_encoding() {
         let dir = tempfile::tempdir().unwrap();
         for encoding in ["f32", "f16", "topk:0.25"] {
