@@ -50,8 +50,16 @@ pub struct CertifiedArgs {
 #[derive(Args)]
 pub struct VerifyArgs {
     /// The certified model (JSON), with MODEL.state and MODEL.ledger.jsonl beside it.
+    #[arg(long, required_unless_present = "store", conflicts_with = "store")]
+    model: Option<PathBuf>,
+    /// A model store: checks the ledger's hash chain, rehashes every file of every version,
+    /// recomputes every certificate and checks the secret state against the data.
     #[arg(long)]
-    model: PathBuf,
+    store: Option<PathBuf>,
+    /// With --store: also replay the whole ledger from the first version and check that it
+    /// reproduces every published model.
+    #[arg(long, requires = "store")]
+    replay: bool,
     /// Data source; defaults to the one recorded in the model.
     #[arg(long)]
     data: Option<String>,
@@ -82,21 +90,25 @@ pub fn train(global: &Global, args: &TrainArgs, method: &str) -> Result<()> {
         ..CertifiedTraining::new(method, epsilon, global.seed)
     };
     let bundle = load_data(&args.data, global.seed)?;
+    if let Some(store) = &args.store {
+        return crate::store_cmd::train_into_store(global, args, task, &training, &bundle, store);
+    }
+    let out = args.out.as_deref().expect("clap requires --out or --store");
     let trained = convex::train_and_save(
         &args.data,
         task,
         &bundle.train,
         Some(&bundle.test),
         &training,
-        &args.out,
+        out,
     )?;
     let model = &trained.model;
     if global.json {
         say!(
             "{}",
             serde_json::json!({
-                "model": args.out, "state": CertifiedModelFile::state_path(&args.out),
-                "ledger": CertifiedModelFile::ledger_path(&args.out), "seconds": trained.seconds,
+                "model": out, "state": CertifiedModelFile::state_path(out),
+                "ledger": CertifiedModelFile::ledger_path(out), "seconds": trained.seconds,
                 "method": model.method, "training": model.training, "train_rows": model.train_rows,
                 "test_accuracy": model.test_accuracy, "model_hash": model.model_hash,
             })
@@ -120,22 +132,22 @@ pub fn train(global: &Global, args: &TrainArgs, method: &str) -> Result<()> {
         );
         say!(
             "wrote {} (public), {} (secret: do not publish) and an empty ledger {}",
-            args.out.display(),
-            CertifiedModelFile::state_path(&args.out).display(),
-            CertifiedModelFile::ledger_path(&args.out).display()
+            out.display(),
+            CertifiedModelFile::state_path(out).display(),
+            CertifiedModelFile::ledger_path(out).display()
         );
     }
     Ok(())
 }
 
-pub fn forget(global: &Global, args: &ForgetArgs) -> Result<()> {
-    let file = CertifiedModelFile::load(&args.model)?;
+pub fn forget(global: &Global, args: &ForgetArgs, model: &Path, out: &Path) -> Result<()> {
+    let file = CertifiedModelFile::load(model)?;
     if let Some(method) = &args.method
         && method != &file.method
     {
         bail!(
             "{} is a certified {} model: its secret state can only be continued by {} (leave out --method), not {method}",
-            args.model.display(),
+            model.display(),
             file.method,
             file.method
         );
@@ -144,7 +156,7 @@ pub fn forget(global: &Global, args: &ForgetArgs) -> Result<()> {
         bail!(
             "--param, --feasible and --records apply to neural-network methods, not to the certified {} model {}",
             file.method,
-            args.model.display()
+            model.display()
         );
     }
     if args.split.is_some() {
@@ -159,20 +171,14 @@ pub fn forget(global: &Global, args: &ForgetArgs) -> Result<()> {
     let description = args.data.clone().unwrap_or_else(|| file.data.clone());
     let bundle = load_data(&description, global.seed)?;
     let request = CertifiedRequest::from_selector(&selector, &bundle.train, global.seed)?;
-    let outcome = convex::forget_and_save(
-        &args.model,
-        &bundle.train,
-        Some(&bundle.test),
-        &request,
-        &args.out,
-    )?;
+    let outcome = convex::forget_and_save(model, &bundle.train, Some(&bundle.test), &request, out)?;
     let entry = &outcome.entry;
     let certificate = &entry.certificate;
     if global.json {
         say!(
             "{}",
             serde_json::json!({
-                "model": args.out, "ledger": CertifiedModelFile::ledger_path(&args.out),
+                "model": out, "ledger": CertifiedModelFile::ledger_path(&out),
                 "seconds": outcome.seconds, "removed_ids": outcome.removed_ids,
                 "test_accuracy": outcome.model.test_accuracy, "ledger_entry": entry,
             })
@@ -200,28 +206,35 @@ pub fn forget(global: &Global, args: &ForgetArgs) -> Result<()> {
         );
         say!(
             "wrote {} and ledger line {} of {}",
-            args.out.display(),
+            out.display(),
             entry.sequence + 1,
-            CertifiedModelFile::ledger_path(&args.out).display()
+            CertifiedModelFile::ledger_path(&out).display()
         );
     }
     Ok(())
 }
 
 pub fn verify(global: &Global, args: &VerifyArgs) -> Result<()> {
-    if !args.model.exists() {
-        bail!("cannot read {}: no such file", args.model.display());
+    if let Some(store) = &args.store {
+        return crate::store_cmd::verify(global, store, args.data.as_deref(), args.replay);
     }
-    if !CertifiedModelFile::is_certified_model(&args.model) {
+    let model = args
+        .model
+        .as_deref()
+        .expect("clap requires --model or --store");
+    if !model.exists() {
+        bail!("cannot read {}: no such file", model.display());
+    }
+    if !CertifiedModelFile::is_certified_model(model) {
         bail!(
             "{} is not a certified model: verify checks models trained with `unlearn train --certified` (neural networks carry no certificate)",
-            args.model.display()
+            model.display()
         );
     }
-    let file = CertifiedModelFile::load(&args.model)?;
+    let file = CertifiedModelFile::load(model)?;
     let description = args.data.clone().unwrap_or_else(|| file.data.clone());
     let bundle = load_data(&description, global.seed)?;
-    let report = convex::verify_saved(&args.model, &bundle.train)?;
+    let report = convex::verify_saved(model, &bundle.train)?;
     if global.json {
         say!("{}", serde_json::to_string(&report)?);
     } else {

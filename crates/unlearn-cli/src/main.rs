@@ -18,6 +18,7 @@ macro_rules! say {
 
 mod certified_cmd;
 mod kmeans_cmd;
+mod store_cmd;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -90,6 +91,11 @@ enum Command {
     /// Deletion-efficient k-means (Ginart et al. 2019): train, delete, eval, bench.
     #[command(subcommand)]
     Kmeans(kmeans_cmd::KmeansCommand),
+    /// Model stores: import old certified files, export the ledger, manage tokens and policy.
+    #[command(subcommand)]
+    Store(store_cmd::StoreCommand),
+    /// Run the deletion-request service over a model store (HTTP; see the README).
+    Serve(store_cmd::ServeArgs),
 }
 
 #[derive(Args)]
@@ -163,8 +169,12 @@ struct TrainArgs {
     #[command(flatten)]
     certified_args: certified_cmd::CertifiedArgs,
     /// Where to write the weights (.safetensors); the sidecar and split go next to it.
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "store")]
+    out: Option<PathBuf>,
+    /// With --certified: train into a new model store at this directory (deletion ledger,
+    /// versions and secret states in one transactional store) instead of --out files.
+    #[arg(long, requires = "certified", conflicts_with = "out")]
+    store: Option<PathBuf>,
     /// Record for amnesiac unlearning while training: amnesiac-batch or amnesiac-sample
     /// (repeatable); each writes MODEL.amnesiac-KIND.records next to the model.
     #[arg(long = "record")]
@@ -184,9 +194,13 @@ struct TrainArgs {
 
 #[derive(Args)]
 struct ForgetArgs {
-    /// The trained model (.safetensors with its .json sidecar).
+    /// The trained model (.safetensors with its .json sidecar), or a certified model's JSON.
+    #[arg(long, required_unless_present = "store", conflicts_with = "store")]
+    model: Option<PathBuf>,
+    /// A model store (see `unlearn store`): the request is committed to its queue, then every
+    /// pending request is applied in commit order, each as one transaction.
     #[arg(long)]
-    model: PathBuf,
+    store: Option<PathBuf>,
     /// Split file (JSON); defaults to the one saved next to the model.
     #[arg(long, conflicts_with = "forget")]
     split: Option<PathBuf>,
@@ -209,8 +223,12 @@ struct ForgetArgs {
     #[arg(long)]
     data: Option<String>,
     /// Where to write the unlearned model (.safetensors).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "store", conflicts_with = "store")]
+    out: Option<PathBuf>,
+    /// With --store: an idempotency key; a request already committed with it is not
+    /// submitted again.
+    #[arg(long, requires = "store")]
+    key: Option<String>,
     /// Record files made while training the model (repeatable); default: the
     /// MODEL.amnesiac-batch.records and MODEL.amnesiac-sample.records files next to it.
     #[arg(long = "records")]
@@ -324,6 +342,8 @@ fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Store(command) => store_cmd::run(&global, command),
+        Command::Serve(args) => store_cmd::serve(&global, &args),
         Command::Methods => {
             for entry in methods::registry() {
                 say!("{:<18} {}", entry.name, entry.description);
@@ -375,6 +395,7 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
     if let Some(method) = &args.certified {
         return certified_cmd::train(global, &args, method);
     }
+    let out = args.out.clone().context("--out is required")?;
     let data = load_data(&args.data, global.seed)?;
     let selector = ForgetSelector::parse(&args.forget)?;
     let split = Split::new(&data, &selector, global.seed)?;
@@ -393,14 +414,14 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
                 },
                 ..plan.plan.clone()
             };
-            setup.train_recorded(&plan, &|kind| kind.path_for(&args.out))?
+            setup.train_recorded(&plan, &|kind| kind.path_for(&out))?
         }
     };
     let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
     let evaluation = evaluate(&predictions, None, global.seed)?;
-    artifact.save(&args.out)?;
+    artifact.save(&out)?;
     for kind in [RecordKind::Batch, RecordKind::Sample] {
-        let stale = kind.path_for(&args.out);
+        let stale = kind.path_for(&out);
         if stale.exists() && !recorded.iter().any(|file| file.path == stale) {
             std::fs::remove_file(&stale)
                 .with_context(|| format!("removing stale records {}", stale.display()))?;
@@ -416,7 +437,7 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
             })
         })
         .collect();
-    let split_path = split_path_for(&args.out);
+    let split_path = split_path_for(&out);
     setup.split.save(&split_path)?;
     let throughput = (setup.split.train.len() * setup.recipe.epochs) as f64
         / artifact.metadata.seconds.max(1e-9);
@@ -424,7 +445,7 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
         say!(
             "{}",
             serde_json::json!({
-                "model": args.out, "split": split_path, "samples_per_second": throughput,
+                "model": out, "split": split_path, "samples_per_second": throughput,
                 "metadata": artifact.metadata, "evaluation": evaluation, "records": records,
             })
         );
@@ -441,8 +462,8 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
         );
         say!(
             "wrote {} (+ {}) and split {}",
-            args.out.display(),
-            Artifact::sidecar_path(&args.out).display(),
+            out.display(),
+            Artifact::sidecar_path(&out).display(),
             split_path.display()
         );
         for file in &recorded {
@@ -532,8 +553,14 @@ fn load_model_context(
 }
 
 fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
-    if unlearn::convex::CertifiedModelFile::is_certified_model(&args.model) {
-        return certified_cmd::forget(global, &args);
+    if let Some(store) = &args.store {
+        return store_cmd::forget(global, &args, store);
+    }
+    let (Some(model), Some(out)) = (args.model.clone(), args.out.clone()) else {
+        bail!("--model and --out are required (or --store)");
+    };
+    if unlearn::convex::CertifiedModelFile::is_certified_model(&model) {
+        return certified_cmd::forget(global, &args, &model, &out);
     }
     let Some(method_name) = &args.method else {
         bail!("--method is required (see `unlearn methods`)");
@@ -550,14 +577,13 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
     let records = if args.records.is_empty() {
         [RecordKind::Batch, RecordKind::Sample]
             .iter()
-            .map(|kind| kind.path_for(&args.model))
+            .map(|kind| kind.path_for(&model))
             .filter(|path| path.exists())
             .collect()
     } else {
         args.records.clone()
     };
-    let (setup, original) =
-        load_model_context(global, &args.model, args.data, args.split, args.forget)?;
+    let (setup, original) = load_model_context(global, &model, args.data, args.split, args.forget)?;
     let (outcome, seconds) =
         setup.unlearn_with_records(&original, method.as_ref(), Vec::new(), &records)?;
     let steps = outcome.steps;
@@ -565,14 +591,14 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
     let artifact = setup.unlearned_artifact(&original, method.as_ref(), outcome, seconds);
     let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
     let evaluation = evaluate(&predictions, None, global.seed)?;
-    artifact.save(&args.out)?;
-    let split_path = split_path_for(&args.out);
+    artifact.save(&out)?;
+    let split_path = split_path_for(&out);
     setup.split.save(&split_path)?;
     if global.json {
         say!(
             "{}",
             serde_json::json!({
-                "model": args.out, "method": method.name(), "parameters": method.parameters(),
+                "model": out, "method": method.name(), "parameters": method.parameters(),
                 "seconds": seconds, "steps": steps, "notes": notes,
                 "forget_count": setup.split.forget.len(), "evaluation": evaluation,
             })
@@ -588,7 +614,7 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
             headline.test_accuracy,
             headline.mia_efficacy
         );
-        say!("wrote {}", args.out.display());
+        say!("wrote {}", out.display());
     }
     Ok(())
 }

@@ -7,14 +7,40 @@ use std::path::Path;
 
 /// Writes `bytes` to `path` atomically: a temporary file in the same directory, then a rename,
 /// so that a failure never leaves a half-written output.
+/// The file keeps the user's umask (like any file a program creates); see
+/// [`write_atomic_secret`] for files only the owner may read. A path that exists and is not a
+/// regular file (a device, a directory, a FIFO) is refused rather than replaced.
 pub fn write_atomic(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
-    let path = path.as_ref();
+    write_atomic_with_mode(path.as_ref(), bytes, 0o666)
+}
+
+/// [`write_atomic`] for secrets: the file is readable and writable by its owner only (0600).
+pub fn write_atomic_secret(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
+    write_atomic_with_mode(path.as_ref(), bytes, 0o600)
+}
+
+fn write_atomic_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if !metadata.file_type().is_file() => {
+            return Err(Error::invalid(format!(
+                "{} exists and is not a regular file: refusing to replace it",
+                path.display()
+            )));
+        }
+        _ => {}
+    }
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    let mut builder = tempfile::Builder::new();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // The mode passes through open(2), so the umask applies as for any new file.
+        builder.permissions(std::fs::Permissions::from_mode(mode));
+    }
+    let mut tmp = builder.tempfile_in(dir).map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
     tmp.flush().map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
@@ -63,6 +89,28 @@ mod tests {
         write_atomic(&path, b"second").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"second");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn atomic_write_refuses_what_is_not_a_regular_file_and_keeps_the_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let message = write_atomic(dir.path(), b"x").unwrap_err().to_string();
+        assert!(message.contains("not a regular file"), "{message}");
+        let message = write_atomic("/dev/null", b"x").unwrap_err().to_string();
+        assert!(message.contains("not a regular file"), "{message}");
+        let public = dir.path().join("public");
+        write_atomic(&public, b"x").unwrap();
+        let mode = std::fs::metadata(&public).unwrap().permissions().mode() & 0o777;
+        // A file created the ordinary way (mode 0666 through the umask) is the reference.
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        let expected = std::fs::metadata(&plain).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, expected, "public outputs keep the umask");
+        let secret = dir.path().join("secret");
+        write_atomic_secret(&secret, b"x").unwrap();
+        let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
     }
 
     #[test]

@@ -18,6 +18,7 @@ pub mod model;
 pub mod pipeline;
 pub mod privacy;
 pub mod progress;
+pub mod store;
 pub mod train;
 
 pub use error::{Error, Result};

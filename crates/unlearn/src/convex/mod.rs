@@ -20,7 +20,7 @@ mod guo;
 mod langevin;
 mod ledger;
 mod logistic;
-mod saved;
+pub(crate) mod saved;
 mod sekhari;
 mod state;
 

@@ -397,7 +397,13 @@ impl CertifiedModelFile {
     /// Reads a certified model and checks its weights hash to the recorded hash.
     pub fn load(path: &Path) -> Result<CertifiedModelFile> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let file: CertifiedModelFile = serde_json::from_slice(&bytes)
+        CertifiedModelFile::from_bytes(&bytes, path)
+    }
+
+    /// Parses a certified model file's bytes (`path` names it in errors) and checks its
+    /// weights hash to the recorded hash.
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<CertifiedModelFile> {
+        let file: CertifiedModelFile = serde_json::from_slice(bytes)
             .map_err(|e| Error::format(path, format!("not a certified model ({e})")))?;
         if file.format != FORMAT {
             return Err(Error::format(
@@ -418,10 +424,42 @@ impl CertifiedModelFile {
         Ok(file)
     }
 
+    /// The file's bytes (pretty JSON).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::invalid(format!("cannot encode the model: {e}")))
+    }
+
     fn write(&self, path: &Path) -> Result<()> {
-        let text = serde_json::to_string_pretty(self)
-            .map_err(|e| Error::invalid(format!("cannot encode the model: {e}")))?;
-        write_atomic(path, text.as_bytes())
+        write_atomic(path, &self.to_bytes()?)
+    }
+
+    /// The file for a freshly trained model.
+    pub(crate) fn trained(
+        data_description: &str,
+        task: ConvexTask,
+        data_hash: String,
+        train_rows: usize,
+        training: CertifiedTraining,
+        model: LinearModel,
+        test_accuracy: Option<f64>,
+    ) -> CertifiedModelFile {
+        CertifiedModelFile {
+            format: FORMAT.to_string(),
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            method: training.method.clone(),
+            training,
+            data: data_description.to_string(),
+            task,
+            data_hash,
+            train_rows,
+            initial_model_hash: model.hash(),
+            removed_count: 0,
+            requests: 0,
+            test_accuracy,
+            model_hash: model.hash(),
+            model,
+        }
     }
 }
 
@@ -434,7 +472,7 @@ pub struct TrainedCertified {
     pub seconds: f64,
 }
 
-fn test_accuracy(model: &LinearModel, test: Option<&ConvexData>) -> Result<Option<f64>> {
+pub(crate) fn test_accuracy(model: &LinearModel, test: Option<&ConvexData>) -> Result<Option<f64>> {
     test.map(|test| Ok(100.0 * model.accuracy(test)?))
         .transpose()
 }
@@ -458,22 +496,16 @@ pub fn train_and_save(
     let (unlearner, resolved) = train_certified(rows, training)?;
     let seconds = start.elapsed().as_secs_f64();
     let model = unlearner.model().clone();
-    let file = CertifiedModelFile {
-        format: FORMAT.to_string(),
-        tool_version: env!("CARGO_PKG_VERSION").to_string(),
-        method: training.method.clone(),
-        training: resolved,
-        data: data_description.to_string(),
+    let accuracy = test_accuracy(&model, test_rows.as_ref())?;
+    let file = CertifiedModelFile::trained(
+        data_description,
         task,
         data_hash,
         train_rows,
-        initial_model_hash: model.hash(),
-        removed_count: 0,
-        requests: 0,
-        test_accuracy: test_accuracy(&model, test_rows.as_ref())?,
-        model_hash: model.hash(),
+        resolved,
         model,
-    };
+        accuracy,
+    );
     let state = unlearner.save_state()?;
     state.save(&CertifiedModelFile::state_path(out))?;
     write_atomic(CertifiedModelFile::ledger_path(out), b"")?;

@@ -143,7 +143,7 @@ impl SecretState {
 
     /// Writes the state to `path` atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        crate::io::write_atomic(path, &self.to_bytes()?)
+        crate::io::write_atomic_secret(path, &self.to_bytes()?)
     }
 
     /// Reads the state at `path`.

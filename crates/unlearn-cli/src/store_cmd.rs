@@ -1,0 +1,449 @@
+//! Model stores on the command line: `train --certified --store`, `forget --store`,
+//! `verify --store`, `store import|export|show|policy|token`, and `serve`. The work is done by
+//! `unlearn::store` and `unlearn_serve`; this file parses and prints.
+
+use crate::{ForgetArgs, Global, TrainArgs, load_data};
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use unlearn::convex::{CertifiedTraining, ConvexTask};
+use unlearn::data::{DataBundle, ForgetSelector};
+use unlearn::io::write_atomic;
+use unlearn::store::certified::{self, Applied};
+use unlearn::store::{ModelKind, Policy, RequestStatus, Store};
+
+/// `unlearn store ...`
+#[derive(Subcommand)]
+pub enum StoreCommand {
+    /// Convert a certified model made by `train --certified --out M.json` (M.json, M.state,
+    /// M.ledger.jsonl) into a new store, after verifying it.
+    Import {
+        /// The new store's directory.
+        #[arg(long)]
+        store: PathBuf,
+        /// The certified model's JSON file.
+        #[arg(long)]
+        from: PathBuf,
+        /// Data source; defaults to the one recorded in the model.
+        #[arg(long)]
+        data: Option<String>,
+    },
+    /// Write the ledger as JSON lines (one entry per line) for third parties.
+    Export {
+        /// The store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// The current version, the queue and the policy.
+    Show {
+        /// The store.
+        #[arg(long)]
+        store: PathBuf,
+    },
+    /// Change how the service applies requests.
+    Policy {
+        /// The store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Most requests applied together as one removal.
+        #[arg(long)]
+        batch_max: Option<usize>,
+        /// Milliseconds the worker waits for a batch to fill.
+        #[arg(long)]
+        batch_wait_ms: Option<u64>,
+    },
+    /// Bearer tokens of the service.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `unlearn store token ...`
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token and print it (the only time it is shown; the store keeps its hash).
+    Add {
+        /// The store.
+        #[arg(long)]
+        store: PathBuf,
+        /// A name for the token (who holds it).
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes: submit, read, admin.
+        #[arg(long, default_value = "submit,read")]
+        scopes: String,
+    },
+    /// List tokens (names, scopes, revocation; never the tokens).
+    List {
+        /// The store.
+        #[arg(long)]
+        store: PathBuf,
+    },
+    /// Revoke a token by name.
+    Revoke {
+        /// The store.
+        #[arg(long)]
+        store: PathBuf,
+        /// The token's name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+/// Options of `unlearn serve`.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// The store to serve.
+    #[arg(long)]
+    store: PathBuf,
+    /// Address to listen on; put TLS in front with a reverse proxy before exposing it.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Data source; defaults to the one recorded in the model.
+    #[arg(long)]
+    data: Option<String>,
+}
+
+fn open_store(dir: &Path) -> Result<Store> {
+    Ok(Store::open_with(
+        dir,
+        unlearn::store::fault_hook_from_env(),
+    )?)
+}
+
+/// `unlearn train --certified METHOD ... --store DIR`.
+pub fn train_into_store(
+    global: &Global,
+    args: &TrainArgs,
+    task: ConvexTask,
+    training: &CertifiedTraining,
+    bundle: &DataBundle,
+    dir: &Path,
+) -> Result<()> {
+    let (store, file, seconds) = certified::create_store(
+        dir,
+        &args.data,
+        task,
+        &bundle.train,
+        Some(&bundle.test),
+        training,
+        &Policy::default(),
+        unlearn::store::fault_hook_from_env(),
+    )?;
+    if global.json {
+        say!(
+            "{}",
+            serde_json::json!({
+                "store": dir, "version": 0, "seconds": seconds, "method": file.method,
+                "training": file.training, "train_rows": file.train_rows,
+                "test_accuracy": file.test_accuracy, "model_hash": file.model_hash,
+            })
+        );
+    } else {
+        say!(
+            "trained {} (classes {}, {} rows, ε {}, δ {:.3e}{}) in {:.1}s: test accuracy {:.2}%",
+            file.method,
+            task.describe(),
+            file.train_rows,
+            file.training.epsilon,
+            file.training.delta.unwrap_or(f64::NAN),
+            file.training
+                .noise_sigma
+                .map(|s| format!(", σ {s:.4e}"))
+                .unwrap_or_default(),
+            seconds,
+            file.test_accuracy.unwrap_or(f64::NAN)
+        );
+        say!(
+            "created store {} at version 0 (model {}); add a token with `unlearn store token add --store {} --name NAME`",
+            store.dir().display(),
+            file.model_hash,
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// `unlearn forget --store DIR --forget ids:FILE|class:C`.
+pub fn forget(global: &Global, args: &ForgetArgs, dir: &Path) -> Result<()> {
+    if args.method.is_some()
+        || !args.params.is_empty()
+        || args.feasible.is_some()
+        || !args.records.is_empty()
+        || args.split.is_some()
+    {
+        bail!(
+            "a certified store removes with its own method: give only --forget (and --data), not --method, --param, --feasible, --records or --split"
+        );
+    }
+    let Some(selector) = &args.forget else {
+        bail!("a store needs a deletion request: --forget ids:FILE or class:C");
+    };
+    let selector = ForgetSelector::parse(selector)?;
+    if matches!(
+        selector,
+        ForgetSelector::RandomCount(_) | ForgetSelector::RandomPercent(_)
+    ) {
+        bail!(
+            "a deletion request names its ids: use --forget ids:FILE or class:C, not a random draw"
+        );
+    }
+    let mut store = open_store(dir)?;
+    if store.kind() != ModelKind::Certified {
+        bail!(
+            "{} holds a neural network; `forget --store` applies certified stores",
+            dir.display()
+        );
+    }
+    let description = match &args.data {
+        Some(data) => data.clone(),
+        None => certified::data_description(&store)?,
+    };
+    let bundle = load_data(&description, 0)?;
+    let ids = selector.select(&bundle.train, global.seed)?;
+    let submission = store.submit(&ids, args.key.as_deref(), "cli")?;
+    let outcomes = certified::apply_pending(&mut store, &bundle.train, Some(&bundle.test))?;
+    let request = store
+        .request(submission.request_id)?
+        .context("the request vanished from the store")?;
+    let ours: Option<&Applied> = outcomes
+        .iter()
+        .find(|outcome| outcome.applied.contains(&request.id));
+    match request.status {
+        RequestStatus::Refused => bail!(
+            "request {} refused: {}",
+            request.id,
+            request.reason.unwrap_or_default()
+        ),
+        RequestStatus::Pending => bail!("request {} is still pending", request.id),
+        RequestStatus::Applied => {}
+    }
+    let version = store.version(request.version.context("applied without a version")?)?;
+    if global.json {
+        say!(
+            "{}",
+            serde_json::json!({
+                "store": dir, "request_id": request.id, "duplicate": submission.duplicate,
+                "version": version.version, "ledger_sequence": request.ledger_sequence,
+                "removed": ids.len(), "info": version.info,
+                "removal_seconds": ours.map(|o| o.removal_seconds),
+                "also_applied": outcomes.iter().flat_map(|o| o.applied.iter()).filter(|id| **id != request.id).collect::<Vec<_>>(),
+            })
+        );
+        return Ok(());
+    }
+    if submission.duplicate {
+        say!(
+            "request {} (idempotency key already used) was applied in version {}",
+            request.id,
+            version.version
+        );
+        return Ok(());
+    }
+    let certificate = &version.info["certificate"];
+    say!(
+        "request {}: removed {} rows{} in {:.3}s: version {}, test accuracy {:.2}%",
+        request.id,
+        ids.len(),
+        if version.info["retrained"].as_bool() == Some(true) {
+            " (budget exhausted: retrained from scratch with fresh noise)"
+        } else {
+            ""
+        },
+        ours.map_or(f64::NAN, |o| o.removal_seconds),
+        version.version,
+        version.info["test_accuracy"].as_f64().unwrap_or(f64::NAN)
+    );
+    say!(
+        "certificate: ({}, {:.3e})-certified, σ {:.4e}, budget {:.4e} of {:.4e} used since the last training",
+        certificate["epsilon"],
+        certificate["delta"].as_f64().unwrap_or(f64::NAN),
+        certificate["noise_sigma"].as_f64().unwrap_or(f64::NAN),
+        certificate["budget_used"].as_f64().unwrap_or(f64::NAN),
+        certificate["budget_total"].as_f64().unwrap_or(f64::NAN)
+    );
+    say!(
+        "ledger entry {} of {}",
+        request.ledger_sequence.unwrap_or(-1),
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `unlearn verify --store DIR [--replay]`.
+pub fn verify(global: &Global, dir: &Path, data: Option<&str>, replay: bool) -> Result<()> {
+    let store = Store::open_read_only(dir)?;
+    if store.kind() != ModelKind::Certified {
+        let report = store.verify_chain()?;
+        say!(
+            "ok: {} ledger entries chain, {} files rehash; current version {}",
+            report.entries,
+            report.objects_checked,
+            report.current_version
+        );
+        return Ok(());
+    }
+    let description = match data {
+        Some(data) => data.to_string(),
+        None => certified::data_description(&store)?,
+    };
+    let bundle = load_data(&description, 0)?;
+    let report = certified::verify_store(&store, &bundle.train, replay)?;
+    if global.json {
+        say!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    say!(
+        "ok: {} store {}: {} ledger entries chain (head {}), {} files rehash, version {} is current",
+        report.method,
+        dir.display(),
+        report.chain.entries,
+        &report.chain.head[..16],
+        report.chain.objects_checked,
+        report.chain.current_version
+    );
+    say!(
+        "the secret state publishes model {} on the recorded data; {} removals removed {} rows ({} forced retrains); every certificate recomputes",
+        report.model_hash,
+        report.removals,
+        report.removed_count,
+        report.retrained
+    );
+    say!(
+        "requests: {} applied, {} refused, {} pending{}",
+        report.chain.applied,
+        report.chain.refused,
+        report.chain.pending,
+        if report.replayed {
+            "; the ledger replayed from version 0 reproduces every version"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+/// `unlearn store ...`.
+pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
+    match command {
+        StoreCommand::Import { store, from, data } => {
+            if !unlearn::convex::CertifiedModelFile::is_certified_model(&from) {
+                bail!(
+                    "{} is not a certified model file (made by `unlearn train --certified --out`)",
+                    from.display()
+                );
+            }
+            let file = unlearn::convex::CertifiedModelFile::load(&from)?;
+            let description = data.unwrap_or(file.data);
+            let bundle = load_data(&description, 0)?;
+            let created =
+                certified::import_files(&store, &from, &bundle.train, &Policy::default())?;
+            let version = created.current()?;
+            say!(
+                "imported {} (model {}, {} earlier ledger lines kept in entry 0) into store {}",
+                from.display(),
+                version.model_hash,
+                file.requests,
+                store.display()
+            );
+        }
+        StoreCommand::Export { store, out } => {
+            let opened = Store::open_read_only(&store)?;
+            opened.verify_chain()?;
+            let text = opened.export_jsonl()?;
+            match out {
+                Some(path) => {
+                    write_atomic(&path, text.as_bytes())?;
+                    say!(
+                        "wrote {} ledger entries to {}",
+                        text.lines().count(),
+                        path.display()
+                    );
+                }
+                None => print!("{text}"),
+            }
+        }
+        StoreCommand::Show { store } => {
+            let opened = Store::open_read_only(&store)?;
+            let version = opened.current()?;
+            let (pending, applied, refused) = opened.request_counts()?;
+            let value = serde_json::json!({
+                "store": store, "kind": opened.kind(), "version": version.version,
+                "model_hash": version.model_hash, "info": version.info,
+                "requests": {"pending": pending, "applied": applied, "refused": refused},
+                "policy": opened.policy()?,
+            });
+            if global.json {
+                say!("{value}");
+            } else {
+                say!("{}", serde_json::to_string_pretty(&value)?);
+            }
+        }
+        StoreCommand::Policy {
+            store,
+            batch_max,
+            batch_wait_ms,
+        } => {
+            let mut opened = open_store(&store)?;
+            let mut policy = opened.policy()?;
+            if let Some(batch_max) = batch_max {
+                policy.batch_max = batch_max;
+            }
+            if let Some(wait) = batch_wait_ms {
+                policy.batch_wait_ms = wait;
+            }
+            opened.set_policy(&policy)?;
+            say!("{}", serde_json::to_string(&policy)?);
+        }
+        StoreCommand::Token(TokenCommand::Add {
+            store,
+            name,
+            scopes,
+        }) => {
+            let token = open_store(&store)?.add_token(&name, &scopes)?;
+            say!("{token}");
+            if !global.quiet {
+                eprintln!("token '{name}' ({scopes}): shown once, keep it secret");
+            }
+        }
+        StoreCommand::Token(TokenCommand::List { store }) => {
+            let tokens = Store::open_read_only(&store)?.tokens()?;
+            if global.json {
+                say!("{}", serde_json::to_string(&tokens)?);
+            } else {
+                for token in tokens {
+                    let scopes: Vec<&str> = token.scopes.iter().map(|s| s.name()).collect();
+                    say!(
+                        "{:<20} {:<20} {}",
+                        token.name,
+                        scopes.join(","),
+                        if token.revoked_at_ms.is_some() {
+                            "revoked"
+                        } else {
+                            "active"
+                        }
+                    );
+                }
+            }
+        }
+        StoreCommand::Token(TokenCommand::Revoke { store, name }) => {
+            open_store(&store)?.revoke_token(&name)?;
+            say!("revoked token '{name}'");
+        }
+    }
+    Ok(())
+}
+
+/// `unlearn serve`.
+pub fn serve(global: &Global, args: &ServeArgs) -> Result<()> {
+    unlearn_serve::serve(&unlearn_serve::ServeOptions {
+        store: args.store.clone(),
+        listen: args.listen,
+        data: args.data.clone(),
+        quiet: global.quiet,
+    })?;
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! The service's counters, rendered in the Prometheus text format at `GET /metrics`.
+
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const BUCKETS: [f64; 12] = [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// A cumulative histogram of seconds.
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+impl Histogram {
+    fn observe(&mut self, seconds: f64) {
+        for (bucket, count) in BUCKETS.iter().zip(self.counts.iter_mut()) {
+            if seconds <= *bucket {
+                *count += 1;
+            }
+        }
+        self.count += 1;
+        self.sum += seconds;
+    }
+
+    fn render(&self, name: &str, help: &str, out: &mut String) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (bucket, count) in BUCKETS.iter().zip(self.counts.iter()) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bucket}\"}} {count}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", self.count);
+        let _ = writeln!(out, "{name}_sum {}\n{name}_count {}", self.sum, self.count);
+    }
+}
+
+/// Requests, refusals, retrains, authentication failures and latencies.
+#[derive(Default)]
+pub struct Metrics {
+    accepted: AtomicU64,
+    duplicate: AtomicU64,
+    rejected: AtomicU64,
+    applied: AtomicU64,
+    refused: AtomicU64,
+    retrains: AtomicU64,
+    unauthorized: AtomicU64,
+    forbidden: AtomicU64,
+    apply: Mutex<Histogram>,
+    end_to_end: Mutex<Histogram>,
+}
+
+impl Metrics {
+    pub(crate) fn count_accepted(&self) {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_duplicate(&self) {
+        self.duplicate.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_rejected(&self) {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_unauthorized(&self) {
+        self.unauthorized.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_forbidden(&self) {
+        self.forbidden.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records one application by the worker: requests applied and refused, whether it
+    /// retrained, the seconds from its turn to the commit, and each applied request's seconds
+    /// from commit of the request to commit of the removal.
+    pub(crate) fn record_apply(
+        &self,
+        applied: usize,
+        refused: usize,
+        retrained: bool,
+        apply_seconds: f64,
+        end_to_end: &[f64],
+    ) {
+        self.applied.fetch_add(applied as u64, Ordering::Relaxed);
+        self.refused.fetch_add(refused as u64, Ordering::Relaxed);
+        if retrained {
+            self.retrains.fetch_add(1, Ordering::Relaxed);
+        }
+        if applied > 0 {
+            self.apply.lock().expect("metrics").observe(apply_seconds);
+        }
+        let mut histogram = self.end_to_end.lock().expect("metrics");
+        for seconds in end_to_end {
+            histogram.observe(*seconds);
+        }
+    }
+
+    /// The Prometheus text exposition, with the current queue depth.
+    pub fn render(&self, queue_depth: usize) -> String {
+        let mut out = String::new();
+        let counters = [
+            (
+                "unlearn_requests_accepted_total",
+                "Deletion requests committed and acknowledged (202).",
+                &self.accepted,
+            ),
+            (
+                "unlearn_requests_duplicate_total",
+                "Submissions answered with an earlier request's id (idempotency key).",
+                &self.duplicate,
+            ),
+            (
+                "unlearn_requests_rejected_total",
+                "Submissions refused as malformed (400/409); nothing committed.",
+                &self.rejected,
+            ),
+            (
+                "unlearn_requests_applied_total",
+                "Requests applied by this process's worker.",
+                &self.applied,
+            ),
+            (
+                "unlearn_requests_refused_total",
+                "Requests refused by the worker (unknown or already removed ids), recorded.",
+                &self.refused,
+            ),
+            (
+                "unlearn_retrains_total",
+                "Removals that retrained from scratch (budget spent or policy).",
+                &self.retrains,
+            ),
+            (
+                "unlearn_unauthorized_total",
+                "Calls without a valid token (401).",
+                &self.unauthorized,
+            ),
+            (
+                "unlearn_forbidden_total",
+                "Calls whose token lacks the scope (403).",
+                &self.forbidden,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                value.load(Ordering::Relaxed)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP unlearn_queue_depth Requests committed and not yet applied or refused.\n# TYPE unlearn_queue_depth gauge\nunlearn_queue_depth {queue_depth}"
+        );
+        self.apply.lock().expect("metrics").render(
+            "unlearn_apply_seconds",
+            "Seconds from a batch's turn in the worker to its commit.",
+            &mut out,
+        );
+        self.end_to_end.lock().expect("metrics").render(
+            "unlearn_request_settle_seconds",
+            "Seconds from a request's commit to the commit of its removal.",
+            &mut out,
+        );
+        out
+    }
+}

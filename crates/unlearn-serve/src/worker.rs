@@ -1,0 +1,197 @@
+//! The worker: one thread that keeps the prepared data and the store's current model in
+//! memory and applies committed requests in commit order, following the store's policy.
+
+use crate::ServeOptions;
+use crate::metrics::Metrics;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use unlearn::data::{DataBundle, DataSource, load};
+use unlearn::store::certified::{self, CertifiedModel};
+use unlearn::store::{FaultHook, ModelKind, Store};
+
+/// Wakes the worker when requests were committed.
+#[derive(Clone)]
+pub(crate) struct Notifier(Arc<(Mutex<bool>, Condvar)>);
+
+impl Notifier {
+    pub(crate) fn wake(&self) {
+        let (flag, condvar) = &*self.0;
+        *flag.lock().expect("notifier") = true;
+        condvar.notify_one();
+    }
+
+    /// Waits until woken or `timeout` passes.
+    fn wait(&self, timeout: Duration) {
+        let (flag, condvar) = &*self.0;
+        let guard = flag.lock().expect("notifier");
+        let (mut guard, _) = condvar
+            .wait_timeout_while(guard, timeout, |woken| !*woken)
+            .expect("notifier");
+        *guard = false;
+    }
+}
+
+pub(crate) struct Worker {
+    handle: Option<JoinHandle<()>>,
+    stop: Arc<AtomicBool>,
+    notifier: Notifier,
+    store_dir: PathBuf,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Worker {
+    /// Opens the store, loads its data and current model (failing fast when they do not
+    /// match), and starts the thread.
+    pub(crate) fn start(
+        options: &ServeOptions,
+        fault: Option<FaultHook>,
+        metrics: Arc<Metrics>,
+    ) -> unlearn::Result<Worker> {
+        let (ready, started) = std::sync::mpsc::sync_channel::<unlearn::Result<()>>(1);
+        let notifier = Notifier(Arc::new((Mutex::new(false), Condvar::new())));
+        let stop = Arc::new(AtomicBool::new(false));
+        let quiet = options.quiet;
+        let handle = {
+            let notifier = notifier.clone();
+            let stop = stop.clone();
+            let options = options.clone();
+            std::thread::Builder::new()
+                .name("worker".into())
+                .spawn(move || {
+                    let prepared = prepare(&options, fault);
+                    let (mut store, bundle, mut model) = match prepared {
+                        Ok(prepared) => {
+                            let _ = ready.send(Ok(()));
+                            prepared
+                        }
+                        Err(e) => {
+                            let _ = ready.send(Err(e));
+                            return;
+                        }
+                    };
+                    let policy = match store.policy() {
+                        Ok(policy) => policy,
+                        Err(e) => {
+                            eprintln!("unlearn serve: worker: {e}");
+                            return;
+                        }
+                    };
+                    while !stop.load(Ordering::SeqCst) {
+                        notifier.wait(Duration::from_millis(250));
+                        loop {
+                            if stop.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            match step(&mut store, &mut model, &policy, &metrics) {
+                                Ok(true) => continue,
+                                Ok(false) => break,
+                                Err(e) => {
+                                    if !quiet {
+                                        eprintln!("unlearn serve: worker: {e}; reloading the current version");
+                                    }
+                                    std::thread::sleep(Duration::from_millis(100));
+                                    match CertifiedModel::load(&store, &bundle.train, Some(&bundle.test)) {
+                                        Ok(fresh) => model = fresh,
+                                        Err(e) => eprintln!("unlearn serve: worker: cannot reload: {e}"),
+                                    }
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                })
+                .map_err(|e| unlearn::Error::invalid(format!("cannot start the worker: {e}")))?
+        };
+        started
+            .recv()
+            .map_err(|_| unlearn::Error::invalid("the worker stopped while starting"))??;
+        Ok(Worker {
+            handle: Some(handle),
+            stop,
+            notifier,
+            store_dir: options.store.clone(),
+        })
+    }
+
+    pub(crate) fn notifier(&self) -> Notifier {
+        self.notifier.clone()
+    }
+
+    pub(crate) fn store_dir(&self) -> &Path {
+        &self.store_dir
+    }
+
+    /// Stops after the application in progress.
+    pub(crate) fn stop(mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        self.notifier.wake();
+        if let Some(handle) = self.handle.take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// Opens the store, loads its data and current model (failing when they do not match).
+fn prepare(
+    options: &ServeOptions,
+    fault: Option<FaultHook>,
+) -> unlearn::Result<(Store, DataBundle, CertifiedModel)> {
+    let store = Store::open_with(&options.store, fault)?;
+    if store.kind() != ModelKind::Certified {
+        return Err(unlearn::Error::invalid(format!(
+            "{} holds a neural network: the service applies certified stores; apply neural deletions with `unlearn forget --store`",
+            options.store.display()
+        )));
+    }
+    let description = match &options.data {
+        Some(data) => data.clone(),
+        None => certified::data_description(&store)?,
+    };
+    let bundle = load(&DataSource::parse(&description)?, 0)?;
+    let model = CertifiedModel::load(&store, &bundle.train, Some(&bundle.test))?;
+    Ok((store, bundle, model))
+}
+
+/// Applies the next batch of pending requests; false when none was pending.
+fn step(
+    store: &mut Store,
+    model: &mut CertifiedModel,
+    policy: &unlearn::store::Policy,
+    metrics: &Metrics,
+) -> unlearn::Result<bool> {
+    let mut pending = store.pending(policy.batch_max)?;
+    if pending.is_empty() {
+        return Ok(false);
+    }
+    if policy.batch_wait_ms > 0 && pending.len() < policy.batch_max {
+        std::thread::sleep(Duration::from_millis(policy.batch_wait_ms));
+        pending = store.pending(policy.batch_max)?;
+    }
+    let turn = Instant::now();
+    let applied = model.apply(store, &pending)?;
+    let apply_seconds = turn.elapsed().as_secs_f64();
+    let now = now_ms();
+    let settled: Vec<f64> = pending
+        .iter()
+        .filter(|request| applied.applied.contains(&request.id))
+        .map(|request| (now - request.received_at_ms).max(0) as f64 / 1000.0)
+        .collect();
+    let retrained = applied.certificate.as_ref().is_some_and(|c| c.retrained);
+    metrics.record_apply(
+        applied.applied.len(),
+        applied.refused.len(),
+        retrained,
+        apply_seconds,
+        &settled,
+    );
+    Ok(true)
+}

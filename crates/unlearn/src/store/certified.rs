@@ -1,0 +1,534 @@
+//! Certified convex models in a model store (ALGORITHMS.md §A; Guo et al. 2020, Sekhari et
+//! al. 2021, Neel et al. 2021, Chien et al. 2024). A version's files are `model` (the public
+//! [`CertifiedModelFile`]) and `state` (the secret [`SecretState`], mode 0600); each removal's
+//! ledger payload is the certificate with its accounting ([`LedgerEntry`]), so `verify`
+//! recomputes every (ε, δ) as for the file-based models.
+//!
+//! [`CertifiedModel`] is a store's model prepared in memory (training rows, test rows, the
+//! restored unlearner): the deletion service keeps one and applies each request in
+//! milliseconds instead of reloading and rehashing the data.
+
+use super::{
+    ChainReport, EntryKind, FaultHook, ModelKind, NewVersion, Policy, RequestRow, Store, VersionRow,
+};
+use crate::convex::saved;
+use crate::convex::{
+    CertifiedModelFile, CertifiedTraining, CertifiedUnlearner, ConvexData, ConvexTask, LedgerEntry,
+    SecretState, verify_ledger,
+};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use std::time::Instant;
+
+fn version_info(file: &CertifiedModelFile, entry: Option<&LedgerEntry>) -> serde_json::Value {
+    serde_json::json!({
+        "method": file.method,
+        "model_hash": file.model_hash,
+        "test_accuracy": file.test_accuracy,
+        "removed_count": file.removed_count,
+        "requests": file.requests,
+        "certificate": entry.map(|e| &e.certificate),
+        "retrained": entry.map(|e| e.retrained),
+    })
+}
+
+fn version_files(
+    file: &CertifiedModelFile,
+    state: &SecretState,
+) -> Result<BTreeMap<String, (Vec<u8>, bool)>> {
+    Ok(BTreeMap::from([
+        ("model".to_string(), (file.to_bytes()?, false)),
+        ("state".to_string(), (state.to_bytes()?, true)),
+    ]))
+}
+
+/// Trains a certified model on the task's rows of `train` into a new store at `dir` (its
+/// version 0; the ledger's first entry records the training).
+#[allow(clippy::too_many_arguments)]
+pub fn create_store(
+    dir: &Path,
+    data_description: &str,
+    task: ConvexTask,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    training: &CertifiedTraining,
+    policy: &Policy,
+    fault: Option<FaultHook>,
+) -> Result<(Store, CertifiedModelFile, f64)> {
+    policy.validate()?;
+    if Store::exists(dir) {
+        return Err(Error::invalid(format!(
+            "{} already holds a model store",
+            dir.display()
+        )));
+    }
+    let rows = task.rows(train)?;
+    let test_rows = test.map(|test| task.rows(test)).transpose()?;
+    let data_hash = rows.hash();
+    let train_rows = rows.len();
+    let start = Instant::now();
+    let (unlearner, resolved) = saved::train_certified(rows, training)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let model = unlearner.model().clone();
+    let accuracy = saved::test_accuracy(&model, test_rows.as_ref())?;
+    let file = CertifiedModelFile::trained(
+        data_description,
+        task,
+        data_hash,
+        train_rows,
+        resolved,
+        model,
+        accuracy,
+    );
+    let state = unlearner.save_state()?;
+    let first = NewVersion {
+        files: version_files(&file, &state)?,
+        model_hash: file.model_hash.clone(),
+        info: version_info(&file, None),
+        payload: serde_json::json!({
+            "method": file.method, "training": file.training, "data": file.data,
+            "task": file.task, "data_hash": file.data_hash, "train_rows": file.train_rows,
+        }),
+        kind: EntryKind::Create,
+        ids: Vec::new(),
+    };
+    let store = Store::create(dir, ModelKind::Certified, policy, first, fault)?;
+    Ok((store, file, seconds))
+}
+
+/// Converts a certified model made before stores existed (`M.json` with `M.state` and
+/// `M.ledger.jsonl`) into a new store at `dir`, after verifying the three files against
+/// `train` as `unlearn verify` does. The old ledger's lines are kept in the first entry.
+pub fn import_files(
+    dir: &Path,
+    model_path: &Path,
+    train: &Dataset,
+    policy: &Policy,
+) -> Result<Store> {
+    crate::convex::verify_saved(model_path, train)?;
+    let model_bytes = std::fs::read(model_path).map_err(|e| Error::io(model_path, e))?;
+    let file = CertifiedModelFile::from_bytes(&model_bytes, model_path)?;
+    let state_path = CertifiedModelFile::state_path(model_path);
+    let state = SecretState::load(&state_path)?;
+    let previous =
+        crate::convex::Ledger::new(CertifiedModelFile::ledger_path(model_path)).read()?;
+    let first = NewVersion {
+        files: BTreeMap::from([
+            ("model".to_string(), (model_bytes, false)),
+            ("state".to_string(), (state.to_bytes()?, true)),
+        ]),
+        model_hash: file.model_hash.clone(),
+        info: version_info(&file, previous.last()),
+        payload: serde_json::json!({
+            "imported_from": model_path.display().to_string(),
+            "method": file.method, "data": file.data, "task": file.task,
+            "data_hash": file.data_hash, "initial_model_hash": file.initial_model_hash,
+            "previous_ledger": previous,
+        }),
+        kind: EntryKind::Import,
+        ids: Vec::new(),
+    };
+    Store::create(dir, ModelKind::Certified, policy, first, None)
+}
+
+/// What one application of requests did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Applied {
+    /// The ledger entry committed, if any request was applied.
+    pub entry: Option<super::LedgerRow>,
+    /// The certificate's ledger record of that entry.
+    pub certificate: Option<LedgerEntry>,
+    /// Requests refused, with the reason.
+    pub refused: Vec<(i64, String)>,
+    /// Requests applied.
+    pub applied: Vec<i64>,
+    /// Seconds spent in the removal itself.
+    pub removal_seconds: f64,
+    /// Test accuracy (%) of the new model, when test data is known.
+    pub test_accuracy: Option<f64>,
+}
+
+/// A store's certified model prepared in memory: its training and test rows and the
+/// unlearner restored from the current version's secret state.
+pub struct CertifiedModel {
+    /// The current model file.
+    pub file: CertifiedModelFile,
+    /// The version it is.
+    pub version: i64,
+    unlearner: Box<dyn CertifiedUnlearner>,
+    test_rows: Option<ConvexData>,
+    row_ids: HashSet<u32>,
+    removals: u64,
+}
+
+fn read_model(store: &Store, version: &VersionRow) -> Result<(CertifiedModelFile, SecretState)> {
+    let origin = store.dir().join("objects");
+    let file = CertifiedModelFile::from_bytes(&store.read_file(version, "model")?, &origin)?;
+    let state = SecretState::from_bytes(&store.read_file(version, "state")?, &origin)?;
+    Ok((file, state))
+}
+
+/// The data description recorded in the store's current model (to reload its data).
+pub fn data_description(store: &Store) -> Result<String> {
+    let (file, _) = read_model(store, &store.current()?)?;
+    Ok(file.data)
+}
+
+impl CertifiedModel {
+    /// Loads the store's current version with its data: checks the data hashes to the
+    /// training data, rows have norm ≤ 1, and the restored state publishes exactly the
+    /// version's model.
+    pub fn load(store: &Store, train: &Dataset, test: Option<&Dataset>) -> Result<CertifiedModel> {
+        if store.kind() != ModelKind::Certified {
+            return Err(Error::invalid(format!(
+                "{} holds a neural network, not a certified model",
+                store.dir().display()
+            )));
+        }
+        let version = store.current()?;
+        let (file, state) = read_model(store, &version)?;
+        let rows = file.task.rows(train)?;
+        if rows.hash() != file.data_hash {
+            return Err(Error::invalid(format!(
+                "the data given (rows hash {}) is not the data the store's model was trained on (rows hash {})",
+                rows.hash(),
+                file.data_hash
+            )));
+        }
+        rows.check_row_norms(1.0)?;
+        let row_ids = rows.ids().iter().copied().collect();
+        let unlearner = saved::restore(rows, &state).map_err(|e| {
+            Error::invalid(format!("the state of version {}: {e}", version.version))
+        })?;
+        if unlearner.model().hash() != file.model_hash || file.model_hash != version.model_hash {
+            return Err(Error::invalid(format!(
+                "the state of version {} publishes model {}, not the version's model {}",
+                version.version,
+                unlearner.model().hash(),
+                version.model_hash
+            )));
+        }
+        if unlearner.removed_ids().len() != file.removed_count {
+            return Err(Error::invalid(format!(
+                "the state of version {} has removed {} rows but its model file says {}",
+                version.version,
+                unlearner.removed_ids().len(),
+                file.removed_count
+            )));
+        }
+        let test_rows = test.map(|test| file.task.rows(test)).transpose()?;
+        let removals = store
+            .ledger()?
+            .iter()
+            .filter(|row| row.kind == EntryKind::Removal)
+            .count() as u64;
+        Ok(CertifiedModel {
+            file,
+            version: version.version,
+            unlearner,
+            test_rows,
+            row_ids,
+            removals,
+        })
+    }
+
+    /// Ids removed so far, in row order.
+    pub fn removed_ids(&self) -> Vec<u32> {
+        self.unlearner.removed_ids()
+    }
+
+    /// Why `ids` cannot be removed now (unknown, already removed, or removed earlier in
+    /// the same batch), if they cannot.
+    fn refusal(&self, ids: &[u32], removed: &HashSet<u32>) -> Option<String> {
+        for id in ids {
+            if !self.row_ids.contains(id) {
+                return Some(format!("id {id} is not a training row of this model"));
+            }
+            if removed.contains(id) {
+                return Some(format!("id {id} is already removed"));
+            }
+        }
+        None
+    }
+
+    /// Applies `requests` (pending, in commit order) as one removal: requests naming an
+    /// unknown or already removed id are refused and recorded; the rest are removed together
+    /// and committed as one version with one ledger entry. On an error the in-memory model may
+    /// be ahead of the store: load it again.
+    pub fn apply(&mut self, store: &mut Store, requests: &[RequestRow]) -> Result<Applied> {
+        let mut removed: HashSet<u32> = self.unlearner.removed_ids().into_iter().collect();
+        let mut refused = Vec::new();
+        let mut accepted = Vec::new();
+        let mut ids = Vec::new();
+        for request in requests {
+            match self.refusal(&request.ids, &removed) {
+                Some(reason) => refused.push((request.id, reason)),
+                None => {
+                    removed.extend(request.ids.iter().copied());
+                    ids.extend_from_slice(&request.ids);
+                    accepted.push(request.id);
+                }
+            }
+        }
+        for (id, reason) in &refused {
+            store.refuse(*id, reason)?;
+        }
+        if accepted.is_empty() {
+            return Ok(Applied {
+                entry: None,
+                certificate: None,
+                refused,
+                applied: accepted,
+                removal_seconds: 0.0,
+                test_accuracy: self.file.test_accuracy,
+            });
+        }
+        let start = Instant::now();
+        let removal = match self.unlearner.remove(&ids) {
+            Ok(removal) => removal,
+            Err(e) if accepted.len() == 1 => {
+                // The method refused this request (and changed nothing): record why.
+                store.refuse(accepted[0], &e.to_string())?;
+                refused.push((accepted[0], e.to_string()));
+                return Ok(Applied {
+                    entry: None,
+                    certificate: None,
+                    refused,
+                    applied: Vec::new(),
+                    removal_seconds: 0.0,
+                    test_accuracy: self.file.test_accuracy,
+                });
+            }
+            Err(_) => {
+                // Find the culprit: apply the batch's requests one at a time.
+                let singles: Vec<RequestRow> = requests
+                    .iter()
+                    .filter(|r| accepted.contains(&r.id))
+                    .cloned()
+                    .collect();
+                let mut merged = Applied {
+                    entry: None,
+                    certificate: None,
+                    refused,
+                    applied: Vec::new(),
+                    removal_seconds: 0.0,
+                    test_accuracy: self.file.test_accuracy,
+                };
+                for single in singles {
+                    let one = self.apply(store, std::slice::from_ref(&single))?;
+                    merged.refused.extend(one.refused);
+                    merged.applied.extend(one.applied);
+                    merged.removal_seconds += one.removal_seconds;
+                    merged.test_accuracy = one.test_accuracy;
+                    if one.entry.is_some() {
+                        merged.entry = one.entry;
+                        merged.certificate = one.certificate;
+                    }
+                }
+                return Ok(merged);
+            }
+        };
+        let removal_seconds = start.elapsed().as_secs_f64();
+        let state = self.unlearner.save_state()?;
+        let model = removal.model.clone();
+        let accuracy = saved::test_accuracy(&model, self.test_rows.as_ref())?;
+        let certificate = &removal.certificate;
+        let entry = LedgerEntry {
+            sequence: self.removals,
+            removed_ids_hash: certificate.removed_ids_hash.clone(),
+            removed_count: ids.len(),
+            certificate: certificate.clone(),
+            accounting: removal.accounting.clone(),
+            cumulative_budget: certificate.budget_used,
+            retrained: certificate.retrained,
+            model_hash_before: certificate.model_hash_before.clone(),
+            model_hash_after: certificate.model_hash_after.clone(),
+            previous_line_hash: String::new(),
+        };
+        let file = CertifiedModelFile {
+            removed_count: self.file.removed_count + ids.len(),
+            requests: self.file.requests + 1,
+            test_accuracy: accuracy,
+            model_hash: model.hash(),
+            model,
+            ..self.file.clone()
+        };
+        let new = NewVersion {
+            files: version_files(&file, &state)?,
+            model_hash: file.model_hash.clone(),
+            info: version_info(&file, Some(&entry)),
+            payload: serde_json::to_value(&entry)
+                .map_err(|e| Error::invalid(format!("cannot encode the certificate: {e}")))?,
+            kind: EntryKind::Removal,
+            ids,
+        };
+        let row = store.commit_version(self.version, &accepted, new)?;
+        self.version = row.version;
+        self.file = file;
+        self.removals += 1;
+        Ok(Applied {
+            entry: Some(row),
+            certificate: Some(entry),
+            refused,
+            applied: accepted,
+            removal_seconds,
+            test_accuracy: accuracy,
+        })
+    }
+}
+
+/// What [`verify_store`] established.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreVerification {
+    /// The chain and file checks.
+    pub chain: ChainReport,
+    /// The model's method.
+    pub method: String,
+    /// Hash of the current model.
+    pub model_hash: String,
+    /// Rows removed in all.
+    pub removed_count: usize,
+    /// Removals checked (certificates recomputed).
+    pub removals: usize,
+    /// Forced retrains among them.
+    pub retrained: usize,
+    /// (ε, δ) recomputed for each removal, in order.
+    pub recomputed: Vec<crate::convex::Recomputed>,
+    /// True when the ledger was replayed from the first version and reproduced the model.
+    pub replayed: bool,
+}
+
+fn removal_entries(ledger: &[super::LedgerRow]) -> Result<Vec<LedgerEntry>> {
+    ledger
+        .iter()
+        .filter(|row| row.kind == EntryKind::Removal)
+        .map(|row| {
+            serde_json::from_value::<LedgerEntry>(row.payload.clone()).map_err(|e| {
+                Error::invalid(format!(
+                    "ledger entry {} does not hold a certificate: {e}",
+                    row.sequence
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Verifies a certified store: the chain and every file ([`Store::verify_chain`]), every
+/// certificate's (ε, δ) recomputed from its recorded parameters and chained from the first
+/// version's model to the current one, the data against the recorded hash, and the current
+/// secret state publishing exactly the current model. With `replay`, also replays the ledger
+/// from the first version and checks every version's model is reproduced.
+pub fn verify_store(store: &Store, train: &Dataset, replay: bool) -> Result<StoreVerification> {
+    let chain = store.verify_chain()?;
+    let ledger = store.ledger()?;
+    let entries = removal_entries(&ledger)?;
+    let first = store.version(0)?;
+    for (index, (entry, row)) in entries
+        .iter()
+        .zip(ledger.iter().filter(|row| row.kind == EntryKind::Removal))
+        .enumerate()
+    {
+        if entry.sequence != index as u64
+            || entry.model_hash_after != row.model_hash
+            || entry.removed_ids_hash != row.ids_hash
+        {
+            return Err(Error::invalid(format!(
+                "ledger entry {}'s certificate does not match the entry",
+                row.sequence
+            )));
+        }
+    }
+    let current = CertifiedModel::load(store, train, None)?;
+    let report = verify_ledger(&entries, &current.file.model_hash, Some(&first.model_hash))?;
+    if report.removed_rows + imported_removed(store)? != current.file.removed_count {
+        return Err(Error::invalid(format!(
+            "the ledger removes {} rows but the current model says {}",
+            report.removed_rows, current.file.removed_count
+        )));
+    }
+    if replay {
+        replay_store(store, train)?;
+    }
+    Ok(StoreVerification {
+        chain,
+        method: current.file.method.clone(),
+        model_hash: current.file.model_hash.clone(),
+        removed_count: current.file.removed_count,
+        removals: report.entries,
+        retrained: report.retrained,
+        recomputed: report.recomputed,
+        replayed: replay,
+    })
+}
+
+fn imported_removed(store: &Store) -> Result<usize> {
+    let (file, _) = read_model(store, &store.version(0)?)?;
+    Ok(file.removed_count)
+}
+
+/// Replays the ledger from the first version's secret state, removing each entry's ids in
+/// order, and checks that every version's published model is reproduced bit for bit.
+pub fn replay_store(store: &Store, train: &Dataset) -> Result<usize> {
+    let first = store.version(0)?;
+    let (file, state) = read_model(store, &first)?;
+    let rows = file.task.rows(train)?;
+    let mut unlearner = saved::restore(rows, &state)?;
+    let mut replayed = 0;
+    for row in store.ledger()?.iter().skip(1) {
+        if row.kind != EntryKind::Removal {
+            return Err(Error::invalid(format!(
+                "ledger entry {} is a {} entry, which a certified store never writes",
+                row.sequence,
+                row.kind.name()
+            )));
+        }
+        let removal = unlearner.remove(&row.ids)?;
+        if removal.model.hash() != row.model_hash {
+            return Err(Error::invalid(format!(
+                "replay diverges at ledger entry {}: it gives model {}, the store published {}",
+                row.sequence,
+                removal.model.hash(),
+                row.model_hash
+            )));
+        }
+        replayed += 1;
+    }
+    Ok(replayed)
+}
+
+/// Opens the store at `dir`, applies every pending request (the CLI's `forget --store`
+/// submits its request, then calls this), holding the write lock from loading the current
+/// version to the commit, so concurrent writers queue. Returns one [`Applied`] per batch.
+pub fn apply_pending(
+    store: &mut Store,
+    train: &Dataset,
+    test: Option<&Dataset>,
+) -> Result<Vec<Applied>> {
+    let batch_max = store.policy()?.batch_max;
+    store.begin()?;
+    let result = (|| {
+        let mut model = CertifiedModel::load(store, train, test)?;
+        let mut outcomes = Vec::new();
+        loop {
+            let pending = store.pending(batch_max)?;
+            if pending.is_empty() {
+                break;
+            }
+            outcomes.push(model.apply(store, &pending)?);
+        }
+        Ok(outcomes)
+    })();
+    match result {
+        Ok(outcomes) => {
+            store.commit()?;
+            Ok(outcomes)
+        }
+        Err(e) => {
+            store.rollback();
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,1262 @@
+//! The transactional model store (DESIGN.md "Model store and deletion service"): one directory
+//! per deployed model, holding an embedded SQLite database (WAL) with the deletion ledger, the
+//! version history, the pointer to the current version, the queue of deletion requests and the
+//! service's access tokens, beside immutable content-addressed files (weights, secret states).
+//!
+//! A removal is one transaction. Its files are written first (write, fsync, rename, fsync the
+//! directory), then a single transaction inserts the version and the ledger entry, moves the
+//! `current` pointer and marks the requests applied; after a crash at any instant the store
+//! shows the old version or the new one, and files that no row names are swept on open.
+//! Writers are serialised by the database (`BEGIN IMMEDIATE`), so concurrent writers queue.
+//!
+//! ```text
+//! STORE/store.sqlite          meta, versions, ledger, requests, tokens
+//! STORE/objects/<sha256>      immutable files named by their hash
+//! ```
+//!
+//! Certified models live in stores through [`certified`].
+
+pub mod certified;
+mod chain;
+mod objects;
+mod tokens;
+
+pub use chain::{EntryKind, LEDGER_FORMAT, LedgerRow};
+pub use objects::object_hash;
+pub use tokens::{Scope, TokenInfo};
+
+use crate::error::{Error, Result};
+use crate::io::ids_hash;
+use objects::{Objects, Staged};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// The database file inside a store directory.
+pub const DATABASE_FILE: &str = "store.sqlite";
+const FORMAT: &str = "unlearn-store/1";
+/// Most ids one request may name.
+pub const MAX_IDS_PER_REQUEST: usize = 100_000;
+
+/// A hook called at every durable step of the store with the step's name; an error stops the
+/// operation there, as a crash would (used by the fault-injection tests).
+pub type FaultHook = Arc<dyn Fn(&str) -> Result<()> + Send + Sync>;
+
+/// The fault hook read from `UNLEARN_STORE_FAULT=STEP[:N]`: the process aborts (no clean-up,
+/// like `kill -9`) at the N-th time (default 1) it reaches STEP. For crash tests of the real
+/// binary; unset in normal use.
+pub fn fault_hook_from_env() -> Option<FaultHook> {
+    let spec = std::env::var("UNLEARN_STORE_FAULT").ok()?;
+    let (step, nth) = match spec.split_once(':') {
+        Some((step, n)) => (step.to_string(), n.parse::<usize>().unwrap_or(1)),
+        None => (spec, 1),
+    };
+    let seen = AtomicUsize::new(0);
+    Some(Arc::new(move |at: &str| {
+        if at == step && seen.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+            eprintln!("UNLEARN_STORE_FAULT: aborting at {at}");
+            std::process::abort();
+        }
+        Ok(())
+    }))
+}
+
+/// The names of the durable steps, in the order a removal passes them (for fault injection).
+pub const COMMIT_STEPS: [&str; 8] = [
+    "object-staged",
+    "lock-taken",
+    "object-published",
+    "objects-synced",
+    "version-inserted",
+    "ledger-inserted",
+    "pointer-moved",
+    "committed",
+];
+
+/// What kind of model a store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// A certified convex model ([`crate::convex`]): removals carry (ε, δ) certificates.
+    Certified,
+    /// A neural network: removals apply a configured unlearning method.
+    Neural,
+}
+
+impl ModelKind {
+    fn name(self) -> &'static str {
+        match self {
+            ModelKind::Certified => "certified",
+            ModelKind::Neural => "neural",
+        }
+    }
+}
+
+/// How the deletion service applies requests to a store's model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// Most requests applied together as one removal (1: each request alone).
+    pub batch_max: usize,
+    /// How long the worker waits for more requests to fill a batch, in milliseconds.
+    pub batch_wait_ms: u64,
+    /// Neural stores: the unlearning method applied to each request.
+    pub method: Option<String>,
+    /// Neural stores: the method's parameters (`key=value`).
+    pub params: Vec<String>,
+    /// Neural stores: a full retraining on everything not removed after every K applied
+    /// requests (0: never).
+    pub retrain_every: usize,
+    /// Neural stores: a full retraining when test accuracy falls this many points below the
+    /// last retrained version's (0: never).
+    pub retrain_below_points: f64,
+}
+
+impl Default for Policy {
+    fn default() -> Policy {
+        Policy {
+            batch_max: 1,
+            batch_wait_ms: 0,
+            method: None,
+            params: Vec::new(),
+            retrain_every: 0,
+            retrain_below_points: 0.0,
+        }
+    }
+}
+
+impl Policy {
+    /// Checks the values are usable.
+    pub fn validate(&self) -> Result<()> {
+        if self.batch_max == 0 {
+            return Err(Error::invalid("policy batch_max must be at least 1"));
+        }
+        if !(self.retrain_below_points >= 0.0 && self.retrain_below_points.is_finite()) {
+            return Err(Error::invalid(
+                "policy retrain_below_points must be a finite number ≥ 0",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// One version of the model: its files and what it is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionRow {
+    /// Version number, from 0.
+    pub version: i64,
+    /// Role → object hash.
+    pub files: BTreeMap<String, String>,
+    /// Hash of the model (as in its certificate or sidecar).
+    pub model_hash: String,
+    /// Kind-specific description (method, parameters, evaluation, certificate summary).
+    pub info: serde_json::Value,
+}
+
+/// The state of a deletion request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RequestStatus {
+    /// Committed, waiting for the worker.
+    Pending,
+    /// Applied: its ids are removed in `version`.
+    Applied,
+    /// Refused with a reason (unknown id, already removed, ...); nothing removed.
+    Refused,
+}
+
+impl RequestStatus {
+    fn parse(text: &str) -> Result<RequestStatus> {
+        Ok(match text {
+            "pending" => RequestStatus::Pending,
+            "applied" => RequestStatus::Applied,
+            "refused" => RequestStatus::Refused,
+            other => {
+                return Err(Error::invalid(format!(
+                    "the store names an unknown request status '{other}'"
+                )));
+            }
+        })
+    }
+}
+
+/// A deletion request as the store keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RequestRow {
+    /// The request id (assigned at commit, increasing).
+    pub id: i64,
+    /// The client's idempotency key, if any.
+    pub idempotency_key: Option<String>,
+    /// The sample ids to remove.
+    pub ids: Vec<u32>,
+    /// Where it came from (`http`, `cli`).
+    pub source: String,
+    /// Commit time, milliseconds since the Unix epoch.
+    pub received_at_ms: i64,
+    /// Pending, applied or refused.
+    pub status: RequestStatus,
+    /// Why it was refused.
+    pub reason: Option<String>,
+    /// The ledger entry that applied it.
+    pub ledger_sequence: Option<i64>,
+    /// The version in which its ids are gone.
+    pub version: Option<i64>,
+    /// When it was applied or refused.
+    pub settled_at_ms: Option<i64>,
+}
+
+/// The answer to a submission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Submission {
+    /// The request id.
+    pub request_id: i64,
+    /// True when the idempotency key was already known: nothing new was committed.
+    pub duplicate: bool,
+}
+
+/// A new version to commit: its files (role → bytes, and whether the file is secret), the
+/// model hash and descriptions.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// Role → (bytes, secret).
+    pub files: BTreeMap<String, (Vec<u8>, bool)>,
+    /// Hash of the model.
+    pub model_hash: String,
+    /// Description stored with the version.
+    pub info: serde_json::Value,
+    /// Kind-specific ledger payload.
+    pub payload: serde_json::Value,
+    /// What the ledger entry records.
+    pub kind: EntryKind,
+    /// The ids removed.
+    pub ids: Vec<u32>,
+}
+
+/// What [`Store::verify_chain`] established.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChainReport {
+    /// Ledger entries checked.
+    pub entries: usize,
+    /// The current version.
+    pub current_version: i64,
+    /// Objects rehashed.
+    pub objects_checked: usize,
+    /// Requests applied, refused and pending.
+    pub applied: usize,
+    /// Requests refused.
+    pub refused: usize,
+    /// Requests waiting.
+    pub pending: usize,
+    /// Hash of the last entry (the chain's head, to be kept by auditors).
+    pub head: String,
+}
+
+/// A model store opened on one database connection.
+pub struct Store {
+    dir: PathBuf,
+    conn: Connection,
+    objects: Objects,
+    fault: Option<FaultHook>,
+    kind: ModelKind,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn db_error(dir: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| Error::invalid(format!("store {}: database: {e}", dir.display()))
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS versions(
+  version INTEGER PRIMARY KEY, files TEXT NOT NULL, model_hash TEXT NOT NULL,
+  info TEXT NOT NULL, created_at_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS ledger(
+  sequence INTEGER PRIMARY KEY, kind TEXT NOT NULL, request_ids TEXT NOT NULL,
+  ids TEXT NOT NULL, ids_hash TEXT NOT NULL, version INTEGER NOT NULL, files TEXT NOT NULL,
+  model_hash TEXT NOT NULL, payload TEXT NOT NULL, committed_at_ms INTEGER NOT NULL,
+  previous_hash TEXT NOT NULL, entry_hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS requests(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, idempotency_key TEXT UNIQUE, ids TEXT NOT NULL,
+  source TEXT NOT NULL, received_at_ms INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT,
+  ledger_sequence INTEGER, version INTEGER, settled_at_ms INTEGER);
+CREATE INDEX IF NOT EXISTS requests_by_status ON requests(status, id);
+CREATE TABLE IF NOT EXISTS tokens(
+  id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE,
+  scopes TEXT NOT NULL, created_at_ms INTEGER NOT NULL, revoked_at_ms INTEGER);
+";
+
+fn connect(dir: &Path) -> Result<Connection> {
+    let path = dir.join(DATABASE_FILE);
+    let conn = Connection::open(&path).map_err(db_error(dir))?;
+    conn.busy_timeout(Duration::from_secs(600))
+        .map_err(db_error(dir))?;
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+        .map_err(db_error(dir))?;
+    Ok(conn)
+}
+
+impl Store {
+    /// True when `dir` holds a store.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(DATABASE_FILE).is_file()
+    }
+
+    /// Creates a store at `dir` (which must not hold one) with its first version. The
+    /// directory is created; an existing non-empty directory that is not a store is refused.
+    pub fn create(
+        dir: &Path,
+        kind: ModelKind,
+        policy: &Policy,
+        first: NewVersion,
+        fault: Option<FaultHook>,
+    ) -> Result<Store> {
+        policy.validate()?;
+        if Store::exists(dir) {
+            return Err(Error::invalid(format!(
+                "{} already holds a model store",
+                dir.display()
+            )));
+        }
+        if dir.exists() {
+            if !dir.is_dir() {
+                return Err(Error::invalid(format!(
+                    "{} exists and is not a directory",
+                    dir.display()
+                )));
+            }
+            let mut entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+            if entries.next().is_some() {
+                return Err(Error::invalid(format!(
+                    "{} is not empty: a store needs a directory of its own",
+                    dir.display()
+                )));
+            }
+        }
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let objects = Objects::new(dir);
+        objects.create_dirs()?;
+        let conn = connect(dir)?;
+        conn.execute_batch(SCHEMA).map_err(db_error(dir))?;
+        let mut store = Store {
+            dir: dir.to_path_buf(),
+            conn,
+            objects,
+            fault,
+            kind,
+        };
+        store.begin()?;
+        let policy_text = serde_json::to_string(policy).expect("policy serialises");
+        let meta = [
+            ("format", FORMAT.to_string()),
+            ("kind", kind.name().to_string()),
+            ("policy", policy_text),
+        ];
+        for (key, value) in meta {
+            store
+                .conn
+                .execute(
+                    "INSERT INTO meta(key, value) VALUES (?1, ?2)",
+                    params![key, value],
+                )
+                .map_err(db_error(dir))?;
+        }
+        store.commit_version_locked(None, &[], first)?;
+        Ok(store)
+    }
+
+    /// Opens the store at `dir` and sweeps files that no version names (left by a crash).
+    pub fn open(dir: &Path) -> Result<Store> {
+        Store::open_with(dir, None)
+    }
+
+    /// [`Store::open`] with a fault hook.
+    pub fn open_with(dir: &Path, fault: Option<FaultHook>) -> Result<Store> {
+        let mut store = Store::open_read_only(dir)?;
+        store.fault = fault;
+        store.begin()?;
+        let referenced = store.referenced_objects()?;
+        store.objects.sweep(&referenced)?;
+        store.commit()?;
+        Ok(store)
+    }
+
+    /// Opens the store without sweeping (for readers such as `verify`).
+    pub fn open_read_only(dir: &Path) -> Result<Store> {
+        if !Store::exists(dir) {
+            return Err(Error::invalid(format!(
+                "{} is not a model store (no {DATABASE_FILE}); create one with `unlearn train --certified ... --store DIR` or `unlearn store import`",
+                dir.display()
+            )));
+        }
+        let conn = connect(dir)?;
+        let format: Option<String> = conn
+            .query_row("SELECT value FROM meta WHERE key = 'format'", [], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(db_error(dir))?;
+        if format.as_deref() != Some(FORMAT) {
+            return Err(Error::invalid(format!(
+                "{}: not an {FORMAT} store (format {format:?})",
+                dir.display()
+            )));
+        }
+        let kind: String = conn
+            .query_row("SELECT value FROM meta WHERE key = 'kind'", [], |row| {
+                row.get(0)
+            })
+            .map_err(db_error(dir))?;
+        let kind = match kind.as_str() {
+            "certified" => ModelKind::Certified,
+            "neural" => ModelKind::Neural,
+            other => {
+                return Err(Error::invalid(format!(
+                    "{}: unknown model kind '{other}'",
+                    dir.display()
+                )));
+            }
+        };
+        Ok(Store {
+            dir: dir.to_path_buf(),
+            conn,
+            objects: Objects::new(dir),
+            fault: None,
+            kind,
+        })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// What kind of model the store holds.
+    pub fn kind(&self) -> ModelKind {
+        self.kind
+    }
+
+    /// Installs a fault hook (see [`FaultHook`]).
+    pub fn set_fault_hook(&mut self, fault: Option<FaultHook>) {
+        self.fault = fault;
+    }
+
+    fn step(&self, name: &str) -> Result<()> {
+        match &self.fault {
+            Some(hook) => hook(name),
+            None => Ok(()),
+        }
+    }
+
+    fn db(&self) -> impl Fn(rusqlite::Error) -> Error + '_ {
+        db_error(&self.dir)
+    }
+
+    /// Takes the store's write lock (`BEGIN IMMEDIATE`), waiting for other writers; released
+    /// by [`Store::commit`] or [`Store::rollback`]. Everything read while holding it stays
+    /// true until then.
+    pub fn begin(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(db_error(&self.dir))
+    }
+
+    /// Commits and releases the write lock.
+    pub fn commit(&mut self) -> Result<()> {
+        self.conn
+            .execute_batch("COMMIT")
+            .map_err(db_error(&self.dir))
+    }
+
+    /// Abandons the open transaction, if any.
+    pub fn rollback(&mut self) {
+        if !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// The store's policy.
+    pub fn policy(&self) -> Result<Policy> {
+        let text: String = self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = 'policy'", [], |row| {
+                row.get(0)
+            })
+            .map_err(self.db())?;
+        serde_json::from_str(&text)
+            .map_err(|e| Error::invalid(format!("{}: bad policy: {e}", self.dir.display())))
+    }
+
+    /// Replaces the store's policy.
+    pub fn set_policy(&mut self, policy: &Policy) -> Result<()> {
+        policy.validate()?;
+        let text = serde_json::to_string(policy).expect("policy serialises");
+        self.conn
+            .execute(
+                "UPDATE meta SET value = ?1 WHERE key = 'policy'",
+                params![text],
+            )
+            .map_err(self.db())?;
+        Ok(())
+    }
+
+    /// The current version number.
+    pub fn current_version(&self) -> Result<i64> {
+        let text: String = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'current_version'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(self.db())?;
+        text.parse().map_err(|_| {
+            Error::invalid(format!(
+                "{}: the current-version pointer '{text}' is not a number",
+                self.dir.display()
+            ))
+        })
+    }
+
+    /// One version.
+    pub fn version(&self, version: i64) -> Result<VersionRow> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT files, model_hash, info FROM versions WHERE version = ?1",
+                params![version],
+                |row| {
+                    Ok((
+                        row.get::<_, String>(0)?,
+                        row.get::<_, String>(1)?,
+                        row.get::<_, String>(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(self.db())?
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{}: version {version} is missing",
+                    self.dir.display()
+                ))
+            })?;
+        Ok(VersionRow {
+            version,
+            files: parse_json(&self.dir, "version files", &row.0)?,
+            model_hash: row.1,
+            info: parse_json(&self.dir, "version info", &row.2)?,
+        })
+    }
+
+    /// The current version.
+    pub fn current(&self) -> Result<VersionRow> {
+        self.version(self.current_version()?)
+    }
+
+    /// Every version, in order.
+    pub fn versions(&self) -> Result<Vec<VersionRow>> {
+        let numbers: Vec<i64> = {
+            let mut statement = self
+                .conn
+                .prepare("SELECT version FROM versions ORDER BY version")
+                .map_err(self.db())?;
+            statement
+                .query_map([], |row| row.get(0))
+                .map_err(self.db())?
+                .collect::<std::result::Result<_, _>>()
+                .map_err(self.db())?
+        };
+        numbers.into_iter().map(|v| self.version(v)).collect()
+    }
+
+    /// Reads the file of `role` in `version`, checking its hash.
+    pub fn read_file(&self, version: &VersionRow, role: &str) -> Result<Vec<u8>> {
+        let hash = version.files.get(role).ok_or_else(|| {
+            Error::invalid(format!(
+                "{}: version {} has no {role} file",
+                self.dir.display(),
+                version.version
+            ))
+        })?;
+        self.objects.read(hash).map_err(|e| {
+            Error::invalid(format!(
+                "the {role} file of version {}: {e}",
+                version.version
+            ))
+        })
+    }
+
+    fn referenced_objects(&self) -> Result<BTreeSet<String>> {
+        Ok(self
+            .versions()?
+            .into_iter()
+            .flat_map(|version| version.files.into_values())
+            .collect())
+    }
+
+    /// Commits a deletion request (ids, optional idempotency key) and returns its id. A key
+    /// already known returns the earlier request's id and commits nothing; the same key with
+    /// other ids is refused. Ids must be distinct; whether they are training rows is checked
+    /// when the request is applied (an unknown id then refuses the request, recorded).
+    pub fn submit(&mut self, ids: &[u32], key: Option<&str>, source: &str) -> Result<Submission> {
+        let mut batch = self.submit_many(&[(ids.to_vec(), key.map(str::to_string))], source)?;
+        batch.pop().expect("one answer per submission")
+    }
+
+    /// Commits several requests in one transaction (group commit); one answer each, in order.
+    /// A bad request gets its error without stopping the others.
+    pub fn submit_many(
+        &mut self,
+        requests: &[(Vec<u32>, Option<String>)],
+        source: &str,
+    ) -> Result<Vec<Result<Submission>>> {
+        self.begin()?;
+        let result = self.submit_locked(requests, source);
+        match result {
+            Ok(answers) => {
+                self.commit()?;
+                self.step("request-committed")?;
+                Ok(answers)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    fn submit_locked(
+        &mut self,
+        requests: &[(Vec<u32>, Option<String>)],
+        source: &str,
+    ) -> Result<Vec<Result<Submission>>> {
+        let mut answers = Vec::with_capacity(requests.len());
+        for (ids, key) in requests {
+            answers.push(self.submit_one(ids, key.as_deref(), source)?);
+        }
+        Ok(answers)
+    }
+
+    fn submit_one(
+        &mut self,
+        ids: &[u32],
+        key: Option<&str>,
+        source: &str,
+    ) -> Result<Result<Submission>> {
+        if let Err(e) = check_request_ids(ids) {
+            return Ok(Err(e));
+        }
+        if let Some(key) = key {
+            if key.is_empty() || key.len() > 200 {
+                return Ok(Err(Error::invalid(
+                    "an idempotency key must have 1 to 200 characters",
+                )));
+            }
+            let existing: Option<(i64, String)> = self
+                .conn
+                .query_row(
+                    "SELECT id, ids FROM requests WHERE idempotency_key = ?1",
+                    params![key],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(self.db())?;
+            if let Some((id, stored)) = existing {
+                let stored: Vec<u32> = parse_json(&self.dir, "request ids", &stored)?;
+                if stored != ids {
+                    return Ok(Err(Error::invalid(format!(
+                        "idempotency key '{key}' was used for request {id} with other ids"
+                    ))));
+                }
+                return Ok(Ok(Submission {
+                    request_id: id,
+                    duplicate: true,
+                }));
+            }
+        }
+        let ids_text = serde_json::to_string(ids).expect("ids serialise");
+        self.conn
+            .execute(
+                "INSERT INTO requests(idempotency_key, ids, source, received_at_ms, status)
+                 VALUES (?1, ?2, ?3, ?4, 'pending')",
+                params![key, ids_text, source, now_ms()],
+            )
+            .map_err(self.db())?;
+        Ok(Ok(Submission {
+            request_id: self.conn.last_insert_rowid(),
+            duplicate: false,
+        }))
+    }
+
+    /// One request, if it exists.
+    pub fn request(&self, id: i64) -> Result<Option<RequestRow>> {
+        let mut rows = self.query_requests("WHERE id = ?1", params![id])?;
+        Ok(rows.pop())
+    }
+
+    /// Pending requests in commit order (at most `limit`).
+    pub fn pending(&self, limit: usize) -> Result<Vec<RequestRow>> {
+        self.query_requests(
+            "WHERE status = 'pending' ORDER BY id LIMIT ?1",
+            params![limit as i64],
+        )
+    }
+
+    /// Every request in id order.
+    pub fn requests(&self) -> Result<Vec<RequestRow>> {
+        self.query_requests("ORDER BY id", params![])
+    }
+
+    /// Number of requests in each state: (pending, applied, refused).
+    pub fn request_counts(&self) -> Result<(usize, usize, usize)> {
+        let mut counts = (0, 0, 0);
+        let mut statement = self
+            .conn
+            .prepare("SELECT status, COUNT(*) FROM requests GROUP BY status")
+            .map_err(self.db())?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(self.db())?;
+        for row in rows {
+            let (status, count) = row.map_err(self.db())?;
+            match status.as_str() {
+                "pending" => counts.0 = count as usize,
+                "applied" => counts.1 = count as usize,
+                "refused" => counts.2 = count as usize,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    fn query_requests(
+        &self,
+        clause: &str,
+        parameters: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<RequestRow>> {
+        let sql = format!(
+            "SELECT id, idempotency_key, ids, source, received_at_ms, status, reason,
+                    ledger_sequence, version, settled_at_ms FROM requests {clause}"
+        );
+        let mut statement = self.conn.prepare(&sql).map_err(self.db())?;
+        let raw = statement
+            .query_map(parameters, |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, Option<String>>(6)?,
+                    row.get::<_, Option<i64>>(7)?,
+                    row.get::<_, Option<i64>>(8)?,
+                    row.get::<_, Option<i64>>(9)?,
+                ))
+            })
+            .map_err(self.db())?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.db())?;
+        raw.into_iter()
+            .map(|r| {
+                Ok(RequestRow {
+                    id: r.0,
+                    idempotency_key: r.1,
+                    ids: parse_json(&self.dir, "request ids", &r.2)?,
+                    source: r.3,
+                    received_at_ms: r.4,
+                    status: RequestStatus::parse(&r.5)?,
+                    reason: r.6,
+                    ledger_sequence: r.7,
+                    version: r.8,
+                    settled_at_ms: r.9,
+                })
+            })
+            .collect()
+    }
+
+    /// Records that a pending request is refused, with the reason (nothing is removed).
+    /// Needs no open transaction (one is taken if none is open).
+    pub fn refuse(&mut self, request_id: i64, reason: &str) -> Result<()> {
+        let own = self.conn.is_autocommit();
+        if own {
+            self.begin()?;
+        }
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE requests SET status = 'refused', reason = ?2, settled_at_ms = ?3
+                 WHERE id = ?1 AND status = 'pending'",
+                params![request_id, reason, now_ms()],
+            )
+            .map_err(self.db());
+        match changed {
+            Ok(1) => {
+                if own {
+                    self.commit()?;
+                }
+                Ok(())
+            }
+            Ok(_) => {
+                if own {
+                    self.rollback();
+                }
+                Err(Error::invalid(format!(
+                    "request {request_id} is not pending"
+                )))
+            }
+            Err(e) => {
+                if own {
+                    self.rollback();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Commits a new version: its files are staged and fsynced, then, holding the write lock,
+    /// checked to continue `expected_current` (so that a writer working from a stale version
+    /// is refused), published, and recorded with its ledger entry, the pointer move and the
+    /// requests marked applied, in one transaction. Takes the lock itself when none is held
+    /// and releases what it took. Returns the ledger entry.
+    pub fn commit_version(
+        &mut self,
+        expected_current: i64,
+        request_ids: &[i64],
+        new: NewVersion,
+    ) -> Result<LedgerRow> {
+        let own = self.conn.is_autocommit();
+        let staged = self.stage(&new)?;
+        if own {
+            self.begin()?;
+        }
+        let result = self.step("lock-taken").and_then(|()| {
+            let current = self.current_version()?;
+            if current != expected_current {
+                return Err(Error::invalid(format!(
+                    "the store moved on to version {current} while version {expected_current} was being continued"
+                )));
+            }
+            self.publish_and_record(Some(current), request_ids, new, staged)
+        });
+        match result {
+            Ok(row) => {
+                if own {
+                    self.commit()?;
+                    self.step("committed")?;
+                }
+                Ok(row)
+            }
+            Err(e) => {
+                if own {
+                    self.rollback();
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn commit_version_locked(
+        &mut self,
+        expected_current: Option<i64>,
+        request_ids: &[i64],
+        new: NewVersion,
+    ) -> Result<LedgerRow> {
+        let staged = self.stage(&new)?;
+        let row = self.publish_and_record(expected_current, request_ids, new, staged)?;
+        self.commit()?;
+        self.step("committed")?;
+        Ok(row)
+    }
+
+    fn stage(&self, new: &NewVersion) -> Result<Vec<Staged>> {
+        let mut staged = Vec::new();
+        for (bytes, secret) in new.files.values() {
+            staged.push(self.objects.stage(bytes, *secret)?);
+            self.step("object-staged")?;
+        }
+        Ok(staged)
+    }
+
+    fn publish_and_record(
+        &mut self,
+        current: Option<i64>,
+        request_ids: &[i64],
+        new: NewVersion,
+        staged: Vec<Staged>,
+    ) -> Result<LedgerRow> {
+        for object in &staged {
+            self.objects.publish(object)?;
+            self.step("object-published")?;
+        }
+        self.objects.sync()?;
+        self.step("objects-synced")?;
+        let files: BTreeMap<String, String> = new
+            .files
+            .keys()
+            .cloned()
+            .zip(staged.iter().map(|s| s.hash.clone()))
+            .collect();
+        let version = current.map_or(0, |c| c + 1);
+        let files_text = serde_json::to_string(&files).expect("files serialise");
+        let info_text = serde_json::to_string(&new.info).expect("info serialises");
+        let now = now_ms();
+        self.conn
+            .execute(
+                "INSERT INTO versions(version, files, model_hash, info, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![version, files_text, new.model_hash, info_text, now],
+            )
+            .map_err(self.db())?;
+        self.step("version-inserted")?;
+        let (sequence, previous_hash) = self
+            .conn
+            .query_row(
+                "SELECT sequence, entry_hash FROM ledger ORDER BY sequence DESC LIMIT 1",
+                [],
+                |row| Ok((row.get::<_, i64>(0)? + 1, row.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map_err(self.db())?
+            .unwrap_or((0, String::new()));
+        let payload_text = serde_json::to_string(&new.payload).expect("payload serialises");
+        let mut row = LedgerRow {
+            sequence,
+            kind: new.kind,
+            request_ids: request_ids.to_vec(),
+            ids_hash: ids_hash(&new.ids),
+            ids: new.ids,
+            version,
+            files,
+            model_hash: new.model_hash,
+            payload: new.payload,
+            committed_at_ms: now,
+            previous_hash,
+            entry_hash: String::new(),
+        };
+        row.entry_hash = row.compute_hash(&payload_text);
+        self.conn
+            .execute(
+                "INSERT INTO ledger(sequence, kind, request_ids, ids, ids_hash, version, files,
+                   model_hash, payload, committed_at_ms, previous_hash, entry_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    row.sequence,
+                    row.kind.name(),
+                    serde_json::to_string(&row.request_ids).expect("ids serialise"),
+                    serde_json::to_string(&row.ids).expect("ids serialise"),
+                    row.ids_hash,
+                    row.version,
+                    files_text,
+                    row.model_hash,
+                    payload_text,
+                    row.committed_at_ms,
+                    row.previous_hash,
+                    row.entry_hash
+                ],
+            )
+            .map_err(self.db())?;
+        self.step("ledger-inserted")?;
+        self.conn
+            .execute(
+                "INSERT INTO meta(key, value) VALUES ('current_version', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![version.to_string()],
+            )
+            .map_err(self.db())?;
+        self.conn
+            .execute(
+                "INSERT INTO meta(key, value) VALUES ('ledger_head', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![row.entry_hash],
+            )
+            .map_err(self.db())?;
+        self.step("pointer-moved")?;
+        for request in request_ids {
+            let changed = self
+                .conn
+                .execute(
+                    "UPDATE requests SET status = 'applied', ledger_sequence = ?2, version = ?3,
+                       settled_at_ms = ?4 WHERE id = ?1 AND status = 'pending'",
+                    params![request, sequence, version, now],
+                )
+                .map_err(self.db())?;
+            if changed != 1 {
+                return Err(Error::invalid(format!(
+                    "request {request} is not pending: it cannot be applied"
+                )));
+            }
+        }
+        drop(staged);
+        Ok(row)
+    }
+
+    /// The ledger, in order, as stored (no check; see [`Store::verify_chain`]).
+    pub fn ledger(&self) -> Result<Vec<LedgerRow>> {
+        Ok(self
+            .ledger_with_text()?
+            .into_iter()
+            .map(|(row, _)| row)
+            .collect())
+    }
+
+    fn ledger_with_text(&self) -> Result<Vec<(LedgerRow, String)>> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT sequence, kind, request_ids, ids, ids_hash, version, files, model_hash,
+                        payload, committed_at_ms, previous_hash, entry_hash
+                 FROM ledger ORDER BY rowid",
+            )
+            .map_err(self.db())?;
+        let raw = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, i64>(5)?,
+                    row.get::<_, String>(6)?,
+                    row.get::<_, String>(7)?,
+                    row.get::<_, String>(8)?,
+                    row.get::<_, i64>(9)?,
+                    row.get::<_, String>(10)?,
+                    row.get::<_, String>(11)?,
+                ))
+            })
+            .map_err(self.db())?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.db())?;
+        let dir = &self.dir;
+        raw.into_iter()
+            .map(|r| {
+                let what = format!("ledger entry {}", r.0);
+                let kind = EntryKind::parse(&r.1).ok_or_else(|| {
+                    Error::invalid(format!("{what} has an unknown kind '{}'", r.1))
+                })?;
+                Ok((
+                    LedgerRow {
+                        sequence: r.0,
+                        kind,
+                        request_ids: parse_json(dir, &what, &r.2)?,
+                        ids: parse_json(dir, &what, &r.3)?,
+                        ids_hash: r.4,
+                        version: r.5,
+                        files: parse_json(dir, &what, &r.6)?,
+                        model_hash: r.7,
+                        payload: parse_json(dir, &what, &r.8)?,
+                        committed_at_ms: r.9,
+                        previous_hash: r.10,
+                        entry_hash: r.11,
+                    },
+                    r.8,
+                ))
+            })
+            .collect()
+    }
+
+    /// Checks the store's integrity: the ledger chains (each entry's hash recomputes and
+    /// names the previous one; no entry is missing, added or moved), each entry agrees with
+    /// the version it published and the requests it applied, every applied request is in
+    /// exactly one entry, the current pointer is the last entry's version, and every file of
+    /// every version rehashes to its name. The first failure is named.
+    pub fn verify_chain(&self) -> Result<ChainReport> {
+        let entries = self.ledger_with_text()?;
+        if entries.is_empty() {
+            return Err(Error::invalid(format!(
+                "{}: the ledger is empty (a store starts with its first version)",
+                self.dir.display()
+            )));
+        }
+        let requests: HashMap<i64, RequestRow> = self
+            .requests()?
+            .into_iter()
+            .map(|request| (request.id, request))
+            .collect();
+        let mut claimed: HashMap<i64, i64> = HashMap::new();
+        let mut previous = String::new();
+        for (index, (row, payload_text)) in entries.iter().enumerate() {
+            let at = format!("ledger entry {}", row.sequence);
+            if row.sequence != index as i64 {
+                return Err(Error::invalid(format!(
+                    "ledger tampered: entry at position {index} has sequence {} (a row was deleted, added or reordered)",
+                    row.sequence
+                )));
+            }
+            if row.compute_hash(payload_text) != row.entry_hash {
+                return Err(Error::invalid(format!(
+                    "ledger tampered: {at} does not hash to its recorded hash (the row was edited)"
+                )));
+            }
+            if row.previous_hash != previous {
+                return Err(Error::invalid(format!(
+                    "ledger tampered: {at} does not chain to entry {} (a row was deleted or reordered)",
+                    index as i64 - 1
+                )));
+            }
+            if !row.ids_match() {
+                return Err(Error::invalid(format!(
+                    "ledger tampered: {at}'s ids do not hash to its ids hash"
+                )));
+            }
+            if row.version != index as i64 {
+                return Err(Error::invalid(format!(
+                    "ledger tampered: {at} publishes version {}, expected {index}",
+                    row.version
+                )));
+            }
+            let version = self.version(row.version)?;
+            if version.files != row.files || version.model_hash != row.model_hash {
+                return Err(Error::invalid(format!(
+                    "version {} does not match {at}: the version row was edited",
+                    row.version
+                )));
+            }
+            let mut expected_ids = Vec::new();
+            for request_id in &row.request_ids {
+                let request = requests.get(request_id).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{at} applied request {request_id}, which is missing"
+                    ))
+                })?;
+                if request.status != RequestStatus::Applied
+                    || request.ledger_sequence != Some(row.sequence)
+                    || request.version != Some(row.version)
+                {
+                    return Err(Error::invalid(format!(
+                        "request {request_id} is not recorded as applied by {at}"
+                    )));
+                }
+                if claimed.insert(*request_id, row.sequence).is_some() {
+                    return Err(Error::invalid(format!(
+                        "request {request_id} is applied by two ledger entries"
+                    )));
+                }
+                expected_ids.extend_from_slice(&request.ids);
+            }
+            if !row.request_ids.is_empty() {
+                let mut removed = row.ids.clone();
+                let mut asked = expected_ids;
+                removed.sort_unstable();
+                asked.sort_unstable();
+                if removed != asked {
+                    return Err(Error::invalid(format!(
+                        "{at} removed other ids than its requests asked for"
+                    )));
+                }
+            }
+            previous = row.entry_hash.clone();
+        }
+        for request in requests.values() {
+            if request.status == RequestStatus::Applied && !claimed.contains_key(&request.id) {
+                return Err(Error::invalid(format!(
+                    "request {} is marked applied but no ledger entry applied it (a ledger row was deleted)",
+                    request.id
+                )));
+            }
+        }
+        let versions = self.versions()?;
+        if versions.len() != entries.len() {
+            return Err(Error::invalid(format!(
+                "the store has {} versions but {} ledger entries (a ledger row was deleted)",
+                versions.len(),
+                entries.len()
+            )));
+        }
+        let last = &entries.last().expect("not empty").0;
+        let current = self.current_version()?;
+        if current != last.version {
+            return Err(Error::invalid(format!(
+                "the current-version pointer names version {current}, but the ledger ends with version {}",
+                last.version
+            )));
+        }
+        let head: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'ledger_head'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(self.db())?;
+        if head.as_deref() != Some(last.entry_hash.as_str()) {
+            return Err(Error::invalid(
+                "ledger tampered: the recorded head is not the last entry's hash (a row was deleted)",
+            ));
+        }
+        let mut objects_checked = 0;
+        for version in &versions {
+            for role in version.files.keys() {
+                self.read_file(version, role)?;
+                objects_checked += 1;
+            }
+        }
+        let (pending, applied, refused) = self.request_counts()?;
+        Ok(ChainReport {
+            entries: entries.len(),
+            current_version: current,
+            objects_checked,
+            applied,
+            refused,
+            pending,
+            head: last.entry_hash.clone(),
+        })
+    }
+
+    /// The ledger as JSON lines, one entry per line, for third parties.
+    pub fn export_jsonl(&self) -> Result<String> {
+        let mut text = String::new();
+        for row in self.ledger()? {
+            text.push_str(&serde_json::to_string(&row).expect("ledger rows serialise"));
+            text.push('\n');
+        }
+        Ok(text)
+    }
+}
+
+fn check_request_ids(ids: &[u32]) -> Result<()> {
+    if ids.is_empty() {
+        return Err(Error::invalid("a deletion request needs at least one id"));
+    }
+    if ids.len() > MAX_IDS_PER_REQUEST {
+        return Err(Error::invalid(format!(
+            "a deletion request may name at most {MAX_IDS_PER_REQUEST} ids, not {}",
+            ids.len()
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    for id in ids {
+        if !seen.insert(*id) {
+            return Err(Error::invalid(format!(
+                "id {id} appears twice in the request"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(dir: &Path, what: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text)
+        .map_err(|e| Error::invalid(format!("{}: {what} is unreadable: {e}", dir.display())))
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.rollback();
+    }
+}

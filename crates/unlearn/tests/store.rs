@@ -1,0 +1,455 @@
+//! The model store: one removal = one transaction, a crash at any durable step leaves the old
+//! version or the new one, tampering is named by verify, idempotent submissions, replay.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use unlearn::convex::{CertifiedTraining, ConvexTask};
+use unlearn::data::{DataBundle, DataSource, load};
+use unlearn::store::certified::{self, CertifiedModel};
+use unlearn::store::{COMMIT_STEPS, FaultHook, Policy, RequestStatus, Store};
+
+fn embedded() -> DataBundle {
+    load(&DataSource::Embedded, 0).unwrap()
+}
+
+/// Ids of the embedded subset's classes 7 and 9 (the task's training rows).
+fn pair_ids(bundle: &DataBundle) -> Vec<u32> {
+    bundle
+        .train
+        .ids
+        .iter()
+        .zip(&bundle.train.labels)
+        .filter(|(_, label)| **label == 7 || **label == 9)
+        .map(|(id, _)| *id)
+        .collect()
+}
+
+fn training() -> CertifiedTraining {
+    CertifiedTraining {
+        // A budget for many removals, so that the tests exercise Newton steps, not retrains.
+        planned_removals: 1000.0,
+        ..CertifiedTraining::new("newton-guo", 1.0, 7)
+    }
+}
+
+fn create(dir: &Path, bundle: &DataBundle) -> Store {
+    let (store, _, _) = certified::create_store(
+        dir,
+        "embedded",
+        ConvexTask::Pair {
+            negative: 7,
+            positive: 9,
+        },
+        &bundle.train,
+        Some(&bundle.test),
+        &training(),
+        &Policy::default(),
+        None,
+    )
+    .unwrap();
+    store
+}
+
+fn objects_on_disk(dir: &Path) -> BTreeSet<String> {
+    std::fs::read_dir(dir.join("objects"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|name| name != ".staging")
+        .collect()
+}
+
+fn staging_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir.join("objects/.staging"))
+        .map(|entries| entries.count())
+        .unwrap_or(0)
+}
+
+fn referenced(store: &Store) -> BTreeSet<String> {
+    store
+        .versions()
+        .unwrap()
+        .into_iter()
+        .flat_map(|v| v.files.into_values())
+        .collect()
+}
+
+#[test]
+fn removals_commit_verify_and_replay() {
+    let bundle = embedded();
+    let ids = pair_ids(&bundle);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let mut store = create(&path, &bundle);
+    for chunk in ids[..9].chunks(3) {
+        store.submit(chunk, None, "test").unwrap();
+    }
+    let outcomes = certified::apply_pending(&mut store, &bundle.train, Some(&bundle.test)).unwrap();
+    assert_eq!(outcomes.len(), 3);
+    assert_eq!(store.current_version().unwrap(), 3);
+    let report = certified::verify_store(&store, &bundle.train, true).unwrap();
+    assert_eq!(report.removals, 3);
+    assert_eq!(report.removed_count, 9);
+    assert_eq!(report.chain.applied, 3);
+    assert!(report.replayed);
+    // A request naming an unknown or already removed id is refused and recorded.
+    let unknown = store.submit(&[1], None, "test").unwrap();
+    let again = store.submit(&ids[..1], None, "test").unwrap();
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    for (submission, reason) in [(unknown, "not a training row"), (again, "already removed")] {
+        let request = store.request(submission.request_id).unwrap().unwrap();
+        assert_eq!(request.status, RequestStatus::Refused);
+        assert!(request.reason.unwrap().contains(reason));
+    }
+    assert_eq!(store.current_version().unwrap(), 3);
+    certified::verify_store(&store, &bundle.train, true).unwrap();
+    // Batches: several requests, one version.
+    let mut policy = store.policy().unwrap();
+    policy.batch_max = 4;
+    store.set_policy(&policy).unwrap();
+    for id in &ids[20..24] {
+        store.submit(&[*id], None, "test").unwrap();
+    }
+    let outcomes = certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(outcomes[0].applied.len(), 4);
+    let report = certified::verify_store(&store, &bundle.train, true).unwrap();
+    assert_eq!(report.chain.current_version, 4);
+    // Secret states are readable by the owner only.
+    use std::os::unix::fs::PermissionsExt;
+    let current = store.current().unwrap();
+    let state = path.join("objects").join(&current.files["state"]);
+    assert_eq!(
+        std::fs::metadata(state).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn idempotency_keys_return_the_same_request_and_apply_once() {
+    let bundle = embedded();
+    let ids = pair_ids(&bundle);
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = create(&dir.path().join("s"), &bundle);
+    let first = store.submit(&ids[..2], Some("key-1"), "test").unwrap();
+    let second = store.submit(&ids[..2], Some("key-1"), "test").unwrap();
+    assert!(!first.duplicate && second.duplicate);
+    assert_eq!(first.request_id, second.request_id);
+    let message = store
+        .submit(&ids[2..4], Some("key-1"), "test")
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("other ids"), "{message}");
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    let third = store.submit(&ids[..2], Some("key-1"), "test").unwrap();
+    assert_eq!(third.request_id, first.request_id);
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    assert_eq!(store.ledger().unwrap().len(), 2);
+    assert_eq!(store.requests().unwrap().len(), 1);
+    for bad in [vec![], vec![ids[5], ids[5]]] {
+        assert!(store.submit(&bad, None, "test").is_err(), "{bad:?}");
+    }
+}
+
+/// Stops the store at every durable step of a removal (a hook in the store returning an
+/// error there, nothing after it runs), reopens it, and checks: the old version or the new
+/// one, never a mix; the chain verifies; no unreferenced file survives the reopen; the request
+/// is applied exactly once after resuming; the replay reproduces the model.
+#[test]
+fn a_stop_at_any_durable_step_leaves_the_old_or_the_new_version() {
+    let bundle = embedded();
+    let ids = pair_ids(&bundle);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    drop(create(&path, &bundle));
+    let mut cases = 0;
+    for (index, step) in COMMIT_STEPS.iter().enumerate() {
+        // A removal stages two files, so the per-file steps are reached twice.
+        let occurrences = if step.starts_with("object-") { 2 } else { 1 };
+        for nth in 1..=occurrences {
+            cases += 1;
+            let request_ids = vec![ids[100 + 2 * index + nth]];
+            let before = Store::open(&path).unwrap().current_version().unwrap();
+            let seen = Arc::new(AtomicUsize::new(0));
+            let target = step.to_string();
+            let counter = seen.clone();
+            let hook: FaultHook = Arc::new(move |at: &str| {
+                if at == target && counter.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+                    return Err(unlearn::Error::invalid(format!("injected stop at {at}")));
+                }
+                Ok(())
+            });
+            let mut store = Store::open(&path).unwrap();
+            let request = store.submit(&request_ids, None, "test").unwrap();
+            store.set_fault_hook(Some(hook));
+            let mut model = CertifiedModel::load(&store, &bundle.train, None).unwrap();
+            let pending = store.pending(1).unwrap();
+            let result = model.apply(&mut store, &pending);
+            let committed = *step == "committed";
+            assert_eq!(result.is_ok(), false, "{step}#{nth} was not reached");
+            drop(store);
+            // Reopen: the sweep removes whatever the stopped removal left.
+            let store = Store::open(&path).unwrap();
+            let after = store.current_version().unwrap();
+            let expected = if committed { before + 1 } else { before };
+            assert_eq!(after, expected, "{step}#{nth}");
+            store.verify_chain().unwrap();
+            assert_eq!(objects_on_disk(&path), referenced(&store), "{step}#{nth}");
+            assert_eq!(staging_files(&path), 0, "{step}#{nth}");
+            let status = store.request(request.request_id).unwrap().unwrap().status;
+            let expected_status = if committed {
+                RequestStatus::Applied
+            } else {
+                RequestStatus::Pending
+            };
+            assert_eq!(status, expected_status, "{step}#{nth}");
+            // Resume: the pending request is applied once.
+            let mut store = store;
+            certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+            let request = store.request(request.request_id).unwrap().unwrap();
+            assert_eq!(request.status, RequestStatus::Applied, "{step}#{nth}");
+            let claims = store
+                .ledger()
+                .unwrap()
+                .iter()
+                .filter(|row| row.request_ids.contains(&request.id))
+                .count();
+            assert_eq!(claims, 1, "{step}#{nth}");
+        }
+    }
+    assert!(cases >= COMMIT_STEPS.len());
+    let store = Store::open(&path).unwrap();
+    let report = certified::verify_store(&store, &bundle.train, true).unwrap();
+    assert_eq!(report.removals, cases);
+}
+
+fn tampered(setup: impl Fn(&Path, &rusqlite::Connection), expected: &str) {
+    let bundle = embedded();
+    let ids = pair_ids(&bundle);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let mut store = create(&path, &bundle);
+    for id in &ids[..4] {
+        store.submit(&[*id], None, "test").unwrap();
+    }
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    certified::verify_store(&store, &bundle.train, false).unwrap();
+    drop(store);
+    let connection = rusqlite::Connection::open(path.join("store.sqlite")).unwrap();
+    setup(&path, &connection);
+    drop(connection);
+    let store = Store::open_read_only(&path).unwrap();
+    let message = certified::verify_store(&store, &bundle.train, false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains(expected),
+        "expected '{expected}' in: {message}"
+    );
+}
+
+fn object_of(connection: &rusqlite::Connection, version: i64, role: &str) -> String {
+    let files: String = connection
+        .query_row(
+            "SELECT files FROM versions WHERE version = ?1",
+            [version],
+            |row| row.get(0),
+        )
+        .unwrap();
+    let files: serde_json::Value = serde_json::from_str(&files).unwrap();
+    files[role].as_str().unwrap().to_string()
+}
+
+fn flip_a_bit(path: &Path) {
+    let mut bytes = std::fs::read(path).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x10;
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn a_flipped_bit_in_a_state_is_named() {
+    tampered(
+        |dir, db| flip_a_bit(&dir.join("objects").join(object_of(db, 2, "state"))),
+        "the state file of version 2",
+    );
+}
+
+#[test]
+fn a_flipped_bit_in_a_weight_file_is_named() {
+    tampered(
+        |dir, db| flip_a_bit(&dir.join("objects").join(object_of(db, 4, "model"))),
+        "the model file of version 4",
+    );
+}
+
+#[test]
+fn an_edited_ledger_row_is_named() {
+    tampered(
+        |_, db| {
+            db.execute(
+                "UPDATE ledger SET payload = replace(payload, '\"retrained\":false', '\"retrained\":true') WHERE sequence = 2",
+                [],
+            )
+            .unwrap();
+        },
+        "ledger entry 2 does not hash",
+    );
+}
+
+#[test]
+fn a_deleted_ledger_row_is_named() {
+    tampered(
+        |_, db| {
+            db.execute("DELETE FROM ledger WHERE sequence = 2", [])
+                .unwrap();
+        },
+        "ledger tampered: entry at position 2 has sequence 3",
+    );
+    tampered(
+        |_, db| {
+            db.execute("DELETE FROM ledger WHERE sequence = 4", [])
+                .unwrap();
+        },
+        "no ledger entry applied it",
+    );
+}
+
+#[test]
+fn reordered_ledger_rows_are_named() {
+    tampered(
+        |_, db| {
+            // Swap the contents of entries 1 and 2, keeping their positions' numbers.
+            db.execute_batch(
+                "UPDATE ledger SET sequence = -1 WHERE sequence = 1;
+                 UPDATE ledger SET sequence = 1 WHERE sequence = 2;
+                 UPDATE ledger SET sequence = 2 WHERE sequence = -1;",
+            )
+            .unwrap();
+        },
+        "does not hash to its recorded hash",
+    );
+}
+
+#[test]
+fn hessians_scaled_in_the_state_are_named_even_with_a_matching_hash() {
+    // Rewriting a state and renaming it to its new hash (and pointing the version at it)
+    // passes the file check but not the chain: the ledger entry names the old file.
+    tampered(
+        |dir, db| {
+            let old = object_of(db, 3, "state");
+            let mut bytes = std::fs::read(dir.join("objects").join(&old)).unwrap();
+            let end = bytes.len();
+            for byte in &mut bytes[end - 64..] {
+                *byte = byte.wrapping_add(1);
+            }
+            let new = unlearn::store::object_hash(&bytes);
+            std::fs::write(dir.join("objects").join(&new), bytes).unwrap();
+            let files: String = db
+                .query_row("SELECT files FROM versions WHERE version = 3", [], |r| {
+                    r.get(0)
+                })
+                .unwrap();
+            db.execute(
+                "UPDATE versions SET files = ?1 WHERE version = 3",
+                [files.replace(&old, &new)],
+            )
+            .unwrap();
+        },
+        "version 3 does not match ledger entry 3",
+    );
+}
+
+#[test]
+fn import_converts_a_file_model_and_keeps_its_ledger() {
+    let bundle = embedded();
+    let ids = pair_ids(&bundle);
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("guo.json");
+    let task = ConvexTask::Pair {
+        negative: 7,
+        positive: 9,
+    };
+    unlearn::convex::train_and_save("embedded", task, &bundle.train, None, &training(), &model)
+        .unwrap();
+    let request = unlearn::convex::CertifiedRequest::Ids(ids[..2].to_vec());
+    unlearn::convex::forget_and_save(&model, &bundle.train, None, &request, &model).unwrap();
+    let path = dir.path().join("store");
+    let mut store =
+        certified::import_files(&path, &model, &bundle.train, &Policy::default()).unwrap();
+    let first = store.current().unwrap();
+    assert_eq!(first.info["removed_count"], 2);
+    store.submit(&ids[2..3], None, "test").unwrap();
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    let report = certified::verify_store(&store, &bundle.train, true).unwrap();
+    assert_eq!(report.removed_count, 3);
+    // Removing an id the old ledger already removed is refused.
+    let again = store.submit(&ids[..1], None, "test").unwrap();
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    let refused = store.request(again.request_id).unwrap().unwrap();
+    assert_eq!(refused.status, RequestStatus::Refused);
+    assert!(certified::import_files(&path, &model, &bundle.train, &Policy::default()).is_err());
+}
+
+#[test]
+fn tokens_are_stored_hashed_scoped_and_revocable() {
+    let bundle = embedded();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let mut store = create(&path, &bundle);
+    let token = store.add_token("alice", "submit,read").unwrap();
+    assert!(store.add_token("alice", "read").is_err());
+    assert!(store.add_token("bob", "write").is_err());
+    let info = store.authenticate(&token).unwrap().unwrap();
+    assert!(info.allows(unlearn::store::Scope::Submit));
+    assert!(!info.allows(unlearn::store::Scope::Admin));
+    assert!(store.authenticate("ul_wrong").unwrap().is_none());
+    let raw = std::fs::read(path.join("store.sqlite")).unwrap();
+    let needle = token.as_bytes();
+    assert!(
+        !raw.windows(needle.len()).any(|w| w == needle),
+        "token stored in clear"
+    );
+    store.revoke_token("alice").unwrap();
+    assert!(
+        !store
+            .authenticate(&token)
+            .unwrap()
+            .unwrap()
+            .allows(unlearn::store::Scope::Read)
+    );
+    assert!(store.revoke_token("alice").is_err());
+}
+
+#[test]
+fn opening_sweeps_orphans_and_refuses_non_stores() {
+    let bundle = embedded();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    drop(create(&path, &bundle));
+    std::fs::write(path.join("objects").join("0".repeat(64)), b"orphan").unwrap();
+    std::fs::write(path.join("objects/.staging/abc.tmp"), b"left by a crash").unwrap();
+    let store = Store::open(&path).unwrap();
+    assert_eq!(objects_on_disk(&path), referenced(&store));
+    assert_eq!(staging_files(&path), 0);
+    let message = Store::open(dir.path()).err().unwrap().to_string();
+    assert!(message.contains("is not a model store"), "{message}");
+    let message = certified::create_store(
+        &path,
+        "embedded",
+        ConvexTask::Pair {
+            negative: 7,
+            positive: 9,
+        },
+        &bundle.train,
+        None,
+        &training(),
+        &Policy::default(),
+        None,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(message.contains("already holds a model store"), "{message}");
+}
