@@ -220,7 +220,12 @@ fn file_ids(train: &Dataset, path: &Path) -> Result<Vec<u32>> {
     }
     let mut sorted = ids;
     sorted.sort_unstable();
-    sorted.dedup();
+    if let Some(pair) = sorted.windows(2).find(|pair| pair[0] == pair[1]) {
+        return Err(Error::format(
+            path,
+            format!("sample id {} appears twice in the request", pair[0]),
+        ));
+    }
     let known: std::collections::HashSet<u32> = train.ids.iter().copied().collect();
     if let Some(unknown) = sorted.iter().find(|id| !known.contains(id)) {
         return Err(Error::format(
@@ -356,12 +361,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let train = toy_dataset(20, 2, 0);
         let path = dir.path().join("forget.txt");
-        std::fs::write(&path, "7, 3\n3 19\n\t0,\n").unwrap();
+        std::fs::write(&path, "7, 3\n19\n\t0,\n").unwrap();
         let selector = ForgetSelector::IdsFile(path.clone());
         assert_eq!(selector.select(&train, 0).unwrap(), vec![0, 3, 7, 19]);
-        std::fs::write(&path, "[5, 2, 5]").unwrap();
+        std::fs::write(&path, "[5, 2]").unwrap();
         assert_eq!(selector.select(&train, 0).unwrap(), vec![2, 5]);
         for (content, expected) in [
+            ("[5, 2, 5]", "sample id 5 appears twice"),
+            ("7 3\n3", "sample id 3 appears twice"),
             ("1, 2, x3", "'x3' is not a sample id"),
             ("1 -2", "'-2' is not a sample id"),
             (

@@ -524,6 +524,7 @@ pub fn apply_pending(
     match result {
         Ok(outcomes) => {
             store.commit()?;
+            store.step("committed")?;
             Ok(outcomes)
         }
         Err(e) => {
