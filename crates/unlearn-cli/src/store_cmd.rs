@@ -16,18 +16,21 @@ use unlearn::store::{ModelKind, Policy, RequestStatus, Store};
 /// `unlearn store ...`
 #[derive(Subcommand)]
 pub enum StoreCommand {
-    /// Convert a certified model made by `train --certified --out M.json` (M.json, M.state,
-    /// M.ledger.jsonl) into a new store, after verifying it.
+    /// Create a store from a model made before stores existed: a certified model made by
+    /// `train --certified --out M.json` (M.json, M.state, M.ledger.jsonl; verified first), or a
+    /// neural network made by `train --out M.safetensors` (with its sidecar and split).
     Import {
         /// The new store's directory.
         #[arg(long)]
         store: PathBuf,
-        /// The certified model's JSON file.
+        /// The model: a certified model's JSON file or a network's .safetensors.
         #[arg(long)]
         from: PathBuf,
         /// Data source; defaults to the one recorded in the model.
         #[arg(long)]
         data: Option<String>,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// Write the ledger as JSON lines (one entry per line) for third parties.
     Export {
@@ -44,21 +47,80 @@ pub enum StoreCommand {
         #[arg(long)]
         store: PathBuf,
     },
-    /// Change how the service applies requests.
+    /// Change how requests are applied (by `forget --store` and the service).
     Policy {
         /// The store.
         #[arg(long)]
         store: PathBuf,
-        /// Most requests applied together as one removal.
-        #[arg(long)]
-        batch_max: Option<usize>,
-        /// Milliseconds the worker waits for a batch to fill.
-        #[arg(long)]
-        batch_wait_ms: Option<u64>,
+        #[command(flatten)]
+        policy: PolicyArgs,
     },
     /// Bearer tokens of the service.
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+/// A store's policy on the command line; unset values keep the current (or default) ones.
+#[derive(Args)]
+pub struct PolicyArgs {
+    /// Most requests applied together as one removal.
+    #[arg(long)]
+    batch_max: Option<usize>,
+    /// Milliseconds the worker waits for a batch to fill.
+    #[arg(long)]
+    batch_wait_ms: Option<u64>,
+    /// Neural stores: the unlearning method applied to each request (default finetune).
+    #[arg(long)]
+    method: Option<String>,
+    /// Neural stores: a method parameter key=value (repeatable; replaces the list).
+    #[arg(long = "param")]
+    params: Vec<String>,
+    /// Neural stores: retrain from scratch every K applied requests (0: never).
+    #[arg(long)]
+    retrain_every: Option<usize>,
+    /// Neural stores: retrain when test accuracy falls this many points below the last
+    /// retrained version's (0: never).
+    #[arg(long)]
+    retrain_below: Option<f64>,
+}
+
+impl PolicyArgs {
+    fn apply_to(&self, mut policy: Policy) -> Policy {
+        if let Some(batch_max) = self.batch_max {
+            policy.batch_max = batch_max;
+        }
+        if let Some(wait) = self.batch_wait_ms {
+            policy.batch_wait_ms = wait;
+        }
+        if let Some(method) = &self.method {
+            policy.method = Some(method.clone());
+        }
+        if !self.params.is_empty() {
+            policy.params = self.params.clone();
+        }
+        if let Some(every) = self.retrain_every {
+            policy.retrain_every = every;
+        }
+        if let Some(points) = self.retrain_below {
+            policy.retrain_below_points = points;
+        }
+        policy
+    }
+}
+
+fn device(global: &Global) -> Result<unlearn::device::Device> {
+    Ok(unlearn::device::DeviceChoice::parse(&global.device)?
+        .device()?
+        .autodiff())
+}
+
+fn refuse_neural_policy(policy: &Policy) -> Result<()> {
+    if policy.method.is_some() || !policy.params.is_empty() || policy.retrain_every > 0 {
+        bail!(
+            "--method, --param and --retrain-every are for neural stores; a certified model removes with its own method"
+        );
+    }
+    Ok(())
 }
 
 /// `unlearn store token ...`
@@ -192,11 +254,8 @@ pub fn forget(global: &Global, args: &ForgetArgs, dir: &Path) -> Result<()> {
         );
     }
     let mut store = open_store(dir)?;
-    if store.kind() != ModelKind::Certified {
-        bail!(
-            "{} holds a neural network; `forget --store` applies certified stores",
-            dir.display()
-        );
+    if store.kind() == ModelKind::Neural {
+        return forget_neural(global, args, &mut store, &selector);
     }
     let description = match &args.data {
         Some(data) => data.clone(),
@@ -273,16 +332,97 @@ pub fn forget(global: &Global, args: &ForgetArgs, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+fn forget_neural(
+    global: &Global,
+    args: &ForgetArgs,
+    store: &mut Store,
+    selector: &ForgetSelector,
+) -> Result<()> {
+    let device = device(global)?;
+    let version = store.current()?;
+    let sidecar: unlearn::model::ArtifactMetadata =
+        serde_json::from_slice(&store.read_file(&version, "sidecar")?)?;
+    let description = args.data.clone().unwrap_or(sidecar.dataset);
+    let bundle = load_data(&description, sidecar.seed)?;
+    let ids = selector.select(&bundle.train, global.seed)?;
+    drop(bundle);
+    let submission = store.submit(&ids, args.key.as_deref(), "cli")?;
+    let outcomes = unlearn::store::neural::apply_pending(store, &device)?;
+    let request = store
+        .request(submission.request_id)?
+        .context("the request vanished from the store")?;
+    match request.status {
+        RequestStatus::Refused => bail!(
+            "request {} refused: {}",
+            request.id,
+            request.reason.unwrap_or_default()
+        ),
+        RequestStatus::Pending => bail!("request {} is still pending", request.id),
+        RequestStatus::Applied => {}
+    }
+    let version = store.version(request.version.context("applied without a version")?)?;
+    if global.json {
+        say!(
+            "{}",
+            serde_json::json!({
+                "store": store.dir(), "request_id": request.id, "duplicate": submission.duplicate,
+                "version": version.version, "ledger_sequence": request.ledger_sequence,
+                "removed": ids.len(), "info": version.info, "applications": outcomes.len(),
+            })
+        );
+        return Ok(());
+    }
+    let info = &version.info;
+    let evaluation = &info["evaluation"];
+    say!(
+        "request {}: {} forgot {} samples ({} removed in all{}) in {:.2}s: version {}",
+        request.id,
+        info["method"].as_str().unwrap_or("?"),
+        ids.len(),
+        info["removed_count"],
+        match info["retrain_reason"].as_str() {
+            Some(reason) => format!("; full retraining: {reason}"),
+            None => String::new(),
+        },
+        info["seconds"].as_f64().unwrap_or(f64::NAN),
+        version.version
+    );
+    say!(
+        "UA {:.2}  RA {:.2}  TA {:.2}  MIA-eff. {:.2}",
+        evaluation["unlearn_accuracy"].as_f64().unwrap_or(f64::NAN),
+        evaluation["retain_accuracy"].as_f64().unwrap_or(f64::NAN),
+        evaluation["test_accuracy"].as_f64().unwrap_or(f64::NAN),
+        evaluation["mia_efficacy"].as_f64().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
+
 /// `unlearn verify --store DIR [--replay]`.
 pub fn verify(global: &Global, dir: &Path, data: Option<&str>, replay: bool) -> Result<()> {
     let store = Store::open_read_only(dir)?;
-    if store.kind() != ModelKind::Certified {
+    if store.kind() == ModelKind::Neural {
         let report = store.verify_chain()?;
+        let device = device(global)?;
+        // The current version loads: weights that match their sidecar's hash, known data.
+        unlearn::store::neural::NeuralModel::load(&store, &device)?;
+        if replay {
+            unlearn::store::neural::replay_store(&store, &device)?;
+        }
         say!(
-            "ok: {} ledger entries chain, {} files rehash; current version {}",
+            "ok: neural store {}: {} ledger entries chain (head {}), {} files rehash, version {} is current; requests: {} applied, {} refused, {} pending{}",
+            dir.display(),
             report.entries,
+            &report.head[..16],
             report.objects_checked,
-            report.current_version
+            report.current_version,
+            report.applied,
+            report.refused,
+            report.pending,
+            if replay {
+                "; the ledger replayed from version 0 reproduces every version"
+            } else {
+                ""
+            }
         );
         return Ok(());
     }
@@ -329,18 +469,41 @@ pub fn verify(global: &Global, dir: &Path, data: Option<&str>, replay: bool) -> 
 /// `unlearn store ...`.
 pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
     match command {
-        StoreCommand::Import { store, from, data } => {
-            if !unlearn::convex::CertifiedModelFile::is_certified_model(&from) {
-                bail!(
-                    "{} is not a certified model file (made by `unlearn train --certified --out`)",
-                    from.display()
-                );
+        StoreCommand::Import {
+            store,
+            from,
+            data,
+            policy,
+        } => {
+            let policy = policy.apply_to(Policy::default());
+            if !from.exists() {
+                bail!("cannot read {}: no such file", from.display());
             }
+            if !unlearn::convex::CertifiedModelFile::is_certified_model(&from) {
+                if data.is_some() {
+                    bail!("--data is for certified models; a network's sidecar names its data");
+                }
+                let created =
+                    unlearn::store::neural::import_model(&store, &from, &policy, &device(global)?)?;
+                let version = created.current()?;
+                say!(
+                    "imported {} (model {}, test accuracy {:.2}%) into store {}; requests will be applied with {}",
+                    from.display(),
+                    version.model_hash,
+                    version.info["test_accuracy"].as_f64().unwrap_or(f64::NAN),
+                    store.display(),
+                    policy
+                        .method
+                        .as_deref()
+                        .unwrap_or(unlearn::store::neural::DEFAULT_METHOD)
+                );
+                return Ok(());
+            }
+            refuse_neural_policy(&policy)?;
             let file = unlearn::convex::CertifiedModelFile::load(&from)?;
             let description = data.unwrap_or(file.data);
             let bundle = load_data(&description, 0)?;
-            let created =
-                certified::import_files(&store, &from, &bundle.train, &Policy::default())?;
+            let created = certified::import_files(&store, &from, &bundle.train, &policy)?;
             let version = created.current()?;
             say!(
                 "imported {} (model {}, {} earlier ledger lines kept in entry 0) into store {}",
@@ -382,18 +545,20 @@ pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
                 say!("{}", serde_json::to_string_pretty(&value)?);
             }
         }
-        StoreCommand::Policy {
-            store,
-            batch_max,
-            batch_wait_ms,
-        } => {
+        StoreCommand::Policy { store, policy } => {
             let mut opened = open_store(&store)?;
-            let mut policy = opened.policy()?;
-            if let Some(batch_max) = batch_max {
-                policy.batch_max = batch_max;
-            }
-            if let Some(wait) = batch_wait_ms {
-                policy.batch_wait_ms = wait;
+            let policy = policy.apply_to(opened.policy()?);
+            if opened.kind() == ModelKind::Neural {
+                let method = policy
+                    .method
+                    .as_deref()
+                    .unwrap_or(unlearn::store::neural::DEFAULT_METHOD);
+                unlearn::methods::build(
+                    method,
+                    &unlearn::methods::MethodParams::parse(&policy.params)?,
+                )?;
+            } else {
+                refuse_neural_policy(&policy)?;
             }
             opened.set_policy(&policy)?;
             say!("{}", serde_json::to_string(&policy)?);
@@ -444,6 +609,7 @@ pub fn serve(global: &Global, args: &ServeArgs) -> Result<()> {
         listen: args.listen,
         data: args.data.clone(),
         quiet: global.quiet,
+        device: global.device.clone(),
     })?;
     Ok(())
 }

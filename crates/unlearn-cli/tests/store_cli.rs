@@ -647,3 +647,107 @@ fn kill_9_at_random_moments_loses_no_acknowledged_request() {
     objects_are_referenced(&store);
     verify_replay(&store);
 }
+
+/// A neural network in a store: imported with a policy (method, parameters, retraining every
+/// K requests), forgotten from the CLI and through the service, each version evaluated,
+/// verified and replayed.
+#[test]
+fn a_neural_store_applies_its_method_and_retrains_on_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("mlp.safetensors");
+    let output = unlearn(&[
+        "--quiet",
+        "train",
+        "--data",
+        "embedded",
+        "--model",
+        "mlp:16",
+        "--epochs",
+        "1",
+        "--forget",
+        "random:10",
+        "--out",
+        path(&model),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let store = dir.path().join("store");
+    let output = unlearn(&[
+        "--quiet",
+        "store",
+        "import",
+        "--store",
+        path(&store),
+        "--from",
+        path(&model),
+        "--method",
+        "finetune",
+        "--param",
+        "epochs=1",
+        "--retrain-every",
+        "2",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = unlearn(&[
+        "store",
+        "import",
+        "--store",
+        path(&dir.path().join("bad")),
+        "--from",
+        path(&model),
+        "--method",
+        "no-such-method",
+    ]);
+    assert_one_line_failure(&output, "no-such-method");
+    let first = write_ids(dir.path(), "n1.txt", &[0, 1, 2]);
+    let output = unlearn(&[
+        "--json",
+        "forget",
+        "--store",
+        path(&store),
+        "--forget",
+        &format!("ids:{}", path(&first)),
+    ]);
+    let value = common::stdout_json(&output);
+    assert_eq!(value["info"]["method"], "finetune");
+    assert_eq!(value["info"]["removed_count"], 3);
+    assert!(
+        value["info"]["evaluation"]["test_accuracy"]
+            .as_f64()
+            .unwrap()
+            > 10.0
+    );
+    // The second request is the scheduled full retraining.
+    let token = add_token(&store, "client", "submit,read");
+    let port = free_port();
+    let server = Server::start(&store, port);
+    let base = format!("http://127.0.0.1:{port}");
+    let answer: serde_json::Value = client()
+        .post(format!("{base}/v1/deletions"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({"ids": [7, 8]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let settled = wait_settled(&base, &token, answer["request_id"].as_i64().unwrap());
+    assert_eq!(settled["status"], "applied", "{settled}");
+    server.kill();
+    let opened = Store::open_read_only(&store).unwrap();
+    let current = opened.current().unwrap();
+    assert_eq!(current.info["method"], "retrain");
+    assert_eq!(current.info["removed_count"], 5);
+    assert_eq!(
+        opened.ledger().unwrap().last().unwrap().kind,
+        unlearn::store::EntryKind::Retrain
+    );
+    drop(opened);
+    let output = forget_ids(&store, &first);
+    assert_one_line_failure(&output, "already removed");
+    let output = unlearn(&["verify", "--store", path(&store), "--replay"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("reproduces every version"),
+        "{}",
+        stdout(&output)
+    );
+}

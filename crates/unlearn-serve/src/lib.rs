@@ -5,7 +5,8 @@
 //!   with its id only after the commit; concurrent submissions are committed together (group
 //!   commit) by one thread, so acknowledging never waits for a removal;
 //! - one worker thread keeps the prepared data and the current model in memory and applies
-//!   committed requests in commit order, following the store's policy;
+//!   committed requests in commit order, following the store's policy (certified removal, or
+//!   the configured method with scheduled retraining for a neural network);
 //! - `GET /v1/deletions/{id}`, `/v1/model`, `/v1/ledger`, `/healthz`, `/metrics`.
 //!
 //! Every route but `/healthz` needs a bearer token with a scope (`submit`, `read`,
@@ -38,6 +39,8 @@ pub struct ServeOptions {
     pub data: Option<String>,
     /// No log lines on standard error.
     pub quiet: bool,
+    /// Compute device for neural stores: cpu, cuda or wgpu.
+    pub device: String,
 }
 
 /// One submission waiting for the group commit.
@@ -289,10 +292,12 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// prints `listening on ADDR` on standard output once it accepts connections.
 pub fn serve(options: &ServeOptions) -> unlearn::Result<()> {
     let fault = unlearn::store::fault_hook_from_env();
-    let committer = Store::open_with(&options.store, fault.clone())?;
+    let gate = Arc::new(unlearn::store::WriteGate::default());
+    let mut committer = Store::open_with(&options.store, fault.clone())?;
+    committer.set_write_gate(gate.clone());
     let reader = Store::open_read_only(&options.store)?;
     let metrics = Arc::new(Metrics::default());
-    let worker = worker::Worker::start(options, fault, metrics.clone())?;
+    let worker = worker::Worker::start(options, fault, gate, metrics.clone())?;
     let (submit, queue) = mpsc::channel::<PendingSubmit>();
     let notify = worker.notifier();
     std::thread::Builder::new()

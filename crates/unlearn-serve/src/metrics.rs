@@ -49,6 +49,7 @@ pub struct Metrics {
     unauthorized: AtomicU64,
     forbidden: AtomicU64,
     apply: Mutex<Histogram>,
+    removal: Mutex<Histogram>,
     end_to_end: Mutex<Histogram>,
 }
 
@@ -70,14 +71,16 @@ impl Metrics {
     }
 
     /// Records one application by the worker: requests applied and refused, whether it
-    /// retrained, the seconds from its turn to the commit, and each applied request's seconds
-    /// from commit of the request to commit of the removal.
+    /// retrained, the seconds from its turn to the commit, the seconds of the removal itself
+    /// (the rest is persisting it), and each applied request's seconds from commit of the
+    /// request to commit of the removal.
     pub(crate) fn record_apply(
         &self,
         applied: usize,
         refused: usize,
         retrained: bool,
         apply_seconds: f64,
+        removal_seconds: f64,
         end_to_end: &[f64],
     ) {
         self.applied.fetch_add(applied as u64, Ordering::Relaxed);
@@ -87,6 +90,10 @@ impl Metrics {
         }
         if applied > 0 {
             self.apply.lock().expect("metrics").observe(apply_seconds);
+            self.removal
+                .lock()
+                .expect("metrics")
+                .observe(removal_seconds);
         }
         let mut histogram = self.end_to_end.lock().expect("metrics");
         for seconds in end_to_end {
@@ -153,6 +160,11 @@ impl Metrics {
         self.apply.lock().expect("metrics").render(
             "unlearn_apply_seconds",
             "Seconds from a batch's turn in the worker to its commit.",
+            &mut out,
+        );
+        self.removal.lock().expect("metrics").render(
+            "unlearn_removal_seconds",
+            "Seconds of the removal computation within each application (the rest of unlearn_apply_seconds writes, hashes and commits it).",
             &mut out,
         );
         self.end_to_end.lock().expect("metrics").render(

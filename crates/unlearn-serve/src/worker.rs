@@ -9,8 +9,62 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use unlearn::data::{DataBundle, DataSource, load};
+use unlearn::device::{Device, DeviceChoice};
 use unlearn::store::certified::{self, CertifiedModel};
-use unlearn::store::{FaultHook, ModelKind, Store};
+use unlearn::store::neural::NeuralModel;
+use unlearn::store::{FaultHook, ModelKind, RequestRow, Store, WriteGate};
+
+/// The store's model prepared in memory.
+enum Prepared {
+    /// A certified model with its data.
+    Certified(Box<CertifiedModel>, Box<DataBundle>),
+    /// A neural network (its setup holds the data) and the device it runs on.
+    Neural(Box<NeuralModel>, Device),
+}
+
+/// What one application did, whatever the model.
+struct Outcome {
+    applied: Vec<i64>,
+    refused: usize,
+    retrained: bool,
+    removal_seconds: f64,
+}
+
+impl Prepared {
+    fn apply(&mut self, store: &mut Store, pending: &[RequestRow]) -> unlearn::Result<Outcome> {
+        Ok(match self {
+            Prepared::Certified(model, _) => {
+                let applied = model.apply(store, pending)?;
+                Outcome {
+                    retrained: applied.certificate.as_ref().is_some_and(|c| c.retrained),
+                    refused: applied.refused.len(),
+                    removal_seconds: applied.removal_seconds,
+                    applied: applied.applied,
+                }
+            }
+            Prepared::Neural(model, _) => {
+                let applied = model.apply(store, pending)?;
+                Outcome {
+                    retrained: applied.retrained,
+                    refused: applied.refused.len(),
+                    removal_seconds: applied.seconds,
+                    applied: applied.applied,
+                }
+            }
+        })
+    }
+
+    /// Loads the store's current version again (after an error left memory ahead of it).
+    fn reload(&mut self, store: &Store) -> unlearn::Result<()> {
+        match self {
+            Prepared::Certified(model, bundle) => {
+                **model = CertifiedModel::load(store, &bundle.train, Some(&bundle.test))?;
+            }
+            Prepared::Neural(model, device) => **model = NeuralModel::load(store, device)?,
+        }
+        Ok(())
+    }
+}
 
 /// Wakes the worker when requests were committed.
 #[derive(Clone)]
@@ -54,6 +108,7 @@ impl Worker {
     pub(crate) fn start(
         options: &ServeOptions,
         fault: Option<FaultHook>,
+        gate: Arc<WriteGate>,
         metrics: Arc<Metrics>,
     ) -> unlearn::Result<Worker> {
         let (ready, started) = std::sync::mpsc::sync_channel::<unlearn::Result<()>>(1);
@@ -67,8 +122,8 @@ impl Worker {
             std::thread::Builder::new()
                 .name("worker".into())
                 .spawn(move || {
-                    let prepared = prepare(&options, fault);
-                    let (mut store, bundle, mut model) = match prepared {
+                    let prepared = prepare(&options, fault, gate);
+                    let (mut store, mut model) = match prepared {
                         Ok(prepared) => {
                             let _ = ready.send(Ok(()));
                             prepared
@@ -99,9 +154,8 @@ impl Worker {
                                         eprintln!("unlearn serve: worker: {e}; reloading the current version");
                                     }
                                     std::thread::sleep(Duration::from_millis(100));
-                                    match CertifiedModel::load(&store, &bundle.train, Some(&bundle.test)) {
-                                        Ok(fresh) => model = fresh,
-                                        Err(e) => eprintln!("unlearn serve: worker: cannot reload: {e}"),
+                                    if let Err(e) = model.reload(&store) {
+                                        eprintln!("unlearn serve: worker: cannot reload: {e}");
                                     }
                                     break;
                                 }
@@ -144,13 +198,19 @@ impl Worker {
 fn prepare(
     options: &ServeOptions,
     fault: Option<FaultHook>,
-) -> unlearn::Result<(Store, DataBundle, CertifiedModel)> {
-    let store = Store::open_with(&options.store, fault)?;
-    if store.kind() != ModelKind::Certified {
-        return Err(unlearn::Error::invalid(format!(
-            "{} holds a neural network: the service applies certified stores; apply neural deletions with `unlearn forget --store`",
-            options.store.display()
-        )));
+    gate: Arc<WriteGate>,
+) -> unlearn::Result<(Store, Prepared)> {
+    let mut store = Store::open_with(&options.store, fault)?;
+    store.set_write_gate(gate);
+    if store.kind() == ModelKind::Neural {
+        if options.data.is_some() {
+            return Err(unlearn::Error::invalid(
+                "--data is for certified stores; a network's sidecar names its data",
+            ));
+        }
+        let device = DeviceChoice::parse(&options.device)?.device()?.autodiff();
+        let model = NeuralModel::load(&store, &device)?;
+        return Ok((store, Prepared::Neural(Box::new(model), device)));
     }
     let description = match &options.data {
         Some(data) => data.clone(),
@@ -158,13 +218,16 @@ fn prepare(
     };
     let bundle = load(&DataSource::parse(&description)?, 0)?;
     let model = CertifiedModel::load(&store, &bundle.train, Some(&bundle.test))?;
-    Ok((store, bundle, model))
+    Ok((
+        store,
+        Prepared::Certified(Box::new(model), Box::new(bundle)),
+    ))
 }
 
 /// Applies the next batch of pending requests; false when none was pending.
 fn step(
     store: &mut Store,
-    model: &mut CertifiedModel,
+    model: &mut Prepared,
     policy: &unlearn::store::Policy,
     metrics: &Metrics,
 ) -> unlearn::Result<bool> {
@@ -185,12 +248,12 @@ fn step(
         .filter(|request| applied.applied.contains(&request.id))
         .map(|request| (now - request.received_at_ms).max(0) as f64 / 1000.0)
         .collect();
-    let retrained = applied.certificate.as_ref().is_some_and(|c| c.retrained);
     metrics.record_apply(
         applied.applied.len(),
-        applied.refused.len(),
-        retrained,
+        applied.refused,
+        applied.retrained,
         apply_seconds,
+        applied.removal_seconds,
         &settled,
     );
     Ok(true)

@@ -1,7 +1,7 @@
 //! Run-time device selection among the backends compiled in.
 
 use crate::error::{Error, Result};
-use burn::tensor::Device;
+pub use burn::tensor::Device;
 
 /// A compute device the user can ask for with `--device`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -86,6 +86,13 @@ impl Artifact {
                 path.display()
             )));
         }
+        let (bytes, sidecar) = self.to_bytes()?;
+        write_atomic(path, &bytes)?;
+        write_atomic(Self::sidecar_path(path), &sidecar)
+    }
+
+    /// The weights (safetensors) and the sidecar (JSON) as bytes.
+    pub fn to_bytes(&self) -> Result<(Vec<u8>, Vec<u8>)> {
         let mut store = SafetensorsStore::from_bytes(None);
         self.network
             .save_into(&mut store)
@@ -95,8 +102,7 @@ impl Artifact {
             .map_err(|e| Error::Model(format!("cannot serialise the model: {e}")))?;
         let sidecar = serde_json::to_vec_pretty(&self.metadata)
             .map_err(|e| Error::Model(format!("cannot serialise metadata: {e}")))?;
-        write_atomic(path, &bytes)?;
-        write_atomic(Self::sidecar_path(path), &sidecar)
+        Ok((bytes, sidecar))
     }
 
     /// Loads a model saved by [`Artifact::save`] onto `device`, checking that the weights
@@ -104,10 +110,22 @@ impl Artifact {
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Artifact> {
         let path = path.as_ref();
         let sidecar = Self::sidecar_path(path);
-        let text = std::fs::read_to_string(&sidecar).map_err(|e| Error::io(&sidecar, e))?;
-        let metadata: ArtifactMetadata = serde_json::from_str(&text)
-            .map_err(|e| Error::format(&sidecar, format!("not a model sidecar: {e}")))?;
+        let text = std::fs::read(&sidecar).map_err(|e| Error::io(&sidecar, e))?;
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Artifact::from_bytes(bytes, &text, device, path, &sidecar)
+    }
+
+    /// Reads weights and sidecar bytes made by [`Artifact::to_bytes`] (`path` and
+    /// `sidecar_path` name them in errors), checking the weights match the sidecar's hash.
+    pub fn from_bytes(
+        bytes: Vec<u8>,
+        sidecar_bytes: &[u8],
+        device: &Device,
+        path: &Path,
+        sidecar_path: &Path,
+    ) -> Result<Artifact> {
+        let metadata: ArtifactMetadata = serde_json::from_slice(sidecar_bytes)
+            .map_err(|e| Error::format(sidecar_path, format!("not a model sidecar: {e}")))?;
         let mut network = Network::new(&metadata.spec, device, 0)?;
         let mut store = SafetensorsStore::from_bytes(Some(bytes));
         let applied = network

@@ -14,10 +14,11 @@
 //! STORE/objects/<sha256>      immutable files named by their hash
 //! ```
 //!
-//! Certified models live in stores through [`certified`].
+//! Certified models live in stores through [`certified`], neural networks through [`neural`].
 
 pub mod certified;
 mod chain;
+pub mod neural;
 mod objects;
 mod tokens;
 
@@ -255,6 +256,30 @@ pub struct ChainReport {
     pub head: String,
 }
 
+/// Serialises the writers of one process (e.g. the service's acknowledgement thread and its
+/// worker) before they reach the database lock, whose busy handler waits by sleeping; writers
+/// in other processes still queue on the database lock.
+#[derive(Debug, Default)]
+pub struct WriteGate {
+    held: std::sync::Mutex<bool>,
+    released: std::sync::Condvar,
+}
+
+impl WriteGate {
+    fn acquire(&self) {
+        let mut held = self.held.lock().expect("write gate");
+        while *held {
+            held = self.released.wait(held).expect("write gate");
+        }
+        *held = true;
+    }
+
+    fn release(&self) {
+        *self.held.lock().expect("write gate") = false;
+        self.released.notify_one();
+    }
+}
+
 /// A model store opened on one database connection.
 pub struct Store {
     dir: PathBuf,
@@ -262,6 +287,8 @@ pub struct Store {
     objects: Objects,
     fault: Option<FaultHook>,
     kind: ModelKind,
+    gate: Option<Arc<WriteGate>>,
+    gate_held: bool,
 }
 
 fn now_ms() -> i64 {
@@ -353,6 +380,8 @@ impl Store {
             objects,
             fault,
             kind,
+            gate: None,
+            gate_held: false,
         };
         store.begin()?;
         let policy_text = serde_json::to_string(policy).expect("policy serialises");
@@ -432,6 +461,8 @@ impl Store {
             objects: Objects::new(dir),
             fault: None,
             kind,
+            gate: None,
+            gate_held: false,
         })
     }
 
@@ -465,16 +496,40 @@ impl Store {
     /// by [`Store::commit`] or [`Store::rollback`]. Everything read while holding it stays
     /// true until then.
     pub fn begin(&mut self) -> Result<()> {
-        self.conn
+        if let Some(gate) = &self.gate {
+            gate.acquire();
+            self.gate_held = true;
+        }
+        let begun = self
+            .conn
             .execute_batch("BEGIN IMMEDIATE")
-            .map_err(db_error(&self.dir))
+            .map_err(db_error(&self.dir));
+        if begun.is_err() {
+            self.release_gate();
+        }
+        begun
+    }
+
+    fn release_gate(&mut self) {
+        if self.gate_held {
+            self.gate_held = false;
+            if let Some(gate) = &self.gate {
+                gate.release();
+            }
+        }
     }
 
     /// Commits and releases the write lock.
     pub fn commit(&mut self) -> Result<()> {
-        self.conn
+        let committed = self
+            .conn
             .execute_batch("COMMIT")
-            .map_err(db_error(&self.dir))
+            .map_err(db_error(&self.dir));
+        if committed.is_err() {
+            self.rollback();
+        }
+        self.release_gate();
+        committed
     }
 
     /// Abandons the open transaction, if any.
@@ -482,6 +537,12 @@ impl Store {
         if !self.conn.is_autocommit() {
             let _ = self.conn.execute_batch("ROLLBACK");
         }
+        self.release_gate();
+    }
+
+    /// Shares `gate` with the other writers of this process (see [`WriteGate`]).
+    pub fn set_write_gate(&mut self, gate: Arc<WriteGate>) {
+        self.gate = Some(gate);
     }
 
     /// The store's policy.

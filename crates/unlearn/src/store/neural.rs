@@ -1,0 +1,417 @@
+//! Neural networks in a model store. A version's files are `weights` (safetensors), `sidecar`
+//! (the JSON metadata) and `split` (the split the original was trained with). Each request is
+//! applied with the store's configured unlearning method (policy `method`, `params`) to
+//! forget everything removed so far, so the retain set is always the original training set
+//! minus every removed id; a full retraining on that retain set replaces the method every
+//! `retrain_every` requests, or when test accuracy falls `retrain_below_points` below the
+//! last retrained (or imported) version's. Each version records the method, its parameters and
+//! the evaluation on its split (UA, RA, TA, MIA-efficacy; Jia et al. 2023).
+
+use super::{EntryKind, ModelKind, NewVersion, Policy, RequestRow, Store, VersionRow};
+use crate::data::{DataSource, Split, load};
+use crate::error::{Error, Result};
+use crate::eval::{evaluate, predict_split};
+use crate::methods::{self, MethodParams};
+use crate::model::Artifact;
+use crate::pipeline::Setup;
+use crate::progress::Progress;
+use burn::tensor::Device;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// The method a neural store applies when its policy names none.
+pub const DEFAULT_METHOD: &str = "finetune";
+
+fn version_files(artifact: &Artifact, split: &[u8]) -> Result<BTreeMap<String, (Vec<u8>, bool)>> {
+    let (weights, sidecar) = artifact.to_bytes()?;
+    Ok(BTreeMap::from([
+        ("weights".to_string(), (weights, false)),
+        ("sidecar".to_string(), (sidecar, false)),
+        ("split".to_string(), (split.to_vec(), false)),
+    ]))
+}
+
+fn setup_for(artifact: &Artifact, split: Split, device: &Device, seed: u64) -> Result<Setup> {
+    let data_description = artifact.metadata.dataset.clone();
+    let data = load(
+        &DataSource::parse(&data_description)?,
+        artifact.metadata.seed,
+    )?;
+    if data.train.hash() != artifact.metadata.dataset_hash {
+        return Err(Error::invalid(format!(
+            "the data {data_description} (hash {}) is not the data the model was trained on (hash {})",
+            data.train.hash(),
+            artifact.metadata.dataset_hash
+        )));
+    }
+    Ok(Setup {
+        data_description,
+        data,
+        split,
+        spec: artifact.metadata.spec.clone(),
+        recipe: artifact.metadata.recipe.clone(),
+        device: device.clone(),
+        seed,
+        progress: Progress { quiet: true },
+    })
+}
+
+/// Imports a neural model saved by `unlearn train` (weights, sidecar and split beside it)
+/// into a new store at `dir`, with `policy` (its method and parameters are checked here).
+pub fn import_model(
+    dir: &Path,
+    model_path: &Path,
+    policy: &Policy,
+    device: &Device,
+) -> Result<Store> {
+    policy.validate()?;
+    let method = policy.method.as_deref().unwrap_or(DEFAULT_METHOD);
+    methods::build(method, &MethodParams::parse(&policy.params)?)?;
+    let artifact = Artifact::load(model_path, device)?;
+    let split_path = model_path.with_extension("split.json");
+    let split_bytes = std::fs::read(&split_path).map_err(|e| Error::io(&split_path, e))?;
+    let split: Split = serde_json::from_slice(&split_bytes)
+        .map_err(|e| Error::format(&split_path, format!("not a split: {e}")))?;
+    let setup = setup_for(&artifact, split, device, artifact.metadata.seed)?;
+    let evaluation = evaluate(
+        &predict_split(&artifact.network, &setup.data, &setup.split)?,
+        None,
+        setup.seed,
+    )?;
+    let first = NewVersion {
+        files: version_files(&artifact, &split_bytes)?,
+        model_hash: artifact.metadata.model_hash.clone(),
+        info: serde_json::json!({
+            "method": artifact.metadata.method, "evaluation": evaluation.headline,
+            "test_accuracy": evaluation.headline.test_accuracy, "removed_count": 0,
+            "reference_accuracy": evaluation.headline.test_accuracy,
+        }),
+        payload: serde_json::json!({
+            "imported_from": model_path.display().to_string(), "spec": artifact.metadata.spec,
+            "dataset": artifact.metadata.dataset, "dataset_hash": artifact.metadata.dataset_hash,
+            "split_hash": artifact.metadata.split_hash,
+        }),
+        kind: EntryKind::Import,
+        ids: Vec::new(),
+    };
+    Store::create(dir, ModelKind::Neural, policy, first, None)
+}
+
+/// What one application did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NeuralApplied {
+    /// The ledger entry committed, if any request was applied.
+    pub entry: Option<super::LedgerRow>,
+    /// Requests refused, with the reason.
+    pub refused: Vec<(i64, String)>,
+    /// Requests applied.
+    pub applied: Vec<i64>,
+    /// True when the version was a full retraining.
+    pub retrained: bool,
+    /// Seconds of the unlearning (or retraining) itself.
+    pub seconds: f64,
+    /// The new version's evaluation headline.
+    pub evaluation: Option<crate::eval::metrics::Headline>,
+}
+
+/// A neural store's current model prepared in memory, with its data.
+pub struct NeuralModel {
+    setup: Setup,
+    original_train: BTreeSet<u32>,
+    split_bytes: Vec<u8>,
+    artifact: Artifact,
+    version: i64,
+    removed: BTreeSet<u32>,
+    policy: Policy,
+    since_retrain: usize,
+    reference_accuracy: f64,
+}
+
+fn read_artifact(store: &Store, version: &VersionRow, device: &Device) -> Result<Artifact> {
+    let origin = store.dir().join("objects");
+    Artifact::from_bytes(
+        store.read_file(version, "weights")?,
+        &store.read_file(version, "sidecar")?,
+        device,
+        &origin,
+        &origin,
+    )
+}
+
+impl NeuralModel {
+    /// Loads the store's current version and its data on `device` (autodiff).
+    pub fn load(store: &Store, device: &Device) -> Result<NeuralModel> {
+        if store.kind() != ModelKind::Neural {
+            return Err(Error::invalid(format!(
+                "{} holds a certified model, not a neural network",
+                store.dir().display()
+            )));
+        }
+        let version = store.current()?;
+        let artifact = read_artifact(store, &version, device)?;
+        let split_bytes = store.read_file(&version, "split")?;
+        let mut split: Split = serde_json::from_slice(&split_bytes)
+            .map_err(|e| Error::invalid(format!("the store's split is unreadable: {e}")))?;
+        let ledger = store.ledger()?;
+        let removed: BTreeSet<u32> = ledger
+            .iter()
+            .flat_map(|row| row.ids.iter().copied())
+            .collect();
+        let since_retrain = ledger
+            .iter()
+            .rev()
+            .take_while(|row| row.kind == EntryKind::Removal)
+            .count();
+        let reference_accuracy = store
+            .versions()?
+            .iter()
+            .rev()
+            .find_map(|v| v.info.get("reference_accuracy").and_then(|a| a.as_f64()))
+            .unwrap_or(0.0);
+        let original_train = split.train.iter().copied().collect();
+        split.forget = removed.iter().copied().collect();
+        let seed = artifact.metadata.seed;
+        let setup = setup_for(&artifact, split, device, seed)?;
+        Ok(NeuralModel {
+            setup,
+            original_train,
+            split_bytes,
+            artifact,
+            version: version.version,
+            removed,
+            policy: store.policy()?,
+            since_retrain,
+            reference_accuracy,
+        })
+    }
+
+    fn refusal(&self, ids: &[u32], removed: &BTreeSet<u32>) -> Option<String> {
+        for id in ids {
+            if !self.original_train.contains(id) {
+                return Some(format!("id {id} is not a training row of this model"));
+            }
+            if removed.contains(id) {
+                return Some(format!("id {id} is already removed"));
+            }
+        }
+        if removed.len() + ids.len() >= self.original_train.len() {
+            return Some("the request would remove every training row".to_string());
+        }
+        None
+    }
+
+    /// Applies `requests` (pending, in commit order) as one version: refused requests are
+    /// recorded; the rest are forgotten together with the policy's method (or a full
+    /// retraining when the policy says so).
+    pub fn apply(&mut self, store: &mut Store, requests: &[RequestRow]) -> Result<NeuralApplied> {
+        let mut removed = self.removed.clone();
+        let (mut refused, mut accepted, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+        for request in requests {
+            match self.refusal(&request.ids, &removed) {
+                Some(reason) => refused.push((request.id, reason)),
+                None => {
+                    removed.extend(request.ids.iter().copied());
+                    ids.extend_from_slice(&request.ids);
+                    accepted.push(request.id);
+                }
+            }
+        }
+        for (id, reason) in &refused {
+            store.refuse(*id, reason)?;
+        }
+        let mut outcome = NeuralApplied {
+            entry: None,
+            refused,
+            applied: Vec::new(),
+            retrained: false,
+            seconds: 0.0,
+            evaluation: None,
+        };
+        if accepted.is_empty() {
+            return Ok(outcome);
+        }
+        let mut split = self.setup.split.clone();
+        split.forget = removed.iter().copied().collect();
+        split.refresh_forget_hash();
+        split.selector = "store".to_string();
+        self.setup.split = split;
+        let due =
+            self.policy.retrain_every > 0 && self.since_retrain + 1 >= self.policy.retrain_every;
+        let mut result = self.unlearn_once(due);
+        if let Ok((_, headline, _, false, _)) = &result
+            && self.policy.retrain_below_points > 0.0
+            && headline.test_accuracy < self.reference_accuracy - self.policy.retrain_below_points
+        {
+            result = self.unlearn_once(true);
+        }
+        let (artifact, headline, seconds, retrained, reason) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                // The method failed on these requests: record why, change nothing.
+                self.setup.split.forget = self.removed.iter().copied().collect();
+                for id in &accepted {
+                    store.refuse(*id, &format!("unlearning failed: {e}"))?;
+                    outcome.refused.push((*id, e.to_string()));
+                }
+                return Ok(outcome);
+            }
+        };
+        let reference_accuracy = if retrained {
+            headline.test_accuracy
+        } else {
+            self.reference_accuracy
+        };
+        let params = if retrained {
+            Vec::new()
+        } else {
+            self.policy.params.clone()
+        };
+        let info = serde_json::json!({
+            "method": artifact.metadata.method, "parameters": artifact.metadata.method_parameters,
+            "params": params,
+            "evaluation": headline, "test_accuracy": headline.test_accuracy,
+            "removed_count": removed.len(), "retrained": retrained, "retrain_reason": reason,
+            "seconds": seconds, "reference_accuracy": reference_accuracy,
+        });
+        let new = NewVersion {
+            files: version_files(&artifact, &self.split_bytes)?,
+            model_hash: artifact.metadata.model_hash.clone(),
+            info: info.clone(),
+            payload: info,
+            kind: if retrained {
+                EntryKind::Retrain
+            } else {
+                EntryKind::Removal
+            },
+            ids,
+        };
+        let row = store.commit_version(self.version, &accepted, new)?;
+        self.version = row.version;
+        self.artifact = artifact;
+        self.removed = removed;
+        self.reference_accuracy = reference_accuracy;
+        self.since_retrain = if retrained { 0 } else { self.since_retrain + 1 };
+        outcome.entry = Some(row);
+        outcome.applied = accepted;
+        outcome.retrained = retrained;
+        outcome.seconds = seconds;
+        outcome.evaluation = Some(headline);
+        Ok(outcome)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn unlearn_once(
+        &self,
+        retrain: bool,
+    ) -> Result<(
+        Artifact,
+        crate::eval::metrics::Headline,
+        f64,
+        bool,
+        Option<String>,
+    )> {
+        let (name, params) = if retrain {
+            ("retrain", MethodParams::parse(&[])?)
+        } else {
+            (
+                self.policy.method.as_deref().unwrap_or(DEFAULT_METHOD),
+                MethodParams::parse(&self.policy.params)?,
+            )
+        };
+        let method = methods::build(name, &params)?;
+        let (outcome, seconds) = self
+            .setup
+            .unlearn(&self.artifact, method.as_ref(), Vec::new())?;
+        let artifact =
+            self.setup
+                .unlearned_artifact(&self.artifact, method.as_ref(), outcome, seconds);
+        let evaluation = evaluate(
+            &predict_split(&artifact.network, &self.setup.data, &self.setup.split)?,
+            None,
+            self.setup.seed,
+        )?;
+        let reason = retrain.then(|| {
+            if self.policy.retrain_every > 0 && self.since_retrain + 1 >= self.policy.retrain_every
+            {
+                format!("every {} requests", self.policy.retrain_every)
+            } else {
+                format!(
+                    "test accuracy fell more than {} points below {:.2}",
+                    self.policy.retrain_below_points, self.reference_accuracy
+                )
+            }
+        });
+        Ok((artifact, evaluation.headline, seconds, retrain, reason))
+    }
+}
+
+/// Applies every pending request of a neural store, holding the write lock from loading the
+/// current version to the commit (the CLI's `forget --store`).
+pub fn apply_pending(store: &mut Store, device: &Device) -> Result<Vec<NeuralApplied>> {
+    let batch_max = store.policy()?.batch_max;
+    store.begin()?;
+    let result = (|| {
+        let mut model = NeuralModel::load(store, device)?;
+        let mut outcomes = Vec::new();
+        loop {
+            let pending = store.pending(batch_max)?;
+            if pending.is_empty() {
+                break;
+            }
+            outcomes.push(model.apply(store, &pending)?);
+        }
+        Ok(outcomes)
+    })();
+    match result {
+        Ok(outcomes) => {
+            store.commit()?;
+            store.step("committed")?;
+            Ok(outcomes)
+        }
+        Err(e) => {
+            store.rollback();
+            Err(e)
+        }
+    }
+}
+
+/// Replays a neural store's ledger from its first version with the recorded methods and
+/// checks every version's model hash is reproduced (the methods are deterministic given the
+/// seed on one machine; another CPU may round differently).
+pub fn replay_store(store: &Store, device: &Device) -> Result<usize> {
+    let first = store.version(0)?;
+    let mut artifact = read_artifact(store, &first, device)?;
+    let split: Split = serde_json::from_slice(&store.read_file(&first, "split")?)
+        .map_err(|e| Error::invalid(format!("the store's split is unreadable: {e}")))?;
+    let mut setup = setup_for(&artifact, split, device, artifact.metadata.seed)?;
+    let mut removed = BTreeSet::new();
+    let mut replayed = 0;
+    for row in store.ledger()?.iter().skip(1) {
+        removed.extend(row.ids.iter().copied());
+        setup.split.forget = removed.iter().copied().collect();
+        setup.split.refresh_forget_hash();
+        setup.split.selector = "store".to_string();
+        let version = store.version(row.version)?;
+        let name = version.info["method"]
+            .as_str()
+            .unwrap_or(DEFAULT_METHOD)
+            .to_string();
+        let pairs: Vec<String> =
+            serde_json::from_value(version.info["params"].clone()).map_err(|e| {
+                Error::invalid(format!("version {}: unreadable params: {e}", row.version))
+            })?;
+        let params = MethodParams::parse(&pairs)?;
+        let method = methods::build(&name, &params)?;
+        let (outcome, seconds) = setup.unlearn(&artifact, method.as_ref(), Vec::new())?;
+        let next = setup.unlearned_artifact(&artifact, method.as_ref(), outcome, seconds);
+        if next.metadata.model_hash != row.model_hash {
+            return Err(Error::invalid(format!(
+                "replay diverges at ledger entry {}: {name} gives model {}, the store published {}",
+                row.sequence, next.metadata.model_hash, row.model_hash
+            )));
+        }
+        artifact = next;
+        replayed += 1;
+    }
+    Ok(replayed)
+}
