@@ -170,6 +170,10 @@ fn every_shipped_grid_config_is_valid() {
         "p3_hard_pair",
         "p3_one_vs_rest",
         "p5_amnesiac",
+        "p5_rare_class",
+        "p5_rare_class_adam",
+        "p5_rare_class_cnn",
+        "p5_rare_class_cnn_adam",
     ] {
         let path = configs.join(format!("{name}.toml"));
         let text = std::fs::read_to_string(&path).unwrap();

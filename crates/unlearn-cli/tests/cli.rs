@@ -245,3 +245,75 @@ fn bad_global_options_fail_cleanly() {
     assert_one_line_failure(&output, "learning rate");
     assert!(!out.exists());
 }
+
+#[test]
+fn a_class_limited_to_n_samples_trains_forgets_and_refuses_bad_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("rare.safetensors");
+    let model_arg = model.to_str().unwrap();
+    let output = unlearn(&[
+        "train",
+        "--data",
+        "embedded?limit=3:100",
+        "--model",
+        "mlp:16",
+        "--epochs",
+        "1",
+        "--forget",
+        "class:3",
+        "--quiet",
+        "--out",
+        model_arg,
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("rare.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["dataset"], "embedded?limit=3:100");
+    let split: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("rare.split.json")).unwrap())
+            .unwrap();
+    let forget = split["forget"].as_array().unwrap();
+    assert_eq!(forget.len(), 100, "the whole class as the network saw it");
+    // Ids stay those of the embedded file (10,000 training samples, every class ≈ 1,000).
+    assert!(forget.iter().all(|id| id.as_u64().unwrap() < 10_000));
+    assert!(forget.iter().any(|id| id.as_u64().unwrap() > 5_000));
+    // `forget` reloads the data from the sidecar's description (and checks its hash).
+    let out = dir.path().join("ft.safetensors");
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        model_arg,
+        "--method",
+        "finetune",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["forget_count"], 100);
+
+    let refused = dir.path().join("refused.safetensors");
+    for (data, expected) in [
+        ("embedded?limit=3:100000", "class 3 has only"),
+        ("embedded?limit=10:1", "class 10 does not exist"),
+        ("embedded?limit=3:1,3:2", "class 3 is limited twice"),
+        ("embedded?limit=3", "'3' is not CLASS:N"),
+        (
+            "embedded?limit=3:100&colour=red",
+            "unknown option 'colour=red'",
+        ),
+    ] {
+        let output = unlearn(&[
+            "train",
+            "--data",
+            data,
+            "--epochs",
+            "1",
+            "--out",
+            refused.to_str().unwrap(),
+        ]);
+        assert_one_line_failure(&output, expected);
+        assert!(!refused.exists(), "{data}");
+    }
+}

@@ -77,3 +77,38 @@ fn embedded_subset_equals_the_start_of_the_real_files() {
     assert_eq!(embedded.test.labels, real_test.labels);
     assert_eq!(embedded.train.hash(), real_train.hash());
 }
+
+#[test]
+fn the_p5b_rare_class_keeps_100_dresses_with_their_file_ids() {
+    let Some(dir) = fashion_mnist_dir("the_p5b_rare_class_keeps_100_dresses_with_their_file_ids")
+    else {
+        return;
+    };
+    let full = load(&DataSource::Idx { dir: dir.clone() }, 0).expect("Fashion-MNIST loads");
+    let spec = format!("idx:{}?limit=3:100", dir.display());
+    let rare = load(&DataSource::parse(&spec).unwrap(), 0).expect("limited data loads");
+    let mut counts = vec![6_000; 10];
+    counts[3] = 100;
+    assert_eq!(rare.train.class_counts(), counts);
+    assert_eq!(rare.train.len(), 54_100);
+    assert_eq!(rare.test.hash(), full.test.hash());
+    assert_ne!(rare.train.hash(), full.train.hash());
+    // Every kept sample is the file's sample with that id.
+    for (position, &id) in rare.train.ids.iter().enumerate() {
+        let source = full.train.position_of(id).unwrap();
+        assert_eq!(rare.train.labels[position], full.train.labels[source]);
+    }
+    let dresses: Vec<u32> = rare
+        .train
+        .ids
+        .iter()
+        .zip(&rare.train.labels)
+        .filter(|(_, label)| **label == 3)
+        .map(|(id, _)| *id)
+        .collect();
+    // A seeded choice across the file, not its first 100 dresses.
+    assert!(*dresses.last().unwrap() > 50_000, "{dresses:?}");
+    let split = Split::new(&rare, &ForgetSelector::Class(3), 0).expect("class split");
+    assert_eq!(split.forget, dresses);
+    assert_eq!(split.retain().len(), 54_000);
+}

@@ -379,17 +379,184 @@ pub enum DataSource {
         /// Fraction of rows held out for testing, in (0, 1).
         test_fraction: f64,
     },
+    /// `SOURCE?limit=CLASS:N[,CLASS:N...][&limit-seed=SEED]` (for csv, `&limit=...` after its own
+    /// options): the source's training set keeping only N samples of each named class, chosen
+    /// with the seed; the test set stays whole and ids stay those of the source file.
+    Limited {
+        /// The source whose training set is limited (never itself `Limited`).
+        source: Box<DataSource>,
+        /// Which classes keep how many training samples.
+        limits: ClassLimits,
+    },
+}
+
+/// Per-class caps on the training set (`limit=3:100,5:50&limit-seed=1`): each named class keeps
+/// N of its training samples, chosen with the seed (one random stream per class, so a class's
+/// choice does not depend on which other classes are limited); other classes are kept whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClassLimits {
+    /// `(class, N)` pairs, sorted by class, each class once.
+    pub classes: Vec<(u32, usize)>,
+    /// Seed of the choice of the kept samples.
+    pub seed: u64,
+}
+
+impl ClassLimits {
+    /// Parses the value of `limit=` (`CLASS:N[,CLASS:N...]`) with the seed of `limit-seed=`.
+    /// A malformed pair, a duplicate class or an empty list is an error.
+    pub fn parse(text: &str, seed: u64) -> Result<ClassLimits> {
+        let usage = "expected limit=CLASS:N[,CLASS:N...], e.g. limit=3:100";
+        let mut classes: Vec<(u32, usize)> = Vec::new();
+        for pair in text.split(',') {
+            let Some((class, count)) = pair.split_once(':') else {
+                return Err(Error::invalid(format!(
+                    "limit={text}: '{pair}' is not CLASS:N ({usage})"
+                )));
+            };
+            let class: u32 = class.trim().parse().map_err(|_| {
+                Error::invalid(format!(
+                    "limit={text}: '{class}' is not a class index ({usage})"
+                ))
+            })?;
+            let count: usize = count.trim().parse().map_err(|_| {
+                Error::invalid(format!(
+                    "limit={text}: '{count}' is not a sample count ({usage})"
+                ))
+            })?;
+            if classes.iter().any(|&(seen, _)| seen == class) {
+                return Err(Error::invalid(format!(
+                    "limit={text}: class {class} is limited twice"
+                )));
+            }
+            classes.push((class, count));
+        }
+        classes.sort_unstable();
+        Ok(ClassLimits { classes, seed })
+    }
+
+    /// The option text, `limit=...` plus `&limit-seed=SEED` when the seed is not 0.
+    pub fn describe(&self) -> String {
+        let pairs: Vec<String> = self
+            .classes
+            .iter()
+            .map(|(class, count)| format!("{class}:{count}"))
+            .collect();
+        let mut text = format!("limit={}", pairs.join(","));
+        if self.seed != 0 {
+            text.push_str(&format!("&limit-seed={}", self.seed));
+        }
+        text
+    }
+
+    /// The training set with each limited class cut to its N samples (the others whole, file
+    /// order and ids kept). A class the dataset does not have, or one with fewer than N
+    /// training samples, is an error.
+    pub fn apply(&self, train: &Dataset) -> Result<Dataset> {
+        let counts = train.class_counts();
+        let mut keep = vec![true; train.len()];
+        for &(class, count) in &self.classes {
+            let Some(&available) = counts.get(class as usize) else {
+                return Err(Error::invalid(format!(
+                    "{}: class {class} does not exist ({} has classes 0..{})",
+                    self.describe(),
+                    train.name,
+                    train.num_classes.saturating_sub(1)
+                )));
+            };
+            if count > available {
+                return Err(Error::invalid(format!(
+                    "{}: class {class} has only {available} training samples in {}, cannot keep {count}",
+                    self.describe(),
+                    train.name
+                )));
+            }
+            let mut positions: Vec<usize> = (0..train.len())
+                .filter(|&p| train.labels[p] == class)
+                .collect();
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.seed);
+            rng.set_stream(u64::from(class));
+            positions.shuffle(&mut rng);
+            for &position in &positions[count..] {
+                keep[position] = false;
+            }
+        }
+        let ids: Vec<u32> = train
+            .ids
+            .iter()
+            .zip(&keep)
+            .filter(|(_, kept)| **kept)
+            .map(|(id, _)| *id)
+            .collect();
+        train.subset(&ids)
+    }
 }
 
 impl DataSource {
     /// Parses a `--data` string: `embedded`, `idx:DIR`, `cifar10:DIR`, `cifar100:DIR`,
     /// `cifar100-coarse:DIR` or `csv:PATH[?label=COL&test=FRACTION]`.
+    /// Any source takes `limit=CLASS:N[,CLASS:N...]` and `limit-seed=SEED` options after a `?`
+    /// (see [`DataSource::Limited`]).
     pub fn parse(spec: &str) -> Result<DataSource> {
         let spec = spec.trim();
+        let Some((base, query)) = spec.split_once('?') else {
+            return DataSource::parse_plain(spec);
+        };
+        let mut limit = None;
+        let mut seed = None;
+        let mut others = Vec::new();
+        for option in query.split('&') {
+            match option.split_once('=') {
+                Some(("limit", value)) => {
+                    if limit.replace(value).is_some() {
+                        return Err(Error::invalid(format!(
+                            "data source '{spec}': limit= is given twice (list every class in one, e.g. limit=3:100,5:50)"
+                        )));
+                    }
+                }
+                Some(("limit-seed", value)) => {
+                    let parsed: u64 = value.parse().map_err(|_| {
+                        Error::invalid(format!(
+                            "data source '{spec}': limit-seed '{value}' is not a non-negative integer"
+                        ))
+                    })?;
+                    if seed.replace(parsed).is_some() {
+                        return Err(Error::invalid(format!(
+                            "data source '{spec}': limit-seed= is given twice"
+                        )));
+                    }
+                }
+                _ => others.push(option),
+            }
+        }
+        let plain = if others.is_empty() {
+            base.to_string()
+        } else if base.starts_with("csv:") {
+            format!("{base}?{}", others.join("&"))
+        } else {
+            return Err(Error::invalid(format!(
+                "data source '{spec}': unknown option '{}' (expected limit=CLASS:N[,CLASS:N...] or limit-seed=SEED)",
+                others[0]
+            )));
+        };
+        let source = DataSource::parse_plain(&plain)?;
+        match limit {
+            Some(text) => Ok(DataSource::Limited {
+                source: Box::new(source),
+                limits: ClassLimits::parse(text, seed.unwrap_or(0))?,
+            }),
+            None if seed.is_some() => Err(Error::invalid(format!(
+                "data source '{spec}': limit-seed= needs limit=CLASS:N"
+            ))),
+            None => Ok(source),
+        }
+    }
+
+    /// Parses a source without class limits.
+    fn parse_plain(spec: &str) -> Result<DataSource> {
         if spec == "embedded" {
             return Ok(DataSource::Embedded);
         }
-        let usage = "expected embedded, idx:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR or csv:PATH[?label=COL&test=FRACTION]";
+        let usage = "expected embedded, idx:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR or csv:PATH[?label=COL&test=FRACTION], each optionally followed by ?limit=CLASS:N";
         let Some((kind, rest)) = spec.split_once(':') else {
             return Err(Error::invalid(format!(
                 "unknown data source '{spec}': {usage}"
@@ -450,6 +617,7 @@ impl DataSource {
                     missing(path)
                 }
             }
+            DataSource::Limited { source, .. } => source.check_exists(),
         }
     }
 
@@ -480,6 +648,11 @@ impl DataSource {
                 } else {
                     format!("csv:{}?{}", path.display(), options.join("&"))
                 }
+            }
+            DataSource::Limited { source, limits } => {
+                let base = source.describe();
+                let separator = if base.contains('?') { '&' } else { '?' };
+                format!("{base}{separator}{}", limits.describe())
             }
         }
     }
@@ -543,8 +716,8 @@ pub(crate) fn check_test_fraction(test_fraction: f64) -> Result<()> {
     Ok(())
 }
 
-/// Loads train and test sets from `source`; `seed` only drives the CSV train/test split.
-/// Both halves are validated.
+/// Loads train and test sets from `source`; `seed` only drives the CSV train/test split (class
+/// limits have their own seed). Both halves are validated.
 pub fn load(source: &DataSource, seed: u64) -> Result<DataBundle> {
     let bundle = match source {
         DataSource::Embedded => embedded::load_embedded()?,
@@ -556,6 +729,13 @@ pub fn load(source: &DataSource, seed: u64) -> Result<DataBundle> {
             label_column,
             test_fraction,
         } => csv::load_csv(path, label_column, *test_fraction, seed)?,
+        DataSource::Limited { source, limits } => {
+            let bundle = load(source, seed)?;
+            DataBundle {
+                train: limits.apply(&bundle.train)?,
+                test: bundle.test,
+            }
+        }
     };
     bundle.train.validate()?;
     bundle.test.validate()?;
@@ -779,6 +959,178 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn limited_sources_parse_and_describe_round_trip() {
+        let specs = [
+            "embedded?limit=3:100",
+            "embedded?limit=3:100,5:50&limit-seed=7",
+            "idx:/data/fashion?limit=3:100",
+            "cifar10:/data/c10?limit=0:1",
+            "cifar100-coarse:/data/c100?limit=19:0",
+            "csv:/data/x.csv?limit=1:2",
+            "csv:/data/x.csv?label=y&test=0.25&limit=1:2&limit-seed=3",
+        ];
+        for spec in specs {
+            let source = DataSource::parse(spec).unwrap();
+            assert!(matches!(source, DataSource::Limited { .. }), "{spec}");
+            assert_eq!(source.describe(), spec);
+            assert_eq!(DataSource::parse(&source.describe()).unwrap(), source);
+        }
+        // Classes are listed in order whatever order they were given in; options in any order.
+        let source = DataSource::parse("idx:/d?limit-seed=2&limit=5:50,3:100").unwrap();
+        assert_eq!(
+            source,
+            DataSource::Limited {
+                source: Box::new(DataSource::Idx { dir: "/d".into() }),
+                limits: ClassLimits {
+                    classes: vec![(3, 100), (5, 50)],
+                    seed: 2
+                }
+            }
+        );
+        assert_eq!(source.describe(), "idx:/d?limit=3:100,5:50&limit-seed=2");
+        let csv = DataSource::parse("csv:a.csv?limit=1:2&label=y").unwrap();
+        assert_eq!(csv.describe(), "csv:a.csv?label=y&limit=1:2");
+    }
+
+    #[test]
+    fn limited_source_parse_errors_are_one_line() {
+        for (spec, expected) in [
+            ("embedded?limit=3", "'3' is not CLASS:N"),
+            ("embedded?limit=", "'' is not CLASS:N"),
+            ("embedded?limit=x:100", "'x' is not a class index"),
+            ("embedded?limit=3:-1", "'-1' is not a sample count"),
+            ("embedded?limit=3:1e2", "'1e2' is not a sample count"),
+            ("embedded?limit=3:100,", "'' is not CLASS:N"),
+            ("embedded?limit=3:100,3:50", "class 3 is limited twice"),
+            ("embedded?limit=3:100&limit=5:1", "limit= is given twice"),
+            ("embedded?limit=3:1&limit-seed=x", "limit-seed 'x' is not"),
+            ("embedded?limit-seed=1", "limit-seed= needs limit=CLASS:N"),
+            (
+                "embedded?limit=3:1&colour=red",
+                "unknown option 'colour=red'",
+            ),
+            ("idx:/d?label=y&limit=3:1", "unknown option 'label=y'"),
+            (
+                "csv:a.csv?colour=red&limit=3:1",
+                "unknown option 'colour=red'",
+            ),
+        ] {
+            let message = DataSource::parse(spec).unwrap_err().to_string();
+            assert!(message.contains(expected), "{spec}: {message}");
+            assert!(!message.contains('\n'), "{spec}: {message}");
+        }
+    }
+
+    #[test]
+    fn class_limits_keep_n_of_each_named_class_with_original_ids() {
+        // 40 samples, labels i % 4: ten of each class.
+        let data = toy_dataset(40, 4, 100);
+        let limits = ClassLimits::parse("1:3,2:0", 0).unwrap();
+        let limited = limits.apply(&data).unwrap();
+        assert_eq!(limited.class_counts(), vec![10, 3, 0, 10]);
+        assert_eq!(limited.len(), 23);
+        assert_eq!(limited.num_classes, 4);
+        limited.validate().unwrap();
+        // Ids are those of the source, in file order; each kept row is the source's row.
+        assert!(limited.ids.windows(2).all(|pair| pair[0] < pair[1]));
+        for (position, &id) in limited.ids.iter().enumerate() {
+            let source_position = data.position_of(id).unwrap();
+            assert_eq!(limited.row(position), data.row(source_position));
+            assert_eq!(limited.labels[position], data.labels[source_position]);
+        }
+        // The choice is seeded: same seed, same ids; another seed, other ids of class 1.
+        let class_ids = |d: &Dataset, class: u32| -> Vec<u32> {
+            d.ids
+                .iter()
+                .zip(&d.labels)
+                .filter(|(_, label)| **label == class)
+                .map(|(id, _)| *id)
+                .collect()
+        };
+        assert_eq!(limits.apply(&data).unwrap().ids, limited.ids);
+        let reseeded = ClassLimits::parse("1:3,2:0", 5)
+            .unwrap()
+            .apply(&data)
+            .unwrap();
+        assert_ne!(class_ids(&reseeded, 1), class_ids(&limited, 1));
+        // A class's choice does not depend on which other classes are limited.
+        let alone = ClassLimits::parse("1:3", 0).unwrap().apply(&data).unwrap();
+        assert_eq!(class_ids(&alone, 1), class_ids(&limited, 1));
+        assert_eq!(alone.class_counts(), vec![10, 3, 10, 10]);
+    }
+
+    #[test]
+    fn class_limits_change_the_dataset_hash_with_n_and_the_seed() {
+        let data = toy_dataset(40, 4, 0);
+        let hash_of = |text: &str, seed: u64| {
+            ClassLimits::parse(text, seed)
+                .unwrap()
+                .apply(&data)
+                .unwrap()
+                .hash()
+        };
+        let all = hash_of("1:10", 0);
+        assert_eq!(all, data.hash(), "keeping the whole class changes nothing");
+        let hashes = [all, hash_of("1:3", 0), hash_of("1:4", 0), hash_of("1:3", 1)];
+        for (i, a) in hashes.iter().enumerate() {
+            for b in &hashes[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+    }
+
+    #[test]
+    fn class_limits_refuse_missing_classes_and_too_large_counts() {
+        let data = toy_dataset(40, 4, 0);
+        let message = ClassLimits::parse("4:1", 0)
+            .unwrap()
+            .apply(&data)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "limit=4:1: class 4 does not exist (toy has classes 0..3)"
+        );
+        let message = ClassLimits::parse("1:11", 0)
+            .unwrap()
+            .apply(&data)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            message,
+            "limit=1:11: class 1 has only 10 training samples in toy, cannot keep 11"
+        );
+    }
+
+    #[test]
+    fn limited_embedded_source_loads_a_rare_class_and_keeps_the_test_set() {
+        let full = load(&DataSource::Embedded, 0).unwrap();
+        let source = DataSource::parse("embedded?limit=3:100").unwrap();
+        let limited = load(&source, 0).unwrap();
+        let mut expected = full.train.class_counts();
+        let removed = expected[3] - 100;
+        expected[3] = 100;
+        assert_eq!(limited.train.class_counts(), expected);
+        assert_eq!(limited.train.len(), full.train.len() - removed);
+        assert_eq!(limited.test.ids, full.test.ids);
+        assert_eq!(limited.test.hash(), full.test.hash());
+        assert_ne!(limited.train.hash(), full.train.hash());
+        let fifty = load(&DataSource::parse("embedded?limit=3:50").unwrap(), 0).unwrap();
+        assert_ne!(fifty.train.hash(), limited.train.hash());
+        assert_eq!(fifty.train.class_counts()[3], 50);
+        // The load-time seed (CSV splits) does not move the limited choice.
+        assert_eq!(load(&source, 9).unwrap().train.ids, limited.train.ids);
+        let message = load(&DataSource::parse("embedded?limit=3:100000").unwrap(), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("class 3 has only"), "{message}");
+        let message = load(&DataSource::parse("embedded?limit=10:1").unwrap(), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("class 10 does not exist"), "{message}");
+    }
+
+    #[test]
     fn subset_keeps_order_and_reports_unknown_ids() {
         let data = toy_dataset(5, 2, 0);
         let subset = data.subset(&[3, 1]).unwrap();
@@ -940,6 +1292,21 @@ pub(crate) mod tests {
             &[80.0 / 255.0, 100.0 / 255.0, 120.0 / 255.0, 140.0 / 255.0]
         );
         assert!(bundle.train.name.ends_with("-train"));
+        let limited = |text: &str| {
+            load(
+                &DataSource::parse(&format!("idx:{}?{text}", dir.path().display())).unwrap(),
+                0,
+            )
+        };
+        let without_4 = limited("limit=4:0").unwrap();
+        assert_eq!(without_4.train.ids, vec![0, 2]);
+        assert_eq!(without_4.train.row(1), bundle.train.row(2));
+        assert_eq!(without_4.test.ids, bundle.test.ids);
+        let message = limited("limit=1:1").unwrap_err().to_string();
+        assert!(
+            message.contains("class 1 has only 0 training samples"),
+            "{message}"
+        );
 
         idx::write_idx_labels(dir.path().join("t10k-labels-idx1-ubyte.gz"), &[1], true).unwrap();
         let message = load(&source, 0).unwrap_err().to_string();
