@@ -178,7 +178,7 @@ pub fn forget(global: &Global, args: &ForgetArgs, model: &Path, out: &Path) -> R
         say!(
             "{}",
             serde_json::json!({
-                "model": out, "ledger": CertifiedModelFile::ledger_path(&out),
+                "model": out, "ledger": CertifiedModelFile::ledger_path(out),
                 "seconds": outcome.seconds, "removed_ids": outcome.removed_ids,
                 "test_accuracy": outcome.model.test_accuracy, "ledger_entry": entry,
             })
@@ -208,7 +208,7 @@ pub fn forget(global: &Global, args: &ForgetArgs, model: &Path, out: &Path) -> R
             "wrote {} and ledger line {} of {}",
             out.display(),
             entry.sequence + 1,
-            CertifiedModelFile::ledger_path(&out).display()
+            CertifiedModelFile::ledger_path(out).display()
         );
     }
     Ok(())

@@ -1,0 +1,254 @@
+//! The queue of deletion requests: committed (with idempotency keys) before they are
+//! acknowledged, then applied or refused, each exactly once.
+
+use super::{
+    MAX_IDS_PER_REQUEST, RequestRow, RequestStatus, Store, Submission, now_ms, parse_json,
+};
+use crate::error::{Error, Result};
+use rusqlite::{OptionalExtension, params};
+use std::collections::BTreeSet;
+
+impl Store {
+    /// Commits a deletion request (ids, optional idempotency key) and returns its id. A key
+    /// already known returns the earlier request's id and commits nothing; the same key with
+    /// other ids is refused. Ids must be distinct; whether they are training rows is checked
+    /// when the request is applied (an unknown id then refuses the request, recorded).
+    pub fn submit(&mut self, ids: &[u32], key: Option<&str>, source: &str) -> Result<Submission> {
+        let mut batch = self.submit_many(&[(ids.to_vec(), key.map(str::to_string))], source)?;
+        batch.pop().expect("one answer per submission")
+    }
+
+    /// Commits several requests in one transaction (group commit); one answer each, in order.
+    /// A bad request gets its error without stopping the others.
+    pub fn submit_many(
+        &mut self,
+        requests: &[(Vec<u32>, Option<String>)],
+        source: &str,
+    ) -> Result<Vec<Result<Submission>>> {
+        self.begin()?;
+        let result = self.submit_locked(requests, source);
+        match result {
+            Ok(answers) => {
+                self.commit()?;
+                self.step("request-committed")?;
+                Ok(answers)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
+    fn submit_locked(
+        &mut self,
+        requests: &[(Vec<u32>, Option<String>)],
+        source: &str,
+    ) -> Result<Vec<Result<Submission>>> {
+        let mut answers = Vec::with_capacity(requests.len());
+        for (ids, key) in requests {
+            answers.push(self.submit_one(ids, key.as_deref(), source)?);
+        }
+        Ok(answers)
+    }
+
+    fn submit_one(
+        &mut self,
+        ids: &[u32],
+        key: Option<&str>,
+        source: &str,
+    ) -> Result<Result<Submission>> {
+        if let Err(e) = check_request_ids(ids) {
+            return Ok(Err(e));
+        }
+        if let Some(key) = key {
+            if key.is_empty() || key.len() > 200 {
+                return Ok(Err(Error::invalid(
+                    "an idempotency key must have 1 to 200 characters",
+                )));
+            }
+            let existing: Option<(i64, String)> = self
+                .conn
+                .query_row(
+                    "SELECT id, ids FROM requests WHERE idempotency_key = ?1",
+                    params![key],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+                .map_err(self.db())?;
+            if let Some((id, stored)) = existing {
+                let stored: Vec<u32> = parse_json(&self.dir, "request ids", &stored)?;
+                if stored != ids {
+                    return Ok(Err(Error::invalid(format!(
+                        "idempotency key '{key}' was used for request {id} with other ids"
+                    ))));
+                }
+                return Ok(Ok(Submission {
+                    request_id: id,
+                    duplicate: true,
+                }));
+            }
+        }
+        let ids_text = serde_json::to_string(ids).expect("ids serialise");
+        self.conn
+            .execute(
+                "INSERT INTO requests(idempotency_key, ids, source, received_at_ms, status)
+                 VALUES (?1, ?2, ?3, ?4, 'pending')",
+                params![key, ids_text, source, now_ms()],
+            )
+            .map_err(self.db())?;
+        Ok(Ok(Submission {
+            request_id: self.conn.last_insert_rowid(),
+            duplicate: false,
+        }))
+    }
+
+    /// One request, if it exists.
+    pub fn request(&self, id: i64) -> Result<Option<RequestRow>> {
+        let mut rows = self.query_requests("WHERE id = ?1", params![id])?;
+        Ok(rows.pop())
+    }
+
+    /// Pending requests in commit order (at most `limit`).
+    pub fn pending(&self, limit: usize) -> Result<Vec<RequestRow>> {
+        self.query_requests(
+            "WHERE status = 'pending' ORDER BY id LIMIT ?1",
+            params![limit as i64],
+        )
+    }
+
+    /// Every request in id order.
+    pub fn requests(&self) -> Result<Vec<RequestRow>> {
+        self.query_requests("ORDER BY id", params![])
+    }
+
+    /// Number of requests in each state: (pending, applied, refused).
+    pub fn request_counts(&self) -> Result<(usize, usize, usize)> {
+        let mut counts = (0, 0, 0);
+        let mut statement = self
+            .conn
+            .prepare("SELECT status, COUNT(*) FROM requests GROUP BY status")
+            .map_err(self.db())?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+            })
+            .map_err(self.db())?;
+        for row in rows {
+            let (status, count) = row.map_err(self.db())?;
+            match status.as_str() {
+                "pending" => counts.0 = count as usize,
+                "applied" => counts.1 = count as usize,
+                "refused" => counts.2 = count as usize,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    fn query_requests(
+        &self,
+        clause: &str,
+        parameters: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<RequestRow>> {
+        let sql = format!(
+            "SELECT id, idempotency_key, ids, source, received_at_ms, status, reason,
+                    ledger_sequence, version, settled_at_ms FROM requests {clause}"
+        );
+        let mut statement = self.conn.prepare(&sql).map_err(self.db())?;
+        let raw = statement
+            .query_map(parameters, |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, Option<String>>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, Option<String>>(6)?,
+                    row.get::<_, Option<i64>>(7)?,
+                    row.get::<_, Option<i64>>(8)?,
+                    row.get::<_, Option<i64>>(9)?,
+                ))
+            })
+            .map_err(self.db())?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.db())?;
+        raw.into_iter()
+            .map(|r| {
+                Ok(RequestRow {
+                    id: r.0,
+                    idempotency_key: r.1,
+                    ids: parse_json(&self.dir, "request ids", &r.2)?,
+                    source: r.3,
+                    received_at_ms: r.4,
+                    status: RequestStatus::parse(&r.5)?,
+                    reason: r.6,
+                    ledger_sequence: r.7,
+                    version: r.8,
+                    settled_at_ms: r.9,
+                })
+            })
+            .collect()
+    }
+
+    /// Records that a pending request is refused, with the reason (nothing is removed).
+    /// Needs no open transaction (one is taken if none is open).
+    pub fn refuse(&mut self, request_id: i64, reason: &str) -> Result<()> {
+        let own = self.conn.is_autocommit();
+        if own {
+            self.begin()?;
+        }
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE requests SET status = 'refused', reason = ?2, settled_at_ms = ?3
+                 WHERE id = ?1 AND status = 'pending'",
+                params![request_id, reason, now_ms()],
+            )
+            .map_err(self.db());
+        match changed {
+            Ok(1) => {
+                if own {
+                    self.commit()?;
+                }
+                Ok(())
+            }
+            Ok(_) => {
+                if own {
+                    self.rollback();
+                }
+                Err(Error::invalid(format!(
+                    "request {request_id} is not pending"
+                )))
+            }
+            Err(e) => {
+                if own {
+                    self.rollback();
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+fn check_request_ids(ids: &[u32]) -> Result<()> {
+    if ids.is_empty() {
+        return Err(Error::invalid("a deletion request needs at least one id"));
+    }
+    if ids.len() > MAX_IDS_PER_REQUEST {
+        return Err(Error::invalid(format!(
+            "a deletion request may name at most {MAX_IDS_PER_REQUEST} ids, not {}",
+            ids.len()
+        )));
+    }
+    let mut seen = BTreeSet::new();
+    for id in ids {
+        if !seen.insert(*id) {
+            return Err(Error::invalid(format!(
+                "id {id} appears twice in the request"
+            )));
+        }
+    }
+    Ok(())
+}

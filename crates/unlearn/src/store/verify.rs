@@ -1,0 +1,234 @@
+//! Reading and checking the ledger: the hash chain, the versions and requests it names, and
+//! every file of every version rehashed; export for third parties.
+
+use super::{ChainReport, EntryKind, LedgerRow, RequestRow, RequestStatus, Store, parse_json};
+use crate::error::{Error, Result};
+use rusqlite::OptionalExtension;
+use std::collections::HashMap;
+
+impl Store {
+    /// The ledger, in order, as stored (no check; see [`Store::verify_chain`]).
+    pub fn ledger(&self) -> Result<Vec<LedgerRow>> {
+        Ok(self
+            .ledger_with_text()?
+            .into_iter()
+            .map(|(row, _)| row)
+            .collect())
+    }
+
+    fn ledger_with_text(&self) -> Result<Vec<(LedgerRow, String)>> {
+        let mut statement = self
+            .conn
+            .prepare(
+                "SELECT sequence, kind, request_ids, ids, ids_hash, version, files, model_hash,
+                        payload, committed_at_ms, previous_hash, entry_hash
+                 FROM ledger ORDER BY rowid",
+            )
+            .map_err(self.db())?;
+        let raw = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, String>(4)?,
+                    row.get::<_, i64>(5)?,
+                    row.get::<_, String>(6)?,
+                    row.get::<_, String>(7)?,
+                    row.get::<_, String>(8)?,
+                    row.get::<_, i64>(9)?,
+                    row.get::<_, String>(10)?,
+                    row.get::<_, String>(11)?,
+                ))
+            })
+            .map_err(self.db())?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(self.db())?;
+        let dir = &self.dir;
+        raw.into_iter()
+            .map(|r| {
+                let what = format!("ledger entry {}", r.0);
+                let kind = EntryKind::parse(&r.1).ok_or_else(|| {
+                    Error::invalid(format!("{what} has an unknown kind '{}'", r.1))
+                })?;
+                Ok((
+                    LedgerRow {
+                        sequence: r.0,
+                        kind,
+                        request_ids: parse_json(dir, &what, &r.2)?,
+                        ids: parse_json(dir, &what, &r.3)?,
+                        ids_hash: r.4,
+                        version: r.5,
+                        files: parse_json(dir, &what, &r.6)?,
+                        model_hash: r.7,
+                        payload: parse_json(dir, &what, &r.8)?,
+                        committed_at_ms: r.9,
+                        previous_hash: r.10,
+                        entry_hash: r.11,
+                    },
+                    r.8,
+                ))
+            })
+            .collect()
+    }
+
+    /// Checks the store's integrity: the ledger chains (each entry's hash recomputes and
+    /// names the previous one; no entry is missing, added or moved), each entry agrees with
+    /// the version it published and the requests it applied, every applied request is in
+    /// exactly one entry, the current pointer is the last entry's version, and every file of
+    /// every version rehashes to its name. The first failure is named.
+    pub fn verify_chain(&self) -> Result<ChainReport> {
+        let entries = self.ledger_with_text()?;
+        if entries.is_empty() {
+            return Err(Error::invalid(format!(
+                "{}: the ledger is empty (a store starts with its first version)",
+                self.dir.display()
+            )));
+        }
+        let requests: HashMap<i64, RequestRow> = self
+            .requests()?
+            .into_iter()
+            .map(|request| (request.id, request))
+            .collect();
+        let mut claimed: HashMap<i64, i64> = HashMap::new();
+        let mut previous = String::new();
+        for (index, (row, payload_text)) in entries.iter().enumerate() {
+            let at = format!("ledger entry {}", row.sequence);
+            if row.sequence != index as i64 {
+                return Err(Error::invalid(format!(
+                    "ledger tampered: entry at position {index} has sequence {} (a row was deleted, added or reordered)",
+                    row.sequence
+                )));
+            }
+            if row.compute_hash(payload_text) != row.entry_hash {
+                return Err(Error::invalid(format!(
+                    "ledger tampered: {at} does not hash to its recorded hash (the row was edited)"
+                )));
+            }
+            if row.previous_hash != previous {
+                return Err(Error::invalid(format!(
+                    "ledger tampered: {at} does not chain to entry {} (a row was deleted or reordered)",
+                    index as i64 - 1
+                )));
+            }
+            if !row.ids_match() {
+                return Err(Error::invalid(format!(
+                    "ledger tampered: {at}'s ids do not hash to its ids hash"
+                )));
+            }
+            if row.version != index as i64 {
+                return Err(Error::invalid(format!(
+                    "ledger tampered: {at} publishes version {}, expected {index}",
+                    row.version
+                )));
+            }
+            let version = self.version(row.version)?;
+            if version.files != row.files || version.model_hash != row.model_hash {
+                return Err(Error::invalid(format!(
+                    "version {} does not match {at}: the version row was edited",
+                    row.version
+                )));
+            }
+            let mut expected_ids = Vec::new();
+            for request_id in &row.request_ids {
+                let request = requests.get(request_id).ok_or_else(|| {
+                    Error::invalid(format!(
+                        "{at} applied request {request_id}, which is missing"
+                    ))
+                })?;
+                if request.status != RequestStatus::Applied
+                    || request.ledger_sequence != Some(row.sequence)
+                    || request.version != Some(row.version)
+                {
+                    return Err(Error::invalid(format!(
+                        "request {request_id} is not recorded as applied by {at}"
+                    )));
+                }
+                if claimed.insert(*request_id, row.sequence).is_some() {
+                    return Err(Error::invalid(format!(
+                        "request {request_id} is applied by two ledger entries"
+                    )));
+                }
+                expected_ids.extend_from_slice(&request.ids);
+            }
+            if !row.request_ids.is_empty() {
+                let mut removed = row.ids.clone();
+                let mut asked = expected_ids;
+                removed.sort_unstable();
+                asked.sort_unstable();
+                if removed != asked {
+                    return Err(Error::invalid(format!(
+                        "{at} removed other ids than its requests asked for"
+                    )));
+                }
+            }
+            previous = row.entry_hash.clone();
+        }
+        for request in requests.values() {
+            if request.status == RequestStatus::Applied && !claimed.contains_key(&request.id) {
+                return Err(Error::invalid(format!(
+                    "request {} is marked applied but no ledger entry applied it (a ledger row was deleted)",
+                    request.id
+                )));
+            }
+        }
+        let versions = self.versions()?;
+        if versions.len() != entries.len() {
+            return Err(Error::invalid(format!(
+                "the store has {} versions but {} ledger entries (a ledger row was deleted)",
+                versions.len(),
+                entries.len()
+            )));
+        }
+        let last = &entries.last().expect("not empty").0;
+        let current = self.current_version()?;
+        if current != last.version {
+            return Err(Error::invalid(format!(
+                "the current-version pointer names version {current}, but the ledger ends with version {}",
+                last.version
+            )));
+        }
+        let head: Option<String> = self
+            .conn
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'ledger_head'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(self.db())?;
+        if head.as_deref() != Some(last.entry_hash.as_str()) {
+            return Err(Error::invalid(
+                "ledger tampered: the recorded head is not the last entry's hash (a row was deleted)",
+            ));
+        }
+        let mut objects_checked = 0;
+        for version in &versions {
+            for role in version.files.keys() {
+                self.read_file(version, role)?;
+                objects_checked += 1;
+            }
+        }
+        let (pending, applied, refused) = self.request_counts()?;
+        Ok(ChainReport {
+            entries: entries.len(),
+            current_version: current,
+            objects_checked,
+            applied,
+            refused,
+            pending,
+            head: last.entry_hash.clone(),
+        })
+    }
+
+    /// The ledger as JSON lines, one entry per line, for third parties.
+    pub fn export_jsonl(&self) -> Result<String> {
+        let mut text = String::new();
+        for row in self.ledger()? {
+            text.push_str(&serde_json::to_string(&row).expect("ledger rows serialise"));
+            text.push('\n');
+        }
+        Ok(text)
+    }
+}
