@@ -66,6 +66,9 @@ pub struct ConvexData {
     num_classes: usize,
     scaling: FeatureScaling,
     positions: HashMap<u32, usize>,
+    /// [`ConvexData::hash`], computed once (the data never changes after construction;
+    /// saving a certified state names it, and hashing 12,000 × 785 values costs ≈ 50 ms).
+    hash_cache: std::sync::OnceLock<String>,
 }
 
 impl ConvexData {
@@ -134,6 +137,7 @@ impl ConvexData {
             num_classes,
             scaling,
             positions,
+            hash_cache: std::sync::OnceLock::new(),
         })
     }
 
@@ -263,6 +267,12 @@ impl ConvexData {
     /// the exact scaled feature bits. A saved certified state records it, so that it is only
     /// ever continued on the data it was trained on.
     pub fn hash(&self) -> String {
+        self.hash_cache
+            .get_or_init(|| self.compute_hash())
+            .clone()
+    }
+
+    fn compute_hash(&self) -> String {
         let mut hasher = crate::io::Hasher::default();
         hasher.update(&(self.rows as u64).to_le_bytes());
         hasher.update(&(self.dims as u64).to_le_bytes());
