@@ -11,7 +11,7 @@ use unlearn::convex::{CertifiedTraining, ConvexTask};
 use unlearn::data::{DataBundle, ForgetSelector};
 use unlearn::io::write_atomic;
 use unlearn::store::certified::{self, Applied};
-use unlearn::store::{ModelKind, Policy, RequestStatus, Store};
+use unlearn::store::{ModelKind, Policy, RequestRow, RequestStatus, Store, VersionRow};
 
 /// `unlearn store ...`
 #[derive(Subcommand)]
@@ -265,22 +265,10 @@ pub fn forget(global: &Global, args: &ForgetArgs, dir: &Path) -> Result<()> {
     let ids = selector.select(&bundle.train, global.seed)?;
     let submission = store.submit(&ids, args.key.as_deref(), "cli")?;
     let outcomes = certified::apply_pending(&mut store, &bundle.train, Some(&bundle.test))?;
-    let request = store
-        .request(submission.request_id)?
-        .context("the request vanished from the store")?;
+    let (request, version) = settled(&store, submission.request_id)?;
     let ours: Option<&Applied> = outcomes
         .iter()
         .find(|outcome| outcome.applied.contains(&request.id));
-    match request.status {
-        RequestStatus::Refused => bail!(
-            "request {} refused: {}",
-            request.id,
-            request.reason.unwrap_or_default()
-        ),
-        RequestStatus::Pending => bail!("request {} is still pending", request.id),
-        RequestStatus::Applied => {}
-    }
-    let version = store.version(request.version.context("applied without a version")?)?;
     if global.json {
         say!(
             "{}",
@@ -348,19 +336,7 @@ fn forget_neural(
     drop(bundle);
     let submission = store.submit(&ids, args.key.as_deref(), "cli")?;
     let outcomes = unlearn::store::neural::apply_pending(store, &device)?;
-    let request = store
-        .request(submission.request_id)?
-        .context("the request vanished from the store")?;
-    match request.status {
-        RequestStatus::Refused => bail!(
-            "request {} refused: {}",
-            request.id,
-            request.reason.unwrap_or_default()
-        ),
-        RequestStatus::Pending => bail!("request {} is still pending", request.id),
-        RequestStatus::Applied => {}
-    }
-    let version = store.version(request.version.context("applied without a version")?)?;
+    let (request, version) = settled(store, submission.request_id)?;
     if global.json {
         say!(
             "{}",
@@ -395,6 +371,25 @@ fn forget_neural(
         evaluation["mia_efficacy"].as_f64().unwrap_or(f64::NAN)
     );
     Ok(())
+}
+
+/// The request once applied, with the version it is gone in; an error naming the reason when
+/// it was refused.
+fn settled(store: &Store, request_id: i64) -> Result<(RequestRow, VersionRow)> {
+    let request = store
+        .request(request_id)?
+        .context("the request vanished from the store")?;
+    match request.status {
+        RequestStatus::Refused => bail!(
+            "request {} refused: {}",
+            request.id,
+            request.reason.unwrap_or_default()
+        ),
+        RequestStatus::Pending => bail!("request {} is still pending", request.id),
+        RequestStatus::Applied => {}
+    }
+    let version = store.version(request.version.context("applied without a version")?)?;
+    Ok((request, version))
 }
 
 /// `unlearn verify --store DIR [--replay]`.

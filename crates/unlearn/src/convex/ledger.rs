@@ -40,6 +40,31 @@ pub struct LedgerEntry {
     pub previous_line_hash: String,
 }
 
+impl LedgerEntry {
+    /// The entry recording `removal` (of `removed_count` ids) at position `sequence`, chained
+    /// to the line hashing to `previous_line_hash`.
+    pub fn for_removal(
+        sequence: u64,
+        removal: &Removal,
+        removed_count: usize,
+        previous_line_hash: String,
+    ) -> LedgerEntry {
+        let certificate = &removal.certificate;
+        LedgerEntry {
+            sequence,
+            removed_ids_hash: certificate.removed_ids_hash.clone(),
+            removed_count,
+            certificate: certificate.clone(),
+            accounting: removal.accounting.clone(),
+            cumulative_budget: certificate.budget_used,
+            retrained: certificate.retrained,
+            model_hash_before: certificate.model_hash_before.clone(),
+            model_hash_after: certificate.model_hash_after.clone(),
+            previous_line_hash,
+        }
+    }
+}
+
 /// What [`verify_ledger`] established.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerReport {
@@ -128,21 +153,15 @@ impl Ledger {
                 last.model_hash_after, certificate.model_hash_before
             )));
         }
-        let entry = LedgerEntry {
-            sequence: lines.len() as u64,
-            removed_ids_hash: certificate.removed_ids_hash.clone(),
+        let entry = LedgerEntry::for_removal(
+            lines.len() as u64,
+            removal,
             removed_count,
-            certificate: certificate.clone(),
-            accounting: removal.accounting.clone(),
-            cumulative_budget: certificate.budget_used,
-            retrained: certificate.retrained,
-            model_hash_before: certificate.model_hash_before.clone(),
-            model_hash_after: certificate.model_hash_after.clone(),
-            previous_line_hash: lines
+            lines
                 .last()
                 .map(|(_, hash)| hash.clone())
                 .unwrap_or_default(),
-        };
+        );
         let mut text = match std::fs::read(&self.path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),

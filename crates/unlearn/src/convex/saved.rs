@@ -487,6 +487,25 @@ pub fn train_and_save(
     training: &CertifiedTraining,
     out: &Path,
 ) -> Result<TrainedCertified> {
+    let (file, state, seconds) = train_model(data_description, task, train, test, training)?;
+    state.save(&CertifiedModelFile::state_path(out))?;
+    write_atomic(CertifiedModelFile::ledger_path(out), b"")?;
+    file.write(out)?;
+    Ok(TrainedCertified {
+        model: file,
+        seconds,
+    })
+}
+
+/// Trains a certified model on the task's rows of `train`: the public model file, the secret
+/// state and the training seconds (calibration included), nothing written.
+pub(crate) fn train_model(
+    data_description: &str,
+    task: ConvexTask,
+    train: &Dataset,
+    test: Option<&Dataset>,
+    training: &CertifiedTraining,
+) -> Result<(CertifiedModelFile, SecretState, f64)> {
     training.check_method()?;
     let rows = task.rows(train)?;
     let test_rows = test.map(|test| task.rows(test)).transpose()?;
@@ -506,14 +525,7 @@ pub fn train_and_save(
         model,
         accuracy,
     );
-    let state = unlearner.save_state()?;
-    state.save(&CertifiedModelFile::state_path(out))?;
-    write_atomic(CertifiedModelFile::ledger_path(out), b"")?;
-    file.write(out)?;
-    Ok(TrainedCertified {
-        model: file,
-        seconds,
-    })
+    Ok((file, unlearner.save_state()?, seconds))
 }
 
 /// How a forget request names the rows to remove.

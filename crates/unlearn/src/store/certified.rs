@@ -65,25 +65,7 @@ pub fn create_store(
             dir.display()
         )));
     }
-    let rows = task.rows(train)?;
-    let test_rows = test.map(|test| task.rows(test)).transpose()?;
-    let data_hash = rows.hash();
-    let train_rows = rows.len();
-    let start = Instant::now();
-    let (unlearner, resolved) = saved::train_certified(rows, training)?;
-    let seconds = start.elapsed().as_secs_f64();
-    let model = unlearner.model().clone();
-    let accuracy = saved::test_accuracy(&model, test_rows.as_ref())?;
-    let file = CertifiedModelFile::trained(
-        data_description,
-        task,
-        data_hash,
-        train_rows,
-        resolved,
-        model,
-        accuracy,
-    );
-    let state = unlearner.save_state()?;
+    let (file, state, seconds) = saved::train_model(data_description, task, train, test, training)?;
     let first = NewVersion {
         files: version_files(&file, &state)?,
         model_hash: file.model_hash.clone(),
@@ -149,6 +131,20 @@ pub struct Applied {
     pub removal_seconds: f64,
     /// Test accuracy (%) of the new model, when test data is known.
     pub test_accuracy: Option<f64>,
+}
+
+impl Applied {
+    /// Nothing applied (every request refused, or none pending).
+    fn nothing(refused: Vec<(i64, String)>, test_accuracy: Option<f64>) -> Applied {
+        Applied {
+            entry: None,
+            certificate: None,
+            refused,
+            applied: Vec::new(),
+            removal_seconds: 0.0,
+            test_accuracy,
+        }
+    }
 }
 
 /// A store's certified model prepared in memory: its training and test rows and the
@@ -277,14 +273,7 @@ impl CertifiedModel {
             store.refuse(*id, reason)?;
         }
         if accepted.is_empty() {
-            return Ok(Applied {
-                entry: None,
-                certificate: None,
-                refused,
-                applied: accepted,
-                removal_seconds: 0.0,
-                test_accuracy: self.file.test_accuracy,
-            });
+            return Ok(Applied::nothing(refused, self.file.test_accuracy));
         }
         let start = Instant::now();
         let removal = match self.unlearner.remove(&ids) {
@@ -293,14 +282,7 @@ impl CertifiedModel {
                 // The method refused this request (and changed nothing): record why.
                 store.refuse(accepted[0], &e.to_string())?;
                 refused.push((accepted[0], e.to_string()));
-                return Ok(Applied {
-                    entry: None,
-                    certificate: None,
-                    refused,
-                    applied: Vec::new(),
-                    removal_seconds: 0.0,
-                    test_accuracy: self.file.test_accuracy,
-                });
+                return Ok(Applied::nothing(refused, self.file.test_accuracy));
             }
             Err(_) => {
                 // Find the culprit: apply the batch's requests one at a time.
@@ -309,14 +291,7 @@ impl CertifiedModel {
                     .filter(|r| accepted.contains(&r.id))
                     .cloned()
                     .collect();
-                let mut merged = Applied {
-                    entry: None,
-                    certificate: None,
-                    refused,
-                    applied: Vec::new(),
-                    removal_seconds: 0.0,
-                    test_accuracy: self.file.test_accuracy,
-                };
+                let mut merged = Applied::nothing(refused, self.file.test_accuracy);
                 for single in singles {
                     let one = self.apply(store, std::slice::from_ref(&single))?;
                     merged.refused.extend(one.refused);
@@ -335,19 +310,7 @@ impl CertifiedModel {
         let state = self.unlearner.save_state()?;
         let model = removal.model.clone();
         let accuracy = saved::test_accuracy(&model, self.test_rows.as_ref())?;
-        let certificate = &removal.certificate;
-        let entry = LedgerEntry {
-            sequence: self.removals,
-            removed_ids_hash: certificate.removed_ids_hash.clone(),
-            removed_count: ids.len(),
-            certificate: certificate.clone(),
-            accounting: removal.accounting.clone(),
-            cumulative_budget: certificate.budget_used,
-            retrained: certificate.retrained,
-            model_hash_before: certificate.model_hash_before.clone(),
-            model_hash_after: certificate.model_hash_after.clone(),
-            previous_line_hash: String::new(),
-        };
+        let entry = LedgerEntry::for_removal(self.removals, &removal, ids.len(), String::new());
         let file = CertifiedModelFile {
             removed_count: self.file.removed_count + ids.len(),
             requests: self.file.requests + 1,
@@ -499,37 +462,16 @@ pub fn replay_store(store: &Store, train: &Dataset) -> Result<usize> {
     Ok(replayed)
 }
 
-/// Opens the store at `dir`, applies every pending request (the CLI's `forget --store`
-/// submits its request, then calls this), holding the write lock from loading the current
-/// version to the commit, so concurrent writers queue. Returns one [`Applied`] per batch.
+/// Applies every pending request in commit order (the CLI's `forget --store` submits its
+/// request, then calls this), holding the write lock from loading the current version to the
+/// commit, so concurrent writers queue. Returns one [`Applied`] per batch.
 pub fn apply_pending(
     store: &mut Store,
     train: &Dataset,
     test: Option<&Dataset>,
 ) -> Result<Vec<Applied>> {
-    let batch_max = store.policy()?.batch_max;
-    store.begin()?;
-    let result = (|| {
-        let mut model = CertifiedModel::load(store, train, test)?;
-        let mut outcomes = Vec::new();
-        loop {
-            let pending = store.pending(batch_max)?;
-            if pending.is_empty() {
-                break;
-            }
-            outcomes.push(model.apply(store, &pending)?);
-        }
-        Ok(outcomes)
-    })();
-    match result {
-        Ok(outcomes) => {
-            store.commit()?;
-            store.step("committed")?;
-            Ok(outcomes)
-        }
-        Err(e) => {
-            store.rollback();
-            Err(e)
-        }
-    }
+    store.apply_pending_with(
+        |store| CertifiedModel::load(store, train, test),
+        |model, store, pending| model.apply(store, pending),
+    )
 }

@@ -348,31 +348,10 @@ impl NeuralModel {
 /// Applies every pending request of a neural store, holding the write lock from loading the
 /// current version to the commit (the CLI's `forget --store`).
 pub fn apply_pending(store: &mut Store, device: &Device) -> Result<Vec<NeuralApplied>> {
-    let batch_max = store.policy()?.batch_max;
-    store.begin()?;
-    let result = (|| {
-        let mut model = NeuralModel::load(store, device)?;
-        let mut outcomes = Vec::new();
-        loop {
-            let pending = store.pending(batch_max)?;
-            if pending.is_empty() {
-                break;
-            }
-            outcomes.push(model.apply(store, &pending)?);
-        }
-        Ok(outcomes)
-    })();
-    match result {
-        Ok(outcomes) => {
-            store.commit()?;
-            store.step("committed")?;
-            Ok(outcomes)
-        }
-        Err(e) => {
-            store.rollback();
-            Err(e)
-        }
-    }
+    store.apply_pending_with(
+        |store| NeuralModel::load(store, device),
+        |model, store, pending| model.apply(store, pending),
+    )
 }
 
 /// Replays a neural store's ledger from its first version with the recorded methods and

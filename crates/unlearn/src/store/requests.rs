@@ -9,6 +9,41 @@ use rusqlite::{OptionalExtension, params};
 use std::collections::BTreeSet;
 
 impl Store {
+    /// Holding the write lock from start to commit: loads the current model with `load`, then
+    /// applies pending requests in commit order, up to the policy's batch size at a time,
+    /// with `apply`, until none is left. Everything rolls back on an error.
+    pub(crate) fn apply_pending_with<M, A>(
+        &mut self,
+        load: impl FnOnce(&Store) -> Result<M>,
+        mut apply: impl FnMut(&mut M, &mut Store, &[RequestRow]) -> Result<A>,
+    ) -> Result<Vec<A>> {
+        let batch_max = self.policy()?.batch_max;
+        self.begin()?;
+        let run = || {
+            let mut model = load(self)?;
+            let mut outcomes = Vec::new();
+            loop {
+                let pending = self.pending(batch_max)?;
+                if pending.is_empty() {
+                    break;
+                }
+                outcomes.push(apply(&mut model, self, &pending)?);
+            }
+            Ok(outcomes)
+        };
+        match run() {
+            Ok(outcomes) => {
+                self.commit()?;
+                self.step("committed")?;
+                Ok(outcomes)
+            }
+            Err(e) => {
+                self.rollback();
+                Err(e)
+            }
+        }
+    }
+
     /// Commits a deletion request (ids, optional idempotency key) and returns its id. A key
     /// already known returns the earlier request's id and commits nothing; the same key with
     /// other ids is refused. Ids must be distinct; whether they are training rows is checked
