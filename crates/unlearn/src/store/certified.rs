@@ -8,6 +8,7 @@
 //! restored unlearner): the deletion service keeps one and applies each request in
 //! milliseconds instead of reloading and rehashing the data.
 
+use super::requests::Sorted;
 use super::{
     ChainReport, EntryKind, FaultHook, ModelKind, NewVersion, Policy, RequestRow, Store, VersionRow,
 };
@@ -19,7 +20,7 @@ use crate::convex::{
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::time::Instant;
 
@@ -238,7 +239,7 @@ impl CertifiedModel {
 
     /// Why `ids` cannot be removed now (unknown, already removed, or removed earlier in
     /// the same batch), if they cannot.
-    fn refusal(&self, ids: &[u32], removed: &HashSet<u32>) -> Option<String> {
+    fn refusal(&self, ids: &[u32], removed: &BTreeSet<u32>) -> Option<String> {
         for id in ids {
             if !self.row_ids.contains(id) {
                 return Some(format!("id {id} is not a training row of this model"));
@@ -255,23 +256,18 @@ impl CertifiedModel {
     /// and committed as one version with one ledger entry. On an error the in-memory model may
     /// be ahead of the store: load it again.
     pub fn apply(&mut self, store: &mut Store, requests: &[RequestRow]) -> Result<Applied> {
-        let mut removed: HashSet<u32> = self.unlearner.removed_ids().into_iter().collect();
-        let mut refused = Vec::new();
-        let mut accepted = Vec::new();
-        let mut ids = Vec::new();
-        for request in requests {
-            match self.refusal(&request.ids, &removed) {
-                Some(reason) => refused.push((request.id, reason)),
-                None => {
-                    removed.extend(request.ids.iter().copied());
-                    ids.extend_from_slice(&request.ids);
-                    accepted.push(request.id);
-                }
-            }
-        }
-        for (id, reason) in &refused {
-            store.refuse(*id, reason)?;
-        }
+        let sorted = Sorted::new(
+            requests,
+            self.unlearner.removed_ids().into_iter().collect(),
+            |ids, removed| self.refusal(ids, removed),
+        );
+        sorted.record_refusals(store)?;
+        let Sorted {
+            mut refused,
+            accepted,
+            ids,
+            ..
+        } = sorted;
         if accepted.is_empty() {
             return Ok(Applied::nothing(refused, self.file.test_accuracy));
         }

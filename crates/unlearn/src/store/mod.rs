@@ -21,7 +21,7 @@ mod chain;
 mod commit;
 pub mod neural;
 mod objects;
-mod requests;
+pub(crate) mod requests;
 mod tokens;
 mod verify;
 

@@ -7,6 +7,7 @@
 //! last retrained (or imported) version's. Each version records the method, its parameters and
 //! the evaluation on its split (UA, RA, TA, MIA-efficacy; Jia et al. 2023).
 
+use super::requests::Sorted;
 use super::{EntryKind, ModelKind, NewVersion, Policy, RequestRow, Store, VersionRow};
 use crate::data::{DataSource, Split, load};
 use crate::error::{Error, Result};
@@ -204,21 +205,16 @@ impl NeuralModel {
     /// recorded; the rest are forgotten together with the policy's method (or a full
     /// retraining when the policy says so).
     pub fn apply(&mut self, store: &mut Store, requests: &[RequestRow]) -> Result<NeuralApplied> {
-        let mut removed = self.removed.clone();
-        let (mut refused, mut accepted, mut ids) = (Vec::new(), Vec::new(), Vec::new());
-        for request in requests {
-            match self.refusal(&request.ids, &removed) {
-                Some(reason) => refused.push((request.id, reason)),
-                None => {
-                    removed.extend(request.ids.iter().copied());
-                    ids.extend_from_slice(&request.ids);
-                    accepted.push(request.id);
-                }
-            }
-        }
-        for (id, reason) in &refused {
-            store.refuse(*id, reason)?;
-        }
+        let sorted = Sorted::new(requests, self.removed.clone(), |ids, removed| {
+            self.refusal(ids, removed)
+        });
+        sorted.record_refusals(store)?;
+        let Sorted {
+            refused,
+            accepted,
+            ids,
+            removed,
+        } = sorted;
         let mut outcome = NeuralApplied {
             entry: None,
             refused,

@@ -8,6 +8,55 @@ use crate::error::{Error, Result};
 use rusqlite::{OptionalExtension, params};
 use std::collections::BTreeSet;
 
+/// Pending requests sorted into those refused (with the reason) and those accepted, in
+/// commit order; each accepted request's ids count as removed for the ones after it.
+pub(crate) struct Sorted {
+    /// Refused requests and why.
+    pub(crate) refused: Vec<(i64, String)>,
+    /// Accepted requests.
+    pub(crate) accepted: Vec<i64>,
+    /// The accepted requests' ids, in order.
+    pub(crate) ids: Vec<u32>,
+    /// Every id removed once the accepted requests are.
+    pub(crate) removed: BTreeSet<u32>,
+}
+
+impl Sorted {
+    /// Sorts `requests` given the ids already `removed`; `refusal` says why a request cannot
+    /// be applied on top of the removed set, if it cannot.
+    pub(crate) fn new(
+        requests: &[RequestRow],
+        mut removed: BTreeSet<u32>,
+        refusal: impl Fn(&[u32], &BTreeSet<u32>) -> Option<String>,
+    ) -> Sorted {
+        let (mut refused, mut accepted, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+        for request in requests {
+            match refusal(&request.ids, &removed) {
+                Some(reason) => refused.push((request.id, reason)),
+                None => {
+                    removed.extend(request.ids.iter().copied());
+                    ids.extend_from_slice(&request.ids);
+                    accepted.push(request.id);
+                }
+            }
+        }
+        Sorted {
+            refused,
+            accepted,
+            ids,
+            removed,
+        }
+    }
+
+    /// Records the refusals in the store.
+    pub(crate) fn record_refusals(&self, store: &mut Store) -> Result<()> {
+        for (id, reason) in &self.refused {
+            store.refuse(*id, reason)?;
+        }
+        Ok(())
+    }
+}
+
 impl Store {
     /// Holding the write lock from start to commit: loads the current model with `load`, then
     /// applies pending requests in commit order, up to the policy's batch size at a time,
