@@ -5,6 +5,7 @@
 //! (train / test / forget), [`train`] a [`model::Network`], apply an unlearning method from
 //! [`methods`], and [`eval`]uate it against the model retrained without the forgotten data.
 
+pub mod audit;
 pub mod bench;
 pub mod convex;
 pub mod data;
