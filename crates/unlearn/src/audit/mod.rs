@@ -10,6 +10,7 @@
 //!   (privacy auditing: Jagielski, Ullman, Oprea 2020; Nasr et al. 2021), to check the
 //!   certificates of the certified methods.
 
+pub mod certified;
 pub mod challenge;
 pub mod epsilon;
 pub mod ulira;

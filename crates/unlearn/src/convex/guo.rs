@@ -69,6 +69,14 @@ pub struct NewtonGuoConfig {
     pub newton: NewtonOptions,
     /// Seed of the perturbation; a retraining `k` uses a stream derived from (seed, k).
     pub seed: u64,
+    /// Multiplies the noise actually drawn, never the accounting: 1 except in the audit's
+    /// power checks (`unlearn::audit::certified`), which must catch a method whose noise is
+    /// too small for its certificate. Not saved when 1.
+    #[serde(
+        default = "super::unit_scale",
+        skip_serializing_if = "super::is_unit_scale"
+    )]
+    pub noise_scale: f64,
 }
 
 impl NewtonGuoConfig {
@@ -83,6 +91,7 @@ impl NewtonGuoConfig {
             hessian_update: HessianUpdate::Downdate,
             newton: NewtonOptions::default(),
             seed,
+            noise_scale: 1.0,
         }
     }
 
@@ -175,7 +184,11 @@ impl NewtonGuo {
         let mut rng = ChaCha8Rng::seed_from_u64(stream);
         let count = self.data.dims() * self.data.weight_columns();
         self.progress.perturbation = (0..count)
-            .map(|_| self.config.noise_sigma * rng.sample::<f64, _>(StandardNormal))
+            .map(|_| {
+                self.config.noise_sigma
+                    * self.config.noise_scale
+                    * rng.sample::<f64, _>(StandardNormal)
+            })
             .collect();
         let (model, report) = train_exact(
             &self.data,

@@ -57,6 +57,14 @@ pub struct LangevinConfig {
     pub delta: f64,
     /// Seed of the initial draw and of every noise step.
     pub seed: u64,
+    /// Multiplies the noise actually drawn, never the accounting: 1 except in the audit's
+    /// power checks (`unlearn::audit::certified`), which must catch a method whose noise is
+    /// too small for its certificate. Not saved when 1.
+    #[serde(
+        default = "super::unit_scale",
+        skip_serializing_if = "super::is_unit_scale"
+    )]
+    pub noise_scale: f64,
 }
 
 impl LangevinConfig {
@@ -73,6 +81,7 @@ impl LangevinConfig {
             epsilon,
             delta,
             seed,
+            noise_scale: 1.0,
         }
     }
 }
@@ -227,7 +236,8 @@ impl Langevin {
     }
 
     fn learn(&mut self) -> Result<()> {
-        let spread = (2.0 * self.config.noise_sigma.powi(2) / self.config.regularization).sqrt();
+        let spread = (2.0 * self.config.noise_sigma.powi(2) / self.config.regularization).sqrt()
+            * self.config.noise_scale;
         for weight in self.progress.model.weights.iter_mut() {
             *weight = spread * self.progress.rng.sample::<f64, _>(StandardNormal);
         }
@@ -254,7 +264,7 @@ impl Langevin {
         let count = self.active.count() as f64;
         let row_weights = self.active.weights();
         let (eta, lambda) = (self.constants.step_size, self.config.regularization);
-        let noise = (2.0 * eta * self.config.noise_sigma.powi(2)).sqrt();
+        let noise = (2.0 * eta * self.config.noise_sigma.powi(2)).sqrt() * self.config.noise_scale;
         for _ in 0..steps {
             let slopes: Vec<Vec<f64>> = (0..columns)
                 .map(|column| {

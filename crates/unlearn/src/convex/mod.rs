@@ -48,3 +48,13 @@ pub use saved::{
 };
 pub use sekhari::{NewtonSekhari, NewtonSekhariConfig};
 pub use state::SecretState;
+
+/// Serde default of the configs' `noise_scale`.
+pub(crate) fn unit_scale() -> f64 {
+    1.0
+}
+
+/// Whether a `noise_scale` is the default (then it is not saved).
+pub(crate) fn is_unit_scale(scale: &f64) -> bool {
+    *scale == 1.0
+}

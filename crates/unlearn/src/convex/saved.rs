@@ -231,7 +231,23 @@ pub fn train_certified(
     data: ConvexData,
     training: &CertifiedTraining,
 ) -> Result<(Box<dyn CertifiedUnlearner>, CertifiedTraining)> {
+    train_certified_with_noise_scale(data, training, 1.0)
+}
+
+/// [`train_certified`] drawing `noise_scale` times the noise its certificate accounts for
+/// (`newton-guo` and `langevin` only): for the audit's power checks, which must catch it.
+pub(crate) fn train_certified_with_noise_scale(
+    data: ConvexData,
+    training: &CertifiedTraining,
+    noise_scale: f64,
+) -> Result<(Box<dyn CertifiedUnlearner>, CertifiedTraining)> {
     training.check_method()?;
+    if noise_scale != 1.0 && !matches!(training.method.as_str(), "newton-guo" | "langevin") {
+        return Err(Error::invalid(format!(
+            "a noise scale applies to newton-guo and langevin, not {}",
+            training.method
+        )));
+    }
     let mut resolved = training.clone();
     let n = data.len();
     let delta = training.delta.unwrap_or(1.0 / n.max(2) as f64);
@@ -265,7 +281,10 @@ pub fn train_certified(
             resolved.noise_sigma = Some(sigma);
             Box::new(NewtonGuo::train(
                 data,
-                NewtonGuoConfig::new(lambda, sigma, epsilon, delta, seed),
+                NewtonGuoConfig {
+                    noise_scale,
+                    ..NewtonGuoConfig::new(lambda, sigma, epsilon, delta, seed)
+                },
             )?)
         }
         "newton-sekhari" => {
@@ -293,6 +312,7 @@ pub fn train_certified(
         _ => {
             let mut config = LangevinConfig::new(lambda, 1.0, epsilon, delta, seed);
             config.training_steps = training.training_steps;
+            config.noise_scale = noise_scale;
             config.noise_sigma = match training.noise_sigma {
                 Some(sigma) => sigma,
                 None => {
