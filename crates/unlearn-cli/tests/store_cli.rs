@@ -751,3 +751,44 @@ fn a_neural_store_applies_its_method_and_retrains_on_schedule() {
         stdout(&output)
     );
 }
+
+/// An output that comes in several files writes none of them when one of its paths is not a
+/// regular file (here the state's path is a directory).
+#[test]
+fn outputs_never_replace_what_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("m.json");
+    std::fs::create_dir(dir.path().join("m.state")).unwrap();
+    let output = unlearn(&[
+        "train",
+        "--certified",
+        "newton-guo",
+        "--epsilon",
+        "1",
+        "--classes",
+        "7,9",
+        "--data",
+        "embedded",
+        "--out",
+        path(&model),
+    ]);
+    assert_one_line_failure(&output, "not a regular file");
+    assert!(!model.exists());
+    assert!(!dir.path().join("m.ledger.jsonl").exists());
+    let weights = dir.path().join("n.safetensors");
+    std::fs::create_dir(dir.path().join("n.json")).unwrap();
+    let output = unlearn(&[
+        "--quiet",
+        "train",
+        "--data",
+        "embedded",
+        "--model",
+        "mlp:8",
+        "--epochs",
+        "1",
+        "--out",
+        path(&weights),
+    ]);
+    assert_one_line_failure(&output, "not a regular file");
+    assert!(!weights.exists());
+}

@@ -19,16 +19,21 @@ pub fn write_atomic_secret(path: impl AsRef<Path>, bytes: &[u8]) -> Result<()> {
     write_atomic_with_mode(path.as_ref(), bytes, 0o600)
 }
 
-fn write_atomic_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+/// Refuses a path that exists and is not a regular file (a device, a directory, a FIFO, a
+/// link): outputs that come in several files check every path before writing any.
+pub fn check_replaceable(path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
     match std::fs::symlink_metadata(path) {
-        Ok(metadata) if !metadata.file_type().is_file() => {
-            return Err(Error::invalid(format!(
-                "{} exists and is not a regular file: refusing to replace it",
-                path.display()
-            )));
-        }
-        _ => {}
+        Ok(metadata) if !metadata.file_type().is_file() => Err(Error::invalid(format!(
+            "{} exists and is not a regular file: refusing to replace it",
+            path.display()
+        ))),
+        _ => Ok(()),
     }
+}
+
+fn write_atomic_with_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    check_replaceable(path)?;
     let dir = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),

@@ -507,6 +507,7 @@ pub fn train_and_save(
     training: &CertifiedTraining,
     out: &Path,
 ) -> Result<TrainedCertified> {
+    check_outputs(out)?;
     let (file, state, seconds) = train_model(data_description, task, train, test, training)?;
     state.save(&CertifiedModelFile::state_path(out))?;
     write_atomic(CertifiedModelFile::ledger_path(out), b"")?;
@@ -515,6 +516,14 @@ pub fn train_and_save(
         model: file,
         seconds,
     })
+}
+
+/// Refuses, before anything is written, an output whose model, state or ledger path exists and
+/// is not a regular file.
+fn check_outputs(out: &Path) -> Result<()> {
+    crate::io::check_replaceable(out)?;
+    crate::io::check_replaceable(CertifiedModelFile::state_path(out))?;
+    crate::io::check_replaceable(CertifiedModelFile::ledger_path(out))
 }
 
 /// Trains a certified model on the task's rows of `train`: the public model file, the secret
@@ -653,6 +662,7 @@ pub fn forget_and_save(
     };
     let (entry, ledger_bytes) =
         Ledger::new(CertifiedModelFile::ledger_path(model_path)).appended(&removal, ids.len())?;
+    check_outputs(out)?;
     state.save(&CertifiedModelFile::state_path(out))?;
     write_atomic(CertifiedModelFile::ledger_path(out), &ledger_bytes)?;
     new_file.write(out)?;

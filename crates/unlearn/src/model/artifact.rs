@@ -87,6 +87,8 @@ impl Artifact {
             )));
         }
         let (bytes, sidecar) = self.to_bytes()?;
+        crate::io::check_replaceable(path)?;
+        crate::io::check_replaceable(Self::sidecar_path(path))?;
         write_atomic(path, &bytes)?;
         write_atomic(Self::sidecar_path(path), &sidecar)
     }
