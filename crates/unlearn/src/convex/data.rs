@@ -267,9 +267,7 @@ impl ConvexData {
     /// the exact scaled feature bits. A saved certified state records it, so that it is only
     /// ever continued on the data it was trained on.
     pub fn hash(&self) -> String {
-        self.hash_cache
-            .get_or_init(|| self.compute_hash())
-            .clone()
+        self.hash_cache.get_or_init(|| self.compute_hash()).clone()
     }
 
     fn compute_hash(&self) -> String {
