@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{assert_one_line_failure, stderr, unlearn};
+use common::{assert_one_line_failure, path, stderr, unlearn};
 
 /// Trains a quick model on the embedded data into `dir`, once per test.
 fn trained_model(dir: &Path) -> PathBuf {
@@ -244,6 +244,37 @@ fn bad_global_options_fail_cleanly() {
     let output = unlearn(&["train", "--lr=-1", "--out", out_arg]);
     assert_one_line_failure(&output, "learning rate");
     assert!(!out.exists());
+}
+
+#[test]
+fn zero_epochs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let output = unlearn(&["train", "--epochs", "0", "--out", path(&out)]);
+    assert_one_line_failure(&output, "epochs must be at least 1");
+    assert!(!out.exists());
+    let output = unlearn(&["demo", "--epochs", "0", "--out-dir", path(dir.path())]);
+    assert_one_line_failure(&output, "epochs must be at least 1");
+    assert!(!dir.path().join("demo.json").exists());
+    let config = dir.path().join("zero.toml");
+    std::fs::write(
+        &config,
+        "name = \"zero\"\ndata = \"embedded\"\nmodel = \"mlp:8\"\nseeds = [0]\n\
+         forget = [\"random:10\"]\n[recipe]\nepochs = 0\n[[methods]]\nname = \"finetune\"\n",
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let output = unlearn(&[
+        "bench",
+        "--config",
+        path(&config),
+        "--results-dir",
+        path(&results),
+        "--cache-dir",
+        path(&dir.path().join("cache")),
+    ]);
+    assert_one_line_failure(&output, "epochs must be at least 1");
+    assert!(!results.join("zero").exists());
 }
 
 #[test]
