@@ -104,7 +104,7 @@ struct RecipeArgs {
     #[arg(long, default_value = "sgd")]
     optimizer: String,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, allow_hyphen_values = true)]
     lr: f64,
     /// Learning-rate schedule: constant or cosine.
     #[arg(long, default_value = "cosine")]
@@ -116,10 +116,10 @@ struct RecipeArgs {
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
     momentum: f64,
     /// L2 weight decay.
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, default_value_t = 5e-4, allow_hyphen_values = true)]
     weight_decay: f64,
 }
 
@@ -218,7 +218,7 @@ struct ForgetArgs {
     #[arg(long)]
     feasible: Option<String>,
     /// The mask's α: each kept coordinate is feasible with probability ≥ 1 − α (with --feasible).
-    #[arg(long, requires = "feasible")]
+    #[arg(long, requires = "feasible", allow_hyphen_values = true)]
     alpha: Option<f64>,
     /// Data source; defaults to the one recorded in the model's sidecar.
     #[arg(long)]

@@ -247,6 +247,57 @@ fn bad_global_options_fail_cleanly() {
 }
 
 #[test]
+fn negative_numbers_reach_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let out_arg = out.to_str().unwrap();
+    for (option, value, expected) in [
+        ("--lr", "-1", "learning rate must be positive, got -1"),
+        ("--momentum", "-0.5", "momentum must be in [0, 1), got -0.5"),
+        (
+            "--weight-decay",
+            "-1e-3",
+            "weight decay must be ≥ 0, got -0.001",
+        ),
+    ] {
+        let output = unlearn(&["train", option, value, "--out", out_arg]);
+        assert_one_line_failure(&output, expected);
+        let output = unlearn(&["demo", option, value, "--out-dir", path(dir.path())]);
+        assert_one_line_failure(&output, expected);
+    }
+    let output = unlearn(&[
+        "train",
+        "--certified",
+        "newton-guo",
+        "--epsilon",
+        "-1",
+        "--classes",
+        "7,9",
+        "--out",
+        path(&dir.path().join("c.json")),
+    ]);
+    assert_one_line_failure(&output, "epsilon must be positive and finite, got -1");
+    let output = unlearn(&[
+        "kmeans",
+        "train",
+        "--data",
+        "embedded",
+        "--k",
+        "3",
+        "--method",
+        "q",
+        "--balance",
+        "-0.5",
+        "--out",
+        path(&dir.path().join("km.json")),
+    ]);
+    assert_one_line_failure(&output, "balance must be in [0, 1], got -0.5");
+    assert!(!out.exists());
+    assert!(!dir.path().join("c.json").exists());
+    assert!(!dir.path().join("demo.json").exists());
+}
+
+#[test]
 fn zero_epochs_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("m.safetensors");
