@@ -101,7 +101,12 @@ fn forget_refuses_bad_requests_without_writing_anything() {
         "--out",
         out_arg,
     ]);
-    assert_one_line_failure(&output, "missing.json");
+    assert_one_line_failure(&output, "missing.safetensors");
+    assert!(
+        !stderr(&output).contains("missing.json"),
+        "{}",
+        stderr(&output)
+    );
 
     assert!(!out.exists());
     assert!(!dir.path().join("out.json").exists());
