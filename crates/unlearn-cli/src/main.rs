@@ -302,10 +302,26 @@ struct ReportArgs {
 fn main() {
     let cli = Cli::parse();
     if let Err(error) = run(cli) {
-        let chain: Vec<String> = error.chain().map(|cause| cause.to_string()).collect();
-        eprintln!("error: {}", chain.join(": "));
+        eprintln!("error: {}", one_line(&error));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line, outermost first, joined by ": "; a cause whose text
+/// the message already holds (an error that prints its source) is not repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -744,4 +760,31 @@ fn bench(global: &Global, args: BenchArgs) -> Result<()> {
         say!("wrote {directory}/runs.jsonl, report.md, report.html, summary.json");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn an_error_chain_prints_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = anyhow::Error::new(unlearn::Error::io("m.json", io)).context("reading split");
+        assert_eq!(one_line(&error), "reading split: m.json: no such file");
+        // A cause that its parent already displays is dropped.
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "outer: {}", self.0)
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        assert_eq!(one_line(&anyhow::Error::new(Outer(io))), "outer: gone");
+    }
 }

@@ -25,6 +25,27 @@ fn trained_model(dir: &Path) -> PathBuf {
     model
 }
 
+/// Trains a tiny MLP (8 hidden units, 1 epoch) on `data` into `dir/NAME.safetensors`.
+fn tiny_model(dir: &Path, name: &str, data: &str, forget: &str) -> PathBuf {
+    let model = dir.join(format!("{name}.safetensors"));
+    let output = unlearn(&[
+        "train",
+        "--data",
+        data,
+        "--model",
+        "mlp:8",
+        "--epochs",
+        "1",
+        "--forget",
+        forget,
+        "--quiet",
+        "--out",
+        path(&model),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    model
+}
+
 #[test]
 fn forget_refuses_bad_requests_without_writing_anything() {
     let dir = tempfile::tempdir().unwrap();
@@ -331,6 +352,51 @@ fn zero_epochs_are_refused() {
     ]);
     assert_one_line_failure(&output, "epochs must be at least 1");
     assert!(!results.join("zero").exists());
+}
+
+#[test]
+fn errors_say_their_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.safetensors");
+    let split = dir.path().join("nosplit.json");
+    let model = tiny_model(dir.path(), "model", "embedded", "random:20");
+    for args in [
+        vec!["eval", "--model", path(&missing)],
+        vec!["eval", "--model", path(&model), "--split", path(&split)],
+        vec![
+            "eval",
+            "--model",
+            path(&model),
+            "--reference",
+            path(&missing),
+        ],
+        vec!["bench", "--config", path(&dir.path().join("none.toml"))],
+    ] {
+        let output = unlearn(&args);
+        assert_one_line_failure(&output, "No such file or directory");
+        let message = stderr(&output);
+        assert_eq!(
+            message.matches("No such file or directory").count(),
+            1,
+            "{message}"
+        );
+    }
+    // A missing model is named, not its sidecar.
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        path(&missing),
+        "--method",
+        "finetune",
+        "--out",
+        path(&dir.path().join("out.safetensors")),
+    ]);
+    assert_one_line_failure(&output, "nope.safetensors: No such file or directory");
+    assert!(
+        !stderr(&output).contains("nope.json"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[test]
