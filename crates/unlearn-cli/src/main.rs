@@ -362,6 +362,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Store(command) => store_cmd::run(&global, command),
         Command::Serve(args) => store_cmd::serve(&global, &args),
         Command::Methods => {
+            if global.json {
+                let entries: Vec<serde_json::Value> = methods::registry()
+                    .iter()
+                    .map(|entry| {
+                        serde_json::json!({"name": entry.name, "description": entry.description})
+                    })
+                    .collect();
+                say!("{}", serde_json::Value::Array(entries));
+                return Ok(());
+            }
             for entry in methods::registry() {
                 say!("{:<18} {}", entry.name, entry.description);
             }

@@ -400,6 +400,33 @@ fn errors_say_their_cause_once() {
 }
 
 #[test]
+fn methods_lists_the_registry_as_json() {
+    let output = unlearn(&["methods", "--json"]);
+    let list = common::stdout_json(&output);
+    let entries = list.as_array().expect("a JSON array");
+    let plain = common::stdout(&unlearn(&["methods"]));
+    assert_eq!(entries.len(), plain.lines().count());
+    for entry in entries {
+        let name = entry["name"].as_str().expect("a name");
+        assert!(
+            !entry["description"]
+                .as_str()
+                .expect("a description")
+                .is_empty()
+        );
+        assert!(plain.lines().any(|line| line.starts_with(name)), "{name}");
+    }
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"retrain") && names.contains(&"scrub"),
+        "{names:?}"
+    );
+}
+
+#[test]
 fn a_class_limited_to_n_samples_trains_forgets_and_refuses_bad_limits() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("rare.safetensors");
