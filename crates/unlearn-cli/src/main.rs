@@ -654,21 +654,20 @@ fn eval(global: &Global, args: EvalArgs) -> Result<()> {
         );
     }
     let (setup, artifact) = load_model_context(global, &args.model, args.data, args.split, None)?;
-    let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
-    let evaluation = match &args.reference {
-        None => evaluate(&predictions, None, global.seed)?,
-        Some(path) => {
-            let reference = Artifact::load(path, &setup.device)?;
-            let reference_predictions =
-                predict_split(&reference.network, &setup.data, &setup.split)?;
-            let reference_headline = evaluate(&reference_predictions, None, global.seed)?.headline;
-            evaluate(
-                &predictions,
-                Some((&reference_predictions, &reference_headline)),
-                global.seed,
-            )?
-        }
+    let reference = match &args.reference {
+        None => None,
+        Some(path) => Some(Artifact::load(path, &setup.device)?),
     };
+    let evaluation = setup
+        .evaluate_model(&artifact, reference.as_ref())
+        .with_context(|| match &args.reference {
+            Some(reference) => format!(
+                "evaluating {} against {}",
+                args.model.display(),
+                reference.display()
+            ),
+            None => format!("evaluating {}", args.model.display()),
+        })?;
     if global.json {
         say!("{}", serde_json::to_string(&evaluation)?);
     } else {

@@ -46,6 +46,92 @@ fn tiny_model(dir: &Path, name: &str, data: &str, forget: &str) -> PathBuf {
     model
 }
 
+/// A failure as [`assert_one_line_failure`] wants it, and never a panic's exit status (101).
+fn assert_refused(output: &std::process::Output, expected: &str) {
+    assert_ne!(output.status.code(), Some(101), "{}", stderr(output));
+    assert_one_line_failure(output, expected);
+}
+
+#[test]
+fn eval_refuses_a_split_or_reference_that_does_not_match_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), "model", "embedded", "random:50");
+    let rare = tiny_model(dir.path(), "rare", "embedded?limit=3:100", "random:50");
+    let model = path(&model);
+    let retrain = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "forget",
+            "--model",
+            model,
+            "--method",
+            "retrain",
+            "--quiet",
+            "--out",
+            path(out),
+        ];
+        args.extend_from_slice(extra);
+        let output = unlearn(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+    };
+    let reference = dir.path().join("retrained.safetensors");
+    retrain(&reference, &[]);
+    let other_request = dir.path().join("other.safetensors");
+    retrain(&other_request, &["--forget", "random:20"]);
+
+    // The model's own split and the reference retrained for it: accepted.
+    let output = unlearn(&[
+        "eval",
+        "--model",
+        model,
+        "--reference",
+        path(&reference),
+        "--json",
+    ]);
+    let evaluation = common::stdout_json(&output);
+    assert!(evaluation["reference"]["average_gap"].as_f64().unwrap() >= 0.0);
+
+    // A split of other training ids (another dataset), as forget refuses it.
+    let rare_split = dir.path().join("rare.split.json");
+    let output = unlearn(&["eval", "--model", model, "--split", path(&rare_split)]);
+    assert_refused(&output, "not the ones the model was trained on");
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        model,
+        "--split",
+        path(&rare_split),
+        "--method",
+        "finetune",
+        "--out",
+        path(&dir.path().join("refused.safetensors")),
+    ]);
+    assert_refused(&output, "not the ones the model was trained on");
+    // A reference made from other data, or for another forget set.
+    let output = unlearn(&["eval", "--model", model, "--reference", path(&rare)]);
+    assert_refused(&output, "the reference was made from other data");
+    let output = unlearn(&[
+        "eval",
+        "--model",
+        model,
+        "--reference",
+        path(&other_request),
+    ]);
+    assert_refused(&output, "the reference was made for another split");
+    // ... which is accepted on the split it was made for.
+    let other_split = dir.path().join("other.split.json");
+    let output = unlearn(&[
+        "eval",
+        "--model",
+        model,
+        "--split",
+        path(&other_split),
+        "--reference",
+        path(&other_request),
+        "--json",
+    ]);
+    assert!(common::stdout_json(&output)["reference"].is_object());
+}
+
 #[test]
 fn forget_refuses_bad_requests_without_writing_anything() {
     let dir = tempfile::tempdir().unwrap();
