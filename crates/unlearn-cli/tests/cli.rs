@@ -46,10 +46,110 @@ fn tiny_model(dir: &Path, name: &str, data: &str, forget: &str) -> PathBuf {
     model
 }
 
+/// A small CSV file with three feature columns and a two-class label, as `--data` wants it.
+fn csv_data(dir: &Path) -> String {
+    let file = dir.join("table.csv");
+    let mut text = String::from("a,b,c,label\n");
+    for row in 0..60 {
+        text.push_str(&format!(
+            "{},{},{},{}\n",
+            row % 7,
+            (row * 3) % 5,
+            row % 2,
+            (row % 7 > 3) as u8
+        ));
+    }
+    std::fs::write(&file, text).unwrap();
+    format!("csv:{}?label=label&test=0.2", file.display())
+}
+
 /// A failure as [`assert_one_line_failure`] wants it, and never a panic's exit status (101).
 fn assert_refused(output: &std::process::Output, expected: &str) {
     assert_ne!(output.status.code(), Some(101), "{}", stderr(output));
     assert_one_line_failure(output, expected);
+}
+
+#[test]
+fn no_command_panics_on_a_model_of_another_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = csv_data(dir.path());
+    let image = tiny_model(dir.path(), "image", "embedded", "random:20");
+    let table = tiny_model(dir.path(), "table", &csv, "random:5");
+    let (image, table) = (path(&image), path(&table));
+    let image_split = dir.path().join("image.split.json");
+    let table_split = dir.path().join("table.split.json");
+    let out = dir.path().join("out.safetensors");
+    let forget = |extra: &[&str]| {
+        let mut args = vec!["forget", "--method", "finetune", "--out", path(&out)];
+        args.extend_from_slice(extra);
+        unlearn(&args)
+    };
+
+    // forget: the table model on image data, and a split of the other model.
+    let output = forget(&["--model", table, "--data", "embedded"]);
+    assert_refused(
+        &output,
+        "model input [1, 1, 3] does not match the data's shape",
+    );
+    let output = forget(&["--model", image, "--data", &csv]);
+    assert_refused(&output, "is not in the bundle's train set");
+    let output = forget(&["--model", image, "--split", path(&table_split)]);
+    assert_refused(&output, "not the ones the model was trained on");
+    let output = forget(&["--model", table, "--split", path(&image_split)]);
+    assert_refused(&output, "is not in the bundle's train set");
+
+    // eval: the model, its split and its reference from the other data.
+    let output = unlearn(&["eval", "--model", table, "--data", "embedded"]);
+    assert_refused(&output, "does not match the data's shape");
+    let output = unlearn(&["eval", "--model", image, "--split", path(&table_split)]);
+    assert_refused(&output, "not the ones the model was trained on");
+    let output = unlearn(&["eval", "--model", image, "--reference", table]);
+    assert_refused(&output, "the reference was made from other data");
+    let output = unlearn(&["eval", "--model", table, "--reference", image]);
+    assert_refused(&output, "the reference was made from other data");
+
+    // Weights of the other shape under a model's sidecar.
+    let swapped = dir.path().join("swapped.safetensors");
+    std::fs::copy(table, &swapped).unwrap();
+    std::fs::copy(
+        dir.path().join("image.json"),
+        dir.path().join("swapped.json"),
+    )
+    .unwrap();
+    std::fs::copy(&image_split, dir.path().join("swapped.split.json")).unwrap();
+    let not_weights = "swapped.safetensors: not a model weights file";
+    let output = forget(&["--model", path(&swapped)]);
+    assert_refused(&output, not_weights);
+    let output = unlearn(&["eval", "--model", path(&swapped)]);
+    assert_refused(&output, not_weights);
+    let output = unlearn(&["eval", "--model", image, "--reference", path(&swapped)]);
+    assert_refused(&output, not_weights);
+
+    // A store import of a model beside another model's split.
+    let mislaid = dir.path().join("mislaid.safetensors");
+    std::fs::copy(table, &mislaid).unwrap();
+    std::fs::copy(
+        dir.path().join("table.json"),
+        dir.path().join("mislaid.json"),
+    )
+    .unwrap();
+    std::fs::copy(&image_split, dir.path().join("mislaid.split.json")).unwrap();
+    let store = dir.path().join("store");
+    let output = unlearn(&[
+        "store",
+        "import",
+        "--store",
+        path(&store),
+        "--from",
+        path(&mislaid),
+    ]);
+    assert_refused(&output, "is not in the bundle's train set");
+    assert!(!store.join("store.sqlite").exists());
+
+    // verify takes certified models only.
+    let output = unlearn(&["verify", "--model", image]);
+    assert_refused(&output, "is not a certified model");
+    assert!(!out.exists());
 }
 
 #[test]
