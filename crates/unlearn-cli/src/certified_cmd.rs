@@ -15,13 +15,18 @@ use unlearn::data::ForgetSelector;
 #[derive(Args)]
 pub struct CertifiedArgs {
     /// Target ε of every removal (with --certified; required there).
-    #[arg(long, requires = "certified")]
+    #[arg(long, requires = "certified", allow_hyphen_values = true)]
     epsilon: Option<f64>,
     /// Target δ (with --certified); default 1/n.
-    #[arg(long, requires = "certified")]
+    #[arg(long, requires = "certified", allow_hyphen_values = true)]
     delta: Option<f64>,
     /// L2 weight λ of the logistic regression (with --certified).
-    #[arg(long, requires = "certified", default_value_t = 1e-3)]
+    #[arg(
+        long,
+        requires = "certified",
+        default_value_t = 1e-3,
+        allow_hyphen_values = true
+    )]
     lambda: f64,
     /// Classes of the task (with --certified): A,B for a binary pair (e.g. 7,9) or all
     /// (one-vs-rest; slower: one Newton solve per class).
@@ -30,10 +35,15 @@ pub struct CertifiedArgs {
     /// Noise σ for newton-guo (objective perturbation) and langevin; default: calibrated
     /// (newton-guo: budget for --planned-removals typical removals; langevin: one removal in one
     /// step meets ε).
-    #[arg(long, requires = "certified")]
+    #[arg(long, requires = "certified", allow_hyphen_values = true)]
     noise_sigma: Option<f64>,
     /// newton-guo: typical removals the residual budget is sized for when σ is calibrated.
-    #[arg(long, requires = "certified", default_value_t = 10.0)]
+    #[arg(
+        long,
+        requires = "certified",
+        default_value_t = 10.0,
+        allow_hyphen_values = true
+    )]
     planned_removals: f64,
     /// d2d: gradient steps per deletion.
     #[arg(long, requires = "certified", default_value_t = 1)]

@@ -72,7 +72,7 @@ pub enum KmeansCommand {
         #[arg(long, default_value_t = 3)]
         baseline_runs: usize,
         /// Stop deleting after this many seconds and report the deletions done.
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         time_budget: Option<f64>,
     },
     /// Run every `[[run]]` of a P6 config (configs/p6_kmeans.toml) in turn, as `bench` would.
@@ -167,10 +167,10 @@ pub struct MethodArgs {
     #[arg(long)]
     k: usize,
     /// Q-k-means: quantisation step ε.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, allow_hyphen_values = true)]
     epsilon: f64,
     /// Q-k-means: balance γ.
-    #[arg(long, default_value_t = 0.2)]
+    #[arg(long, default_value_t = 0.2, allow_hyphen_values = true)]
     balance: f64,
     /// Q-k-means: rounds T.
     #[arg(long, default_value_t = 10)]

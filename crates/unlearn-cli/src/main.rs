@@ -104,7 +104,7 @@ struct RecipeArgs {
     #[arg(long, default_value = "sgd")]
     optimizer: String,
     /// Learning rate.
-    #[arg(long, default_value_t = 0.05)]
+    #[arg(long, default_value_t = 0.05, allow_hyphen_values = true)]
     lr: f64,
     /// Learning-rate schedule: constant or cosine.
     #[arg(long, default_value = "cosine")]
@@ -116,10 +116,10 @@ struct RecipeArgs {
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
     /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, allow_hyphen_values = true)]
     momentum: f64,
     /// L2 weight decay.
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, default_value_t = 5e-4, allow_hyphen_values = true)]
     weight_decay: f64,
 }
 
@@ -218,7 +218,7 @@ struct ForgetArgs {
     #[arg(long)]
     feasible: Option<String>,
     /// The mask's α: each kept coordinate is feasible with probability ≥ 1 − α (with --feasible).
-    #[arg(long, requires = "feasible")]
+    #[arg(long, requires = "feasible", allow_hyphen_values = true)]
     alpha: Option<f64>,
     /// Data source; defaults to the one recorded in the model's sidecar.
     #[arg(long)]
@@ -302,10 +302,26 @@ struct ReportArgs {
 fn main() {
     let cli = Cli::parse();
     if let Err(error) = run(cli) {
-        let chain: Vec<String> = error.chain().map(|cause| cause.to_string()).collect();
-        eprintln!("error: {}", chain.join(": "));
+        eprintln!("error: {}", one_line(&error));
         std::process::exit(1);
     }
+}
+
+/// The error and its causes on one line, outermost first, joined by ": "; a cause whose text
+/// the message already holds (an error that prints its source) is not repeated.
+fn one_line(error: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -346,6 +362,16 @@ fn run(cli: Cli) -> Result<()> {
         Command::Store(command) => store_cmd::run(&global, command),
         Command::Serve(args) => store_cmd::serve(&global, &args),
         Command::Methods => {
+            if global.json {
+                let entries: Vec<serde_json::Value> = methods::registry()
+                    .iter()
+                    .map(|entry| {
+                        serde_json::json!({"name": entry.name, "description": entry.description})
+                    })
+                    .collect();
+                say!("{}", serde_json::Value::Array(entries));
+                return Ok(());
+            }
             for entry in methods::registry() {
                 say!("{:<18} {}", entry.name, entry.description);
             }
@@ -628,21 +654,20 @@ fn eval(global: &Global, args: EvalArgs) -> Result<()> {
         );
     }
     let (setup, artifact) = load_model_context(global, &args.model, args.data, args.split, None)?;
-    let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
-    let evaluation = match &args.reference {
-        None => evaluate(&predictions, None, global.seed)?,
-        Some(path) => {
-            let reference = Artifact::load(path, &setup.device)?;
-            let reference_predictions =
-                predict_split(&reference.network, &setup.data, &setup.split)?;
-            let reference_headline = evaluate(&reference_predictions, None, global.seed)?.headline;
-            evaluate(
-                &predictions,
-                Some((&reference_predictions, &reference_headline)),
-                global.seed,
-            )?
-        }
+    let reference = match &args.reference {
+        None => None,
+        Some(path) => Some(Artifact::load(path, &setup.device)?),
     };
+    let evaluation = setup
+        .evaluate_model(&artifact, reference.as_ref())
+        .with_context(|| match &args.reference {
+            Some(reference) => format!(
+                "evaluating {} against {}",
+                args.model.display(),
+                reference.display()
+            ),
+            None => format!("evaluating {}", args.model.display()),
+        })?;
     if global.json {
         say!("{}", serde_json::to_string(&evaluation)?);
     } else {
@@ -744,4 +769,31 @@ fn bench(global: &Global, args: BenchArgs) -> Result<()> {
         say!("wrote {directory}/runs.jsonl, report.md, report.html, summary.json");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn an_error_chain_prints_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = anyhow::Error::new(unlearn::Error::io("m.json", io)).context("reading split");
+        assert_eq!(one_line(&error), "reading split: m.json: no such file");
+        // A cause that its parent already displays is dropped.
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "outer: {}", self.0)
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        assert_eq!(one_line(&anyhow::Error::new(Outer(io))), "outer: gone");
+    }
 }

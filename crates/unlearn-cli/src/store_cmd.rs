@@ -80,7 +80,7 @@ pub struct PolicyArgs {
     retrain_every: Option<usize>,
     /// Neural stores: retrain when test accuracy falls this many points below the last
     /// retrained version's (0: never).
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     retrain_below: Option<f64>,
 }
 

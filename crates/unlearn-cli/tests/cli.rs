@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{assert_one_line_failure, stderr, unlearn};
+use common::{assert_one_line_failure, path, stderr, unlearn};
 
 /// Trains a quick model on the embedded data into `dir`, once per test.
 fn trained_model(dir: &Path) -> PathBuf {
@@ -23,6 +23,213 @@ fn trained_model(dir: &Path) -> PathBuf {
     assert!(dir.join("model.json").exists());
     assert!(dir.join("model.split.json").exists());
     model
+}
+
+/// Trains a tiny MLP (8 hidden units, 1 epoch) on `data` into `dir/NAME.safetensors`.
+fn tiny_model(dir: &Path, name: &str, data: &str, forget: &str) -> PathBuf {
+    let model = dir.join(format!("{name}.safetensors"));
+    let output = unlearn(&[
+        "train",
+        "--data",
+        data,
+        "--model",
+        "mlp:8",
+        "--epochs",
+        "1",
+        "--forget",
+        forget,
+        "--quiet",
+        "--out",
+        path(&model),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    model
+}
+
+/// A small CSV file with three feature columns and a two-class label, as `--data` wants it.
+fn csv_data(dir: &Path) -> String {
+    let file = dir.join("table.csv");
+    let mut text = String::from("a,b,c,label\n");
+    for row in 0..60 {
+        text.push_str(&format!(
+            "{},{},{},{}\n",
+            row % 7,
+            (row * 3) % 5,
+            row % 2,
+            (row % 7 > 3) as u8
+        ));
+    }
+    std::fs::write(&file, text).unwrap();
+    format!("csv:{}?label=label&test=0.2", file.display())
+}
+
+/// A failure as [`assert_one_line_failure`] wants it, and never a panic's exit status (101).
+fn assert_refused(output: &std::process::Output, expected: &str) {
+    assert_ne!(output.status.code(), Some(101), "{}", stderr(output));
+    assert_one_line_failure(output, expected);
+}
+
+#[test]
+fn no_command_panics_on_a_model_of_another_shape() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = csv_data(dir.path());
+    let image = tiny_model(dir.path(), "image", "embedded", "random:20");
+    let table = tiny_model(dir.path(), "table", &csv, "random:5");
+    let (image, table) = (path(&image), path(&table));
+    let image_split = dir.path().join("image.split.json");
+    let table_split = dir.path().join("table.split.json");
+    let out = dir.path().join("out.safetensors");
+    let forget = |extra: &[&str]| {
+        let mut args = vec!["forget", "--method", "finetune", "--out", path(&out)];
+        args.extend_from_slice(extra);
+        unlearn(&args)
+    };
+
+    // forget: the table model on image data, and a split of the other model.
+    let output = forget(&["--model", table, "--data", "embedded"]);
+    assert_refused(
+        &output,
+        "model input [1, 1, 3] does not match the data's shape",
+    );
+    let output = forget(&["--model", image, "--data", &csv]);
+    assert_refused(&output, "is not in the bundle's train set");
+    let output = forget(&["--model", image, "--split", path(&table_split)]);
+    assert_refused(&output, "not the ones the model was trained on");
+    let output = forget(&["--model", table, "--split", path(&image_split)]);
+    assert_refused(&output, "is not in the bundle's train set");
+
+    // eval: the model, its split and its reference from the other data.
+    let output = unlearn(&["eval", "--model", table, "--data", "embedded"]);
+    assert_refused(&output, "does not match the data's shape");
+    let output = unlearn(&["eval", "--model", image, "--split", path(&table_split)]);
+    assert_refused(&output, "not the ones the model was trained on");
+    let output = unlearn(&["eval", "--model", image, "--reference", table]);
+    assert_refused(&output, "the reference was made from other data");
+    let output = unlearn(&["eval", "--model", table, "--reference", image]);
+    assert_refused(&output, "the reference was made from other data");
+
+    // Weights of the other shape under a model's sidecar.
+    let swapped = dir.path().join("swapped.safetensors");
+    std::fs::copy(table, &swapped).unwrap();
+    std::fs::copy(
+        dir.path().join("image.json"),
+        dir.path().join("swapped.json"),
+    )
+    .unwrap();
+    std::fs::copy(&image_split, dir.path().join("swapped.split.json")).unwrap();
+    let not_weights = "swapped.safetensors: not a model weights file";
+    let output = forget(&["--model", path(&swapped)]);
+    assert_refused(&output, not_weights);
+    let output = unlearn(&["eval", "--model", path(&swapped)]);
+    assert_refused(&output, not_weights);
+    let output = unlearn(&["eval", "--model", image, "--reference", path(&swapped)]);
+    assert_refused(&output, not_weights);
+
+    // A store import of a model beside another model's split.
+    let mislaid = dir.path().join("mislaid.safetensors");
+    std::fs::copy(table, &mislaid).unwrap();
+    std::fs::copy(
+        dir.path().join("table.json"),
+        dir.path().join("mislaid.json"),
+    )
+    .unwrap();
+    std::fs::copy(&image_split, dir.path().join("mislaid.split.json")).unwrap();
+    let store = dir.path().join("store");
+    let output = unlearn(&[
+        "store",
+        "import",
+        "--store",
+        path(&store),
+        "--from",
+        path(&mislaid),
+    ]);
+    assert_refused(&output, "is not in the bundle's train set");
+    assert!(!store.join("store.sqlite").exists());
+
+    // verify takes certified models only.
+    let output = unlearn(&["verify", "--model", image]);
+    assert_refused(&output, "is not a certified model");
+    assert!(!out.exists());
+}
+
+#[test]
+fn eval_refuses_a_split_or_reference_that_does_not_match_the_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), "model", "embedded", "random:50");
+    let rare = tiny_model(dir.path(), "rare", "embedded?limit=3:100", "random:50");
+    let model = path(&model);
+    let retrain = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "forget",
+            "--model",
+            model,
+            "--method",
+            "retrain",
+            "--quiet",
+            "--out",
+            path(out),
+        ];
+        args.extend_from_slice(extra);
+        let output = unlearn(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+    };
+    let reference = dir.path().join("retrained.safetensors");
+    retrain(&reference, &[]);
+    let other_request = dir.path().join("other.safetensors");
+    retrain(&other_request, &["--forget", "random:20"]);
+
+    // The model's own split and the reference retrained for it: accepted.
+    let output = unlearn(&[
+        "eval",
+        "--model",
+        model,
+        "--reference",
+        path(&reference),
+        "--json",
+    ]);
+    let evaluation = common::stdout_json(&output);
+    assert!(evaluation["reference"]["average_gap"].as_f64().unwrap() >= 0.0);
+
+    // A split of other training ids (another dataset), as forget refuses it.
+    let rare_split = dir.path().join("rare.split.json");
+    let output = unlearn(&["eval", "--model", model, "--split", path(&rare_split)]);
+    assert_refused(&output, "not the ones the model was trained on");
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        model,
+        "--split",
+        path(&rare_split),
+        "--method",
+        "finetune",
+        "--out",
+        path(&dir.path().join("refused.safetensors")),
+    ]);
+    assert_refused(&output, "not the ones the model was trained on");
+    // A reference made from other data, or for another forget set.
+    let output = unlearn(&["eval", "--model", model, "--reference", path(&rare)]);
+    assert_refused(&output, "the reference was made from other data");
+    let output = unlearn(&[
+        "eval",
+        "--model",
+        model,
+        "--reference",
+        path(&other_request),
+    ]);
+    assert_refused(&output, "the reference was made for another split");
+    // ... which is accepted on the split it was made for.
+    let other_split = dir.path().join("other.split.json");
+    let output = unlearn(&[
+        "eval",
+        "--model",
+        model,
+        "--split",
+        path(&other_split),
+        "--reference",
+        path(&other_request),
+        "--json",
+    ]);
+    assert!(common::stdout_json(&output)["reference"].is_object());
 }
 
 #[test]
@@ -101,7 +308,12 @@ fn forget_refuses_bad_requests_without_writing_anything() {
         "--out",
         out_arg,
     ]);
-    assert_one_line_failure(&output, "missing.json");
+    assert_one_line_failure(&output, "missing.safetensors");
+    assert!(
+        !stderr(&output).contains("missing.json"),
+        "{}",
+        stderr(&output)
+    );
 
     assert!(!out.exists());
     assert!(!dir.path().join("out.json").exists());
@@ -244,6 +456,160 @@ fn bad_global_options_fail_cleanly() {
     let output = unlearn(&["train", "--lr=-1", "--out", out_arg]);
     assert_one_line_failure(&output, "learning rate");
     assert!(!out.exists());
+}
+
+#[test]
+fn negative_numbers_reach_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let out_arg = out.to_str().unwrap();
+    for (option, value, expected) in [
+        ("--lr", "-1", "learning rate must be positive, got -1"),
+        ("--momentum", "-0.5", "momentum must be in [0, 1), got -0.5"),
+        (
+            "--weight-decay",
+            "-1e-3",
+            "weight decay must be ≥ 0, got -0.001",
+        ),
+    ] {
+        let output = unlearn(&["train", option, value, "--out", out_arg]);
+        assert_one_line_failure(&output, expected);
+        let output = unlearn(&["demo", option, value, "--out-dir", path(dir.path())]);
+        assert_one_line_failure(&output, expected);
+    }
+    let output = unlearn(&[
+        "train",
+        "--certified",
+        "newton-guo",
+        "--epsilon",
+        "-1",
+        "--classes",
+        "7,9",
+        "--out",
+        path(&dir.path().join("c.json")),
+    ]);
+    assert_one_line_failure(&output, "epsilon must be positive and finite, got -1");
+    let output = unlearn(&[
+        "kmeans",
+        "train",
+        "--data",
+        "embedded",
+        "--k",
+        "3",
+        "--method",
+        "q",
+        "--balance",
+        "-0.5",
+        "--out",
+        path(&dir.path().join("km.json")),
+    ]);
+    assert_one_line_failure(&output, "balance must be in [0, 1], got -0.5");
+    assert!(!out.exists());
+    assert!(!dir.path().join("c.json").exists());
+    assert!(!dir.path().join("demo.json").exists());
+}
+
+#[test]
+fn zero_epochs_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.safetensors");
+    let output = unlearn(&["train", "--epochs", "0", "--out", path(&out)]);
+    assert_one_line_failure(&output, "epochs must be at least 1");
+    assert!(!out.exists());
+    let output = unlearn(&["demo", "--epochs", "0", "--out-dir", path(dir.path())]);
+    assert_one_line_failure(&output, "epochs must be at least 1");
+    assert!(!dir.path().join("demo.json").exists());
+    let config = dir.path().join("zero.toml");
+    std::fs::write(
+        &config,
+        "name = \"zero\"\ndata = \"embedded\"\nmodel = \"mlp:8\"\nseeds = [0]\n\
+         forget = [\"random:10\"]\n[recipe]\nepochs = 0\n[[methods]]\nname = \"finetune\"\n",
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let output = unlearn(&[
+        "bench",
+        "--config",
+        path(&config),
+        "--results-dir",
+        path(&results),
+        "--cache-dir",
+        path(&dir.path().join("cache")),
+    ]);
+    assert_one_line_failure(&output, "epochs must be at least 1");
+    assert!(!results.join("zero").exists());
+}
+
+#[test]
+fn errors_say_their_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.safetensors");
+    let split = dir.path().join("nosplit.json");
+    let model = tiny_model(dir.path(), "model", "embedded", "random:20");
+    for args in [
+        vec!["eval", "--model", path(&missing)],
+        vec!["eval", "--model", path(&model), "--split", path(&split)],
+        vec![
+            "eval",
+            "--model",
+            path(&model),
+            "--reference",
+            path(&missing),
+        ],
+        vec!["bench", "--config", path(&dir.path().join("none.toml"))],
+    ] {
+        let output = unlearn(&args);
+        assert_one_line_failure(&output, "No such file or directory");
+        let message = stderr(&output);
+        assert_eq!(
+            message.matches("No such file or directory").count(),
+            1,
+            "{message}"
+        );
+    }
+    // A missing model is named, not its sidecar.
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        path(&missing),
+        "--method",
+        "finetune",
+        "--out",
+        path(&dir.path().join("out.safetensors")),
+    ]);
+    assert_one_line_failure(&output, "nope.safetensors: No such file or directory");
+    assert!(
+        !stderr(&output).contains("nope.json"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn methods_lists_the_registry_as_json() {
+    let output = unlearn(&["methods", "--json"]);
+    let list = common::stdout_json(&output);
+    let entries = list.as_array().expect("a JSON array");
+    let plain = common::stdout(&unlearn(&["methods"]));
+    assert_eq!(entries.len(), plain.lines().count());
+    for entry in entries {
+        let name = entry["name"].as_str().expect("a name");
+        assert!(
+            !entry["description"]
+                .as_str()
+                .expect("a description")
+                .is_empty()
+        );
+        assert!(plain.lines().any(|line| line.starts_with(name)), "{name}");
+    }
+    let names: Vec<&str> = entries
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"retrain") && names.contains(&"scrub"),
+        "{names:?}"
+    );
 }
 
 #[test]

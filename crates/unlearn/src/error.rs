@@ -6,12 +6,16 @@ use std::path::Path;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A file could not be read or written.
-    #[error("{path}: {source}")]
+    ///
+    /// The message already ends with the I/O error, so it is not also returned as
+    /// [`std::error::Error::source`]: printers that walk the source chain would say it twice.
+    /// (thiserror makes a field named `source` the source, hence the name `cause`.)
+    #[error("{path}: {cause}")]
     Io {
         /// The file concerned.
         path: String,
         /// The underlying I/O error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file was read but its content is not in the expected format.
     #[error("{path}: {reason}")]
@@ -31,10 +35,10 @@ pub enum Error {
 
 impl Error {
     /// An I/O error on `path`.
-    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+    pub fn io(path: impl AsRef<Path>, cause: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().display().to_string(),
-            source,
+            cause,
         }
     }
 
@@ -54,3 +58,16 @@ impl Error {
 
 /// The library's result type.
 pub type Result<T> = std::result::Result<T, Error>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_io_error_says_its_cause_once() {
+        let cause = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = Error::io("model.json", cause);
+        assert_eq!(error.to_string(), "model.json: no such file");
+        assert!(std::error::Error::source(&error).is_none());
+    }
+}

@@ -41,14 +41,103 @@ impl Setup {
     pub fn validate(&self) -> Result<()> {
         self.split.validate(&self.data)?;
         self.recipe.validate()?;
-        if self.spec.input() != self.data.train.shape {
+        self.check_spec(&self.spec, "model")
+    }
+
+    /// Refuses a model architecture whose input shape or number of classes is not the data's.
+    fn check_spec(&self, spec: &ModelSpec, role: &str) -> Result<()> {
+        if spec.input() != self.data.train.shape {
             return Err(Error::invalid(format!(
-                "model input {:?} does not match the data's shape {:?}",
-                self.spec.input(),
+                "{role} input {:?} does not match the data's shape {:?}",
+                spec.input(),
                 self.data.train.shape
             )));
         }
+        if spec.classes() != self.data.train.num_classes {
+            return Err(Error::invalid(format!(
+                "{role} output has {} classes but the data has {}",
+                spec.classes(),
+                self.data.train.num_classes
+            )));
+        }
         Ok(())
+    }
+
+    /// Checks that the model described by `model` was trained on this setup's data and
+    /// training ids and fits the data's shape: the conditions for unlearning from it or
+    /// evaluating it on the split.
+    pub fn check_model(&self, model: &ArtifactMetadata) -> Result<()> {
+        let data_hash = self.data.train.hash();
+        if model.dataset_hash != data_hash {
+            return Err(Error::invalid(format!(
+                "the data (hash {data_hash}) is not the data the model was trained on (hash {})",
+                model.dataset_hash
+            )));
+        }
+        self.check_spec(&model.spec, "model")?;
+        let train_ids_hash = crate::io::ids_hash(&self.split.train);
+        if model.train_ids_hash != train_ids_hash {
+            return Err(Error::invalid(format!(
+                "the split's training ids (hash {train_ids_hash}) are not the ones the model was trained on (hash {})",
+                model.train_ids_hash
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks that the model described by `reference` can be the retrained reference of
+    /// `model` (already accepted by [`Setup::check_model`]) on this setup: made from the same
+    /// data and for the same split (hence the same forget set), with the same architecture.
+    pub fn check_reference(
+        &self,
+        reference: &ArtifactMetadata,
+        model: &ArtifactMetadata,
+    ) -> Result<()> {
+        if reference.dataset_hash != model.dataset_hash {
+            return Err(Error::invalid(format!(
+                "the reference was made from other data (hash {}) than the model (hash {})",
+                reference.dataset_hash, model.dataset_hash
+            )));
+        }
+        self.check_spec(&reference.spec, "reference")?;
+        if reference.spec != model.spec {
+            return Err(Error::invalid(format!(
+                "the reference is a {} but the model is a {}",
+                reference.spec.describe(),
+                model.spec.describe()
+            )));
+        }
+        let split_hash = self.split.hash();
+        if reference.split_hash != split_hash {
+            return Err(Error::invalid(format!(
+                "the reference was made for another split (hash {}) than the one evaluated (hash {split_hash}): retrain it for this forget set",
+                reference.split_hash
+            )));
+        }
+        Ok(())
+    }
+
+    /// Evaluates `model` on the split, and against `reference` (the retrained model) when
+    /// given, after [`Setup::check_model`] and [`Setup::check_reference`].
+    pub fn evaluate_model(
+        &self,
+        model: &Artifact,
+        reference: Option<&Artifact>,
+    ) -> Result<Evaluation> {
+        self.validate()?;
+        self.check_model(&model.metadata)?;
+        let predictions = predict_split(&model.network, &self.data, &self.split)?;
+        let Some(reference) = reference else {
+            return evaluate(&predictions, None, self.seed);
+        };
+        self.check_reference(&reference.metadata, &model.metadata)?;
+        let reference_predictions = predict_split(&reference.network, &self.data, &self.split)?;
+        let reference_headline = evaluate(&reference_predictions, None, self.seed)?.headline;
+        evaluate(
+            &predictions,
+            Some((&reference_predictions, &reference_headline)),
+            self.seed,
+        )
     }
 
     fn metadata(&self, trained_on: &str, seconds: f64) -> ArtifactMetadata {
@@ -191,20 +280,7 @@ impl Setup {
         records: &'a [PathBuf],
     ) -> Result<(UnlearnOutcome, f64)> {
         self.validate()?;
-        let train_ids_hash = crate::io::ids_hash(&self.split.train);
-        if original.metadata.train_ids_hash != train_ids_hash {
-            return Err(Error::invalid(format!(
-                "the split's training ids (hash {train_ids_hash}) are not the ones the model was trained on (hash {})",
-                original.metadata.train_ids_hash
-            )));
-        }
-        if original.metadata.dataset_hash != self.data.train.hash() {
-            return Err(Error::invalid(format!(
-                "the data (hash {}) is not the data the model was trained on (hash {})",
-                self.data.train.hash(),
-                original.metadata.dataset_hash
-            )));
-        }
+        self.check_model(&original.metadata)?;
         let started = Instant::now();
         let outcome = method.unlearn(UnlearnRequest {
             original,

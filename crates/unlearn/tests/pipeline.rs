@@ -169,6 +169,41 @@ fn unlearning_refuses_a_model_trained_on_other_ids() {
     );
 }
 
+#[test]
+fn evaluation_refuses_a_reference_retrained_for_another_forget_set() {
+    let setup = small_setup(1000, "random:1%", 1);
+    let original = setup.train_original(&mut []).unwrap();
+    let retrain = methods::build("retrain", &MethodParams::default()).unwrap();
+    let (outcome, seconds) = setup
+        .unlearn(&original, retrain.as_ref(), Vec::new())
+        .unwrap();
+    let reference = setup.unlearned_artifact(&original, retrain.as_ref(), outcome, seconds);
+    let evaluation = setup.evaluate_model(&original, Some(&reference)).unwrap();
+    assert!(evaluation.reference.unwrap().parameter_distance > 0.0);
+
+    let mut other = small_setup(1000, "random:1%", 1);
+    other.split.forget = vec![1, 2, 3];
+    other.split.refresh_forget_hash();
+    let error = other
+        .evaluate_model(&original, Some(&reference))
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("made for another split"), "{error}");
+    // Without the reference the other forget set is fine: the model saw the same ids.
+    assert!(other.evaluate_model(&original, None).is_ok());
+
+    let mut fewer = small_setup(900, "random:1%", 1);
+    fewer.split.forget = vec![1, 2, 3];
+    let error = fewer
+        .evaluate_model(&original, None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("not the ones the model was trained on"),
+        "{error}"
+    );
+}
+
 /// Real Fashion-MNIST: skipped when the files are missing, except under CI where it fails.
 fn real_data() -> Option<DataBundle> {
     let dir = std::path::Path::new("/usr/share/datasets/fashion-mnist");

@@ -270,6 +270,11 @@ params = { epochs = 3 }
                 "random",
             ),
             (
+                GOOD.replace("epochs = 1\n[[methods]]", "epochs = 0\n[[methods]]"),
+                "key `recipe`",
+                "epochs must be at least 1",
+            ),
+            (
                 GOOD.replace("label = \"finetune-long\"", "label = \"finetune\""),
                 "label",
                 "twice",

@@ -112,8 +112,9 @@ impl Artifact {
     pub fn load(path: impl AsRef<Path>, device: &Device) -> Result<Artifact> {
         let path = path.as_ref();
         let sidecar = Self::sidecar_path(path);
-        let text = std::fs::read(&sidecar).map_err(|e| Error::io(&sidecar, e))?;
+        // The weights first: a missing model is reported under its own name, not its sidecar's.
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let text = std::fs::read(&sidecar).map_err(|e| Error::io(&sidecar, e))?;
         Artifact::from_bytes(bytes, &text, device, path, &sidecar)
     }
 

@@ -74,6 +74,8 @@ pub fn import_model(
     let split: Split = serde_json::from_slice(&split_bytes)
         .map_err(|e| Error::format(&split_path, format!("not a split: {e}")))?;
     let setup = setup_for(&artifact, split, device, artifact.metadata.seed)?;
+    setup.split.validate(&setup.data)?;
+    setup.check_model(&artifact.metadata)?;
     let evaluation = evaluate(
         &predict_split(&artifact.network, &setup.data, &setup.split)?,
         None,

@@ -70,6 +70,11 @@ impl Recipe {
                 self.learning_rate
             )));
         }
+        if self.epochs == 0 {
+            return Err(Error::invalid(
+                "epochs must be at least 1 (0 would leave the model untrained)",
+            ));
+        }
         if self.batch_size == 0 {
             return Err(Error::invalid("batch size must be at least 1"));
         }
@@ -122,10 +127,23 @@ mod tests {
     }
 
     #[test]
+    fn accepts_the_default() {
+        assert!(Recipe::default().validate().is_ok());
+    }
+
+    #[test]
     fn rejects_bad_values() {
         for recipe in [
             Recipe {
                 learning_rate: 0.0,
+                ..Recipe::default()
+            },
+            Recipe {
+                learning_rate: -1.0,
+                ..Recipe::default()
+            },
+            Recipe {
+                epochs: 0,
                 ..Recipe::default()
             },
             Recipe {
