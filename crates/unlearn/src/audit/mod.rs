@@ -13,6 +13,7 @@
 pub mod certified;
 pub mod challenge;
 pub mod epsilon;
+pub mod protocol;
 pub mod ulira;
 
 /// φ(x; θ) = log p_y − log Σ_{j≠y} p_j, the logit-scaled confidence of the true class (Carlini
