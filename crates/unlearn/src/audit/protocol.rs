@@ -177,3 +177,121 @@ pub fn run_challenge_method(
         Ok(setup.unlearned_artifact(original, method.as_ref(), outcome, seconds))
     })
 }
+
+/// U-LiRA's models (ALGORITHMS.md §F2): what each model saw and φ on every target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UliraRun {
+    /// The target set X (sample ids), in order.
+    pub targets: Vec<u32>,
+    /// φ[model][target].
+    pub confidences: Vec<Vec<f64>>,
+    /// unlearned[model][target]: the model trained on the target and unlearned it (else it
+    /// never saw it).
+    pub unlearned: Vec<Vec<bool>>,
+    /// The attack's summary with bootstrap intervals.
+    pub report: super::ulira::UliraReport,
+}
+
+/// Runs U-LiRA on `setup`: `targets` ids of the setup's training ids form X (seeded); model k
+/// (seed `seed + k`) trains on the rest of the training ids plus a random half X_k of X, then
+/// `unlearn(setup, original, seed)` removes exactly X_k (the setup's split is set to that
+/// model's training ids and forget set while it runs). Bootstrap: `resamples` over models.
+pub fn run_ulira(
+    setup: &mut Setup,
+    models: usize,
+    targets: usize,
+    resamples: usize,
+    seed: u64,
+    mut unlearn: impl FnMut(&Setup, &Artifact, u64) -> Result<Artifact>,
+) -> Result<UliraRun> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let pool = setup.split.train.clone();
+    if targets < 2 || targets * 2 > pool.len() {
+        return Err(Error::invalid(format!(
+            "U-LiRA needs a target set of at least 2 and at most half of the {} training ids, got {targets}",
+            pool.len()
+        )));
+    }
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let mut shuffled = pool.clone();
+    shuffled.shuffle(&mut rng);
+    let target_ids: Vec<u32> = shuffled[..targets].to_vec();
+    let saved_split = setup.split.clone();
+    let (base_seed, base_recipe_seed) = (setup.seed, setup.recipe.seed);
+    let train = &setup.data.train;
+    let labels: HashMap<u32, u32> = train
+        .ids
+        .iter()
+        .copied()
+        .zip(train.labels.iter().copied())
+        .collect();
+    let classes = train.num_classes;
+    let mut confidences = Vec::with_capacity(models);
+    let mut unlearned = Vec::with_capacity(models);
+    let result = (|| {
+        for model in 0..models as u64 {
+            let model_seed = seed.wrapping_add(model);
+            let mut model_rng = rand_chacha::ChaCha8Rng::seed_from_u64(model_seed ^ 0x5EED);
+            let inside: Vec<bool> = (0..targets)
+                .map(|_| rand::Rng::random_bool(&mut model_rng, 0.5))
+                .collect();
+            let never: std::collections::HashSet<u32> = target_ids
+                .iter()
+                .zip(&inside)
+                .filter(|(_, inside)| !**inside)
+                .map(|(id, _)| *id)
+                .collect();
+            let mut forget: Vec<u32> = target_ids
+                .iter()
+                .zip(&inside)
+                .filter(|(_, inside)| **inside)
+                .map(|(id, _)| *id)
+                .collect();
+            forget.sort_unstable();
+            if forget.is_empty() {
+                return Err(Error::invalid(
+                    "a U-LiRA model drew no target to unlearn; use more targets",
+                ));
+            }
+            let mut split = saved_split.clone();
+            split.train = pool
+                .iter()
+                .copied()
+                .filter(|id| !never.contains(id))
+                .collect();
+            split.forget = forget;
+            split.selector = format!("ulira:{model}");
+            split.seed = model_seed;
+            split.refresh_forget_hash();
+            split.validate(&setup.data)?;
+            setup.split = split;
+            setup.seed = model_seed;
+            setup.recipe.seed = model_seed;
+            let original = setup.train_original(&mut [])?;
+            let artifact = unlearn(setup, &original, model_seed)?;
+            let probabilities =
+                predict_probabilities(&artifact.network, &setup.data.train, &target_ids)?;
+            confidences.push(
+                target_ids
+                    .iter()
+                    .zip(probabilities.chunks_exact(classes))
+                    .map(|(id, row)| confidence_from_probabilities(row, labels[id] as usize))
+                    .collect::<Vec<f64>>(),
+            );
+            unlearned.push(inside);
+        }
+        Ok(())
+    })();
+    setup.split = saved_split;
+    setup.seed = base_seed;
+    setup.recipe.seed = base_recipe_seed;
+    result?;
+    let report = super::ulira::ulira(&confidences, &unlearned, resamples, seed)?;
+    Ok(UliraRun {
+        targets: target_ids,
+        confidences,
+        unlearned,
+        report,
+    })
+}

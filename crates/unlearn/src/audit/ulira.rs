@@ -176,8 +176,8 @@ pub struct UliraReport {
 }
 
 /// U-LiRA on `phi[model][target]` with `unlearned[model][target]`: the attack's summary on
-/// every scored pair, with 95% intervals from `resamples` bootstrap resamples of the models
-/// (seeded by `seed`; a resampled model brings all its scores).
+/// every scored pair, with 95% intervals from `resamples` bootstrap resamples of the models and
+/// the targets together (seeded by `seed`).
 pub fn ulira(
     phi: &[Vec<f64>],
     unlearned: &[Vec<bool>],
@@ -185,18 +185,31 @@ pub fn ulira(
     seed: u64,
 ) -> Result<UliraReport> {
     let scores = attack_scores(phi, unlearned)?;
-    let models = phi.len();
-    let mut by_model: Vec<Vec<(f64, bool)>> = vec![Vec::new(); models];
+    let (models, targets) = (phi.len(), phi[0].len());
+    let mut by_pair: Vec<Option<(f64, bool)>> = vec![None; models * targets];
     for score in &scores {
-        by_model[score.model].push((score.score, score.unlearned));
+        by_pair[score.model * targets + score.target] = Some((score.score, score.unlearned));
     }
-    let all: Vec<(f64, bool)> = by_model.iter().flatten().copied().collect();
+    let all: Vec<(f64, bool)> = by_pair.iter().flatten().copied().collect();
     let full = summarize(&all);
+    // Two-way bootstrap: models and targets are both resampled, since an attack's scores are
+    // correlated across the targets of one model and across the models of one target.
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let mut samples: Vec<AttackSummary> = Vec::with_capacity(resamples);
-    while samples.len() < resamples {
-        let pairs: Vec<(f64, bool)> = (0..models)
-            .flat_map(|_| by_model[rng.random_range(0..models)].iter().copied())
+    let mut attempts = 0;
+    while samples.len() < resamples && attempts < 10 * resamples.max(1) {
+        attempts += 1;
+        let drawn_models: Vec<usize> = (0..models).map(|_| rng.random_range(0..models)).collect();
+        let drawn_targets: Vec<usize> =
+            (0..targets).map(|_| rng.random_range(0..targets)).collect();
+        let by_pair = &by_pair;
+        let pairs: Vec<(f64, bool)> = drawn_models
+            .iter()
+            .flat_map(|&m| {
+                drawn_targets
+                    .iter()
+                    .filter_map(move |&t| by_pair[m * targets + t])
+            })
             .collect();
         if pairs.iter().any(|p| p.1) && pairs.iter().any(|p| !p.1) {
             samples.push(summarize(&pairs));
