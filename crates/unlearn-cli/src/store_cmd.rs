@@ -55,6 +55,16 @@ pub enum StoreCommand {
         #[command(flatten)]
         policy: PolicyArgs,
     },
+    /// Delete the secret states of old versions (all but version 0, which replays start from,
+    /// and the latest --keep), recorded so that verify accepts their absence.
+    Prune {
+        /// The store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Latest versions whose states are kept (at least 1: the current one).
+        #[arg(long, default_value_t = 1)]
+        keep: usize,
+    },
     /// Bearer tokens of the service.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -557,6 +567,10 @@ pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
             }
             opened.set_policy(&policy)?;
             say!("{}", serde_json::to_string(&policy)?);
+        }
+        StoreCommand::Prune { store, keep } => {
+            let deleted = open_store(&store)?.prune_states(keep)?;
+            say!("deleted {deleted} secret states of old versions");
         }
         StoreCommand::Token(TokenCommand::Add {
             store,

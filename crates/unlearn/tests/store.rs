@@ -453,3 +453,40 @@ fn opening_sweeps_orphans_and_refuses_non_stores() {
     .to_string();
     assert!(message.contains("already holds a model store"), "{message}");
 }
+
+#[test]
+fn pruned_states_are_gone_and_the_store_still_verifies_replays_and_continues() {
+    let bundle = embedded();
+    let ids = pair_ids(&bundle);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let mut store = create(&path, &bundle);
+    for id in &ids[..5] {
+        store.submit(&[*id], None, "test").unwrap();
+    }
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    let states: Vec<String> = store
+        .versions()
+        .unwrap()
+        .iter()
+        .map(|v| v.files["state"].clone())
+        .collect();
+    assert_eq!(store.prune_states(1).unwrap(), 4);
+    for (version, state) in states.iter().enumerate() {
+        let present = path.join("objects").join(state).exists();
+        assert_eq!(present, version == 0 || version == 5, "version {version}");
+    }
+    assert_eq!(store.prune_states(1).unwrap(), 0);
+    certified::verify_store(&store, &bundle.train, true).unwrap();
+    store.submit(&ids[5..6], None, "test").unwrap();
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    certified::verify_store(&store, &bundle.train, true).unwrap();
+    // A state deleted without pruning is named.
+    let current = store.current().unwrap();
+    let previous = store.version(current.version - 1).unwrap();
+    std::fs::remove_file(path.join("objects").join(&previous.files["state"])).unwrap();
+    let message = certified::verify_store(&store, &bundle.train, false)
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("the state file of version 5"), "{message}");
+}

@@ -14,6 +14,9 @@
 //! STORE/objects/<sha256>      immutable files named by their hash
 //! ```
 //!
+//! `prune_states` deletes old versions' secret states (recorded in `pruned`; version 0's and
+//! the latest are kept), so a long-lived store does not grow by a state per removal.
+//!
 //! Certified models live in stores through [`certified`], neural networks through [`neural`].
 
 pub mod certified;
@@ -322,6 +325,16 @@ CREATE INDEX IF NOT EXISTS requests_by_status ON requests(status, id);
 CREATE TABLE IF NOT EXISTS tokens(
   id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE,
   scopes TEXT NOT NULL, created_at_ms INTEGER NOT NULL, revoked_at_ms INTEGER);
+CREATE TABLE IF NOT EXISTS pruned(
+  object TEXT PRIMARY KEY, version INTEGER NOT NULL, role TEXT NOT NULL,
+  pruned_at_ms INTEGER NOT NULL);
+";
+
+/// Tables added after the first stores were made, created on open by writers.
+const MIGRATIONS: &str = "
+CREATE TABLE IF NOT EXISTS pruned(
+  object TEXT PRIMARY KEY, version INTEGER NOT NULL, role TEXT NOT NULL,
+  pruned_at_ms INTEGER NOT NULL);
 ";
 
 fn connect(dir: &Path) -> Result<Connection> {
@@ -415,6 +428,10 @@ impl Store {
         let mut store = Store::open_read_only(dir)?;
         store.fault = fault;
         store.begin()?;
+        store
+            .conn
+            .execute_batch(MIGRATIONS)
+            .map_err(db_error(dir))?;
         let referenced = store.referenced_objects()?;
         store.objects.sweep(&referenced)?;
         store.commit()?;
