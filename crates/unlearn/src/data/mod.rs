@@ -202,7 +202,14 @@ impl Dataset {
     /// A short description of the id range, for error messages.
     pub fn id_range_description(&self) -> String {
         match (self.ids.iter().min(), self.ids.iter().max()) {
-            (Some(min), Some(max)) => format!("dataset {} has ids {min}..{max}", self.name),
+            (Some(min), Some(max)) if (max - min) as usize + 1 == self.ids.len() => {
+                format!("dataset {} has ids {min}..{max}", self.name)
+            }
+            (Some(min), Some(max)) => format!(
+                "dataset {} has {} of the ids {min}..{max}; the others belong to another set or were left out",
+                self.name,
+                self.ids.len()
+            ),
             _ => format!("dataset {} is empty", self.name),
         }
     }
@@ -1140,6 +1147,11 @@ pub(crate) mod tests {
         let message = data.subset(&[1, 123]).unwrap_err().to_string();
         assert_eq!(message, "unknown sample id 123 (dataset toy has ids 0..4)");
         let sparse = data.subset(&[4, 0, 2]).unwrap();
+        let message = sparse.subset(&[1]).unwrap_err().to_string();
+        assert!(
+            message.contains("has 3 of the ids 0..4; the others belong to another set"),
+            "{message}"
+        );
         assert_eq!(sparse.position_of(2), Some(2));
         assert_eq!(sparse.position_of(3), None);
         assert_eq!(sparse.subset(&[2, 4]).unwrap().labels, vec![0, 0]);
