@@ -124,22 +124,7 @@ pub fn train(global: &Global, args: &TrainArgs, method: &str) -> Result<()> {
             })
         );
     } else {
-        say!(
-            "trained {} (classes {}, {} rows, λ {}, ε {}, δ {:.3e}{}) in {:.1}s: test accuracy {:.2}%",
-            model.method,
-            task.describe(),
-            model.train_rows,
-            model.training.regularization,
-            model.training.epsilon,
-            model.training.delta.unwrap_or(f64::NAN),
-            model
-                .training
-                .noise_sigma
-                .map(|s| format!(", σ {s:.4e}"))
-                .unwrap_or_default(),
-            trained.seconds,
-            model.test_accuracy.unwrap_or(f64::NAN)
-        );
+        say!("{}", training_summary(model, task, trained.seconds));
         say!(
             "wrote {} (public), {} (secret: do not publish) and an empty ledger {}",
             out.display(),
@@ -148,6 +133,27 @@ pub fn train(global: &Global, args: &TrainArgs, method: &str) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// One line on a freshly trained certified model (for `train --certified`, with or without a
+/// store).
+pub fn training_summary(model: &CertifiedModelFile, task: ConvexTask, seconds: f64) -> String {
+    format!(
+        "trained {} (classes {}, {} rows, λ {}, ε {}, δ {:.3e}{}) in {:.1}s: test accuracy {:.2}%",
+        model.method,
+        task.describe(),
+        model.train_rows,
+        model.training.regularization,
+        model.training.epsilon,
+        model.training.delta.unwrap_or(f64::NAN),
+        model
+            .training
+            .noise_sigma
+            .map(|s| format!(", σ {s:.4e}"))
+            .unwrap_or_default(),
+        seconds,
+        model.test_accuracy.unwrap_or(f64::NAN)
+    )
 }
 
 pub fn forget(global: &Global, args: &ForgetArgs, model: &Path, out: &Path) -> Result<()> {

@@ -216,18 +216,8 @@ pub fn train_into_store(
         );
     } else {
         say!(
-            "trained {} (classes {}, {} rows, ε {}, δ {:.3e}{}) in {:.1}s: test accuracy {:.2}%",
-            file.method,
-            task.describe(),
-            file.train_rows,
-            file.training.epsilon,
-            file.training.delta.unwrap_or(f64::NAN),
-            file.training
-                .noise_sigma
-                .map(|s| format!(", σ {s:.4e}"))
-                .unwrap_or_default(),
-            seconds,
-            file.test_accuracy.unwrap_or(f64::NAN)
+            "{}",
+            crate::certified_cmd::training_summary(&file, task, seconds)
         );
         say!(
             "created store {} at version 0 (model {}); add a token with `unlearn store token add --store {} --name NAME`",

@@ -51,6 +51,23 @@ fn create_store(dir: &Path) -> PathBuf {
     store
 }
 
+/// `train --certified newton-guo` on the embedded 7-vs-9 task into the file model at `model`.
+fn train_file_model(model: &Path) -> std::process::Output {
+    unlearn(&[
+        "train",
+        "--certified",
+        "newton-guo",
+        "--epsilon",
+        "1",
+        "--classes",
+        "7,9",
+        "--data",
+        "embedded",
+        "--out",
+        path(model),
+    ])
+}
+
 fn write_ids(dir: &Path, name: &str, ids: &[u32]) -> PathBuf {
     let file = dir.join(name);
     let text: Vec<String> = ids.iter().map(u32::to_string).collect();
@@ -258,19 +275,7 @@ fn store_commands_refuse_bad_input() {
 fn import_then_export_the_ledger() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("guo.json");
-    let output = unlearn(&[
-        "train",
-        "--certified",
-        "newton-guo",
-        "--epsilon",
-        "1",
-        "--classes",
-        "7,9",
-        "--data",
-        "embedded",
-        "--out",
-        path(&model),
-    ]);
+    let output = train_file_model(&model);
     assert!(output.status.success(), "{}", stderr(&output));
     let file = write_ids(dir.path(), "r.txt", &pair_ids()[..2]);
     let output = unlearn(&[
@@ -759,19 +764,7 @@ fn outputs_never_replace_what_is_not_a_regular_file() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("m.json");
     std::fs::create_dir(dir.path().join("m.state")).unwrap();
-    let output = unlearn(&[
-        "train",
-        "--certified",
-        "newton-guo",
-        "--epsilon",
-        "1",
-        "--classes",
-        "7,9",
-        "--data",
-        "embedded",
-        "--out",
-        path(&model),
-    ]);
+    let output = train_file_model(&model);
     assert_one_line_failure(&output, "not a regular file");
     assert!(!model.exists());
     assert!(!dir.path().join("m.ledger.jsonl").exists());

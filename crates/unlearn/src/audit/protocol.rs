@@ -12,7 +12,6 @@ use crate::model::{Artifact, Network};
 use crate::pipeline::Setup;
 use crate::train::predict_probabilities;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// The statistics of one model on the forget set, retain set and test set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -63,23 +62,14 @@ pub fn model_statistics(
     seed: u64,
     model_hash: String,
 ) -> Result<ModelStatistics> {
-    let train = &setup.data.train;
-    let labels: HashMap<u32, u32> = train
-        .ids
-        .iter()
-        .copied()
-        .zip(train.labels.iter().copied())
-        .collect();
-    let classes = train.num_classes;
-    let probabilities = predict_probabilities(network, train, &setup.split.forget)?;
-    let confidences = setup
-        .split
-        .forget
-        .iter()
-        .zip(probabilities.chunks_exact(classes))
-        .map(|(id, row)| confidence_from_probabilities(row, labels[id] as usize))
-        .collect();
+    // One forward pass: φ comes from the same forget-set predictions as the metrics.
     let predictions = predict_split(network, &setup.data, &setup.split)?;
+    let forget = &predictions.forget;
+    let confidences = forget
+        .rows()
+        .zip(forget.labels())
+        .map(|(row, label)| confidence_from_probabilities(row, *label as usize))
+        .collect();
     Ok(ModelStatistics {
         seed,
         confidences,
@@ -219,14 +209,15 @@ pub fn run_ulira(
     let target_ids: Vec<u32> = shuffled[..targets].to_vec();
     let saved_split = setup.split.clone();
     let (base_seed, base_recipe_seed) = (setup.seed, setup.recipe.seed);
-    let train = &setup.data.train;
-    let labels: HashMap<u32, u32> = train
-        .ids
-        .iter()
-        .copied()
-        .zip(train.labels.iter().copied())
-        .collect();
-    let classes = train.num_classes;
+    let classes = setup.data.train.num_classes;
+    let target_labels: Vec<usize> = {
+        let train = &setup.data.train;
+        let positions = train.positions_of(&target_ids)?;
+        positions
+            .iter()
+            .map(|&p| train.labels[p] as usize)
+            .collect()
+    };
     let mut confidences = Vec::with_capacity(models);
     let mut unlearned = Vec::with_capacity(models);
     let result = (|| {
@@ -273,10 +264,10 @@ pub fn run_ulira(
             let probabilities =
                 predict_probabilities(&artifact.network, &setup.data.train, &target_ids)?;
             confidences.push(
-                target_ids
-                    .iter()
-                    .zip(probabilities.chunks_exact(classes))
-                    .map(|(id, row)| confidence_from_probabilities(row, labels[id] as usize))
+                probabilities
+                    .chunks_exact(classes)
+                    .zip(&target_labels)
+                    .map(|(row, label)| confidence_from_probabilities(row, *label))
                     .collect::<Vec<f64>>(),
             );
             unlearned.push(inside);
