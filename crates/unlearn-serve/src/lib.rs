@@ -187,19 +187,17 @@ async fn get_deletion(
         Ok(None) => return error(StatusCode::NOT_FOUND, format!("no request {id}")),
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
     };
-    let certificate = match request.ledger_sequence {
-        Some(sequence) => match store.ledger() {
-            Ok(ledger) => ledger
-                .into_iter()
-                .find(|row| row.sequence == sequence)
-                .map(|row| {
-                    row.payload
-                        .get("certificate")
-                        .cloned()
-                        .unwrap_or(row.payload)
-                }),
-            Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
-        },
+    let certificate = match request
+        .ledger_sequence
+        .map(|sequence| store.ledger_entry(sequence))
+    {
+        Some(Ok(row)) => row.map(|row| {
+            row.payload
+                .get("certificate")
+                .cloned()
+                .unwrap_or(row.payload)
+        }),
+        Some(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
         None => None,
     };
     Json(serde_json::json!({

@@ -93,6 +93,11 @@ fn removals_commit_verify_and_replay() {
     assert_eq!(report.removed_count, 9);
     assert_eq!(report.chain.applied, 3);
     assert!(report.replayed);
+    assert_eq!(
+        store.ledger_entry(2).unwrap().as_ref(),
+        store.ledger().unwrap().get(2)
+    );
+    assert_eq!(store.ledger_entry(99).unwrap(), None);
     // A request naming an unknown or already removed id is refused and recorded.
     let unknown = store.submit(&[1], None, "test").unwrap();
     let again = store.submit(&ids[..1], None, "test").unwrap();

@@ -98,17 +98,31 @@ impl Store {
             .collect())
     }
 
+    /// The ledger entry at `sequence`, if any (one row read, for status look-ups).
+    pub fn ledger_entry(&self, sequence: i64) -> Result<Option<LedgerRow>> {
+        Ok(self
+            .ledger_rows("WHERE sequence = ?1", &[&sequence])?
+            .pop()
+            .map(|(row, _)| row))
+    }
+
     fn ledger_with_text(&self) -> Result<Vec<(LedgerRow, String)>> {
-        let mut statement = self
-            .conn
-            .prepare(
-                "SELECT sequence, kind, request_ids, ids, ids_hash, version, files, model_hash,
-                        payload, committed_at_ms, previous_hash, entry_hash
-                 FROM ledger ORDER BY rowid",
-            )
-            .map_err(self.db())?;
+        self.ledger_rows("ORDER BY rowid", &[])
+    }
+
+    fn ledger_rows(
+        &self,
+        clause: &str,
+        parameters: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<(LedgerRow, String)>> {
+        let sql = format!(
+            "SELECT sequence, kind, request_ids, ids, ids_hash, version, files, model_hash,
+                    payload, committed_at_ms, previous_hash, entry_hash
+             FROM ledger {clause}"
+        );
+        let mut statement = self.conn.prepare(&sql).map_err(self.db())?;
         let raw = statement
-            .query_map([], |row| {
+            .query_map(parameters, |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
                     row.get::<_, String>(1)?,
