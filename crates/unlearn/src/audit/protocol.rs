@@ -286,3 +286,21 @@ pub fn run_ulira(
         report,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidence_from_probabilities_matches_the_logit_form() {
+        let logits = [0.5f32, 2.0, -1.0];
+        let total: f32 = logits.iter().map(|l| l.exp()).sum();
+        let probabilities: Vec<f32> = logits.iter().map(|l| l.exp() / total).collect();
+        let expected = super::super::logit_confidence(&logits, 1);
+        assert!((confidence_from_probabilities(&probabilities, 1) - expected).abs() < 1e-5);
+        // A confident prediction keeps its precision: 1 − p_y would round to 0 in f32.
+        let confident = [1.0f32, 1e-12, 2e-12];
+        let phi = confidence_from_probabilities(&confident, 0);
+        assert!((phi - (1.0f64 / 3e-12).ln()).abs() < 1e-3, "{phi}");
+    }
+}
