@@ -16,6 +16,7 @@ macro_rules! say {
     }};
 }
 
+mod audit_cmd;
 mod certified_cmd;
 mod kmeans_cmd;
 mod store_cmd;
@@ -50,7 +51,7 @@ struct Cli {
 }
 
 #[derive(Args, Clone)]
-struct Global {
+pub(crate) struct Global {
     /// Seed of every random choice (initialisation, data order, forget-set sampling, attacks).
     #[arg(long, global = true, default_value_t = 0)]
     seed: u64,
@@ -83,6 +84,9 @@ enum Command {
     /// Run an experiment grid from a config file; writes results/NAME/ (JSON lines, Markdown,
     /// HTML with plots).
     Bench(BenchArgs),
+    /// Audit unlearning over many models: U-LiRA, the NeurIPS 2023 challenge score, and the
+    /// empirical ε of the certificates (`audit --config FILE`, `audit merge DIR...`).
+    Audit(audit_cmd::AuditArgs),
     /// Regenerate the Markdown and HTML reports of a grid from its JSON lines (or a P3
     /// report and plot from its p3.json).
     Report(ReportArgs),
@@ -295,7 +299,8 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct ReportArgs {
-    /// A grid's results directory, e.g. results/p1_random or results/p3_certified.
+    /// A grid's or an audit's results directory, e.g. results/p1_random, results/p3_certified
+    /// or results/p8_audit.
     directory: PathBuf,
 }
 
@@ -336,7 +341,24 @@ fn run(cli: Cli) -> Result<()> {
             kmeans_cmd::run(command, global.seed, global.json, global.quiet)
         }
         Command::Bench(args) => bench(&global, args),
+        Command::Audit(args) => audit_cmd::audit(&global, args),
         Command::Report(args) => {
+            if args
+                .directory
+                .join(unlearn::audit::results::RECORDS_FILE)
+                .exists()
+            {
+                let summary = unlearn::audit::results::rebuild(&args.directory)?;
+                say!(
+                    "wrote {0}/audit.json, report.md and report.html from {0}/{1} ({2} F1, {3} F2, {4} F3 rows)",
+                    args.directory.display(),
+                    unlearn::audit::results::RECORDS_FILE,
+                    summary.challenge.len(),
+                    summary.ulira.len(),
+                    summary.epsilon.len()
+                );
+                return Ok(());
+            }
             if args
                 .directory
                 .join(unlearn::convex::bench::P3_FILE)
@@ -380,7 +402,7 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn progress(global: &Global) -> Progress {
+pub(crate) fn progress(global: &Global) -> Progress {
     Progress {
         quiet: global.quiet || global.json,
     }

@@ -16,6 +16,7 @@ pub mod io;
 pub mod kmeans;
 pub mod methods;
 pub mod model;
+pub mod parallel;
 pub mod pipeline;
 pub mod privacy;
 pub mod progress;

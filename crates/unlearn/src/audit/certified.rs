@@ -42,10 +42,180 @@ impl CertifiedAudit {
     }
 }
 
-/// Audits `training.method` on `with_canary` (D) and `without` (D \ {canary}): σ is calibrated
-/// once on D as the method would (or taken from `training`); each of the `runs` runs per side
-/// draws its noise from its own seed (derived from `training.seed`), `noise_scale` times as
-/// much as the certificate accounts for (1 for an honest audit).
+/// What every run of one certified audit shares: the datasets, the canary, the certificate's
+/// resolved settings (σ calibrated once on D, as the method would) and the fixed direction the
+/// statistic projects on.
+#[derive(Debug, Clone)]
+pub struct CertifiedAuditPlan {
+    with_canary: ConvexData,
+    without: ConvexData,
+    canary: u32,
+    resolved: CertifiedTraining,
+    noise_scale: f64,
+    direction: Vec<f64>,
+    delta: f64,
+}
+
+/// One run of each side: the statistic of A's and B's published models.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CertifiedRun {
+    /// s(θ_A): A trained on D, then removed the canary.
+    pub a: f64,
+    /// s(θ_B): B trained on D without the canary.
+    pub b: f64,
+    /// A's removal retrained from scratch (budget exceeded).
+    pub retrained: bool,
+}
+
+/// The noise multiplier of the direction's pilot runs: small enough that the pilot models are
+/// the noiseless ones for every practical purpose, positive so every method accepts it.
+const PILOT_NOISE_SCALE: f64 = 1e-9;
+
+impl CertifiedAuditPlan {
+    /// Prepares an audit of `training.method` on `with_canary` (D) and `without`
+    /// (D \ {canary}): calibrates σ on D as the method would (or takes `training`'s), and fixes
+    /// the statistic's direction as θ_A − θ_B of one pair of runs with (almost) no noise — the
+    /// mean shift the removal leaves behind, known before any audited run (ALGORITHMS.md §F3:
+    /// "the projection of θ on a fixed direction"). Each run draws `noise_scale` times the
+    /// noise the certificate accounts for (1 for an honest audit).
+    pub fn new(
+        with_canary: ConvexData,
+        without: ConvexData,
+        canary: u32,
+        training: &CertifiedTraining,
+        noise_scale: f64,
+    ) -> Result<CertifiedAuditPlan> {
+        if without.len() + 1 != with_canary.len() {
+            return Err(Error::invalid(
+                "the audit's second dataset must be the first without exactly the canary",
+            ));
+        }
+        if !(noise_scale > 0.0 && noise_scale.is_finite()) {
+            return Err(Error::invalid("the noise scale must be positive"));
+        }
+        let (_, resolved) = train_certified(with_canary.clone(), training)?;
+        let delta = resolved.delta.unwrap_or(1.0 / with_canary.len() as f64);
+        let mut plan = CertifiedAuditPlan {
+            with_canary,
+            without,
+            canary,
+            resolved,
+            noise_scale: PILOT_NOISE_SCALE,
+            direction: Vec::new(),
+            delta,
+        };
+        let (a, b, _) = plan.models(training.seed.wrapping_mul(1_000_003))?;
+        plan.direction = a.iter().zip(&b).map(|(a, b)| a - b).collect();
+        let norm = plan.direction.iter().map(|x| x * x).sum::<f64>().sqrt();
+        if !(norm > 0.0 && norm.is_finite()) {
+            return Err(Error::invalid(format!(
+                "{}: removing canary {canary} leaves no trace without noise (‖θ_A − θ_B‖ = {norm}); the audit has no direction",
+                plan.resolved.method
+            )));
+        }
+        plan.noise_scale = noise_scale;
+        Ok(plan)
+    }
+
+    /// The certificate's resolved settings (σ included).
+    pub fn resolved(&self) -> &CertifiedTraining {
+        &self.resolved
+    }
+
+    /// δ of the certificate and of the audit.
+    pub fn delta(&self) -> f64 {
+        self.delta
+    }
+
+    /// A's and B's published weights for one seed, and whether A's removal retrained.
+    fn models(&self, seed: u64) -> Result<(Vec<f64>, Vec<f64>, bool)> {
+        // The runs keep the certificate's σ (and so its accounting); only the noise drawn is
+        // scaled.
+        let run_training = |seed: u64| CertifiedTraining {
+            seed,
+            ..self.resolved.clone()
+        };
+        let (mut unlearner, _) = train_certified_with_noise_scale(
+            self.with_canary.clone(),
+            &run_training(seed),
+            self.noise_scale,
+        )?;
+        let removal = unlearner.remove(&[self.canary])?;
+        let (retrained, _) = train_certified_with_noise_scale(
+            self.without.clone(),
+            &run_training(seed.wrapping_add(1)),
+            self.noise_scale,
+        )?;
+        Ok((
+            removal.model.weights,
+            retrained.model().weights.clone(),
+            removal.certificate.retrained,
+        ))
+    }
+
+    /// Run `run` (a pure function of the plan and `run`): both sides' statistics.
+    pub fn run(&self, run: usize) -> Result<CertifiedRun> {
+        let seed = self
+            .resolved
+            .seed
+            .wrapping_mul(1_000_003)
+            .wrapping_add(2 * run as u64 + 1);
+        let (a, b, retrained) = self.models(seed)?;
+        let project = |weights: &[f64]| -> f64 {
+            weights
+                .iter()
+                .zip(&self.direction)
+                .map(|(x, d)| x * d)
+                .sum()
+        };
+        Ok(CertifiedRun {
+            a: project(&a),
+            b: project(&b),
+            retrained,
+        })
+    }
+
+    /// The audit's verdict from the runs, in run order.
+    pub fn summarize(&self, runs: &[CertifiedRun]) -> Result<CertifiedAudit> {
+        summarize_runs(
+            &self.resolved.method,
+            self.resolved.epsilon,
+            self.resolved.noise_sigma,
+            self.delta,
+            self.noise_scale,
+            runs,
+        )
+    }
+}
+
+/// The verdict of a certified audit from its runs (in run order) and the certificate
+/// (`method` at `claimed_epsilon`, δ, σ), whose runs drew `noise_scale` times σ.
+pub fn summarize_runs(
+    method: &str,
+    claimed_epsilon: f64,
+    noise_sigma: Option<f64>,
+    delta: f64,
+    noise_scale: f64,
+    runs: &[CertifiedRun],
+) -> Result<CertifiedAudit> {
+    let a: Vec<f64> = runs.iter().map(|run| run.a).collect();
+    let b: Vec<f64> = runs.iter().map(|run| run.b).collect();
+    let bound = epsilon_lower_bound(&a, &b, delta)?;
+    Ok(CertifiedAudit {
+        method: method.to_string(),
+        claimed_epsilon,
+        delta,
+        noise_sigma,
+        noise_scale,
+        runs: runs.len(),
+        retrained_runs: runs.iter().filter(|run| run.retrained).count(),
+        bound,
+    })
+}
+
+/// Audits `training.method` on `with_canary` (D) and `without` (D \ {canary}) with `runs`
+/// runs per side (see [`CertifiedAuditPlan`]), `noise_scale` times as much noise as the
+/// certificate accounts for (1 for an honest audit).
 pub fn audit_certified(
     with_canary: &ConvexData,
     without: &ConvexData,
@@ -54,70 +224,41 @@ pub fn audit_certified(
     runs: usize,
     noise_scale: f64,
 ) -> Result<CertifiedAudit> {
-    if without.len() + 1 != with_canary.len() {
-        return Err(Error::invalid(
-            "the audit's second dataset must be the first without exactly the canary",
-        ));
-    }
-    if !(noise_scale > 0.0 && noise_scale.is_finite()) {
-        return Err(Error::invalid("the noise scale must be positive"));
-    }
-    let (_, resolved) = train_certified(with_canary.clone(), training)?;
-    // The runs keep the certificate's σ (and so its accounting); only the noise drawn is
-    // scaled.
-    let noise_sigma = resolved.noise_sigma;
-    let run_training = |seed: u64| CertifiedTraining {
-        noise_sigma,
-        seed,
-        ..resolved.clone()
-    };
-    let mut side_a = Vec::with_capacity(runs);
-    let mut side_b = Vec::with_capacity(runs);
-    let mut retrained_runs = 0;
-    for run in 0..runs as u64 {
-        let seed = training
-            .seed
-            .wrapping_mul(1_000_003)
-            .wrapping_add(2 * run + 1);
-        let (mut unlearner, _) = train_certified_with_noise_scale(
-            with_canary.clone(),
-            &run_training(seed),
-            noise_scale,
-        )?;
-        let removal = unlearner.remove(&[canary])?;
-        retrained_runs += usize::from(removal.certificate.retrained);
-        side_a.push(removal.model.weights);
-        let (retrained, _) = train_certified_with_noise_scale(
-            without.clone(),
-            &run_training(seed + 1),
-            noise_scale,
-        )?;
-        side_b.push(retrained.model().weights.clone());
-    }
-    let half = runs / 2;
-    let dims = side_a[0].len();
-    let mean = |side: &[Vec<f64>]| -> Vec<f64> {
-        (0..dims)
-            .map(|j| side[..half].iter().map(|w| w[j]).sum::<f64>() / half.max(1) as f64)
-            .collect()
-    };
-    let (mean_a, mean_b) = (mean(&side_a), mean(&side_b));
-    let direction: Vec<f64> = mean_a.iter().zip(&mean_b).map(|(a, b)| a - b).collect();
-    let project = |side: &[Vec<f64>]| -> Vec<f64> {
-        side.iter()
-            .map(|w| w.iter().zip(&direction).map(|(x, d)| x * d).sum())
-            .collect()
-    };
-    let delta = resolved.delta.unwrap_or(1.0 / with_canary.len() as f64);
-    let bound = epsilon_lower_bound(&project(&side_a), &project(&side_b), delta)?;
-    Ok(CertifiedAudit {
-        method: resolved.method.clone(),
-        claimed_epsilon: resolved.epsilon,
-        delta,
-        noise_sigma,
+    let plan = CertifiedAuditPlan::new(
+        with_canary.clone(),
+        without.clone(),
+        canary,
+        training,
         noise_scale,
-        runs,
-        retrained_runs,
-        bound,
-    })
+    )?;
+    let runs = (0..runs)
+        .map(|run| plan.run(run))
+        .collect::<Result<Vec<_>>>()?;
+    plan.summarize(&runs)
+}
+
+/// The canary of an audit on `data`: the row the noiseless model fits worst (largest
+/// Σ_c σ(−t_c·θ_cᵀx), the size of its loss gradient for rows of norm 1), whose removal costs
+/// the most — the worst case ALGORITHMS.md §F3 asks for among the real rows.
+pub fn worst_fitted_row(data: &ConvexData, regularization: f64) -> Result<u32> {
+    use crate::convex::{ActiveRows, NewtonOptions, train_exact};
+    let (model, _) = train_exact(
+        data,
+        &ActiveRows::all(data.len()),
+        regularization,
+        None,
+        &NewtonOptions::default(),
+    )?;
+    let mut cost = vec![0.0; data.len()];
+    for column in 0..model.weight_columns() {
+        let margins = crate::convex::logistic::margins(data, model.column(column));
+        for (row, margin) in margins.iter().enumerate() {
+            let signed = data.target(row, column) * margin;
+            cost[row] += 1.0 / (1.0 + signed.exp());
+        }
+    }
+    let worst = (0..data.len())
+        .max_by(|&a, &b| cost[a].total_cmp(&cost[b]).then(b.cmp(&a)))
+        .ok_or_else(|| Error::invalid("the audit's data has no rows"))?;
+    Ok(data.ids()[worst])
 }

@@ -12,8 +12,12 @@
 
 pub mod certified;
 pub mod challenge;
+pub mod config;
 pub mod epsilon;
 pub mod protocol;
+pub mod report;
+pub mod results;
+pub mod run;
 pub mod ulira;
 
 /// φ(x; θ) = log p_y − log Σ_{j≠y} p_j, the logit-scaled confidence of the true class (Carlini

@@ -4,6 +4,7 @@
 //! model, and the accuracies behind the final score.
 
 use super::challenge::{ForgetQuality, final_score, forget_quality};
+use crate::data::{DataBundle, Split};
 use crate::error::{Error, Result};
 use crate::eval::metrics::accuracy;
 use crate::eval::predict_split;
@@ -84,53 +85,50 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
     sum / count.max(1) as f64
 }
 
-/// Runs F1 on `setup` with `models` models per side: θ_o is trained once with the setup's
-/// seeds; `unlearn(setup, θ_o, seed)` makes each unlearned model (seeds `seed` … `seed + N − 1`,
-/// set as the setup's and the recipe's seed) and retraining from scratch on the retain set each
-/// retrained one (seeds `seed + N` … `seed + 2N − 1`).
-pub fn run_challenge(
+/// Runs `make` with the setup's seeds (initialisation and recipe) set to `seed`, then the
+/// statistics of the model it returns; the seeds are restored whatever happens.
+pub fn statistics_with_seed(
     setup: &mut Setup,
-    models: usize,
     seed: u64,
-    mut unlearn: impl FnMut(&Setup, &Artifact, u64) -> Result<Artifact>,
-) -> Result<ChallengeResult> {
-    if models < 2 {
-        return Err(Error::invalid(
-            "the challenge protocol needs at least 2 models per side",
-        ));
-    }
-    let original = setup.train_original(&mut [])?;
+    make: impl FnOnce(&Setup) -> Result<Artifact>,
+) -> Result<ModelStatistics> {
     let (base_seed, base_recipe_seed) = (setup.seed, setup.recipe.seed);
-    let retrain = methods::build("retrain", &MethodParams::default())?;
-    let mut unlearned = Vec::with_capacity(models);
-    let mut retrained = Vec::with_capacity(models);
-    for run in 0..models as u64 {
-        // Disjoint seeds on the two sides, so that retraining audited as a method is not
-        // compared with itself.
-        let run_seed = seed.wrapping_add(run);
-        setup.seed = run_seed;
-        setup.recipe.seed = run_seed;
-        let artifact = unlearn(setup, &original, run_seed)?;
-        unlearned.push(model_statistics(
+    setup.seed = seed;
+    setup.recipe.seed = seed;
+    let result = make(setup).and_then(|artifact| {
+        model_statistics(
             setup,
             &artifact.network,
-            run_seed,
+            seed,
             artifact.metadata.model_hash.clone(),
-        )?);
-        let retrain_seed = seed.wrapping_add(models as u64 + run);
-        setup.seed = retrain_seed;
-        setup.recipe.seed = retrain_seed;
-        let (outcome, seconds) = setup.unlearn(&original, retrain.as_ref(), Vec::new())?;
-        let artifact = setup.unlearned_artifact(&original, retrain.as_ref(), outcome, seconds);
-        retrained.push(model_statistics(
-            setup,
-            &artifact.network,
-            retrain_seed,
-            artifact.metadata.model_hash.clone(),
-        )?);
-    }
-    setup.recipe.seed = base_recipe_seed;
+        )
+    });
     setup.seed = base_seed;
+    setup.recipe.seed = base_recipe_seed;
+    result
+}
+
+/// Retrains from scratch on the setup's retain set (the challenge's reference side).
+pub fn retrain_from(setup: &Setup, original: &Artifact) -> Result<Artifact> {
+    let retrain = methods::Retrain;
+    let (outcome, seconds) = setup.unlearn(original, &retrain, Vec::new())?;
+    Ok(setup.unlearned_artifact(original, &retrain, outcome, seconds))
+}
+
+/// The seeds of F1's run `run` of `models`: the unlearned model's and the retrained one's,
+/// disjoint so that retraining audited as a method is not compared with itself.
+pub fn challenge_seeds(seed: u64, models: usize, run: usize) -> (u64, u64) {
+    (
+        seed.wrapping_add(run as u64),
+        seed.wrapping_add((models + run) as u64),
+    )
+}
+
+/// F1's scores from both sides' statistics.
+pub fn challenge_result(
+    unlearned: Vec<ModelStatistics>,
+    retrained: Vec<ModelStatistics>,
+) -> Result<ChallengeResult> {
     let side = |stats: &[ModelStatistics]| {
         stats
             .iter()
@@ -151,6 +149,36 @@ pub fn run_challenge(
         quality,
         final_score: score,
     })
+}
+
+/// Runs F1 on `setup` with `models` models per side: θ_o is trained once with the setup's
+/// seeds; `unlearn(setup, θ_o, seed)` makes each unlearned model and retraining from scratch
+/// on the retain set each retrained one (seeds from [`challenge_seeds`], set as the setup's
+/// and the recipe's seed).
+pub fn run_challenge(
+    setup: &mut Setup,
+    models: usize,
+    seed: u64,
+    mut unlearn: impl FnMut(&Setup, &Artifact, u64) -> Result<Artifact>,
+) -> Result<ChallengeResult> {
+    if models < 2 {
+        return Err(Error::invalid(
+            "the challenge protocol needs at least 2 models per side",
+        ));
+    }
+    let original = setup.train_original(&mut [])?;
+    let mut unlearned = Vec::with_capacity(models);
+    let mut retrained = Vec::with_capacity(models);
+    for run in 0..models {
+        let (run_seed, retrain_seed) = challenge_seeds(seed, models, run);
+        unlearned.push(statistics_with_seed(setup, run_seed, |setup| {
+            unlearn(setup, &original, run_seed)
+        })?);
+        retrained.push(statistics_with_seed(setup, retrain_seed, |setup| {
+            retrain_from(setup, &original)
+        })?);
+    }
+    challenge_result(unlearned, retrained)
 }
 
 /// [`run_challenge`] with a registered method (see [`methods::build`]).
@@ -182,10 +210,133 @@ pub struct UliraRun {
     pub report: super::ulira::UliraReport,
 }
 
+/// U-LiRA's plan (ALGORITHMS.md §F2): the target set X and its labels, from which every model
+/// k is a pure function of (setup, k, seed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UliraPlan {
+    /// The target set X (sample ids), in order.
+    pub targets: Vec<u32>,
+    target_labels: Vec<usize>,
+    seed: u64,
+}
+
+impl UliraPlan {
+    /// Draws `targets` ids from `candidates` (ids of the split's training set; seeded by
+    /// `seed`). The pool the models train on is the split's training ids.
+    pub fn new(
+        data: &DataBundle,
+        split: &Split,
+        candidates: &[u32],
+        targets: usize,
+        seed: u64,
+    ) -> Result<UliraPlan> {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let pool = split.train.len();
+        if targets < 2 || targets > candidates.len() || targets * 2 > pool {
+            return Err(Error::invalid(format!(
+                "U-LiRA needs a target set of at least 2, at most the {} candidates and at most half of the {pool} training ids, got {targets}",
+                candidates.len()
+            )));
+        }
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let mut shuffled = candidates.to_vec();
+        shuffled.shuffle(&mut rng);
+        let target_ids: Vec<u32> = shuffled[..targets].to_vec();
+        let train = &data.train;
+        let target_labels = train
+            .positions_of(&target_ids)?
+            .iter()
+            .map(|&p| train.labels[p] as usize)
+            .collect();
+        Ok(UliraPlan {
+            targets: target_ids,
+            target_labels,
+            seed,
+        })
+    }
+
+    /// Model k's seed.
+    pub fn model_seed(&self, model: usize) -> u64 {
+        self.seed.wrapping_add(model as u64)
+    }
+
+    /// Which targets model k trains on and then unlearns (the others it never sees).
+    pub fn membership(&self, model: usize) -> Vec<bool> {
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(self.model_seed(model) ^ 0x5EED);
+        (0..self.targets.len())
+            .map(|_| rand::Rng::random_bool(&mut rng, 0.5))
+            .collect()
+    }
+
+    /// Sets up model k — the setup's split trains on the pool minus the targets it never sees
+    /// and forgets the ones it unlearns; the seeds are the model's — and hands the setup and
+    /// the membership to `work`; the setup is restored whatever happens.
+    pub fn with_model<R>(
+        &self,
+        setup: &mut Setup,
+        model: usize,
+        work: impl FnOnce(&mut Setup, &[bool]) -> Result<R>,
+    ) -> Result<R> {
+        let inside = self.membership(model);
+        let never: std::collections::HashSet<u32> = self
+            .targets
+            .iter()
+            .zip(&inside)
+            .filter(|(_, inside)| !**inside)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut forget: Vec<u32> = self
+            .targets
+            .iter()
+            .zip(&inside)
+            .filter(|(_, inside)| **inside)
+            .map(|(id, _)| *id)
+            .collect();
+        forget.sort_unstable();
+        if forget.is_empty() {
+            return Err(Error::invalid(
+                "a U-LiRA model drew no target to unlearn; use more targets",
+            ));
+        }
+        let saved_split = setup.split.clone();
+        let (base_seed, base_recipe_seed) = (setup.seed, setup.recipe.seed);
+        let model_seed = self.model_seed(model);
+        let mut split = saved_split.clone();
+        split.train.retain(|id| !never.contains(id));
+        split.forget = forget;
+        split.selector = format!("ulira:{model}");
+        split.seed = model_seed;
+        split.refresh_forget_hash();
+        let result = split.validate(&setup.data).and_then(|()| {
+            setup.split = split;
+            setup.seed = model_seed;
+            setup.recipe.seed = model_seed;
+            work(setup, &inside)
+        });
+        setup.split = saved_split;
+        setup.seed = base_seed;
+        setup.recipe.seed = base_recipe_seed;
+        result
+    }
+
+    /// φ of every target under `network`.
+    pub fn confidences(&self, setup: &Setup, network: &Network) -> Result<Vec<f64>> {
+        let classes = setup.data.train.num_classes;
+        let probabilities = predict_probabilities(network, &setup.data.train, &self.targets)?;
+        Ok(probabilities
+            .chunks_exact(classes)
+            .zip(&self.target_labels)
+            .map(|(row, label)| confidence_from_probabilities(row, *label))
+            .collect())
+    }
+}
+
 /// Runs U-LiRA on `setup`: `targets` ids of the setup's training ids form X (seeded); model k
 /// (seed `seed + k`) trains on the rest of the training ids plus a random half X_k of X, then
-/// `unlearn(setup, original, seed)` removes exactly X_k (the setup's split is set to that
-/// model's training ids and forget set while it runs). Bootstrap: `resamples` over models.
+/// `unlearn(setup, original, seed)` removes exactly X_k (see [`UliraPlan::with_model`]).
+/// Bootstrap: `resamples` over models and targets.
 pub fn run_ulira(
     setup: &mut Setup,
     models: usize,
@@ -194,93 +345,22 @@ pub fn run_ulira(
     seed: u64,
     mut unlearn: impl FnMut(&Setup, &Artifact, u64) -> Result<Artifact>,
 ) -> Result<UliraRun> {
-    use rand::SeedableRng;
-    use rand::seq::SliceRandom;
-    let pool = setup.split.train.clone();
-    if targets < 2 || targets * 2 > pool.len() {
-        return Err(Error::invalid(format!(
-            "U-LiRA needs a target set of at least 2 and at most half of the {} training ids, got {targets}",
-            pool.len()
-        )));
-    }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut shuffled = pool.clone();
-    shuffled.shuffle(&mut rng);
-    let target_ids: Vec<u32> = shuffled[..targets].to_vec();
-    let saved_split = setup.split.clone();
-    let (base_seed, base_recipe_seed) = (setup.seed, setup.recipe.seed);
-    let classes = setup.data.train.num_classes;
-    let target_labels: Vec<usize> = {
-        let train = &setup.data.train;
-        let positions = train.positions_of(&target_ids)?;
-        positions
-            .iter()
-            .map(|&p| train.labels[p] as usize)
-            .collect()
-    };
+    let candidates = setup.split.train.clone();
+    let plan = UliraPlan::new(&setup.data, &setup.split, &candidates, targets, seed)?;
     let mut confidences = Vec::with_capacity(models);
     let mut unlearned = Vec::with_capacity(models);
-    let result = (|| {
-        for model in 0..models as u64 {
-            let model_seed = seed.wrapping_add(model);
-            let mut model_rng = rand_chacha::ChaCha8Rng::seed_from_u64(model_seed ^ 0x5EED);
-            let inside: Vec<bool> = (0..targets)
-                .map(|_| rand::Rng::random_bool(&mut model_rng, 0.5))
-                .collect();
-            let never: std::collections::HashSet<u32> = target_ids
-                .iter()
-                .zip(&inside)
-                .filter(|(_, inside)| !**inside)
-                .map(|(id, _)| *id)
-                .collect();
-            let mut forget: Vec<u32> = target_ids
-                .iter()
-                .zip(&inside)
-                .filter(|(_, inside)| **inside)
-                .map(|(id, _)| *id)
-                .collect();
-            forget.sort_unstable();
-            if forget.is_empty() {
-                return Err(Error::invalid(
-                    "a U-LiRA model drew no target to unlearn; use more targets",
-                ));
-            }
-            let mut split = saved_split.clone();
-            split.train = pool
-                .iter()
-                .copied()
-                .filter(|id| !never.contains(id))
-                .collect();
-            split.forget = forget;
-            split.selector = format!("ulira:{model}");
-            split.seed = model_seed;
-            split.refresh_forget_hash();
-            split.validate(&setup.data)?;
-            setup.split = split;
-            setup.seed = model_seed;
-            setup.recipe.seed = model_seed;
+    for model in 0..models {
+        let (phi, inside) = plan.with_model(setup, model, |setup, inside| {
             let original = setup.train_original(&mut [])?;
-            let artifact = unlearn(setup, &original, model_seed)?;
-            let probabilities =
-                predict_probabilities(&artifact.network, &setup.data.train, &target_ids)?;
-            confidences.push(
-                probabilities
-                    .chunks_exact(classes)
-                    .zip(&target_labels)
-                    .map(|(row, label)| confidence_from_probabilities(row, *label))
-                    .collect::<Vec<f64>>(),
-            );
-            unlearned.push(inside);
-        }
-        Ok(())
-    })();
-    setup.split = saved_split;
-    setup.seed = base_seed;
-    setup.recipe.seed = base_recipe_seed;
-    result?;
+            let artifact = unlearn(setup, &original, setup.seed)?;
+            Ok((plan.confidences(setup, &artifact.network)?, inside.to_vec()))
+        })?;
+        confidences.push(phi);
+        unlearned.push(inside);
+    }
     let report = super::ulira::ulira(&confidences, &unlearned, resamples, seed)?;
     Ok(UliraRun {
-        targets: target_ids,
+        targets: plan.targets,
         confidences,
         unlearned,
         report,

@@ -263,7 +263,7 @@ pub fn run_grid(config: &BenchConfig, options: &BenchOptions) -> Result<BenchOut
 /// unlearned model as individual records — the class's per-sample contributions, or every
 /// batch that held the class, summed — in one record instead of thousands), one record per
 /// sample or batch otherwise.
-fn grouping_for(setup: &Setup) -> RecordGrouping {
+pub(crate) fn grouping_for(setup: &Setup) -> RecordGrouping {
     let train = &setup.data.train;
     let label_of = |id: u32| train.position_of(id).map(|position| train.labels[position]);
     let forget = &setup.split.forget;

@@ -19,7 +19,7 @@ mod data;
 mod guo;
 mod langevin;
 mod ledger;
-mod logistic;
+pub(crate) mod logistic;
 pub(crate) mod saved;
 mod sekhari;
 mod state;

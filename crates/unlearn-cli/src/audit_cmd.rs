@@ -1,0 +1,194 @@
+//! `unlearn audit`: U-LiRA, the challenge score and the empirical ε of the certificates
+//! (ALGORITHMS.md §F) from a config, on every core, or as one part of a job array; `audit
+//! merge` builds one run's results from its parts.
+
+use crate::{Global, progress};
+use anyhow::{Result, bail};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use unlearn::audit::config::AuditConfig;
+use unlearn::audit::results::{AuditSummary, merge};
+use unlearn::audit::run::{AuditOptions, AuditOutcome, run_audit};
+use unlearn::device::DeviceChoice;
+use unlearn::parallel::{Shard, available_cores};
+
+/// `unlearn audit --config FILE` or `unlearn audit merge DIR...`.
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    command: Option<AuditCommand>,
+    #[command(flatten)]
+    run: AuditRunArgs,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Build one run's results from the parts of a sharded audit (`--shard i/N`): checks that
+    /// every part is present, complete and from the same config.
+    Merge(MergeArgs),
+}
+
+#[derive(Args)]
+struct AuditRunArgs {
+    /// The audit's config: a bench config plus an [audit] table (see configs/p8_audit.toml).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Independent models trained at once (default: the number of cores); the results do not
+    /// depend on it.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Run part i of N (0-based) and write its records to results/NAME/parts/i-of-N/;
+    /// `auto/N` reads SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX.
+    #[arg(long)]
+    shard: Option<String>,
+    /// Directory for results/NAME/.
+    #[arg(long, default_value = "results")]
+    results_dir: PathBuf,
+}
+
+#[derive(Args)]
+struct MergeArgs {
+    /// Part directories (results/NAME/parts/i-of-N) or run directories holding parts/.
+    #[arg(required = true)]
+    directories: Vec<PathBuf>,
+    /// Where to write the merged results (default: the run directory above parts/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+/// The number of threads `--jobs` asks for (all cores by default; at least 1).
+pub fn jobs(requested: Option<usize>) -> Result<usize> {
+    match requested {
+        Some(0) => bail!("--jobs must be at least 1"),
+        Some(jobs) => Ok(jobs),
+        None => Ok(available_cores()),
+    }
+}
+
+fn print_summary(summary: &AuditSummary) {
+    for row in &summary.challenge {
+        say!(
+            "F1 {:<12} {:<18} F {:.3}  final score {:.3}  RA {:.2}  TA {:.2}",
+            row.forget,
+            row.method,
+            row.forget_quality,
+            row.final_score,
+            row.retain_accuracy,
+            row.test_accuracy
+        );
+    }
+    for row in &summary.ulira {
+        let auc = &row.report.auc;
+        say!(
+            "F2 {:<12} {:<18} AUC {:.3} [{:.3}, {:.3}]  TPR@1% {:.3}",
+            row.forget,
+            row.method,
+            auc.value,
+            auc.low,
+            auc.high,
+            row.report.tpr_at_1_percent.value
+        );
+    }
+    for row in &summary.epsilon {
+        say!(
+            "F3 {:<16} ε {:<5} ε_lb {:.3}  {}",
+            row.audit.method,
+            row.audit.claimed_epsilon,
+            row.audit.bound.epsilon,
+            if row.violated {
+                "VIOLATED"
+            } else {
+                "consistent"
+            }
+        );
+    }
+}
+
+/// Fails (non-zero exit) when an empirical ε exceeds a certificate, after the results are
+/// written.
+fn check_certificates(summary: &AuditSummary, directory: &std::path::Path) -> Result<()> {
+    let violations = summary.violations();
+    if let Some(first) = violations.first() {
+        bail!(
+            "{} certificate(s) contradicted: {} at ε {} shows ε_lb {:.3} (see {}/report.md)",
+            violations.len(),
+            first.audit.method,
+            first.audit.claimed_epsilon,
+            first.audit.bound.epsilon,
+            directory.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs `unlearn audit`.
+pub fn audit(global: &Global, args: AuditArgs) -> Result<()> {
+    if let Some(AuditCommand::Merge(merge_args)) = args.command {
+        let (summary, out) = merge(&merge_args.directories, merge_args.out.as_deref())?;
+        if global.json {
+            say!("{}", serde_json::to_string(&summary)?);
+        } else {
+            print_summary(&summary);
+            say!(
+                "merged into {0}/audit.jsonl, audit.json, report.md, report.html",
+                out.display()
+            );
+        }
+        return check_certificates(&summary, &out);
+    }
+    let run = args.run;
+    let Some(config_path) = run.config else {
+        bail!("audit needs --config FILE (or `audit merge DIR...`)");
+    };
+    let config = AuditConfig::load(&config_path)?;
+    let shard = match run.shard.as_deref() {
+        Some(text) => Shard::parse(text)?,
+        None => Shard::WHOLE,
+    };
+    let options = AuditOptions {
+        jobs: jobs(run.jobs)?,
+        shard,
+        device: DeviceChoice::parse(&global.device)?.device()?.autodiff(),
+        progress: progress(global),
+    };
+    match run_audit(&config, &options, &run.results_dir)? {
+        AuditOutcome::Whole {
+            directory,
+            summary,
+            cost,
+        } => {
+            if global.json {
+                say!("{}", serde_json::to_string(&summary)?);
+            } else {
+                print_summary(&summary);
+                say!(
+                    "{} models in {:.1} s with {} job(s): {:.1} models per minute",
+                    cost.models,
+                    cost.seconds,
+                    cost.jobs,
+                    cost.models_per_minute
+                );
+                say!(
+                    "wrote {}/audit.jsonl, audit.json, report.md, report.html",
+                    directory.display()
+                );
+            }
+            check_certificates(&summary, &directory)
+        }
+        AuditOutcome::Part {
+            directory,
+            units,
+            cost,
+        } => {
+            say!(
+                "part {}: {units} units, {} models in {:.1} s; wrote {}/audit.jsonl and part.json (merge with `unlearn audit merge`)",
+                shard.label(),
+                cost.models,
+                cost.seconds,
+                directory.display()
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Audit configs (`unlearn audit --config FILE.toml`): the bench config language (data, model,
+//! forget selectors, recipe, methods) plus an `[audit]` table choosing the protocols of
+//! ALGORITHMS.md §F and their sizes, and `[audit.certified]` for F3.
+
+use crate::bench::config::{MethodConfig, RecipeConfig, describe_toml_error, is_results_name};
+use crate::convex::saved::CERTIFIED_METHODS;
+use crate::data::{DataSource, ForgetSelector};
+use crate::error::{Error, Result};
+use crate::methods;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// One of the audit's protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// F1: the NeurIPS 2023 challenge's forget quality and final score.
+    Challenge,
+    /// F2: U-LiRA, the per-example likelihood-ratio attack.
+    Ulira,
+    /// F3: the empirical ε lower bound against the certified methods' certificates.
+    Epsilon,
+}
+
+/// A whole audit: what to train and unlearn (as in a bench grid) and how to audit it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Name of the audit; results go to `results/NAME/`.
+    pub name: String,
+    /// What the audit is for (copied into reports).
+    #[serde(default)]
+    pub description: String,
+    /// Data source, as for `--data` (F1, F2, and F3 unless `[audit.certified]` names another).
+    pub data: String,
+    /// Model, as for `--model` (F1 and F2).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Forget-set selectors (F1: the forget set; F2: `class:C` draws the targets from class C,
+    /// any other selector from the whole training set).
+    #[serde(default)]
+    pub forget: Vec<String>,
+    /// The training recipe of the original and retrained models.
+    #[serde(default)]
+    pub recipe: RecipeConfig,
+    /// The neural unlearning methods audited by F1 and F2 (`retrain`, the sanity row, and
+    /// `original`, no unlearning, are added unless `[audit]` says otherwise).
+    #[serde(default)]
+    pub methods: Vec<MethodConfig>,
+    /// The audit's settings.
+    pub audit: AuditSettings,
+}
+
+/// The `[audit]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Protocols to run.
+    pub protocols: Vec<Protocol>,
+    /// F1: models per side (N); F2: models (K).
+    pub models: usize,
+    /// F2: size of the target set X.
+    pub targets: usize,
+    /// Bootstrap resamples of F2's intervals.
+    pub bootstrap: usize,
+    /// Base seed of every model of the audit.
+    pub seed: u64,
+    /// Add the `retrain` row (retraining audited as if it were an unlearning method).
+    pub include_retrain: bool,
+    /// Add the `original` row (no unlearning at all: the upper reference).
+    pub include_original: bool,
+    /// F3's settings.
+    pub certified: CertifiedSettings,
+}
+
+impl Default for AuditSettings {
+    fn default() -> Self {
+        AuditSettings {
+            protocols: vec![Protocol::Challenge, Protocol::Ulira],
+            models: 32,
+            targets: 200,
+            bootstrap: 1000,
+            seed: 0,
+            include_retrain: true,
+            include_original: true,
+            certified: CertifiedSettings::default(),
+        }
+    }
+}
+
+/// The `[audit.certified]` table: F3 on L2-regularised logistic regression.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CertifiedSettings {
+    /// Data source; empty takes the audit's `data`.
+    pub data: String,
+    /// Task: `A,B` (a class pair) or `all` (one-vs-rest).
+    pub classes: String,
+    /// Certified methods (`newton-guo`, `newton-sekhari`, `d2d`, `langevin`).
+    pub methods: Vec<String>,
+    /// Certified ε values, each audited separately.
+    pub epsilons: Vec<f64>,
+    /// δ; absent takes 1/n.
+    pub delta: Option<f64>,
+    /// Runs of each side (A: train on D then remove the canary; B: train on D without it).
+    pub runs: usize,
+    /// L2 weight λ.
+    pub regularization: f64,
+    /// `langevin`: training steps T.
+    pub training_steps: u64,
+    /// Training rows used (the first N of the task's rows; 0 = all): a smaller problem for
+    /// quick audits.
+    pub rows: usize,
+    /// Power check only: the noise drawn is this times the certificate's σ (1 for an honest
+    /// audit). An audit run with less noise than its certificate accounts for must be caught.
+    pub noise_scale: f64,
+}
+
+impl Default for CertifiedSettings {
+    fn default() -> Self {
+        CertifiedSettings {
+            data: String::new(),
+            classes: "7,9".into(),
+            methods: CERTIFIED_METHODS.iter().map(|m| m.to_string()).collect(),
+            epsilons: vec![0.5, 1.0, 2.0],
+            delta: None,
+            runs: 200,
+            regularization: 1e-3,
+            training_steps: 1000,
+            rows: 0,
+            noise_scale: 1.0,
+        }
+    }
+}
+
+impl CertifiedSettings {
+    /// The data source F3 reads (its own, or the audit's).
+    pub fn data_source<'a>(&'a self, audit_data: &'a str) -> &'a str {
+        if self.data.is_empty() {
+            audit_data
+        } else {
+            &self.data
+        }
+    }
+}
+
+/// The label of the row that audits no unlearning at all.
+pub const ORIGINAL_ROW: &str = "original";
+/// The label of the sanity row: retraining audited as if it were an unlearning method.
+pub const RETRAIN_ROW: &str = "retrain";
+
+impl AuditConfig {
+    /// Reads and validates a config file. Errors name the file, the key and the reason.
+    pub fn load(path: impl AsRef<Path>) -> Result<AuditConfig> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        AuditConfig::parse(&text).map_err(|e| Error::format(path, e.to_string()))
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<AuditConfig> {
+        let config: AuditConfig =
+            toml::from_str(text).map_err(|e| Error::invalid(describe_toml_error(text, &e)))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Whether the audit runs `protocol`.
+    pub fn runs(&self, protocol: Protocol) -> bool {
+        self.audit.protocols.contains(&protocol)
+    }
+
+    /// The labels of F1's and F2's rows, in report order: `original`, the configured methods,
+    /// `retrain`.
+    pub fn row_labels(&self) -> Vec<String> {
+        let mut labels = Vec::new();
+        if self.audit.include_original {
+            labels.push(ORIGINAL_ROW.to_string());
+        }
+        labels.extend(self.methods.iter().map(|m| m.label().to_string()));
+        if self.audit.include_retrain {
+            labels.push(RETRAIN_ROW.to_string());
+        }
+        labels
+    }
+
+    /// Hash of the parsed config (every key, defaults filled in): parts of one run carry it,
+    /// and a merge refuses parts whose hashes differ.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        crate::io::short_hash(json.as_bytes())
+    }
+
+    /// Checks every key that can be checked without training.
+    pub fn validate(&self) -> Result<()> {
+        let key_error =
+            |key: &str, reason: String| Error::invalid(format!("key `{key}`: {reason}"));
+        if !is_results_name(&self.name) {
+            return Err(key_error(
+                "name",
+                "must be a non-empty file name (no slashes)".into(),
+            ));
+        }
+        let settings = &self.audit;
+        if settings.protocols.is_empty() {
+            return Err(key_error("audit.protocols", "no protocol to run".into()));
+        }
+        let neural = self.runs(Protocol::Challenge) || self.runs(Protocol::Ulira);
+        if neural || self.runs(Protocol::Epsilon) && settings.certified.data.is_empty() {
+            let source =
+                DataSource::parse(&self.data).map_err(|e| key_error("data", e.to_string()))?;
+            source
+                .check_exists()
+                .map_err(|e| key_error("data", e.to_string()))?;
+        }
+        if neural {
+            let model = self.model.as_deref().ok_or_else(|| {
+                key_error("model", "the challenge and U-LiRA need a model".into())
+            })?;
+            crate::model::ModelSpec::parse(model, [1, 28, 28], 10)
+                .map_err(|e| key_error("model", e.to_string()))?;
+            if self.forget.is_empty() {
+                return Err(key_error("forget", "no forget-set selector".into()));
+            }
+            for (index, selector) in self.forget.iter().enumerate() {
+                ForgetSelector::parse(selector)
+                    .map_err(|e| key_error(&format!("forget[{index}]"), e.to_string()))?;
+            }
+            self.recipe
+                .recipe(0)
+                .validate()
+                .map_err(|e| key_error("recipe", e.to_string()))?;
+            let mut labels = std::collections::BTreeSet::new();
+            for (index, method) in self.methods.iter().enumerate() {
+                methods::build(&method.name, &method.method_params())
+                    .map_err(|e| key_error(&format!("methods[{index}]"), e.to_string()))?;
+                let reserved = [ORIGINAL_ROW, RETRAIN_ROW].contains(&method.label());
+                if !labels.insert(method.label().to_string()) || reserved {
+                    return Err(key_error(
+                        &format!("methods[{index}].label"),
+                        format!(
+                            "label '{}' is used twice (`original` and `retrain` are the audit's own rows)",
+                            method.label()
+                        ),
+                    ));
+                }
+            }
+            if self.row_labels().is_empty() {
+                return Err(key_error("methods", "no row to audit".into()));
+            }
+            let minimum = if self.runs(Protocol::Ulira) { 5 } else { 2 };
+            if settings.models < minimum {
+                return Err(key_error(
+                    "audit.models",
+                    format!("needs at least {minimum} models, got {}", settings.models),
+                ));
+            }
+        }
+        if self.runs(Protocol::Ulira) && settings.targets < 2 {
+            return Err(key_error(
+                "audit.targets",
+                "U-LiRA needs at least 2 targets".into(),
+            ));
+        }
+        if self.runs(Protocol::Epsilon) {
+            let certified = &settings.certified;
+            let key = |name: &str| format!("audit.certified.{name}");
+            if !certified.data.is_empty() {
+                DataSource::parse(&certified.data)
+                    .and_then(|source| source.check_exists())
+                    .map_err(|e| key_error(&key("data"), e.to_string()))?;
+            }
+            crate::convex::ConvexTask::parse(&certified.classes)
+                .map_err(|e| key_error(&key("classes"), e.to_string()))?;
+            if certified.methods.is_empty() {
+                return Err(key_error(&key("methods"), "no certified method".into()));
+            }
+            if let Some(method) = certified
+                .methods
+                .iter()
+                .find(|m| !CERTIFIED_METHODS.contains(&m.as_str()))
+            {
+                return Err(key_error(
+                    &key("methods"),
+                    format!(
+                        "unknown certified method '{method}' (known: {})",
+                        CERTIFIED_METHODS.join(", ")
+                    ),
+                ));
+            }
+            if certified.epsilons.is_empty()
+                || certified
+                    .epsilons
+                    .iter()
+                    .any(|e| !(e.is_finite() && *e > 0.0))
+            {
+                return Err(key_error(
+                    &key("epsilons"),
+                    "must be a non-empty list of positive numbers".into(),
+                ));
+            }
+            if certified.runs < 20 {
+                return Err(key_error(
+                    &key("runs"),
+                    format!("needs at least 20 runs per side, got {}", certified.runs),
+                ));
+            }
+            if !(certified.noise_scale > 0.0 && certified.noise_scale.is_finite()) {
+                return Err(key_error(&key("noise_scale"), "must be positive".into()));
+            }
+            if !(certified.regularization > 0.0 && certified.regularization.is_finite()) {
+                return Err(key_error(&key("regularization"), "must be positive".into()));
+            }
+            if let Some(delta) = certified.delta
+                && !(delta > 0.0 && delta < 1.0)
+            {
+                return Err(key_error(&key("delta"), "must lie in (0, 1)".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name = "tiny-audit"
+data = "embedded"
+model = "mlp:16"
+forget = ["random:20"]
+[recipe]
+epochs = 1
+[[methods]]
+name = "finetune"
+params = { epochs = 1 }
+[audit]
+protocols = ["challenge", "ulira", "epsilon"]
+models = 8
+targets = 20
+[audit.certified]
+methods = ["newton-guo"]
+epsilons = [1.0]
+runs = 40
+rows = 300
+"#;
+
+    #[test]
+    fn a_good_config_reads_with_defaults_and_a_stable_hash() {
+        let config = AuditConfig::parse(GOOD).unwrap();
+        assert_eq!(config.audit.bootstrap, 1000);
+        assert_eq!(config.row_labels(), vec!["original", "finetune", "retrain"]);
+        assert_eq!(config.hash(), AuditConfig::parse(GOOD).unwrap().hash());
+        let other = AuditConfig::parse(&GOOD.replace("models = 8", "models = 9")).unwrap();
+        assert_ne!(config.hash(), other.hash());
+    }
+
+    #[test]
+    fn bad_configs_name_the_key_and_the_reason() {
+        let cases = [
+            (GOOD.replace("models = 8", "models = 3"), "audit.models"),
+            (
+                GOOD.replace("\"challenge\", \"ulira\", \"epsilon\"", "\"lira\""),
+                "line",
+            ),
+            (
+                GOOD.replace("methods = [\"newton-guo\"]", "methods = [\"newton\"]"),
+                "audit.certified.methods",
+            ),
+            (
+                GOOD.replace("runs = 40", "runs = 4"),
+                "audit.certified.runs",
+            ),
+            (
+                GOOD.replace("epsilons = [1.0]", "epsilons = [-1.0]"),
+                "audit.certified.epsilons",
+            ),
+            (
+                GOOD.replace(
+                    "name = \"finetune\"",
+                    "name = \"finetune\"\nlabel = \"retrain\"",
+                ),
+                "label",
+            ),
+            (GOOD.replace("model = \"mlp:16\"\n", ""), "key `model`"),
+            (GOOD.replace("targets = 20", "targets = 1"), "audit.targets"),
+        ];
+        for (text, key) in cases {
+            let error = AuditConfig::parse(&text).unwrap_err().to_string();
+            assert!(error.contains(key), "{key} not in: {error}");
+        }
+    }
+}

@@ -1,0 +1,222 @@
+//! Independent jobs on every core and across machines (ALGORITHMS.md §F4): a worker pool whose
+//! results come back in input order (so `--jobs N` gives the same output as `--jobs 1`), and
+//! the `--shard i/N` arithmetic shared by `audit` and `bench`.
+
+use crate::error::{Error, Result};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+/// The number of cores this process may use (1 when unknown).
+pub fn available_cores() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Runs `work(state, index, item)` for every item on `jobs` threads, each thread with its own
+/// `state` from `init` (a clone of the data, a model cache), and returns the results in the
+/// items' order. The first error stops the pool from starting new items and is returned;
+/// items already running finish first. With `jobs == 1` everything runs on the calling thread.
+pub fn map_ordered<T, S, R>(
+    jobs: usize,
+    items: &[T],
+    init: impl Fn() -> Result<S> + Sync,
+    work: impl Fn(&mut S, usize, &T) -> Result<R> + Sync,
+) -> Result<Vec<R>>
+where
+    T: Sync,
+    R: Send,
+{
+    let jobs = jobs.clamp(1, items.len().max(1));
+    if jobs == 1 {
+        let mut state = init()?;
+        return items
+            .iter()
+            .enumerate()
+            .map(|(index, item)| work(&mut state, index, item))
+            .collect();
+    }
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results: Mutex<Vec<Option<Result<R>>>> =
+        Mutex::new((0..items.len()).map(|_| None).collect());
+    let first_error: Mutex<Option<(usize, Error)>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                let mut state = match init() {
+                    Ok(state) => state,
+                    Err(error) => {
+                        failed.store(true, Ordering::SeqCst);
+                        let mut slot = first_error.lock().unwrap_or_else(|e| e.into_inner());
+                        slot.get_or_insert((0, error));
+                        return;
+                    }
+                };
+                loop {
+                    if failed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let index = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(item) = items.get(index) else {
+                        return;
+                    };
+                    let result = work(&mut state, index, item);
+                    if let Err(error) = result {
+                        failed.store(true, Ordering::SeqCst);
+                        let mut slot = first_error.lock().unwrap_or_else(|e| e.into_inner());
+                        // Keep the error of the earliest item, as a sequential run would report.
+                        if slot.as_ref().is_none_or(|(first, _)| index < *first) {
+                            *slot = Some((index, error));
+                        }
+                        return;
+                    }
+                    results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
+                }
+            });
+        }
+    });
+    if let Some((_, error)) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(error);
+    }
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .map(|slot| slot.unwrap_or_else(|| Err(Error::invalid("a job did not run"))))
+        .collect()
+}
+
+/// One part of N of a run's work: `--shard i/N` (0 ≤ i < N) or `--shard auto/N`, which reads
+/// the index from `SLURM_ARRAY_TASK_ID` (a Slurm job array `--array=0-(N-1)`) or
+/// `JOB_COMPLETION_INDEX` (a Kubernetes Indexed Job).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Shard {
+    /// This part's index, 0-based.
+    pub index: usize,
+    /// The number of parts.
+    pub count: usize,
+}
+
+/// The environment variables `--shard auto/N` reads, in order.
+pub const SHARD_INDEX_VARIABLES: [&str; 2] = ["SLURM_ARRAY_TASK_ID", "JOB_COMPLETION_INDEX"];
+
+impl Shard {
+    /// The whole work as one part.
+    pub const WHOLE: Shard = Shard { index: 0, count: 1 };
+
+    /// Parses `i/N` or `auto/N` (the latter with `lookup` standing for the environment).
+    pub fn parse_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<Shard> {
+        let bad = |why: String| Error::invalid(format!("--shard '{text}': {why}"));
+        let (index, count) = text
+            .split_once('/')
+            .ok_or_else(|| bad("expected i/N or auto/N".into()))?;
+        let count: usize = count
+            .trim()
+            .parse()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| bad("N must be a whole number of at least 1".into()))?;
+        let index_text = if index.trim() == "auto" {
+            SHARD_INDEX_VARIABLES
+                .iter()
+                .find_map(|name| lookup(name).map(|value| (name, value)))
+                .map(|(_, value)| value)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "auto needs {} in the environment",
+                        SHARD_INDEX_VARIABLES.join(" or ")
+                    ))
+                })?
+        } else {
+            index.trim().to_string()
+        };
+        let index: usize = index_text
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("index '{index_text}' is not a whole number")))?;
+        if index >= count {
+            return Err(bad(format!(
+                "index {index} is not below the number of parts {count} (parts are numbered from 0)"
+            )));
+        }
+        Ok(Shard { index, count })
+    }
+
+    /// Parses `i/N` or `auto/N` from the process environment.
+    pub fn parse(text: &str) -> Result<Shard> {
+        Shard::parse_with(text, |name| std::env::var(name).ok())
+    }
+
+    /// Whether item `index` of the work belongs to this part (round robin, which spreads
+    /// items of different cost evenly over the parts).
+    pub fn owns(&self, index: usize) -> bool {
+        index % self.count == self.index
+    }
+
+    /// `i-of-N`, used to name a part's directory.
+    pub fn label(&self) -> String {
+        format!("{}-of-{}", self.index, self.count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_come_back_in_order_for_any_number_of_jobs() {
+        let items: Vec<u64> = (0..37).collect();
+        let expected: Vec<u64> = items.iter().map(|x| x * x + 1).collect();
+        for jobs in [1, 2, 3, 8, 100] {
+            let got = map_ordered(jobs, &items, || Ok(1u64), |one, _, x| Ok(x * x + *one)).unwrap();
+            assert_eq!(got, expected, "jobs {jobs}");
+        }
+    }
+
+    #[test]
+    fn the_earliest_failure_is_reported() {
+        let items: Vec<usize> = (0..20).collect();
+        for jobs in [1, 2, 4] {
+            let error = map_ordered(
+                jobs,
+                &items,
+                || Ok(()),
+                |_, _, x| {
+                    if *x >= 5 {
+                        Err(Error::invalid(format!("item {x} failed")))
+                    } else {
+                        Ok(*x)
+                    }
+                },
+            )
+            .unwrap_err();
+            // Workers may have started later items, but item 5 is always reached before any
+            // later item fails only on one thread; with several threads an item ≥ 5 fails.
+            assert!(error.to_string().contains("failed"), "{error}");
+            if jobs == 1 {
+                assert!(error.to_string().contains("item 5"), "{error}");
+            }
+        }
+    }
+
+    #[test]
+    fn shards_parse_partition_and_read_the_scheduler() {
+        assert_eq!(
+            Shard::parse_with("1/3", |_| None).unwrap(),
+            Shard { index: 1, count: 3 }
+        );
+        let slurm = |name: &str| (name == "SLURM_ARRAY_TASK_ID").then(|| "2".to_string());
+        assert_eq!(Shard::parse_with("auto/3", slurm).unwrap().index, 2);
+        let k8s = |name: &str| (name == "JOB_COMPLETION_INDEX").then(|| "0".to_string());
+        assert_eq!(Shard::parse_with("auto/4", k8s).unwrap().index, 0);
+        for bad in ["3/3", "x/3", "1/0", "1", "auto/2"] {
+            let error = Shard::parse_with(bad, |_| None).unwrap_err().to_string();
+            assert!(error.contains(bad), "{error}");
+        }
+        let parts: Vec<Shard> = (0..3).map(|index| Shard { index, count: 3 }).collect();
+        for item in 0..20 {
+            assert_eq!(parts.iter().filter(|p| p.owns(item)).count(), 1);
+        }
+    }
+}
