@@ -6,7 +6,7 @@
 //! estimated on the first half of the runs (the half that also chooses the threshold).
 
 use super::epsilon::{EpsilonLowerBound, epsilon_lower_bound};
-use crate::convex::saved::train_certified_with_noise_scale;
+use crate::convex::saved::{guo_calibrated_sigma, train_certified_with_noise_scale};
 use crate::convex::{CertifiedTraining, ConvexData, train_certified};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -71,9 +71,14 @@ pub struct CertifiedRun {
 /// the noiseless ones for every practical purpose, positive so every method accepts it.
 const PILOT_NOISE_SCALE: f64 = 1e-9;
 
+/// `newton-guo`: the budget is this many times the canary's residual bound.
+pub const CANARY_BUDGET_MARGIN: f64 = 1.1;
+
 impl CertifiedAuditPlan {
     /// Prepares an audit of `training.method` on `with_canary` (D) and `without`
-    /// (D \ {canary}): calibrates σ on D as the method would (or takes `training`'s), and fixes
+    /// (D \ {canary}): calibrates σ on D as the method would — `newton-guo` for the worst case,
+    /// a budget the canary's removal spends (see [`CANARY_BUDGET_MARGIN`]) — or takes
+    /// `training`'s, and fixes
     /// the statistic's direction as θ_A − θ_B of one pair of runs with (almost) no noise — the
     /// mean shift the removal leaves behind, known before any audited run (ALGORITHMS.md §F3:
     /// "the projection of θ on a fixed direction"). Each run draws `noise_scale` times the
@@ -93,7 +98,24 @@ impl CertifiedAuditPlan {
         if !(noise_scale > 0.0 && noise_scale.is_finite()) {
             return Err(Error::invalid("the noise scale must be positive"));
         }
-        let (_, resolved) = train_certified(with_canary.clone(), training)?;
+        let mut training = training.clone();
+        if training.method == "newton-guo" && training.noise_sigma.is_none() {
+            // The worst case a certificate must cover is a removal that spends the whole
+            // budget: σ is sized for the canary's own residual bound (plus a margin so that
+            // the removal fits), not for a typical row's.
+            let delta = training
+                .delta
+                .unwrap_or(1.0 / with_canary.len().max(2) as f64);
+            training.noise_sigma = Some(guo_calibrated_sigma(
+                &with_canary,
+                training.regularization,
+                training.epsilon,
+                delta,
+                CANARY_BUDGET_MARGIN,
+                &[canary],
+            )?);
+        }
+        let (_, resolved) = train_certified(with_canary.clone(), &training)?;
         let delta = resolved.delta.unwrap_or(1.0 / with_canary.len() as f64);
         let mut plan = CertifiedAuditPlan {
             with_canary,

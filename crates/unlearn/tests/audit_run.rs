@@ -1,0 +1,144 @@
+//! `unlearn audit` as a whole (ALGORITHMS.md §F4): a small config on the embedded subset gives
+//! the same `audit.json` with one thread, two threads, and three parts run separately and
+//! merged; a merge names missing parts and refuses parts of another config or a truncated
+//! part; `unlearn report` rebuilds the same scores from the records.
+
+use std::path::{Path, PathBuf};
+use unlearn::audit::config::AuditConfig;
+use unlearn::audit::results::{merge, rebuild};
+use unlearn::audit::run::{AuditOptions, AuditOutcome, run_audit};
+use unlearn::device::DeviceChoice;
+use unlearn::parallel::Shard;
+use unlearn::progress::Progress;
+
+const CONFIG: &str = r#"
+name = "tiny"
+data = "embedded"
+model = "mlp:16"
+forget = ["random:20"]
+[recipe]
+epochs = 1
+[[methods]]
+name = "finetune"
+params = { epochs = 1 }
+[audit]
+protocols = ["challenge", "ulira", "epsilon"]
+models = 6
+targets = 20
+bootstrap = 100
+[audit.certified]
+methods = ["newton-guo", "langevin"]
+epsilons = [1.0]
+runs = 20
+rows = 200
+regularization = 0.01
+training_steps = 100
+"#;
+
+fn options(jobs: usize, shard: Shard) -> AuditOptions {
+    AuditOptions {
+        jobs,
+        shard,
+        device: DeviceChoice::Cpu.device().unwrap().autodiff(),
+        progress: Progress { quiet: true },
+    }
+}
+
+fn whole(config: &AuditConfig, jobs: usize, results: &Path) -> PathBuf {
+    match run_audit(config, &options(jobs, Shard::WHOLE), results).unwrap() {
+        AuditOutcome::Whole { directory, .. } => directory,
+        AuditOutcome::Part { .. } => panic!("a whole run wrote a part"),
+    }
+}
+
+fn read(path: PathBuf) -> String {
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn threads_and_parts_give_the_results_of_one_process() {
+    let config = AuditConfig::parse(CONFIG).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let one = whole(&config, 1, &dir.path().join("one"));
+    let two = whole(&config, 2, &dir.path().join("two"));
+    let expected = read(one.join("audit.json"));
+    assert_eq!(read(two.join("audit.json")), expected, "--jobs 2 differs");
+    assert_eq!(read(two.join("audit.jsonl")), read(one.join("audit.jsonl")));
+
+    // Sanity rows (ALGORITHMS.md §F): no unlearning is "peaky" (ε = 50 everywhere, F = 0);
+    // retraining audited as a method scores the best F of all rows.
+    let summary: serde_json::Value = serde_json::from_str(&expected).unwrap();
+    let f = |method: &str| {
+        summary["challenge"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["method"] == method)
+            .unwrap()["forget_quality"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(f("original"), 0.0);
+    assert!(f("retrain") >= f("finetune"), "{summary}");
+    assert!(f("retrain") > 0.0);
+    assert_eq!(summary["epsilon"].as_array().unwrap().len(), 2);
+    assert_eq!(summary["ulira"].as_array().unwrap().len(), 3);
+
+    // Three parts as three separate runs, then merged.
+    let parts = dir.path().join("parts");
+    for index in 0..3 {
+        let outcome = run_audit(&config, &options(1, Shard { index, count: 3 }), &parts).unwrap();
+        assert!(matches!(outcome, AuditOutcome::Part { .. }));
+    }
+    let run = parts.join("tiny");
+    let (_, out) = merge(std::slice::from_ref(&run), None).unwrap();
+    assert_eq!(out, run);
+    assert_eq!(
+        read(run.join("audit.json")),
+        expected,
+        "merged parts differ"
+    );
+
+    // `unlearn report` rebuilds the same scores from the records.
+    std::fs::remove_file(run.join("audit.json")).unwrap();
+    rebuild(&run).unwrap();
+    assert_eq!(read(run.join("audit.json")), expected);
+    assert!(read(run.join("report.html")).contains("<svg"));
+    assert!(read(run.join("report.md")).contains("## F2: U-LiRA"));
+
+    // A missing part is named.
+    let part = |index: usize| run.join("parts").join(format!("{index}-of-3"));
+    let hidden = dir.path().join("hidden");
+    std::fs::rename(part(1), &hidden).unwrap();
+    let error = merge(std::slice::from_ref(&run), None)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("missing parts: 1-of-3"), "{error}");
+    // A part of another config is refused.
+    let other = AuditConfig::parse(&CONFIG.replace("bootstrap = 100", "bootstrap = 101")).unwrap();
+    run_audit(&other, &options(1, Shard { index: 1, count: 3 }), &parts).unwrap();
+    let error = merge(std::slice::from_ref(&run), None)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("another config"), "{error}");
+    // A truncated part is named.
+    std::fs::remove_dir_all(part(1)).unwrap();
+    std::fs::rename(&hidden, part(1)).unwrap();
+    let records = part(1).join("audit.jsonl");
+    let text = read(records.clone());
+    std::fs::write(&records, &text[..text.len() / 2]).unwrap();
+    let error = merge(std::slice::from_ref(&run), None)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("1-of-3"), "{error}");
+    // A part that did not finish (no part.json) is named.
+    std::fs::write(&records, &text).unwrap();
+    std::fs::remove_file(part(2).join("part.json")).unwrap();
+    let error = merge(std::slice::from_ref(&run), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("2-of-3") && error.contains("incomplete"),
+        "{error}"
+    );
+}
