@@ -279,10 +279,44 @@ struct DemoArgs {
 }
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 struct BenchArgs {
+    #[command(subcommand)]
+    command: Option<BenchCommand>,
+    #[command(flatten)]
+    run: BenchRunArgs,
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Build one grid's results from the parts of a sharded run (`--shard i/N`): checks that
+    /// every part is present, complete and from the same config.
+    Merge(BenchMergeArgs),
+}
+
+#[derive(Args)]
+struct BenchMergeArgs {
+    /// Part directories (results/NAME/parts/i-of-N) or grid directories holding parts/.
+    #[arg(required = true)]
+    directories: Vec<PathBuf>,
+    /// Where to write the merged results (default: the grid directory above parts/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct BenchRunArgs {
     /// The grid's config (see configs/).
     #[arg(long)]
-    config: PathBuf,
+    config: Option<PathBuf>,
+    /// Cells (forget set × seed) run at once (default: the number of cores); the records do
+    /// not depend on it.
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Run part i of N of the cells (0-based) into results/NAME/parts/i-of-N/; `auto/N` reads
+    /// SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX. Merge with `unlearn bench merge`.
+    #[arg(long)]
+    shard: Option<String>,
     /// Skip runs already recorded in results/NAME/runs.jsonl.
     #[arg(long, conflicts_with = "fresh")]
     resume: bool,
@@ -764,11 +798,29 @@ fn demo(global: &Global, args: DemoArgs) -> Result<()> {
 }
 
 fn bench(global: &Global, args: BenchArgs) -> Result<()> {
-    if certified_cmd::is_p3_config(&args.config) {
-        return certified_cmd::bench_p3(global, &args.config, &args.results_dir);
+    if let Some(BenchCommand::Merge(merge)) = args.command {
+        let (out, runs) = bench::merge(&merge.directories, merge.out.as_deref())?;
+        say!(
+            "merged {runs} runs into {0}/runs.jsonl, report.md, report.html, summary.json",
+            out.display()
+        );
+        return Ok(());
     }
-    let config = BenchConfig::load(&args.config)?;
+    let args = args.run;
+    let Some(config_path) = args.config else {
+        bail!("bench needs --config FILE (or `bench merge DIR...`)");
+    };
+    if certified_cmd::is_p3_config(&config_path) {
+        return certified_cmd::bench_p3(global, &config_path, &args.results_dir);
+    }
+    let config = BenchConfig::load(&config_path)?;
+    let shard = match args.shard.as_deref() {
+        Some(text) => unlearn::parallel::Shard::parse(text)?,
+        None => unlearn::parallel::Shard::WHOLE,
+    };
     let options = BenchOptions {
+        jobs: audit_cmd::jobs(args.jobs)?,
+        shard,
         results_dir: args.results_dir,
         cache_dir: args.cache_dir,
         resume: args.resume,
@@ -788,7 +840,14 @@ fn bench(global: &Global, args: BenchArgs) -> Result<()> {
             outcome.models_trained,
             outcome.models_cached
         );
-        say!("wrote {directory}/runs.jsonl, report.md, report.html, summary.json");
+        if shard.count > 1 {
+            say!(
+                "part {}: wrote {directory}/runs.jsonl and part.json (merge with `unlearn bench merge`)",
+                shard.label()
+            );
+        } else {
+            say!("wrote {directory}/runs.jsonl, report.md, report.html, summary.json");
+        }
     }
     Ok(())
 }

@@ -33,7 +33,12 @@ fn bench(config: &Path, results: &Path, cache: &Path, extra: &[&str]) -> serde_j
 
 /// The run records with timings removed.
 fn records_without_timings(results: &Path) -> Vec<serde_json::Value> {
-    let text = std::fs::read_to_string(results.join("smoke/runs.jsonl")).unwrap();
+    grid_records_without_timings(&results.join("smoke"))
+}
+
+/// The run records of a grid directory with timings removed.
+fn grid_records_without_timings(grid: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(grid.join("runs.jsonl")).unwrap();
     text.lines()
         .map(|line| {
             let mut record: serde_json::Value = serde_json::from_str(line).unwrap();
@@ -103,6 +108,54 @@ fn a_rerun_reuses_cached_models_and_reproduces_every_metric() {
         "bars, time scatter, UA-vs-TA scatter"
     );
     assert!(html.contains("Forgetting vs. utility"));
+}
+
+#[test]
+fn threads_and_parts_reproduce_the_one_thread_grid() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |name: &str, extra: &[&str]| {
+        let results = dir.path().join(name);
+        bench(
+            &smoke_config(),
+            &results,
+            &dir.path().join(format!("cache-{name}")),
+            extra,
+        );
+        results
+    };
+    let one = run("one", &["--jobs", "1"]);
+    let expected = grid_records_without_timings(&one.join("smoke"));
+    assert_eq!(expected.len(), 8);
+    let two = run("two", &["--jobs", "2"]);
+    assert_eq!(grid_records_without_timings(&two.join("smoke")), expected);
+    // Two parts (one cell each) run separately, then merged.
+    let parts = dir.path().join("parts");
+    for index in 0..2 {
+        let output = unlearn(&[
+            "bench",
+            "--config",
+            smoke_config().to_str().unwrap(),
+            "--results-dir",
+            parts.to_str().unwrap(),
+            "--cache-dir",
+            dir.path().join("cache-parts").to_str().unwrap(),
+            "--shard",
+            &format!("{index}/2"),
+            "--quiet",
+        ]);
+        assert!(output.status.success(), "{}", common::stderr(&output));
+    }
+    let grid = parts.join("smoke");
+    let part_one = grid.join("parts/1-of-2");
+    let moved = dir.path().join("moved");
+    std::fs::rename(&part_one, &moved).unwrap();
+    let output = unlearn(&["bench", "merge", grid.to_str().unwrap()]);
+    common::assert_one_line_failure(&output, "missing parts: 1-of-2");
+    std::fs::rename(&moved, &part_one).unwrap();
+    let output = unlearn(&["bench", "merge", grid.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    assert_eq!(grid_records_without_timings(&grid), expected);
+    assert!(grid.join("report.html").exists());
 }
 
 #[test]

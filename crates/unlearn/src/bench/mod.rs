@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::eval::{Evaluation, SplitPredictions, evaluate, predict_split};
 use crate::methods;
 use crate::model::{ModelSpec, TOOL_VERSION};
+use crate::parallel::Shard;
 use crate::pipeline::{RecordKind, RecordingPlan, Setup};
 use crate::progress::Progress;
 use crate::train::{RecordGrouping, RecordStore, SensitiveSet, ValueEncoding};
@@ -91,7 +92,27 @@ pub struct BenchOptions {
     pub device: Device,
     /// Progress display.
     pub progress: Progress,
+    /// Cells (forget set × seed) run at once, each on its own thread; the records do not
+    /// depend on it (their order is the grid's, whatever finishes first).
+    pub jobs: usize,
+    /// The part of the grid to run: a part writes its records to `NAME/parts/i-of-N/` for
+    /// [`merge`].
+    pub shard: Shard,
 }
+
+/// A part's description (`part.json`), written last: a part without it did not finish.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BenchPart {
+    /// The config's hash.
+    pub config_hash: String,
+    /// Which part.
+    pub shard: Shard,
+    /// The config.
+    pub config: BenchConfig,
+}
+
+/// A part's description file.
+pub const PART_FILE: &str = "part.json";
 
 /// What a grid run did.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -144,11 +165,74 @@ pub fn load_records(directory: &Path) -> Result<Vec<RunRecord>> {
     read_records(&path)
 }
 
-/// Runs every cell of `config`, appending records to `results_dir/NAME/runs.jsonl`, then
-/// writes the Markdown and HTML reports.
+/// The hash of a grid config (every key, defaults filled in): parts of one run carry it.
+pub fn config_hash(config: &BenchConfig) -> String {
+    crate::io::short_hash(serde_json::to_string(config).unwrap_or_default().as_bytes())
+}
+
+/// Every (forget selector, seed) cell of the grid, in report order.
+fn cells(config: &BenchConfig) -> Vec<(&String, u64)> {
+    config
+        .forget
+        .iter()
+        .flat_map(|forget| config.seeds.iter().map(move |&seed| (forget, seed)))
+        .collect()
+}
+
+/// The labels every cell records: `original`, `retrain`, then the methods.
+fn labels(config: &BenchConfig) -> Vec<&str> {
+    std::iter::once("original")
+        .chain(std::iter::once("retrain"))
+        .chain(config.methods.iter().map(|m| m.label()))
+        .collect()
+}
+
+/// Sorts records into the grid's order (cells, then labels), whatever order they finished in.
+fn sort_records(config: &BenchConfig, records: &mut [RunRecord]) {
+    let labels = labels(config);
+    let key = |record: &RunRecord| {
+        (
+            config
+                .forget
+                .iter()
+                .position(|f| *f == record.forget)
+                .unwrap_or(usize::MAX),
+            config
+                .seeds
+                .iter()
+                .position(|s| *s == record.seed)
+                .unwrap_or(usize::MAX),
+            labels
+                .iter()
+                .position(|l| *l == record.method)
+                .unwrap_or(usize::MAX),
+        )
+    };
+    records.sort_by_key(key);
+}
+
+fn records_text(records: &[RunRecord]) -> Result<String> {
+    let mut text = String::new();
+    for record in records {
+        text.push_str(
+            &serde_json::to_string(record)
+                .map_err(|e| Error::invalid(format!("cannot serialise a run: {e}")))?,
+        );
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+/// Runs every cell of `config` (those `options.shard` owns), `options.jobs` cells at once,
+/// appending records to `results_dir/NAME/runs.jsonl` as they finish, then rewrites the file
+/// in the grid's order and writes the Markdown and HTML reports. A part of a sharded grid
+/// writes `NAME/parts/i-of-N/runs.jsonl` and `part.json` instead (see [`merge`]).
 pub fn run_grid(config: &BenchConfig, options: &BenchOptions) -> Result<BenchOutcome> {
     config.validate()?;
-    let directory = options.results_dir.join(&config.name);
+    let mut directory = options.results_dir.join(&config.name);
+    if options.shard.count > 1 {
+        directory = directory.join("parts").join(options.shard.label());
+    }
     std::fs::create_dir_all(&directory).map_err(|e| Error::io(&directory, e))?;
     let runs_path = directory.join(RUNS_FILE);
     let previous = if options.resume {
@@ -163,41 +247,27 @@ pub fn run_grid(config: &BenchConfig, options: &BenchOptions) -> Result<BenchOut
     let config_json = serde_json::to_vec_pretty(config)
         .map_err(|e| Error::invalid(format!("cannot serialise the config: {e}")))?;
     crate::io::write_atomic(directory.join("config.json"), &config_json)?;
-    let mut runs_file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(options.resume)
-        .write(true)
-        .truncate(!options.resume)
-        .open(&runs_path)
-        .map_err(|e| Error::io(&runs_path, e))?;
     // Re-write the kept records so a dropped partial line does not stay in the file.
-    if options.resume {
-        let mut text = String::new();
-        for record in &previous {
-            text.push_str(&serde_json::to_string(record).unwrap_or_default());
-            text.push('\n');
-        }
-        crate::io::write_atomic(&runs_path, text.as_bytes())?;
-        runs_file = std::fs::OpenOptions::new()
+    crate::io::write_atomic(&runs_path, records_text(&previous)?.as_bytes())?;
+    let runs_file = std::sync::Mutex::new(
+        std::fs::OpenOptions::new()
             .append(true)
             .open(&runs_path)
-            .map_err(|e| Error::io(&runs_path, e))?;
-    }
+            .map_err(|e| Error::io(&runs_path, e))?,
+    );
 
     let source = DataSource::parse(&config.data)?;
-    let mut data = load(&source, 0)?;
+    let data = load(&source, 0)?;
     let spec = ModelSpec::parse(&config.model, data.train.shape, data.train.num_classes)?;
     let cache = ModelCache::new(&options.cache_dir);
-    let labels: Vec<&str> = std::iter::once("original")
-        .chain(std::iter::once("retrain"))
-        .chain(config.methods.iter().map(|m| m.label()))
+    let labels = labels(config);
+    let owned: Vec<(&String, u64)> = cells(config)
+        .into_iter()
+        .enumerate()
+        .filter(|(index, _)| options.shard.owns(*index))
+        .map(|(_, cell)| cell)
         .collect();
-    let cells: Vec<(&String, u64)> = config
-        .forget
-        .iter()
-        .flat_map(|forget| config.seeds.iter().map(move |&seed| (forget, seed)))
-        .collect();
-    let total = (cells.len() * labels.len()) as u64;
+    let total = (owned.len() * labels.len()) as u64;
     let bar = options.progress.bar(total, "runs");
     let mut outcome = BenchOutcome {
         directory: directory.clone(),
@@ -206,56 +276,214 @@ pub fn run_grid(config: &BenchConfig, options: &BenchOptions) -> Result<BenchOut
         models_trained: 0,
         models_cached: 0,
     };
-    let mut emitted = 0;
-    for (forget, seed) in cells {
-        let pending: Vec<&str> = labels
-            .iter()
-            .copied()
-            .filter(|label| !done.contains(&(forget.clone(), seed, label.to_string())))
-            .collect();
-        outcome.runs_skipped += labels.len() - pending.len();
-        bar.inc((labels.len() - pending.len()) as u64);
-        if pending.is_empty() {
+    let emitted = std::sync::atomic::AtomicUsize::new(0);
+    let cell_outcomes = crate::parallel::map_ordered(
+        options.jobs,
+        &owned,
+        || Ok(Some(data.clone())),
+        |state, _, &(forget, seed)| {
+            let mut cell_outcome = BenchOutcome {
+                directory: directory.clone(),
+                runs_done: 0,
+                runs_skipped: 0,
+                models_trained: 0,
+                models_cached: 0,
+            };
+            let pending: Vec<&str> = labels
+                .iter()
+                .copied()
+                .filter(|label| !done.contains(&(forget.clone(), seed, label.to_string())))
+                .collect();
+            cell_outcome.runs_skipped += labels.len() - pending.len();
+            bar.inc((labels.len() - pending.len()) as u64);
+            if pending.is_empty() {
+                return Ok(cell_outcome);
+            }
+            bar.set_prefix(format!("{forget} seed {seed}"));
+            let cell_data = state
+                .take()
+                .ok_or_else(|| Error::invalid("a worker lost its data after a failed cell"))?;
+            let selector = ForgetSelector::parse(forget)?;
+            let split = Split::new(&cell_data, &selector, seed)?;
+            let setup = Setup {
+                data_description: config.data.clone(),
+                data: cell_data,
+                split,
+                spec: spec.clone(),
+                recipe: config.recipe.recipe(seed),
+                device: options.device.clone(),
+                seed,
+                progress: Progress::hidden(),
+            };
+            let cell = run_cell(
+                config,
+                &setup,
+                &cache,
+                options,
+                &pending,
+                &mut cell_outcome,
+                |record| {
+                    let line = serde_json::to_string(record)
+                        .map_err(|e| Error::invalid(format!("cannot serialise a run: {e}")))?;
+                    let mut file = runs_file.lock().unwrap_or_else(|e| e.into_inner());
+                    writeln!(file, "{line}").map_err(|e| Error::io(&runs_path, e))?;
+                    file.flush().map_err(|e| Error::io(&runs_path, e))?;
+                    bar.inc(1);
+                    emitted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    Ok(())
+                },
+            );
+            *state = Some(setup.data);
+            cell?;
+            Ok(cell_outcome)
+        },
+    )?;
+    bar.finish_and_clear();
+    for cell in cell_outcomes {
+        outcome.runs_skipped += cell.runs_skipped;
+        outcome.models_trained += cell.models_trained;
+        outcome.models_cached += cell.models_cached;
+    }
+    outcome.runs_done = emitted.into_inner();
+    let mut records = read_records(&runs_path)?;
+    sort_records(config, &mut records);
+    crate::io::write_atomic(&runs_path, records_text(&records)?.as_bytes())?;
+    if options.shard.count > 1 {
+        let part = BenchPart {
+            config_hash: config_hash(config),
+            shard: options.shard,
+            config: config.clone(),
+        };
+        let json = serde_json::to_vec_pretty(&part)
+            .map_err(|e| Error::invalid(format!("cannot serialise the part: {e}")))?;
+        crate::io::write_atomic(directory.join(PART_FILE), &json)?;
+    } else {
+        write_reports(&directory, &records)?;
+    }
+    Ok(outcome)
+}
+
+/// Merges the parts of a sharded grid (part directories, or the grid's directory holding
+/// `parts/`) into `out` (default: the grid's directory): refuses parts of different configs,
+/// names missing or incomplete parts, and writes `runs.jsonl` and the reports as one process
+/// would. Returns the output directory and the number of records.
+pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(PathBuf, usize)> {
+    let mut directories = Vec::new();
+    for path in paths {
+        if path.join(PART_FILE).exists() {
+            directories.push(path.clone());
             continue;
         }
-        bar.set_prefix(format!("{forget} seed {seed}"));
-        let selector = ForgetSelector::parse(forget)?;
-        let split = Split::new(&data, &selector, seed)?;
-        let setup = Setup {
-            data_description: config.data.clone(),
-            data,
-            split,
-            spec: spec.clone(),
-            recipe: config.recipe.recipe(seed),
-            device: options.device.clone(),
-            seed,
-            progress: Progress::hidden(),
-        };
-        let cell = run_cell(
-            config,
-            &setup,
-            &cache,
-            options,
-            &pending,
-            &mut outcome,
-            |record| {
-                let line = serde_json::to_string(record)
-                    .map_err(|e| Error::invalid(format!("cannot serialise a run: {e}")))?;
-                writeln!(runs_file, "{line}").map_err(|e| Error::io(&runs_path, e))?;
-                runs_file.flush().map_err(|e| Error::io(&runs_path, e))?;
-                bar.inc(1);
-                emitted += 1;
-                Ok(())
-            },
-        );
-        data = setup.data;
-        cell?;
+        let holder = path.join("parts");
+        let entries = std::fs::read_dir(&holder).map_err(|_| {
+            Error::invalid(format!(
+                "{}: neither a bench part (no {PART_FILE}) nor a grid directory with parts/",
+                path.display()
+            ))
+        })?;
+        let mut found: Vec<PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        found.sort();
+        directories.extend(found);
     }
-    bar.finish_and_clear();
-    outcome.runs_done = emitted;
-    let records = read_records(&runs_path)?;
-    write_reports(&directory, &records)?;
-    Ok(outcome)
+    let mut parts: Vec<(PathBuf, BenchPart)> = Vec::new();
+    for directory in &directories {
+        let path = directory.join(PART_FILE);
+        let bytes = std::fs::read(&path).map_err(|_| {
+            Error::invalid(format!(
+                "{}: incomplete part (no {PART_FILE}; the part did not finish)",
+                directory.display()
+            ))
+        })?;
+        let part: BenchPart = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::format(&path, format!("not a bench part ({e})")))?;
+        parts.push((directory.clone(), part));
+    }
+    let Some((first_dir, first)) = parts.first() else {
+        return Err(Error::invalid("no bench parts to merge"));
+    };
+    let config = first.config.clone();
+    let count = first.shard.count;
+    let mut present = BTreeSet::new();
+    for (directory, part) in &parts {
+        if part.config_hash != first.config_hash || config_hash(&part.config) != part.config_hash {
+            return Err(Error::invalid(format!(
+                "{}: part of another config (hash {}, while {} has {})",
+                directory.display(),
+                part.config_hash,
+                first_dir.display(),
+                first.config_hash
+            )));
+        }
+        if part.shard.count != count || !present.insert(part.shard.index) {
+            return Err(Error::invalid(format!(
+                "{}: part {} does not fit a {count}-part run or is given twice",
+                directory.display(),
+                part.shard.label()
+            )));
+        }
+    }
+    let missing: Vec<String> = (0..count)
+        .filter(|index| !present.contains(index))
+        .map(|index| Shard { index, count }.label())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::invalid(format!(
+            "missing parts: {} (run them with --shard i/{count}, then merge again)",
+            missing.join(", ")
+        )));
+    }
+    let all_cells = cells(&config);
+    let labels = labels(&config);
+    let mut records = Vec::new();
+    for (directory, part) in &parts {
+        let part_records = read_records(&directory.join(RUNS_FILE))?;
+        let expected: BTreeSet<(String, u64, String)> = all_cells
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| part.shard.owns(*index))
+            .flat_map(|(_, (forget, seed))| {
+                labels
+                    .iter()
+                    .map(move |label| ((*forget).clone(), *seed, label.to_string()))
+            })
+            .collect();
+        let found: BTreeSet<(String, u64, String)> = part_records
+            .iter()
+            .map(|r| (r.forget.clone(), r.seed, r.method.clone()))
+            .collect();
+        if found != expected || part_records.len() != expected.len() {
+            return Err(Error::invalid(format!(
+                "{}: part {} holds {} of its {} runs",
+                directory.display(),
+                part.shard.label(),
+                found.intersection(&expected).count(),
+                expected.len()
+            )));
+        }
+        records.extend(part_records);
+    }
+    sort_records(&config, &mut records);
+    let out = match out {
+        Some(out) => out.to_path_buf(),
+        None => first_dir
+            .parent()
+            .filter(|parent| parent.file_name().is_some_and(|name| name == "parts"))
+            .and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .ok_or_else(|| {
+                Error::invalid("the parts are not under GRID/parts/; say where to write with --out")
+            })?,
+    };
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let config_json = serde_json::to_vec_pretty(&config)
+        .map_err(|e| Error::invalid(format!("cannot serialise the config: {e}")))?;
+    crate::io::write_atomic(out.join("config.json"), &config_json)?;
+    crate::io::write_atomic(out.join(RUNS_FILE), records_text(&records)?.as_bytes())?;
+    write_reports(&out, &records)?;
+    Ok((out, records.len()))
 }
 
 /// How a cell records its forget set for the amnesiac methods: one sum per class when the
