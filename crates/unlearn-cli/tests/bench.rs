@@ -227,6 +227,9 @@ fn every_shipped_grid_config_is_valid() {
         "p5_rare_class_adam",
         "p5_rare_class_cnn",
         "p5_rare_class_cnn_adam",
+        "p8_audit",
+        "p8_certified",
+        "p8_quick",
     ] {
         let path = configs.join(format!("{name}.toml"));
         let text = std::fs::read_to_string(&path).unwrap();
@@ -238,7 +241,9 @@ fn every_shipped_grid_config_is_valid() {
             );
             continue;
         }
-        let loaded = if unlearn::convex::bench::P3BenchConfig::is_p3(&text) {
+        let loaded = if name.starts_with("p8_") {
+            unlearn::audit::config::AuditConfig::load(&path).map(|_| ())
+        } else if unlearn::convex::bench::P3BenchConfig::is_p3(&text) {
             unlearn::convex::bench::P3BenchConfig::load(&path).map(|_| ())
         } else {
             unlearn::bench::BenchConfig::load(&path).map(|_| ())

@@ -168,11 +168,19 @@ impl CertifiedAuditPlan {
             &run_training(seed.wrapping_add(1)),
             self.noise_scale,
         )?;
-        Ok((
-            removal.model.weights,
-            retrained.model().weights.clone(),
-            removal.certificate.retrained,
-        ))
+        let mut b = retrained.model().weights.clone();
+        if self.resolved.method == "newton-sekhari" && !removal.certificate.retrained {
+            // Sekhari et al.'s definition compares with the mechanism run on D \ {x} with an
+            // empty deletion request, which publishes the minimiser with the same Gaussian
+            // noise; a freshly trained model publishes it without.
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed.wrapping_add(1) ^ 0xB_5EED);
+            let sigma = removal.certificate.noise_sigma * self.noise_scale;
+            for weight in &mut b {
+                *weight += sigma * rng.sample::<f64, _>(rand_distr::StandardNormal);
+            }
+        }
+        Ok((removal.model.weights, b, removal.certificate.retrained))
     }
 
     /// Run `run` (a pure function of the plan and `run`): both sides' statistics.

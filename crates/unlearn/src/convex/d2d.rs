@@ -43,6 +43,13 @@ pub struct DescentToDeleteConfig {
     pub delta: f64,
     /// Seed of the published noise.
     pub seed: u64,
+    /// Multiplies the noise actually drawn, never the accounting: 1 except in the audit's
+    /// power checks (`unlearn::audit::certified`). Not saved when 1.
+    #[serde(
+        default = "super::unit_scale",
+        skip_serializing_if = "super::is_unit_scale"
+    )]
+    pub noise_scale: f64,
 }
 
 impl DescentToDeleteConfig {
@@ -62,6 +69,7 @@ impl DescentToDeleteConfig {
             epsilon,
             delta,
             seed,
+            noise_scale: 1.0,
         }
     }
 }
@@ -196,7 +204,9 @@ impl DescentToDelete {
             )?;
         let mut published = self.progress.secret.clone();
         for weight in published.weights.iter_mut() {
-            *weight += sigma * self.progress.rng.sample::<f64, _>(StandardNormal);
+            *weight += sigma
+                * self.config.noise_scale
+                * self.progress.rng.sample::<f64, _>(StandardNormal);
         }
         project(&mut published.weights, self.radius);
         self.progress.published = published;

@@ -242,12 +242,6 @@ pub(crate) fn train_certified_with_noise_scale(
     noise_scale: f64,
 ) -> Result<(Box<dyn CertifiedUnlearner>, CertifiedTraining)> {
     training.check_method()?;
-    if noise_scale != 1.0 && !matches!(training.method.as_str(), "newton-guo" | "langevin") {
-        return Err(Error::invalid(format!(
-            "a noise scale applies to newton-guo and langevin, not {}",
-            training.method
-        )));
-    }
     let mut resolved = training.clone();
     let n = data.len();
     let delta = training.delta.unwrap_or(1.0 / n.max(2) as f64);
@@ -293,6 +287,7 @@ pub(crate) fn train_certified_with_noise_scale(
                 config.capacity = capacity;
             }
             resolved.capacity = Some(config.capacity);
+            config.noise_scale = noise_scale;
             Box::new(NewtonSekhari::train(data, config)?)
         }
         "d2d" => {
@@ -307,6 +302,7 @@ pub(crate) fn train_certified_with_noise_scale(
                 config.capacity = capacity;
             }
             resolved.capacity = Some(config.capacity);
+            config.noise_scale = noise_scale;
             Box::new(DescentToDelete::train(data, config)?)
         }
         _ => {

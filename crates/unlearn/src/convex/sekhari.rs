@@ -49,6 +49,13 @@ pub struct NewtonSekhariConfig {
     pub newton: NewtonOptions,
     /// Seed of the output noise.
     pub seed: u64,
+    /// Multiplies the noise actually drawn, never the accounting: 1 except in the audit's
+    /// power checks (`unlearn::audit::certified`). Not saved when 1.
+    #[serde(
+        default = "super::unit_scale",
+        skip_serializing_if = "super::is_unit_scale"
+    )]
+    pub noise_scale: f64,
 }
 
 impl NewtonSekhariConfig {
@@ -63,6 +70,7 @@ impl NewtonSekhariConfig {
             capacity: 100,
             newton: NewtonOptions::default(),
             seed,
+            noise_scale: 1.0,
         }
     }
 }
@@ -304,7 +312,9 @@ impl CertifiedUnlearner for NewtonSekhari {
                 privacy::gaussian_sigma(sensitivity, self.config.epsilon, self.config.delta)?;
             let mut published = self.newton_estimate()?;
             for weight in published.weights.iter_mut() {
-                *weight += sigma * self.progress.rng.sample::<f64, _>(StandardNormal);
+                *weight += sigma
+                    * self.config.noise_scale
+                    * self.progress.rng.sample::<f64, _>(StandardNormal);
             }
             self.progress.published = published;
             self.progress.last_sigma = sigma;
