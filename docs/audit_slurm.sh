@@ -55,6 +55,11 @@ if [ -z "$PARTS" ] || [ "$SLURM_ARRAY_TASK_ID" -ge "$PARTS" ]; then
   exit 2
 fi
 
+if ! command -v "$UNLEARN" >/dev/null; then
+  echo "audit_slurm.sh: '$UNLEARN' not found (PATH=$PATH); submit with --export=ALL,... or set UNLEARN=/abs/path/unlearn" >&2
+  exit 2
+fi
+
 args=(--config "$CONFIG" --shard "auto/$PARTS" --jobs "${SLURM_CPUS_PER_TASK:-1}" --quiet)
 [ -n "${RESULTS:-}" ] && args+=(--results-dir "$RESULTS")
 [ -n "${SEED:-}" ] && args+=(--seed "$SEED")

@@ -50,8 +50,10 @@ cleanup() {
     kill "${STARTED[i]}" 2>/dev/null || true
   done
   for i in "${STARTED[@]}"; do
-    # wait only works on our children; poll so that the daemons are gone before we return
+    # gone within 5 s, else SIGKILL (a hung daemon must not keep the script from exiting)
     for _ in $(seq 50); do kill -0 "$i" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$i" 2>/dev/null && kill -KILL "$i" 2>/dev/null
+    wait "$i" 2>/dev/null || true
   done
   if [ "$OK" = 1 ] && [ -z "${KEEP:-}" ]; then
     rm -rf "$WORK"
