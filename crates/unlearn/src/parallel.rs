@@ -160,6 +160,97 @@ impl Shard {
     }
 }
 
+/// The part directories named by `paths` (sorted within each run): a directory holding
+/// `part_file` is a part; otherwise the subdirectories of its `parts/` are. `what` names the
+/// kind of run in errors (`audit`, `bench`).
+pub fn part_directories(
+    paths: &[std::path::PathBuf],
+    part_file: &str,
+    what: &str,
+) -> Result<Vec<std::path::PathBuf>> {
+    let mut parts = Vec::new();
+    for path in paths {
+        if path.join(part_file).exists() {
+            parts.push(path.clone());
+            continue;
+        }
+        let entries = std::fs::read_dir(path.join("parts")).map_err(|_| {
+            Error::invalid(format!(
+                "{}: neither a {what} part (no {part_file}) nor a run directory with parts/",
+                path.display()
+            ))
+        })?;
+        let mut found: Vec<std::path::PathBuf> = entries
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        found.sort();
+        parts.extend(found);
+    }
+    if parts.is_empty() {
+        return Err(Error::invalid(format!("no {what} parts to merge")));
+    }
+    Ok(parts)
+}
+
+/// Checks that `parts` (directory, shard) are all N parts of one run: the same N, none given
+/// twice, none missing (named, with how to run them).
+pub fn check_parts(parts: &[(&std::path::Path, Shard)]) -> Result<()> {
+    let Some((first_dir, first)) = parts.first() else {
+        return Err(Error::invalid("no parts to merge"));
+    };
+    let count = first.count;
+    let mut present: std::collections::BTreeMap<usize, &std::path::Path> = Default::default();
+    for (directory, shard) in parts {
+        if shard.count != count {
+            return Err(Error::invalid(format!(
+                "{}: part {} of a {}-part run, while {} is of a {count}-part run",
+                directory.display(),
+                shard.label(),
+                shard.count,
+                first_dir.display()
+            )));
+        }
+        if let Some(other) = present.insert(shard.index, directory) {
+            return Err(Error::invalid(format!(
+                "part {} given twice: {} and {}",
+                shard.label(),
+                other.display(),
+                directory.display()
+            )));
+        }
+    }
+    let missing: Vec<String> = (0..count)
+        .filter(|index| !present.contains_key(index))
+        .map(|index| Shard { index, count }.label())
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::invalid(format!(
+            "missing parts: {} (run them with --shard i/{count}, then merge again)",
+            missing.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// Where a merge writes: `out`, or the run directory above the first part's `parts/`.
+pub fn merge_directory(
+    first_part: &std::path::Path,
+    out: Option<&std::path::Path>,
+) -> Result<std::path::PathBuf> {
+    match out {
+        Some(out) => Ok(out.to_path_buf()),
+        None => first_part
+            .parent()
+            .filter(|parent| parent.file_name().is_some_and(|name| name == "parts"))
+            .and_then(std::path::Path::parent)
+            .map(std::path::Path::to_path_buf)
+            .ok_or_else(|| {
+                Error::invalid("the parts are not under RUN/parts/; say where to write with --out")
+            }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

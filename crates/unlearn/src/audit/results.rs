@@ -426,41 +426,12 @@ pub fn write_part(
     write_atomic(directory.join(PART_FILE), &to_json(&description)?)
 }
 
-/// The part directories named by `paths`: each is a part (holds `part.json`) or holds them
-/// under `parts/`.
-fn part_directories(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut parts = Vec::new();
-    for path in paths {
-        if path.join(PART_FILE).exists() {
-            parts.push(path.clone());
-            continue;
-        }
-        let holder = path.join("parts");
-        let entries = std::fs::read_dir(&holder).map_err(|_| {
-            Error::invalid(format!(
-                "{}: neither an audit part (no {PART_FILE}) nor a run directory with parts/",
-                path.display()
-            ))
-        })?;
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        found.sort();
-        parts.extend(found);
-    }
-    Ok(parts)
-}
-
 /// Merges the parts named by `paths` (part directories, or run directories holding `parts/`)
 /// into `out`: refuses parts from different configs, names missing or incomplete parts, and
 /// writes the results one process would have written. Returns the scores and the output
 /// directory.
 pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(AuditSummary, PathBuf)> {
-    let directories = part_directories(paths)?;
-    if directories.is_empty() {
-        return Err(Error::invalid("no audit parts to merge"));
-    }
+    let directories = crate::parallel::part_directories(paths, PART_FILE, "audit")?;
     let mut parts: Vec<(PathBuf, PartDescription)> = Vec::new();
     for directory in &directories {
         let path = directory.join(PART_FILE);
@@ -476,16 +447,10 @@ pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(AuditSummary, Pat
     }
     let (first_dir, first) = &parts[0];
     let config = first.config.clone();
-    if config.hash() != first.config_hash {
-        return Err(Error::invalid(format!(
-            "{}: its config does not hash to the hash it records",
-            first_dir.display()
-        )));
-    }
-    let count = first.shard.count;
-    let mut present: BTreeMap<usize, &PathBuf> = BTreeMap::new();
     for (directory, description) in &parts {
-        if description.config_hash != first.config_hash {
+        if description.config_hash != first.config_hash
+            || description.config.hash() != description.config_hash
+        {
             return Err(Error::invalid(format!(
                 "{}: part of another config (hash {}, while {} has {})",
                 directory.display(),
@@ -494,34 +459,13 @@ pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(AuditSummary, Pat
                 first.config_hash
             )));
         }
-        if description.shard.count != count {
-            return Err(Error::invalid(format!(
-                "{}: part {} of a {}-part run, while {} is of a {count}-part run",
-                directory.display(),
-                description.shard.label(),
-                description.shard.count,
-                first_dir.display()
-            )));
-        }
-        if let Some(other) = present.insert(description.shard.index, directory) {
-            return Err(Error::invalid(format!(
-                "part {} given twice: {} and {}",
-                description.shard.label(),
-                other.display(),
-                directory.display()
-            )));
-        }
     }
-    let missing: Vec<String> = (0..count)
-        .filter(|index| !present.contains_key(index))
-        .map(|index| Shard { index, count }.label())
+    let shards: Vec<(&Path, Shard)> = parts
+        .iter()
+        .map(|(directory, description)| (directory.as_path(), description.shard))
         .collect();
-    if !missing.is_empty() {
-        return Err(Error::invalid(format!(
-            "missing parts: {} (run them with --shard i/{count}, then merge again)",
-            missing.join(", ")
-        )));
-    }
+    crate::parallel::check_parts(&shards)?;
+    let count = first.shard.count;
     let all_units = units(&config).len();
     let mut records = Vec::new();
     let (mut models, mut seconds, mut jobs) = (0, 0.0, 0);
@@ -550,17 +494,7 @@ pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(AuditSummary, Pat
         jobs = jobs.max(description.cost.jobs);
     }
     records.sort_by_key(|r| r.unit);
-    let out = match out {
-        Some(out) => out.to_path_buf(),
-        None => first_dir
-            .parent()
-            .filter(|parent| parent.file_name().is_some_and(|name| name == "parts"))
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .ok_or_else(|| {
-                Error::invalid("the parts are not under RUN/parts/; say where to write with --out")
-            })?,
-    };
+    let out = crate::parallel::merge_directory(first_dir, out)?;
     let cost = Cost::new(models, seconds, jobs, count);
     let summary = write_results(&out, &config, &records, &cost)?;
     Ok((summary, out))

@@ -368,26 +368,7 @@ pub fn run_grid(config: &BenchConfig, options: &BenchOptions) -> Result<BenchOut
 /// names missing or incomplete parts, and writes `runs.jsonl` and the reports as one process
 /// would. Returns the output directory and the number of records.
 pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(PathBuf, usize)> {
-    let mut directories = Vec::new();
-    for path in paths {
-        if path.join(PART_FILE).exists() {
-            directories.push(path.clone());
-            continue;
-        }
-        let holder = path.join("parts");
-        let entries = std::fs::read_dir(&holder).map_err(|_| {
-            Error::invalid(format!(
-                "{}: neither a bench part (no {PART_FILE}) nor a grid directory with parts/",
-                path.display()
-            ))
-        })?;
-        let mut found: Vec<PathBuf> = entries
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir())
-            .collect();
-        found.sort();
-        directories.extend(found);
-    }
+    let directories = crate::parallel::part_directories(paths, PART_FILE, "bench")?;
     let mut parts: Vec<(PathBuf, BenchPart)> = Vec::new();
     for directory in &directories {
         let path = directory.join(PART_FILE);
@@ -401,12 +382,8 @@ pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(PathBuf, usize)> 
             .map_err(|e| Error::format(&path, format!("not a bench part ({e})")))?;
         parts.push((directory.clone(), part));
     }
-    let Some((first_dir, first)) = parts.first() else {
-        return Err(Error::invalid("no bench parts to merge"));
-    };
+    let (first_dir, first) = &parts[0];
     let config = first.config.clone();
-    let count = first.shard.count;
-    let mut present = BTreeSet::new();
     for (directory, part) in &parts {
         if part.config_hash != first.config_hash || config_hash(&part.config) != part.config_hash {
             return Err(Error::invalid(format!(
@@ -417,24 +394,12 @@ pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(PathBuf, usize)> 
                 first.config_hash
             )));
         }
-        if part.shard.count != count || !present.insert(part.shard.index) {
-            return Err(Error::invalid(format!(
-                "{}: part {} does not fit a {count}-part run or is given twice",
-                directory.display(),
-                part.shard.label()
-            )));
-        }
     }
-    let missing: Vec<String> = (0..count)
-        .filter(|index| !present.contains(index))
-        .map(|index| Shard { index, count }.label())
+    let shards: Vec<(&Path, Shard)> = parts
+        .iter()
+        .map(|(directory, part)| (directory.as_path(), part.shard))
         .collect();
-    if !missing.is_empty() {
-        return Err(Error::invalid(format!(
-            "missing parts: {} (run them with --shard i/{count}, then merge again)",
-            missing.join(", ")
-        )));
-    }
+    crate::parallel::check_parts(&shards)?;
     let all_cells = cells(&config);
     let labels = labels(&config);
     let mut records = Vec::new();
@@ -466,17 +431,7 @@ pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(PathBuf, usize)> 
         records.extend(part_records);
     }
     sort_records(&config, &mut records);
-    let out = match out {
-        Some(out) => out.to_path_buf(),
-        None => first_dir
-            .parent()
-            .filter(|parent| parent.file_name().is_some_and(|name| name == "parts"))
-            .and_then(Path::parent)
-            .map(Path::to_path_buf)
-            .ok_or_else(|| {
-                Error::invalid("the parts are not under GRID/parts/; say where to write with --out")
-            })?,
-    };
+    let out = crate::parallel::merge_directory(first_dir, out)?;
     std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
     let config_json = serde_json::to_vec_pretty(&config)
         .map_err(|e| Error::invalid(format!("cannot serialise the config: {e}")))?;
