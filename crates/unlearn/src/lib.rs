@@ -19,6 +19,7 @@ pub mod model;
 pub mod pipeline;
 pub mod privacy;
 pub mod progress;
+pub mod sisa;
 pub mod store;
 pub mod train;
 
