@@ -44,9 +44,9 @@ fn jobs(jobs: Option<usize>) -> Result<usize> {
     }
 }
 
-fn describe_retrained(summary: &RetrainSummary, shards: usize) -> String {
+fn describe_retrained(summary: &RetrainSummary, shards: usize, verb: &str) -> String {
     if summary.shards.is_empty() {
-        return format!("retrained none of {shards} shards");
+        return format!("{verb} none of {shards} shards");
     }
     let list: Vec<String> = summary
         .shards
@@ -61,7 +61,7 @@ fn describe_retrained(summary: &RetrainSummary, shards: usize) -> String {
         })
         .collect();
     format!(
-        "retrained {} of {shards} shards ({}): {:.1}% of the training sample-steps",
+        "{verb} {} of {shards} shards ({}): {:.1}% of the training sample-steps",
         summary.shards.len(),
         list.join(", "),
         100.0 * summary.share
@@ -262,7 +262,7 @@ pub fn forget(global: &Global, args: &ForgetArgs, model: &Path, out: &Path) -> R
             "sisa forgot {} samples in {seconds:.2}s ({} steps): {}",
             request.len(),
             summary.steps,
-            describe_retrained(&summary, shards)
+            describe_retrained(&summary, shards, "retrained")
         );
         if skipped > 0 {
             say!("({skipped} ids of the request had already been removed)");
@@ -300,11 +300,11 @@ fn assemble(global: &Global, dir: &Path) -> Result<()> {
         );
     } else {
         say!(
-            "assembled {} shards into {} (ensemble {}); {}",
+            "assembled {} shards into {} (ensemble {}); their last runs {}",
             ensemble.plan.config.shards,
             dir.join(disk::MANIFEST_FILE).display(),
             manifest.ensemble_hash,
-            describe_retrained(&manifest.last_run, ensemble.plan.config.shards)
+            describe_retrained(&manifest.last_run, ensemble.plan.config.shards, "trained")
         );
     }
     Ok(())

@@ -882,7 +882,7 @@ pub fn run_as_method(setup: &Setup, config: SisaConfig) -> Result<SisaMethodRun>
         .iter()
         .map(|shard| {
             format!(
-                "{} from slice {}",
+                "shard {} from slice {}",
                 shard.shard,
                 shard.slices.first().copied().unwrap_or_default()
             )
