@@ -24,6 +24,7 @@ pub enum SisaCommand {
     },
 }
 
+/// Runs `unlearn sisa SUBCOMMAND`.
 pub fn run(global: &Global, command: SisaCommand) -> Result<()> {
     match command {
         SisaCommand::Assemble { dir } => assemble(global, &dir),
@@ -68,6 +69,8 @@ fn describe_retrained(summary: &RetrainSummary, shards: usize, verb: &str) -> St
     )
 }
 
+/// `unlearn train --sisa`: the whole ensemble (then assembled), or one shard with
+/// `--shard-index` (Bourtoule et al. 2021).
 pub fn train(global: &Global, args: &TrainArgs, sisa: &str) -> Result<()> {
     let config = SisaConfig::parse(sisa)?;
     let jobs = jobs(args.jobs)?;
@@ -143,6 +146,8 @@ pub fn train(global: &Global, args: &TrainArgs, sisa: &str) -> Result<()> {
     Ok(())
 }
 
+/// `unlearn forget` on a SISA ensemble: retrains the affected shards from their slice
+/// checkpoints into `out` (all of them, or one with `--shard-index`).
 pub fn forget(global: &Global, args: &ForgetArgs, model: &Path, out: &Path) -> Result<()> {
     if let Some(method) = &args.method
         && method != "sisa"
@@ -310,6 +315,7 @@ fn assemble(global: &Global, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `unlearn eval` on a SISA ensemble: its split (or `--split`), against `--reference`.
 pub fn eval(global: &Global, args: &EvalArgs) -> Result<()> {
     let device = DeviceChoice::parse(&global.device)?.device()?.autodiff();
     let (_, ensemble, saved_split) = disk::load(&args.model, &device)?;

@@ -552,6 +552,7 @@ pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
                     method,
                     &unlearn::methods::MethodParams::parse(&policy.params)?,
                 )?;
+                unlearn::store::neural::refuse_sisa(method)?;
             } else {
                 refuse_neural_policy(&policy)?;
             }

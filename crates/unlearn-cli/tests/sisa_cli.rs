@@ -285,6 +285,42 @@ fn bad_sisa_input_is_refused_with_one_line_and_no_output() {
     assert_one_line_failure(&output, "--forget is required");
     let output = unlearn(&["sisa", "assemble", path(&dir.path().join("nothing"))]);
     assert_one_line_failure(&output, "plan.json");
+    // sisa is not a method for a single network, nor for a store (which holds one network).
+    let plain = dir.path().join("plain.safetensors");
+    let output = unlearn(&[
+        "train",
+        "--model",
+        "mlp:8",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        path(&plain),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        path(&plain),
+        "--method",
+        "sisa",
+        "--out",
+        path(&dir.path().join("p2.safetensors")),
+    ]);
+    assert_one_line_failure(&output, "train --sisa");
+    assert!(!dir.path().join("p2.safetensors").exists());
+    let output = unlearn(&[
+        "store",
+        "import",
+        "--store",
+        path(&dir.path().join("store")),
+        "--from",
+        path(&plain),
+        "--method",
+        "sisa",
+    ]);
+    assert_one_line_failure(&output, "store's method");
+    assert!(!dir.path().join("store").exists());
 }
 
 #[test]

@@ -432,6 +432,13 @@ fn bad_deletions_and_shard_indices_are_refused() {
     let once = plan.with_removed(data, &[3], String::new()).unwrap();
     let twice = once.with_removed(data, &[3], String::new());
     assert!(twice.unwrap_err().to_string().contains("already removed"));
+    // More shards than samples would leave a shard untrained.
+    let mut tiny = setup;
+    tiny.split.train.truncate(3);
+    tiny.split.forget = vec![tiny.split.train[0]];
+    tiny.split.refresh_forget_hash();
+    let error = SisaPlan::new(config(), &tiny).unwrap_err().to_string();
+    assert!(error.contains("too many"), "{error}");
     let env = |name: &str| (name == "JOB_COMPLETION_INDEX").then(|| "3".to_string());
     assert_eq!(plan.shard_index("auto", &env).unwrap(), 3);
     assert_eq!(plan.shard_index("2", &env).unwrap(), 2);

@@ -28,7 +28,7 @@ use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The plan file of an ensemble directory.
 pub const PLAN_FILE: &str = "plan.json";
@@ -523,7 +523,7 @@ pub fn load(dir: &Path, device: &Device) -> Result<(SisaManifest, SisaEnsemble, 
 
 /// Writes a whole ensemble into `dir` (plan, split, every shard, then the manifest), after
 /// removing any previous manifest so that an interrupted write is never taken for an
-/// assembled ensemble. `removed[shard]` are the ids the last run removed from each shard.
+/// assembled ensemble. `summary` (of a deletion) names the ids removed from each shard.
 pub fn save(
     dir: &Path,
     ensemble: &SisaEnsemble,
@@ -565,9 +565,4 @@ pub fn refuse_foreign_dir(dir: &Path) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The manifest path of an ensemble directory.
-pub fn manifest_path(dir: &Path) -> PathBuf {
-    dir.join(MANIFEST_FILE)
 }
