@@ -335,3 +335,112 @@ fn sisa_is_listed_among_the_methods() {
     );
     assert!(stdout(&unlearn(&["methods"])).contains("sisa"));
 }
+
+#[test]
+fn sisa_deletions_are_recorded_in_a_store_ledger_and_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    let output = unlearn(&[
+        "train",
+        "--sisa",
+        "shards=3,slices=2",
+        "--model",
+        "mlp:8",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        path(&model),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let store = dir.path().join("store");
+    let output = unlearn(&[
+        "store",
+        "import",
+        "--store",
+        path(&store),
+        "--from",
+        path(&model),
+        "--method",
+        "finetune",
+    ]);
+    assert_one_line_failure(&output, "do not apply");
+    let output = unlearn(&[
+        "store",
+        "import",
+        "--store",
+        path(&store),
+        "--from",
+        path(&model),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    // Two requests in sequence; ids already removed are refused by the store.
+    let first = write_ids(dir.path(), &[10, 2000]);
+    let report = stdout_json(&unlearn(&[
+        "forget",
+        "--store",
+        path(&store),
+        "--forget",
+        &first,
+        "--json",
+    ]));
+    assert_eq!(report["version"], 1);
+    let share = report["info"]["share_recomputed"].as_f64().unwrap();
+    assert!(share > 0.0 && share <= 1.0);
+    assert!(
+        !report["info"]["sisa"]["shards"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    let second = write_ids(dir.path(), &[7000]);
+    let report = stdout_json(&unlearn(&[
+        "forget",
+        "--store",
+        path(&store),
+        "--forget",
+        &second,
+        "--json",
+    ]));
+    assert_eq!(report["version"], 2);
+    assert_eq!(report["info"]["removed_count"], 3);
+    let again = unlearn(&["forget", "--store", path(&store), "--forget", &second]);
+    assert_one_line_failure(&again, "already removed");
+    // Exact: the store's ensemble is the one forgetting all three ids at once gives.
+    let all = write_ids(dir.path(), &[10, 2000, 7000]);
+    let at_once = dir.path().join("at-once");
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        path(&model),
+        "--forget",
+        &all,
+        "--out",
+        path(&at_once),
+        "--quiet",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let shown = stdout_json(&unlearn(&[
+        "store",
+        "show",
+        "--store",
+        path(&store),
+        "--json",
+    ]));
+    assert_eq!(
+        shown["model_hash"].as_str().unwrap(),
+        ensemble_hash(&at_once)
+    );
+    assert_eq!(shown["kind"], "sisa");
+    let output = unlearn(&["verify", "--store", path(&store), "--replay"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("reproduces every ensemble"),
+        "{}",
+        stdout(&output)
+    );
+    // The ledger export names each deletion.
+    let output = unlearn(&["store", "export", "--store", path(&store)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).lines().count() >= 3);
+}

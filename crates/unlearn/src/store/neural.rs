@@ -101,13 +101,13 @@ pub fn import_model(
     Store::create(dir, ModelKind::Neural, policy, first, None)
 }
 
-/// Refuses `sisa` as a store's method: a neural store applies its method to one network,
-/// while a SISA ensemble (Bourtoule et al. 2021) is a directory of shards that stores do not
-/// hold yet.
+/// Refuses `sisa` as a neural store's method: a neural store applies its method to one
+/// network, while a SISA ensemble (Bourtoule et al. 2021) is imported as such (its own store
+/// kind, [`super::sisa`]).
 pub fn refuse_sisa(method: &str) -> Result<()> {
     if method == "sisa" {
         return Err(Error::invalid(
-            "sisa cannot be a store's method: a store holds one network, and a SISA ensemble is kept as its own directory (`unlearn train --sisa`, `unlearn forget --model DIR`)",
+            "sisa cannot be a neural store's method: a neural store holds one network; import a SISA ensemble directory instead (`unlearn store import --from DIR`, DIR made by `unlearn train --sisa`)",
         ));
     }
     Ok(())
