@@ -19,6 +19,7 @@ macro_rules! say {
 mod audit_cmd;
 mod certified_cmd;
 mod kmeans_cmd;
+mod sisa_cmd;
 mod store_cmd;
 
 use anyhow::{Context, Result, bail};
@@ -100,6 +101,9 @@ enum Command {
     Store(store_cmd::StoreCommand),
     /// Run the deletion-request service over a model store (HTTP; see the README).
     Serve(store_cmd::ServeArgs),
+    /// SISA shard ensembles (Bourtoule et al. 2021): assemble shards trained as separate jobs.
+    #[command(subcommand)]
+    Sisa(sisa_cmd::SisaCommand),
 }
 
 #[derive(Args)]
@@ -195,6 +199,18 @@ struct TrainArgs {
     /// remove whole classes).
     #[arg(long, default_value = "none")]
     record_groups: String,
+    /// Train a SISA shard ensemble instead (Bourtoule et al. 2021):
+    /// shards=S,slices=R[,aggregate=vote|mean-softmax][,stratified=true]. OUT is then a
+    /// directory (manifest sisa.json, plan, split and one subdirectory per shard).
+    #[arg(long, conflicts_with_all = ["certified", "store", "record"])]
+    sisa: Option<String>,
+    /// With --sisa: train only this shard (a number, or `auto` to read SLURM_ARRAY_TASK_ID or
+    /// JOB_COMPLETION_INDEX); then `unlearn sisa assemble OUT` once every shard is trained.
+    #[arg(long, requires = "sisa", conflicts_with = "jobs")]
+    shard_index: Option<String>,
+    /// With --sisa: shards trained at once on this machine (the result does not depend on it).
+    #[arg(long, requires = "sisa")]
+    jobs: Option<usize>,
 }
 
 #[derive(Args)]
@@ -238,6 +254,13 @@ struct ForgetArgs {
     /// MODEL.amnesiac-batch.records and MODEL.amnesiac-sample.records files next to it.
     #[arg(long = "records")]
     records: Vec<PathBuf>,
+    /// On a SISA ensemble: retrain only this shard (a number, or `auto` for
+    /// SLURM_ARRAY_TASK_ID / JOB_COMPLETION_INDEX); then `unlearn sisa assemble OUT`.
+    #[arg(long, conflicts_with = "jobs")]
+    shard_index: Option<String>,
+    /// On a SISA ensemble: shards retrained at once on this machine (same result for any value).
+    #[arg(long)]
+    jobs: Option<usize>,
 }
 
 #[derive(Args)]
@@ -417,6 +440,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Store(command) => store_cmd::run(&global, command),
         Command::Serve(args) => store_cmd::serve(&global, &args),
+        Command::Sisa(command) => sisa_cmd::run(&global, command),
         Command::Methods => {
             if global.json {
                 let entries: Vec<serde_json::Value> = methods::registry()
@@ -475,6 +499,9 @@ fn build_setup(
 }
 
 fn train(global: &Global, args: TrainArgs) -> Result<()> {
+    if let Some(sisa) = &args.sisa {
+        return sisa_cmd::train(global, &args, sisa);
+    }
     if let Some(method) = &args.certified {
         return certified_cmd::train(global, &args, method);
     }
@@ -642,6 +669,15 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
     let (Some(model), Some(out)) = (args.model.clone(), args.out.clone()) else {
         bail!("--model and --out are required (or --store)");
     };
+    if unlearn::sisa::disk::is_sisa_dir(&model) {
+        return sisa_cmd::forget(global, &args, &model, &out);
+    }
+    if args.shard_index.is_some() || args.jobs.is_some() {
+        bail!(
+            "--shard-index and --jobs apply to SISA ensembles only, and {} is not one (no sisa.json)",
+            model.display()
+        );
+    }
     if unlearn::convex::CertifiedModelFile::is_certified_model(&model) {
         return certified_cmd::forget(global, &args, &model, &out);
     }
@@ -709,6 +745,9 @@ fn eval(global: &Global, args: EvalArgs) -> Result<()> {
             args.model.display()
         );
     }
+    if unlearn::sisa::disk::is_sisa_dir(&args.model) {
+        return sisa_cmd::eval(global, &args);
+    }
     let (setup, artifact) = load_model_context(global, &args.model, args.data, args.split, None)?;
     let reference = match &args.reference {
         None => None,
@@ -724,11 +763,20 @@ fn eval(global: &Global, args: EvalArgs) -> Result<()> {
             ),
             None => format!("evaluating {}", args.model.display()),
         })?;
+    print_evaluation(global, &args.model, &evaluation)
+}
+
+/// Prints an evaluation as `unlearn eval` does (JSON with --json).
+fn print_evaluation(
+    global: &Global,
+    model: &Path,
+    evaluation: &unlearn::eval::Evaluation,
+) -> Result<()> {
     if global.json {
-        say!("{}", serde_json::to_string(&evaluation)?);
+        say!("{}", serde_json::to_string(evaluation)?);
     } else {
         let headline = evaluation.headline;
-        say!("model     {}", args.model.display());
+        say!("model     {}", model.display());
         say!(
             "UA        {:.2}  (100 − forget accuracy)",
             headline.unlearn_accuracy
@@ -755,7 +803,10 @@ fn eval(global: &Global, args: EvalArgs) -> Result<()> {
             );
             say!("KL(D_f)   {:.4}", reference.kl_forget);
             say!("JS(D_f)   {:.4}", reference.js_forget);
-            say!("‖θ−θ_R‖   {:.3}", reference.parameter_distance);
+            match reference.parameter_distance {
+                Some(distance) => say!("‖θ−θ_R‖   {distance:.3}"),
+                None => say!("‖θ−θ_R‖   –  (an ensemble has no single parameter vector)"),
+            }
         }
     }
     Ok(())

@@ -257,6 +257,9 @@ pub fn forget(global: &Global, args: &ForgetArgs, dir: &Path) -> Result<()> {
     if store.kind() == ModelKind::Neural {
         return forget_neural(global, args, &mut store, &selector);
     }
+    if store.kind() == ModelKind::Sisa {
+        return forget_sisa(global, args, &mut store, &selector);
+    }
     let description = match &args.data {
         Some(data) => data.clone(),
         None => certified::data_description(&store)?,
@@ -373,6 +376,69 @@ fn forget_neural(
     Ok(())
 }
 
+/// `forget --store` on a SISA store (Bourtoule et al. 2021): the request is committed, then
+/// applied by retraining the affected shards, recorded in the ledger.
+fn forget_sisa(
+    global: &Global,
+    args: &ForgetArgs,
+    store: &mut Store,
+    selector: &ForgetSelector,
+) -> Result<()> {
+    let device = device(global)?;
+    let plan = unlearn::store::sisa::current_plan(store)?;
+    let description = args.data.clone().unwrap_or(plan.dataset.clone());
+    let bundle = load_data(&description, plan.seed)?;
+    let ids = selector.select(&bundle.train, global.seed)?;
+    drop(bundle);
+    let submission = store.submit(&ids, args.key.as_deref(), "cli")?;
+    let outcomes = unlearn::store::sisa::apply_pending(store, &device)?;
+    let (request, version) = settled(store, submission.request_id)?;
+    if global.json {
+        say!(
+            "{}",
+            serde_json::json!({
+                "store": store.dir(), "request_id": request.id, "duplicate": submission.duplicate,
+                "version": version.version, "ledger_sequence": request.ledger_sequence,
+                "removed": ids.len(), "info": version.info, "applications": outcomes.len(),
+            })
+        );
+        return Ok(());
+    }
+    let info = &version.info;
+    let evaluation = &info["evaluation"];
+    let retrained: Vec<String> = info["sisa"]["shards"]
+        .as_array()
+        .map(|shards| {
+            shards
+                .iter()
+                .map(|shard| format!("shard {} from slice {}", shard["shard"], shard["slices"][0]))
+                .collect()
+        })
+        .unwrap_or_default();
+    say!(
+        "request {}: sisa forgot {} samples ({} removed in all) in {:.2}s: retrained {} ({:.1}% of the training sample-steps); version {}",
+        request.id,
+        ids.len(),
+        info["removed_count"],
+        info["seconds"].as_f64().unwrap_or(f64::NAN),
+        if retrained.is_empty() {
+            "nothing".to_string()
+        } else {
+            retrained.join(", ")
+        },
+        100.0 * info["share_recomputed"].as_f64().unwrap_or(f64::NAN),
+        version.version
+    );
+    say!(
+        "UA {:.2}  RA {:.2}  TA {:.2}  MIA-eff. {:.2}",
+        evaluation["unlearn_accuracy"].as_f64().unwrap_or(f64::NAN),
+        evaluation["retain_accuracy"].as_f64().unwrap_or(f64::NAN),
+        evaluation["test_accuracy"].as_f64().unwrap_or(f64::NAN),
+        evaluation["mia_efficacy"].as_f64().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}
+
 /// The request once applied, with the version it is gone in; an error naming the reason when
 /// it was refused.
 fn settled(store: &Store, request_id: i64) -> Result<(RequestRow, VersionRow)> {
@@ -395,6 +461,32 @@ fn settled(store: &Store, request_id: i64) -> Result<(RequestRow, VersionRow)> {
 /// `unlearn verify --store DIR [--replay]`.
 pub fn verify(global: &Global, dir: &Path, data: Option<&str>, replay: bool) -> Result<()> {
     let store = Store::open_read_only(dir)?;
+    if store.kind() == ModelKind::Sisa {
+        let report = store.verify_chain()?;
+        let device = device(global)?;
+        // The current version loads: every shard artifact against the manifest, the data.
+        unlearn::store::sisa::SisaStoreModel::load(&store, &device)?;
+        if replay {
+            unlearn::store::sisa::replay_store(&store, &device)?;
+        }
+        say!(
+            "ok: SISA store {}: {} ledger entries chain (head {}), {} files rehash, version {} is current; requests: {} applied, {} refused, {} pending{}",
+            dir.display(),
+            report.entries,
+            &report.head[..16],
+            report.objects_checked,
+            report.current_version,
+            report.applied,
+            report.refused,
+            report.pending,
+            if replay {
+                "; the ledger replayed from version 0 reproduces every ensemble"
+            } else {
+                ""
+            }
+        );
+        return Ok(());
+    }
     if store.kind() == ModelKind::Neural {
         let report = store.verify_chain()?;
         let device = device(global)?;
@@ -474,6 +566,26 @@ pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
             if !from.exists() {
                 bail!("cannot read {}: no such file", from.display());
             }
+            if unlearn::sisa::disk::is_sisa_dir(&from) {
+                if data.is_some() {
+                    bail!("--data is for certified models; a SISA plan names its data");
+                }
+                let created = unlearn::store::sisa::import_ensemble(
+                    &store,
+                    &from,
+                    &policy,
+                    &device(global)?,
+                )?;
+                let version = created.current()?;
+                say!(
+                    "imported the SISA ensemble {} (ensemble {}, test accuracy {:.2}%) into store {}; requests will retrain the affected shards",
+                    from.display(),
+                    version.model_hash,
+                    version.info["test_accuracy"].as_f64().unwrap_or(f64::NAN),
+                    store.display()
+                );
+                return Ok(());
+            }
             if !unlearn::convex::CertifiedModelFile::is_certified_model(&from) {
                 if data.is_some() {
                     bail!("--data is for certified models; a network's sidecar names its data");
@@ -543,7 +655,9 @@ pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
         StoreCommand::Policy { store, policy } => {
             let mut opened = open_store(&store)?;
             let policy = policy.apply_to(opened.policy()?);
-            if opened.kind() == ModelKind::Neural {
+            if opened.kind() == ModelKind::Sisa {
+                unlearn::store::sisa::check_policy(&policy)?;
+            } else if opened.kind() == ModelKind::Neural {
                 let method = policy
                     .method
                     .as_deref()
@@ -552,6 +666,7 @@ pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
                     method,
                     &unlearn::methods::MethodParams::parse(&policy.params)?,
                 )?;
+                unlearn::store::neural::refuse_sisa(method)?;
             } else {
                 refuse_neural_policy(&policy)?;
             }

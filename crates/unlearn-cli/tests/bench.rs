@@ -230,6 +230,8 @@ fn every_shipped_grid_config_is_valid() {
         "p8_audit",
         "p8_certified",
         "p8_quick",
+        "p9_sisa",
+        "p9_sisa_cnn",
     ] {
         let path = configs.join(format!("{name}.toml"));
         let text = std::fs::read_to_string(&path).unwrap();
@@ -331,6 +333,53 @@ fn amnesiac_methods_run_in_grids_with_records_cached_beside_the_original() {
     let fourth = bench(&config, &results, &cache, &[]);
     assert_eq!(fourth["models_trained"], 1);
     assert_eq!(std::fs::read(&sample_records).unwrap().len(), bytes.len());
+}
+
+#[test]
+fn sisa_runs_in_a_grid_against_retrain_and_reproduces() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sisa.toml");
+    std::fs::write(
+        &config,
+        "name = \"sisa\"\ndata = \"embedded\"\nmodel = \"mlp:32\"\nseeds = [0]\nforget = [\"random:20\"]\n\n[recipe]\nepochs = 1\n\n[[methods]]\nname = \"sisa\"\nlabel = \"sisa-s4-r2\"\nparams = { shards = 4, slices = 2 }\n\n[[methods]]\nname = \"sisa\"\nlabel = \"sisa-s2-r1-mean\"\nparams = { shards = 2, slices = 1, aggregate = \"mean-softmax\" }\n",
+    )
+    .unwrap();
+    let results = dir.path().join("results");
+    let cache = dir.path().join("cache");
+    let first = bench(&config, &results, &cache, &[]);
+    assert_eq!(first["runs_done"], 4);
+    let read = || -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(results.join("sisa/runs.jsonl")).unwrap();
+        text.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let records = read();
+    for label in ["sisa-s4-r2", "sisa-s2-r1-mean"] {
+        let run = records.iter().find(|r| r["method"] == label).unwrap();
+        assert_eq!(run["method_name"], "sisa");
+        assert!(run["steps"].as_u64().unwrap() > 0);
+        assert!(run["evaluation"]["reference"]["parameter_distance"].is_null());
+        assert!(
+            run["evaluation"]["reference"]["average_gap"]
+                .as_f64()
+                .is_some()
+        );
+        let notes = run["notes"].to_string();
+        assert!(notes.contains("of the training sample-steps"), "{notes}");
+    }
+    let mean = records
+        .iter()
+        .find(|r| r["method"] == "sisa-s2-r1-mean")
+        .unwrap();
+    assert_eq!(mean["parameters"]["aggregate"], "mean-softmax");
+    // A fresh rerun retrains the ensembles and reproduces every sisa metric and hash.
+    let second = bench(&config, &results, &cache, &["--fresh"]);
+    assert_eq!(second["runs_done"], 4);
+    for (a, b) in records.iter().zip(&read()) {
+        assert_eq!(a["model_hash"], b["model_hash"], "{}", a["method"]);
+        assert_eq!(a["evaluation"], b["evaluation"], "{}", a["method"]);
+    }
 }
 
 #[test]

@@ -12,6 +12,7 @@ use unlearn::data::{DataBundle, DataSource, load};
 use unlearn::device::{Device, DeviceChoice};
 use unlearn::store::certified::{self, CertifiedModel};
 use unlearn::store::neural::NeuralModel;
+use unlearn::store::sisa::SisaStoreModel;
 use unlearn::store::{FaultHook, ModelKind, RequestRow, Store, WriteGate};
 
 /// The store's model prepared in memory.
@@ -20,6 +21,8 @@ enum Prepared {
     Certified(Box<CertifiedModel>, Box<DataBundle>),
     /// A neural network (its setup holds the data) and the device it runs on.
     Neural(Box<NeuralModel>, Device),
+    /// A SISA ensemble (with its data) and the device it runs on.
+    Sisa(Box<SisaStoreModel>, Device),
 }
 
 /// What one application did, whatever the model.
@@ -51,6 +54,16 @@ impl Prepared {
                     applied: applied.applied,
                 }
             }
+            Prepared::Sisa(model, _) => {
+                let applied = model.apply(store, pending)?;
+                Outcome {
+                    // A full retraining: every shard retrained from its first slice.
+                    retrained: applied.summary.as_ref().is_some_and(|s| s.share >= 1.0),
+                    refused: applied.refused.len(),
+                    removal_seconds: applied.seconds,
+                    applied: applied.applied,
+                }
+            }
         })
     }
 
@@ -61,6 +74,7 @@ impl Prepared {
                 **model = CertifiedModel::load(store, &bundle.train, Some(&bundle.test))?;
             }
             Prepared::Neural(model, device) => **model = NeuralModel::load(store, device)?,
+            Prepared::Sisa(model, device) => **model = SisaStoreModel::load(store, device)?,
         }
         Ok(())
     }
@@ -202,6 +216,16 @@ fn prepare(
 ) -> unlearn::Result<(Store, Prepared)> {
     let mut store = Store::open_with(&options.store, fault)?;
     store.set_write_gate(gate);
+    if store.kind() == ModelKind::Sisa {
+        if options.data.is_some() {
+            return Err(unlearn::Error::invalid(
+                "--data is for certified stores; a SISA plan names its data",
+            ));
+        }
+        let device = DeviceChoice::parse(&options.device)?.device()?.autodiff();
+        let model = SisaStoreModel::load(&store, &device)?;
+        return Ok((store, Prepared::Sisa(Box::new(model), device)));
+    }
     if store.kind() == ModelKind::Neural {
         if options.data.is_some() {
             return Err(unlearn::Error::invalid(

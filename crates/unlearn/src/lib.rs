@@ -20,6 +20,7 @@ pub mod parallel;
 pub mod pipeline;
 pub mod privacy;
 pub mod progress;
+pub mod sisa;
 pub mod store;
 pub mod train;
 

@@ -514,6 +514,21 @@ pub fn compare_with_records(
         notes: reference_outcome.notes,
     });
     for method in methods.iter().filter(|m| m.name() != "retrain") {
+        if method.name() == "sisa" {
+            let config: crate::sisa::SisaConfig = serde_json::from_value(method.parameters())
+                .map_err(|e| Error::invalid(format!("sisa parameters: {e}")))?;
+            let run = crate::sisa::run_as_method(setup, config)?;
+            runs.push(MethodRun {
+                method: method.name().to_string(),
+                parameters: method.parameters(),
+                seconds: run.seconds,
+                speedup: Some(retrain_seconds / run.seconds.max(1e-9)),
+                steps: run.steps,
+                evaluation: against_reference(&run.predictions)?,
+                notes: run.notes,
+            });
+            continue;
+        }
         let (outcome, seconds) =
             setup.unlearn_with_records(original, method.as_ref(), Vec::new(), records)?;
         let predictions = predict_split(&outcome.network, &setup.data, &setup.split)?;
@@ -579,7 +594,7 @@ impl Comparison {
                 cell(reference.map(|r| r.average_gap), 2),
                 cell(run.evaluation.loss_mia, 2),
                 cell(reference.map(|r| r.kl_forget), 4),
-                cell(reference.map(|r| r.parameter_distance), 3),
+                cell(reference.and_then(|r| r.parameter_distance), 3),
                 run.seconds,
                 if run.method == "original" {
                     "–".to_string()

@@ -179,7 +179,7 @@ fn evaluation_refuses_a_reference_retrained_for_another_forget_set() {
         .unwrap();
     let reference = setup.unlearned_artifact(&original, retrain.as_ref(), outcome, seconds);
     let evaluation = setup.evaluate_model(&original, Some(&reference)).unwrap();
-    assert!(evaluation.reference.unwrap().parameter_distance > 0.0);
+    assert!(evaluation.reference.unwrap().parameter_distance.unwrap() > 0.0);
 
     let mut other = small_setup(1000, "random:1%", 1);
     other.split.forget = vec![1, 2, 3];

@@ -595,6 +595,21 @@ fn run_cell(
             continue;
         }
         let method = methods::build(&method_config.name, &method_config.method_params())?;
+        if method.name() == "sisa" {
+            let config = crate::sisa::SisaConfig::from_params(&method_config.method_params())?;
+            let run = crate::sisa::run_as_method(setup, config)?;
+            emit(&record(
+                method_config.label(),
+                method.name(),
+                method.parameters(),
+                &run.predictions,
+                run.ensemble_hash,
+                run.seconds,
+                run.steps,
+                run.notes,
+            )?)?;
+            continue;
+        }
         let started = Instant::now();
         let (unlearned, _) =
             setup.unlearn_with_records(&original, method.as_ref(), Vec::new(), &records)?;

@@ -22,7 +22,8 @@ pub struct SplitPredictions {
     pub forget: Predictions,
     /// On the test set D_t.
     pub test: Predictions,
-    /// The model's flattened parameters.
+    /// The model's flattened parameters; empty for an ensemble (SISA, Bourtoule et al. 2021),
+    /// which has no single parameter vector to compare.
     pub parameters: Vec<f32>,
 }
 
@@ -58,8 +59,10 @@ pub struct ReferenceComparison {
     pub js_forget: f64,
     /// Mean ‖softmax_model − softmax_retrained‖₂ on D_f (lower is better).
     pub probability_distance_forget: f64,
-    /// ‖θ_model − θ_retrained‖₂ (lower is better).
-    pub parameter_distance: f64,
+    /// ‖θ_model − θ_retrained‖₂ (lower is better); `None` when either model is an ensemble
+    /// (SISA), whose shards' parameters are not one vector comparable with a single network's.
+    #[serde(default)]
+    pub parameter_distance: Option<f64>,
 }
 
 /// Every metric of one model on one split.
@@ -105,10 +108,16 @@ pub fn evaluate(
                 &predictions.forget,
                 &retrained.forget,
             )?,
-            parameter_distance: metrics::parameter_distance(
-                &predictions.parameters,
-                &retrained.parameters,
-            )?,
+            parameter_distance: if predictions.parameters.is_empty()
+                || retrained.parameters.is_empty()
+            {
+                None
+            } else {
+                Some(metrics::parameter_distance(
+                    &predictions.parameters,
+                    &retrained.parameters,
+                )?)
+            },
         }),
     };
     Ok(Evaluation {

@@ -25,6 +25,7 @@ mod commit;
 pub mod neural;
 mod objects;
 pub(crate) mod requests;
+pub mod sisa;
 mod tokens;
 mod verify;
 
@@ -91,6 +92,9 @@ pub enum ModelKind {
     Certified,
     /// A neural network: removals apply a configured unlearning method.
     Neural,
+    /// A SISA shard ensemble (Bourtoule et al. 2021): removals retrain the affected shards
+    /// from their slice checkpoints (exact).
+    Sisa,
 }
 
 impl ModelKind {
@@ -98,6 +102,7 @@ impl ModelKind {
         match self {
             ModelKind::Certified => "certified",
             ModelKind::Neural => "neural",
+            ModelKind::Sisa => "sisa",
         }
     }
 }
@@ -467,6 +472,7 @@ impl Store {
         let kind = match kind.as_str() {
             "certified" => ModelKind::Certified,
             "neural" => ModelKind::Neural,
+            "sisa" => ModelKind::Sisa,
             other => {
                 return Err(Error::invalid(format!(
                     "{}: unknown model kind '{other}'",

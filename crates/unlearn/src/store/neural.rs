@@ -68,6 +68,7 @@ pub fn import_model(
     policy.validate()?;
     let method = policy.method.as_deref().unwrap_or(DEFAULT_METHOD);
     methods::build(method, &MethodParams::parse(&policy.params)?)?;
+    refuse_sisa(method)?;
     let artifact = Artifact::load(model_path, device)?;
     let split_path = model_path.with_extension("split.json");
     let split_bytes = std::fs::read(&split_path).map_err(|e| Error::io(&split_path, e))?;
@@ -98,6 +99,18 @@ pub fn import_model(
         ids: Vec::new(),
     };
     Store::create(dir, ModelKind::Neural, policy, first, None)
+}
+
+/// Refuses `sisa` as a neural store's method: a neural store applies its method to one
+/// network, while a SISA ensemble (Bourtoule et al. 2021) is imported as such (its own store
+/// kind, [`super::sisa`]).
+pub fn refuse_sisa(method: &str) -> Result<()> {
+    if method == "sisa" {
+        return Err(Error::invalid(
+            "sisa cannot be a neural store's method: a neural store holds one network; import a SISA ensemble directory instead (`unlearn store import --from DIR`, DIR made by `unlearn train --sisa`)",
+        ));
+    }
+    Ok(())
 }
 
 /// What one application did.
