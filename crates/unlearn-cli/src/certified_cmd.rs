@@ -99,7 +99,7 @@ pub fn train(global: &Global, args: &TrainArgs, method: &str) -> Result<()> {
         training_steps: certified.training_steps,
         ..CertifiedTraining::new(method, epsilon, global.seed)
     };
-    let bundle = load_data(&args.data, global.seed)?;
+    let bundle = load_data(&args.data)?;
     if let Some(store) = &args.store {
         return crate::store_cmd::train_into_store(global, args, task, &training, &bundle, store);
     }
@@ -185,7 +185,7 @@ pub fn forget(global: &Global, args: &ForgetArgs, model: &Path, out: &Path) -> R
     };
     let selector = ForgetSelector::parse(selector)?;
     let description = args.data.clone().unwrap_or_else(|| file.data.clone());
-    let bundle = load_data(&description, global.seed)?;
+    let bundle = load_data(&description)?;
     let request = CertifiedRequest::from_selector(&selector, &bundle.train, global.seed)?;
     let outcome = convex::forget_and_save(model, &bundle.train, Some(&bundle.test), &request, out)?;
     let entry = &outcome.entry;
@@ -249,7 +249,7 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<()> {
     }
     let file = CertifiedModelFile::load(model)?;
     let description = args.data.clone().unwrap_or_else(|| file.data.clone());
-    let bundle = load_data(&description, global.seed)?;
+    let bundle = load_data(&description)?;
     let report = convex::verify_saved(model, &bundle.train)?;
     if global.json {
         say!("{}", serde_json::to_string(&report)?);

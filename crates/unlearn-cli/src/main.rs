@@ -386,9 +386,11 @@ fn progress(global: &Global) -> Progress {
     }
 }
 
-fn load_data(description: &str, seed: u64) -> Result<DataBundle> {
+/// Loads the data a description names; the same description always gives the same data (the
+/// run's `--seed` plays no part).
+fn load_data(description: &str) -> Result<DataBundle> {
     let source = DataSource::parse(description)?;
-    Ok(load(&source, seed)?)
+    Ok(load(&source)?)
 }
 
 fn split_path_for(model: &Path) -> PathBuf {
@@ -423,7 +425,7 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
         return certified_cmd::train(global, &args, method);
     }
     let out = args.out.clone().context("--out is required")?;
-    let data = load_data(&args.data, global.seed)?;
+    let data = load_data(&args.data)?;
     let selector = ForgetSelector::parse(&args.forget)?;
     let split = Split::new(&data, &selector, global.seed)?;
     let model = args.model.as_deref().unwrap_or("mlp");
@@ -557,7 +559,7 @@ fn load_model_context(
     let device = DeviceChoice::parse(&global.device)?.device()?.autodiff();
     let artifact = Artifact::load(model, &device)?;
     let data_description = data.unwrap_or_else(|| artifact.metadata.dataset.clone());
-    let bundle = load_data(&data_description, artifact.metadata.seed)?;
+    let bundle = load_data(&data_description)?;
     let split = match forget {
         Some(selector) => {
             let selector = ForgetSelector::parse(&selector)?;
@@ -717,7 +719,7 @@ fn demo(global: &Global, args: DemoArgs) -> Result<()> {
         .iter()
         .map(|name| methods::build(name, &MethodParams::default()))
         .collect::<unlearn::Result<Vec<_>>>()?;
-    let data = load_data(&args.data, global.seed)?;
+    let data = load_data(&args.data)?;
     let selector = ForgetSelector::parse(&args.forget)?;
     let split = Split::new(&data, &selector, global.seed)?;
     let spec = ModelSpec::parse(&args.model, data.train.shape, data.train.num_classes)?;

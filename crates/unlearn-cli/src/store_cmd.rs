@@ -261,7 +261,7 @@ pub fn forget(global: &Global, args: &ForgetArgs, dir: &Path) -> Result<()> {
         Some(data) => data.clone(),
         None => certified::data_description(&store)?,
     };
-    let bundle = load_data(&description, 0)?;
+    let bundle = load_data(&description)?;
     let ids = selector.select(&bundle.train, global.seed)?;
     let submission = store.submit(&ids, args.key.as_deref(), "cli")?;
     let outcomes = certified::apply_pending(&mut store, &bundle.train, Some(&bundle.test))?;
@@ -331,7 +331,7 @@ fn forget_neural(
     let sidecar: unlearn::model::ArtifactMetadata =
         serde_json::from_slice(&store.read_file(&version, "sidecar")?)?;
     let description = args.data.clone().unwrap_or(sidecar.dataset);
-    let bundle = load_data(&description, sidecar.seed)?;
+    let bundle = load_data(&description)?;
     let ids = selector.select(&bundle.train, global.seed)?;
     drop(bundle);
     let submission = store.submit(&ids, args.key.as_deref(), "cli")?;
@@ -425,7 +425,7 @@ pub fn verify(global: &Global, dir: &Path, data: Option<&str>, replay: bool) -> 
         Some(data) => data.to_string(),
         None => certified::data_description(&store)?,
     };
-    let bundle = load_data(&description, 0)?;
+    let bundle = load_data(&description)?;
     let report = certified::verify_store(&store, &bundle.train, replay)?;
     if global.json {
         say!("{}", serde_json::to_string(&report)?);
@@ -497,7 +497,7 @@ pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
             refuse_neural_policy(&policy)?;
             let file = unlearn::convex::CertifiedModelFile::load(&from)?;
             let description = data.unwrap_or(file.data);
-            let bundle = load_data(&description, 0)?;
+            let bundle = load_data(&description)?;
             let created = certified::import_files(&store, &from, &bundle.train, &policy)?;
             let version = created.current()?;
             say!(

@@ -18,7 +18,7 @@ use unlearn::store::{RequestStatus, Store};
 
 /// Training ids of the embedded subset's classes 7 and 9.
 fn pair_ids() -> Vec<u32> {
-    let bundle = unlearn::data::load(&unlearn::data::DataSource::Embedded, 0).unwrap();
+    let bundle = unlearn::data::load(&unlearn::data::DataSource::Embedded).unwrap();
     bundle
         .train
         .ids

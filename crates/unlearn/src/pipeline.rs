@@ -74,6 +74,11 @@ impl Setup {
                 model.dataset_hash
             )));
         }
+        if model.feature_scaling.is_some() && model.feature_scaling != self.data.scaling {
+            return Err(Error::invalid(
+                "the data's feature scaling is not the one the model was trained with (same rows, other scale= option?)",
+            ));
+        }
         self.check_spec(&model.spec, "model")?;
         let train_ids_hash = crate::io::ids_hash(&self.split.train);
         if model.train_ids_hash != train_ids_hash {
@@ -146,6 +151,7 @@ impl Setup {
             spec: self.spec.clone(),
             dataset: self.data_description.clone(),
             dataset_hash: self.data.train.hash(),
+            feature_scaling: self.data.scaling.clone(),
             split_hash: self.split.hash(),
             train_ids_hash: crate::io::ids_hash(&self.split.train),
             seed: self.seed,

@@ -11,7 +11,7 @@ use unlearn::store::certified::{self, CertifiedModel};
 use unlearn::store::{COMMIT_STEPS, FaultHook, Policy, RequestStatus, Store};
 
 fn embedded() -> DataBundle {
-    load(&DataSource::Embedded, 0).unwrap()
+    load(&DataSource::Embedded).unwrap()
 }
 
 /// Ids of the embedded subset's classes 7 and 9 (the task's training rows).

@@ -185,7 +185,7 @@ pub fn run_grid(config: &BenchConfig, options: &BenchOptions) -> Result<BenchOut
     }
 
     let source = DataSource::parse(&config.data)?;
-    let mut data = load(&source, 0)?;
+    let mut data = load(&source)?;
     let spec = ModelSpec::parse(&config.model, data.train.shape, data.train.num_classes)?;
     let cache = ModelCache::new(&options.cache_dir);
     let labels: Vec<&str> = std::iter::once("original")

@@ -505,7 +505,7 @@ pub fn run_p3_bench(
     progress: impl FnMut(&str),
 ) -> Result<P3Outputs> {
     let task = ConvexTask::parse(&config.classes)?;
-    let bundle = load(&DataSource::parse(&config.data)?, config.p3.seed)?;
+    let bundle = load(&DataSource::parse(&config.data)?)?;
     let train = task.rows(&bundle.train)?;
     let test = task.rows(&bundle.test)?;
     let report = run_p3(&train, &test, &config.p3, progress)?;
