@@ -109,9 +109,13 @@ struct RecipeArgs {
     /// Learning-rate schedule: constant or cosine.
     #[arg(long, default_value = "cosine")]
     schedule: String,
-    /// Epochs.
-    #[arg(long, default_value_t = 5)]
-    epochs: usize,
+    /// Epochs [default: 5, with at least --min-steps steps].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Floor on the training steps: more epochs when the data is too small for 5 epochs to
+    /// make this many [default: 1000 without --epochs, 0 with it].
+    #[arg(long)]
+    min_steps: Option<usize>,
     /// Mini-batch size.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
@@ -137,7 +141,12 @@ impl RecipeArgs {
                 "cosine" => Schedule::Cosine,
                 other => bail!("unknown schedule '{other}' (expected constant or cosine)"),
             },
-            epochs: self.epochs,
+            epochs: self.epochs.unwrap_or(Recipe::default().epochs),
+            min_steps: self.min_steps.unwrap_or(if self.epochs.is_some() {
+                0
+            } else {
+                unlearn::train::DEFAULT_MIN_STEPS
+            }),
             batch_size: self.batch_size,
             momentum: self.momentum,
             weight_decay: self.weight_decay,
@@ -406,6 +415,7 @@ fn build_setup(
     recipe: Recipe,
 ) -> Result<Setup> {
     let device = DeviceChoice::parse(&global.device)?.device()?.autodiff();
+    let recipe = recipe.resolved(split.train.len());
     let setup = Setup {
         data_description: data_description.to_string(),
         data,
@@ -617,6 +627,9 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
         setup.unlearn_with_records(&original, method.as_ref(), Vec::new(), &records)?;
     let steps = outcome.steps;
     let notes = outcome.notes.clone();
+    for warning in notes.iter().filter(|note| note.starts_with("warning: ")) {
+        eprintln!("{warning}");
+    }
     let artifact = setup.unlearned_artifact(&original, method.as_ref(), outcome, seconds);
     let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
     let evaluation = evaluate(&predictions, None, global.seed)?;
@@ -643,6 +656,9 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
             headline.test_accuracy,
             headline.mia_efficacy
         );
+        for note in &notes {
+            say!("note: {note}");
+        }
         say!("wrote {}", out.display());
     }
     Ok(())

@@ -52,6 +52,7 @@ fn plain_sgd(epochs: usize) -> Recipe {
         learning_rate: 0.05,
         schedule: Schedule::Constant,
         epochs,
+        min_steps: 0,
         batch_size: 32,
         momentum: 0.0,
         weight_decay: 0.0,
