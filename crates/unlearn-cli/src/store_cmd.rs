@@ -296,7 +296,7 @@ pub fn forget(global: &Global, args: &ForgetArgs, dir: &Path) -> Result<()> {
         request.id,
         ids.len(),
         if version.info["retrained"].as_bool() == Some(true) {
-            " (budget exhausted: retrained from scratch with fresh noise)"
+            " (this request would have spent more than the budget left, so the model was retrained from scratch with fresh noise; the budget below is the new model's)"
         } else {
             ""
         },

@@ -449,8 +449,16 @@ pub fn compare(setup: &Setup, methods: &[Box<dyn Unlearner>]) -> Result<Comparis
         .filter(|method| crate::methods::needs_records(method.name()))
         .map(|method| RecordKind::parse(method.name()))
         .collect::<Result<_>>()?;
+    let phases = 2 + methods.iter().filter(|m| m.name() != "retrain").count();
+    let stage = crate::progress::enter_stage(crate::progress::Stage {
+        index: 1,
+        count: phases,
+        what: "training",
+        method: "original",
+    });
     if kinds.is_empty() {
         let original = setup.train_original(&mut [])?;
+        drop(stage);
         return compare_with(setup, &original, methods);
     }
     let directory = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
@@ -466,6 +474,7 @@ pub fn compare(setup: &Setup, methods: &[Box<dyn Unlearner>]) -> Result<Comparis
             .join(format!("original.{}.records", kind.name()))
     })?;
     let paths: Vec<PathBuf> = files.into_iter().map(|file| file.path).collect();
+    drop(stage);
     compare_with_records(setup, &original, methods, &paths)
 }
 
@@ -486,7 +495,20 @@ pub fn compare_with_records(
     records: &[PathBuf],
 ) -> Result<Comparison> {
     let retrain = crate::methods::Retrain;
+    let others: Vec<&Box<dyn Unlearner>> =
+        methods.iter().filter(|m| m.name() != "retrain").collect();
+    let phases = 2 + others.len();
+    let stage = |index: usize, what: &'static str, method: &'static str| {
+        crate::progress::enter_stage(crate::progress::Stage {
+            index,
+            count: phases,
+            what,
+            method,
+        })
+    };
+    let retraining = stage(2, "retraining", "reference");
     let (reference_outcome, retrain_seconds) = setup.unlearn(original, &retrain, Vec::new())?;
+    drop(retraining);
     let reference = predict_split(&reference_outcome.network, &setup.data, &setup.split)?;
     let reference_evaluation = evaluate(&reference, None, setup.seed)?;
     let reference_headline = reference_evaluation.headline;
@@ -519,7 +541,8 @@ pub fn compare_with_records(
         evaluation: against_reference(&reference)?,
         notes: reference_outcome.notes,
     });
-    for method in methods.iter().filter(|m| m.name() != "retrain") {
+    for (position, method) in others.into_iter().enumerate() {
+        let _unlearning = stage(3 + position, "unlearning with", method.name());
         let (outcome, seconds) =
             setup.unlearn_with_records(original, method.as_ref(), Vec::new(), records)?;
         let predictions = predict_split(&outcome.network, &setup.data, &setup.split)?;
