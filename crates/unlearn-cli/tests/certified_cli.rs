@@ -40,8 +40,9 @@ fn ledger_lines(model: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn forget_across_invocations_appends_to_the_ledger_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    // A budget for 100 typical removals, so that neither request forces a retrain.
-    let model = train(dir.path(), "guo", "newton-guo", &["--removals", "100"]);
+    // A budget for 10 removals of the 0.9-quantile row, so that neither request forces a
+    // retrain.
+    let model = train(dir.path(), "guo", "newton-guo", &["--removals", "10"]);
     assert!(model.with_extension("state").exists());
     assert_eq!(ledger_lines(&model).len(), 0);
     let output = unlearn(&["verify", "--model", path(&model)]);
@@ -469,8 +470,8 @@ fn a_retraining_request_says_so_without_contradicting_its_budget() {
         "{text}"
     );
     assert!(text.contains("used since the last training"), "{text}");
-    // With a budget for 100 removals, the first 5-row request does not retrain.
-    let model = train(dir.path(), "roomy", "newton-guo", &["--removals", "100"]);
+    // With the default budget for 10 removals, the first 5-row request does not retrain.
+    let model = train(dir.path(), "roomy", "newton-guo", &["--removals", "10"]);
     let output = unlearn(&[
         "forget",
         "--model",

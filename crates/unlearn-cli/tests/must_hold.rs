@@ -148,15 +148,15 @@ fn a_diverging_learning_rate_ends_with_one_line_and_no_model() {
     ]);
     assert_one_line_failure(&output, "training diverged at step");
     let message = stderr(&output);
-    // The step, its loss and bound, and its learning rate (cosine: 1e3 at step 0, then just
-    // below).
-    assert!(
-        message.contains(": loss ")
-            && message.contains("(bound ")
-            && message.contains("at learning rate 1.0000e3")
-            || message.contains("at learning rate 9.9999"),
-        "{message}"
-    );
+    // The step, its loss and bound, and its learning rate (cosine from 1e3).
+    for part in [
+        ": loss ",
+        "(bound ",
+        "at learning rate ",
+        "lower the learning rate",
+    ] {
+        assert!(message.contains(part), "{message}");
+    }
     assert!(!model.exists() && !dir.path().join("m.json").exists());
     assert!(!dir.path().join("m.split.json").exists());
     // An unlearning method that diverges fails the same way.
@@ -172,13 +172,13 @@ fn a_diverging_learning_rate_ends_with_one_line_and_no_model() {
         path(&trained),
     ]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let out = dir.path().join("ga.safetensors");
+    let out = dir.path().join("ft.safetensors");
     let output = unlearn(&[
         "forget",
         "--model",
         path(&trained),
         "--method",
-        "gradient-ascent",
+        "finetune",
         "--param",
         "lr=1e5",
         "--out",
@@ -202,8 +202,8 @@ forget = ["random:50"]
 [recipe]
 epochs = 1
 [[methods]]
-name = "gradient-ascent"
-label = "ga-huge-lr"
+name = "finetune"
+label = "ft-huge-lr"
 params = { lr = 1e5 }
 [[methods]]
 name = "finetune"
@@ -231,7 +231,7 @@ params = { epochs = 1 }
     assert_eq!(records.len(), 4);
     let failed = records
         .iter()
-        .find(|r| r["method"] == "ga-huge-lr")
+        .find(|r| r["method"] == "ft-huge-lr")
         .unwrap();
     assert!(failed["evaluation"].is_null(), "{failed}");
     assert!(
@@ -243,7 +243,7 @@ params = { epochs = 1 }
     let finetune = records.iter().find(|r| r["method"] == "finetune").unwrap();
     assert!(finetune["failure"].is_null() && finetune["evaluation"].is_object());
     let report = std::fs::read_to_string(results.join("diverge/report.md")).unwrap();
-    assert!(report.contains("| ga-huge-lr | failed |"), "{report}");
+    assert!(report.contains("| ft-huge-lr | failed |"), "{report}");
     assert!(report.contains("Failed runs (1)"), "{report}");
 }
 

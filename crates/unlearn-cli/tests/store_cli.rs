@@ -42,8 +42,8 @@ fn create_store(dir: &Path) -> PathBuf {
         "7,9",
         "--data",
         "embedded",
-        "--planned-removals",
-        "1000",
+        "--removals",
+        "10",
         "--store",
         path(&store),
     ]);

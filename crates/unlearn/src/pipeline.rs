@@ -406,8 +406,11 @@ pub struct MethodRun {
     pub speedup: Option<f64>,
     /// Optimisation steps.
     pub steps: usize,
-    /// Every metric.
-    pub evaluation: Evaluation,
+    /// Every metric; `None` when the method failed.
+    pub evaluation: Option<Evaluation>,
+    /// Why the method failed (its loss diverged), when it did: no model, no metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// Method notes.
     pub notes: Vec<String>,
 }
@@ -525,11 +528,12 @@ pub fn compare_with_records(
         seconds: original.metadata.seconds,
         speedup: None,
         steps: 0,
-        evaluation: against_reference(&predict_split(
+        evaluation: Some(against_reference(&predict_split(
             &original.network,
             &setup.data,
             &setup.split,
-        )?)?,
+        )?)?),
+        failure: None,
         notes: vec!["the trained model before unlearning".into()],
     }];
     runs.push(MethodRun {
@@ -538,13 +542,32 @@ pub fn compare_with_records(
         seconds: retrain_seconds,
         speedup: Some(1.0),
         steps: reference_outcome.steps,
-        evaluation: against_reference(&reference)?,
+        evaluation: Some(against_reference(&reference)?),
+        failure: None,
         notes: reference_outcome.notes,
     });
     for (position, method) in others.into_iter().enumerate() {
         let _unlearning = stage(3 + position, "unlearning with", method.name());
+        let started = std::time::Instant::now();
         let (outcome, seconds) =
-            setup.unlearn_with_records(original, method.as_ref(), Vec::new(), records)?;
+            match setup.unlearn_with_records(original, method.as_ref(), Vec::new(), records) {
+                Ok(done) => done,
+                // A diverged method is a row of the table, not the end of the comparison.
+                Err(error @ Error::Diverged { .. }) => {
+                    runs.push(MethodRun {
+                        method: method.name().to_string(),
+                        parameters: method.parameters(),
+                        seconds: started.elapsed().as_secs_f64(),
+                        speedup: None,
+                        steps: 0,
+                        evaluation: None,
+                        failure: Some(error.to_string()),
+                        notes: Vec::new(),
+                    });
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
         let predictions = predict_split(&outcome.network, &setup.data, &setup.split)?;
         runs.push(MethodRun {
             method: method.name().to_string(),
@@ -552,7 +575,8 @@ pub fn compare_with_records(
             seconds,
             speedup: Some(retrain_seconds / seconds.max(1e-9)),
             steps: outcome.steps,
-            evaluation: against_reference(&predictions)?,
+            evaluation: Some(against_reference(&predictions)?),
+            failure: None,
             notes: outcome.notes,
         });
     }
@@ -592,8 +616,15 @@ impl Comparison {
         );
         out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for run in &self.runs {
-            let headline = &run.evaluation.headline;
-            let reference = run.evaluation.reference;
+            let Some(evaluation) = &run.evaluation else {
+                out.push_str(&format!(
+                    "| {} | failed | failed | failed | failed | – | – | – | – | {:.2} | – |\n",
+                    run.method, run.seconds
+                ));
+                continue;
+            };
+            let headline = &evaluation.headline;
+            let reference = evaluation.reference;
             let cell = |value: Option<f64>, digits: usize| match value {
                 Some(v) => format!("{v:.digits$}"),
                 None => "–".to_string(),
@@ -606,7 +637,7 @@ impl Comparison {
                 headline.test_accuracy,
                 headline.mia_efficacy,
                 cell(reference.map(|r| r.average_gap), 2),
-                cell(run.evaluation.loss_mia, 2),
+                cell(evaluation.loss_mia, 2),
                 cell(reference.map(|r| r.kl_forget), 4),
                 cell(reference.map(|r| r.parameter_distance), 3),
                 run.seconds,
@@ -622,6 +653,11 @@ impl Comparison {
              MIA-eff. = % of the forget set a confidence-based logistic attacker calls non-member. \
              Avg. Gap = mean |Δ| of UA, RA, TA, MIA-eff. against retrain. The original row's time is its training time.\n",
         );
+        for run in &self.runs {
+            if let Some(failure) = &run.failure {
+                out.push_str(&format!("\nFailed: {}: {failure}\n", run.method));
+            }
+        }
         out
     }
 }

@@ -696,5 +696,27 @@ mod tests {
         ] {
             assert!(svg.contains(method), "{method} missing from the plot");
         }
+        // The bench's newton-guo σ is the CLI's: the same rule on the same probes.
+        let delta = 1.0 / train.len() as f64;
+        let probes = crate::convex::guo_calibration_probes(&train, config.seed);
+        let cli_sigma = crate::convex::guo_calibrated_sigma(
+            &train,
+            config.regularization,
+            1.0,
+            delta,
+            config.guo_planned_removals,
+            &probes,
+        )
+        .unwrap();
+        let bench_sigma = report
+            .points
+            .iter()
+            .find(|point| point.method == "newton-guo")
+            .unwrap()
+            .noise_sigma;
+        assert!(
+            (bench_sigma - cli_sigma).abs() <= 1e-12 * cli_sigma,
+            "{bench_sigma} vs {cli_sigma}"
+        );
     }
 }
