@@ -159,8 +159,10 @@ impl RecipeArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Data: embedded, idx:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR or csv:FILE,
-    /// each optionally with ?limit=CLASS:N[,CLASS:N...] (keep N training samples of a class).
+    /// Data: embedded, idx:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR or
+    /// csv:FILE[?label=COL&header=auto|yes|no&scale=standard|minmax|none&test=F&split-seed=S]
+    /// (plain or gzip), each optionally with ?limit=CLASS:N[,CLASS:N...] (keep N training
+    /// samples of a class).
     #[arg(long, default_value = "embedded")]
     data: String,
     /// Model: softmax, mlp, mlp:W1,W2,..., cnn or cnn:C1,C2,H (default mlp).

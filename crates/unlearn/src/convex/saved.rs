@@ -866,7 +866,7 @@ mod tests {
     }
 
     #[test]
-    fn guo_sigma_is_calibrated_on_the_median_probe() {
+    fn guo_sigma_is_calibrated_on_the_0_9_quantile_of_the_probes() {
         let data = random_problem(120, 4, 2, 73);
         let (lambda, epsilon, delta) = (0.05, 1.0, 1e-3);
         let pilot = NewtonGuo::train(
@@ -880,7 +880,9 @@ mod tests {
             .map(|&p| pilot.residual_bound_of(&[p]).unwrap())
             .collect();
         bounds.sort_by(f64::total_cmp);
-        let expected = NewtonGuoConfig::sigma_for_budget(10.0 * bounds[1], epsilon, delta).unwrap();
+        // Three probes: the 0.9 quantile lies 80% of the way from the middle bound to the top.
+        let quantile = bounds[1] + 0.8 * (bounds[2] - bounds[1]);
+        let expected = NewtonGuoConfig::sigma_for_budget(10.0 * quantile, epsilon, delta).unwrap();
         let sigma = guo_calibrated_sigma(&data, lambda, epsilon, delta, 10.0, &probes).unwrap();
         assert!(
             (sigma - expected).abs() <= 1e-12 * expected,

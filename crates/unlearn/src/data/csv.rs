@@ -69,7 +69,7 @@ pub struct FeatureScaling {
 impl FeatureScaling {
     /// Fits `kind` on `rows` (row-major, `dims` columns). `None` gives an empty map.
     pub fn fit(kind: ScaleKind, rows: &[f32], dims: usize) -> FeatureScaling {
-        let count = if dims == 0 { 0 } else { rows.len() / dims };
+        let count = rows.len().checked_div(dims).unwrap_or(0);
         let mut offset = vec![0.0f32; dims];
         let mut divisor = vec![1.0f32; dims];
         match kind {

@@ -501,7 +501,7 @@ impl ClassLimits {
 
 impl DataSource {
     /// Parses a `--data` string: `embedded`, `idx:DIR`, `cifar10:DIR`, `cifar100:DIR`,
-    /// `cifar100-coarse:DIR` or `csv:PATH[?label=COL&test=FRACTION]`.
+    /// `cifar100-coarse:DIR` or `csv:PATH[?OPTIONS]` (see [`CsvOptions`]).
     /// Any source takes `limit=CLASS:N[,CLASS:N...]` and `limit-seed=SEED` options after a `?`
     /// (see [`DataSource::Limited`]).
     pub fn parse(spec: &str) -> Result<DataSource> {
@@ -564,7 +564,7 @@ impl DataSource {
         if spec == "embedded" {
             return Ok(DataSource::Embedded);
         }
-        let usage = "expected embedded, idx:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR or csv:PATH[?label=COL&test=FRACTION], each optionally followed by ?limit=CLASS:N";
+        let usage = "expected embedded, idx:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR or csv:PATH[?label=COL&test=FRACTION&header=auto|yes|no&scale=standard|minmax|none&split-seed=N], each optionally followed by ?limit=CLASS:N";
         let Some((kind, rest)) = spec.split_once(':') else {
             return Err(Error::invalid(format!(
                 "unknown data source '{spec}': {usage}"
