@@ -226,7 +226,7 @@ pub fn run(command: KmeansCommand, seed: u64, json: bool, quiet: bool) -> Result
     };
     match command {
         KmeansCommand::Train { data, method, out } => {
-            let features = load_features(&data, seed)?;
+            let features = load_features(&data)?;
             let points = Points::new(&features.train, features.dims, Some(&features.ids))?;
             let method = method.method(points.len())?;
             let started = Instant::now();
@@ -277,7 +277,7 @@ pub fn run(command: KmeansCommand, seed: u64, json: bool, quiet: bool) -> Result
             }
             let mut artifact = KMeansArtifact::load(&model)?;
             let source = data_source(data, &artifact, &model)?;
-            let features = load_features(&source, model_seed(&artifact.model))?;
+            let features = load_features(&source)?;
             let points = Points::new(&features.train, features.dims, Some(&features.ids))?;
             let bar = progress.bar(requested.len() as u64, "deleting");
             let started = Instant::now();
@@ -317,7 +317,7 @@ pub fn run(command: KmeansCommand, seed: u64, json: bool, quiet: bool) -> Result
         } => {
             let artifact = KMeansArtifact::load(&model)?;
             let source = data_source(data, &artifact, &model)?;
-            let features = load_features(&source, model_seed(&artifact.model))?;
+            let features = load_features(&source)?;
             let points = Points::new(&features.train, features.dims, Some(&features.ids))?;
             let loss = artifact.model.loss(&points)?;
             let test_loss = if features.test.is_empty() {
@@ -428,7 +428,7 @@ fn run_bench(
     json: bool,
     progress: &Progress,
 ) -> Result<()> {
-    let features = load_features(data, options.seed)?;
+    let features = load_features(data)?;
     let points = Points::new(&features.train, features.dims, Some(&features.ids))?;
     let method = method.method(points.len())?;
     let bar = progress.bar(options.deletions as u64, "deleting");
@@ -497,13 +497,6 @@ fn print_report(data: &str, report: &P6Report) {
     );
 }
 
-fn model_seed(model: &DeletionEfficientKMeans) -> u64 {
-    match model {
-        DeletionEfficientKMeans::Quantized(m) => m.seed,
-        DeletionEfficientKMeans::DivideConquer(m) => m.seed,
-    }
-}
-
 fn data_source(data: Option<String>, artifact: &KMeansArtifact, model: &Path) -> Result<String> {
     match data.or_else(|| artifact.data_source.clone()) {
         Some(source) => Ok(source),
@@ -528,7 +521,7 @@ fn read_ids(path: &Path) -> Result<Vec<u32>> {
 }
 
 /// Loads `spec`: the synthetic `gaussian:...` source of P6, or any `unlearn::data` source.
-fn load_features(spec: &str, seed: u64) -> Result<Features> {
+fn load_features(spec: &str) -> Result<Features> {
     if let Some(options) = spec.strip_prefix("gaussian:") {
         let (mut n, mut dims, mut k, mut std, mut data_seed) = (None, None, None, 0.1, 0u64);
         for option in options.split(',').filter(|o| !o.is_empty()) {
@@ -558,7 +551,7 @@ fn load_features(spec: &str, seed: u64) -> Result<Features> {
         });
     }
     let source = DataSource::parse(spec)?;
-    let bundle = load(&source, seed)?;
+    let bundle = load(&source)?;
     Ok(Features {
         dims: bundle.train.dims(),
         train: bundle.train.features,

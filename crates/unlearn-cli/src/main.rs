@@ -117,9 +117,13 @@ struct RecipeArgs {
     /// Learning-rate schedule: constant or cosine.
     #[arg(long, default_value = "cosine")]
     schedule: String,
-    /// Epochs.
-    #[arg(long, default_value_t = 5)]
-    epochs: usize,
+    /// Epochs [default: 5, with at least --min-steps steps].
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Floor on the training steps: more epochs when the data is too small for 5 epochs to
+    /// make this many [default: 1000 without --epochs, 0 with it].
+    #[arg(long)]
+    min_steps: Option<usize>,
     /// Mini-batch size.
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
@@ -145,7 +149,12 @@ impl RecipeArgs {
                 "cosine" => Schedule::Cosine,
                 other => bail!("unknown schedule '{other}' (expected constant or cosine)"),
             },
-            epochs: self.epochs,
+            epochs: self.epochs.unwrap_or(Recipe::default().epochs),
+            min_steps: self.min_steps.unwrap_or(if self.epochs.is_some() {
+                0
+            } else {
+                unlearn::train::DEFAULT_MIN_STEPS
+            }),
             batch_size: self.batch_size,
             momentum: self.momentum,
             weight_decay: self.weight_decay,
@@ -158,8 +167,10 @@ impl RecipeArgs {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Data: embedded, idx:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR or csv:FILE,
-    /// each optionally with ?limit=CLASS:N[,CLASS:N...] (keep N training samples of a class).
+    /// Data: embedded, idx:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR or
+    /// csv:FILE[?label=COL&header=auto|yes|no&scale=standard|minmax|none&test=F&split-seed=S]
+    /// (plain or gzip), each optionally with ?limit=CLASS:N[,CLASS:N...] (keep N training
+    /// samples of a class).
     #[arg(long, default_value = "embedded")]
     data: String,
     /// Model: softmax, mlp, mlp:W1,W2,..., cnn or cnn:C1,C2,H (default mlp).
@@ -466,9 +477,11 @@ pub(crate) fn progress(global: &Global) -> Progress {
     }
 }
 
-fn load_data(description: &str, seed: u64) -> Result<DataBundle> {
+/// Loads the data a description names; the same description always gives the same data (the
+/// run's `--seed` plays no part).
+fn load_data(description: &str) -> Result<DataBundle> {
     let source = DataSource::parse(description)?;
-    Ok(load(&source, seed)?)
+    Ok(load(&source)?)
 }
 
 fn split_path_for(model: &Path) -> PathBuf {
@@ -484,6 +497,7 @@ fn build_setup(
     recipe: Recipe,
 ) -> Result<Setup> {
     let device = DeviceChoice::parse(&global.device)?.device()?.autodiff();
+    let recipe = recipe.resolved(split.train.len());
     let setup = Setup {
         data_description: data_description.to_string(),
         data,
@@ -506,7 +520,7 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
         return certified_cmd::train(global, &args, method);
     }
     let out = args.out.clone().context("--out is required")?;
-    let data = load_data(&args.data, global.seed)?;
+    let data = load_data(&args.data)?;
     let selector = ForgetSelector::parse(&args.forget)?;
     let split = Split::new(&data, &selector, global.seed)?;
     let model = args.model.as_deref().unwrap_or("mlp");
@@ -640,7 +654,7 @@ fn load_model_context(
     let device = DeviceChoice::parse(&global.device)?.device()?.autodiff();
     let artifact = Artifact::load(model, &device)?;
     let data_description = data.unwrap_or_else(|| artifact.metadata.dataset.clone());
-    let bundle = load_data(&data_description, artifact.metadata.seed)?;
+    let bundle = load_data(&data_description)?;
     let split = match forget {
         Some(selector) => {
             let selector = ForgetSelector::parse(&selector)?;
@@ -707,6 +721,9 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
         setup.unlearn_with_records(&original, method.as_ref(), Vec::new(), &records)?;
     let steps = outcome.steps;
     let notes = outcome.notes.clone();
+    for warning in notes.iter().filter(|note| note.starts_with("warning: ")) {
+        eprintln!("{warning}");
+    }
     let artifact = setup.unlearned_artifact(&original, method.as_ref(), outcome, seconds);
     let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
     let evaluation = evaluate(&predictions, None, global.seed)?;
@@ -733,6 +750,9 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
             headline.test_accuracy,
             headline.mia_efficacy
         );
+        for note in &notes {
+            say!("note: {note}");
+        }
         say!("wrote {}", out.display());
     }
     Ok(())
@@ -824,7 +844,7 @@ fn demo(global: &Global, args: DemoArgs) -> Result<()> {
         .iter()
         .map(|name| methods::build(name, &MethodParams::default()))
         .collect::<unlearn::Result<Vec<_>>>()?;
-    let data = load_data(&args.data, global.seed)?;
+    let data = load_data(&args.data)?;
     let selector = ForgetSelector::parse(&args.forget)?;
     let split = Split::new(&data, &selector, global.seed)?;
     let spec = ModelSpec::parse(&args.model, data.train.shape, data.train.num_classes)?;

@@ -76,7 +76,7 @@ pub fn train(global: &Global, args: &TrainArgs, sisa: &str) -> Result<()> {
     let jobs = jobs(args.jobs)?;
     let out = args.out.clone().context("--out is required")?;
     disk::refuse_foreign_dir(&out)?;
-    let data = load_data(&args.data, global.seed)?;
+    let data = load_data(&args.data)?;
     let selector = ForgetSelector::parse(&args.forget)?;
     let split = Split::new(&data, &selector, global.seed)?;
     let model = args.model.as_deref().unwrap_or("mlp");
@@ -178,7 +178,7 @@ pub fn forget(global: &Global, args: &ForgetArgs, model: &Path, out: &Path) -> R
         .data
         .clone()
         .unwrap_or_else(|| ensemble.plan.dataset.clone());
-    let data = load_data(&data_description, ensemble.plan.seed)?;
+    let data = load_data(&data_description)?;
     ensemble.plan.check_data(&data.train)?;
     let selector = ForgetSelector::parse(forget)?;
     let asked = Split::new(&data, &selector, global.seed)?.forget;
@@ -323,7 +323,7 @@ pub fn eval(global: &Global, args: &EvalArgs) -> Result<()> {
         .data
         .clone()
         .unwrap_or_else(|| ensemble.plan.dataset.clone());
-    let data = load_data(&data_description, ensemble.plan.seed)?;
+    let data = load_data(&data_description)?;
     let split = match &args.split {
         Some(path) => {
             Split::load(path).with_context(|| format!("reading split {}", path.display()))?

@@ -264,7 +264,7 @@ pub fn forget(global: &Global, args: &ForgetArgs, dir: &Path) -> Result<()> {
         Some(data) => data.clone(),
         None => certified::data_description(&store)?,
     };
-    let bundle = load_data(&description, 0)?;
+    let bundle = load_data(&description)?;
     let ids = selector.select(&bundle.train, global.seed)?;
     let submission = store.submit(&ids, args.key.as_deref(), "cli")?;
     let outcomes = certified::apply_pending(&mut store, &bundle.train, Some(&bundle.test))?;
@@ -299,7 +299,7 @@ pub fn forget(global: &Global, args: &ForgetArgs, dir: &Path) -> Result<()> {
         request.id,
         ids.len(),
         if version.info["retrained"].as_bool() == Some(true) {
-            " (budget exhausted: retrained from scratch with fresh noise)"
+            " (this request would have spent more than the budget left, so the model was retrained from scratch with fresh noise; the budget below is the new model's)"
         } else {
             ""
         },
@@ -334,7 +334,7 @@ fn forget_neural(
     let sidecar: unlearn::model::ArtifactMetadata =
         serde_json::from_slice(&store.read_file(&version, "sidecar")?)?;
     let description = args.data.clone().unwrap_or(sidecar.dataset);
-    let bundle = load_data(&description, sidecar.seed)?;
+    let bundle = load_data(&description)?;
     let ids = selector.select(&bundle.train, global.seed)?;
     drop(bundle);
     let submission = store.submit(&ids, args.key.as_deref(), "cli")?;
@@ -387,7 +387,7 @@ fn forget_sisa(
     let device = device(global)?;
     let plan = unlearn::store::sisa::current_plan(store)?;
     let description = args.data.clone().unwrap_or(plan.dataset.clone());
-    let bundle = load_data(&description, plan.seed)?;
+    let bundle = load_data(&description)?;
     let ids = selector.select(&bundle.train, global.seed)?;
     drop(bundle);
     let submission = store.submit(&ids, args.key.as_deref(), "cli")?;
@@ -517,7 +517,7 @@ pub fn verify(global: &Global, dir: &Path, data: Option<&str>, replay: bool) -> 
         Some(data) => data.to_string(),
         None => certified::data_description(&store)?,
     };
-    let bundle = load_data(&description, 0)?;
+    let bundle = load_data(&description)?;
     let report = certified::verify_store(&store, &bundle.train, replay)?;
     if global.json {
         say!("{}", serde_json::to_string(&report)?);
@@ -609,7 +609,7 @@ pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
             refuse_neural_policy(&policy)?;
             let file = unlearn::convex::CertifiedModelFile::load(&from)?;
             let description = data.unwrap_or(file.data);
-            let bundle = load_data(&description, 0)?;
+            let bundle = load_data(&description)?;
             let created = certified::import_files(&store, &from, &bundle.train, &policy)?;
             let version = created.current()?;
             say!(

@@ -40,13 +40,9 @@ fn ledger_lines(model: &Path) -> Vec<serde_json::Value> {
 #[test]
 fn forget_across_invocations_appends_to_the_ledger_and_verifies() {
     let dir = tempfile::tempdir().unwrap();
-    // A budget for 100 typical removals, so that neither request forces a retrain.
-    let model = train(
-        dir.path(),
-        "guo",
-        "newton-guo",
-        &["--planned-removals", "100"],
-    );
+    // A budget for 10 removals of the 0.9-quantile row, so that neither request forces a
+    // retrain.
+    let model = train(dir.path(), "guo", "newton-guo", &["--removals", "10"]);
     assert!(model.with_extension("state").exists());
     assert_eq!(ledger_lines(&model).len(), 0);
     let output = unlearn(&["verify", "--model", path(&model)]);
@@ -448,4 +444,47 @@ fn p3_config_runs_and_writes_the_plot() {
     bad_config_error("epsilon = [1.0]", "epsilon");
     bad_config_error("epsilons = [-1.0]", "positive");
     assert!(!results.join("p3_bad").exists());
+}
+
+#[test]
+fn a_retraining_request_says_so_without_contradicting_its_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    // A budget for a hundredth of one removal: the very first request retrains.
+    let model = train(dir.path(), "tiny", "newton-guo", &["--removals", "0.01"]);
+    let out = dir.path().join("after.json");
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        path(&model),
+        "--forget",
+        "random:5",
+        "--out",
+        path(&out),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(!text.contains("budget exhausted"), "{text}");
+    assert!(
+        text.contains("would have spent more than the budget left")
+            && text.contains("the budget below is the new model's"),
+        "{text}"
+    );
+    assert!(text.contains("used since the last training"), "{text}");
+    // With the default budget for 10 removals, the first 5-row request does not retrain.
+    let model = train(dir.path(), "roomy", "newton-guo", &["--removals", "10"]);
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        path(&model),
+        "--forget",
+        "random:5",
+        "--out",
+        path(&dir.path().join("roomy-after.json")),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        !stdout(&output).contains("retrained"),
+        "{}",
+        stdout(&output)
+    );
 }

@@ -18,7 +18,7 @@ use unlearn::store::{RequestStatus, Store};
 
 /// Training ids of the embedded subset's classes 7 and 9.
 fn pair_ids() -> Vec<u32> {
-    let bundle = unlearn::data::load(&unlearn::data::DataSource::Embedded, 0).unwrap();
+    let bundle = unlearn::data::load(&unlearn::data::DataSource::Embedded).unwrap();
     bundle
         .train
         .ids
@@ -42,8 +42,8 @@ fn create_store(dir: &Path) -> PathBuf {
         "7,9",
         "--data",
         "embedded",
-        "--planned-removals",
-        "1000",
+        "--removals",
+        "10",
         "--store",
         path(&store),
     ]);

@@ -240,7 +240,7 @@ fn prepare(
         Some(data) => data.clone(),
         None => certified::data_description(&store)?,
     };
-    let bundle = load(&DataSource::parse(&description)?, 0)?;
+    let bundle = load(&DataSource::parse(&description)?)?;
     let model = CertifiedModel::load(&store, &bundle.train, Some(&bundle.test))?;
     Ok((
         store,

@@ -31,6 +31,23 @@ pub enum Error {
     /// A model or tensor operation failed.
     #[error("{0}")]
     Model(String),
+    /// A training or unlearning loop stopped because its loss became non-finite or grew past
+    /// the bound of [`crate::train::DivergenceGuard`]; no model is produced.
+    #[error(
+        "{phase} diverged at step {step}: loss {loss:.4e} (bound {bound:.4e}) at learning rate {learning_rate:.4e}; lower the learning rate"
+    )]
+    Diverged {
+        /// What was running: `training` or `unlearning`.
+        phase: &'static str,
+        /// The step (from 0) whose loss crossed the bound.
+        step: usize,
+        /// That loss (possibly NaN or infinite).
+        loss: f64,
+        /// The bound it crossed.
+        bound: f64,
+        /// The learning rate of that step.
+        learning_rate: f64,
+    },
 }
 
 impl Error {

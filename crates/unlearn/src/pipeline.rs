@@ -74,6 +74,11 @@ impl Setup {
                 model.dataset_hash
             )));
         }
+        if model.feature_scaling.is_some() && model.feature_scaling != self.data.scaling {
+            return Err(Error::invalid(
+                "the data's feature scaling is not the one the model was trained with (same rows, other scale= option?)",
+            ));
+        }
         self.check_spec(&model.spec, "model")?;
         let train_ids_hash = crate::io::ids_hash(&self.split.train);
         if model.train_ids_hash != train_ids_hash {
@@ -146,6 +151,7 @@ impl Setup {
             spec: self.spec.clone(),
             dataset: self.data_description.clone(),
             dataset_hash: self.data.train.hash(),
+            feature_scaling: self.data.scaling.clone(),
             split_hash: self.split.hash(),
             train_ids_hash: crate::io::ids_hash(&self.split.train),
             seed: self.seed,
@@ -400,8 +406,11 @@ pub struct MethodRun {
     pub speedup: Option<f64>,
     /// Optimisation steps.
     pub steps: usize,
-    /// Every metric.
-    pub evaluation: Evaluation,
+    /// Every metric; `None` when the method failed.
+    pub evaluation: Option<Evaluation>,
+    /// Why the method failed (its loss diverged), when it did: no model, no metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// Method notes.
     pub notes: Vec<String>,
 }
@@ -443,8 +452,16 @@ pub fn compare(setup: &Setup, methods: &[Box<dyn Unlearner>]) -> Result<Comparis
         .filter(|method| crate::methods::needs_records(method.name()))
         .map(|method| RecordKind::parse(method.name()))
         .collect::<Result<_>>()?;
+    let phases = 2 + methods.iter().filter(|m| m.name() != "retrain").count();
+    let stage = crate::progress::enter_stage(crate::progress::Stage {
+        index: 1,
+        count: phases,
+        what: "training",
+        method: "original",
+    });
     if kinds.is_empty() {
         let original = setup.train_original(&mut [])?;
+        drop(stage);
         return compare_with(setup, &original, methods);
     }
     let directory = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
@@ -460,6 +477,7 @@ pub fn compare(setup: &Setup, methods: &[Box<dyn Unlearner>]) -> Result<Comparis
             .join(format!("original.{}.records", kind.name()))
     })?;
     let paths: Vec<PathBuf> = files.into_iter().map(|file| file.path).collect();
+    drop(stage);
     compare_with_records(setup, &original, methods, &paths)
 }
 
@@ -480,7 +498,20 @@ pub fn compare_with_records(
     records: &[PathBuf],
 ) -> Result<Comparison> {
     let retrain = crate::methods::Retrain;
+    let others: Vec<&Box<dyn Unlearner>> =
+        methods.iter().filter(|m| m.name() != "retrain").collect();
+    let phases = 2 + others.len();
+    let stage = |index: usize, what: &'static str, method: &'static str| {
+        crate::progress::enter_stage(crate::progress::Stage {
+            index,
+            count: phases,
+            what,
+            method,
+        })
+    };
+    let retraining = stage(2, "retraining", "reference");
     let (reference_outcome, retrain_seconds) = setup.unlearn(original, &retrain, Vec::new())?;
+    drop(retraining);
     let reference = predict_split(&reference_outcome.network, &setup.data, &setup.split)?;
     let reference_evaluation = evaluate(&reference, None, setup.seed)?;
     let reference_headline = reference_evaluation.headline;
@@ -497,11 +528,12 @@ pub fn compare_with_records(
         seconds: original.metadata.seconds,
         speedup: None,
         steps: 0,
-        evaluation: against_reference(&predict_split(
+        evaluation: Some(against_reference(&predict_split(
             &original.network,
             &setup.data,
             &setup.split,
-        )?)?,
+        )?)?),
+        failure: None,
         notes: vec!["the trained model before unlearning".into()],
     }];
     runs.push(MethodRun {
@@ -510,10 +542,12 @@ pub fn compare_with_records(
         seconds: retrain_seconds,
         speedup: Some(1.0),
         steps: reference_outcome.steps,
-        evaluation: against_reference(&reference)?,
+        evaluation: Some(against_reference(&reference)?),
+        failure: None,
         notes: reference_outcome.notes,
     });
-    for method in methods.iter().filter(|m| m.name() != "retrain") {
+    for (position, method) in others.into_iter().enumerate() {
+        let _unlearning = stage(3 + position, "unlearning with", method.name());
         if method.name() == "sisa" {
             let config: crate::sisa::SisaConfig = serde_json::from_value(method.parameters())
                 .map_err(|e| Error::invalid(format!("sisa parameters: {e}")))?;
@@ -524,13 +558,32 @@ pub fn compare_with_records(
                 seconds: run.seconds,
                 speedup: Some(retrain_seconds / run.seconds.max(1e-9)),
                 steps: run.steps,
-                evaluation: against_reference(&run.predictions)?,
+                evaluation: Some(against_reference(&run.predictions)?),
+                failure: None,
                 notes: run.notes,
             });
             continue;
         }
+        let started = std::time::Instant::now();
         let (outcome, seconds) =
-            setup.unlearn_with_records(original, method.as_ref(), Vec::new(), records)?;
+            match setup.unlearn_with_records(original, method.as_ref(), Vec::new(), records) {
+                Ok(done) => done,
+                // A diverged method is a row of the table, not the end of the comparison.
+                Err(error @ Error::Diverged { .. }) => {
+                    runs.push(MethodRun {
+                        method: method.name().to_string(),
+                        parameters: method.parameters(),
+                        seconds: started.elapsed().as_secs_f64(),
+                        speedup: None,
+                        steps: 0,
+                        evaluation: None,
+                        failure: Some(error.to_string()),
+                        notes: Vec::new(),
+                    });
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
         let predictions = predict_split(&outcome.network, &setup.data, &setup.split)?;
         runs.push(MethodRun {
             method: method.name().to_string(),
@@ -538,7 +591,8 @@ pub fn compare_with_records(
             seconds,
             speedup: Some(retrain_seconds / seconds.max(1e-9)),
             steps: outcome.steps,
-            evaluation: against_reference(&predictions)?,
+            evaluation: Some(against_reference(&predictions)?),
+            failure: None,
             notes: outcome.notes,
         });
     }
@@ -578,8 +632,15 @@ impl Comparison {
         );
         out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         for run in &self.runs {
-            let headline = &run.evaluation.headline;
-            let reference = run.evaluation.reference;
+            let Some(evaluation) = &run.evaluation else {
+                out.push_str(&format!(
+                    "| {} | failed | failed | failed | failed | – | – | – | – | {:.2} | – |\n",
+                    run.method, run.seconds
+                ));
+                continue;
+            };
+            let headline = &evaluation.headline;
+            let reference = evaluation.reference;
             let cell = |value: Option<f64>, digits: usize| match value {
                 Some(v) => format!("{v:.digits$}"),
                 None => "–".to_string(),
@@ -592,7 +653,7 @@ impl Comparison {
                 headline.test_accuracy,
                 headline.mia_efficacy,
                 cell(reference.map(|r| r.average_gap), 2),
-                cell(run.evaluation.loss_mia, 2),
+                cell(evaluation.loss_mia, 2),
                 cell(reference.map(|r| r.kl_forget), 4),
                 cell(reference.and_then(|r| r.parameter_distance), 3),
                 run.seconds,
@@ -608,6 +669,11 @@ impl Comparison {
              MIA-eff. = % of the forget set a confidence-based logistic attacker calls non-member. \
              Avg. Gap = mean |Δ| of UA, RA, TA, MIA-eff. against retrain. The original row's time is its training time.\n",
         );
+        for run in &self.runs {
+            if let Some(failure) = &run.failure {
+                out.push_str(&format!("\nFailed: {}: {failure}\n", run.method));
+            }
+        }
         out
     }
 }

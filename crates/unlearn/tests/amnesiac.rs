@@ -16,7 +16,7 @@ use unlearn::train::{
 /// A small MLP setup on the first `train_size` embedded samples, forgetting `forget` of them
 /// spread evenly (`Forget::Count`) or one whole class.
 fn setup(train_size: u32, forget: Forget, recipe: Recipe) -> Setup {
-    let data = load(&DataSource::Embedded, 0).unwrap();
+    let data = load(&DataSource::Embedded).unwrap();
     let mut split = Split::new(&data, &ForgetSelector::parse("random:1").unwrap(), 3).unwrap();
     split.train.retain(|&id| id < train_size);
     split.forget = match forget {
@@ -52,6 +52,7 @@ fn plain_sgd(epochs: usize) -> Recipe {
         learning_rate: 0.05,
         schedule: Schedule::Constant,
         epochs,
+        min_steps: 0,
         batch_size: 32,
         momentum: 0.0,
         weight_decay: 0.0,

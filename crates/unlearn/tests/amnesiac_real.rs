@@ -36,12 +36,9 @@ fn real_data(test: &str) -> Option<DataBundle> {
         return None;
     }
     Some(
-        load(
-            &DataSource::Idx {
-                dir: dir.to_path_buf(),
-            },
-            0,
-        )
+        load(&DataSource::Idx {
+            dir: dir.to_path_buf(),
+        })
         .unwrap(),
     )
 }

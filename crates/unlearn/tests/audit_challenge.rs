@@ -12,7 +12,7 @@ use unlearn::progress::Progress;
 use unlearn::train::Recipe;
 
 fn setup() -> Setup {
-    let data = load(&DataSource::Embedded, 0).unwrap();
+    let data = load(&DataSource::Embedded).unwrap();
     let split = Split::new(&data, &ForgetSelector::RandomCount(20), 0).unwrap();
     let spec = ModelSpec::parse("mlp:16", data.train.shape, data.train.num_classes).unwrap();
     let recipe = Recipe {

@@ -39,7 +39,7 @@ fn newton_guo_and_langevin_stay_within_one_point_of_the_noiseless_model() {
         eprintln!("skipping: {DIR} is missing");
         return;
     }
-    let bundle = load(&DataSource::Idx { dir: DIR.into() }, 0).expect("load Fashion-MNIST");
+    let bundle = load(&DataSource::Idx { dir: DIR.into() }).expect("load Fashion-MNIST");
     let (train, test) = (pair(&bundle.train), pair(&bundle.test));
     let n = train.len();
     let delta = 1.0 / n as f64;

@@ -34,7 +34,7 @@ fn real_fashion_mnist_loads_with_official_sizes() {
     let Some(dir) = fashion_mnist_dir("real_fashion_mnist_loads_with_official_sizes") else {
         return;
     };
-    let bundle = load(&DataSource::Idx { dir }, 0).expect("Fashion-MNIST loads");
+    let bundle = load(&DataSource::Idx { dir }).expect("Fashion-MNIST loads");
     assert_eq!(bundle.train.len(), 60_000);
     assert_eq!(bundle.test.len(), 10_000);
     assert_eq!(bundle.train.shape, [1, 28, 28]);
@@ -62,8 +62,8 @@ fn embedded_subset_equals_the_start_of_the_real_files() {
     let Some(dir) = fashion_mnist_dir("embedded_subset_equals_the_start_of_the_real_files") else {
         return;
     };
-    let real = load(&DataSource::Idx { dir }, 0).expect("Fashion-MNIST loads");
-    let embedded = load(&DataSource::Embedded, 0).expect("embedded subset loads");
+    let real = load(&DataSource::Idx { dir }).expect("Fashion-MNIST loads");
+    let embedded = load(&DataSource::Embedded).expect("embedded subset loads");
     assert_eq!(embedded.train.len(), 10_000);
     assert_eq!(embedded.test.len(), 2_000);
     let first_train: Vec<u32> = (0..10_000).collect();
@@ -84,9 +84,9 @@ fn the_p5b_rare_class_keeps_100_dresses_with_their_file_ids() {
     else {
         return;
     };
-    let full = load(&DataSource::Idx { dir: dir.clone() }, 0).expect("Fashion-MNIST loads");
+    let full = load(&DataSource::Idx { dir: dir.clone() }).expect("Fashion-MNIST loads");
     let spec = format!("idx:{}?limit=3:100", dir.display());
-    let rare = load(&DataSource::parse(&spec).unwrap(), 0).expect("limited data loads");
+    let rare = load(&DataSource::parse(&spec).unwrap()).expect("limited data loads");
     let mut counts = vec![6_000; 10];
     counts[3] = 100;
     assert_eq!(rare.train.class_counts(), counts);

@@ -15,7 +15,7 @@ use unlearn::train::{
 };
 
 fn setup(train_size: u32, forget: &str, seed: u64) -> Setup {
-    let data = load(&DataSource::Embedded, 0).unwrap();
+    let data = load(&DataSource::Embedded).unwrap();
     let selector = ForgetSelector::parse(forget).unwrap();
     let mut split = Split::new(&data, &selector, seed).unwrap();
     split.train.retain(|&id| id < train_size);

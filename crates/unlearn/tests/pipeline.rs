@@ -13,7 +13,7 @@ use unlearn::train::{Recipe, StepContext, TrainHook, predict_probabilities};
 
 /// A small setup on the first `train_size` embedded training samples.
 fn small_setup(train_size: u32, forget: &str, epochs: usize) -> Setup {
-    let data = load(&DataSource::Embedded, 0).unwrap();
+    let data = load(&DataSource::Embedded).unwrap();
     let selector = ForgetSelector::parse(forget).unwrap();
     let mut split = Split::new(&data, &selector, 1).unwrap();
     split.train.retain(|&id| id < train_size);
@@ -215,12 +215,9 @@ fn real_data() -> Option<DataBundle> {
         return None;
     }
     Some(
-        load(
-            &DataSource::Idx {
-                dir: dir.to_path_buf(),
-            },
-            0,
-        )
+        load(&DataSource::Idx {
+            dir: dir.to_path_buf(),
+        })
         .unwrap(),
     )
 }

@@ -16,7 +16,7 @@ use unlearn::train::Recipe;
 const TRAIN_SIZE: u32 = 2400;
 
 fn data() -> DataBundle {
-    load(&DataSource::Embedded, 0).unwrap()
+    load(&DataSource::Embedded).unwrap()
 }
 
 /// A setup training mlp:32 for one epoch on the first `TRAIN_SIZE` embedded ids less `removed`.

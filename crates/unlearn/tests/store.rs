@@ -11,7 +11,7 @@ use unlearn::store::certified::{self, CertifiedModel};
 use unlearn::store::{COMMIT_STEPS, FaultHook, Policy, RequestStatus, Store};
 
 fn embedded() -> DataBundle {
-    load(&DataSource::Embedded, 0).unwrap()
+    load(&DataSource::Embedded).unwrap()
 }
 
 /// Ids of the embedded subset's classes 7 and 9 (the task's training rows).
@@ -29,7 +29,7 @@ fn pair_ids(bundle: &DataBundle) -> Vec<u32> {
 fn training() -> CertifiedTraining {
     CertifiedTraining {
         // A budget for many removals, so that the tests exercise Newton steps, not retrains.
-        planned_removals: 1000.0,
+        planned_removals: 10.0,
         ..CertifiedTraining::new("newton-guo", 1.0, 7)
     }
 }

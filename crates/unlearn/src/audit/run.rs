@@ -294,7 +294,7 @@ fn build_methods(configs: &[MethodConfig]) -> Result<Vec<(String, Box<dyn Unlear
 fn certified_rows(config: &AuditConfig) -> Result<(crate::data::Dataset, ConvexTask, Vec<u32>)> {
     let certified = &config.audit.certified;
     let source = DataSource::parse(certified.data_source(&config.data))?;
-    let bundle = load(&source, 0)?;
+    let bundle = load(&source)?;
     let task = ConvexTask::parse(&certified.classes)?;
     let all = task.rows(&bundle.train)?;
     let mut ids = all.ids().to_vec();
@@ -355,7 +355,7 @@ fn neural_context(
     records_dir: &Path,
 ) -> Result<NeuralContext> {
     let source = DataSource::parse(&config.data)?;
-    let data = load(&source, 0)?;
+    let data = load(&source)?;
     let model = config.model.as_deref().unwrap_or_default();
     let spec = ModelSpec::parse(model, data.train.shape, data.train.num_classes)?;
     let splits = config

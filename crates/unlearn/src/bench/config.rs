@@ -44,8 +44,14 @@ pub struct RecipeConfig {
     pub learning_rate: f64,
     /// `constant` or `cosine`.
     pub schedule: Schedule,
-    /// Epochs.
-    pub epochs: usize,
+    /// Epochs; when absent, [`Recipe::default`]'s 5 with the floor of
+    /// [`crate::train::DEFAULT_MIN_STEPS`] steps.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    /// Floor on the training steps (see [`Recipe::min_steps`]); when absent,
+    /// [`crate::train::DEFAULT_MIN_STEPS`] if `epochs` is absent too, else 0.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_steps: Option<usize>,
     /// Batch size.
     pub batch_size: usize,
     /// SGD momentum.
@@ -61,7 +67,8 @@ impl Default for RecipeConfig {
             optimizer: recipe.optimizer,
             learning_rate: recipe.learning_rate,
             schedule: recipe.schedule,
-            epochs: recipe.epochs,
+            epochs: None,
+            min_steps: None,
             batch_size: recipe.batch_size,
             momentum: recipe.momentum,
             weight_decay: recipe.weight_decay,
@@ -76,7 +83,12 @@ impl RecipeConfig {
             optimizer: self.optimizer,
             learning_rate: self.learning_rate,
             schedule: self.schedule,
-            epochs: self.epochs,
+            epochs: self.epochs.unwrap_or(Recipe::default().epochs),
+            min_steps: self.min_steps.unwrap_or(if self.epochs.is_some() {
+                0
+            } else {
+                crate::train::DEFAULT_MIN_STEPS
+            }),
             batch_size: self.batch_size,
             momentum: self.momentum,
             weight_decay: self.weight_decay,
@@ -233,7 +245,7 @@ params = { epochs = 3 }
     fn reads_a_good_config_with_defaults() {
         let (_dir, path) = write(GOOD);
         let config = BenchConfig::load(&path).unwrap();
-        assert_eq!(config.recipe.epochs, 1);
+        assert_eq!(config.recipe.epochs, Some(1));
         assert_eq!(config.recipe.batch_size, Recipe::default().batch_size);
         assert_eq!(config.methods[1].label(), "finetune-long");
         let params = config.methods[0].method_params();

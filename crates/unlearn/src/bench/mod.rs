@@ -45,8 +45,11 @@ pub struct RunRecord {
     pub method_name: String,
     /// Hyper-parameters in effect.
     pub parameters: serde_json::Value,
-    /// Every metric, against the retrained reference.
-    pub evaluation: Evaluation,
+    /// Every metric, against the retrained reference; `None` when the run failed.
+    pub evaluation: Option<Evaluation>,
+    /// Why the run failed (a diverged loss), when it did; a failed run has no metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<String>,
     /// Wall-clock seconds of the run (training time for `original` and `retrain`).
     pub seconds: f64,
     /// Retraining time divided by this run's time.
@@ -257,7 +260,7 @@ pub fn run_grid(config: &BenchConfig, options: &BenchOptions) -> Result<BenchOut
     );
 
     let source = DataSource::parse(&config.data)?;
-    let data = load(&source, 0)?;
+    let data = load(&source)?;
     let spec = ModelSpec::parse(&config.model, data.train.shape, data.train.num_classes)?;
     let cache = ModelCache::new(&options.cache_dir);
     let labels = labels(config);
@@ -305,12 +308,13 @@ pub fn run_grid(config: &BenchConfig, options: &BenchOptions) -> Result<BenchOut
                 .ok_or_else(|| Error::invalid("a worker lost its data after a failed cell"))?;
             let selector = ForgetSelector::parse(forget)?;
             let split = Split::new(&cell_data, &selector, seed)?;
+            let recipe = config.recipe.recipe(seed).resolved(split.train.len());
             let setup = Setup {
                 data_description: config.data.clone(),
                 data: cell_data,
                 split,
                 spec: spec.clone(),
-                recipe: config.recipe.recipe(seed),
+                recipe,
                 device: options.device.clone(),
                 seed,
                 progress: Progress::hidden(),
@@ -441,6 +445,38 @@ pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(PathBuf, usize)> 
     Ok((out, records.len()))
 }
 
+/// The record of a run that failed with `failure` (a diverged loss): no metrics, no model.
+fn failed_record(config: &BenchConfig, setup: &Setup, label: &str, failure: &str) -> RunRecord {
+    RunRecord {
+        grid: config.name.clone(),
+        forget: setup.split.selector.clone(),
+        seed: setup.seed,
+        method: label.to_string(),
+        method_name: label.split('+').next().unwrap_or(label).to_string(),
+        parameters: serde_json::Value::Null,
+        evaluation: None,
+        failure: Some(failure.to_string()),
+        seconds: 0.0,
+        speedup: None,
+        steps: 0,
+        notes: Vec::new(),
+        sizes: [
+            setup.split.forget.len(),
+            setup.split.train.len() - setup.split.forget.len(),
+            setup.split.test.len(),
+        ],
+        model: setup.spec.describe(),
+        data: setup.data_description.clone(),
+        tool_version: TOOL_VERSION.to_string(),
+        dataset_hash: setup.data.train.hash(),
+        split_hash: setup.split.hash(),
+        recipe_hash: cache::recipe_hash(setup),
+        model_hash: String::new(),
+        original_from_cache: false,
+        reference_from_cache: false,
+    }
+}
+
 /// How a cell records its forget set for the amnesiac methods: one sum per class when the
 /// forget set is exactly one class of the training set (up to float rounding the same
 /// unlearned model as individual records — the class's per-sample contributions, or every
@@ -493,7 +529,13 @@ fn run_cell(
         .map(|kind| kind.path_for(&original_path))
         .collect();
     let records_missing = records.iter().any(|path| RecordStore::open(path).is_err());
-    let (original, original_from_cache) =
+    let fail_cell = |error: &Error, emit: &mut dyn FnMut(&RunRecord) -> Result<()>| {
+        for label in pending {
+            emit(&failed_record(config, setup, label, &error.to_string()))?;
+        }
+        Ok(())
+    };
+    let trained_original =
         cache.get_or_train("original", setup, options.fresh || records_missing, || {
             if kinds.is_empty() {
                 return setup.train_original(&mut []);
@@ -507,13 +549,20 @@ fn run_cell(
             Ok(setup
                 .train_recorded(&plan, &|kind| kind.path_for(&original_path))?
                 .0)
-        })?;
+        });
+    let (original, original_from_cache) = match trained_original {
+        Err(error @ Error::Diverged { .. }) => return fail_cell(&error, &mut emit),
+        other => other?,
+    };
     let retrain = methods::Retrain;
-    let (reference, reference_from_cache) =
-        cache.get_or_train("retrain", setup, options.fresh, || {
-            let (outcome, seconds) = setup.unlearn(&original, &retrain, Vec::new())?;
-            Ok(setup.unlearned_artifact(&original, &retrain, outcome, seconds))
-        })?;
+    let trained_reference = cache.get_or_train("retrain", setup, options.fresh, || {
+        let (outcome, seconds) = setup.unlearn(&original, &retrain, Vec::new())?;
+        Ok(setup.unlearned_artifact(&original, &retrain, outcome, seconds))
+    });
+    let (reference, reference_from_cache) = match trained_reference {
+        Err(error @ Error::Diverged { .. }) => return fail_cell(&error, &mut emit),
+        other => other?,
+    };
     for from_cache in [original_from_cache, reference_from_cache] {
         if from_cache {
             outcome.models_cached += 1;
@@ -540,11 +589,12 @@ fn run_cell(
             method: method.to_string(),
             method_name: method_name.to_string(),
             parameters,
-            evaluation: evaluate(
+            evaluation: Some(evaluate(
                 predictions,
                 Some((&reference_predictions, &reference_headline)),
                 setup.seed,
-            )?,
+            )?),
+            failure: None,
             seconds,
             speedup: (method != "original").then(|| retrain_seconds / seconds.max(1e-9)),
             steps,
@@ -611,8 +661,20 @@ fn run_cell(
             continue;
         }
         let started = Instant::now();
-        let (unlearned, _) =
-            setup.unlearn_with_records(&original, method.as_ref(), Vec::new(), &records)?;
+        let unlearned =
+            match setup.unlearn_with_records(&original, method.as_ref(), Vec::new(), &records) {
+                Ok((unlearned, _)) => unlearned,
+                Err(error @ Error::Diverged { .. }) => {
+                    let mut failed =
+                        failed_record(config, setup, method_config.label(), &error.to_string());
+                    failed.method_name = method.name().to_string();
+                    failed.parameters = method.parameters();
+                    failed.seconds = started.elapsed().as_secs_f64();
+                    emit(&failed)?;
+                    continue;
+                }
+                Err(error) => return Err(error),
+            };
         let seconds = started.elapsed().as_secs_f64();
         let predictions = predict_split(&unlearned.network, &setup.data, &setup.split)?;
         let hash = crate::model::model_hash(&unlearned.network);

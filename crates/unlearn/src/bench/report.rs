@@ -43,8 +43,12 @@ pub struct Summary {
     pub forget: String,
     /// Method label.
     pub method: String,
-    /// Number of seeds aggregated.
+    /// Number of seeds aggregated (runs with metrics).
     pub seeds: usize,
+    /// Runs of this method and forget set that failed (diverged): they have no metrics and
+    /// are not in the statistics.
+    #[serde(default)]
+    pub failed: usize,
     /// UA.
     pub unlearn_accuracy: Stat,
     /// RA.
@@ -74,41 +78,42 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Summary> {
     }
     keys.into_iter()
         .map(|(forget, method)| {
-            let group: Vec<&RunRecord> = records
+            let all: Vec<&RunRecord> = records
                 .iter()
                 .filter(|r| r.forget == forget && r.method == method)
                 .collect();
-            let stat = |f: &dyn Fn(&RunRecord) -> f64| {
-                Stat::of(&group.iter().map(|r| f(r)).collect::<Vec<f64>>())
+            let group: Vec<(&RunRecord, &crate::eval::Evaluation)> = all
+                .iter()
+                .filter_map(|r| r.evaluation.as_ref().map(|e| (*r, e)))
+                .collect();
+            let stat = |f: &dyn Fn(&RunRecord, &crate::eval::Evaluation) -> f64| {
+                Stat::of(&group.iter().map(|(r, e)| f(r, e)).collect::<Vec<f64>>())
             };
             let classes = group
                 .iter()
-                .map(|r| r.evaluation.test_per_class.len())
+                .map(|(_, e)| e.test_per_class.len())
                 .max()
                 .unwrap_or(0);
             let test_per_class = (0..classes)
                 .map(|class| {
                     let values: Vec<f64> = group
                         .iter()
-                        .filter_map(|r| r.evaluation.test_per_class.get(class).copied().flatten())
+                        .filter_map(|(_, e)| e.test_per_class.get(class).copied().flatten())
                         .collect();
                     (!values.is_empty()).then(|| Stat::of(&values).mean)
                 })
                 .collect();
             Summary {
                 seeds: group.len(),
-                unlearn_accuracy: stat(&|r| r.evaluation.headline.unlearn_accuracy),
-                retain_accuracy: stat(&|r| r.evaluation.headline.retain_accuracy),
-                test_accuracy: stat(&|r| r.evaluation.headline.test_accuracy),
-                mia_efficacy: stat(&|r| r.evaluation.headline.mia_efficacy),
-                average_gap: stat(&|r| {
-                    r.evaluation
-                        .reference
-                        .map(|c| c.average_gap)
-                        .unwrap_or(f64::NAN)
-                }),
-                seconds: stat(&|r| r.seconds),
-                speedup: (method != "original").then(|| stat(&|r| r.speedup.unwrap_or(f64::NAN))),
+                failed: all.len() - group.len(),
+                unlearn_accuracy: stat(&|_, e| e.headline.unlearn_accuracy),
+                retain_accuracy: stat(&|_, e| e.headline.retain_accuracy),
+                test_accuracy: stat(&|_, e| e.headline.test_accuracy),
+                mia_efficacy: stat(&|_, e| e.headline.mia_efficacy),
+                average_gap: stat(&|_, e| e.reference.map(|c| c.average_gap).unwrap_or(f64::NAN)),
+                seconds: stat(&|r, _| r.seconds),
+                speedup: (method != "original")
+                    .then(|| stat(&|r, _| r.speedup.unwrap_or(f64::NAN))),
                 test_per_class,
                 forget,
                 method,
@@ -157,6 +162,13 @@ pub fn render_markdown(records: &[RunRecord]) -> String {
         );
         out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for row in &rows {
+            if row.seeds == 0 {
+                out.push_str(&format!(
+                    "| {} | failed | failed | failed | failed | failed | – | – |\n",
+                    row.method
+                ));
+                continue;
+            }
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 row.method,
@@ -172,6 +184,24 @@ pub fn render_markdown(records: &[RunRecord]) -> String {
             ));
         }
         out.push_str(&add_on_markdown(&rows));
+        let failed: Vec<&RunRecord> = records
+            .iter()
+            .filter(|r| r.forget == forget && r.failure.is_some())
+            .collect();
+        if !failed.is_empty() {
+            out.push_str(&format!(
+                "\n**Failed runs ({}), left out of the table's statistics:**\n\n",
+                failed.len()
+            ));
+            for record in failed {
+                out.push_str(&format!(
+                    "- {} (seed {}): {}\n",
+                    record.method,
+                    record.seed,
+                    record.failure.as_deref().unwrap_or_default()
+                ));
+            }
+        }
     }
     out
 }
@@ -633,7 +663,11 @@ fn escape(text: &str) -> String {
 
 /// The grid's HTML report: per forget selector, the table and the plots (SVG inline).
 pub fn render_html(records: &[RunRecord], description: &str) -> Result<String> {
-    let summaries = summarize(records);
+    // Methods whose every run failed have no metrics to plot; the Markdown lists them.
+    let summaries: Vec<Summary> = summarize(records)
+        .into_iter()
+        .filter(|summary| summary.seeds > 0)
+        .collect();
     let title = records
         .first()
         .map(|r| r.grid.clone())
@@ -724,6 +758,7 @@ mod tests {
             forget: "random:1%".into(),
             method: method.into(),
             seeds: 1,
+            failed: 0,
             unlearn_accuracy: stat(ua),
             retain_accuracy: stat(90.0),
             test_accuracy: stat(ta),

@@ -6,8 +6,9 @@
 //! (Neel et al. 2021), `langevin` (Chien et al. 2024), and exact retraining.
 //!
 //! Noise choices (documented in the report):
-//! - `newton-guo`: σ = c · planned · β₁ / ε, β₁ the residual bound of the first removal on a
-//!   noise-free pilot model and `planned` the number of such removals the budget should cover.
+//! - `newton-guo`: the CLI's rule, σ = c · planned · β_q / ε, β_q the 0.9 quantile of the
+//!   single-removal residual bounds of 20 seeded rows on a noise-free pilot model
+//!   ([`super::guo_calibrated_sigma`]) and `planned` the removals the budget should cover.
 //! - `langevin`: the paper's protocol — σ is the smallest meeting ε with K = 1 step for one
 //!   removal (unless set), trained with T steps.
 //! - `d2d` and `newton-sekhari`: noise calibrated by their formulas.
@@ -41,7 +42,8 @@ pub struct P3Config {
     pub epsilons: Vec<f64>,
     /// δ; `None` takes 1/n.
     pub delta: Option<f64>,
-    /// Removals the `newton-guo` budget is sized for (σ = c · planned · β₁ / ε).
+    /// Removals the `newton-guo` budget is sized for (σ = c · planned · β_q / ε, the rule of
+    /// [`super::guo_calibrated_sigma`]).
     pub guo_planned_removals: f64,
     /// Langevin σ; `None` calibrates it per ε so that K = 1 meets ε (the paper's protocol).
     pub langevin_noise_sigma: Option<f64>,
@@ -138,7 +140,8 @@ pub struct P3Report {
     pub retrained_test_accuracy: f64,
     /// Seconds to retrain exactly (Newton) without the first forget batch.
     pub retrain_seconds: f64,
-    /// Residual bound of the first removal on the noise-free pilot (`newton-guo`).
+    /// The removal cost `newton-guo`'s σ is sized for: the 0.9 quantile of the single-removal
+    /// residual bounds of the probed rows on the noise-free pilot.
     pub guo_pilot_residual_bound: f64,
     /// Accuracy against ε, every method.
     pub points: Vec<MethodPoint>,
@@ -236,16 +239,20 @@ pub fn run_p3(
         "noiseless {noiseless_accuracy:.2}%, retrained {retrained_accuracy:.2}% in {retrain_seconds:.3} s"
     ));
 
-    let pilot = NewtonGuo::train(
-        train.clone(),
-        NewtonGuoConfig::new(lambda, 1e-300, 1.0, delta, config.seed),
+    // The CLI's calibration rule (convex::guo_calibrated_sigma), with the pilot's cost
+    // computed once for every ε.
+    super::saved::check_removals(config.guo_planned_removals)?;
+    let removal_cost = super::saved::guo_removal_cost(
+        train,
+        lambda,
+        &super::saved::guo_calibration_probes(train, config.seed),
     )?;
-    let pilot_bound = pilot
-        .newton_update(&train.positions_of(&first)?)?
-        .residual_bound;
-    drop(pilot);
     let guo_sigma = |epsilon: f64| {
-        NewtonGuoConfig::sigma_for_budget(config.guo_planned_removals * pilot_bound, epsilon, delta)
+        NewtonGuoConfig::sigma_for_budget(
+            config.guo_planned_removals * removal_cost,
+            epsilon,
+            delta,
+        )
     };
     let smoothness = smoothness_of(train, lambda);
 
@@ -403,7 +410,7 @@ pub fn run_p3(
         noiseless_test_accuracy: noiseless_accuracy,
         retrained_test_accuracy: retrained_accuracy,
         retrain_seconds,
-        guo_pilot_residual_bound: pilot_bound,
+        guo_pilot_residual_bound: removal_cost,
         points,
         guo_sequential,
     })
@@ -505,7 +512,7 @@ pub fn run_p3_bench(
     progress: impl FnMut(&str),
 ) -> Result<P3Outputs> {
     let task = ConvexTask::parse(&config.classes)?;
-    let bundle = load(&DataSource::parse(&config.data)?, config.p3.seed)?;
+    let bundle = load(&DataSource::parse(&config.data)?)?;
     let train = task.rows(&bundle.train)?;
     let test = task.rows(&bundle.test)?;
     let report = run_p3(&train, &test, &config.p3, progress)?;
@@ -689,5 +696,27 @@ mod tests {
         ] {
             assert!(svg.contains(method), "{method} missing from the plot");
         }
+        // The bench's newton-guo σ is the CLI's: the same rule on the same probes.
+        let delta = 1.0 / train.len() as f64;
+        let probes = crate::convex::guo_calibration_probes(&train, config.seed);
+        let cli_sigma = crate::convex::guo_calibrated_sigma(
+            &train,
+            config.regularization,
+            1.0,
+            delta,
+            config.guo_planned_removals,
+            &probes,
+        )
+        .unwrap();
+        let bench_sigma = report
+            .points
+            .iter()
+            .find(|point| point.method == "newton-guo")
+            .unwrap()
+            .noise_sigma;
+        assert!(
+            (bench_sigma - cli_sigma).abs() <= 1e-12 * cli_sigma,
+            "{bench_sigma} vs {cli_sigma}"
+        );
     }
 }

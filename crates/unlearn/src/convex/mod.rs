@@ -44,7 +44,8 @@ pub use logistic::{
 pub use saved::{
     CERTIFIED_METHODS, CertifiedForget, CertifiedModelFile, CertifiedRequest, CertifiedTraining,
     ConvexTask, GUO_CALIBRATION_PROBES, TrainedCertified, Verification, forget_and_save,
-    guo_calibrated_sigma, restore, smoothness_of, train_and_save, train_certified, verify_saved,
+    guo_calibrated_sigma, guo_calibration_probes, guo_removal_cost, restore, smoothness_of,
+    train_and_save, train_certified, verify_saved,
 };
 pub use sekhari::{NewtonSekhari, NewtonSekhariConfig};
 pub use state::SecretState;

@@ -175,47 +175,70 @@ impl CertifiedTraining {
 /// Rows probed by [`guo_calibrated_sigma`] when the σ of `newton-guo` is calibrated.
 pub const GUO_CALIBRATION_PROBES: usize = 20;
 
-/// The `newton-guo` σ sized so that the residual budget covers `planned` single removals of a
-/// typical point: σ = c · planned · β̃ / ε, β̃ the median residual bound of removing each of
-/// the `probes` rows alone from a noise-free pilot model (Guo et al. 2020, Theorem 3 solved
-/// for σ). Single bounds vary by two orders of magnitude between well- and badly-fitted rows:
-/// the median sizes the budget for typical rows (a badly-fitted row spends more and brings the
-/// forced retrain sooner); the mean would let a few outliers inflate σ, and with it the
-/// weights and every later bound.
-pub fn guo_calibrated_sigma(
-    data: &ConvexData,
-    regularization: f64,
-    epsilon: f64,
-    delta: f64,
-    planned: f64,
-    probes: &[u32],
-) -> Result<f64> {
-    if !(planned.is_finite() && planned > 0.0) {
-        return Err(Error::invalid(format!(
-            "planned removals must be positive, got {planned}"
-        )));
-    }
-    let pilot = NewtonGuo::train(
-        data.clone(),
-        NewtonGuoConfig::new(regularization, 1e-300, epsilon, delta, 0),
-    )?;
+/// The quantile of the probed rows' single-removal residual bounds that the `newton-guo`
+/// budget is sized for: single bounds vary by two orders of magnitude between well- and
+/// badly-fitted rows, and a budget sized for the median lets one badly-fitted row spend it
+/// all; the 0.9 quantile covers nine rows in ten.
+pub const GUO_CALIBRATION_QUANTILE: f64 = 0.9;
+
+/// The rows probed to calibrate `newton-guo`: [`GUO_CALIBRATION_PROBES`] ids of `data`
+/// drawn with `seed` (all of them when there are fewer).
+pub fn guo_calibration_probes(data: &ConvexData, seed: u64) -> Vec<u32> {
+    data.ids()
+        .choose_multiple(&mut ChaCha8Rng::seed_from_u64(seed), GUO_CALIBRATION_PROBES)
+        .copied()
+        .collect()
+}
+
+/// The removal cost the `newton-guo` budget is sized for: the [`GUO_CALIBRATION_QUANTILE`]
+/// quantile (linear interpolation) of the residual bounds of removing each of the `probes`
+/// rows alone from a noise-free pilot model trained on `data` (Guo et al. 2020).
+pub fn guo_removal_cost(data: &ConvexData, regularization: f64, probes: &[u32]) -> Result<f64> {
     if probes.is_empty() {
         return Err(Error::invalid(
             "calibrating sigma needs at least one probe row",
         ));
     }
+    let pilot = NewtonGuo::train(
+        data.clone(),
+        NewtonGuoConfig::new(regularization, 1e-300, 1.0, 0.5, 0),
+    )?;
     let mut bounds = probes
         .iter()
         .map(|&probe| pilot.residual_bound_of(&[probe]))
         .collect::<Result<Vec<f64>>>()?;
     bounds.sort_by(f64::total_cmp);
-    let middle = bounds.len() / 2;
-    let bound = if bounds.len() % 2 == 1 {
-        bounds[middle]
-    } else {
-        0.5 * (bounds[middle - 1] + bounds[middle])
-    };
-    NewtonGuoConfig::sigma_for_budget(planned * bound, epsilon, delta)
+    let position = GUO_CALIBRATION_QUANTILE * (bounds.len() - 1) as f64;
+    let low = position.floor() as usize;
+    let high = position.ceil() as usize;
+    let fraction = position - low as f64;
+    Ok(bounds[low] + fraction * (bounds[high] - bounds[low]))
+}
+
+/// The `newton-guo` σ of the one calibration rule the CLI and the P3 bench share: the
+/// residual budget covers `removals` single removals of cost [`guo_removal_cost`] on
+/// `probes` (σ = c · removals · β_q / ε, Guo et al. 2020 Theorem 3 solved for σ).
+pub fn guo_calibrated_sigma(
+    data: &ConvexData,
+    regularization: f64,
+    epsilon: f64,
+    delta: f64,
+    removals: f64,
+    probes: &[u32],
+) -> Result<f64> {
+    check_removals(removals)?;
+    let cost = guo_removal_cost(data, regularization, probes)?;
+    NewtonGuoConfig::sigma_for_budget(removals * cost, epsilon, delta)
+}
+
+/// Refuses a number of planned removals that is not positive and finite.
+pub fn check_removals(removals: f64) -> Result<()> {
+    if !(removals.is_finite() && removals > 0.0) {
+        return Err(Error::invalid(format!(
+            "planned removals must be positive, got {removals}"
+        )));
+    }
+    Ok(())
 }
 
 /// The smoothness constant of the averaged logistic objective on `data`.
@@ -254,14 +277,7 @@ pub(crate) fn train_certified_with_noise_scale(
             let sigma = match training.noise_sigma {
                 Some(sigma) => sigma,
                 None => {
-                    let probes: Vec<u32> = data
-                        .ids()
-                        .choose_multiple(
-                            &mut ChaCha8Rng::seed_from_u64(seed),
-                            GUO_CALIBRATION_PROBES,
-                        )
-                        .copied()
-                        .collect();
+                    let probes = guo_calibration_probes(&data, seed);
                     guo_calibrated_sigma(
                         &data,
                         lambda,
@@ -846,7 +862,7 @@ mod tests {
     }
 
     #[test]
-    fn guo_sigma_is_calibrated_on_the_median_probe() {
+    fn guo_sigma_is_calibrated_on_the_0_9_quantile_of_the_probes() {
         let data = random_problem(120, 4, 2, 73);
         let (lambda, epsilon, delta) = (0.05, 1.0, 1e-3);
         let pilot = NewtonGuo::train(
@@ -860,7 +876,9 @@ mod tests {
             .map(|&p| pilot.residual_bound_of(&[p]).unwrap())
             .collect();
         bounds.sort_by(f64::total_cmp);
-        let expected = NewtonGuoConfig::sigma_for_budget(10.0 * bounds[1], epsilon, delta).unwrap();
+        // Three probes: the 0.9 quantile lies 80% of the way from the middle bound to the top.
+        let quantile = bounds[1] + 0.8 * (bounds[2] - bounds[1]);
+        let expected = NewtonGuoConfig::sigma_for_budget(10.0 * quantile, epsilon, delta).unwrap();
         let sigma = guo_calibrated_sigma(&data, lambda, epsilon, delta, 10.0, &probes).unwrap();
         assert!(
             (sigma - expected).abs() <= 1e-12 * expected,

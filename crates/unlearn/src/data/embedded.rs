@@ -39,7 +39,11 @@ pub(crate) fn load_embedded() -> Result<DataBundle> {
     let num_classes = train.num_classes.max(test.num_classes);
     train.num_classes = num_classes;
     test.num_classes = num_classes;
-    Ok(DataBundle { train, test })
+    Ok(DataBundle {
+        train,
+        test,
+        scaling: None,
+    })
 }
 
 #[cfg(test)]
@@ -48,7 +52,7 @@ mod tests {
 
     #[test]
     fn embedded_subset_loads_with_stable_hash() {
-        let bundle = load(&DataSource::Embedded, 0).unwrap();
+        let bundle = load(&DataSource::Embedded).unwrap();
         assert_eq!(bundle.train.len(), super::EMBEDDED_TRAIN_SAMPLES);
         assert_eq!(bundle.test.len(), super::EMBEDDED_TEST_SAMPLES);
         assert_eq!(bundle.train.num_classes, 10);

@@ -8,6 +8,10 @@ pub mod idx;
 mod selector;
 mod split;
 
+pub use csv::{
+    CsvHeader, CsvOptions, DEFAULT_CSV_LABEL_COLUMN, DEFAULT_CSV_TEST_FRACTION, FeatureScaling,
+    ScaleKind,
+};
 pub use embedded::{EMBEDDED_TEST_SAMPLES, EMBEDDED_TRAIN_SAMPLES};
 pub use selector::ForgetSelector;
 pub use split::Split;
@@ -18,11 +22,6 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-
-/// Default name of the CSV label column.
-pub const DEFAULT_CSV_LABEL_COLUMN: &str = "label";
-/// Default fraction of CSV rows held out as the test set.
-pub const DEFAULT_CSV_TEST_FRACTION: f64 = 0.2;
 
 /// A labelled dataset; ids are the index of each sample in its source file.
 #[derive(Debug, Clone)]
@@ -350,6 +349,9 @@ pub struct DataBundle {
     pub train: Dataset,
     /// The test set.
     pub test: Dataset,
+    /// The feature scaling fitted on the training rows and applied to both sets (CSV sources);
+    /// `None` when the features are used as loaded (IDX and CIFAR pixels are in [0, 1]).
+    pub scaling: Option<FeatureScaling>,
 }
 
 /// Where data comes from; parsed from the CLI's `--data` string.
@@ -376,15 +378,14 @@ pub enum DataSource {
         /// True when the task labels are the 20 coarse classes.
         coarse: bool,
     },
-    /// `csv:PATH[?label=COL&test=FRACTION]`: a CSV file with a header row, split into train and
-    /// test with a seed.
+    /// `csv:PATH[?label=COL&test=FRACTION&header=auto|yes|no&scale=standard|minmax|none&split-seed=N]`:
+    /// a CSV file (plain or gzip), split into train and test by a stratified draw seeded by
+    /// `split-seed`, its features scaled with statistics of the training rows.
     Csv {
         /// The CSV file.
         path: PathBuf,
-        /// Label column: a header name or a 0-based index.
-        label_column: String,
-        /// Fraction of rows held out for testing, in (0, 1).
-        test_fraction: f64,
+        /// Label column, header, split and scaling options.
+        options: CsvOptions,
     },
     /// `SOURCE?limit=CLASS:N[,CLASS:N...][&limit-seed=SEED]` (for csv, `&limit=...` after its own
     /// options): the source's training set keeping only N samples of each named class, chosen
@@ -500,7 +501,7 @@ impl ClassLimits {
 
 impl DataSource {
     /// Parses a `--data` string: `embedded`, `idx:DIR`, `cifar10:DIR`, `cifar100:DIR`,
-    /// `cifar100-coarse:DIR` or `csv:PATH[?label=COL&test=FRACTION]`.
+    /// `cifar100-coarse:DIR` or `csv:PATH[?OPTIONS]` (see [`CsvOptions`]).
     /// Any source takes `limit=CLASS:N[,CLASS:N...]` and `limit-seed=SEED` options after a `?`
     /// (see [`DataSource::Limited`]).
     pub fn parse(spec: &str) -> Result<DataSource> {
@@ -563,7 +564,7 @@ impl DataSource {
         if spec == "embedded" {
             return Ok(DataSource::Embedded);
         }
-        let usage = "expected embedded, idx:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR or csv:PATH[?label=COL&test=FRACTION], each optionally followed by ?limit=CLASS:N";
+        let usage = "expected embedded, idx:DIR, cifar10:DIR, cifar100:DIR, cifar100-coarse:DIR or csv:PATH[?label=COL&test=FRACTION&header=auto|yes|no&scale=standard|minmax|none&split-seed=N], each optionally followed by ?limit=CLASS:N";
         let Some((kind, rest)) = spec.split_once(':') else {
             return Err(Error::invalid(format!(
                 "unknown data source '{spec}': {usage}"
@@ -580,7 +581,10 @@ impl DataSource {
             "cifar10" => Ok(DataSource::Cifar10 { dir }),
             "cifar100" => Ok(DataSource::Cifar100 { dir, coarse: false }),
             "cifar100-coarse" => Ok(DataSource::Cifar100 { dir, coarse: true }),
-            "csv" => parse_csv_spec(rest),
+            "csv" => {
+                let (path, options) = csv::parse_csv_spec(rest)?;
+                Ok(DataSource::Csv { path, options })
+            }
             _ => Err(Error::invalid(format!(
                 "unknown data source kind '{kind}' in '{spec}': {usage}"
             ))),
@@ -638,18 +642,8 @@ impl DataSource {
             DataSource::Cifar100 { dir, coarse: true } => {
                 format!("cifar100-coarse:{}", dir.display())
             }
-            DataSource::Csv {
-                path,
-                label_column,
-                test_fraction,
-            } => {
-                let mut options = Vec::new();
-                if label_column != DEFAULT_CSV_LABEL_COLUMN {
-                    options.push(format!("label={label_column}"));
-                }
-                if *test_fraction != DEFAULT_CSV_TEST_FRACTION {
-                    options.push(format!("test={test_fraction}"));
-                }
+            DataSource::Csv { path, options } => {
+                let options = options.describe();
                 if options.is_empty() {
                     format!("csv:{}", path.display())
                 } else {
@@ -679,41 +673,6 @@ impl std::fmt::Display for DataSource {
     }
 }
 
-fn parse_csv_spec(rest: &str) -> Result<DataSource> {
-    let (path, query) = match rest.split_once('?') {
-        Some((path, query)) => (path, Some(query)),
-        None => (rest, None),
-    };
-    if path.is_empty() {
-        return Err(Error::invalid(format!("csv:{rest}: missing file path")));
-    }
-    let mut label_column = DEFAULT_CSV_LABEL_COLUMN.to_string();
-    let mut test_fraction = DEFAULT_CSV_TEST_FRACTION;
-    for option in query.into_iter().flat_map(|q| q.split('&')) {
-        match option.split_once('=') {
-            Some(("label", value)) if !value.is_empty() => label_column = value.to_string(),
-            Some(("test", value)) => {
-                test_fraction = value.parse().map_err(|_| {
-                    Error::invalid(format!(
-                        "csv:{rest}: test fraction '{value}' is not a number"
-                    ))
-                })?;
-                check_test_fraction(test_fraction)?;
-            }
-            _ => {
-                return Err(Error::invalid(format!(
-                    "csv:{rest}: unknown option '{option}' (expected label=COLUMN or test=FRACTION)"
-                )));
-            }
-        }
-    }
-    Ok(DataSource::Csv {
-        path: PathBuf::from(path),
-        label_column,
-        test_fraction,
-    })
-}
-
 pub(crate) fn check_test_fraction(test_fraction: f64) -> Result<()> {
     if !(test_fraction > 0.0 && test_fraction < 1.0) {
         return Err(Error::invalid(format!(
@@ -723,24 +682,22 @@ pub(crate) fn check_test_fraction(test_fraction: f64) -> Result<()> {
     Ok(())
 }
 
-/// Loads train and test sets from `source`; `seed` only drives the CSV train/test split (class
-/// limits have their own seed). Both halves are validated.
-pub fn load(source: &DataSource, seed: u64) -> Result<DataBundle> {
+/// Loads train and test sets from `source`. Every random choice (the CSV split's `split-seed`,
+/// the class limits' `limit-seed`) is part of the source's description, so the same
+/// description always gives the same data and the same hash. Both halves are validated.
+pub fn load(source: &DataSource) -> Result<DataBundle> {
     let bundle = match source {
         DataSource::Embedded => embedded::load_embedded()?,
         DataSource::Idx { dir } => load_idx_dir(dir)?,
         DataSource::Cifar10 { dir } => load_cifar10_dir(dir)?,
         DataSource::Cifar100 { dir, coarse } => load_cifar100_dir(dir, *coarse)?,
-        DataSource::Csv {
-            path,
-            label_column,
-            test_fraction,
-        } => csv::load_csv(path, label_column, *test_fraction, seed)?,
+        DataSource::Csv { path, options } => csv::load_csv(path, options)?,
         DataSource::Limited { source, limits } => {
-            let bundle = load(source, seed)?;
+            let bundle = load(source)?;
             DataBundle {
                 train: limits.apply(&bundle.train)?,
                 test: bundle.test,
+                scaling: bundle.scaling,
             }
         }
     };
@@ -827,7 +784,11 @@ fn load_idx_dir(dir: &Path) -> Result<DataBundle> {
     train.num_classes = num_classes;
     test.num_classes = num_classes;
     check_same_shape(&train, &test)?;
-    Ok(DataBundle { train, test })
+    Ok(DataBundle {
+        train,
+        test,
+        scaling: None,
+    })
 }
 
 fn check_same_shape(train: &Dataset, test: &Dataset) -> Result<()> {
@@ -858,7 +819,11 @@ fn load_cifar10_dir(dir: &Path) -> Result<DataBundle> {
         None,
         10,
     )?;
-    Ok(DataBundle { train, test })
+    Ok(DataBundle {
+        train,
+        test,
+        scaling: None,
+    })
 }
 
 fn load_cifar100_dir(dir: &Path, coarse: bool) -> Result<DataBundle> {
@@ -885,6 +850,7 @@ fn load_cifar100_dir(dir: &Path, coarse: bool) -> Result<DataBundle> {
     Ok(DataBundle {
         train: load_part("train.bin", "train")?,
         test: load_part("test.bin", "test")?,
+        scaling: None,
     })
 }
 
@@ -934,6 +900,8 @@ pub(crate) mod tests {
             "csv:/data/x.csv",
             "csv:/data/x.csv?label=3&test=0.25",
             "csv:/data/x.csv?test=0.5",
+            "csv:/data/x.csv.gz?label=0&header=no&scale=minmax&split-seed=3",
+            "csv:/data/x.csv?header=yes&scale=none",
         ];
         for spec in specs {
             let source: DataSource = spec.parse().unwrap();
@@ -944,8 +912,10 @@ pub(crate) mod tests {
             DataSource::parse("csv:a.csv?label=y").unwrap(),
             DataSource::Csv {
                 path: "a.csv".into(),
-                label_column: "y".into(),
-                test_fraction: 0.2
+                options: CsvOptions {
+                    label_column: "y".into(),
+                    ..CsvOptions::default()
+                }
             }
         );
     }
@@ -959,6 +929,9 @@ pub(crate) mod tests {
             ("csv:a.csv?test=1.5", "strictly between 0 and 1"),
             ("csv:a.csv?test=x", "not a number"),
             ("csv:a.csv?colour=red", "unknown option 'colour=red'"),
+            ("csv:a.csv?header=maybe", "not auto, yes or no"),
+            ("csv:a.csv?scale=log", "not standard, minmax or none"),
+            ("csv:a.csv?split-seed=-1", "not a non-negative integer"),
         ] {
             let message = DataSource::parse(spec).unwrap_err().to_string();
             assert!(message.contains(expected), "{spec}: {message}");
@@ -1111,9 +1084,9 @@ pub(crate) mod tests {
 
     #[test]
     fn limited_embedded_source_loads_a_rare_class_and_keeps_the_test_set() {
-        let full = load(&DataSource::Embedded, 0).unwrap();
+        let full = load(&DataSource::Embedded).unwrap();
         let source = DataSource::parse("embedded?limit=3:100").unwrap();
-        let limited = load(&source, 0).unwrap();
+        let limited = load(&source).unwrap();
         let mut expected = full.train.class_counts();
         let removed = expected[3] - 100;
         expected[3] = 100;
@@ -1122,16 +1095,16 @@ pub(crate) mod tests {
         assert_eq!(limited.test.ids, full.test.ids);
         assert_eq!(limited.test.hash(), full.test.hash());
         assert_ne!(limited.train.hash(), full.train.hash());
-        let fifty = load(&DataSource::parse("embedded?limit=3:50").unwrap(), 0).unwrap();
+        let fifty = load(&DataSource::parse("embedded?limit=3:50").unwrap()).unwrap();
         assert_ne!(fifty.train.hash(), limited.train.hash());
         assert_eq!(fifty.train.class_counts()[3], 50);
         // The load-time seed (CSV splits) does not move the limited choice.
-        assert_eq!(load(&source, 9).unwrap().train.ids, limited.train.ids);
-        let message = load(&DataSource::parse("embedded?limit=3:100000").unwrap(), 0)
+        assert_eq!(load(&source).unwrap().train.ids, limited.train.ids);
+        let message = load(&DataSource::parse("embedded?limit=3:100000").unwrap())
             .unwrap_err()
             .to_string();
         assert!(message.contains("class 3 has only"), "{message}");
-        let message = load(&DataSource::parse("embedded?limit=10:1").unwrap(), 0)
+        let message = load(&DataSource::parse("embedded?limit=10:1").unwrap())
             .unwrap_err()
             .to_string();
         assert!(message.contains("class 10 does not exist"), "{message}");
@@ -1292,7 +1265,7 @@ pub(crate) mod tests {
         let source = DataSource::Idx {
             dir: dir.path().to_path_buf(),
         };
-        let bundle = load(&source, 0).unwrap();
+        let bundle = load(&source).unwrap();
         assert_eq!(bundle.train.len(), 3);
         assert_eq!(bundle.test.len(), 2);
         assert_eq!(bundle.train.shape, [1, 2, 2]);
@@ -1305,10 +1278,7 @@ pub(crate) mod tests {
         );
         assert!(bundle.train.name.ends_with("-train"));
         let limited = |text: &str| {
-            load(
-                &DataSource::parse(&format!("idx:{}?{text}", dir.path().display())).unwrap(),
-                0,
-            )
+            load(&DataSource::parse(&format!("idx:{}?{text}", dir.path().display())).unwrap())
         };
         let without_4 = limited("limit=4:0").unwrap();
         assert_eq!(without_4.train.ids, vec![0, 2]);
@@ -1321,11 +1291,11 @@ pub(crate) mod tests {
         );
 
         idx::write_idx_labels(dir.path().join("t10k-labels-idx1-ubyte.gz"), &[1], true).unwrap();
-        let message = load(&source, 0).unwrap_err().to_string();
+        let message = load(&source).unwrap_err().to_string();
         assert!(message.contains("2 images but 1 labels"), "{message}");
 
         std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte.gz")).unwrap();
-        let message = load(&source, 0).unwrap_err().to_string();
+        let message = load(&source).unwrap_err().to_string();
         assert!(message.contains("neither"), "{message}");
     }
 
@@ -1342,12 +1312,9 @@ pub(crate) mod tests {
         }
         cifar::write_cifar10_batch(dir.path().join("test_batch.bin"), &cifar_pixels(1), &[7])
             .unwrap();
-        let bundle = load(
-            &DataSource::Cifar10 {
-                dir: dir.path().into(),
-            },
-            0,
-        )
+        let bundle = load(&DataSource::Cifar10 {
+            dir: dir.path().into(),
+        })
         .unwrap();
         assert_eq!(bundle.train.len(), 10);
         assert_eq!(bundle.train.ids, (0..10).collect::<Vec<_>>());
@@ -1358,12 +1325,9 @@ pub(crate) mod tests {
         assert_eq!(bundle.test.labels, vec![7]);
         assert!(bundle.train.fine_labels.is_none());
         std::fs::remove_file(dir.path().join("data_batch_4.bin")).unwrap();
-        let message = load(
-            &DataSource::Cifar10 {
-                dir: dir.path().into(),
-            },
-            0,
-        )
+        let message = load(&DataSource::Cifar10 {
+            dir: dir.path().into(),
+        })
         .unwrap_err()
         .to_string();
         assert!(message.contains("data_batch_4.bin"), "{message}");
@@ -1381,24 +1345,18 @@ pub(crate) mod tests {
         .unwrap();
         cifar::write_cifar100_batch(dir.path().join("test.bin"), &cifar_pixels(1), &[4], &[3])
             .unwrap();
-        let fine = load(
-            &DataSource::Cifar100 {
-                dir: dir.path().into(),
-                coarse: false,
-            },
-            0,
-        )
+        let fine = load(&DataSource::Cifar100 {
+            dir: dir.path().into(),
+            coarse: false,
+        })
         .unwrap();
         assert_eq!(fine.train.labels, vec![50, 99, 7]);
         assert_eq!(fine.train.num_classes, 100);
         assert_eq!(fine.train.fine_labels, Some(vec![50, 99, 7]));
-        let coarse = load(
-            &DataSource::Cifar100 {
-                dir: dir.path().into(),
-                coarse: true,
-            },
-            0,
-        )
+        let coarse = load(&DataSource::Cifar100 {
+            dir: dir.path().into(),
+            coarse: true,
+        })
         .unwrap();
         assert_eq!(coarse.train.labels, vec![1, 19, 1]);
         assert_eq!(coarse.train.num_classes, 20);

@@ -198,6 +198,7 @@ mod tests {
         DataBundle {
             train: toy_dataset(20, 2, 0),
             test: toy_dataset(5, 2, 0),
+            scaling: None,
         }
     }
 

@@ -11,6 +11,25 @@ use crate::error::Result;
 use crate::model::{parameters, with_parameters};
 use crate::train::{RecordLayout, open_records_for};
 
+/// Above this share of the training steps, undoing the batches that held a forgotten sample
+/// rewinds most of the training of every sample, not just the forgotten ones: amnesiac-batch
+/// warns (a 40-sample forget set in batches of 128 touched 74% of the steps of a 4,000-sample
+/// run and rewound a class to its initialisation).
+pub const UNDO_SHARE_WARNING: f64 = 0.25;
+
+/// The warning note when `undone` of `total` recorded steps is more than
+/// [`UNDO_SHARE_WARNING`] of them.
+pub fn undo_share_warning(undone: usize, total: usize) -> Option<String> {
+    let share = undone as f64 / total.max(1) as f64;
+    (share > UNDO_SHARE_WARNING).then(|| {
+        format!(
+            "warning: this undoes {undone} of {total} training steps ({:.0}%, more than {:.0}%): the model loses much of what every sample taught it; prefer amnesiac-sample, a smaller training batch, or retraining",
+            100.0 * share,
+            100.0 * UNDO_SHARE_WARNING
+        )
+    })
+}
+
 /// Subtracts the recorded batch updates that involved the forget set (Graves, Nagisetty, Ganesh
 /// 2021), then fine-tunes for `repair.repair_epochs` on the retain set.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
@@ -70,6 +89,11 @@ impl Unlearner for AmnesiacBatch {
                 store.header().steps
             ),
         }];
+        if layout == RecordLayout::PerBatch
+            && let Some(warning) = undo_share_warning(selected.len(), store.header().steps)
+        {
+            notes.push(warning);
+        }
         let (network, steps) = self.repair.apply(network, &mut request, &mut notes)?;
         Ok(UnlearnOutcome {
             network,
@@ -77,5 +101,17 @@ impl Unlearner for AmnesiacBatch {
             steps,
             notes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_only_above_a_quarter_of_the_steps() {
+        assert!(undo_share_warning(25, 100).is_none());
+        let warning = undo_share_warning(74, 100).unwrap();
+        assert!(warning.starts_with("warning: this undoes 74 of 100 training steps (74%"));
     }
 }

@@ -2,7 +2,9 @@
 //! catastrophic forgetting erodes what was learnt from the forget set (Golatkar et al. 2020;
 //! Warnecke et al. 2023 use it as a baseline).
 
-use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order};
+use super::{
+    MethodParams, RETAIN_STEP_FLOOR, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order,
+};
 use crate::error::Result;
 use crate::model::Network;
 use crate::train::steps::{DataPart, Pass, StepBatches, StepObjective, StepSettings};
@@ -20,16 +22,21 @@ pub struct Finetune {
     pub momentum: f64,
     /// Mini-batch size.
     pub batch_size: usize,
+    /// Floor on the steps (more epochs when `epochs` would make fewer); see
+    /// [`MethodParams::step_floor`].
+    pub min_steps: usize,
 }
 
 impl Finetune {
-    /// Reads `epochs` (1), `lr` (0.01), `momentum` (0.9) and `batch` (128).
+    /// Reads `epochs` (1), `lr` (0.01), `momentum` (0.9), `batch` (128) and `min-steps`
+    /// ([`RETAIN_STEP_FLOOR`], 0 when `epochs` is given).
     pub fn from_params(params: &MethodParams) -> Result<Finetune> {
         let method = Finetune {
             epochs: params.get("finetune", "epochs", 1)?,
             learning_rate: params.get("finetune", "lr", 0.01)?,
             momentum: params.get("finetune", "momentum", 0.9)?,
             batch_size: params.get("finetune", "batch", 128)?,
+            min_steps: params.step_floor("finetune", "epochs", RETAIN_STEP_FLOOR)?,
         };
         params.finish("finetune")?;
         Ok(method)
@@ -60,6 +67,7 @@ impl Unlearner for Finetune {
 
     fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
         let settings = StepSettings {
+            min_steps: self.min_steps,
             schedule: Schedule::Constant,
             momentum: self.momentum,
             weight_decay: request.recipe.weight_decay,
@@ -86,6 +94,7 @@ fn finetune_on_retain(
         learning_rate: settings.learning_rate,
         schedule: Schedule::Constant,
         epochs: settings.epochs,
+        min_steps: settings.min_steps,
         batch_size: settings.batch_size,
         momentum: settings.momentum,
         weight_decay: request.recipe.weight_decay,
@@ -114,16 +123,22 @@ pub struct Repair {
     pub momentum: f64,
     /// Mini-batch size of the repair.
     pub batch_size: usize,
+    /// Floor on the repair's steps when it runs (`repair-min-steps`).
+    pub min_steps: usize,
 }
 
 impl Repair {
-    /// Reads `repair-epochs` (0), `lr` (0.01), `momentum` (0.9) and `batch` (128) for `method`.
+    /// Reads `repair-epochs` (0: no repair), `lr` (0.01), `momentum` (0.9), `batch` (128) and
+    /// `repair-min-steps` ([`RETAIN_STEP_FLOOR`]) for `method`: a repair, once asked for, makes
+    /// at least that many steps (one epoch of 4,000 samples would be 28), unless
+    /// `repair-min-steps` says otherwise.
     pub(crate) fn from_params(method: &str, params: &MethodParams) -> Result<Repair> {
         Ok(Repair {
             repair_epochs: params.get(method, "repair-epochs", 0)?,
             learning_rate: params.get(method, "lr", 0.01)?,
             momentum: params.get(method, "momentum", 0.9)?,
             batch_size: params.get(method, "batch", 128)?,
+            min_steps: params.get(method, "repair-min-steps", RETAIN_STEP_FLOOR)?,
         })
     }
 
@@ -143,12 +158,13 @@ impl Repair {
             learning_rate: self.learning_rate,
             momentum: self.momentum,
             batch_size: self.batch_size,
+            min_steps: self.min_steps,
         };
-        let repaired = finetune_on_retain(network, request, &settings)?;
+        let (network, steps) = finetune_on_retain(network, request, &settings)?;
         notes.push(format!(
-            "repaired with {} epoch(s) on D_r",
-            self.repair_epochs
+            "repaired with {steps} steps on D_r ({} epoch(s) asked, at least {} steps)",
+            self.repair_epochs, self.min_steps
         ));
-        Ok(repaired)
+        Ok((network, steps))
     }
 }

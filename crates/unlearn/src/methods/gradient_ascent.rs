@@ -1,7 +1,9 @@
 //! Gradient ascent (GA, "NegGrad"): push the model away from the forget set by minimising the
 //! negated loss on D_f (Thudi et al. 2022; Jia et al. 2023 use it as a baseline).
 
-use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order};
+use super::{
+    FORGET_STEP_FLOOR, MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order,
+};
 use crate::error::Result;
 use crate::model::Network;
 use crate::train::cross_entropy;
@@ -17,15 +19,21 @@ pub struct GradientAscent {
     pub learning_rate: f64,
     /// Mini-batch size.
     pub batch_size: usize,
+    /// Floor on the steps (more epochs when `epochs` would make fewer); see
+    /// [`MethodParams::step_floor`].
+    pub min_steps: usize,
 }
 
 impl GradientAscent {
-    /// Reads `epochs` (2), `lr` (0.002) and `batch` (64).
+    /// Reads `epochs` (2), `lr` (0.002), `batch` (64) and `min-steps` ([`FORGET_STEP_FLOOR`],
+    /// 0 when `epochs` is given): 2 epochs over a 40-sample forget set at batch 64 would be 2
+    /// steps, a no-op.
     pub fn from_params(params: &MethodParams) -> Result<GradientAscent> {
         let method = GradientAscent {
             epochs: params.get("gradient-ascent", "epochs", 2)?,
             learning_rate: params.get("gradient-ascent", "lr", 0.002)?,
             batch_size: params.get("gradient-ascent", "batch", 64)?,
+            min_steps: params.step_floor("gradient-ascent", "epochs", FORGET_STEP_FLOOR)?,
         };
         params.finish("gradient-ascent")?;
         Ok(method)
@@ -55,12 +63,15 @@ impl Unlearner for GradientAscent {
     }
 
     fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
-        let settings = StepSettings::sgd(
-            self.learning_rate,
-            self.epochs,
-            self.batch_size,
-            request.seed,
-        );
+        let settings = StepSettings {
+            min_steps: self.min_steps,
+            ..StepSettings::sgd(
+                self.learning_rate,
+                self.epochs,
+                self.batch_size,
+                request.seed,
+            )
+        };
         run_first_order(&mut request, &settings, &mut NegatedForgetLoss)
     }
 }

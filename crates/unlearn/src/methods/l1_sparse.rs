@@ -2,7 +2,9 @@
 //! Simplify Machine Unlearning"): fine-tuning on the retain set with an ℓ1 penalty whose
 //! weight decays linearly to zero, which prunes what the forget set alone supported.
 
-use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order};
+use super::{
+    MethodParams, RETAIN_STEP_FLOOR, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order,
+};
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::train::cross_entropy;
@@ -23,10 +25,14 @@ pub struct L1Sparse {
     pub momentum: f64,
     /// Mini-batch size.
     pub batch_size: usize,
+    /// Floor on the steps (more epochs when `epochs` would make fewer); see
+    /// [`MethodParams::step_floor`].
+    pub min_steps: usize,
 }
 
 impl L1Sparse {
-    /// Reads `gamma` (5e-5), `epochs` (1), `lr` (0.01), `momentum` (0.9) and `batch` (128).
+    /// Reads `gamma` (5e-5), `epochs` (1), `lr` (0.01), `momentum` (0.9), `batch` (128) and
+    /// `min-steps` ([`RETAIN_STEP_FLOOR`], 0 when `epochs` is given).
     pub fn from_params(params: &MethodParams) -> Result<L1Sparse> {
         let name = "l1-sparse";
         let method = L1Sparse {
@@ -35,6 +41,7 @@ impl L1Sparse {
             learning_rate: params.get(name, "lr", 0.01)?,
             momentum: params.get(name, "momentum", 0.9)?,
             batch_size: params.get(name, "batch", 128)?,
+            min_steps: params.step_floor(name, "epochs", RETAIN_STEP_FLOOR)?,
         };
         params.finish(name)?;
         if !(method.l1_weight.is_finite() && method.l1_weight >= 0.0) {
@@ -100,6 +107,7 @@ impl Unlearner for L1Sparse {
 
     fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
         let settings = StepSettings {
+            min_steps: self.min_steps,
             momentum: self.momentum,
             weight_decay: request.recipe.weight_decay,
             ..StepSettings::sgd(

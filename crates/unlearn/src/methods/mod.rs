@@ -17,7 +17,7 @@ pub mod salun;
 pub mod scrub;
 pub mod ssd;
 
-pub use amnesiac_batch::AmnesiacBatch;
+pub use amnesiac_batch::{AmnesiacBatch, UNDO_SHARE_WARNING, undo_share_warning};
 pub use amnesiac_sample::AmnesiacSample;
 pub use finetune::{Finetune, Repair};
 pub use fisher::FisherForgetting;
@@ -40,6 +40,13 @@ use crate::train::steps::{StepObjective, StepSettings, run_steps};
 use crate::train::{Recipe, TrainHook, TrainReport};
 use burn::tensor::Device;
 use std::path::PathBuf;
+
+/// Default floor on the steps of first-order methods driven by the forget set (gradient
+/// ascent, random labels, SalUn): 20 steps, whatever the forget set's size.
+pub const FORGET_STEP_FLOOR: usize = 20;
+/// Default floor on the steps of methods driven by the retain set (fine-tuning, NegGrad+,
+/// ℓ1-sparse, SCRUB) and of the amnesiac repair: 200 steps.
+pub const RETAIN_STEP_FLOOR: usize = 200;
 
 /// Everything a method may use to unlearn.
 pub struct UnlearnRequest<'a> {

@@ -2,7 +2,9 @@
 //! Unlearning"): fine-tuning on the retain set combined with gradient ascent on the forget
 //! set, one retain batch and one forget batch per step (the forget loader cycled).
 
-use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order};
+use super::{
+    MethodParams, RETAIN_STEP_FLOOR, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order,
+};
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::train::cross_entropy;
@@ -24,11 +26,14 @@ pub struct NegGradPlus {
     pub batch_size: usize,
     /// Forget batch size.
     pub forget_batch_size: usize,
+    /// Floor on the steps (more epochs when `epochs` would make fewer); see
+    /// [`MethodParams::step_floor`].
+    pub min_steps: usize,
 }
 
 impl NegGradPlus {
     /// Reads `beta` (0.95), `epochs` (1), `lr` (0.01), `momentum` (0.9), `batch` (128) and
-    /// `forget_batch` (64).
+    /// `forget_batch` (64), and `min-steps` ([`RETAIN_STEP_FLOOR`], 0 when `epochs` is given).
     pub fn from_params(params: &MethodParams) -> Result<NegGradPlus> {
         let name = "neggrad-plus";
         let method = NegGradPlus {
@@ -38,6 +43,7 @@ impl NegGradPlus {
             momentum: params.get(name, "momentum", 0.9)?,
             batch_size: params.get(name, "batch", 128)?,
             forget_batch_size: params.get(name, "forget_batch", 64)?,
+            min_steps: params.step_floor(name, "epochs", RETAIN_STEP_FLOOR)?,
         };
         params.finish(name)?;
         if !(0.0..=1.0).contains(&method.retain_weight) {
@@ -78,6 +84,7 @@ impl Unlearner for NegGradPlus {
 
     fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
         let settings = StepSettings {
+            min_steps: self.min_steps,
             momentum: self.momentum,
             weight_decay: request.recipe.weight_decay,
             forget_batch: self.forget_batch_size,

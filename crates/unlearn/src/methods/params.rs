@@ -52,6 +52,17 @@ impl MethodParams {
         }
     }
 
+    /// The floor on a first-order method's steps: `min-steps` when given; otherwise 0 when
+    /// `epochs_key` is given (explicit epochs are taken as they are), else `default`.
+    pub fn step_floor(&self, method: &str, epochs_key: &str, default: usize) -> Result<usize> {
+        let fallback = if self.contains(epochs_key) {
+            0
+        } else {
+            default
+        };
+        self.get(method, "min-steps", fallback)
+    }
+
     /// Whether `key` was given (without marking it as read).
     pub fn contains(&self, key: &str) -> bool {
         self.values.contains_key(key)

@@ -2,7 +2,9 @@
 //! together with the retain set (Golatkar et al. 2020; the variant of Fan et al. 2024,
 //! "SalUn", which SalUn builds on).
 
-use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order};
+use super::{
+    FORGET_STEP_FLOOR, MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order,
+};
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::train::steps::{DataPart, Pass, StepBatches, StepObjective, StepSettings};
@@ -25,13 +27,17 @@ pub struct RelabelSettings {
     pub forget_batch_size: usize,
     /// Retain batch size.
     pub retain_batch_size: usize,
+    /// Floor on the steps (more epochs when `epochs` would make fewer); see
+    /// [`MethodParams::step_floor`].
+    pub min_steps: usize,
 }
 
 impl RelabelSettings {
     /// Reads `epochs` (3), `lr` (0.01), `momentum` (0.5), `batch` (32, forget) and
     /// `retain_batch` (256) for method `name`. Small forget batches against large retain
     /// batches keep the random labels from wrecking the model: on full Fashion-MNIST (MLP, 1%
-    /// forgotten) equal batches of 64 cost 12 points of test accuracy.
+    /// forgotten) equal batches of 64 cost 12 points of test accuracy. `min-steps`
+    /// ([`FORGET_STEP_FLOOR`], 0 when `epochs` is given) floors the steps.
     pub fn from_params(name: &str, params: &MethodParams) -> Result<RelabelSettings> {
         Ok(RelabelSettings {
             epochs: params.get(name, "epochs", 3)?,
@@ -39,11 +45,13 @@ impl RelabelSettings {
             momentum: params.get(name, "momentum", 0.5)?,
             forget_batch_size: params.get(name, "batch", 32)?,
             retain_batch_size: params.get(name, "retain_batch", 256)?,
+            min_steps: params.step_floor(name, "epochs", FORGET_STEP_FLOOR)?,
         })
     }
 
     pub(crate) fn step_settings(&self, weight_decay: f64, seed: u64) -> StepSettings {
         StepSettings {
+            min_steps: self.min_steps,
             momentum: self.momentum,
             weight_decay,
             retain_batch: self.retain_batch_size,

@@ -3,7 +3,9 @@
 //! forget set (max steps) while staying close to it, and accurate, on the retain set (min
 //! steps).
 
-use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order};
+use super::{
+    MethodParams, RETAIN_STEP_FLOOR, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order,
+};
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::train::steps::{DataPart, Pass, StepBatches, StepObjective, StepSettings};
@@ -34,12 +36,16 @@ pub struct Scrub {
     pub batch_size: usize,
     /// Forget batch size.
     pub forget_batch_size: usize,
+    /// Floor on the steps (more epochs when `epochs` would make fewer); see
+    /// [`MethodParams::step_floor`].
+    pub min_steps: usize,
 }
 
 impl Scrub {
     /// Reads `epochs` (3), `max_epochs` (2), `retain_steps` (100), `temperature` (2),
     /// `kl_weight` (α, 0.5), `ce_weight` (γ, 1), `lr` (5e-4), `batch` (128) and
-    /// `forget_batch` (64). Scaled down from the paper's 10 epochs over D_r so that a run
+    /// `forget_batch` (64), and `min-steps` ([`RETAIN_STEP_FLOOR`], 0 when `epochs` is
+    /// given). Scaled down from the paper's 10 epochs over D_r so that a run
     /// costs a fraction of retraining.
     pub fn from_params(params: &MethodParams) -> Result<Scrub> {
         let name = "scrub";
@@ -53,6 +59,7 @@ impl Scrub {
             learning_rate: params.get(name, "lr", 5e-4)?,
             batch_size: params.get(name, "batch", 128)?,
             forget_batch_size: params.get(name, "forget_batch", 64)?,
+            min_steps: params.step_floor(name, "epochs", RETAIN_STEP_FLOOR)?,
         };
         params.finish(name)?;
         if !(method.temperature.is_finite() && method.temperature > 0.0) {
@@ -143,6 +150,7 @@ impl Unlearner for Scrub {
 
     fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
         let settings = StepSettings {
+            min_steps: self.min_steps,
             optimizer: OptimizerKind::Adam,
             weight_decay: request.recipe.weight_decay,
             forget_batch: self.forget_batch_size,

@@ -25,6 +25,10 @@ pub struct ArtifactMetadata {
     pub dataset: String,
     /// Content hash of the training set.
     pub dataset_hash: String,
+    /// The feature scaling fitted on the training rows of a CSV source (applied to every
+    /// row the model sees); absent for sources used as loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_scaling: Option<crate::data::FeatureScaling>,
     /// Hash of the split (train / test / forget ids) the model was made with.
     pub split_hash: String,
     /// Hash of the ids the original model was trained on; later deletion requests must be

@@ -34,10 +34,7 @@ fn version_files(artifact: &Artifact, split: &[u8]) -> Result<BTreeMap<String, (
 
 fn setup_for(artifact: &Artifact, split: Split, device: &Device, seed: u64) -> Result<Setup> {
     let data_description = artifact.metadata.dataset.clone();
-    let data = load(
-        &DataSource::parse(&data_description)?,
-        artifact.metadata.seed,
-    )?;
+    let data = load(&DataSource::parse(&data_description)?)?;
     if data.train.hash() != artifact.metadata.dataset_hash {
         return Err(Error::invalid(format!(
             "the data {data_description} (hash {}) is not the data the model was trained on (hash {})",

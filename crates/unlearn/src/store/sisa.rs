@@ -74,7 +74,7 @@ pub fn current_plan(store: &Store) -> Result<SisaPlan> {
 }
 
 fn data_for(plan: &SisaPlan) -> Result<DataBundle> {
-    let data = load(&DataSource::parse(&plan.dataset)?, plan.seed)?;
+    let data = load(&DataSource::parse(&plan.dataset)?)?;
     plan.check_data(&data.train)?;
     Ok(data)
 }

@@ -147,7 +147,7 @@ pub fn contribution_weights(recipe: &Recipe, total_steps: usize) -> Contribution
 
 /// Total optimisation steps of `recipe` on `samples` training samples.
 pub fn total_steps(recipe: &Recipe, samples: usize) -> usize {
-    samples.div_ceil(recipe.batch_size.max(1)) * recipe.epochs
+    samples.div_ceil(recipe.batch_size.max(1)) * recipe.epochs_for(samples)
 }
 
 /// Records, for each sensitive sample, its own contribution C_i to the

@@ -15,7 +15,7 @@ pub use per_sample::{
     GradientMoments, LossReduction, PerSampleGradients, PerSampleRequest, gradient_moments,
     per_sample_gradients, per_sample_gradients_of,
 };
-pub use recipe::{OptimizerKind, Recipe, Schedule};
+pub use recipe::{DEFAULT_MIN_STEPS, OptimizerKind, Recipe, Schedule};
 pub use records::{
     Attribution, RecordEntry, RecordHeader, RecordLayout, RecordProvenance, RecordStore,
     RecordWriter, ValueEncoding, open_records_for,
@@ -191,6 +191,54 @@ pub fn positions_of(data: &Dataset, ids: &[u32]) -> Result<Vec<usize>> {
         .collect()
 }
 
+/// A loss above this multiple of the first step's loss (in absolute value) counts as divergence.
+pub const DIVERGENCE_FACTOR: f64 = 1e3;
+/// The bound never falls below this many nats: a cross-entropy of 1,000 means the right class
+/// gets probability e^-1000, logits a thousand apart, where f32 softmax is saturated and the
+/// gradients carry no information (the loss of a uniform guess over k classes is ln k, 2.3 for
+/// 10 classes).
+pub const DIVERGENCE_FLOOR: f64 = 1e3;
+
+/// Stops a training or unlearning loop whose loss (the objective being minimised) is
+/// non-finite, or grows past `max(DIVERGENCE_FACTOR × |first loss|, DIVERGENCE_FLOOR)`, with an
+/// [`Error::Diverged`] naming the step, the loss and the learning rate. A minimised loss that
+/// falls without bound (gradient ascent's −ℓ on D_f, whose decrease is the method's aim) is
+/// stopped only when it stops being finite.
+#[derive(Debug, Clone)]
+pub struct DivergenceGuard {
+    phase: &'static str,
+    first: Option<f64>,
+}
+
+impl DivergenceGuard {
+    /// A guard for a loop called `phase` (`training` or `unlearning`).
+    pub fn new(phase: &'static str) -> DivergenceGuard {
+        DivergenceGuard { phase, first: None }
+    }
+
+    /// The bound for the losses after the first.
+    pub fn bound(&self) -> f64 {
+        let first = self.first.unwrap_or(0.0);
+        (DIVERGENCE_FACTOR * first).max(DIVERGENCE_FLOOR)
+    }
+
+    /// Checks the loss of `step`, taken at `learning_rate`.
+    pub fn check(&mut self, step: usize, loss: f64, learning_rate: f64) -> Result<()> {
+        let bound = self.bound();
+        if !loss.is_finite() || loss > bound {
+            return Err(Error::Diverged {
+                phase: self.phase,
+                step,
+                loss,
+                bound,
+                learning_rate,
+            });
+        }
+        self.first.get_or_insert(loss.abs());
+        Ok(())
+    }
+}
+
 /// A loss to minimise on a batch; the default is [`cross_entropy`].
 pub type Objective<'a> = dyn FnMut(&Network, &Batch) -> Tensor<1> + 'a;
 
@@ -219,26 +267,24 @@ pub fn fit(
     }
     let positions = positions_of(data, ids)?;
     let batches_per_epoch = positions.len().div_ceil(recipe.batch_size);
-    let total_steps = batches_per_epoch * recipe.epochs;
+    let epochs = recipe.epochs_for(positions.len());
+    let total_steps = batches_per_epoch * epochs;
     let mut optimizer = optimizer(recipe);
     let bar = progress.bar(total_steps as u64, "training");
     let started = Instant::now();
     let mut report = TrainReport::default();
     let mut step = 0;
-    for epoch in 0..recipe.epochs {
+    let mut guard = DivergenceGuard::new("training");
+    for epoch in 0..epochs {
         let order = epoch_order(&positions, recipe.seed, epoch);
         let mut epoch_loss = 0.0;
         for chunk in order.chunks(recipe.batch_size) {
             let batch = Batch::gather(data, chunk, None, &device);
             let loss = objective(&network, &batch);
             let loss_value = f64::from(loss.clone().into_scalar::<f32>());
-            if !loss_value.is_finite() {
-                return Err(Error::Model(format!(
-                    "training diverged at step {step} (loss {loss_value}); lower the learning rate"
-                )));
-            }
-            let mut gradients = GradientsParams::from_grads(loss.backward(), &network);
             let learning_rate = recipe.learning_rate_at(step, total_steps);
+            guard.check(step, loss_value, learning_rate)?;
+            let mut gradients = GradientsParams::from_grads(loss.backward(), &network);
             let mut context = StepContext {
                 step,
                 epoch,
@@ -315,4 +361,41 @@ pub fn predict_probabilities(network: &Network, data: &Dataset, ids: &[u32]) -> 
         );
     }
     Ok(probabilities)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_divergence_guard_stops_non_finite_and_runaway_losses() {
+        let mut guard = DivergenceGuard::new("training");
+        guard.check(0, 2.3, 0.05).unwrap();
+        // Up to 1,000 × the first loss (and at least 1,000 nats) is allowed.
+        guard.check(1, 2_000.0, 0.05).unwrap();
+        // A falling loss (gradient ascent's −ℓ) is not divergence while it is finite.
+        guard.check(2, -1e6, 0.05).unwrap();
+        let error = guard.check(3, 2_400.0, 0.05).unwrap_err();
+        assert!(matches!(error, Error::Diverged { step: 3, .. }));
+        let message = error.to_string();
+        assert_eq!(
+            message,
+            "training diverged at step 3: loss 2.4000e3 (bound 2.3000e3) at learning rate 5.0000e-2; lower the learning rate"
+        );
+        for loss in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, 1e9] {
+            let error = DivergenceGuard::new("unlearning")
+                .check(0, loss, 1e3)
+                .unwrap_err();
+            assert!(
+                error
+                    .to_string()
+                    .starts_with("unlearning diverged at step 0")
+            );
+        }
+        // A tiny first loss still allows the floor.
+        let mut guard = DivergenceGuard::new("unlearning");
+        guard.check(0, 0.01, 0.01).unwrap();
+        guard.check(1, 900.0, 0.01).unwrap();
+        assert!(guard.check(2, 1_001.0, 0.01).is_err());
+    }
 }

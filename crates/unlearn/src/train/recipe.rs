@@ -32,8 +32,13 @@ pub struct Recipe {
     pub learning_rate: f64,
     /// Learning-rate schedule.
     pub schedule: Schedule,
-    /// Passes over the data.
+    /// Passes over the data (more when `min_steps` asks for them).
     pub epochs: usize,
+    /// Floor on the optimisation steps: the run makes as many passes as `epochs` says, or more
+    /// when those would be fewer than `min_steps` steps (0: exactly `epochs` passes). The CLI
+    /// and grids use [`DEFAULT_MIN_STEPS`] unless the epochs are given.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub min_steps: usize,
     /// Samples per mini-batch.
     pub batch_size: usize,
     /// Momentum factor (SGD only; 0 disables it).
@@ -42,6 +47,16 @@ pub struct Recipe {
     pub weight_decay: f64,
     /// Seed of the data order.
     pub seed: u64,
+}
+
+/// The floor on training steps of the default recipe (`unlearn train`/`demo` without
+/// `--epochs`, a grid without `epochs`): 5 epochs of 60,000 Fashion-MNIST samples are 2,345
+/// steps, but 5 epochs of 4,000 samples only 160, too few to converge (README,
+/// hyper-parameter table).
+pub const DEFAULT_MIN_STEPS: usize = 1_000;
+
+fn is_zero(value: &usize) -> bool {
+    *value == 0
 }
 
 impl Default for Recipe {
@@ -53,6 +68,7 @@ impl Default for Recipe {
             learning_rate: 0.05,
             schedule: Schedule::Cosine,
             epochs: 5,
+            min_steps: 0,
             batch_size: 128,
             momentum: 0.9,
             weight_decay: 5e-4,
@@ -93,6 +109,25 @@ impl Recipe {
         Ok(())
     }
 
+    /// Passes over `samples` training samples: `epochs`, or the fewest passes that make
+    /// `min_steps` steps when that is more.
+    pub fn epochs_for(&self, samples: usize) -> usize {
+        let per_epoch = samples.div_ceil(self.batch_size.max(1)).max(1);
+        self.epochs.max(self.min_steps.div_ceil(per_epoch))
+    }
+
+    /// The recipe with the step floor turned into epochs for `samples` training samples
+    /// (`epochs` = [`Recipe::epochs_for`], `min_steps` = 0): what a run on that training set
+    /// does, recorded as such, so that the retrained reference (on the slightly smaller
+    /// retain set) makes the same passes as the original.
+    pub fn resolved(&self, samples: usize) -> Recipe {
+        Recipe {
+            epochs: self.epochs_for(samples),
+            min_steps: 0,
+            ..self.clone()
+        }
+    }
+
     /// The learning rate at `step` out of `total_steps`.
     pub fn learning_rate_at(&self, step: usize, total_steps: usize) -> f64 {
         match self.schedule {
@@ -124,6 +159,19 @@ mod tests {
             ..Recipe::default()
         };
         assert_eq!(constant.learning_rate_at(77, 100), 0.05);
+    }
+
+    #[test]
+    fn the_step_floor_adds_epochs_only_when_they_are_too_few() {
+        let recipe = Recipe {
+            min_steps: 1_000,
+            ..Recipe::default()
+        };
+        // 60,000 samples: 469 steps an epoch, 5 epochs are enough.
+        assert_eq!(recipe.epochs_for(60_000), 5);
+        // 4,000 samples: 32 steps an epoch, 32 epochs make 1,024 steps.
+        assert_eq!(recipe.epochs_for(4_000), 32);
+        assert_eq!(Recipe::default().epochs_for(4_000), 5);
     }
 
     #[test]

@@ -111,6 +111,9 @@ pub struct StepSettings {
     pub seed: u64,
     /// Coordinates never updated (no gradient, decay or momentum reaches them); `None`: none.
     pub frozen: Option<Vec<bool>>,
+    /// Floor on the steps: epochs are added (each with the objective's passes) until the run
+    /// makes at least this many; 0: exactly `epochs`.
+    pub min_steps: usize,
 }
 
 impl StepSettings {
@@ -127,6 +130,7 @@ impl StepSettings {
             forget_batch: batch,
             seed,
             frozen: None,
+            min_steps: 0,
         }
     }
 
@@ -350,9 +354,6 @@ pub fn run_steps(
     }
     let retain_positions = positions_of(data, retain_ids)?;
     let forget_positions = positions_of(data, forget_ids)?;
-    let passes: Vec<Vec<Pass>> = (0..settings.epochs)
-        .map(|epoch| objective.passes(epoch))
-        .collect();
     let pass_steps = |pass: &Pass| {
         let (count, batch) = match pass.over {
             DataPart::Retain => (retain_positions.len(), settings.retain_batch),
@@ -361,7 +362,20 @@ pub fn run_steps(
         let steps = count.div_ceil(batch);
         pass.max_steps.map_or(steps, |limit| steps.min(limit))
     };
-    let total_steps: usize = passes.iter().flatten().map(pass_steps).sum();
+    let mut passes: Vec<Vec<Pass>> = (0..settings.epochs)
+        .map(|epoch| objective.passes(epoch))
+        .collect();
+    let mut total_steps: usize = passes.iter().flatten().map(pass_steps).sum();
+    // The step floor: whole epochs are added until it is met (an epoch of no steps ends it).
+    while total_steps < settings.min_steps {
+        let extra = objective.passes(passes.len());
+        let steps: usize = extra.iter().map(pass_steps).sum();
+        if steps == 0 {
+            break;
+        }
+        total_steps += steps;
+        passes.push(extra);
+    }
     let mut retain_cycle = Cycler::new(
         retain_positions.clone(),
         settings.seed ^ RETAIN_SALT,
@@ -379,6 +393,7 @@ pub fn run_steps(
     let mut report = TrainReport::default();
     let mut step = 0;
     let mut pass_counts = [0usize; 2];
+    let mut guard = super::DivergenceGuard::new("unlearning");
     for (epoch, epoch_passes) in passes.iter().enumerate() {
         let mut epoch_loss = 0.0;
         let mut epoch_batches = 0;
@@ -421,13 +436,9 @@ pub fn run_steps(
                 };
                 let loss = objective.loss(&network, &batches)?;
                 let loss_value = f64::from(loss.clone().into_scalar::<f32>());
-                if !loss_value.is_finite() {
-                    return Err(Error::Model(format!(
-                        "unlearning diverged at step {step} (loss {loss_value}); lower the learning rate"
-                    )));
-                }
-                let mut gradients = GradientsParams::from_grads(loss.backward(), &network);
                 let learning_rate = settings.learning_rate_at(step, total_steps);
+                guard.check(step, loss_value, learning_rate)?;
+                let mut gradients = GradientsParams::from_grads(loss.backward(), &network);
                 let mut batch_ids: Vec<u32> = match pass.over {
                     DataPart::Retain => retain.ids.clone(),
                     DataPart::Forget => forget.ids.clone(),
