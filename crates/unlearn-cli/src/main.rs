@@ -71,7 +71,7 @@ pub(crate) struct Global {
 enum Command {
     /// Train a model and save it (safetensors + JSON sidecar) with its split; or, with
     /// --certified, a certified convex model (JSON + secret state + deletion ledger).
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Unlearn a forget set from a trained model with one method, and save the result; on a
     /// certified model, remove with its certified method and append to its deletion ledger.
     Forget(ForgetArgs),
@@ -400,7 +400,7 @@ fn one_line(error: &anyhow::Error) -> String {
 fn run(cli: Cli) -> Result<()> {
     let global = cli.global;
     match cli.command {
-        Command::Train(args) => train(&global, args),
+        Command::Train(args) => train(&global, *args),
         Command::Forget(args) => forget(&global, args),
         Command::Verify(args) => certified_cmd::verify(&global, &args),
         Command::Eval(args) => eval(&global, args),
