@@ -1,5 +1,5 @@
 //! The README's Usage block runs as written: every `unlearn` command in it (continuation
-//! lines joined) is run by `sh` in a scratch directory, in order, on the embedded subset
+//! lines joined, a `for` loop kept whole) is run by `sh` in a scratch directory, in order, on the embedded subset
 //! instead of the full Fashion-MNIST; a command whose comment says "full data" is left out
 //! (the README says so beside it). Parsing the README here keeps the test true to it.
 
@@ -22,6 +22,13 @@ fn usage_commands(readme: &str) -> Vec<(String, bool)> {
         if let Some(head) = line.strip_suffix('\\') {
             current.push_str(head.trim_end());
             current.push(' ');
+            continue;
+        }
+        // A shell loop (`for ...; do` ... `done`) is one command.
+        let in_loop = current.starts_with("for ") || line.starts_with("for ");
+        if in_loop && line != "done" {
+            current.push_str(line);
+            current.push('\n');
             continue;
         }
         current.push_str(line);
