@@ -227,6 +227,7 @@ fn every_shipped_grid_config_is_valid() {
         "p5_rare_class_adam",
         "p5_rare_class_cnn",
         "p5_rare_class_cnn_adam",
+        "p8_amnesiac",
         "p8_audit",
         "p8_certified",
         "p8_quick",
