@@ -193,6 +193,29 @@ pub fn part_directories(
     Ok(parts)
 }
 
+/// Reads each part's description file (`part_file`, JSON); a part without one did not finish
+/// and is named as incomplete.
+pub fn read_parts<T: serde::de::DeserializeOwned>(
+    directories: &[std::path::PathBuf],
+    part_file: &str,
+) -> Result<Vec<(std::path::PathBuf, T)>> {
+    directories
+        .iter()
+        .map(|directory| {
+            let path = directory.join(part_file);
+            let bytes = std::fs::read(&path).map_err(|_| {
+                Error::invalid(format!(
+                    "{}: incomplete part (no {part_file}; the part did not finish)",
+                    directory.display()
+                ))
+            })?;
+            let part = serde_json::from_slice(&bytes)
+                .map_err(|e| Error::format(&path, format!("not a part description ({e})")))?;
+            Ok((directory.clone(), part))
+        })
+        .collect()
+}
+
 /// Checks that `parts` (directory, shard) are all N parts of one run: the same N, none given
 /// twice, none missing (named, with how to run them).
 pub fn check_parts(parts: &[(&std::path::Path, Shard)]) -> Result<()> {

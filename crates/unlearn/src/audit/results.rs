@@ -432,19 +432,8 @@ pub fn write_part(
 /// directory.
 pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(AuditSummary, PathBuf)> {
     let directories = crate::parallel::part_directories(paths, PART_FILE, "audit")?;
-    let mut parts: Vec<(PathBuf, PartDescription)> = Vec::new();
-    for directory in &directories {
-        let path = directory.join(PART_FILE);
-        let bytes = std::fs::read(&path).map_err(|_| {
-            Error::invalid(format!(
-                "{}: incomplete part (no {PART_FILE}; the part did not finish)",
-                directory.display()
-            ))
-        })?;
-        let description: PartDescription = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::format(&path, format!("not a part description ({e})")))?;
-        parts.push((directory.clone(), description));
-    }
+    let parts: Vec<(PathBuf, PartDescription)> =
+        crate::parallel::read_parts(&directories, PART_FILE)?;
     let (first_dir, first) = &parts[0];
     let config = first.config.clone();
     for (directory, description) in &parts {

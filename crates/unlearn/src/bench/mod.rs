@@ -373,19 +373,7 @@ pub fn run_grid(config: &BenchConfig, options: &BenchOptions) -> Result<BenchOut
 /// would. Returns the output directory and the number of records.
 pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(PathBuf, usize)> {
     let directories = crate::parallel::part_directories(paths, PART_FILE, "bench")?;
-    let mut parts: Vec<(PathBuf, BenchPart)> = Vec::new();
-    for directory in &directories {
-        let path = directory.join(PART_FILE);
-        let bytes = std::fs::read(&path).map_err(|_| {
-            Error::invalid(format!(
-                "{}: incomplete part (no {PART_FILE}; the part did not finish)",
-                directory.display()
-            ))
-        })?;
-        let part: BenchPart = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::format(&path, format!("not a bench part ({e})")))?;
-        parts.push((directory.clone(), part));
-    }
+    let parts: Vec<(PathBuf, BenchPart)> = crate::parallel::read_parts(&directories, PART_FILE)?;
     let (first_dir, first) = &parts[0];
     let config = first.config.clone();
     for (directory, part) in &parts {
