@@ -142,3 +142,61 @@ fn threads_and_parts_give_the_results_of_one_process() {
         "{error}"
     );
 }
+
+/// A SISA ensemble is audited like any model (issue 17): F1 compares its runs (each trains
+/// its ensemble and deletes the forget set) with SISA ensembles retrained without the forget
+/// set, its exact counterpart; U-LiRA scores its deletions; as an exact method it must not be
+/// told apart from its reference (F > 0, U-LiRA's AUC interval contains 0.5), while the
+/// original single network, which never forgot, is (F = 0).
+#[test]
+fn sisa_ensembles_are_audited_against_their_exact_counterpart() {
+    let config = AuditConfig::parse(
+        r#"
+name = "sisa"
+data = "embedded"
+model = "mlp:16"
+forget = ["random:20"]
+[recipe]
+epochs = 1
+[[methods]]
+name = "sisa"
+label = "sisa-2x2"
+params = { shards = 2, slices = 2, aggregate = "mean-softmax" }
+[audit]
+protocols = ["challenge", "ulira"]
+models = 6
+targets = 20
+bootstrap = 100
+"#,
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = whole(&config, 2, &dir.path().join("results"));
+    let text = read(run.join("audit.json"));
+    let summary: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let row = |protocol: &str, method: &str| {
+        summary[protocol]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["method"] == method)
+            .unwrap_or_else(|| panic!("no {protocol} row {method}: {summary}"))
+            .clone()
+    };
+    let sisa = row("challenge", "sisa-2x2");
+    assert_eq!(
+        sisa["reference"],
+        unlearn::audit::results::SISA_REFERENCE,
+        "{sisa}"
+    );
+    assert!(sisa["forget_quality"].as_f64().unwrap() > 0.0, "{sisa}");
+    assert_eq!(row("challenge", "original")["forget_quality"], 0.0);
+    assert!(row("challenge", "original")["reference"].is_null());
+    let auc = &row("ulira", "sisa-2x2")["report"]["auc"];
+    let (low, high) = (auc["low"].as_f64().unwrap(), auc["high"].as_f64().unwrap());
+    assert!(low <= 0.5 && 0.5 <= high, "{auc}");
+    // The records name the SISA reference side, and the report marks the row.
+    let records = read(run.join("audit.jsonl"));
+    assert!(records.contains("\"method\":\"reference:sisa-2x2\""));
+    assert!(read(run.join("report.md")).contains("| sisa-2x2 * |"));
+}

@@ -232,12 +232,6 @@ impl AuditConfig {
                 .map_err(|e| key_error("recipe", e.to_string()))?;
             let mut labels = std::collections::BTreeSet::new();
             for (index, method) in self.methods.iter().enumerate() {
-                if method.name == "sisa" {
-                    return Err(key_error(
-                        &format!("methods[{index}]"),
-                        "sisa is an ensemble, not an unlearning of one network; the audit does not score ensembles yet".into(),
-                    ));
-                }
                 methods::build(&method.name, &method.method_params())
                     .map_err(|e| key_error(&format!("methods[{index}]"), e.to_string()))?;
                 let reserved = [ORIGINAL_ROW, RETRAIN_ROW].contains(&method.label());

@@ -7,11 +7,11 @@ use super::challenge::{ForgetQuality, final_score, forget_quality};
 use crate::data::{DataBundle, Split};
 use crate::error::{Error, Result};
 use crate::eval::metrics::accuracy;
-use crate::eval::predict_split;
+use crate::eval::{Predictor, predict_split};
 use crate::methods::{self, MethodParams};
-use crate::model::{Artifact, Network};
+use crate::model::Artifact;
 use crate::pipeline::Setup;
-use crate::train::predict_probabilities;
+use crate::sisa::SisaEnsemble;
 use serde::{Deserialize, Serialize};
 
 /// The statistics of one model on the forget set, retain set and test set.
@@ -56,15 +56,49 @@ pub fn confidence_from_probabilities(probabilities: &[f32], label: usize) -> f64
     (correct + 1e-45).ln() - (wrong + 1e-45).ln()
 }
 
-/// The statistics of `network` on the setup's split.
+/// A model the audit scores: one network, or a SISA ensemble (Bourtoule et al. 2021), which
+/// the audit treats like any model through its predicted probabilities.
+#[derive(Debug, Clone)]
+pub enum AuditedModel {
+    /// One network with its metadata.
+    Network(Artifact),
+    /// A SISA ensemble.
+    Ensemble(SisaEnsemble),
+}
+
+impl AuditedModel {
+    /// The model as a predictor of class probabilities.
+    pub fn predictor(&self) -> &dyn Predictor {
+        match self {
+            AuditedModel::Network(artifact) => &artifact.network,
+            AuditedModel::Ensemble(ensemble) => ensemble,
+        }
+    }
+
+    /// The hash of the model's parameters (of every shard's, for an ensemble).
+    pub fn hash(&self) -> String {
+        match self {
+            AuditedModel::Network(artifact) => artifact.metadata.model_hash.clone(),
+            AuditedModel::Ensemble(ensemble) => ensemble.hash(),
+        }
+    }
+}
+
+impl From<Artifact> for AuditedModel {
+    fn from(artifact: Artifact) -> AuditedModel {
+        AuditedModel::Network(artifact)
+    }
+}
+
+/// The statistics of `model` on the setup's split.
 pub fn model_statistics(
     setup: &Setup,
-    network: &Network,
+    model: &dyn Predictor,
     seed: u64,
     model_hash: String,
 ) -> Result<ModelStatistics> {
     // One forward pass: φ comes from the same forget-set predictions as the metrics.
-    let predictions = predict_split(network, &setup.data, &setup.split)?;
+    let predictions = predict_split(model, &setup.data, &setup.split)?;
     let forget = &predictions.forget;
     let confidences = forget
         .rows()
@@ -90,19 +124,13 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 pub fn statistics_with_seed(
     setup: &mut Setup,
     seed: u64,
-    make: impl FnOnce(&Setup) -> Result<Artifact>,
+    make: impl FnOnce(&Setup) -> Result<AuditedModel>,
 ) -> Result<ModelStatistics> {
     let (base_seed, base_recipe_seed) = (setup.seed, setup.recipe.seed);
     setup.seed = seed;
     setup.recipe.seed = seed;
-    let result = make(setup).and_then(|artifact| {
-        model_statistics(
-            setup,
-            &artifact.network,
-            seed,
-            artifact.metadata.model_hash.clone(),
-        )
-    });
+    let result = make(setup)
+        .and_then(|model| model_statistics(setup, model.predictor(), seed, model.hash()));
     setup.seed = base_seed;
     setup.recipe.seed = base_recipe_seed;
     result
@@ -172,10 +200,10 @@ pub fn run_challenge(
     for run in 0..models {
         let (run_seed, retrain_seed) = challenge_seeds(seed, models, run);
         unlearned.push(statistics_with_seed(setup, run_seed, |setup| {
-            unlearn(setup, &original, run_seed)
+            unlearn(setup, &original, run_seed).map(AuditedModel::from)
         })?);
         retrained.push(statistics_with_seed(setup, retrain_seed, |setup| {
-            retrain_from(setup, &original)
+            retrain_from(setup, &original).map(AuditedModel::from)
         })?);
     }
     challenge_result(unlearned, retrained)
@@ -321,10 +349,10 @@ impl UliraPlan {
         result
     }
 
-    /// φ of every target under `network`.
-    pub fn confidences(&self, setup: &Setup, network: &Network) -> Result<Vec<f64>> {
+    /// φ of every target under `model`.
+    pub fn confidences(&self, setup: &Setup, model: &dyn Predictor) -> Result<Vec<f64>> {
         let classes = setup.data.train.num_classes;
-        let probabilities = predict_probabilities(network, &setup.data.train, &self.targets)?;
+        let probabilities = model.predict_probabilities(&setup.data.train, &self.targets)?;
         Ok(probabilities
             .chunks_exact(classes)
             .zip(&self.target_labels)

@@ -53,15 +53,25 @@ pub fn render_markdown(
         );
         for row in &summary.challenge {
             text.push_str(&format!(
-                "| {} | {} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                "| {} | {}{} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
                 row.forget,
                 row.method,
+                if row.reference.is_some() { " *" } else { "" },
                 row.forget_quality,
                 row.final_score,
                 row.retain_accuracy,
                 row.test_accuracy,
                 row.reference_retain_accuracy,
                 row.reference_test_accuracy
+            ));
+        }
+        if let Some(reference) = summary
+            .challenge
+            .iter()
+            .find_map(|row| row.reference.as_ref())
+        {
+            text.push_str(&format!(
+                "\n\\* compared with {reference} (its exact counterpart), not with single retrained networks.\n"
             ));
         }
         text.push('\n');

@@ -7,7 +7,7 @@
 use super::certified::{CertifiedAudit, CertifiedRun, summarize_runs};
 use super::config::AuditConfig;
 use super::protocol::{ModelStatistics, challenge_result};
-use super::run::{AuditRecord, Measurement, units};
+use super::run::{AuditRecord, Measurement, REFERENCE, reference_name, units};
 use super::ulira::{UliraReport, attack_scores, ulira};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
@@ -26,6 +26,9 @@ pub const CONFIG_FILE: &str = "config.json";
 pub const COST_FILE: &str = "cost.json";
 /// A part's description, written last: a part without it is incomplete.
 pub const PART_FILE: &str = "part.json";
+
+/// What a SISA row's F1 is measured against (its exact counterpart, not a single network).
+pub const SISA_REFERENCE: &str = "SISA ensembles retrained without the forget set";
 
 /// F1 for one row on one forget set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -48,6 +51,9 @@ pub struct ChallengeRow {
     pub reference_retain_accuracy: f64,
     /// Mean test accuracy (%) of the retrained models.
     pub reference_test_accuracy: f64,
+    /// What the row was compared with, when not the shared retrained networks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference: Option<String>,
     /// ε of every forget example.
     pub example_epsilons: Vec<f64>,
 }
@@ -244,11 +250,17 @@ pub fn summarize(config: &AuditConfig, records: &[AuditRecord]) -> Result<AuditS
             side.sort_by_key(|(run, _)| *run);
             side.into_iter().map(|(_, stats)| stats).collect()
         };
-        let reference = take(("retrained".into(), "reference".into()));
-        if !reference.is_empty() {
+        let shared = take(("retrained".into(), REFERENCE.into()));
+        if !shared.is_empty() {
             for row in &rows {
                 let unlearned = take(("unlearned".into(), row.clone()));
-                let result = challenge_result(unlearned, reference.clone())?;
+                let own = take(("retrained".into(), reference_name(row, true)));
+                let (reference, own_reference) = if own.is_empty() {
+                    (shared.clone(), None)
+                } else {
+                    (own, Some(SISA_REFERENCE.to_string()))
+                };
+                let result = challenge_result(unlearned, reference)?;
                 summary.challenge.push(ChallengeRow {
                     forget: forget.clone(),
                     method: row.clone(),
@@ -261,6 +273,7 @@ pub fn summarize(config: &AuditConfig, records: &[AuditRecord]) -> Result<AuditS
                         result.retrained.iter().map(|s| s.retain_accuracy),
                     ),
                     reference_test_accuracy: mean(result.retrained.iter().map(|s| s.test_accuracy)),
+                    reference: own_reference,
                     example_epsilons: result.quality.epsilons,
                 });
             }

@@ -8,7 +8,7 @@
 use super::certified::{CertifiedAuditPlan, CertifiedRun, worst_fitted_row};
 use super::config::{AuditConfig, ORIGINAL_ROW, Protocol, RETRAIN_ROW};
 use super::protocol::{
-    ModelStatistics, UliraPlan, challenge_seeds, retrain_from, statistics_with_seed,
+    AuditedModel, ModelStatistics, UliraPlan, challenge_seeds, retrain_from, statistics_with_seed,
 };
 use crate::bench::config::MethodConfig;
 use crate::convex::{CertifiedTraining, ConvexData, ConvexTask};
@@ -19,6 +19,7 @@ use crate::model::{Artifact, ModelSpec};
 use crate::parallel::{Shard, map_ordered};
 use crate::pipeline::{RecordKind, RecordingPlan, Setup};
 use crate::progress::Progress;
+use crate::sisa::{self, SisaConfig};
 use crate::train::{SensitiveSet, ValueEncoding};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -91,7 +92,8 @@ pub enum Measurement {
         /// The forget selector.
         forget: String,
         /// The row (`original`, a method's label, `retrain`); the retrained side's models
-        /// are the reference shared by every row and say `reference`.
+        /// are the reference shared by every row and say `reference`, except a SISA row's,
+        /// which say `reference:LABEL` (SISA ensembles retrained without the forget set).
         method: String,
         /// Run index.
         run: usize,
@@ -255,37 +257,75 @@ fn ulira_candidates(
     }
 }
 
-/// One row's model from θ_o on the setup's split.
+/// How a row's model is made: a registered unlearning method applied to θ_o, or a SISA
+/// ensemble (Bourtoule et al. 2021), which starts from its own shards rather than θ_o.
+enum RowMethod {
+    Unlearner(Box<dyn Unlearner>),
+    Sisa(SisaConfig),
+}
+
+/// One row's model from θ_o on the setup's split. A SISA row trains its ensemble on the split's
+/// training ids with the setup's seed and deletes the forget set by retraining the affected
+/// shards, so that its runs differ as the other rows' do.
 fn row_model(
     setup: &Setup,
     original: &Artifact,
     records: &[PathBuf],
     row: &str,
-    methods: &[(String, Box<dyn Unlearner>)],
-) -> Result<Artifact> {
+    methods: &[(String, RowMethod)],
+) -> Result<AuditedModel> {
     match row {
-        ORIGINAL_ROW => Ok(original.clone()),
-        RETRAIN_ROW => retrain_from(setup, original),
-        label => {
-            let (_, method) = methods
-                .iter()
-                .find(|(name, _)| name == label)
-                .ok_or_else(|| Error::invalid(format!("no method labelled '{label}'")))?;
-            let (outcome, seconds) =
-                setup.unlearn_with_records(original, method.as_ref(), Vec::new(), records)?;
-            Ok(setup.unlearned_artifact(original, method.as_ref(), outcome, seconds))
-        }
+        ORIGINAL_ROW => Ok(original.clone().into()),
+        RETRAIN_ROW => retrain_from(setup, original).map(AuditedModel::from),
+        label => match row_method(methods, label)? {
+            RowMethod::Unlearner(method) => {
+                let (outcome, seconds) =
+                    setup.unlearn_with_records(original, method.as_ref(), Vec::new(), records)?;
+                Ok(setup
+                    .unlearned_artifact(original, method.as_ref(), outcome, seconds)
+                    .into())
+            }
+            RowMethod::Sisa(config) => {
+                let mut ensemble = sisa::train_on_split(setup, *config)?;
+                sisa::forget_split(&mut ensemble, setup)?;
+                Ok(AuditedModel::Ensemble(ensemble))
+            }
+        },
     }
 }
 
-fn build_methods(configs: &[MethodConfig]) -> Result<Vec<(String, Box<dyn Unlearner>)>> {
+fn row_method<'a>(methods: &'a [(String, RowMethod)], label: &str) -> Result<&'a RowMethod> {
+    methods
+        .iter()
+        .find(|(name, _)| name == label)
+        .map(|(_, method)| method)
+        .ok_or_else(|| Error::invalid(format!("no method labelled '{label}'")))
+}
+
+/// The reference side's row name for `row`: a SISA row is compared with SISA ensembles
+/// retrained without the forget set (its exact counterpart), every other row with retrained
+/// single networks, shared as [`REFERENCE`].
+pub fn reference_name(row: &str, sisa: bool) -> String {
+    if sisa {
+        format!("{REFERENCE}:{row}")
+    } else {
+        REFERENCE.to_string()
+    }
+}
+
+/// The name of the reference side's models shared by every row but the SISA ones.
+pub const REFERENCE: &str = "reference";
+
+fn build_methods(configs: &[MethodConfig]) -> Result<Vec<(String, RowMethod)>> {
     configs
         .iter()
         .map(|m| {
-            Ok((
-                m.label().to_string(),
-                methods::build(&m.name, &m.method_params())?,
-            ))
+            let method = if m.name == "sisa" {
+                RowMethod::Sisa(SisaConfig::from_params(&m.method_params())?)
+            } else {
+                RowMethod::Unlearner(methods::build(&m.name, &m.method_params())?)
+            };
+            Ok((m.label().to_string(), method))
         })
         .collect()
 }
@@ -430,7 +470,7 @@ fn neural_context(
 /// the methods.
 struct Worker {
     setup: Option<Setup>,
-    methods: Vec<(String, Box<dyn Unlearner>)>,
+    methods: Vec<(String, RowMethod)>,
 }
 
 fn run_unit(
@@ -467,15 +507,31 @@ fn run_unit(
                     statistics,
                 });
             }
-            let statistics =
-                statistics_with_seed(setup, retrain_seed, |setup| retrain_from(setup, original))?;
+            let statistics = statistics_with_seed(setup, retrain_seed, |setup| {
+                retrain_from(setup, original).map(AuditedModel::from)
+            })?;
             measurements.push(Measurement::Challenge {
                 forget: selector.clone(),
-                method: "reference".into(),
+                method: REFERENCE.into(),
                 run,
                 side: "retrained".into(),
                 statistics,
             });
+            for (label, method) in &worker.methods {
+                if let RowMethod::Sisa(sisa_config) = method {
+                    let statistics = statistics_with_seed(setup, retrain_seed, |setup| {
+                        sisa::train_without_forget(setup, *sisa_config).map(AuditedModel::Ensemble)
+                    })?;
+                    models += 1;
+                    measurements.push(Measurement::Challenge {
+                        forget: selector.clone(),
+                        method: reference_name(label, true),
+                        run,
+                        side: "retrained".into(),
+                        statistics,
+                    });
+                }
+            }
             Ok((measurements, models + 1))
         }
         Unit::Ulira { forget, model } => {
@@ -508,8 +564,8 @@ fn run_unit(
                         seed: setup.seed,
                         targets_hash: targets_hash.clone(),
                         unlearned: inside.to_vec(),
-                        confidences: plan.confidences(setup, &artifact.network)?,
-                        model_hash: artifact.metadata.model_hash.clone(),
+                        confidences: plan.confidences(setup, artifact.predictor())?,
+                        model_hash: artifact.hash(),
                     });
                 }
                 for path in &records {

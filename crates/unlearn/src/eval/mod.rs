@@ -3,7 +3,7 @@
 
 pub mod metrics;
 
-use crate::data::{DataBundle, Split};
+use crate::data::{DataBundle, Dataset, Split};
 use crate::error::Result;
 use crate::model::{Network, parameters};
 use crate::train::predict_probabilities;
@@ -27,15 +27,38 @@ pub struct SplitPredictions {
     pub parameters: Vec<f32>,
 }
 
-/// Predicts the retain, forget and test sets of `split` with `network`.
-pub fn predict_split(
-    network: &Network,
+/// Anything that gives class probabilities for rows of a dataset: a network, or an ensemble
+/// such as SISA's (Bourtoule et al. 2021). Evaluation and the audit score any predictor.
+pub trait Predictor {
+    /// Class probabilities (row-major, `ids.len() × classes`) on the rows `ids` of `dataset`.
+    fn predict_probabilities(&self, dataset: &Dataset, ids: &[u32]) -> Result<Vec<f32>>;
+
+    /// The flattened parameters, when the model has one vector comparable with a single
+    /// network's; empty otherwise (an ensemble).
+    fn parameters(&self) -> Vec<f32> {
+        Vec::new()
+    }
+}
+
+impl Predictor for Network {
+    fn predict_probabilities(&self, dataset: &Dataset, ids: &[u32]) -> Result<Vec<f32>> {
+        predict_probabilities(self, dataset, ids)
+    }
+
+    fn parameters(&self) -> Vec<f32> {
+        parameters(self)
+    }
+}
+
+/// Predicts the retain, forget and test sets of `split` with `model`.
+pub fn predict_split<P: Predictor + ?Sized>(
+    model: &P,
     data: &DataBundle,
     split: &Split,
 ) -> Result<SplitPredictions> {
     let classes = data.train.num_classes;
-    let labelled = |dataset: &crate::data::Dataset, ids: &[u32]| -> Result<Predictions> {
-        let probabilities = predict_probabilities(network, dataset, ids)?;
+    let labelled = |dataset: &Dataset, ids: &[u32]| -> Result<Predictions> {
+        let probabilities = model.predict_probabilities(dataset, ids)?;
         let positions = crate::train::positions_of(dataset, ids)?;
         let labels = positions.iter().map(|&p| dataset.labels[p]).collect();
         Predictions::new(probabilities, labels, classes)
@@ -44,7 +67,7 @@ pub fn predict_split(
         retain: labelled(&data.train, &split.retain())?,
         forget: labelled(&data.train, &split.forget)?,
         test: labelled(&data.test, &split.test)?,
-        parameters: parameters(network),
+        parameters: model.parameters(),
     })
 }
 

@@ -30,10 +30,14 @@
 //! The on-disk form (a directory with a manifest and per-shard artifacts) is in [`disk`].
 
 pub mod disk;
+mod method;
+
+pub use method::{
+    SisaMethodRun, forget_split, run_as_method, train_on_split, train_without_forget,
+};
 
 use crate::data::{DataBundle, Dataset, Split};
 use crate::error::{Error, Result};
-use crate::eval::metrics::Predictions;
 use crate::eval::{Evaluation, SplitPredictions, evaluate};
 use crate::io::Hasher;
 use crate::methods::MethodParams;
@@ -811,19 +815,7 @@ impl SisaEnsemble {
     /// The ensemble's predictions on the retain, forget and test sets of `split` (no
     /// parameter vector: an ensemble has none comparable with a single network's).
     pub fn predict_split(&self, data: &DataBundle, split: &Split) -> Result<SplitPredictions> {
-        let classes = data.train.num_classes;
-        let labelled = |dataset: &Dataset, ids: &[u32]| -> Result<Predictions> {
-            let probabilities = self.predict_probabilities(dataset, ids)?;
-            let positions = crate::train::positions_of(dataset, ids)?;
-            let labels = positions.iter().map(|&p| dataset.labels[p]).collect();
-            Predictions::new(probabilities, labels, classes)
-        };
-        Ok(SplitPredictions {
-            retain: labelled(&data.train, &split.retain())?,
-            forget: labelled(&data.train, &split.forget)?,
-            test: labelled(&data.test, &split.test)?,
-            parameters: Vec::new(),
-        })
+        crate::eval::predict_split(self, data, split)
     }
 
     /// UA, RA, TA, MIA-efficacy of the ensemble on `split`, and against `reference` (the
@@ -841,6 +833,12 @@ impl SisaEnsemble {
     }
 }
 
+impl crate::eval::Predictor for SisaEnsemble {
+    fn predict_probabilities(&self, dataset: &Dataset, ids: &[u32]) -> Result<Vec<f32>> {
+        SisaEnsemble::predict_probabilities(self, dataset, ids)
+    }
+}
+
 /// Hash of an ensemble from its configuration and its shards' model hashes.
 pub fn ensemble_hash(config: &SisaConfig, shard_hashes: &[String]) -> String {
     let mut hasher = Hasher::default();
@@ -849,73 +847,4 @@ pub fn ensemble_hash(config: &SisaConfig, shard_hashes: &[String]) -> String {
         hasher.update(hash.as_bytes());
     }
     hasher.finish()
-}
-
-/// SISA run as a method of a comparison (bench grid or demo): what it produced.
-pub struct SisaMethodRun {
-    /// The unlearned ensemble's predictions on the split.
-    pub predictions: SplitPredictions,
-    /// Seconds of the deletion (retraining the affected shards).
-    pub seconds: f64,
-    /// Optimisation steps of the deletion.
-    pub steps: usize,
-    /// What was recomputed.
-    pub summary: RetrainSummary,
-    /// Hash of the unlearned ensemble.
-    pub ensemble_hash: String,
-    /// Notes for the run record.
-    pub notes: Vec<String>,
-}
-
-/// SISA as a method of a comparison (Bourtoule et al. 2021): its "original" is the SISA
-/// ensemble trained on the split's whole training set with the setup's model, recipe and
-/// seed (not the setup's single original model, which SISA cannot start from); unlearning
-/// removes the split's forget set by retraining the affected shards. The reported time is the
-/// deletion's; the ensemble's accuracy before deletion and the share of training recomputed
-/// are in the notes (no timings there, so that notes are reproducible).
-pub fn run_as_method(setup: &Setup, config: SisaConfig) -> Result<SisaMethodRun> {
-    let plan = SisaPlan::new(config, setup)?;
-    let mut ensemble = SisaEnsemble::train(plan, &setup.data.train, &setup.device, 1)?;
-    let before = ensemble.predict_split(&setup.data, &setup.split)?;
-    let test_before = crate::eval::metrics::accuracy(&before.test)?;
-    let new_plan =
-        ensemble
-            .plan
-            .with_removed(&setup.data.train, &setup.split.forget, setup.split.hash())?;
-    let started = Instant::now();
-    let summary = ensemble.forget(new_plan, &setup.data.train, &setup.device, 1, None)?;
-    let seconds = started.elapsed().as_secs_f64();
-    let predictions = ensemble.predict_split(&setup.data, &setup.split)?;
-    let retrained: Vec<String> = summary
-        .shards
-        .iter()
-        .map(|shard| {
-            format!(
-                "shard {} from slice {}",
-                shard.shard,
-                shard.slices.first().copied().unwrap_or_default()
-            )
-        })
-        .collect();
-    let notes = vec![
-        format!(
-            "SISA {}: ensemble trained on the full training set (test accuracy {test_before:.2}% before deletion)",
-            config.describe()
-        ),
-        format!(
-            "retrained {} of {} shards ({}): {:.1}% of the training sample-steps",
-            summary.shards.len(),
-            config.shards,
-            retrained.join(", "),
-            100.0 * summary.share
-        ),
-    ];
-    Ok(SisaMethodRun {
-        predictions,
-        seconds,
-        steps: summary.steps,
-        ensemble_hash: ensemble.hash(),
-        summary,
-        notes,
-    })
 }
