@@ -65,6 +65,12 @@ pub(crate) struct Global {
     /// No progress bars.
     #[arg(long, global = true)]
     quiet: bool,
+    /// Threads used inside one computation (tensor kernels, the convex models' linear
+    /// algebra, k-means); default: every core. Results do not depend on it beyond the order of
+    /// floating-point sums in the tensor kernels (the convex models' removals give the same bits
+    /// with any number). Independent jobs (`--jobs`) are separate.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
 }
 
 #[derive(Subcommand)]
@@ -399,6 +405,9 @@ fn one_line(error: &anyhow::Error) -> String {
 
 fn run(cli: Cli) -> Result<()> {
     let global = cli.global;
+    if let Some(threads) = global.threads {
+        unlearn::parallel::set_threads(threads)?;
+    }
     match cli.command {
         Command::Train(args) => train(&global, *args),
         Command::Forget(args) => forget(&global, args),

@@ -13,6 +13,24 @@ pub fn available_cores() -> usize {
         .unwrap_or(1)
 }
 
+/// Sets the number of threads that operations inside one job use (Burn's tensor kernels and
+/// faer's linear algebra both run on rayon's global pool): `--threads N`. Call once, before
+/// any parallel work; a second call, or one after the pool started, is refused.
+pub fn set_threads(threads: usize) -> Result<()> {
+    if threads == 0 {
+        return Err(Error::invalid("--threads must be at least 1"));
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()
+        .map_err(|e| Error::invalid(format!("cannot set {threads} threads: {e}")))
+}
+
+/// The threads an operation inside one job may use (rayon's global pool).
+pub fn threads() -> usize {
+    rayon::current_num_threads()
+}
+
 /// Runs `work(state, index, item)` for every item on `jobs` threads, each thread with its own
 /// `state` from `init` (a clone of the data, a model cache), and returns the results in the
 /// items' order. The first error stops the pool from starting new items and is returned;

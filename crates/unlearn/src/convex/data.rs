@@ -69,6 +69,8 @@ pub struct ConvexData {
     /// [`ConvexData::hash`], computed once (the data never changes after construction;
     /// saving a certified state names it, and hashing 12,000 × 785 values costs ≈ 50 ms).
     hash_cache: std::sync::OnceLock<String>,
+    /// [`ConvexData::row_major`], built on first use (a Newton removal reads every row once).
+    row_major_cache: std::sync::OnceLock<Vec<f64>>,
 }
 
 impl ConvexData {
@@ -138,6 +140,7 @@ impl ConvexData {
             scaling,
             positions,
             hash_cache: std::sync::OnceLock::new(),
+            row_major_cache: std::sync::OnceLock::new(),
         })
     }
 
@@ -224,6 +227,19 @@ impl ConvexData {
     /// Column `feature` of the matrix (n values).
     pub fn feature_column(&self, feature: usize) -> &[f64] {
         &self.columns[feature * self.rows..(feature + 1) * self.rows]
+    }
+
+    /// The whole matrix, row-major (n × d): built once on first use, and kept.
+    pub fn row_major(&self) -> &[f64] {
+        self.row_major_cache.get_or_init(|| {
+            let mut rows = vec![0.0; self.rows * self.dims];
+            for feature in 0..self.dims {
+                for (row, &value) in self.feature_column(feature).iter().enumerate() {
+                    rows[row * self.dims + feature] = value;
+                }
+            }
+            rows
+        })
     }
 
     /// The whole matrix, column-major (n × d).

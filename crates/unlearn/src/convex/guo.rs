@@ -14,21 +14,27 @@
 //! - ‖X'‖₂ is the exact largest singular value of the rows at the last (re)training (faer
 //!   eigenvalues of XᵀX), which bounds every later X' by Weyl's monotonicity. Power iteration,
 //!   as in the authors' code, converges from below and could under-estimate it.
-//! - With [`HessianUpdate::Downdate`] (default) the Hessian is kept and down-dated by the
-//!   removed rows' terms, so it is the Hessian at the weights of the last (re)computation, not
-//!   at the current ones. The step's residual then has the extra term
-//!   ‖(H(w) − H_kept) v‖ = ‖Σ_{i∈D'} (ℓ''(wᵀxᵢ) − ℓ''_kept,i) (xᵢᵀv) xᵢ‖, computed exactly in
-//!   O(nd) and added to β. [`HessianUpdate::Recompute`] recomputes H at the current weights
-//!   (O(nd²) per removal) and needs no extra term.
+//! - With [`HessianUpdate::Downdate`] (default) the Hessian is kept as its Cholesky factor and
+//!   down-dated by the removed rows' terms (a rank-m update, O(m d²), not a new O(d³)
+//!   factorisation). The factor is of Σ_{i∈D'} ℓ''_kept,i xᵢxᵢᵀ + λ n_f I, n_f the rows at the
+//!   last factorisation; the step solves with H_kept = Σ_{i∈D'} ℓ''_kept,i xᵢxᵢᵀ + λ n' I by a
+//!   short fixed-point iteration on that factor (the diagonal shift λ (n_f − n') is tiny
+//!   against λ n_f), whose exact residual is added to β. H_kept holds the curvatures at the
+//!   weights of the last (re)computation, not at the current ones, so the step's residual has
+//!   the extra term ‖(H(w) − H_kept) v‖ = ‖Σ_{i∈D'} (ℓ''(wᵀxᵢ) − ℓ''_kept,i) (xᵢᵀv) xᵢ‖,
+//!   computed exactly in O(nd) and added to β. The margins Xw are kept and moved by the step's
+//!   X v, which the bound needs anyway, so a removal reads X twice (on every core) and builds
+//!   no d × d matrix. [`HessianUpdate::Recompute`] recomputes H at the current weights
+//!   (O(nd²) + O(d³) per removal) and needs no extra term.
 
 use super::certificate::{
     Accounting, Assumptions, Certificate, CertifiedUnlearner, Mechanism, Removal,
 };
 use super::data::{ActiveRows, ConvexData};
 use super::logistic::{
-    LOGISTIC_CURVATURE_BOUND, LinearModel, NewtonOptions, check_regularization, cholesky_solve,
-    curvatures, hessian, loss_gradient, margins, norm, spectral_norm, train_exact, transpose_times,
-    weighted_gram,
+    LOGISTIC_CURVATURE_BOUND, LinearModel, NewtonOptions, check_regularization, cholesky_factor,
+    factor_solve, hessian, logistic_curvature, logistic_slope, margins, norm, spectral_norm,
+    times_and_back, train_exact,
 };
 use super::state::{SecretState, flatten_matrices, unflatten_matrices};
 use crate::error::{Error, Result};
@@ -108,22 +114,58 @@ impl NewtonGuoConfig {
     }
 }
 
-/// A proposed Newton removal: new weights, the residual bound, and the down-dated Hessians.
+/// A proposed Newton removal: new weights, the residual bound, and the down-dated factors,
+/// curvatures and margins.
 pub(crate) struct NewtonUpdate {
     pub(crate) weights: Vec<f64>,
     pub(crate) residual_bound: f64,
-    hessians: Vec<Mat<f64>>,
+    factors: Vec<Mat<f64>>,
     curvatures: Vec<Vec<f64>>,
+    margins: Vec<Vec<f64>>,
+    factor_rows: f64,
+}
+
+/// Solves (L Lᵀ − shift·I) v = rhs with the lower factor L of a matrix whose diagonal holds
+/// `shift` more than the system's (the kept factor's regulariser λ n_f against the remaining
+/// rows' λ n'): the fixed point v = (L Lᵀ)⁻¹ (rhs + shift·v), which contracts by
+/// shift / λ n_f = (n_f − n') / n_f ≪ 1, iterated until it stops moving. Returns v and the
+/// norm of the residual rhs − (L Lᵀ − shift·I) v = shift·(v_j − v_{j−1}), which the removal adds
+/// to its bound so that the bound stays a bound however early the iteration stops.
+fn shifted_solve(factor: &Mat<f64>, rhs: &[f64], shift: f64) -> (Vec<f64>, f64) {
+    let mut solution = factor_solve(factor, rhs);
+    if shift == 0.0 {
+        return (solution, 0.0);
+    }
+    let mut residual = f64::INFINITY;
+    for _ in 0..50 {
+        let shifted: Vec<f64> = rhs
+            .iter()
+            .zip(&solution)
+            .map(|(r, v)| r + shift * v)
+            .collect();
+        let next = factor_solve(factor, &shifted);
+        let change: Vec<f64> = next.iter().zip(&solution).map(|(a, b)| a - b).collect();
+        residual = shift * norm(&change);
+        solution = next;
+        if residual <= 1e-13 * norm(rhs) {
+            break;
+        }
+    }
+    (solution, residual)
 }
 
 /// `newton-guo` state: the data, the perturbation b (secret), the published model, the kept
-/// Hessians, and the residual budget spent since the last (re)training (Guo et al. 2020).
+/// Hessians' Cholesky factors with their curvatures, the margins, and the residual budget
+/// spent since the last (re)training (Guo et al. 2020).
 pub struct NewtonGuo {
     config: NewtonGuoConfig,
     data: ConvexData,
     active: ActiveRows,
-    hessians: Vec<Mat<f64>>,
+    /// Lower Cholesky factor L (L Lᵀ = H_kept) per weight column.
+    factors: Vec<Mat<f64>>,
     hessian_curvatures: Vec<Vec<f64>>,
+    /// X w per weight column, for every row (active or not).
+    margins: Vec<Vec<f64>>,
     progress: GuoProgress,
 }
 
@@ -138,6 +180,10 @@ struct GuoProgress {
     training_residual: f64,
     residual_bounds: Vec<f64>,
     retrainings: u64,
+    /// n_f: the rows whose regulariser λ n_f sits on the kept factors' diagonal (absent in
+    /// states saved before the factors were kept: the remaining rows then).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    factor_rows: Option<f64>,
 }
 
 impl NewtonGuo {
@@ -165,11 +211,13 @@ impl NewtonGuo {
                 training_residual: 0.0,
                 residual_bounds: Vec::new(),
                 retrainings: 0,
+                factor_rows: None,
             },
             data,
             active: ActiveRows::all(rows),
-            hessians: Vec::new(),
+            factors: Vec::new(),
             hessian_curvatures: Vec::new(),
+            margins: Vec::new(),
         };
         guo.fit()?;
         Ok(guo)
@@ -202,19 +250,30 @@ impl NewtonGuo {
         self.progress.residual_bounds.clear();
         let row_weights = self.active.weights();
         self.progress.spectral_bound = spectral_norm(&self.data, &row_weights)?;
-        self.hessians.clear();
+        self.factors.clear();
         self.hessian_curvatures.clear();
+        self.margins.clear();
         for column in 0..self.progress.model.weight_columns() {
+            let weights = self.progress.model.column(column);
             let (h, curvature) = hessian(
                 &self.data,
                 &row_weights,
-                self.progress.model.column(column),
+                weights,
                 self.config.regularization,
             );
-            self.hessians.push(h);
+            self.factors.push(cholesky_factor(&h)?);
             self.hessian_curvatures.push(curvature);
+            self.margins.push(margins(&self.data, weights));
         }
+        self.progress.factor_rows = Some(self.active.count() as f64);
         Ok(())
+    }
+
+    /// n_f of the kept factors.
+    fn factor_rows(&self) -> f64 {
+        self.progress
+            .factor_rows
+            .unwrap_or(self.active.count() as f64)
     }
 
     /// The configuration.
@@ -254,58 +313,80 @@ impl NewtonGuo {
         let mut after = self.active.clone();
         after.remove(positions);
         let remaining = after.weights();
-        let mut batch = vec![0.0; data.len()];
-        for &position in positions {
-            batch[position] = 1.0;
-        }
+        let remaining_rows = after.count() as f64;
+        let columns = self.progress.model.weight_columns();
         let mut weights = self.progress.model.weights.clone();
-        let mut hessians = Vec::with_capacity(self.hessians.len());
-        let mut kept_curvatures = Vec::with_capacity(self.hessians.len());
+        let mut factors = Vec::with_capacity(columns);
+        let mut kept_curvatures = Vec::with_capacity(columns);
+        let mut new_margins = Vec::with_capacity(columns);
+        let mut factor_rows = self.factor_rows();
         let mut squared_bound = 0.0;
-        for column in 0..self.progress.model.weight_columns() {
+        for column in 0..columns {
             let w = self.progress.model.column(column);
-            let z = margins(data, w);
-            let mut delta = loss_gradient(data, &batch, column, &z);
-            for (value, weight) in delta.iter_mut().zip(w) {
-                *value += lambda * removed * weight;
+            let z = &self.margins[column];
+            // Δ = λ m w + Σ_{i∈B} ℓ'(zᵢ) xᵢ: only the removed rows contribute.
+            let mut delta: Vec<f64> = w.iter().map(|weight| lambda * removed * weight).collect();
+            for &position in positions {
+                let slope = logistic_slope(z[position], data.target(position, column));
+                for (feature, value) in delta.iter_mut().enumerate() {
+                    *value += slope * data.feature_column(feature)[position];
+                }
             }
-            let (h, curvature) = match self.config.hessian_update {
-                HessianUpdate::Recompute => hessian(data, &remaining, w, lambda),
+            let (factor, curvature) = match self.config.hessian_update {
+                HessianUpdate::Recompute => {
+                    let (h, curvature) = hessian(data, &remaining, w, lambda);
+                    factor_rows = remaining_rows;
+                    (cholesky_factor(&h)?, curvature)
+                }
                 HessianUpdate::Downdate => {
                     let mut curvature = self.hessian_curvatures[column].clone();
-                    let mut removed_terms = vec![0.0; data.len()];
-                    for &position in positions {
-                        removed_terms[position] = curvature[position];
+                    let mut terms = Mat::<f64>::zeros(data.dims(), positions.len());
+                    for (slot, &position) in positions.iter().enumerate() {
+                        let scale = curvature[position].sqrt();
+                        for feature in 0..data.dims() {
+                            terms[(feature, slot)] = scale * data.feature_column(feature)[position];
+                        }
                         curvature[position] = 0.0;
                     }
-                    let mut h = self.hessians[column].clone();
-                    let downdate = weighted_gram(data, &removed_terms);
-                    for j in 0..data.dims() {
-                        for i in 0..data.dims() {
-                            h[(i, j)] -= downdate[(i, j)];
-                        }
-                        h[(j, j)] -= lambda * removed;
-                    }
-                    (h, curvature)
+                    let mut factor = self.factors[column].clone();
+                    let mut signs = faer::Col::<f64>::from_fn(positions.len(), |_| -1.0);
+                    faer::linalg::cholesky::llt::update::rank_r_update_clobber(
+                        factor.as_mut(),
+                        terms.as_mut(),
+                        signs.as_diagonal_mut(),
+                    )
+                    .map_err(|_| {
+                        Error::Model(
+                            "the down-dated Hessian is not positive definite (is the regulariser positive?)"
+                                .into(),
+                        )
+                    })?;
+                    (factor, curvature)
                 }
             };
-            let step = cholesky_solve(&h, &delta)?;
-            let projected: Vec<f64> = margins(data, &step)
-                .into_iter()
+            // The factor holds λ n_f; the Hessian of the remaining rows λ n' (n' ≤ n_f).
+            let shift = lambda * (factor_rows - remaining_rows);
+            let (step, solve_residual) = shifted_solve(&factor, &delta, shift);
+            // Staleness coefficients: the current curvature (at w) minus the kept one, on the
+            // remaining rows; Recompute keeps the current curvature, so they vanish.
+            let coefficients: Vec<f64> = match self.config.hessian_update {
+                HessianUpdate::Recompute => vec![0.0; data.len()],
+                HessianUpdate::Downdate => (0..data.len())
+                    .map(|row| remaining[row] * logistic_curvature(z[row]) - curvature[row])
+                    .collect(),
+            };
+            let (moved, stale) = times_and_back(data, &step, &coefficients);
+            let projected: Vec<f64> = moved
+                .iter()
                 .zip(&remaining)
                 .map(|(value, keep)| value * keep)
                 .collect();
-            let mut bound = self.config.curvature_lipschitz
+            let bound = self.config.curvature_lipschitz
                 * self.progress.spectral_bound
                 * norm(&step)
-                * norm(&projected);
-            if self.config.hessian_update == HessianUpdate::Downdate {
-                let current = curvatures(data, &remaining, w);
-                let stale: Vec<f64> = (0..data.len())
-                    .map(|row| (current[row] - curvature[row]) * projected[row])
-                    .collect();
-                bound += norm(&transpose_times(data, &stale));
-            }
+                * norm(&projected)
+                + norm(&stale)
+                + solve_residual;
             squared_bound += bound * bound;
             for (weight, change) in weights[column * data.dims()..(column + 1) * data.dims()]
                 .iter_mut()
@@ -313,14 +394,17 @@ impl NewtonGuo {
             {
                 *weight += change;
             }
-            hessians.push(h);
+            factors.push(factor);
             kept_curvatures.push(curvature);
+            new_margins.push(z.iter().zip(&moved).map(|(a, b)| a + b).collect());
         }
         Ok(NewtonUpdate {
             weights,
             residual_bound: squared_bound.sqrt(),
-            hessians,
+            factors,
             curvatures: kept_curvatures,
+            margins: new_margins,
+            factor_rows,
         })
     }
 
@@ -387,13 +471,41 @@ impl NewtonGuo {
         let header: GuoHeader = state.header_as()?;
         let columns = data.weight_columns();
         let dims = data.dims();
-        let hessians = state.array("hessians", columns * dims * dims)?;
         let curvatures = state.array("curvatures", columns * data.len())?;
+        // States saved before the factors and margins were kept hold the Hessians instead.
+        let factors = if state.has_array("factors") {
+            unflatten_matrices(
+                &state.array("factors", columns * dims * dims)?,
+                columns,
+                dims,
+            )
+        } else {
+            unflatten_matrices(
+                &state.array("hessians", columns * dims * dims)?,
+                columns,
+                dims,
+            )
+            .iter()
+            .map(cholesky_factor)
+            .collect::<Result<Vec<_>>>()?
+        };
+        let margins = if state.has_array("margins") {
+            state
+                .array("margins", columns * data.len())?
+                .chunks(data.len())
+                .map(<[f64]>::to_vec)
+                .collect()
+        } else {
+            (0..columns)
+                .map(|column| margins(&data, header.progress.model.column(column)))
+                .collect()
+        };
         Ok(NewtonGuo {
             config: header.config,
             active: ActiveRows::without(&data, &header.removed)?,
-            hessians: unflatten_matrices(&hessians, columns, dims),
+            factors,
             hessian_curvatures: curvatures.chunks(data.len()).map(<[f64]>::to_vec).collect(),
+            margins,
             progress: header.progress,
             data,
         })
@@ -428,8 +540,9 @@ impl CertifiedUnlearner for NewtonGuo {
             self.data.hash(),
             header,
             vec![
-                ("hessians".into(), flatten_matrices(&self.hessians)),
+                ("factors".into(), flatten_matrices(&self.factors)),
                 ("curvatures".into(), self.hessian_curvatures.concat()),
+                ("margins".into(), self.margins.concat()),
             ],
         )
     }
@@ -446,8 +559,10 @@ impl CertifiedUnlearner for NewtonGuo {
             self.fit()?;
         } else {
             self.progress.model.weights = update.weights;
-            self.hessians = update.hessians;
+            self.factors = update.factors;
             self.hessian_curvatures = update.curvatures;
+            self.margins = update.margins;
+            self.progress.factor_rows = Some(update.factor_rows);
             self.progress.residual_bounds.push(update.residual_bound);
         }
         Ok(Removal {
@@ -462,8 +577,8 @@ impl CertifiedUnlearner for NewtonGuo {
 mod tests {
     use super::*;
     use crate::convex::certificate::recompute;
-    use crate::convex::logistic::gradient;
     use crate::convex::logistic::tests::random_problem;
+    use crate::convex::logistic::{cholesky_solve, gradient};
 
     fn exact(data: &ConvexData, active: &ActiveRows, lambda: f64) -> LinearModel {
         train_exact(data, active, lambda, None, &NewtonOptions::default())
@@ -574,6 +689,135 @@ mod tests {
                 assert!(guo.progress.residual_bounds.last().unwrap() > &0.0);
             }
         }
+    }
+
+    /// ‖∇L_b(w; D')‖ over every column, computed from scratch.
+    fn true_residual(guo: &NewtonGuo, data: &ConvexData, lambda: f64) -> f64 {
+        let remaining = guo.active.weights();
+        let dims = data.dims();
+        (0..guo.progress.model.weight_columns())
+            .map(|column| {
+                let b = &guo.progress.perturbation[column * dims..(column + 1) * dims];
+                let w = guo.progress.model.column(column);
+                let g = gradient(data, &remaining, column, w, lambda, Some(b));
+                g.iter().map(|v| v * v).sum::<f64>()
+            })
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(6))]
+        /// With the kept factors down-dated in place, the kept margins and the stale-regulariser
+        /// term (issue 15), the spent budget still bounds the true gradient residual after each
+        /// of 50 sequential removals (Guo et al. 2020, Theorem 1 summed over removals).
+        #[test]
+        fn the_bound_holds_after_fifty_sequential_removals(
+            seed in 0u64..1_000,
+            classes in 2usize..4,
+            raw_dims in 3usize..8,
+            lambda in proptest::sample::select(vec![1e-3, 1e-2, 5e-2]),
+        ) {
+            let data = random_problem(300, raw_dims, classes, seed);
+            // A budget no removal exhausts, with a perturbation of the usual size (σ · scale = 1).
+            let mut config = NewtonGuoConfig::new(lambda, 1e6, 1.0, 1e-5, seed);
+            config.noise_scale = 1e-6;
+            let mut guo = NewtonGuo::train(data.clone(), config).unwrap();
+            let ids = data.ids().to_vec();
+            let mut next = 0usize;
+            for request in 0..50 {
+                let batch = 1 + (seed as usize + request) % 3;
+                let chosen: Vec<u32> = ids[next..next + batch].to_vec();
+                next += batch;
+                let removal = guo.remove(&chosen).unwrap();
+                proptest::prop_assert!(!removal.certificate.retrained);
+                let residual = true_residual(&guo, &data, lambda);
+                proptest::prop_assert!(
+                    residual <= guo.budget_used() * (1.0 + 1e-9),
+                    "request {}: residual {:e} > bound {:e}", request, residual, guo.budget_used()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_restored_state_continues_bit_for_bit() {
+        let data = random_problem(200, 5, 3, 61);
+        let mut guo =
+            NewtonGuo::train(data.clone(), NewtonGuoConfig::new(1e-2, 50.0, 1.0, 1e-4, 9)).unwrap();
+        for id in [1000, 1004] {
+            guo.remove(&[id]).unwrap();
+        }
+        let mut restored = NewtonGuo::restore(data.clone(), &guo.save_state().unwrap()).unwrap();
+        for ids in [vec![1010], vec![1011, 1012]] {
+            let a = guo.remove(&ids).unwrap();
+            let b = restored.remove(&ids).unwrap();
+            assert_eq!(a.model.weights, b.model.weights);
+            assert_eq!(a.certificate, b.certificate);
+        }
+    }
+
+    /// `--threads` changes how fast, not what: training and removals give the same bits on
+    /// one thread and on three (the parallel passes sum in a fixed order).
+    #[test]
+    fn the_number_of_threads_does_not_change_the_bits() {
+        let data = random_problem(700, 6, 3, 63);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut guo =
+                    NewtonGuo::train(data.clone(), NewtonGuoConfig::new(1e-2, 50.0, 1.0, 1e-4, 9))
+                        .unwrap();
+                let mut outputs = vec![guo.model().weights.clone()];
+                for ids in [vec![1000], vec![1001, 1002, 1003]] {
+                    let removal = guo.remove(&ids).unwrap();
+                    outputs.push(removal.model.weights);
+                    outputs.push(vec![removal.certificate.budget_used]);
+                }
+                outputs
+            })
+        };
+        assert_eq!(run(1), run(3));
+    }
+
+    #[test]
+    fn a_state_saved_with_hessians_still_restores() {
+        let data = random_problem(200, 5, 2, 62);
+        let mut guo =
+            NewtonGuo::train(data.clone(), NewtonGuoConfig::new(1e-2, 50.0, 1.0, 1e-4, 9)).unwrap();
+        guo.remove(&[1003]).unwrap();
+        // The format before issue 15: the Hessians (λ n' on the diagonal), no factors, no
+        // margins, no factor_rows.
+        let mut state = guo.save_state().unwrap();
+        let hessians: Vec<Mat<f64>> = guo
+            .factors
+            .iter()
+            .map(|factor| {
+                let mut h = factor * factor.transpose();
+                let shift = 1e-2 * (guo.factor_rows() - guo.active.count() as f64);
+                for index in 0..h.nrows() {
+                    h[(index, index)] -= shift;
+                }
+                h
+            })
+            .collect();
+        state.arrays = vec![
+            ("hessians".into(), flatten_matrices(&hessians)),
+            ("curvatures".into(), guo.hessian_curvatures.concat()),
+        ];
+        state.header.as_object_mut().unwrap().remove("factor_rows");
+        let mut restored = NewtonGuo::restore(data.clone(), &state).unwrap();
+        let a = guo.remove(&[1007]).unwrap();
+        let b = restored.remove(&[1007]).unwrap();
+        assert!(
+            a.model.distance(&b.model) < 1e-10,
+            "{}",
+            a.model.distance(&b.model)
+        );
+        assert!(!b.certificate.retrained);
     }
 
     #[test]

@@ -162,6 +162,11 @@ impl SecretState {
         })
     }
 
+    /// Whether the state has an array called `name` (formats grow arrays over time).
+    pub(crate) fn has_array(&self, name: &str) -> bool {
+        self.arrays.iter().any(|(n, _)| n == name)
+    }
+
     /// The array called `name`, which must hold `length` values.
     pub(crate) fn array(&self, name: &str, length: usize) -> Result<Vec<f64>> {
         let values = self
