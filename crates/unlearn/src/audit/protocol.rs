@@ -61,9 +61,9 @@ pub fn confidence_from_probabilities(probabilities: &[f32], label: usize) -> f64
 #[derive(Debug, Clone)]
 pub enum AuditedModel {
     /// One network with its metadata.
-    Network(Artifact),
+    Network(Box<Artifact>),
     /// A SISA ensemble.
-    Ensemble(SisaEnsemble),
+    Ensemble(Box<SisaEnsemble>),
 }
 
 impl AuditedModel {
@@ -71,7 +71,7 @@ impl AuditedModel {
     pub fn predictor(&self) -> &dyn Predictor {
         match self {
             AuditedModel::Network(artifact) => &artifact.network,
-            AuditedModel::Ensemble(ensemble) => ensemble,
+            AuditedModel::Ensemble(ensemble) => ensemble.as_ref(),
         }
     }
 
@@ -86,7 +86,7 @@ impl AuditedModel {
 
 impl From<Artifact> for AuditedModel {
     fn from(artifact: Artifact) -> AuditedModel {
-        AuditedModel::Network(artifact)
+        AuditedModel::Network(Box::new(artifact))
     }
 }
 

@@ -288,7 +288,7 @@ fn row_model(
             RowMethod::Sisa(config) => {
                 let mut ensemble = sisa::train_on_split(setup, *config)?;
                 sisa::forget_split(&mut ensemble, setup)?;
-                Ok(AuditedModel::Ensemble(ensemble))
+                Ok(AuditedModel::Ensemble(Box::new(ensemble)))
             }
         },
     }
@@ -520,7 +520,8 @@ fn run_unit(
             for (label, method) in &worker.methods {
                 if let RowMethod::Sisa(sisa_config) = method {
                     let statistics = statistics_with_seed(setup, retrain_seed, |setup| {
-                        sisa::train_without_forget(setup, *sisa_config).map(AuditedModel::Ensemble)
+                        sisa::train_without_forget(setup, *sisa_config)
+                            .map(|ensemble| AuditedModel::Ensemble(Box::new(ensemble)))
                     })?;
                     models += 1;
                     measurements.push(Measurement::Challenge {
