@@ -182,8 +182,7 @@ pub struct MethodArgs {
     /// DC-k-means: most Lloyd iterations per node.
     #[arg(long, default_value_t = 100)]
     max_iterations: usize,
-    /// DC-k-means: k-means++ restarts per leaf (the lowest loss is kept; internal nodes take
-    /// at least 10).
+    /// DC-k-means: k-means++ restarts per node (the lowest loss is kept).
     #[arg(long, default_value_t = 1)]
     restarts: usize,
 }

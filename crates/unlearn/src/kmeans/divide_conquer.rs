@@ -25,11 +25,6 @@ const LEAF_STREAM: u64 = 21;
 const NODE_STREAM: u64 = 22;
 /// Most leaves a tree may have.
 const MAX_LEAVES: usize = 1 << 20;
-/// Least k-means++ restarts at an internal node. An internal node clusters only its children's
-/// w · k centroids, so restarts there cost next to nothing against one leaf's solve, and they
-/// remove the main failure of a single run at the root: two seeds in one true cluster, which
-/// no Lloyd iteration repairs (measured in BENCHMARKS.md "Performance").
-const INTERNAL_RESTARTS: usize = 10;
 
 /// Hyper-parameters of DC-k-means (Ginart et al. 2019).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -40,9 +35,8 @@ pub struct DivideConquerParams {
     pub widths: Vec<usize>,
     /// Most Lloyd iterations at each node.
     pub max_iterations: usize,
-    /// k-means++ restarts at each leaf, keeping the lowest loss (1 = the paper's single run;
-    /// more trade deletion time for loss). Internal nodes take at least 10, which costs next
-    /// to nothing (their inputs are their children's centroids).
+    /// k-means++ restarts at each node, keeping the lowest weighted loss (1 = the paper's
+    /// single run; more trade deletion time for loss).
     #[serde(default = "one")]
     pub restarts: usize,
 }
@@ -312,11 +306,7 @@ fn solve_internal(
         keys: &keys,
         weights: Some(&weights),
     };
-    let internal = DivideConquerParams {
-        restarts: params.restarts.max(INTERNAL_RESTARTS),
-        ..params.clone()
-    };
-    solve(&set, &internal, seed)
+    solve(&set, params, seed)
 }
 
 fn solve(set: &RowSet<'_>, params: &DivideConquerParams, seed: u64) -> NodeSolution {
