@@ -455,6 +455,8 @@ fn bad_global_options_fail_cleanly() {
     assert_one_line_failure(&output, "unknown model 'resnet'");
     let output = unlearn(&["train", "--lr=-1", "--out", out_arg]);
     assert_one_line_failure(&output, "learning rate");
+    let output = unlearn(&["train", "--threads", "0", "--out", out_arg]);
+    assert_one_line_failure(&output, "--threads must be at least 1");
     assert!(!out.exists());
 }
 
