@@ -13,8 +13,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::Arc;
+use std::sync::Mutex;
 use unlearn::data::{DataBundle, DataSource, Dataset, ForgetSelector, Split};
 use unlearn::device::DeviceChoice;
 use unlearn::eval::{evaluate, predict_split};
@@ -22,7 +22,9 @@ use unlearn::methods::{self, MethodParams};
 use unlearn::model::{Artifact, ModelSpec};
 use unlearn::pipeline::{RecordKind, RecordingPlan, Setup};
 use unlearn::progress::Progress;
-use unlearn::train::{OptimizerKind, Recipe, RecordGrouping, Schedule, SensitiveSet, ValueEncoding};
+use unlearn::train::{
+    OptimizerKind, Recipe, RecordGrouping, Schedule, SensitiveSet, ValueEncoding,
+};
 
 create_exception!(
     unlearn,
@@ -46,10 +48,7 @@ fn invalid(message: impl Into<String>) -> PyErr {
 fn to_python<T: serde::Serialize>(py: Python<'_>, value: &T) -> PyResult<Py<PyAny>> {
     let text = serde_json::to_string(value)
         .map_err(|e| invalid(format!("cannot convert a result to Python: {e}")))?;
-    Ok(py
-        .import("json")?
-        .call_method1("loads", (text,))?
-        .unbind())
+    Ok(py.import("json")?.call_method1("loads", (text,))?.unbind())
 }
 
 /// A numpy array of `values` with `shape`.
@@ -62,7 +61,11 @@ fn array<'py, T: numpy::Element>(
 }
 
 /// Reads any array-like as contiguous float32 values and their shape.
-fn floats(py: Python<'_>, object: &Bound<'_, PyAny>, what: &str) -> PyResult<(Vec<f32>, Vec<usize>)> {
+fn floats(
+    py: Python<'_>,
+    object: &Bound<'_, PyAny>,
+    what: &str,
+) -> PyResult<(Vec<f32>, Vec<usize>)> {
     let converted = py
         .import("numpy")?
         .call_method1("ascontiguousarray", (object, "float32"))
@@ -91,8 +94,11 @@ fn integers(py: Python<'_>, object: &Bound<'_, PyAny>, what: &str) -> PyResult<V
         .as_slice()?
         .iter()
         .map(|&value| {
-            u32::try_from(value)
-                .map_err(|_| invalid(format!("{what}: {value} is not a non-negative 32-bit integer")))
+            u32::try_from(value).map_err(|_| {
+                invalid(format!(
+                    "{what}: {value} is not a non-negative 32-bit integer"
+                ))
+            })
         })
         .collect()
 }
@@ -279,9 +285,7 @@ impl Model {
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Model> {
         let device = default_device("cpu", false)?;
-        let artifact = py
-            .detach(|| Artifact::load(&path, &device))
-            .map_err(fail)?;
+        let artifact = py.detach(|| Artifact::load(&path, &device)).map_err(fail)?;
         let records = [RecordKind::Batch, RecordKind::Sample]
             .iter()
             .map(|kind| kind.path_for(&path))
@@ -378,7 +382,11 @@ impl Model {
         format!(
             "Model({}, {}, hash {})",
             self.artifact.metadata.spec.describe(),
-            self.artifact.metadata.method.as_deref().unwrap_or("trained"),
+            self.artifact
+                .metadata
+                .method
+                .as_deref()
+                .unwrap_or("trained"),
             self.artifact.metadata.model_hash
         )
     }
@@ -450,7 +458,11 @@ impl Experiment {
     ) -> PyResult<Experiment> {
         let bundle = (*data.bundle).clone();
         let split = match forget {
-            None => Split::new(&bundle, &ForgetSelector::parse("random:1%").map_err(fail)?, seed),
+            None => Split::new(
+                &bundle,
+                &ForgetSelector::parse("random:1%").map_err(fail)?,
+                seed,
+            ),
             Some(selector) => match selector.extract::<String>() {
                 Ok(text) => Split::new(&bundle, &ForgetSelector::parse(&text).map_err(fail)?, seed),
                 Err(_) => {
@@ -461,8 +473,8 @@ impl Experiment {
             },
         }
         .map_err(fail)?;
-        let spec = ModelSpec::parse(model, bundle.train.shape, bundle.train.num_classes)
-            .map_err(fail)?;
+        let spec =
+            ModelSpec::parse(model, bundle.train.shape, bundle.train.num_classes).map_err(fail)?;
         let recipe = Recipe {
             optimizer: match optimizer {
                 "sgd" => OptimizerKind::Sgd,
@@ -634,9 +646,15 @@ impl Experiment {
     fn split<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let split = &self.setup.split;
         let dict = PyDict::new(py);
-        dict.set_item("train", array(py, split.train.clone(), &[split.train.len()])?)?;
+        dict.set_item(
+            "train",
+            array(py, split.train.clone(), &[split.train.len()])?,
+        )?;
         dict.set_item("test", array(py, split.test.clone(), &[split.test.len()])?)?;
-        dict.set_item("forget", array(py, split.forget.clone(), &[split.forget.len()])?)?;
+        dict.set_item(
+            "forget",
+            array(py, split.forget.clone(), &[split.forget.len()])?,
+        )?;
         let retain = split.retain();
         dict.set_item("retain", array(py, retain.clone(), &[retain.len()])?)?;
         dict.set_item("seed", split.seed)?;
@@ -872,9 +890,9 @@ impl Store {
                     )?;
                 }
             }
-            let request = store.request(submission.request_id)?.ok_or_else(|| {
-                unlearn::Error::invalid("the request vanished from the store")
-            })?;
+            let request = store
+                .request(submission.request_id)?
+                .ok_or_else(|| unlearn::Error::invalid("the request vanished from the store"))?;
             if request.status == RequestStatus::Refused {
                 return Err(unlearn::Error::invalid(format!(
                     "request {} refused: {}",

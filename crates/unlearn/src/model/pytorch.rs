@@ -69,10 +69,7 @@ pub fn load_pytorch(path: &Path, spec: &ModelSpec, device: &Device) -> Result<Ne
                 .validate(false)
                 .allow_partial(true);
             network.load_from(&mut store).map_err(|e| {
-                Error::format(
-                    path,
-                    one_line(format!("not a safetensors state_dict: {e}")),
-                )
+                Error::format(path, one_line(format!("not a safetensors state_dict: {e}")))
             })?
         }
         PytorchFormat::Pickle => {
@@ -89,7 +86,10 @@ pub fn load_pytorch(path: &Path, spec: &ModelSpec, device: &Device) -> Result<Ne
     };
     check_applied(path, spec, &network, &result)?;
     if parameters(&network).iter().any(|value| !value.is_finite()) {
-        return Err(Error::format(path, "the weights hold a NaN or infinite value"));
+        return Err(Error::format(
+            path,
+            "the weights hold a NaN or infinite value",
+        ));
     }
     Ok(network)
 }
@@ -133,32 +133,30 @@ fn check_applied(
             format!("does not fit the {describe}: {reason}"),
         ));
     }
+    let mut problems = Vec::new();
     if !result.missing.is_empty() {
         let layout = network.parameter_layout();
         let names = result
             .missing
             .iter()
-            .map(|(name, _)| {
-                match layout.iter().find(|slot| &slot.name == name) {
+            .map(
+                |(name, _)| match layout.iter().find(|slot| &slot.name == name) {
                     Some(slot) => format!("{name} {:?}", pytorch_shape(name, &slot.shape)),
                     None => name.clone(),
-                }
-            })
+                },
+            )
             .collect();
-        return Err(Error::format(
-            path,
-            format!(
-                "does not fit the {describe}: missing {} (see docs/pytorch.md for the module it expects)",
-                list(names)
-            ),
-        ));
+        problems.push(format!("missing {}", list(names)));
     }
     if !result.unused.is_empty() {
+        problems.push(format!("unexpected {}", list(result.unused.clone())));
+    }
+    if !problems.is_empty() {
         return Err(Error::format(
             path,
             format!(
-                "does not fit the {describe}: unexpected {} (see docs/pytorch.md for the module it expects)",
-                list(result.unused.clone())
+                "does not fit the {describe}: {} (see docs/pytorch.md for the module it expects)",
+                problems.join("; ")
             ),
         ));
     }
@@ -255,8 +253,7 @@ mod tests {
             .map(|slot| {
                 let chunk = &values[offset..offset + slot.len()];
                 offset += slot.len();
-                let (shape, values) = if slot.name.starts_with("layers.") && slot.shape.len() == 2
-                {
+                let (shape, values) = if slot.name.starts_with("layers.") && slot.shape.len() == 2 {
                     let [inputs, outputs] = [slot.shape[0], slot.shape[1]];
                     let mut transposed = vec![0.0; chunk.len()];
                     for i in 0..inputs {
@@ -285,7 +282,11 @@ mod tests {
             let spec = ModelSpec::parse(description, [1, 8, 8], 5).unwrap();
             let network = Network::new(&spec, &device, 11).unwrap();
             let state = by_hand(&network);
-            assert_eq!(pytorch_state_dict(&network).unwrap(), state, "{description}");
+            assert_eq!(
+                pytorch_state_dict(&network).unwrap(),
+                state,
+                "{description}"
+            );
             let path = directory.path().join("model.safetensors");
             write_state(&path, &state);
             let loaded = load_pytorch(&path, &spec, &device).unwrap();
@@ -315,7 +316,10 @@ mod tests {
         let mut transposed = good.clone();
         transposed[0].shape = vec![16, 6];
         let error = load(&transposed);
-        assert!(error.contains("layers.0.weight has shape [16, 6]"), "{error}");
+        assert!(
+            error.contains("layers.0.weight has shape [16, 6]"),
+            "{error}"
+        );
         assert!(error.contains("[6, 16]"), "{error}");
 
         let error = load(&good[1..]);
@@ -339,7 +343,10 @@ mod tests {
         let pt = directory.path().join("bad.pt");
         std::fs::write(&pt, b"not a pickle").unwrap();
         let error = load_pytorch(&pt, &spec, &device).unwrap_err().to_string();
-        assert!(error.contains("not a PyTorch state_dict file") && !error.contains('\n'), "{error}");
+        assert!(
+            error.contains("not a PyTorch state_dict file") && !error.contains('\n'),
+            "{error}"
+        );
         let missing = directory.path().join("absent.safetensors");
         assert!(load_pytorch(&missing, &spec, &device).is_err());
         let other = directory.path().join("model.onnx");
