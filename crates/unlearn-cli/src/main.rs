@@ -529,6 +529,23 @@ fn split_path_for(model: &Path) -> PathBuf {
     model.with_extension("split.json")
 }
 
+/// Loads `data`, draws the split for `forget` with the run's seed and sets up `model` with the
+/// recipe: what `demo` and `import` start from.
+fn new_setup(
+    global: &Global,
+    data: &str,
+    forget: &str,
+    model: &str,
+    recipe: &RecipeArgs,
+) -> Result<Setup> {
+    let bundle = load_data(data)?;
+    let selector = ForgetSelector::parse(forget)?;
+    let split = Split::new(&bundle, &selector, global.seed)?;
+    let spec = ModelSpec::parse(model, bundle.train.shape, bundle.train.num_classes)?;
+    let recipe = recipe.recipe(global.seed)?;
+    build_setup(global, data, bundle, split, spec, recipe)
+}
+
 fn build_setup(
     global: &Global,
     data_description: &str,
@@ -820,12 +837,7 @@ fn export(global: &Global, args: ExportArgs) -> Result<()> {
 
 fn import(global: &Global, args: ImportArgs) -> Result<()> {
     let pytorch = &args.pytorch;
-    let data = load_data(&args.data)?;
-    let selector = ForgetSelector::parse(&args.forget)?;
-    let split = Split::new(&data, &selector, global.seed)?;
-    let spec = ModelSpec::parse(&args.model, data.train.shape, data.train.num_classes)?;
-    let recipe = args.recipe.recipe(global.seed)?;
-    let setup = build_setup(global, &args.data, data, split, spec, recipe)?;
+    let setup = new_setup(global, &args.data, &args.forget, &args.model, &args.recipe)?;
     let artifact = setup.import_pytorch(pytorch)?;
     let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
     let evaluation = evaluate(&predictions, None, global.seed)?;
@@ -944,12 +956,7 @@ fn demo(global: &Global, args: DemoArgs) -> Result<()> {
         .iter()
         .map(|name| methods::build(name, &MethodParams::default()))
         .collect::<unlearn::Result<Vec<_>>>()?;
-    let data = load_data(&args.data)?;
-    let selector = ForgetSelector::parse(&args.forget)?;
-    let split = Split::new(&data, &selector, global.seed)?;
-    let spec = ModelSpec::parse(&args.model, data.train.shape, data.train.num_classes)?;
-    let recipe = args.recipe.recipe(global.seed)?;
-    let setup = build_setup(global, &args.data, data, split, spec, recipe)?;
+    let setup = new_setup(global, &args.data, &args.forget, &args.model, &args.recipe)?;
     let comparison: Comparison = compare(&setup, &methods)?;
     let json = serde_json::to_string_pretty(&comparison)?;
     let markdown = comparison.markdown();
