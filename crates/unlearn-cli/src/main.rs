@@ -86,6 +86,12 @@ enum Command {
     Verify(certified_cmd::VerifyArgs),
     /// Evaluate a model on a split: UA, RA, TA, MIA, and distances to a retrained reference.
     Eval(EvalArgs),
+    /// Import a model trained in PyTorch (its state_dict as .safetensors or .pt, the modules of
+    /// docs/pytorch.md) as a trained model with its split, ready for `forget` and `eval`.
+    Import(ImportArgs),
+    /// Write a model's weights as safetensors with PyTorch's key names and layout, for
+    /// `load_state_dict(strict=True)` on the modules of docs/pytorch.md.
+    Export(ExportArgs),
     /// Train on the embedded Fashion-MNIST subset, forget 1% with every method, print the table.
     Demo(DemoArgs),
     /// Run an experiment grid from a config file; writes results/NAME/ (JSON lines, Markdown,
@@ -297,6 +303,39 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+struct ImportArgs {
+    /// The PyTorch state_dict: .safetensors (safetensors.torch.save_file) or .pt / .pth
+    /// (torch.save).
+    #[arg(long)]
+    pytorch: PathBuf,
+    /// The architecture it was trained with: softmax, mlp, mlp:W1,W2,..., cnn or cnn:C1,C2,H.
+    #[arg(long, default_value = "mlp")]
+    model: String,
+    /// The data it was trained on (as for `train`); its training ids are the split's.
+    #[arg(long, default_value = "embedded")]
+    data: String,
+    /// Forget set to record in the saved split: random:N, random:P%, class:C, subclass:C, ids:FILE.
+    #[arg(long, default_value = "random:1%")]
+    forget: String,
+    /// The recipe later unlearning methods follow (the PyTorch training's, ideally).
+    #[command(flatten)]
+    recipe: RecipeArgs,
+    /// Where to write the model (.safetensors; the sidecar and split go next to it).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    /// The model (.safetensors with its .json sidecar).
+    #[arg(long)]
+    model: PathBuf,
+    /// Where to write its weights for PyTorch (.safetensors).
+    #[arg(long)]
+    pytorch: PathBuf,
+}
+
+#[derive(Args)]
 struct DemoArgs {
     /// Data (the default needs no set-up: it is compiled into the binary).
     #[arg(long, default_value = "embedded")]
@@ -413,6 +452,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Forget(args) => forget(&global, args),
         Command::Verify(args) => certified_cmd::verify(&global, &args),
         Command::Eval(args) => eval(&global, args),
+        Command::Import(args) => import(&global, args),
+        Command::Export(args) => export(&global, args),
         Command::Demo(args) => demo(&global, args),
         Command::Kmeans(command) => {
             kmeans_cmd::run(command, global.seed, global.json, global.quiet)
@@ -495,6 +536,23 @@ fn load_data(description: &str) -> Result<DataBundle> {
 
 fn split_path_for(model: &Path) -> PathBuf {
     model.with_extension("split.json")
+}
+
+/// Loads `data`, draws the split for `forget` with the run's seed and sets up `model` with the
+/// recipe: what `demo` and `import` start from.
+fn new_setup(
+    global: &Global,
+    data: &str,
+    forget: &str,
+    model: &str,
+    recipe: &RecipeArgs,
+) -> Result<Setup> {
+    let bundle = load_data(data)?;
+    let selector = ForgetSelector::parse(forget)?;
+    let split = Split::new(&bundle, &selector, global.seed)?;
+    let spec = ModelSpec::parse(model, bundle.train.shape, bundle.train.num_classes)?;
+    let recipe = recipe.recipe(global.seed)?;
+    build_setup(global, data, bundle, split, spec, recipe)
 }
 
 fn build_setup(
@@ -767,6 +825,60 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
     Ok(())
 }
 
+fn export(global: &Global, args: ExportArgs) -> Result<()> {
+    let device = DeviceChoice::parse(&global.device)?.device()?;
+    let artifact = Artifact::load(&args.model, &device)?;
+    unlearn::model::pytorch::save_pytorch(&artifact.network, &args.pytorch)?;
+    if global.json {
+        say!(
+            "{}",
+            serde_json::json!({"model": args.model, "pytorch": args.pytorch, "spec": artifact.metadata.spec})
+        );
+    } else {
+        say!(
+            "wrote {} ({}, PyTorch key names and layout; see docs/pytorch.md)",
+            args.pytorch.display(),
+            artifact.metadata.spec.describe()
+        );
+    }
+    Ok(())
+}
+
+fn import(global: &Global, args: ImportArgs) -> Result<()> {
+    let pytorch = &args.pytorch;
+    let setup = new_setup(global, &args.data, &args.forget, &args.model, &args.recipe)?;
+    let artifact = setup.import_pytorch(pytorch)?;
+    let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
+    let evaluation = evaluate(&predictions, None, global.seed)?;
+    artifact.save(&args.out)?;
+    let split_path = split_path_for(&args.out);
+    setup.split.save(&split_path)?;
+    if global.json {
+        say!(
+            "{}",
+            serde_json::json!({
+                "model": args.out, "split": split_path, "metadata": artifact.metadata,
+                "evaluation": evaluation,
+            })
+        );
+    } else {
+        say!(
+            "imported {} from {}: test accuracy {:.2}%, train accuracy {:.2}%",
+            setup.spec.describe(),
+            pytorch.display(),
+            evaluation.headline.test_accuracy,
+            evaluation.headline.retain_accuracy,
+        );
+        say!(
+            "wrote {} (+ {}) and split {}",
+            args.out.display(),
+            Artifact::sidecar_path(&args.out).display(),
+            split_path.display()
+        );
+    }
+    Ok(())
+}
+
 fn eval(global: &Global, args: EvalArgs) -> Result<()> {
     if unlearn::convex::CertifiedModelFile::is_certified_model(&args.model) {
         bail!(
@@ -853,12 +965,7 @@ fn demo(global: &Global, args: DemoArgs) -> Result<()> {
         .iter()
         .map(|name| methods::build(name, &MethodParams::default()))
         .collect::<unlearn::Result<Vec<_>>>()?;
-    let data = load_data(&args.data)?;
-    let selector = ForgetSelector::parse(&args.forget)?;
-    let split = Split::new(&data, &selector, global.seed)?;
-    let spec = ModelSpec::parse(&args.model, data.train.shape, data.train.num_classes)?;
-    let recipe = args.recipe.recipe(global.seed)?;
-    let setup = build_setup(global, &args.data, data, split, spec, recipe)?;
+    let setup = new_setup(global, &args.data, &args.forget, &args.model, &args.recipe)?;
     let comparison: Comparison = compare(&setup, &methods)?;
     let json = serde_json::to_string_pretty(&comparison)?;
     let markdown = comparison.markdown();

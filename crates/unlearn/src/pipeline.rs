@@ -161,6 +161,7 @@ impl Setup {
             method: None,
             method_parameters: serde_json::Value::Null,
             parent_model_hash: None,
+            imported_from: None,
             model_hash: String::new(),
         }
     }
@@ -181,6 +182,24 @@ impl Setup {
             network,
             self.metadata("train", report.seconds),
         ))
+    }
+
+    /// Takes a model trained in PyTorch on this setup's training ids as the original model:
+    /// its `state_dict` (safetensors or `.pt`, the modules of docs/pytorch.md) is loaded into
+    /// the setup's architecture ([`crate::model::pytorch::load_pytorch`]) and recorded with
+    /// this setup's data, split and recipe, and the file's hash. The recipe is the one later
+    /// unlearning methods follow; the seconds are 0 (the training happened elsewhere).
+    pub fn import_pytorch(&self, path: &Path) -> Result<Artifact> {
+        self.validate()?;
+        let network = crate::model::pytorch::load_pytorch(path, &self.spec, &self.device)?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let mut metadata = self.metadata("train", 0.0);
+        metadata.imported_from = Some(format!(
+            "pytorch:{} (sha256 {})",
+            path.display(),
+            crate::io::short_hash(&bytes)
+        ));
+        Ok(Artifact::new(network, metadata))
     }
 
     /// Trains the original model like [`Setup::train_original`] while recording for amnesiac

@@ -49,6 +49,10 @@ pub struct ArtifactMetadata {
     pub method_parameters: serde_json::Value,
     /// Hash of the model this one was derived from by unlearning.
     pub parent_model_hash: Option<String>,
+    /// For a model trained elsewhere and imported (`unlearn import --pytorch`): the file it
+    /// came from and the short SHA-256 of its bytes; absent for models `unlearn` trained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported_from: Option<String>,
     /// Hash of the parameters, checked on load.
     pub model_hash: String,
 }

@@ -1,8 +1,10 @@
 //! Model specifications (softmax regression, MLP, small CNN), the Burn network that
-//! implements them, flat parameter access, and saving / loading with a JSON sidecar.
+//! implements them, flat parameter access, saving / loading with a JSON sidecar, and PyTorch
+//! weights in and out ([`pytorch`]).
 
 mod artifact;
 mod network;
+pub mod pytorch;
 
 pub use artifact::{Artifact, ArtifactMetadata, TOOL_VERSION, model_hash};
 pub use network::{LayerProbe, Network, ParameterSlot, ProbedForward, parameters, with_parameters};
