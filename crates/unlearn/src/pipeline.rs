@@ -161,6 +161,7 @@ impl Setup {
             method: None,
             method_parameters: serde_json::Value::Null,
             parent_model_hash: None,
+            certificate: None,
             model_hash: String::new(),
         }
     }
@@ -321,6 +322,7 @@ impl Setup {
         metadata.method = Some(method.name().to_string());
         metadata.method_parameters = method.parameters();
         metadata.parent_model_hash = Some(original.metadata.model_hash.clone());
+        metadata.certificate = outcome.certificate;
         Artifact::new(outcome.network, metadata)
     }
 }

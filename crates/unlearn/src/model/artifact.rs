@@ -49,6 +49,10 @@ pub struct ArtifactMetadata {
     pub method_parameters: serde_json::Value,
     /// Hash of the model this one was derived from by unlearning.
     pub parent_model_hash: Option<String>,
+    /// The certificate and its accounting, for a model made by a certified unlearning method
+    /// ([`crate::methods::certified_nn::CertifiedRecord`]; `unlearn verify` recomputes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<serde_json::Value>,
     /// Hash of the parameters, checked on load.
     pub model_hash: String,
 }
