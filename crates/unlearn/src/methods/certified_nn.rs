@@ -189,17 +189,12 @@ impl TrainHook for NoisyStep {
         if !self.gradient_clip.is_finite() {
             return Ok(());
         }
-        let gradient = context.gradient;
-        let norm = gradient
-            .iter()
-            .map(|g| f64::from(*g) * f64::from(*g))
-            .sum::<f64>()
-            .sqrt();
-        if norm > self.gradient_clip {
-            // u = g + λθ (no momentum): replace g by Π_{C1}(g) = g · C1/‖g‖.
-            let removed = (1.0 - self.gradient_clip / norm) as f32;
-            for (value, g) in update.iter_mut().zip(gradient) {
-                *value -= removed * g;
+        // u = g + λθ (no momentum): replace g by Π_{C1}(g).
+        let mut clipped = context.gradient.to_vec();
+        project_l2(&mut clipped, self.gradient_clip);
+        for ((value, g), c) in update.iter_mut().zip(context.gradient).zip(&clipped) {
+            if g != c {
+                *value += c - g;
             }
         }
         Ok(())
@@ -308,11 +303,13 @@ pub fn post_process(
         momentum: settings.post_momentum,
         weight_decay: request.recipe.weight_decay,
         schedule: Schedule::Constant,
+        // It starts from the noisy model, whose loss can be far above the guard's floor.
+        divergence_guard: false,
         ..StepSettings::sgd(
             settings.post_learning_rate,
             settings.post_epochs,
             settings.batch_size,
-            request.seed.wrapping_add(1),
+            request.seed,
         )
     };
     let retain = request.split.retain();
