@@ -410,3 +410,56 @@ pub fn finish(
         notes,
     })
 }
+
+/// What [`verify_artifact`] found: the certificate of a saved unlearned network, recomputed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VerifiedArtifact {
+    /// The certified method.
+    pub method: String,
+    /// The hash of the saved network (checked on load, and equal to the certificate's).
+    pub model_hash: String,
+    /// The certificate as saved.
+    pub record: CertifiedRecord,
+    /// (ε, δ) recomputed from the recorded parameters.
+    pub recomputed: crate::convex::Recomputed,
+}
+
+/// Loads the unlearned network saved at `path` (its hash is checked on load), reads the
+/// certificate record its metadata keeps, checks that the certificate names this network, and
+/// recomputes (ε, δ) from the recorded parameters (Koloskova et al. 2025; ALGORITHMS.md §A5).
+/// Errors say why: no certificate, another model, or a recomputation that does not match.
+pub fn verify_artifact(
+    path: &std::path::Path,
+    device: &burn::tensor::Device,
+) -> Result<VerifiedArtifact> {
+    let artifact = crate::model::Artifact::load(path, device)?;
+    let metadata = artifact.metadata;
+    let value = metadata.certificate.ok_or_else(|| {
+        Error::invalid(format!(
+            "{} carries no certificate: only models made by a certified method ({}) have one",
+            path.display(),
+            CERTIFIED_NN_METHODS.join(", ")
+        ))
+    })?;
+    let record: CertifiedRecord = serde_json::from_value(value)
+        .map_err(|e| Error::format(path, format!("the certificate record is not readable: {e}")))?;
+    if record.certificate.model_hash_after != metadata.model_hash {
+        return Err(Error::invalid(format!(
+            "certificate check failed: it certifies model {} but the file holds {}",
+            record.certificate.model_hash_after, metadata.model_hash
+        )));
+    }
+    if metadata.parent_model_hash.as_deref() != Some(record.certificate.model_hash_before.as_str())
+    {
+        return Err(Error::invalid(
+            "certificate check failed: its model before the removal is not the file's parent",
+        ));
+    }
+    let recomputed = record.recompute()?;
+    Ok(VerifiedArtifact {
+        method: record.certificate.method.clone(),
+        model_hash: metadata.model_hash,
+        record,
+        recomputed,
+    })
+}
