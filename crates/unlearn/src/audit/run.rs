@@ -188,7 +188,7 @@ struct NeuralContext {
 
 /// One F3 plan: a convex certified method's or a neural one's.
 enum AnyCertifiedPlan {
-    Convex(CertifiedAuditPlan),
+    Convex(Box<CertifiedAuditPlan>),
     Neural(Box<NeuralAuditPlan>),
 }
 
@@ -384,7 +384,7 @@ fn certified_context(
             },
         )?;
         for ((method, epsilon), plan) in convex_needed.iter().zip(prepared) {
-            plans[*method][*epsilon] = Some((AnyCertifiedPlan::Convex(plan), canary));
+            plans[*method][*epsilon] = Some((AnyCertifiedPlan::Convex(Box::new(plan)), canary));
         }
     }
     if !neural_needed.is_empty() {

@@ -156,7 +156,7 @@ pub struct NoisyStep {
     rng: ChaCha8Rng,
 }
 
-const NOISE_SALT: u64 = 0x4E4F_4953_59;
+const NOISE_SALT: u64 = 0x004E_4F49_5359;
 
 impl NoisyStep {
     /// A noisy step with its own seeded noise stream.

@@ -42,7 +42,7 @@ impl NoisyFtGradclip {
             steps: (steps > 0).then_some(steps),
         };
         params.finish(name)?;
-        if !(method.gradient_clip > 0.0) {
+        if method.gradient_clip.is_nan() || method.gradient_clip <= 0.0 {
             return Err(Error::invalid(format!(
                 "method {name}: c1 must be positive (inf for no clipping), got {}",
                 method.gradient_clip

@@ -47,7 +47,7 @@ impl NoisyFtModelclip {
             max_steps: params.get(name, "steps", 100)?,
         };
         params.finish(name)?;
-        if !(method.model_clip > 0.0) {
+        if method.model_clip.is_nan() || method.model_clip <= 0.0 {
             return Err(Error::invalid(format!(
                 "method {name}: c2 must be positive (inf for no clipping), got {}",
                 method.model_clip
