@@ -89,18 +89,9 @@ impl CertifiedNnSettings {
         };
         check_target(settings.epsilon, settings.delta.unwrap_or(0.5))
             .map_err(|e| Error::invalid(format!("method {method}: {e}")))?;
-        let positive = |name: &str, value: f64| {
-            if value > 0.0 && !value.is_nan() {
-                Ok(())
-            } else {
-                Err(Error::invalid(format!(
-                    "method {method}: {name} must be positive (inf for no clipping), got {value}"
-                )))
-            }
-        };
-        positive("c0", settings.initial_clip)?;
-        positive("lr", settings.learning_rate)?;
-        positive("post-lr", settings.post_learning_rate)?;
+        positive_param(method, "c0", settings.initial_clip)?;
+        positive_param(method, "lr", settings.learning_rate)?;
+        positive_param(method, "post-lr", settings.post_learning_rate)?;
         if settings.batch_size == 0 {
             return Err(Error::invalid(format!(
                 "method {method}: batch must be ≥ 1"
@@ -139,6 +130,29 @@ impl CertifiedNnSettings {
             ));
         }
         None
+    }
+}
+
+/// Refuses a parameter `key` of `method` that is not positive (a radius may be `inf`).
+pub(crate) fn positive_param(method: &str, key: &str, value: f64) -> Result<()> {
+    if value > 0.0 && !value.is_nan() {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "method {method}: {key} must be positive (inf for no clipping), got {value}"
+        )))
+    }
+}
+
+/// Reads the L2 weight λ of the noisy steps (`lambda`, default 0 as in the authors' code).
+pub(crate) fn read_lambda(method: &str, params: &MethodParams) -> Result<f64> {
+    let lambda: f64 = params.get(method, "lambda", 0.0)?;
+    if lambda >= 0.0 && lambda.is_finite() {
+        Ok(lambda)
+    } else {
+        Err(Error::invalid(format!(
+            "method {method}: lambda must be ≥ 0, got {lambda}"
+        )))
     }
 }
 
@@ -243,6 +257,25 @@ pub fn perturb_network(
     project_l2(&mut values, radius);
     noise.add_noise(&mut values, sigma);
     with_parameters(network, &values)
+}
+
+/// The certified phase of both noisy fine-tuning methods: the original projected onto the ball
+/// of radius C0 plus N(0, σ0² I), then [`noisy_phase`].
+pub fn projected_noisy_phase(
+    request: &mut UnlearnRequest<'_>,
+    settings: &CertifiedNnSettings,
+    initial_sigma: f64,
+    weight_decay: f64,
+    steps: usize,
+    hook: &mut NoisyStep,
+) -> Result<Network> {
+    let start = perturb_network(
+        request.original.network.clone(),
+        settings.initial_clip,
+        initial_sigma,
+        hook,
+    )?;
+    noisy_phase(start, request, settings, weight_decay, steps, hook)
 }
 
 /// Runs `steps` noisy steps of SGD (no momentum, L2 weight `weight_decay`) on the request's

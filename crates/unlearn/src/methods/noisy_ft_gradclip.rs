@@ -6,7 +6,8 @@
 //! procedure run from a model trained without the forget set.
 
 use super::certified_nn::{
-    CertifiedNnSettings, CertifiedRun, NoisyStep, finish, noisy_phase, perturb_network,
+    CertifiedNnSettings, CertifiedRun, NoisyStep, finish, positive_param, projected_noisy_phase,
+    read_lambda,
 };
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
 use crate::convex::{Accounting, Assumptions, Mechanism};
@@ -38,22 +39,11 @@ impl NoisyFtGradclip {
         let method = NoisyFtGradclip {
             settings,
             gradient_clip: params.get(name, "c1", 1.0)?,
-            weight_decay: params.get(name, "lambda", 0.0)?,
+            weight_decay: read_lambda(name, params)?,
             steps: (steps > 0).then_some(steps),
         };
         params.finish(name)?;
-        if method.gradient_clip.is_nan() || method.gradient_clip <= 0.0 {
-            return Err(Error::invalid(format!(
-                "method {name}: c1 must be positive (inf for no clipping), got {}",
-                method.gradient_clip
-            )));
-        }
-        if !(method.weight_decay >= 0.0 && method.weight_decay.is_finite()) {
-            return Err(Error::invalid(format!(
-                "method {name}: lambda must be ≥ 0, got {}",
-                method.weight_decay
-            )));
-        }
+        positive_param(name, "c1", method.gradient_clip)?;
         Ok(method)
     }
 }
@@ -102,16 +92,10 @@ impl Unlearner for NoisyFtGradclip {
             .map(|v| f64::from(*v).powi(2))
             .sum::<f64>()
             .sqrt();
-        let start = perturb_network(
-            request.original.network.clone(),
-            settings.initial_clip,
-            0.0,
-            &mut noise,
-        )?;
-        let network = noisy_phase(
-            start,
+        let network = projected_noisy_phase(
             &mut request,
             settings,
+            0.0,
             self.weight_decay,
             steps,
             &mut noise,

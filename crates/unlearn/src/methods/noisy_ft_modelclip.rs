@@ -6,7 +6,8 @@
 //! phase stops at the first T with δ_T ≤ δ.
 
 use super::certified_nn::{
-    CertifiedNnSettings, CertifiedRun, NoisyStep, finish, noisy_phase, perturb_network,
+    CertifiedNnSettings, CertifiedRun, NoisyStep, finish, positive_param, projected_noisy_phase,
+    read_lambda,
 };
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
 use crate::convex::{Accounting, Assumptions, Mechanism};
@@ -42,26 +43,15 @@ impl NoisyFtModelclip {
         let method = NoisyFtModelclip {
             settings,
             model_clip: params.get(name, "c2", 5.0)?,
-            weight_decay: params.get(name, "lambda", 0.0)?,
+            weight_decay: read_lambda(name, params)?,
             sigma: (!sigma.is_nan()).then_some(sigma),
             max_steps: params.get(name, "steps", 100)?,
         };
         params.finish(name)?;
-        if method.model_clip.is_nan() || method.model_clip <= 0.0 {
-            return Err(Error::invalid(format!(
-                "method {name}: c2 must be positive (inf for no clipping), got {}",
-                method.model_clip
-            )));
-        }
+        positive_param(name, "c2", method.model_clip)?;
         if method.sigma.is_some_and(|s| !(s > 0.0 && s.is_finite())) {
             return Err(Error::invalid(format!(
                 "method {name}: sigma must be positive and finite"
-            )));
-        }
-        if !(method.weight_decay >= 0.0 && method.weight_decay.is_finite()) {
-            return Err(Error::invalid(format!(
-                "method {name}: lambda must be ≥ 0, got {}",
-                method.weight_decay
             )));
         }
         Ok(method)
@@ -100,16 +90,10 @@ impl Unlearner for NoisyFtModelclip {
             (params.initial_sigma * scale, params.noise_sigma * scale)
         });
         let mut noise = NoisyStep::new(f64::INFINITY, self.model_clip, sigma, request.seed);
-        let start = perturb_network(
-            request.original.network.clone(),
-            settings.initial_clip,
-            sigma0,
-            &mut noise,
-        )?;
-        let network = noisy_phase(
-            start,
+        let network = projected_noisy_phase(
             &mut request,
             settings,
+            sigma0,
             self.weight_decay,
             steps,
             &mut noise,
