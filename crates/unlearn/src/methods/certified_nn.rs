@@ -469,7 +469,7 @@ pub fn verify_artifact(
     let metadata = artifact.metadata;
     let value = metadata.certificate.ok_or_else(|| {
         Error::invalid(format!(
-            "{} carries no certificate: only models made by a certified method ({}) have one",
+            "{} is not a certified model: it carries no certificate (verify checks models trained with `unlearn train --certified` and networks unlearned by {})",
             path.display(),
             CERTIFIED_NN_METHODS.join(", ")
         ))
