@@ -61,7 +61,8 @@ pub struct CertifiedArgs {
 /// Options of `unlearn verify`.
 #[derive(Args)]
 pub struct VerifyArgs {
-    /// The certified model (JSON), with MODEL.state and MODEL.ledger.jsonl beside it.
+    /// The certified model (JSON), with MODEL.state and MODEL.ledger.jsonl beside it; or a
+    /// network unlearned by a certified neural method (its certificate is recomputed).
     #[arg(long, required_unless_present = "store", conflicts_with = "store")]
     model: Option<PathBuf>,
     /// A model store: checks the ledger's hash chain, rehashes every file of every version,
@@ -244,10 +245,7 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<()> {
         bail!("cannot read {}: no such file", model.display());
     }
     if !CertifiedModelFile::is_certified_model(model) {
-        bail!(
-            "{} is not a certified model: verify checks models trained with `unlearn train --certified` (neural networks carry no certificate)",
-            model.display()
-        );
+        return verify_network(global, model);
     }
     let file = CertifiedModelFile::load(model)?;
     let description = args.data.clone().unwrap_or_else(|| file.data.clone());
@@ -279,6 +277,39 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<()> {
         if let Some((epsilon, delta)) = report.certified {
             say!("certified: ({epsilon}, {delta:.3e}) for the last request");
         }
+    }
+    Ok(())
+}
+
+/// `unlearn verify --model NET.safetensors`: a network unlearned by a certified neural method
+/// (noisy-ft-gradclip, noisy-ft-modelclip, output-perturbation); the library recomputes its
+/// certificate.
+fn verify_network(global: &Global, model: &Path) -> Result<()> {
+    let device = unlearn::device::DeviceChoice::parse(&global.device)?
+        .device()?
+        .autodiff();
+    let report = unlearn::methods::certified_nn::verify_artifact(model, &device)?;
+    if global.json {
+        say!("{}", serde_json::to_string(&report)?);
+    } else {
+        let certificate = &report.record.certificate;
+        say!(
+            "ok: {} network {} is the model its certificate names; the recorded parameters give ε {:.6}, δ {:.3e}",
+            report.method,
+            report.model_hash,
+            report.recomputed.epsilon,
+            report.recomputed.delta
+        );
+        say!(
+            "certified: ({}, {:.3e}), σ {:.4e}{}",
+            certificate.epsilon,
+            certificate.delta,
+            certificate.noise_sigma,
+            certificate
+                .post_processing
+                .as_ref()
+                .map_or(String::new(), |post| format!("; post-processing: {post}"))
+        );
     }
     Ok(())
 }

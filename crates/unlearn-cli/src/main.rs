@@ -82,7 +82,8 @@ enum Command {
     /// certified model, remove with its certified method and append to its deletion ledger.
     Forget(ForgetArgs),
     /// Verify a certified model against its data, secret state and deletion ledger,
-    /// recomputing every certificate.
+    /// recomputing every certificate (or the certificate of a network unlearned by a certified
+    /// neural method).
     Verify(certified_cmd::VerifyArgs),
     /// Evaluate a model on a split: UA, RA, TA, MIA, and distances to a retrained reference.
     Eval(EvalArgs),
@@ -788,6 +789,7 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
         setup.unlearn_with_records(&original, method.as_ref(), Vec::new(), &records)?;
     let steps = outcome.steps;
     let notes = outcome.notes.clone();
+    let certificate = outcome.certificate.clone();
     for warning in notes.iter().filter(|note| note.starts_with("warning: ")) {
         eprintln!("{warning}");
     }
@@ -804,6 +806,7 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
                 "model": out, "method": method.name(), "parameters": method.parameters(),
                 "seconds": seconds, "steps": steps, "notes": notes,
                 "forget_count": setup.split.forget.len(), "evaluation": evaluation,
+                "certificate": certificate,
             })
         );
     } else {

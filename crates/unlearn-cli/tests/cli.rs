@@ -146,9 +146,10 @@ fn no_command_panics_on_a_model_of_another_shape() {
     assert_refused(&output, "is not in the bundle's train set");
     assert!(!store.join("store.sqlite").exists());
 
-    // verify takes certified models only.
+    // verify takes certified models only: a network without a certificate is refused.
     let output = unlearn(&["verify", "--model", image]);
     assert_refused(&output, "is not a certified model");
+    assert_refused(&output, "carries no certificate");
     assert!(!out.exists());
 }
 
@@ -684,4 +685,51 @@ fn a_class_limited_to_n_samples_trains_forgets_and_refuses_bad_limits() {
         assert_one_line_failure(&output, expected);
         assert!(!refused.exists(), "{data}");
     }
+}
+
+/// A network unlearned by a certified neural method keeps its certificate in the sidecar:
+/// `verify --model` recomputes it, and refuses a tampered one with one line.
+#[test]
+fn verify_recomputes_a_certified_network_and_refuses_a_tampered_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path(), "model", "embedded", "random:20");
+    let out = dir.path().join("certified.safetensors");
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        path(&model),
+        "--method",
+        "noisy-ft-gradclip",
+        "--param",
+        "epsilon=2",
+        "--param",
+        "c0=1",
+        "--param",
+        "c1=1",
+        "--param",
+        "lr=0.1",
+        "--quiet",
+        "--json",
+        "--out",
+        path(&out),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let printed = common::stdout_json(&output);
+    assert_eq!(printed["certificate"]["certificate"]["epsilon"], 2.0);
+    let output = unlearn(&["verify", "--model", path(&out), "--json"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report = common::stdout_json(&output);
+    assert_eq!(report["method"], "noisy-ft-gradclip");
+    assert!(report["recomputed"]["epsilon"].as_f64().unwrap() <= 2.0 + 1e-9);
+    // Halve the recorded noise in the sidecar: the certificate no longer recomputes.
+    let sidecar = dir.path().join("certified.json");
+    let mut metadata: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&sidecar).unwrap()).unwrap();
+    let sigma = metadata["certificate"]["certificate"]["noise_sigma"]
+        .as_f64()
+        .unwrap();
+    metadata["certificate"]["certificate"]["noise_sigma"] = serde_json::json!(sigma / 2.0);
+    std::fs::write(&sidecar, serde_json::to_string(&metadata).unwrap()).unwrap();
+    let output = unlearn(&["verify", "--model", path(&out)]);
+    assert_refused(&output, "certificate check failed");
 }

@@ -162,6 +162,7 @@ impl Setup {
             method_parameters: serde_json::Value::Null,
             parent_model_hash: None,
             imported_from: None,
+            certificate: None,
             model_hash: String::new(),
         }
     }
@@ -340,6 +341,7 @@ impl Setup {
         metadata.method = Some(method.name().to_string());
         metadata.method_parameters = method.parameters();
         metadata.parent_model_hash = Some(original.metadata.model_hash.clone());
+        metadata.certificate = outcome.certificate;
         Artifact::new(outcome.network, metadata)
     }
 }

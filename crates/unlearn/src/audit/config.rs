@@ -7,7 +7,9 @@ use crate::convex::saved::CERTIFIED_METHODS;
 use crate::data::{DataSource, ForgetSelector};
 use crate::error::{Error, Result};
 use crate::methods;
+use crate::methods::certified_nn::CERTIFIED_NN_METHODS;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// One of the audit's protocols.
@@ -88,7 +90,9 @@ impl Default for AuditSettings {
     }
 }
 
-/// The `[audit.certified]` table: F3 on L2-regularised logistic regression.
+/// The `[audit.certified]` table: F3 on L2-regularised logistic regression (ALGORITHMS.md §A)
+/// and on the certified neural methods (§H; the audit's `model` and `recipe` train their
+/// originals).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CertifiedSettings {
@@ -96,7 +100,8 @@ pub struct CertifiedSettings {
     pub data: String,
     /// Task: `A,B` (a class pair) or `all` (one-vs-rest).
     pub classes: String,
-    /// Certified methods (`newton-guo`, `newton-sekhari`, `d2d`, `langevin`).
+    /// Certified methods (`newton-guo`, `newton-sekhari`, `d2d`, `langevin`;
+    /// `noisy-ft-gradclip`, `noisy-ft-modelclip`, `output-perturbation`).
     pub methods: Vec<String>,
     /// Certified ε values, each audited separately.
     pub epsilons: Vec<f64>,
@@ -114,6 +119,11 @@ pub struct CertifiedSettings {
     /// Power check only: the noise drawn is this times the certificate's σ (1 for an honest
     /// audit). An audit run with less noise than its certificate accounts for must be caught.
     pub noise_scale: f64,
+    /// Parameters of the certified neural methods, by method name (as for `--param`; ε, δ
+    /// and the noise scale come from this table), e.g.
+    /// `[audit.certified.params.noisy-ft-gradclip]` with `c0 = 1.0`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, BTreeMap<String, toml::Value>>,
 }
 
 impl Default for CertifiedSettings {
@@ -129,11 +139,28 @@ impl Default for CertifiedSettings {
             training_steps: 1000,
             rows: 0,
             noise_scale: 1.0,
+            params: BTreeMap::new(),
         }
     }
 }
 
 impl CertifiedSettings {
+    /// Whether `method` is one of the certified neural methods (§H).
+    pub fn is_neural(method: &str) -> bool {
+        CERTIFIED_NN_METHODS.contains(&method)
+    }
+
+    /// The `--param` pairs of neural method `method` (without ε, δ and the noise scale).
+    pub fn method_params(&self, method: &str) -> BTreeMap<String, String> {
+        MethodConfig {
+            name: method.to_string(),
+            label: None,
+            params: self.params.get(method).cloned().unwrap_or_default(),
+        }
+        .method_params()
+        .values()
+    }
+
     /// The data source F3 reads (its own, or the audit's).
     pub fn data_source<'a>(&'a self, audit_data: &'a str) -> &'a str {
         if self.data.is_empty() {
@@ -275,18 +302,53 @@ impl AuditConfig {
             if certified.methods.is_empty() {
                 return Err(key_error(&key("methods"), "no certified method".into()));
             }
-            if let Some(method) = certified
-                .methods
-                .iter()
-                .find(|m| !CERTIFIED_METHODS.contains(&m.as_str()))
-            {
+            if let Some(method) = certified.methods.iter().find(|m| {
+                !CERTIFIED_METHODS.contains(&m.as_str()) && !CertifiedSettings::is_neural(m)
+            }) {
                 return Err(key_error(
                     &key("methods"),
                     format!(
-                        "unknown certified method '{method}' (known: {})",
-                        CERTIFIED_METHODS.join(", ")
+                        "unknown certified method '{method}' (known: {}, {})",
+                        CERTIFIED_METHODS.join(", "),
+                        CERTIFIED_NN_METHODS.join(", ")
                     ),
                 ));
+            }
+            if let Some(name) = certified.params.keys().find(|name| {
+                !CertifiedSettings::is_neural(name) || !certified.methods.contains(name)
+            }) {
+                return Err(key_error(
+                    &key(&format!("params.{name}")),
+                    "parameters apply to the certified neural methods listed in `methods` only"
+                        .into(),
+                ));
+            }
+            for method in certified
+                .methods
+                .iter()
+                .filter(|m| CertifiedSettings::is_neural(m))
+            {
+                let model = self.model.as_deref().ok_or_else(|| {
+                    key_error("model", format!("{method} needs a model to audit"))
+                })?;
+                crate::model::ModelSpec::parse(model, [1, 28, 28], 10)
+                    .map_err(|e| key_error("model", e.to_string()))?;
+                self.recipe
+                    .recipe(0)
+                    .validate()
+                    .map_err(|e| key_error("recipe", e.to_string()))?;
+                let mut pairs = certified.method_params(method);
+                for reserved in ["epsilon", "delta", "noise-scale"] {
+                    if pairs.contains_key(reserved) {
+                        return Err(key_error(
+                            &key(&format!("params.{method}.{reserved}")),
+                            "is set by the audit (`epsilons`, `delta`, `noise_scale`)".into(),
+                        ));
+                    }
+                }
+                pairs.insert("epsilon".into(), "1".into());
+                methods::build(method, &crate::methods::MethodParams::from_map(pairs))
+                    .map_err(|e| key_error(&key(&format!("params.{method}")), e.to_string()))?;
             }
             if certified.epsilons.is_empty()
                 || certified

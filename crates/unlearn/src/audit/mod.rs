@@ -11,6 +11,7 @@
 //!   certificates of the certified methods.
 
 pub mod certified;
+pub mod certified_nn;
 pub mod challenge;
 pub mod config;
 pub mod epsilon;

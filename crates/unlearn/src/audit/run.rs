@@ -6,7 +6,8 @@
 //! do not depend on the number of threads or on how the units were split into parts.
 
 use super::certified::{CertifiedAuditPlan, CertifiedRun, worst_fitted_row};
-use super::config::{AuditConfig, ORIGINAL_ROW, Protocol, RETRAIN_ROW};
+use super::certified_nn::{NeuralAuditPlan, NeuralAuditSpec};
+use super::config::{AuditConfig, CertifiedSettings, ORIGINAL_ROW, Protocol, RETRAIN_ROW};
 use super::protocol::{
     AuditedModel, ModelStatistics, UliraPlan, challenge_seeds, retrain_from, statistics_with_seed,
 };
@@ -187,10 +188,38 @@ struct NeuralContext {
     kinds: Vec<RecordKind>,
 }
 
-/// F3's shared inputs per (method, ε).
+/// One F3 plan: a convex certified method's or a neural one's.
+enum AnyCertifiedPlan {
+    Convex(Box<CertifiedAuditPlan>),
+    Neural(Box<NeuralAuditPlan>),
+}
+
+impl AnyCertifiedPlan {
+    fn run(&self, run: usize) -> Result<CertifiedRun> {
+        match self {
+            AnyCertifiedPlan::Convex(plan) => plan.run(run),
+            AnyCertifiedPlan::Neural(plan) => plan.run(run),
+        }
+    }
+
+    fn delta(&self) -> f64 {
+        match self {
+            AnyCertifiedPlan::Convex(plan) => plan.delta(),
+            AnyCertifiedPlan::Neural(plan) => plan.delta(),
+        }
+    }
+
+    fn noise_sigma(&self) -> Option<f64> {
+        match self {
+            AnyCertifiedPlan::Convex(plan) => plan.resolved().noise_sigma,
+            AnyCertifiedPlan::Neural(plan) => plan.noise_sigma(),
+        }
+    }
+}
+
+/// F3's shared inputs per (method, ε), and each plan's canary.
 struct CertifiedContext {
-    plans: Vec<Vec<Option<CertifiedAuditPlan>>>,
-    canary: u32,
+    plans: Vec<Vec<Option<(AnyCertifiedPlan, u32)>>>,
 }
 
 fn setup_for(
@@ -347,45 +376,103 @@ fn certified_rows(config: &AuditConfig) -> Result<(crate::data::Dataset, ConvexT
 fn certified_context(
     config: &AuditConfig,
     needed: &[(usize, usize)],
-    jobs: usize,
+    options: &AuditOptions,
 ) -> Result<CertifiedContext> {
     let certified = &config.audit.certified;
-    let (dataset, task, ids) = certified_rows(config)?;
-    let with_canary: ConvexData = task.rows(&dataset.subset(&ids)?)?;
-    let canary = worst_fitted_row(&with_canary, certified.regularization)?;
-    let rest: Vec<u32> = ids.iter().copied().filter(|id| *id != canary).collect();
-    let without = task.rows(&dataset.subset(&rest)?)?;
-    let prepared = map_ordered(
-        jobs,
-        needed,
-        || Ok(()),
-        |_, _, &(method, epsilon)| {
-            let training = CertifiedTraining {
-                delta: certified.delta,
-                regularization: certified.regularization,
-                training_steps: certified.training_steps,
-                ..CertifiedTraining::new(
-                    &certified.methods[method],
-                    certified.epsilons[epsilon],
-                    config.audit.seed,
-                )
-            };
-            CertifiedAuditPlan::new(
-                with_canary.clone(),
-                without.clone(),
-                canary,
-                &training,
-                certified.noise_scale,
-            )
-        },
-    )?;
-    let mut plans: Vec<Vec<Option<CertifiedAuditPlan>>> = (0..certified.methods.len())
+    let is_neural = |method: usize| CertifiedSettings::is_neural(&certified.methods[method]);
+    let convex_needed: Vec<(usize, usize)> = needed
+        .iter()
+        .copied()
+        .filter(|(m, _)| !is_neural(*m))
+        .collect();
+    let neural_needed: Vec<(usize, usize)> = needed
+        .iter()
+        .copied()
+        .filter(|(m, _)| is_neural(*m))
+        .collect();
+    let mut plans: Vec<Vec<Option<(AnyCertifiedPlan, u32)>>> = (0..certified.methods.len())
         .map(|_| (0..certified.epsilons.len()).map(|_| None).collect())
         .collect();
-    for ((method, epsilon), plan) in needed.iter().zip(prepared) {
-        plans[*method][*epsilon] = Some(plan);
+    if !convex_needed.is_empty() {
+        let (dataset, task, ids) = certified_rows(config)?;
+        let with_canary: ConvexData = task.rows(&dataset.subset(&ids)?)?;
+        let canary = worst_fitted_row(&with_canary, certified.regularization)?;
+        let rest: Vec<u32> = ids.iter().copied().filter(|id| *id != canary).collect();
+        let without = task.rows(&dataset.subset(&rest)?)?;
+        let prepared = map_ordered(
+            options.jobs,
+            &convex_needed,
+            || Ok(()),
+            |_, _, &(method, epsilon)| {
+                let training = CertifiedTraining {
+                    delta: certified.delta,
+                    regularization: certified.regularization,
+                    training_steps: certified.training_steps,
+                    ..CertifiedTraining::new(
+                        &certified.methods[method],
+                        certified.epsilons[epsilon],
+                        config.audit.seed,
+                    )
+                };
+                CertifiedAuditPlan::new(
+                    with_canary.clone(),
+                    without.clone(),
+                    canary,
+                    &training,
+                    certified.noise_scale,
+                )
+            },
+        )?;
+        for ((method, epsilon), plan) in convex_needed.iter().zip(prepared) {
+            plans[*method][*epsilon] = Some((AnyCertifiedPlan::Convex(Box::new(plan)), canary));
+        }
     }
-    Ok(CertifiedContext { plans, canary })
+    if !neural_needed.is_empty() {
+        let source = DataSource::parse(certified.data_source(&config.data))?;
+        let bundle = load(&source)?;
+        let mut rows = bundle.train.ids.clone();
+        if certified.rows > 0 {
+            rows.truncate(certified.rows);
+        }
+        // The certificate holds for any pair of originals; the canary is the last of D's rows.
+        let canary = *rows
+            .last()
+            .ok_or_else(|| Error::invalid("the audit's data has no rows"))?;
+        let model = config.model.as_deref().unwrap_or_default();
+        let spec = ModelSpec::parse(model, bundle.train.shape, bundle.train.num_classes)?;
+        let recipe = config.recipe.recipe(config.audit.seed);
+        let audit = NeuralAuditSpec {
+            data: &bundle,
+            rows: &rows,
+            canary,
+            spec: &spec,
+            recipe: &recipe,
+            device: &options.device,
+            seed: config.audit.seed,
+        };
+        let originals = audit.train_originals()?;
+        let prepared = map_ordered(
+            options.jobs,
+            &neural_needed,
+            || Ok(()),
+            |_, _, &(method, epsilon)| {
+                let name = &certified.methods[method];
+                NeuralAuditPlan::new(
+                    &audit,
+                    &originals,
+                    name,
+                    &certified.method_params(name),
+                    certified.epsilons[epsilon],
+                    certified.delta,
+                    certified.noise_scale,
+                )
+            },
+        )?;
+        for ((method, epsilon), plan) in neural_needed.iter().zip(prepared) {
+            plans[*method][*epsilon] = Some((AnyCertifiedPlan::Neural(Box::new(plan)), canary));
+        }
+    }
+    Ok(CertifiedContext { plans })
 }
 
 fn neural_context(
@@ -581,7 +668,7 @@ fn run_unit(
             run,
         } => {
             let context = certified.ok_or_else(missing)?;
-            let plan = context.plans[method][epsilon]
+            let (plan, canary) = context.plans[method][epsilon]
                 .as_ref()
                 .ok_or_else(missing)?;
             let result = plan.run(run)?;
@@ -590,8 +677,8 @@ fn run_unit(
                     method: settings.certified.methods[method].clone(),
                     epsilon: settings.certified.epsilons[epsilon],
                     delta: plan.delta(),
-                    noise_sigma: plan.resolved().noise_sigma,
-                    canary: context.canary,
+                    noise_sigma: plan.noise_sigma(),
+                    canary: *canary,
                     run,
                     result,
                 }],
@@ -643,7 +730,7 @@ pub fn run_part(config: &AuditConfig, options: &AuditOptions) -> Result<PartOutc
     let certified = if needed.is_empty() {
         None
     } else {
-        Some(certified_context(config, &needed, options.jobs)?)
+        Some(certified_context(config, &needed, options)?)
     };
     let config_hash = config.hash();
     let bar = options.progress.bar(owned.len() as u64, "models");

@@ -8,6 +8,7 @@
 use super::logistic::LinearModel;
 use super::state::SecretState;
 use crate::error::{Error, Result};
+use crate::privacy::neural::{GradientClipping, ModelClipping};
 use crate::privacy::{
     self, LangevinConstants, LangevinRequest, langevin_sequential_renyi, renyi_to_epsilon,
 };
@@ -23,21 +24,67 @@ pub enum Mechanism {
     OutputGaussian,
     /// Langevin dynamics with Rényi accounting (Chien et al. 2024).
     Renyi,
+    /// Noisy fine-tuning with gradient clipping, privacy amplification by iteration
+    /// (Koloskova et al. 2025; ALGORITHMS.md §H1).
+    GradientClipping,
+    /// Noisy fine-tuning with model clipping, contraction coefficients (Koloskova et al. 2025;
+    /// ALGORITHMS.md §H2).
+    ModelClipping,
 }
 
-/// The assumptions a certificate rests on; a value that does not apply to a method is `None`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// The assumptions a certificate rests on; a value that does not apply to a method is `None`
+/// (and left out of the JSON). The convex methods (ALGORITHMS.md §A) fill the first four; the
+/// neural methods (§H) assume nothing about the loss and record their clipping radii.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Assumptions {
     /// Bound on every feature row's L2 norm (checked at run time).
-    pub feature_norm_bound: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_norm_bound: Option<f64>,
     /// Lipschitz constant of the per-sample loss (or clipping norm for Langevin).
-    pub lipschitz: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lipschitz: Option<f64>,
     /// Smoothness constant (bound on the Hessian of the averaged objective).
-    pub smoothness: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub smoothness: Option<f64>,
     /// Strong convexity of the averaged objective (the L2 weight λ).
-    pub strong_convexity: f64,
-    /// Radius of the ball the weights are projected onto (D2D, Langevin), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strong_convexity: Option<f64>,
+    /// Radius of the ball the weights are projected onto (D2D, Langevin; C0 of the neural
+    /// methods), if any.
     pub projection_radius: Option<f64>,
+    /// Radius C1 the mini-batch gradient is clipped to (noisy fine-tuning, §H1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradient_clip: Option<f64>,
+    /// Radius C2 every iterate is projected onto (noisy fine-tuning, §H2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_clip: Option<f64>,
+}
+
+impl Assumptions {
+    /// The constants of a convex certificate (ALGORITHMS.md §A).
+    pub fn convex(
+        lipschitz: f64,
+        smoothness: f64,
+        strong_convexity: f64,
+        projection_radius: Option<f64>,
+    ) -> Assumptions {
+        Assumptions {
+            feature_norm_bound: Some(1.0),
+            lipschitz: Some(lipschitz),
+            smoothness: Some(smoothness),
+            strong_convexity: Some(strong_convexity),
+            projection_radius,
+            ..Assumptions::default()
+        }
+    }
+
+    fn required(value: Option<f64>, name: &str) -> Result<f64> {
+        value.ok_or_else(|| {
+            Error::invalid(format!(
+                "certificate check failed: the assumptions lack the {name} this mechanism needs"
+            ))
+        })
+    }
 }
 
 /// An (ε, δ) removal certificate, one JSON format for every certified method
@@ -51,6 +98,10 @@ pub struct Assumptions {
 ///   the configured deletion capacity.
 /// - `output-gaussian` (`d2d`): deletions since training, against the configured capacity.
 /// - `renyi`: the ε reached by the sequential accounting, against the target ε.
+/// - `gradient-clipping`: the ε the recorded noisy fine-tuning certifies, against the target ε.
+/// - `model-clipping`: the δ reached after the recorded steps, against the target δ.
+/// - `output-gaussian` (`output-perturbation`, §H3): the exact δ θ_ε(2C0/σ), against the
+///   target δ.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Certificate {
     /// `newton-guo`, `newton-sekhari`, `d2d` or `langevin`.
@@ -79,6 +130,10 @@ pub struct Certificate {
     pub model_hash_after: String,
     /// True when the removal retrained from scratch instead of updating.
     pub retrained: bool,
+    /// What ran after the certified mechanism and so does not change the guarantee (a
+    /// noiseless fine-tune on the retain set is post-processing); absent when nothing did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_processing: Option<String>,
 }
 
 /// The method-specific parameters from which a certificate's ε and δ are recomputed
@@ -121,6 +176,15 @@ pub enum Accounting {
         constants: LangevinConstants,
         /// Requests since the last training, in order.
         requests: Vec<LangevinRequest>,
+    },
+    /// Koloskova et al. (2025), §H1: noisy fine-tuning with gradient clipping.
+    NoisyGradientClipping(GradientClipping),
+    /// Koloskova et al. (2025), §H2: noisy fine-tuning with model clipping.
+    NoisyModelClipping(ModelClipping),
+    /// §H3: the published model Π_{C0}(x̂) + N(0, σ² I).
+    OutputPerturbation {
+        /// C0: radius the model is projected onto (the sensitivity is 2C0).
+        initial_clip: f64,
     },
 }
 
@@ -221,8 +285,8 @@ pub fn recompute(certificate: &Certificate, accounting: &Accounting) -> Result<R
                 *removed,
                 *trained_rows,
                 *hessian_lipschitz,
-                assumptions.lipschitz,
-                assumptions.strong_convexity,
+                Assumptions::required(assumptions.lipschitz, "lipschitz constant")?,
+                Assumptions::required(assumptions.strong_convexity, "strong convexity")?,
                 *weight_columns,
             );
             if sensitivity == 0.0 {
@@ -244,8 +308,8 @@ pub fn recompute(certificate: &Certificate, accounting: &Accounting) -> Result<R
             expect_mechanism(certificate, Mechanism::OutputGaussian)?;
             let sigma = (*weight_columns as f64).sqrt()
                 * privacy::descent_to_delete_sigma(
-                    assumptions.lipschitz,
-                    assumptions.strong_convexity,
+                    Assumptions::required(assumptions.lipschitz, "lipschitz constant")?,
+                    Assumptions::required(assumptions.strong_convexity, "strong convexity")?,
                     *contraction,
                     *steps_per_deletion,
                     *rows,
@@ -278,6 +342,59 @@ pub fn recompute(certificate: &Certificate, accounting: &Accounting) -> Result<R
             }
             epsilon
         }
+        Accounting::NoisyGradientClipping(params) => {
+            expect_mechanism(certificate, Mechanism::GradientClipping)?;
+            expect_recorded(certificate.noise_sigma, params.noise_sigma, "noise_sigma")?;
+            expect_radius(assumptions.projection_radius, params.initial_clip, "C0")?;
+            expect_radius(assumptions.gradient_clip, params.gradient_clip, "C1")?;
+            let epsilon = params.epsilon(delta)?;
+            if !close(epsilon, certificate.budget_used) {
+                return Err(mismatch("budget_used", certificate.budget_used, epsilon));
+            }
+            epsilon
+        }
+        Accounting::NoisyModelClipping(params) => {
+            expect_mechanism(certificate, Mechanism::ModelClipping)?;
+            expect_recorded(certificate.noise_sigma, params.noise_sigma, "noise_sigma")?;
+            expect_radius(assumptions.projection_radius, params.initial_clip, "C0")?;
+            expect_radius(assumptions.model_clip, params.model_clip, "C2")?;
+            let reached = params.delta(certificate.epsilon)?;
+            if !close(reached, certificate.budget_used) {
+                return Err(mismatch("budget_used", certificate.budget_used, reached));
+            }
+            if reached > delta * (1.0 + RELATIVE_SLACK) {
+                return Err(mismatch("delta", delta, reached));
+            }
+            certificate.epsilon
+        }
+        Accounting::OutputPerturbation { initial_clip } => {
+            expect_mechanism(certificate, Mechanism::OutputGaussian)?;
+            expect_radius(assumptions.projection_radius, *initial_clip, "C0")?;
+            let sigma = privacy::neural::output_perturbation_sigma(
+                *initial_clip,
+                certificate.epsilon,
+                delta,
+            )?;
+            if !close(sigma, certificate.noise_sigma) {
+                return Err(mismatch("noise_sigma", certificate.noise_sigma, sigma));
+            }
+            let exact = privacy::neural::output_perturbation_delta(
+                *initial_clip,
+                certificate.noise_sigma,
+                certificate.epsilon,
+            )?;
+            if !close(exact, certificate.budget_used) {
+                return Err(mismatch("budget_used", certificate.budget_used, exact));
+            }
+            if exact > delta * (1.0 + RELATIVE_SLACK) {
+                return Err(mismatch("delta", delta, exact));
+            }
+            privacy::neural::output_perturbation_epsilon(
+                *initial_clip,
+                certificate.noise_sigma,
+                delta,
+            )?
+        }
     };
     if epsilon > certificate.epsilon * (1.0 + RELATIVE_SLACK) + 1e-15 {
         return Err(mismatch("epsilon", certificate.epsilon, epsilon));
@@ -289,6 +406,21 @@ pub fn recompute(certificate: &Certificate, accounting: &Accounting) -> Result<R
         )));
     }
     Ok(Recomputed { epsilon, delta })
+}
+
+fn expect_recorded(recorded: f64, accounted: f64, what: &str) -> Result<()> {
+    if close(recorded, accounted) {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "certificate check failed: {what} is {recorded} but the accounting records {accounted}"
+        )))
+    }
+}
+
+fn expect_radius(recorded: Option<f64>, accounted: f64, what: &str) -> Result<()> {
+    let recorded = Assumptions::required(recorded, what)?;
+    expect_recorded(recorded, accounted, what)
 }
 
 fn expect_mechanism(certificate: &Certificate, expected: Mechanism) -> Result<()> {

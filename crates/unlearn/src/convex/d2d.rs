@@ -323,18 +323,18 @@ impl CertifiedUnlearner for DescentToDelete {
             noise_sigma: self.progress.last_sigma,
             budget_used: self.progress.deletions as f64,
             budget_total: self.config.capacity as f64,
-            assumptions: Assumptions {
-                feature_norm_bound: 1.0,
-                lipschitz: self.lipschitz,
-                smoothness: self.smoothness,
-                strong_convexity: self.config.regularization,
-                projection_radius: Some(self.radius),
-            },
+            assumptions: Assumptions::convex(
+                self.lipschitz,
+                self.smoothness,
+                self.config.regularization,
+                Some(self.radius),
+            ),
             checked_at_runtime: checked,
             removed_ids_hash: ids_hash(ids),
             model_hash_before: before,
             model_hash_after: self.progress.published.hash(),
             retrained,
+            post_processing: None,
         };
         Ok(Removal {
             model: self.progress.published.clone(),

@@ -431,18 +431,18 @@ impl NewtonGuo {
             noise_sigma: self.config.noise_sigma,
             budget_used: used,
             budget_total: total,
-            assumptions: Assumptions {
-                feature_norm_bound: 1.0,
-                lipschitz: 1.0,
-                smoothness: LOGISTIC_CURVATURE_BOUND + self.config.regularization,
-                strong_convexity: self.config.regularization,
-                projection_radius: None,
-            },
+            assumptions: Assumptions::convex(
+                1.0,
+                LOGISTIC_CURVATURE_BOUND + self.config.regularization,
+                self.config.regularization,
+                None,
+            ),
             checked_at_runtime: checked,
             removed_ids_hash: ids_hash(ids),
             model_hash_before: before,
             model_hash_after: self.progress.model.hash(),
             retrained,
+            post_processing: None,
         }
     }
 

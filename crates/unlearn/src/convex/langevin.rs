@@ -398,18 +398,18 @@ impl Langevin {
             noise_sigma: self.config.noise_sigma,
             budget_used: spent,
             budget_total: self.config.epsilon,
-            assumptions: Assumptions {
-                feature_norm_bound: 1.0,
-                lipschitz: self.config.clip,
-                smoothness: self.smoothness,
-                strong_convexity: self.config.regularization,
-                projection_radius: Some(self.radius),
-            },
+            assumptions: Assumptions::convex(
+                self.config.clip,
+                self.smoothness,
+                self.config.regularization,
+                Some(self.radius),
+            ),
             checked_at_runtime: checked,
             removed_ids_hash: ids_hash(ids),
             model_hash_before: before,
             model_hash_after: self.progress.model.hash(),
             retrained,
+            post_processing: None,
         }
     }
 }

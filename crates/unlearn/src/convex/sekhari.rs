@@ -348,18 +348,18 @@ impl CertifiedUnlearner for NewtonSekhari {
             noise_sigma: self.progress.last_sigma,
             budget_used: self.removed.len() as f64,
             budget_total: self.config.capacity as f64,
-            assumptions: Assumptions {
-                feature_norm_bound: 1.0,
-                lipschitz: self.config.lipschitz,
-                smoothness: LOGISTIC_CURVATURE_BOUND + self.config.regularization,
-                strong_convexity: self.config.regularization,
-                projection_radius: None,
-            },
+            assumptions: Assumptions::convex(
+                self.config.lipschitz,
+                LOGISTIC_CURVATURE_BOUND + self.config.regularization,
+                self.config.regularization,
+                None,
+            ),
             checked_at_runtime: checked,
             removed_ids_hash: ids_hash(ids),
             model_hash_before: before,
             model_hash_after: self.progress.published.hash(),
             retrained,
+            post_processing: None,
         };
         Ok(Removal {
             model: self.progress.published.clone(),

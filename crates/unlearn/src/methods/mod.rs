@@ -4,12 +4,16 @@
 
 mod amnesiac_batch;
 mod amnesiac_sample;
+pub mod certified_nn;
 pub mod feasible;
 mod finetune;
 pub mod fisher;
 mod gradient_ascent;
 pub mod l1_sparse;
 mod neggrad_plus;
+mod noisy_ft_gradclip;
+mod noisy_ft_modelclip;
+mod output_perturbation;
 mod params;
 mod random_labels;
 mod retrain;
@@ -24,6 +28,9 @@ pub use fisher::FisherForgetting;
 pub use gradient_ascent::GradientAscent;
 pub use l1_sparse::L1Sparse;
 pub use neggrad_plus::NegGradPlus;
+pub use noisy_ft_gradclip::NoisyFtGradclip;
+pub use noisy_ft_modelclip::NoisyFtModelclip;
+pub use output_perturbation::OutputPerturbation;
 pub use params::MethodParams;
 pub use random_labels::{RandomLabels, RelabelSettings};
 pub use retrain::Retrain;
@@ -242,6 +249,21 @@ pub fn registry() -> Vec<MethodEntry> {
             description: "Fisher forgetting: Gaussian noise scaled by the inverse retain-set Fisher information, no training (Golatkar et al. 2020)",
             build: |params| Ok(Box::new(FisherForgetting::from_params(params)?)),
         },
+        MethodEntry {
+            name: "noisy-ft-gradclip",
+            description: "certified (ε, δ): noisy fine-tuning on D_r with gradient clipping, privacy amplification by iteration (Koloskova et al. 2025; params epsilon, delta, c0, c1, lr, post-epochs)",
+            build: |params| Ok(Box::new(NoisyFtGradclip::from_params(params)?)),
+        },
+        MethodEntry {
+            name: "noisy-ft-modelclip",
+            description: "certified (ε, δ): noisy fine-tuning on D_r with model clipping, contraction coefficients (Koloskova et al. 2025; params epsilon, delta, c0, c2, sigma, steps, post-epochs)",
+            build: |params| Ok(Box::new(NoisyFtModelclip::from_params(params)?)),
+        },
+        MethodEntry {
+            name: "output-perturbation",
+            description: "certified (ε, δ) baseline: Gaussian noise on the model projected onto a ball, no training (Koloskova et al. 2025; params epsilon, delta, c0, post-epochs)",
+            build: |params| Ok(Box::new(OutputPerturbation::from_params(params)?)),
+        },
     ]
 }
 
@@ -286,6 +308,14 @@ impl Unlearner for SisaMethod {
 /// `BASE+feasible-soft` (optionally `:ALPHA`), or the keys `feasible=hard|soft` and `alpha`,
 /// wrap the method in the feasible-update mask ([`feasible::Feasible`]).
 pub fn build(name: &str, params: &MethodParams) -> Result<Box<dyn Unlearner>> {
+    let base = name.split_once('+').map_or(name, |(base, _)| base);
+    if certified_nn::CERTIFIED_NN_METHODS.contains(&base)
+        && (name.contains('+') || params.contains("feasible"))
+    {
+        return Err(Error::invalid(format!(
+            "{base} is certified and cannot take the feasible-update add-on (its certificate assumes plain noisy steps)"
+        )));
+    }
     if let Some((base, add_on)) = name.split_once('+') {
         let settings = feasible::FeasibleSettings::parse_suffix(add_on)?;
         return Ok(Box::new(feasible::Feasible::new(

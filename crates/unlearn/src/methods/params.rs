@@ -63,6 +63,11 @@ impl MethodParams {
         self.get(method, "min-steps", fallback)
     }
 
+    /// Every key and value given, as text.
+    pub fn values(&self) -> BTreeMap<String, String> {
+        self.values.clone()
+    }
+
     /// Whether `key` was given (without marking it as read).
     pub fn contains(&self, key: &str) -> bool {
         self.values.contains_key(key)

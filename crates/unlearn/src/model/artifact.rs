@@ -53,6 +53,10 @@ pub struct ArtifactMetadata {
     /// came from and the short SHA-256 of its bytes; absent for models `unlearn` trained.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported_from: Option<String>,
+    /// The certificate and its accounting, for a model made by a certified unlearning method
+    /// ([`crate::methods::certified_nn::CertifiedRecord`]; `unlearn verify` recomputes it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<serde_json::Value>,
     /// Hash of the parameters, checked on load.
     pub model_hash: String,
 }

@@ -1,10 +1,12 @@
 //! Differential-privacy accounting for certified unlearning: checks on (ε, δ), Gaussian noise
-//! calibration, and Rényi-divergence bounds converted to (ε, δ).
+//! calibration, and Rényi-divergence bounds converted to (ε, δ); [`neural`] holds the accounting
+//! of certified unlearning for neural networks (Koloskova et al. 2025).
 //!
 //! The formulas follow the papers named on each function; ALGORITHMS.md §A is the
 //! specification. Every function validates its arguments and returns an error with a one-line
 //! reason instead of panicking.
 
+pub mod neural;
 mod renyi;
 
 pub use renyi::{

@@ -122,6 +122,14 @@ pub trait TrainHook {
     fn adjust_update(&mut self, _context: &UpdateContext<'_>, _update: &mut [f32]) -> Result<()> {
         Ok(())
     }
+
+    /// Called by the first-order unlearning loop with the parameters θ − η u just computed
+    /// (flat, in parameter order) before they replace the network's; a hook may change them
+    /// (noisy fine-tuning projects them and adds its noise here, Koloskova et al. 2025).
+    /// [`fit`] never calls it.
+    fn adjust_parameters(&mut self, _step: usize, _parameters: &mut [f32]) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// What a hook sees when a first-order unlearning step's update is about to be applied.

@@ -114,6 +114,10 @@ pub struct StepSettings {
     /// Floor on the steps: epochs are added (each with the objective's passes) until the run
     /// makes at least this many; 0: exactly `epochs`.
     pub min_steps: usize,
+    /// Stop when the loss grows past the divergence bound ([`super::DivergenceGuard`]); off
+    /// for noisy phases, whose loss is meaningless under the noise (a non-finite loss still
+    /// stops the run).
+    pub divergence_guard: bool,
 }
 
 impl StepSettings {
@@ -131,6 +135,7 @@ impl StepSettings {
             seed,
             frozen: None,
             min_steps: 0,
+            divergence_guard: true,
         }
     }
 
@@ -437,7 +442,13 @@ pub fn run_steps(
                 let loss = objective.loss(&network, &batches)?;
                 let loss_value = f64::from(loss.clone().into_scalar::<f32>());
                 let learning_rate = settings.learning_rate_at(step, total_steps);
-                guard.check(step, loss_value, learning_rate)?;
+                if settings.divergence_guard {
+                    guard.check(step, loss_value, learning_rate)?;
+                } else if !loss_value.is_finite() {
+                    return Err(Error::invalid(format!(
+                        "unlearning: the loss at step {step} is {loss_value}"
+                    )));
+                }
                 let mut gradients = GradientsParams::from_grads(loss.backward(), &network);
                 let mut batch_ids: Vec<u32> = match pass.over {
                     DataPart::Retain => retain.ids.clone(),
@@ -489,6 +500,9 @@ pub fn run_steps(
                         continue;
                     }
                     params[j] -= rate * update[j];
+                }
+                for hook in hooks.iter_mut() {
+                    hook.adjust_parameters(step, &mut params)?;
                 }
                 network = with_parameters(network, &params)?;
                 for hook in hooks.iter_mut() {
