@@ -1,0 +1,131 @@
+//! The CPU kernels patched in `vendor/burn-flex` (issue 15) against direct implementations:
+//! max pooling's values, and where its gradient goes (the first maximum of a window, the last
+//! NaN), for the fast paths (2×2 and other non-overlapping windows) and the general one.
+
+use burn::nn::pool::MaxPool2dConfig;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// Values with ties (a coarse grid, and zeros as after a ReLU) and, when asked, a few NaNs.
+fn activations(len: usize, nans: bool, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..len)
+        .map(|_| {
+            let draw: f32 = rng.random();
+            if nans && draw < 0.02 {
+                f32::NAN
+            } else if draw < 0.3 {
+                0.0
+            } else {
+                (rng.random_range(0..8) as f32) * 0.25 - 0.5
+            }
+        })
+        .collect()
+}
+
+/// Direct max pooling without padding: (values, index of the chosen input in its plane).
+fn direct(
+    input: &[f32],
+    [batch, channels, height, width]: [usize; 4],
+    kernel: usize,
+    stride: usize,
+) -> (Vec<f32>, Vec<usize>, [usize; 2]) {
+    let out_h = (height - kernel) / stride + 1;
+    let out_w = (width - kernel) / stride + 1;
+    let mut values = Vec::new();
+    let mut indices = Vec::new();
+    for plane in 0..batch * channels {
+        let x = &input[plane * height * width..(plane + 1) * height * width];
+        for oh in 0..out_h {
+            for ow in 0..out_w {
+                let mut best: Option<(f32, usize)> = None;
+                for kh in 0..kernel {
+                    for kw in 0..kernel {
+                        let index = (oh * stride + kh) * width + ow * stride + kw;
+                        let value = x[index];
+                        best = match best {
+                            None => Some((value, index)),
+                            Some((current, _)) if value > current || value.is_nan() => {
+                                Some((value, index))
+                            }
+                            keep => keep,
+                        };
+                    }
+                }
+                let (value, index) = best.unwrap();
+                values.push(value);
+                indices.push(index);
+            }
+        }
+    }
+    (values, indices, [out_h, out_w])
+}
+
+fn check(shape: [usize; 4], kernel: usize, stride: usize, nans: bool, seed: u64) {
+    let [batch, channels, height, width] = shape;
+    let len = batch * channels * height * width;
+    let input = activations(len, nans, seed);
+    let (expected, chosen, [out_h, out_w]) = direct(&input, shape, kernel, stride);
+    let pool = MaxPool2dConfig::new([kernel, kernel])
+        .with_strides([stride, stride])
+        .init();
+
+    let device = Device::flex().autodiff();
+    let x = Tensor::<4>::from_data(TensorData::new(input.clone(), shape), &device).require_grad();
+    let output = pool.forward(x.clone());
+    assert_eq!(output.dims(), [batch, channels, out_h, out_w]);
+    let values: Vec<f32> = output.clone().into_data().try_to_vec::<f32>().unwrap();
+    for (position, (got, want)) in values.iter().zip(&expected).enumerate() {
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "{shape:?} k{kernel} s{stride}: output {position} is {got}, expected {want}"
+        );
+    }
+
+    // Output gradient = a distinct weight per output, so every routed value is identifiable.
+    let weights: Vec<f32> = (0..values.len()).map(|i| 1.0 + i as f32).collect();
+    let weights_tensor = Tensor::<4>::from_data(
+        TensorData::new(weights.clone(), [batch, channels, out_h, out_w]),
+        &device,
+    );
+    let gradients = (output * weights_tensor).sum().backward();
+    let grad: Vec<f32> = x
+        .grad(&gradients)
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let mut want_grad = vec![0.0f32; len];
+    let per_plane = out_h * out_w;
+    for (position, &index) in chosen.iter().enumerate() {
+        let plane = position / per_plane;
+        want_grad[plane * height * width + index] += weights[position];
+    }
+    assert_eq!(
+        grad, want_grad,
+        "{shape:?} k{kernel} s{stride}: gradient routing"
+    );
+}
+
+#[test]
+fn two_by_two_pooling_matches_a_direct_max_with_ties_and_nans() {
+    for (seed, nans) in [(0, false), (1, true), (2, false)] {
+        check([3, 4, 8, 6], 2, 2, nans, seed);
+        // Odd sizes: the last row and column are dropped (floor mode).
+        check([2, 3, 7, 9], 2, 2, nans, seed + 10);
+        // The project's CNN shapes.
+        check([2, 16, 28, 28], 2, 2, nans, seed + 20);
+        check([2, 32, 14, 14], 2, 2, nans, seed + 30);
+    }
+}
+
+#[test]
+fn other_windows_match_a_direct_max() {
+    for (seed, nans) in [(3, false), (4, true)] {
+        // Non-overlapping 3×3 (the general fast path) and overlapping 3×3, stride 2 (the
+        // upstream kernel).
+        check([2, 3, 9, 10], 3, 3, nans, seed);
+        check([2, 3, 9, 10], 3, 2, nans, seed + 10);
+    }
+}
