@@ -129,3 +129,129 @@ fn other_windows_match_a_direct_max() {
         check([2, 3, 9, 10], 3, 2, nans, seed + 10);
     }
 }
+
+/// Direct convolution gradients of `sum(conv(x, w) · weights)` in f64: (dx, dw, dbias).
+#[allow(clippy::too_many_arguments)]
+fn direct_conv_gradients(
+    x: &[f32],
+    [batch, channels_in, height, width]: [usize; 4],
+    w: &[f32],
+    [channels_out, group_in, kh, kw]: [usize; 4],
+    output_weights: &[f32],
+    [out_h, out_w]: [usize; 2],
+    stride: usize,
+    dilation: usize,
+    [pad_top, pad_left]: [usize; 2],
+    groups: usize,
+) -> (Vec<f64>, Vec<f64>) {
+    let group_out = channels_out / groups;
+    let mut dx = vec![0.0f64; x.len()];
+    let mut dw = vec![0.0f64; w.len()];
+    for b in 0..batch {
+        for o in 0..channels_out {
+            let group = o / group_out;
+            for oh in 0..out_h {
+                for ow in 0..out_w {
+                    let gy =
+                        output_weights[((b * channels_out + o) * out_h + oh) * out_w + ow] as f64;
+                    for c in 0..group_in {
+                        let channel = group * group_in + c;
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                let ih = (oh * stride + i * dilation) as isize - pad_top as isize;
+                                let iw = (ow * stride + j * dilation) as isize - pad_left as isize;
+                                if ih < 0 || iw < 0 || ih >= height as isize || iw >= width as isize
+                                {
+                                    continue;
+                                }
+                                let xi = ((b * channels_in + channel) * height + ih as usize)
+                                    * width
+                                    + iw as usize;
+                                let wi = ((o * group_in + c) * kh + i) * kw + j;
+                                dw[wi] += gy * x[xi] as f64;
+                                dx[xi] += gy * w[wi] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    (dx, dw)
+}
+
+#[test]
+fn convolution_gradients_match_a_direct_computation() {
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    // (batch, in, out, size h×w, kernel, stride, dilation, padding (top, left, bottom, right), groups)
+    let cases = [
+        (3, 1, 4, [9, 9], 3, 1, 1, (1, 1, 1, 1), 1),
+        (2, 4, 6, [8, 7], 3, 2, 1, (1, 1, 1, 1), 1),
+        (2, 4, 6, [9, 10], 3, 1, 2, (2, 1, 2, 1), 2),
+        (17, 3, 5, [6, 6], 2, 1, 1, (0, 0, 0, 0), 1),
+        (2, 2, 2, [7, 8], 3, 2, 1, (1, 0, 2, 1), 1),
+    ];
+    let device = Device::flex().autodiff();
+    for (
+        case,
+        &(batch, channels_in, channels_out, [height, width], k, stride, dilation, pad, groups),
+    ) in cases.iter().enumerate()
+    {
+        let conv = Conv2dConfig::new([channels_in, channels_out], [k, k])
+            .with_stride([stride, stride])
+            .with_dilation([dilation, dilation])
+            .with_padding(PaddingConfig2d::Explicit(pad.0, pad.1, pad.2, pad.3))
+            .with_groups(groups)
+            .init(&device);
+        let shape = [batch, channels_in, height, width];
+        let x_values = activations(batch * channels_in * height * width, false, case as u64);
+        let x = Tensor::<4>::from_data(TensorData::new(x_values.clone(), shape), &device)
+            .require_grad();
+        let output = conv.forward(x.clone());
+        let [_, _, out_h, out_w] = output.dims();
+        let output_weights: Vec<f32> = (0..batch * channels_out * out_h * out_w)
+            .map(|i| ((i * 7919) % 13) as f32 * 0.125 - 0.75)
+            .collect();
+        let weights_tensor = Tensor::<4>::from_data(
+            TensorData::new(output_weights.clone(), [batch, channels_out, out_h, out_w]),
+            &device,
+        );
+        let gradients = (output * weights_tensor).sum().backward();
+        let dx: Vec<f32> = x
+            .grad(&gradients)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let weight = conv.weight.val();
+        let dw: Vec<f32> = weight
+            .grad(&gradients)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let w_values: Vec<f32> = weight.into_data().try_to_vec::<f32>().unwrap();
+        let (want_dx, want_dw) = direct_conv_gradients(
+            &x_values,
+            shape,
+            &w_values,
+            [channels_out, channels_in / groups, k, k],
+            &output_weights,
+            [out_h, out_w],
+            stride,
+            dilation,
+            [pad.0, pad.1],
+            groups,
+        );
+        for (name, got, want) in [("input", &dx, &want_dx), ("weight", &dw, &want_dw)] {
+            assert_eq!(got.len(), want.len(), "case {case}: {name} gradient size");
+            for (index, (g, w)) in got.iter().zip(want.iter()).enumerate() {
+                assert!(
+                    (*g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "case {case}: {name} gradient {index} is {g}, expected {w}"
+                );
+            }
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{conv, conv_grad, conv_transpose, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -72,6 +72,93 @@ impl ModuleOps<Flex> for Flex {
             DType::F16 => conv::conv2d_f16(x, weight, bias, &options),
             DType::BF16 => conv::conv2d_bf16(x, weight, bias, &options),
             dtype => panic!("conv2d: unsupported dtype {:?}", dtype),
+        }
+    }
+
+    // unlearn patch (issue 15): the convolution's gradients as im2col + matrix products
+    // (ops/conv_grad.rs) instead of Burn's default (a convolution with the output gradient as
+    // its kernel, and a transposed convolution).
+    fn conv2d_x_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        let x_shape = x.layout().shape().clone();
+        match output_grad.dtype() {
+            DType::F32 => {
+                conv_grad::conv2d_x_grad::<f32>(x_shape, weight, output_grad, &options, DType::F32)
+            }
+            DType::F64 => {
+                conv_grad::conv2d_x_grad::<f64>(x_shape, weight, output_grad, &options, DType::F64)
+            }
+            DType::F16 => cast_from_f32(
+                conv_grad::conv2d_x_grad::<f32>(
+                    x_shape,
+                    cast_to_f32(weight, half::f16::to_f32),
+                    cast_to_f32(output_grad, half::f16::to_f32),
+                    &options,
+                    DType::F32,
+                ),
+                half::f16::from_f32,
+            ),
+            DType::BF16 => cast_from_f32(
+                conv_grad::conv2d_x_grad::<f32>(
+                    x_shape,
+                    cast_to_f32(weight, half::bf16::to_f32),
+                    cast_to_f32(output_grad, half::bf16::to_f32),
+                    &options,
+                    DType::F32,
+                ),
+                half::bf16::from_f32,
+            ),
+            dtype => panic!("conv2d_x_backward: unsupported dtype {:?}", dtype),
+        }
+    }
+
+    fn conv2d_weight_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        let weight_shape = weight.layout().shape().clone();
+        match output_grad.dtype() {
+            DType::F32 => conv_grad::conv2d_weight_grad::<f32>(
+                x,
+                weight_shape,
+                output_grad,
+                &options,
+                DType::F32,
+            ),
+            DType::F64 => conv_grad::conv2d_weight_grad::<f64>(
+                x,
+                weight_shape,
+                output_grad,
+                &options,
+                DType::F64,
+            ),
+            DType::F16 => cast_from_f32(
+                conv_grad::conv2d_weight_grad::<f32>(
+                    cast_to_f32(x, half::f16::to_f32),
+                    weight_shape,
+                    cast_to_f32(output_grad, half::f16::to_f32),
+                    &options,
+                    DType::F32,
+                ),
+                half::f16::from_f32,
+            ),
+            DType::BF16 => cast_from_f32(
+                conv_grad::conv2d_weight_grad::<f32>(
+                    cast_to_f32(x, half::bf16::to_f32),
+                    weight_shape,
+                    cast_to_f32(output_grad, half::bf16::to_f32),
+                    &options,
+                    DType::F32,
+                ),
+                half::bf16::from_f32,
+            ),
+            dtype => panic!("conv2d_weight_backward: unsupported dtype {:?}", dtype),
         }
     }
 
