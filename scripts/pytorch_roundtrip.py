@@ -115,7 +115,7 @@ def train(args):
     save_file({k: v.contiguous() for k, v in module.state_dict().items()}, args.out)
     print(json.dumps({
         "model": args.model, "epochs": args.epochs, "seed": args.seed,
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(time.time() - started, 2),
         "pytorch_test_accuracy": accuracy(module, test_x, test_y), "out": args.out,
     }))
 

@@ -116,6 +116,7 @@ struct GridRun {
     iterations: Option<usize>,
     widths: Option<Vec<usize>>,
     restarts: Option<usize>,
+    node_clusters: Option<usize>,
     max_iterations: Option<usize>,
     deletions: Option<usize>,
     baseline_runs: Option<usize>,
@@ -136,6 +137,7 @@ impl GridRun {
             widths: self.widths.clone().unwrap_or_default(),
             max_iterations: self.max_iterations.unwrap_or(100),
             restarts: self.restarts.unwrap_or(1),
+            node_clusters: self.node_clusters,
         }
     }
 }
@@ -185,6 +187,10 @@ pub struct MethodArgs {
     /// DC-k-means: k-means++ restarts per node (the lowest loss is kept).
     #[arg(long, default_value_t = 1)]
     restarts: usize,
+    /// DC-k-means: centroids kept by every node below the root (default 2k; k is Ginart et
+    /// al.'s single k, which loses clusters a leaf's k-means++ run misses).
+    #[arg(long)]
+    node_clusters: Option<usize>,
 }
 
 impl MethodArgs {
@@ -205,6 +211,7 @@ impl MethodArgs {
                 },
                 max_iterations: self.max_iterations,
                 restarts: self.restarts,
+                node_clusters: Some(self.node_clusters.unwrap_or(2 * self.k)),
             }),
             other => bail!("unknown k-means method '{other}' (expected q or dc)"),
         })
@@ -453,8 +460,11 @@ fn print_report(data: &str, report: &P6Report) {
             p.k, p.epsilon, p.balance, p.iterations
         ),
         DeletionMethod::DivideConquer(p) => format!(
-            "DC-k-means (k = {}, widths = {:?}, restarts = {})",
-            p.k, p.widths, p.restarts
+            "DC-k-means (k = {}, widths = {:?}, restarts = {}, {} centroids below the root)",
+            p.k,
+            p.widths,
+            p.restarts,
+            p.clusters_below_root()
         ),
     };
     say!(

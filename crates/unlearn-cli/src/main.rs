@@ -609,8 +609,10 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
             setup.train_recorded(&plan, &|kind| kind.path_for(&out))?
         }
     };
+    let evaluation_started = std::time::Instant::now();
     let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
     let evaluation = evaluate(&predictions, None, global.seed)?;
+    let evaluation_seconds = evaluation_started.elapsed().as_secs_f64();
     artifact.save(&out)?;
     for kind in [RecordKind::Batch, RecordKind::Sample] {
         let stale = kind.path_for(&out);
@@ -638,12 +640,14 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
             "{}",
             serde_json::json!({
                 "model": out, "split": split_path, "samples_per_second": throughput,
+                "evaluation_seconds": evaluation_seconds,
+                "prediction_seconds": predictions.seconds,
                 "metadata": artifact.metadata, "evaluation": evaluation, "records": records,
             })
         );
     } else {
         say!(
-            "trained {} on {} samples × {} epochs in {:.1}s ({:.0} samples/s): test accuracy {:.2}%, train accuracy {:.2}%",
+            "trained {} on {} samples × {} epochs in {:.1}s ({:.0} samples/s): test accuracy {:.2}%, train accuracy {:.2}% (evaluated in {:.1}s, test and forget sets {:.1}s)",
             setup.spec.describe(),
             setup.split.train.len(),
             setup.recipe.epochs,
@@ -651,6 +655,8 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
             throughput,
             evaluation.headline.test_accuracy,
             evaluation.headline.retain_accuracy,
+            evaluation_seconds,
+            predictions.seconds.test + predictions.seconds.forget,
         );
         say!(
             "wrote {} (+ {}) and split {}",
@@ -794,8 +800,10 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
         eprintln!("{warning}");
     }
     let artifact = setup.unlearned_artifact(&original, method.as_ref(), outcome, seconds);
+    let evaluation_started = std::time::Instant::now();
     let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
     let evaluation = evaluate(&predictions, None, global.seed)?;
+    let evaluation_seconds = evaluation_started.elapsed().as_secs_f64();
     artifact.save(&out)?;
     let split_path = split_path_for(&out);
     setup.split.save(&split_path)?;
@@ -806,6 +814,7 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
                 "model": out, "method": method.name(), "parameters": method.parameters(),
                 "seconds": seconds, "steps": steps, "notes": notes,
                 "forget_count": setup.split.forget.len(), "evaluation": evaluation,
+                "evaluation_seconds": evaluation_seconds,
                 "certificate": certificate,
             })
         );

@@ -157,21 +157,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     time("whole step fwd+bwd (batch 128)", whole);
 
-    // Inference at the evaluation batch size.
-    let eval_batch = 1000;
-    let x = images([eval_batch, 1, 28, 28], &plain);
-    let inference = median_ms(repeats.min(5), || {
-        let a = p.forward(relu(c1.forward(x.clone())));
-        let a = p.forward(relu(c2.forward(a)));
-        sync(o.forward(relu(h.forward(a.flatten::<2>(1, 3)))));
-    });
-    time("inference forward (batch 1000)", inference);
-    let x = images([batch, 1, 28, 28], &plain);
-    let inference = median_ms(repeats, || {
-        let a = p.forward(relu(c1.forward(x.clone())));
-        let a = p.forward(relu(c2.forward(a)));
-        sync(o.forward(relu(h.forward(a.flatten::<2>(1, 3)))));
-    });
-    time("inference forward (batch 128)", inference);
+    // Inference forward at several batch sizes, per 1,000 rows (evaluation's chunk size).
+    for eval_batch in [32, 64, 128, 256, 1000] {
+        let x = images([eval_batch, 1, 28, 28], &plain);
+        let inference = median_ms(repeats.min(5), || {
+            let a = p.forward(relu(c1.forward(x.clone())));
+            let a = p.forward(relu(c2.forward(a)));
+            sync(o.forward(relu(h.forward(a.flatten::<2>(1, 3)))));
+        });
+        time(
+            &format!("inference forward per 1000 rows (batch {eval_batch})"),
+            inference * 1000.0 / eval_batch as f64,
+        );
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The CPU kernels patched in `vendor/burn-flex` (issue 15) against direct implementations:
 //! max pooling's values, and where its gradient goes (the first maximum of a window, the last
-//! NaN), for the fast paths (2×2 and other non-overlapping windows) and the general one.
+//! NaN), for the fast paths (2×2 and other non-overlapping windows) and the general one; the
+//! convolution's forward pass and both its gradients against a direct f64 computation.
 
 use burn::nn::pool::MaxPool2dConfig;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -180,8 +181,56 @@ fn direct_conv_gradients(
     (dx, dw)
 }
 
+/// Direct forward convolution in f64: `[B, C_out, out_h, out_w]`.
+#[allow(clippy::too_many_arguments)]
+fn direct_conv_forward(
+    x: &[f32],
+    [batch, channels_in, height, width]: [usize; 4],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    [channels_out, group_in, kh, kw]: [usize; 4],
+    [out_h, out_w]: [usize; 2],
+    stride: usize,
+    dilation: usize,
+    [pad_top, pad_left]: [usize; 2],
+    groups: usize,
+) -> Vec<f64> {
+    let group_out = channels_out / groups;
+    let mut y = vec![0.0f64; batch * channels_out * out_h * out_w];
+    for b in 0..batch {
+        for o in 0..channels_out {
+            let group = o / group_out;
+            for oh in 0..out_h {
+                for ow in 0..out_w {
+                    let mut sum = bias.map_or(0.0, |bias| bias[o] as f64);
+                    for c in 0..group_in {
+                        let channel = group * group_in + c;
+                        for i in 0..kh {
+                            for j in 0..kw {
+                                let ih = (oh * stride + i * dilation) as isize - pad_top as isize;
+                                let iw = (ow * stride + j * dilation) as isize - pad_left as isize;
+                                if ih < 0 || iw < 0 || ih >= height as isize || iw >= width as isize
+                                {
+                                    continue;
+                                }
+                                let xi = ((b * channels_in + channel) * height + ih as usize)
+                                    * width
+                                    + iw as usize;
+                                let wi = ((o * group_in + c) * kh + i) * kw + j;
+                                sum += x[xi] as f64 * w[wi] as f64;
+                            }
+                        }
+                    }
+                    y[((b * channels_out + o) * out_h + oh) * out_w + ow] = sum;
+                }
+            }
+        }
+    }
+    y
+}
+
 #[test]
-fn convolution_gradients_match_a_direct_computation() {
+fn convolution_forward_and_gradients_match_a_direct_computation() {
     use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
     // (batch, in, out, size h×w, kernel, stride, dilation, padding (top, left, bottom, right), groups)
@@ -203,6 +252,7 @@ fn convolution_gradients_match_a_direct_computation() {
             .with_dilation([dilation, dilation])
             .with_padding(PaddingConfig2d::Explicit(pad.0, pad.1, pad.2, pad.3))
             .with_groups(groups)
+            .with_bias(case % 2 == 0)
             .init(&device);
         let shape = [batch, channels_in, height, width];
         let x_values = activations(batch * channels_in * height * width, false, case as u64);
@@ -210,6 +260,42 @@ fn convolution_gradients_match_a_direct_computation() {
             .require_grad();
         let output = conv.forward(x.clone());
         let [_, _, out_h, out_w] = output.dims();
+        let expected_len = |len: usize, before: usize, after: usize| {
+            (len + before + after - dilation * (k - 1) - 1) / stride + 1
+        };
+        assert_eq!(
+            [out_h, out_w],
+            [
+                expected_len(height, pad.0, pad.2),
+                expected_len(width, pad.1, pad.3)
+            ],
+            "case {case}: output size"
+        );
+        let w_now: Vec<f32> = conv.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        let bias_now: Option<Vec<f32>> = conv
+            .bias
+            .as_ref()
+            .map(|bias| bias.val().into_data().try_to_vec::<f32>().unwrap());
+        let want_y = direct_conv_forward(
+            &x_values,
+            shape,
+            &w_now,
+            bias_now.as_deref(),
+            [channels_out, channels_in / groups, k, k],
+            [out_h, out_w],
+            stride,
+            dilation,
+            [pad.0, pad.1],
+            groups,
+        );
+        let got_y: Vec<f32> = output.clone().into_data().try_to_vec::<f32>().unwrap();
+        assert_eq!(got_y.len(), want_y.len(), "case {case}: output size");
+        for (index, (g, w)) in got_y.iter().zip(want_y.iter()).enumerate() {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                "case {case}: output {index} is {g}, expected {w}"
+            );
+        }
         let output_weights: Vec<f32> = (0..batch * channels_out * out_h * out_w)
             .map(|i| ((i * 7919) % 13) as f32 * 0.125 - 0.75)
             .collect();
@@ -253,5 +339,103 @@ fn convolution_gradients_match_a_direct_computation() {
                 );
             }
         }
+    }
+}
+
+/// Uniform values in [−1, 1): sums of these are not exact, so a different summation order
+/// shows in the bits.
+fn continuous(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..len).map(|_| rng.random_range(-1.0f32..1.0)).collect()
+}
+
+/// Runs `work` on a rayon pool of `threads` threads (the kernels' parallel loops use the
+/// current pool).
+fn on_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(work)
+}
+
+/// Matrix products above the parallel threshold are cut into one block of output rows or
+/// columns per thread: the same bits on 1 and 3 threads, and the product itself.
+#[test]
+fn matrix_products_are_right_and_independent_of_the_thread_count() {
+    let device = Device::flex();
+    // (m, k, n): wide (split by columns), tall (split by rows), and a linear layer's shapes.
+    for (case, &(m, k, n)) in [(128, 784, 256), (784, 128, 256), (300, 200, 1000)]
+        .iter()
+        .enumerate()
+    {
+        let a = continuous(m * k, 100 + case as u64);
+        let b = continuous(k * n, 200 + case as u64);
+        let product = || {
+            let lhs = Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &device);
+            let rhs = Tensor::<2>::from_data(TensorData::new(b.clone(), [k, n]), &device);
+            lhs.matmul(rhs).into_data().try_to_vec::<f32>().unwrap()
+        };
+        let one = on_threads(1, product);
+        let three = on_threads(3, product);
+        assert!(
+            one.iter()
+                .zip(&three)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
+            "case {case}: the product differs between 1 and 3 threads"
+        );
+        for (index, &got) in one.iter().enumerate().step_by(97) {
+            let (row, column) = (index / n, index % n);
+            let want: f64 = (0..k)
+                .map(|i| a[row * k + i] as f64 * b[i * n + column] as f64)
+                .sum();
+            assert!(
+                (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                "case {case}: element {index} is {got}, expected {want}"
+            );
+        }
+    }
+}
+
+/// The convolution's forward pass and gradients give the same bits on 1 and 3 threads.
+#[test]
+fn convolutions_are_independent_of_the_thread_count() {
+    use burn::nn::PaddingConfig2d;
+    use burn::nn::conv::Conv2dConfig;
+    let device = Device::flex().autodiff();
+    let conv = Conv2dConfig::new([4, 8], [3, 3])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(&device);
+    let shape = [21, 4, 12, 12];
+    let x_values = continuous(shape.iter().product(), 7);
+    let run = || {
+        let x = Tensor::<4>::from_data(TensorData::new(x_values.clone(), shape), &device)
+            .require_grad();
+        let output = conv.forward(x.clone());
+        let values: Vec<f32> = output.clone().into_data().try_to_vec::<f32>().unwrap();
+        let gradients = (output.clone() * output).sum().backward();
+        let dx: Vec<f32> = x
+            .grad(&gradients)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        let dw: Vec<f32> = conv
+            .weight
+            .val()
+            .grad(&gradients)
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
+        [values, dx, dw].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
+    };
+    let one = on_threads(1, run);
+    let three = on_threads(3, run);
+    for (name, (a, b)) in ["output", "input gradient", "weight gradient"]
+        .iter()
+        .zip(one.iter().zip(three.iter()))
+    {
+        assert_eq!(a, b, "{name} differs between 1 and 3 threads");
     }
 }

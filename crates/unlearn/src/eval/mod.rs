@@ -25,6 +25,19 @@ pub struct SplitPredictions {
     /// The model's flattened parameters; empty for an ensemble (SISA, Bourtoule et al. 2021),
     /// which has no single parameter vector to compare.
     pub parameters: Vec<f32>,
+    /// Wall-clock seconds of the forward passes on each part.
+    pub seconds: PredictionSeconds,
+}
+
+/// Wall-clock seconds of the forward passes behind a [`SplitPredictions`], by part.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct PredictionSeconds {
+    /// On the retain set D_r.
+    pub retain: f64,
+    /// On the forget set D_f.
+    pub forget: f64,
+    /// On the test set D_t.
+    pub test: f64,
 }
 
 /// Anything that gives class probabilities for rows of a dataset: a network, or an ensemble
@@ -57,17 +70,27 @@ pub fn predict_split<P: Predictor + ?Sized>(
     split: &Split,
 ) -> Result<SplitPredictions> {
     let classes = data.train.num_classes;
-    let labelled = |dataset: &Dataset, ids: &[u32]| -> Result<Predictions> {
+    let labelled = |dataset: &Dataset, ids: &[u32]| -> Result<(Predictions, f64)> {
+        let started = std::time::Instant::now();
         let probabilities = model.predict_probabilities(dataset, ids)?;
+        let seconds = started.elapsed().as_secs_f64();
         let positions = crate::train::positions_of(dataset, ids)?;
         let labels = positions.iter().map(|&p| dataset.labels[p]).collect();
-        Predictions::new(probabilities, labels, classes)
+        Ok((Predictions::new(probabilities, labels, classes)?, seconds))
     };
+    let (retain, retain_seconds) = labelled(&data.train, &split.retain())?;
+    let (forget, forget_seconds) = labelled(&data.train, &split.forget)?;
+    let (test, test_seconds) = labelled(&data.test, &split.test)?;
     Ok(SplitPredictions {
-        retain: labelled(&data.train, &split.retain())?,
-        forget: labelled(&data.train, &split.forget)?,
-        test: labelled(&data.test, &split.test)?,
+        retain,
+        forget,
+        test,
         parameters: model.parameters(),
+        seconds: PredictionSeconds {
+            retain: retain_seconds,
+            forget: forget_seconds,
+            test: test_seconds,
+        },
     })
 }
 

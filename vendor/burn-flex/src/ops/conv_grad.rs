@@ -1,10 +1,13 @@
-//! unlearn patch (issue 15): the two gradients of a 2D convolution as im2col + one matrix
-//! product per sample, instead of Burn's generic route (the weight gradient as a convolution
-//! whose kernel is the output gradient, the input gradient as a transposed convolution).
+//! unlearn patch (issue 15): a 2D convolution's forward pass and its two gradients as im2col +
+//! one matrix product per sample, instead of burn-flex's tiled NHWC forward (a transposed copy
+//! of the input, a matrix product per 512 outputs, a scatter of the result) and Burn's generic
+//! gradients (the weight gradient as a convolution whose kernel is the output gradient, the
+//! input gradient as a transposed convolution).
 //!
 //! Notation: x `[B, C_in, H, W]`, weight `[C_out, C_in/G, kh, kw]`, output gradient
 //! `[B, C_out, H_out, W_out]`, G groups, K = (C_in/G)·kh·kw, P = H_out·W_out. For a sample b and
 //! a group g, cols_b `[K, P]` is the im2col of x_b; then
+//!   output_{b,g}      = bias_g + weight_g `[C_out/G, K]` · cols_b,
 //!   weight gradient_g = Σ_b gy_{b,g} `[C_out/G, P]` · cols_bᵀ,
 //!   cols gradient     = weight_gᵀ · gy_{b,g}, scattered back onto x_b (col2im).
 //! Any stride, dilation, (asymmetric) padding and group count. Determinism: the batch is cut
@@ -340,4 +343,104 @@ pub(crate) fn conv2d_x_grad<T: GradScalar>(
         }
     }
     FlexTensor::new(Bytes::from_elems(result), Layout::contiguous(x_shape), dtype)
+}
+
+/// Output length of one spatial axis: `(len + pad_begin + pad_end − d·(k − 1) − 1) / s + 1`,
+/// or `None` when the (padded) input is shorter than the dilated kernel.
+fn output_len(
+    len: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad: (usize, usize),
+) -> Option<usize> {
+    let span = dilation.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
+    let padded = len.checked_add(pad.0)?.checked_add(pad.1)?;
+    Some(padded.checked_sub(span)? / stride + 1)
+}
+
+/// Forward 2D convolution `[B, C_out, H_out, W_out]` as im2col + one matrix product per sample
+/// and group, written straight into the output (the bias, when given, is the product's
+/// starting value): out_{b,g} `[C_out/G, P]` = bias + weight_g `[C_out/G, K]` · cols_b `[K, P]`.
+/// Samples run in parallel, each sample's sums in a fixed order, so the result does not depend
+/// on the thread count. Padding may be asymmetric.
+pub(crate) fn conv2d_forward<T: GradScalar>(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: &ConvOptions<2>,
+    dtype: DType,
+) -> FlexTensor {
+    let x = x.to_contiguous();
+    let weight = weight.to_contiguous();
+    let x_shape = x.layout().shape().clone();
+    let weight_shape = weight.layout().shape().clone();
+    let out: [usize; 2] = core::array::from_fn(|axis| {
+        output_len(
+            x_shape[2 + axis],
+            weight_shape[2 + axis],
+            options.stride[axis],
+            options.dilation[axis],
+            options.padding[axis],
+        )
+        .expect("conv2d: the padded input is smaller than the dilated kernel")
+    });
+    let out_shape = Shape::from(vec![x_shape[0], weight_shape[0], out[0], out[1]]);
+    let g = Geometry::new(&x_shape, &weight_shape, &out_shape, options);
+    let x_data: &[T] = x.storage();
+    let w_data: &[T] = weight.storage();
+    let bias = bias.map(|bias| bias.to_contiguous());
+    let bias_data: Option<&[T]> = bias.as_ref().map(|bias| bias.storage());
+    let (rows, positions) = (g.rows(), g.positions());
+    let (group_in, group_out) = (g.group_in(), g.group_out());
+    let sample_out = g.channels_out * positions;
+    let mut result = vec![T::ZERO; g.batch * sample_out];
+    let run_sample = |b: usize, y: &mut [T], cols: &mut Vec<T>| {
+        if let Some(bias) = bias_data {
+            for (row, &value) in y.chunks_exact_mut(positions).zip(bias) {
+                row.fill(value);
+            }
+        }
+        for group in 0..g.groups {
+            let x_group = &x_data[(b * g.channels_in + group * group_in) * g.height * g.width..]
+                [..group_in * g.height * g.width];
+            im2col(&g, x_group, cols);
+            let w_group = &w_data[group * group_out * rows..][..group_out * rows];
+            // y_g[o, p] (+)= Σ_kk w[o, kk] · cols[kk, p]
+            unsafe {
+                gemm_into(
+                    group_out,
+                    positions,
+                    rows,
+                    y.as_mut_ptr().add(group * group_out * positions),
+                    positions as isize,
+                    bias_data.is_some(),
+                    w_group.as_ptr(),
+                    1,
+                    rows as isize,
+                    cols.as_ptr(),
+                    1,
+                    positions as isize,
+                );
+            }
+        }
+    };
+    if sample_out > 0 {
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            result.par_chunks_mut(sample_out).enumerate().for_each_init(
+                || vec![T::ZERO; rows * positions],
+                |cols, (b, y)| run_sample(b, y, cols),
+            );
+        }
+        #[cfg(not(feature = "rayon"))]
+        {
+            let mut cols = vec![T::ZERO; rows * positions];
+            for (b, y) in result.chunks_mut(sample_out).enumerate() {
+                run_sample(b, y, &mut cols);
+            }
+        }
+    }
+    FlexTensor::new(Bytes::from_elems(result), Layout::contiguous(out_shape), dtype)
 }

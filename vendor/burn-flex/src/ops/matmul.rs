@@ -266,6 +266,30 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
 
     let parallelism = get_parallelism(m, n, k);
 
+    // unlearn patch (issue 15): above the threshold, cut the output into one block per
+    // thread ourselves; gemm's own Rayon split leaves the second core idle at the sizes of a
+    // small network's layers (128 × 784 × 256: 122% CPU on two threads).
+    #[cfg(feature = "rayon")]
+    if !matches!(parallelism, gemm::Parallelism::None)
+        && unsafe {
+            gemm_in_blocks(
+                m,
+                n,
+                k,
+                out_data.as_mut_ptr(),
+                n as isize,
+                lhs_ptr,
+                lhs_col_stride,
+                lhs_row_stride,
+                rhs_ptr,
+                rhs_col_stride,
+                rhs_row_stride,
+            )
+        }
+    {
+        return output;
+    }
+
     unsafe {
         gemm_call(
             m,
@@ -285,6 +309,79 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     }
 
     output
+}
+
+/// unlearn patch (issue 15): `out[m, n] = lhs · rhs` as one single-threaded gemm per block
+/// of output rows (or columns, whichever side is longer), the blocks on rayon's threads.
+/// Every output element is a dot product over the same k in the same order, whatever the
+/// block. Returns false (nothing written) when there is one thread or one block.
+#[cfg(feature = "rayon")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_in_blocks<T: GemmScalar>(
+    m: usize,
+    n: usize,
+    k: usize,
+    out: *mut T,
+    out_rs: isize,
+    lhs: *const T,
+    lhs_cs: isize,
+    lhs_rs: isize,
+    rhs: *const T,
+    rhs_cs: isize,
+    rhs_rs: isize,
+) -> bool {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    let split_rows = m >= n;
+    let len = if split_rows { m } else { n };
+    // Blocks of a multiple of 16 rows or columns (the micro-kernels' tile sides).
+    let block = len.div_ceil(threads.max(1)).div_ceil(16) * 16;
+    let parts = len.div_ceil(block.max(1));
+    if threads < 2 || parts < 2 {
+        return false;
+    }
+    let (out, lhs, rhs) = (out as usize, lhs as usize, rhs as usize);
+    (0..parts).into_par_iter().for_each(|part| {
+        let start = part * block;
+        let size = block.min(len - start);
+        let (out, lhs, rhs) = (out as *mut T, lhs as *const T, rhs as *const T);
+        unsafe {
+            if split_rows {
+                gemm_call::<T>(
+                    size,
+                    n,
+                    k,
+                    out.offset(start as isize * out_rs),
+                    1,
+                    out_rs,
+                    lhs.offset(start as isize * lhs_rs),
+                    lhs_cs,
+                    lhs_rs,
+                    rhs,
+                    rhs_cs,
+                    rhs_rs,
+                    gemm::Parallelism::None,
+                );
+            } else {
+                gemm_call::<T>(
+                    m,
+                    size,
+                    k,
+                    out.add(start),
+                    1,
+                    out_rs,
+                    lhs,
+                    lhs_cs,
+                    lhs_rs,
+                    rhs.offset(start as isize * rhs_cs),
+                    rhs_cs,
+                    rhs_rs,
+                    gemm::Parallelism::None,
+                );
+            }
+        }
+    });
+    true
 }
 
 /// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one.
@@ -407,9 +504,30 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
         let prefer_batch_parallel = batch_size >= 4 && total_ops >= BATCH_PARALLEL_THRESHOLD;
 
         if per_matrix_ops >= PARALLEL_THRESHOLD && !prefer_batch_parallel {
-            let parallelism = gemm::Parallelism::Rayon(0);
+            // unlearn patch (issue 15): one single-threaded gemm per block of the output on
+            // each thread (`gemm_in_blocks`), as in the 2D path.
             for b in 0..batch_size {
-                run_one(out_data[b * out_matrix_size..].as_mut_ptr(), b, parallelism);
+                let lhs_off = lhs_start + batch_elem_offset(b, &broadcast_shape, &lhs_batch_strides);
+                let rhs_off = rhs_start + batch_elem_offset(b, &broadcast_shape, &rhs_batch_strides);
+                let out_ptr = out_data[b * out_matrix_size..].as_mut_ptr();
+                let split = unsafe {
+                    gemm_in_blocks(
+                        m,
+                        n,
+                        k,
+                        out_ptr,
+                        n as isize,
+                        lhs_data.as_ptr().offset(lhs_off),
+                        lhs_col_stride,
+                        lhs_row_stride,
+                        rhs_data.as_ptr().offset(rhs_off),
+                        rhs_col_stride,
+                        rhs_row_stride,
+                    )
+                };
+                if !split {
+                    run_one(out_ptr, b, gemm::Parallelism::Rayon(0));
+                }
             }
         } else if total_ops >= BATCH_PARALLEL_THRESHOLD && batch_size > 1 {
             use rayon::prelude::*;

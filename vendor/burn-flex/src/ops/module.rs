@@ -65,6 +65,17 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
+        // unlearn patch (issue 15): f32 and f64 as im2col + one matrix product per sample
+        // (ops/conv_grad.rs), asymmetric padding included.
+        match x.dtype() {
+            DType::F32 => {
+                return conv_grad::conv2d_forward::<f32>(x, weight, bias, &options, DType::F32);
+            }
+            DType::F64 => {
+                return conv_grad::conv2d_forward::<f64>(x, weight, bias, &options, DType::F64);
+            }
+            _ => {}
+        }
         let (x, options) = pad_asymmetric_conv_input::<Flex, 2>(x, options);
         match x.dtype() {
             DType::F32 => conv::conv2d_f32(x, weight, bias, &options),
