@@ -83,7 +83,10 @@ impl Network {
             let [channels, height, width] = self.input;
             let mut images = inputs.reshape([batch, channels, height, width]);
             for convolution in &self.convolutions {
-                images = self.pool.forward(relu(convolution.forward(images)));
+                // ReLU after the pooling: relu(max(x)) = max(relu(x)) value for value, and the
+                // gradient reaches the same input (or none: a window whose maximum is ≤ 0
+                // passes no gradient either way), on a quarter of the activations.
+                images = relu(self.pool.forward(convolution.forward(images)));
             }
             images.flatten(1, 3)
         };
@@ -140,7 +143,7 @@ impl Network {
                 let input = images.clone().inner();
                 let output = convolution.forward(images);
                 let output_probe = Tensor::zeros(output.dims(), &device).require_grad();
-                images = network.pool.forward(relu(output + output_probe.clone()));
+                images = relu(network.pool.forward(output + output_probe.clone()));
                 probes.push(LayerProbe::Convolution {
                     input,
                     output_probe,
