@@ -20,19 +20,12 @@ OUT=${2:-results/compare_pytorch}
 SEED=${SEED:-0}
 BIN=${BIN:-target/release/unlearn}
 DATA=/usr/share/datasets/fashion-mnist
-VENV=${VENV:-$HOME/.cache/unlearn-torch-venv}
 CORES=$(nproc)
 THREADS=${THREADS:-"1 $CORES"}
 MODELS=${MODELS:-"mlp cnn"}
 [ -x "$BIN" ] || { echo "compare_pytorch.sh: $BIN not found (cargo build --release)" >&2; exit 1; }
 [ -f "$DATA/train-images-idx3-ubyte.gz" ] || { echo "compare_pytorch.sh: $DATA missing (apt-get install dataset-fashion-mnist)" >&2; exit 1; }
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import torch, safetensors, numpy' 2>/dev/null; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q numpy safetensors
-    "$VENV/bin/pip" install -q torch --index-url https://download.pytorch.org/whl/cpu \
-        || "$VENV/bin/pip" install -q torch
-fi
-PY="$VENV/bin/python"
+. scripts/torch_venv.sh
 mkdir -p "$OUT"
 RUNS="$OUT/runs.jsonl"
 : >"$RUNS"

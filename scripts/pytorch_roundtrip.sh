@@ -14,14 +14,7 @@ EPOCHS=${2:-2}
 SEED=${SEED:-0}
 BIN=${BIN:-target/release/unlearn}
 DATA=/usr/share/datasets/fashion-mnist
-VENV=${VENV:-$HOME/.cache/unlearn-torch-venv}
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import torch, safetensors, numpy' 2>/dev/null; then
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q numpy safetensors
-    "$VENV/bin/pip" install -q torch --index-url https://download.pytorch.org/whl/cpu \
-        || "$VENV/bin/pip" install -q torch
-fi
-PY="$VENV/bin/python"
+. scripts/torch_venv.sh
 mkdir -p "$OUT"
 test_accuracy() { python3 -c 'import json,sys; print(json.load(sys.stdin)["evaluation"]["headline"]["test_accuracy"])'; }
 echo "torch $("$PY" -c 'import torch; print(torch.__version__)'), unlearn $("$BIN" --version), seed $SEED, $EPOCHS epochs, load $(cut -d' ' -f1-3 /proc/loadavg)"

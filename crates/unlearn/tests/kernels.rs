@@ -8,6 +8,17 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// A tensor's values, row-major.
+trait Values {
+    fn values(self) -> Vec<f32>;
+}
+
+impl<const D: usize> Values for Tensor<D> {
+    fn values(self) -> Vec<f32> {
+        self.into_data().try_to_vec::<f32>().unwrap()
+    }
+}
+
 /// Values with ties (a coarse grid, and zeros as after a ReLU) and, when asked, a few NaNs.
 fn activations(len: usize, nans: bool, seed: u64) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -76,7 +87,7 @@ fn check(shape: [usize; 4], kernel: usize, stride: usize, nans: bool, seed: u64)
     let x = Tensor::<4>::from_data(TensorData::new(input.clone(), shape), &device).require_grad();
     let output = pool.forward(x.clone());
     assert_eq!(output.dims(), [batch, channels, out_h, out_w]);
-    let values: Vec<f32> = output.clone().into_data().try_to_vec::<f32>().unwrap();
+    let values: Vec<f32> = output.clone().values();
     for (position, (got, want)) in values.iter().zip(&expected).enumerate() {
         assert!(
             got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
@@ -91,12 +102,7 @@ fn check(shape: [usize; 4], kernel: usize, stride: usize, nans: bool, seed: u64)
         &device,
     );
     let gradients = (output * weights_tensor).sum().backward();
-    let grad: Vec<f32> = x
-        .grad(&gradients)
-        .unwrap()
-        .into_data()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let grad: Vec<f32> = x.grad(&gradients).unwrap().values();
     let mut want_grad = vec![0.0f32; len];
     let per_plane = out_h * out_w;
     for (position, &index) in chosen.iter().enumerate() {
@@ -131,12 +137,14 @@ fn other_windows_match_a_direct_max() {
     }
 }
 
-/// Direct convolution gradients of `sum(conv(x, w) · weights)` in f64: (dx, dw, dbias).
+/// A direct 2D convolution in f64: the output `[B, C_out, out_h, out_w]` and the gradients
+/// (dx, dw) of `sum(conv(x, w) · output_weights)`.
 #[allow(clippy::too_many_arguments)]
-fn direct_conv_gradients(
+fn direct_conv(
     x: &[f32],
     [batch, channels_in, height, width]: [usize; 4],
     w: &[f32],
+    bias: Option<&[f32]>,
     [channels_out, group_in, kh, kw]: [usize; 4],
     output_weights: &[f32],
     [out_h, out_w]: [usize; 2],
@@ -144,8 +152,9 @@ fn direct_conv_gradients(
     dilation: usize,
     [pad_top, pad_left]: [usize; 2],
     groups: usize,
-) -> (Vec<f64>, Vec<f64>) {
+) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
     let group_out = channels_out / groups;
+    let mut y = vec![0.0f64; batch * channels_out * out_h * out_w];
     let mut dx = vec![0.0f64; x.len()];
     let mut dw = vec![0.0f64; w.len()];
     for b in 0..batch {
@@ -153,55 +162,8 @@ fn direct_conv_gradients(
             let group = o / group_out;
             for oh in 0..out_h {
                 for ow in 0..out_w {
-                    let gy =
-                        output_weights[((b * channels_out + o) * out_h + oh) * out_w + ow] as f64;
-                    for c in 0..group_in {
-                        let channel = group * group_in + c;
-                        for i in 0..kh {
-                            for j in 0..kw {
-                                let ih = (oh * stride + i * dilation) as isize - pad_top as isize;
-                                let iw = (ow * stride + j * dilation) as isize - pad_left as isize;
-                                if ih < 0 || iw < 0 || ih >= height as isize || iw >= width as isize
-                                {
-                                    continue;
-                                }
-                                let xi = ((b * channels_in + channel) * height + ih as usize)
-                                    * width
-                                    + iw as usize;
-                                let wi = ((o * group_in + c) * kh + i) * kw + j;
-                                dw[wi] += gy * x[xi] as f64;
-                                dx[xi] += gy * w[wi] as f64;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-    (dx, dw)
-}
-
-/// Direct forward convolution in f64: `[B, C_out, out_h, out_w]`.
-#[allow(clippy::too_many_arguments)]
-fn direct_conv_forward(
-    x: &[f32],
-    [batch, channels_in, height, width]: [usize; 4],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    [channels_out, group_in, kh, kw]: [usize; 4],
-    [out_h, out_w]: [usize; 2],
-    stride: usize,
-    dilation: usize,
-    [pad_top, pad_left]: [usize; 2],
-    groups: usize,
-) -> Vec<f64> {
-    let group_out = channels_out / groups;
-    let mut y = vec![0.0f64; batch * channels_out * out_h * out_w];
-    for b in 0..batch {
-        for o in 0..channels_out {
-            let group = o / group_out;
-            for oh in 0..out_h {
-                for ow in 0..out_w {
+                    let at = ((b * channels_out + o) * out_h + oh) * out_w + ow;
+                    let gy = output_weights[at] as f64;
                     let mut sum = bias.map_or(0.0, |bias| bias[o] as f64);
                     for c in 0..group_in {
                         let channel = group * group_in + c;
@@ -218,15 +180,17 @@ fn direct_conv_forward(
                                     + iw as usize;
                                 let wi = ((o * group_in + c) * kh + i) * kw + j;
                                 sum += x[xi] as f64 * w[wi] as f64;
+                                dw[wi] += gy * x[xi] as f64;
+                                dx[xi] += gy * w[wi] as f64;
                             }
                         }
                     }
-                    y[((b * channels_out + o) * out_h + oh) * out_w + ow] = sum;
+                    y[at] = sum;
                 }
             }
         }
     }
-    y
+    (y, dx, dw)
 }
 
 #[test]
@@ -271,31 +235,8 @@ fn convolution_forward_and_gradients_match_a_direct_computation() {
             ],
             "case {case}: output size"
         );
-        let w_now: Vec<f32> = conv.weight.val().into_data().try_to_vec::<f32>().unwrap();
-        let bias_now: Option<Vec<f32>> = conv
-            .bias
-            .as_ref()
-            .map(|bias| bias.val().into_data().try_to_vec::<f32>().unwrap());
-        let want_y = direct_conv_forward(
-            &x_values,
-            shape,
-            &w_now,
-            bias_now.as_deref(),
-            [channels_out, channels_in / groups, k, k],
-            [out_h, out_w],
-            stride,
-            dilation,
-            [pad.0, pad.1],
-            groups,
-        );
-        let got_y: Vec<f32> = output.clone().into_data().try_to_vec::<f32>().unwrap();
-        assert_eq!(got_y.len(), want_y.len(), "case {case}: output size");
-        for (index, (g, w)) in got_y.iter().zip(want_y.iter()).enumerate() {
-            assert!(
-                (*g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                "case {case}: output {index} is {g}, expected {w}"
-            );
-        }
+        let got_y: Vec<f32> = output.clone().values();
+
         let output_weights: Vec<f32> = (0..batch * channels_out * out_h * out_w)
             .map(|i| ((i * 7919) % 13) as f32 * 0.125 - 0.75)
             .collect();
@@ -304,24 +245,16 @@ fn convolution_forward_and_gradients_match_a_direct_computation() {
             &device,
         );
         let gradients = (output * weights_tensor).sum().backward();
-        let dx: Vec<f32> = x
-            .grad(&gradients)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
+        let dx: Vec<f32> = x.grad(&gradients).unwrap().values();
         let weight = conv.weight.val();
-        let dw: Vec<f32> = weight
-            .grad(&gradients)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let w_values: Vec<f32> = weight.into_data().try_to_vec::<f32>().unwrap();
-        let (want_dx, want_dw) = direct_conv_gradients(
+        let dw: Vec<f32> = weight.grad(&gradients).unwrap().values();
+        let w_values: Vec<f32> = weight.values();
+        let bias_values: Option<Vec<f32>> = conv.bias.as_ref().map(|bias| bias.val().values());
+        let (want_y, want_dx, want_dw) = direct_conv(
             &x_values,
             shape,
             &w_values,
+            bias_values.as_deref(),
             [channels_out, channels_in / groups, k, k],
             &output_weights,
             [out_h, out_w],
@@ -330,12 +263,19 @@ fn convolution_forward_and_gradients_match_a_direct_computation() {
             [pad.0, pad.1],
             groups,
         );
-        for (name, got, want) in [("input", &dx, &want_dx), ("weight", &dw, &want_dw)] {
-            assert_eq!(got.len(), want.len(), "case {case}: {name} gradient size");
+        let got_y: Vec<f64> = got_y.iter().map(|&v| v as f64).collect();
+        let got_dx: Vec<f64> = dx.iter().map(|&v| v as f64).collect();
+        let got_dw: Vec<f64> = dw.iter().map(|&v| v as f64).collect();
+        for (name, got, want) in [
+            ("output", &got_y, &want_y),
+            ("input gradient", &got_dx, &want_dx),
+            ("weight gradient", &got_dw, &want_dw),
+        ] {
+            assert_eq!(got.len(), want.len(), "case {case}: {name} size");
             for (index, (g, w)) in got.iter().zip(want.iter()).enumerate() {
                 assert!(
-                    (*g as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()),
-                    "case {case}: {name} gradient {index} is {g}, expected {w}"
+                    (g - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "case {case}: {name} {index} is {g}, expected {w}"
                 );
             }
         }
@@ -374,7 +314,7 @@ fn matrix_products_are_right_and_independent_of_the_thread_count() {
         let product = || {
             let lhs = Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &device);
             let rhs = Tensor::<2>::from_data(TensorData::new(b.clone(), [k, n]), &device);
-            lhs.matmul(rhs).into_data().try_to_vec::<f32>().unwrap()
+            lhs.matmul(rhs).values()
         };
         let one = on_threads(1, product);
         let three = on_threads(3, product);
@@ -412,22 +352,10 @@ fn convolutions_are_independent_of_the_thread_count() {
         let x = Tensor::<4>::from_data(TensorData::new(x_values.clone(), shape), &device)
             .require_grad();
         let output = conv.forward(x.clone());
-        let values: Vec<f32> = output.clone().into_data().try_to_vec::<f32>().unwrap();
+        let values: Vec<f32> = output.clone().values();
         let gradients = (output.clone() * output).sum().backward();
-        let dx: Vec<f32> = x
-            .grad(&gradients)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
-        let dw: Vec<f32> = conv
-            .weight
-            .val()
-            .grad(&gradients)
-            .unwrap()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
+        let dx: Vec<f32> = x.grad(&gradients).unwrap().values();
+        let dw: Vec<f32> = conv.weight.val().grad(&gradients).unwrap().values();
         [values, dx, dw].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
     };
     let one = on_threads(1, run);
