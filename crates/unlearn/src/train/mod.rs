@@ -361,7 +361,7 @@ pub fn predict_probabilities(network: &Network, data: &Dataset, ids: &[u32]) -> 
     let mut probabilities = Vec::new();
     // 256 rows per forward pass: larger batches cost more per row on the CPU (the CNN's
     // activations leave the cache; `examples/cnn_profile.rs` measures 1,000-row batches at
-    // 1.5–1.9× the time per row of 256-row ones).
+    // 1.5–1.7× the time per row of 256-row ones).
     for chunk in positions.chunks(256) {
         let batch = Batch::gather(data, chunk, None, &device);
         let batch_probabilities = softmax(network.forward(batch.inputs), 1).into_data();
