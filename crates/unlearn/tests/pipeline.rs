@@ -238,3 +238,42 @@ fn mlp_reaches_80_percent_after_one_epoch_on_10000_real_samples() {
     assert_eq!(predictions.test.len(), 10_000);
     assert!(test_accuracy >= 80.0, "test accuracy {test_accuracy}");
 }
+
+/// Training gives the same bits on any number of threads: the kernels that run in parallel
+/// (matrix products cut into per-thread blocks, convolutions per sample, pooling per plane)
+/// sum in a fixed order. The default MLP and CNN, whose layers are large enough to take the
+/// parallel paths, on 1 and 3 threads.
+#[test]
+fn training_is_independent_of_the_thread_count() {
+    for model in ["mlp", "cnn"] {
+        let data = load(&DataSource::Embedded).unwrap();
+        let selector = ForgetSelector::parse("random:5%").unwrap();
+        let mut split = Split::new(&data, &selector, 1).unwrap();
+        split.train.retain(|&id| id < 512);
+        split.forget.retain(|&id| id < 512);
+        let mut setup = small_setup_with(data, split, 1);
+        setup.spec =
+            ModelSpec::parse(model, setup.data.train.shape, setup.data.train.num_classes).unwrap();
+        let run = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| {
+                    unlearn::model::parameters(&setup.train_original(&mut []).unwrap().network)
+                })
+        };
+        let one = run(1);
+        let three = run(3);
+        assert_eq!(one.len(), three.len());
+        let differing = one
+            .iter()
+            .zip(&three)
+            .filter(|(a, b)| a.to_bits() != b.to_bits())
+            .count();
+        assert_eq!(
+            differing, 0,
+            "{model}: {differing} parameters differ between 1 and 3 threads"
+        );
+    }
+}
