@@ -202,17 +202,20 @@ impl MethodArgs {
                 balance: self.balance,
                 iterations: self.iterations,
             }),
-            "dc" => DeletionMethod::DivideConquer(DivideConquerParams {
-                k: self.k,
-                widths: if self.widths.is_empty() {
+            "dc" => {
+                let widths = if self.widths.is_empty() {
                     DivideConquerParams::default_widths(points, self.k)
                 } else {
                     self.widths.clone()
-                },
-                max_iterations: self.max_iterations,
-                restarts: self.restarts,
-                node_clusters: Some(self.node_clusters.unwrap_or(2 * self.k)),
-            }),
+                };
+                let defaults = DivideConquerParams::new(self.k, widths);
+                DeletionMethod::DivideConquer(DivideConquerParams {
+                    max_iterations: self.max_iterations,
+                    restarts: self.restarts,
+                    node_clusters: self.node_clusters.or(defaults.node_clusters),
+                    ..defaults
+                })
+            }
             other => bail!("unknown k-means method '{other}' (expected q or dc)"),
         })
     }

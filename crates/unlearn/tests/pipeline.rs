@@ -246,12 +246,7 @@ fn mlp_reaches_80_percent_after_one_epoch_on_10000_real_samples() {
 #[test]
 fn training_is_independent_of_the_thread_count() {
     for model in ["mlp", "cnn"] {
-        let data = load(&DataSource::Embedded).unwrap();
-        let selector = ForgetSelector::parse("random:5%").unwrap();
-        let mut split = Split::new(&data, &selector, 1).unwrap();
-        split.train.retain(|&id| id < 512);
-        split.forget.retain(|&id| id < 512);
-        let mut setup = small_setup_with(data, split, 1);
+        let mut setup = small_setup(512, "random:5%", 1);
         setup.spec =
             ModelSpec::parse(model, setup.data.train.shape, setup.data.train.num_classes).unwrap();
         let run = |threads: usize| {

@@ -220,7 +220,12 @@ pub(crate) fn conv2d_weight_grad<T: GradScalar>(
 ) -> FlexTensor {
     let x = x.to_contiguous();
     let grad = output_grad.to_contiguous();
-    let g = Geometry::new(x.layout().shape(), &weight_shape, grad.layout().shape(), options);
+    let g = Geometry::new(
+        x.layout().shape(),
+        &weight_shape,
+        grad.layout().shape(),
+        options,
+    );
     let x_data: &[T] = x.storage();
     let grad_data: &[T] = grad.storage();
     let (rows, positions) = (g.rows(), g.positions());
@@ -232,7 +237,8 @@ pub(crate) fn conv2d_weight_grad<T: GradScalar>(
         let first = chunk * CHUNK;
         for b in first..(first + CHUNK).min(g.batch) {
             for group in 0..g.groups {
-                let x_group = &x_data[(b * g.channels_in + group * group_in) * g.height * g.width..]
+                let x_group = &x_data
+                    [(b * g.channels_in + group * group_in) * g.height * g.width..]
                     [..group_in * g.height * g.width];
                 im2col(&g, x_group, &mut cols);
                 let gy = &grad_data[(b * g.channels_out + group * group_out) * positions..]
@@ -289,7 +295,12 @@ pub(crate) fn conv2d_x_grad<T: GradScalar>(
 ) -> FlexTensor {
     let weight = weight.to_contiguous();
     let grad = output_grad.to_contiguous();
-    let g = Geometry::new(&x_shape, weight.layout().shape(), grad.layout().shape(), options);
+    let g = Geometry::new(
+        &x_shape,
+        weight.layout().shape(),
+        grad.layout().shape(),
+        options,
+    );
     let w_data: &[T] = weight.storage();
     let grad_data: &[T] = grad.storage();
     let (rows, positions) = (g.rows(), g.positions());
@@ -342,7 +353,11 @@ pub(crate) fn conv2d_x_grad<T: GradScalar>(
             }
         }
     }
-    FlexTensor::new(Bytes::from_elems(result), Layout::contiguous(x_shape), dtype)
+    FlexTensor::new(
+        Bytes::from_elems(result),
+        Layout::contiguous(x_shape),
+        dtype,
+    )
 }
 
 /// Output length of one spatial axis: `(len + pad_begin + pad_end − d·(k − 1) − 1) / s + 1`,
@@ -354,7 +369,9 @@ fn output_len(
     dilation: usize,
     pad: (usize, usize),
 ) -> Option<usize> {
-    let span = dilation.checked_mul(kernel.checked_sub(1)?)?.checked_add(1)?;
+    let span = dilation
+        .checked_mul(kernel.checked_sub(1)?)?
+        .checked_add(1)?;
     let padded = len.checked_add(pad.0)?.checked_add(pad.1)?;
     Some(padded.checked_sub(span)? / stride + 1)
 }
@@ -442,5 +459,9 @@ pub(crate) fn conv2d_forward<T: GradScalar>(
             }
         }
     }
-    FlexTensor::new(Bytes::from_elems(result), Layout::contiguous(out_shape), dtype)
+    FlexTensor::new(
+        Bytes::from_elems(result),
+        Layout::contiguous(out_shape),
+        dtype,
+    )
 }

@@ -266,30 +266,6 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
 
     let parallelism = get_parallelism(m, n, k);
 
-    // unlearn patch (issue 15): above the threshold, cut the output into one block per
-    // thread ourselves; gemm's own Rayon split leaves the second core idle at the sizes of a
-    // small network's layers (128 × 784 × 256: 122% CPU on two threads).
-    #[cfg(feature = "rayon")]
-    if !matches!(parallelism, gemm::Parallelism::None)
-        && unsafe {
-            gemm_in_blocks(
-                m,
-                n,
-                k,
-                out_data.as_mut_ptr(),
-                n as isize,
-                lhs_ptr,
-                lhs_col_stride,
-                lhs_row_stride,
-                rhs_ptr,
-                rhs_col_stride,
-                rhs_row_stride,
-            )
-        }
-    {
-        return output;
-    }
-
     unsafe {
         gemm_call(
             m,
@@ -322,6 +298,7 @@ unsafe fn gemm_in_blocks<T: GemmScalar>(
     n: usize,
     k: usize,
     out: *mut T,
+    out_cs: isize,
     out_rs: isize,
     lhs: *const T,
     lhs_cs: isize,
@@ -352,7 +329,7 @@ unsafe fn gemm_in_blocks<T: GemmScalar>(
                     n,
                     k,
                     out.offset(start as isize * out_rs),
-                    1,
+                    out_cs,
                     out_rs,
                     lhs.offset(start as isize * lhs_rs),
                     lhs_cs,
@@ -367,8 +344,8 @@ unsafe fn gemm_in_blocks<T: GemmScalar>(
                     m,
                     size,
                     k,
-                    out.add(start),
-                    1,
+                    out.offset(start as isize * out_cs),
+                    out_cs,
                     out_rs,
                     lhs,
                     lhs_cs,
@@ -402,6 +379,20 @@ unsafe fn gemm_call<T: GemmScalar>(
     rhs_rs: isize,
     parallelism: gemm::Parallelism,
 ) {
+    // unlearn patch (issue 15): a product asked to run in parallel is cut into one block of
+    // output rows or columns per thread (`gemm_in_blocks`); gemm's own Rayon split leaves the
+    // second core mostly idle at a small network's sizes (128 × 784 × 256: 122% CPU on two
+    // threads).
+    #[cfg(feature = "rayon")]
+    if !matches!(parallelism, gemm::Parallelism::None)
+        && unsafe {
+            gemm_in_blocks(
+                m, n, k, out, out_cs, out_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs,
+            )
+        }
+    {
+        return;
+    }
     unsafe {
         gemm::gemm(
             m,
@@ -504,30 +495,9 @@ fn matmul_batched_gemm<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexT
         let prefer_batch_parallel = batch_size >= 4 && total_ops >= BATCH_PARALLEL_THRESHOLD;
 
         if per_matrix_ops >= PARALLEL_THRESHOLD && !prefer_batch_parallel {
-            // unlearn patch (issue 15): one single-threaded gemm per block of the output on
-            // each thread (`gemm_in_blocks`), as in the 2D path.
+            let parallelism = gemm::Parallelism::Rayon(0);
             for b in 0..batch_size {
-                let lhs_off = lhs_start + batch_elem_offset(b, &broadcast_shape, &lhs_batch_strides);
-                let rhs_off = rhs_start + batch_elem_offset(b, &broadcast_shape, &rhs_batch_strides);
-                let out_ptr = out_data[b * out_matrix_size..].as_mut_ptr();
-                let split = unsafe {
-                    gemm_in_blocks(
-                        m,
-                        n,
-                        k,
-                        out_ptr,
-                        n as isize,
-                        lhs_data.as_ptr().offset(lhs_off),
-                        lhs_col_stride,
-                        lhs_row_stride,
-                        rhs_data.as_ptr().offset(rhs_off),
-                        rhs_col_stride,
-                        rhs_row_stride,
-                    )
-                };
-                if !split {
-                    run_one(out_ptr, b, gemm::Parallelism::Rayon(0));
-                }
+                run_one(out_data[b * out_matrix_size..].as_mut_ptr(), b, parallelism);
             }
         } else if total_ops >= BATCH_PARALLEL_THRESHOLD && batch_size > 1 {
             use rayon::prelude::*;
