@@ -23,10 +23,13 @@
 #   UNLEARN  the binary (default: unlearn on PATH)
 #   RESULTS  results directory (default: results, i.e. --results-dir default)
 #   SEED     the run's seed (default: the binary's, 0); give the same --seed to the merge
+#   THREADS  threads inside one model's training (default 1: the task's cores go to --jobs);
+#            training cuts each batch into one shard per thread, so a one-process run matches
+#            the merge bit for bit when it uses the same --threads
 #
 # Options on the sbatch command line override the #SBATCH lines below (e.g. --cpus-per-task=8,
 # --array=0-7 with PARTS=8, --partition, --time). Each task uses --jobs $SLURM_CPUS_PER_TASK
-# threads; the results do not depend on it. A failed task can be rerun on its own
+# threads; the results do not depend on it (they do on THREADS). A failed task can be rerun on its own
 # (sbatch --array=2 ... with the same PARTS) before the merge; the merge names missing parts.
 #
 #SBATCH --job-name=unlearn-audit
@@ -65,5 +68,5 @@ args=(--config "$CONFIG" --shard "auto/$PARTS" --jobs "${SLURM_CPUS_PER_TASK:-1}
 [ -n "${SEED:-}" ] && args+=(--seed "$SEED")
 
 echo "$(date -u +%FT%TZ) $(hostname): $MODE part $SLURM_ARRAY_TASK_ID of $PARTS, ${SLURM_CPUS_PER_TASK:-1} CPUs"
-"$UNLEARN" "$MODE" "${args[@]}"
+"$UNLEARN" --threads "${THREADS:-1}" "$MODE" "${args[@]}"
 echo "$(date -u +%FT%TZ) $(hostname): $MODE part $SLURM_ARRAY_TASK_ID of $PARTS done"

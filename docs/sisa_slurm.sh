@@ -3,7 +3,8 @@
 # then one dependent job that assembles the ensemble. Every task writes only its own
 # shard directory (plus the same plan.json and split.json), so tasks never conflict, and
 # `--shard-index auto` reads SLURM_ARRAY_TASK_ID. The assembled ensemble is bit for bit the one
-# `unlearn train --sisa ... --out DIR` trains in one process (tested).
+# `unlearn train --sisa ... --out DIR` trains in one process (tested) with the same `--threads`
+# (training cuts each batch into one shard per thread, so the tasks pin it: THREADS).
 #
 #   sbatch docs/sisa_slurm.sh                       # train: array of SHARDS tasks, then assemble
 #   MODE=forget FORGET=ids:/shared/request.txt \
@@ -12,7 +13,7 @@
 #                                                   # only if it holds a requested id
 #
 # Settings (environment, with defaults): SHARDS, SLICES, AGGREGATE, MODEL_SPEC, EPOCHS, SEED,
-# DATA, OUT (the ensemble directory on a shared file system), UNLEARN (the binary).
+# THREADS, DATA, OUT (the ensemble directory on a shared file system), UNLEARN (the binary).
 #SBATCH --job-name=sisa-shard
 #SBATCH --array=0-9
 #SBATCH --cpus-per-task=4
@@ -27,6 +28,7 @@ AGGREGATE=${AGGREGATE:-vote}
 MODEL_SPEC=${MODEL_SPEC:-mlp}
 EPOCHS=${EPOCHS:-5}
 SEED=${SEED:-0}
+THREADS=${THREADS:-4}           # keep equal to --cpus-per-task, and the same for a deletion
 DATA=${DATA:-idx:/usr/share/datasets/fashion-mnist}
 OUT=${OUT:-$PWD/sisa-ensemble}
 UNLEARN=${UNLEARN:-unlearn}
@@ -39,13 +41,13 @@ fi
 
 case "$MODE" in
     train)
-        "$UNLEARN" train --data "$DATA" --model "$MODEL_SPEC" --epochs "$EPOCHS" --seed "$SEED" \
-            --sisa "shards=$SHARDS,slices=$SLICES,aggregate=$AGGREGATE" \
+        "$UNLEARN" --threads "$THREADS" train --data "$DATA" --model "$MODEL_SPEC" \
+            --epochs "$EPOCHS" --seed "$SEED" --sisa "shards=$SHARDS,slices=$SLICES,aggregate=$AGGREGATE" \
             --shard-index auto --quiet --out "$OUT"
         ;;
     forget)
-        "$UNLEARN" forget --model "$MODEL" --forget "$FORGET" --shard-index auto --quiet \
-            --out "$OUT"
+        "$UNLEARN" --threads "$THREADS" forget --model "$MODEL" --forget "$FORGET" \
+            --shard-index auto --quiet --out "$OUT"
         ;;
     *)
         echo "MODE must be train or forget" >&2

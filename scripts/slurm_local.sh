@@ -187,7 +187,7 @@ elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 
 log "one process: unlearn audit --jobs 1"
 t0=$(now)
-(cd "$WORK" && "$UNLEARN" audit --config slurm_demo.toml --jobs 1 --quiet --results-dir "$WORK/one" \
+(cd "$WORK" && "$UNLEARN" --threads 1 audit --config slurm_demo.toml --jobs 1 --quiet --results-dir "$WORK/one" \
   >"$WORK/logs/one.out" 2>&1) || { cat "$WORK/logs/one.out" >&2; die "the one-process audit failed"; }
 t1=$(now)
 

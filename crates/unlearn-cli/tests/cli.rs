@@ -443,6 +443,36 @@ fn forget_with_the_feasible_mask() {
     assert!(!refused.exists());
 }
 
+/// The sidecar records the threads of the training run, whose bits depend on them (each
+/// batch is cut into one shard per thread): the same count gives the same weights.
+#[test]
+fn the_sidecar_records_the_threads_that_reproduce_the_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |name: &str, threads: &str| -> serde_json::Value {
+        let model = dir.path().join(format!("{name}.safetensors"));
+        let output = unlearn(&[
+            "--threads",
+            threads,
+            "train",
+            "--model",
+            "mlp:8",
+            "--epochs",
+            "1",
+            "--quiet",
+            "--out",
+            path(&model),
+        ]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let sidecar = dir.path().join(format!("{name}.json"));
+        serde_json::from_str(&std::fs::read_to_string(sidecar).unwrap()).unwrap()
+    };
+    let (three, again, one) = (train("a", "3"), train("b", "3"), train("c", "1"));
+    assert_eq!(three["threads"], 3);
+    assert_eq!(one["threads"], 1);
+    assert_eq!(three["model_hash"], again["model_hash"]);
+    assert_ne!(three["model_hash"], one["model_hash"]);
+}
+
 #[test]
 fn bad_global_options_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();

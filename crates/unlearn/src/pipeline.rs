@@ -158,6 +158,7 @@ impl Setup {
             recipe: self.recipe.clone(),
             trained_on: trained_on.to_string(),
             seconds,
+            threads: Some(rayon::current_num_threads()),
             method: None,
             method_parameters: serde_json::Value::Null,
             parent_model_hash: None,
@@ -200,6 +201,7 @@ impl Setup {
             path.display(),
             crate::io::short_hash(&bytes)
         ));
+        metadata.threads = None;
         Ok(Artifact::new(network, metadata))
     }
 

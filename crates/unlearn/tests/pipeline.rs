@@ -239,36 +239,112 @@ fn mlp_reaches_80_percent_after_one_epoch_on_10000_real_samples() {
     assert!(test_accuracy >= 80.0, "test accuracy {test_accuracy}");
 }
 
-/// Training gives the same bits on any number of threads: the kernels that run in parallel
-/// (matrix products cut into per-thread blocks, convolutions per sample, pooling per plane)
-/// sum in a fixed order. The default MLP and CNN, whose layers are large enough to take the
-/// parallel paths, on 1 and 3 threads.
+/// Runs `work` on a pool of `threads` threads.
+fn on_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap()
+        .install(work)
+}
+
+/// What training guarantees across thread counts (`train::fit`): the same bits on the same
+/// thread count, run after run (the shards of a batch are summed in a fixed order, and the
+/// kernels inside a shard sum in a fixed order whatever the threads); on another thread count
+/// the batch is cut into other shards, so the weights agree up to float rounding. The default
+/// MLP and CNN (batch 128: one shard on 1 thread, three on 3), on 1 and 3 threads.
 #[test]
-fn training_is_independent_of_the_thread_count() {
+fn training_is_reproducible_per_thread_count_and_close_across_them() {
     for model in ["mlp", "cnn"] {
         let mut setup = small_setup(512, "random:5%", 1);
         setup.spec =
             ModelSpec::parse(model, setup.data.train.shape, setup.data.train.num_classes).unwrap();
         let run = |threads: usize| {
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap()
-                .install(|| {
-                    unlearn::model::parameters(&setup.train_original(&mut []).unwrap().network)
-                })
+            on_threads(threads, || {
+                unlearn::model::parameters(&setup.train_original(&mut []).unwrap().network)
+            })
         };
         let one = run(1);
         let three = run(3);
+        let three_again = run(3);
         assert_eq!(one.len(), three.len());
-        let differing = one
+        let differing = three
             .iter()
-            .zip(&three)
+            .zip(&three_again)
             .filter(|(a, b)| a.to_bits() != b.to_bits())
             .count();
-        assert_eq!(
-            differing, 0,
-            "{model}: {differing} parameters differ between 1 and 3 threads"
+        assert_eq!(differing, 0, "{model}: two runs on 3 threads differ");
+        // Rounding only: the relative distance between the 1- and 3-thread weights is tiny
+        // (a wrong shard weight or a lost shard would move them by far more).
+        let distance: f64 = one
+            .iter()
+            .zip(&three)
+            .map(|(a, b)| f64::from(a - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let norm: f64 = one
+            .iter()
+            .map(|a| f64::from(*a).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(
+            distance / norm < 1e-4,
+            "{model}: 1 and 3 threads are {:.2e} apart (relative)",
+            distance / norm
+        );
+        assert!(
+            one != three,
+            "{model}: 3 threads should cut the batch into shards"
         );
     }
+}
+
+/// Keeps the flat batch gradient hooks see at every step.
+#[derive(Default)]
+struct BatchGradients(Vec<Vec<f32>>);
+
+impl TrainHook for BatchGradients {
+    fn before_update(&mut self, step: &mut StepContext<'_>) -> unlearn::Result<()> {
+        let gradients = std::mem::take(step.gradients);
+        let flat = unlearn::train::steps::flat_gradient(step.network, gradients);
+        // Hand the gradients back unchanged.
+        *step.gradients = unlearn::train::steps::gradients_of(step.network, &flat)?;
+        self.0.push(flat);
+        Ok(())
+    }
+}
+
+/// Hooks see the whole batch's mean gradient whatever the thread count: on 3 threads (three
+/// shards of 42–43 rows, weighted by their share) it is the 1-thread gradient up to rounding,
+/// and handing it back through the hook leaves training unchanged.
+#[test]
+fn hooks_see_the_batch_gradient_on_any_thread_count() {
+    let setup = small_setup(512, "random:5%", 1);
+    let run = |threads: usize| {
+        on_threads(threads, || {
+            let mut hook = BatchGradients::default();
+            let artifact = setup.train_original(&mut [&mut hook]).unwrap();
+            (hook.0, unlearn::model::parameters(&artifact.network))
+        })
+    };
+    let (one, _) = run(1);
+    let (three, with_hook) = run(3);
+    let without_hook = on_threads(3, || {
+        unlearn::model::parameters(&setup.train_original(&mut []).unwrap().network)
+    });
+    assert_eq!(with_hook, without_hook);
+    // The first step starts from the same weights: only rounding separates the gradients.
+    let (a, b) = (&one[0], &three[0]);
+    let distance: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(x - y).powi(2))
+        .sum::<f64>();
+    let norm: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>();
+    assert!(
+        (distance / norm).sqrt() < 1e-5,
+        "relative gradient difference {:.2e}",
+        (distance / norm).sqrt()
+    );
+    assert_eq!(one.len(), three.len());
 }

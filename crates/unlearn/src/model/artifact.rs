@@ -42,6 +42,11 @@ pub struct ArtifactMetadata {
     pub trained_on: String,
     /// Wall-clock seconds spent training (or unlearning, for unlearned models).
     pub seconds: f64,
+    /// Threads of the run (`--threads`): training cuts each batch into one shard per thread
+    /// ([`crate::train::fit`]), so the same bits come back with the same count; absent in
+    /// artifacts written before it was recorded and in imported ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
     /// The unlearning method that produced this model, if any.
     pub method: Option<String>,
     /// The method's hyper-parameters.

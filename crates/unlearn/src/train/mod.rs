@@ -2,6 +2,7 @@
 //! unlearning method goes through.
 
 mod amnesiac;
+mod optimizer;
 mod per_sample;
 mod recipe;
 mod records;
@@ -25,16 +26,15 @@ use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::Network;
 use crate::progress::Progress;
-use burn::module::Module;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{
-    AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig, decay::WeightDecayConfig,
-};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
+use burn::optim::GradientsParams;
 use burn::tensor::activation::{log_softmax, softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use optimizer::{FlatOptimizer, StepConstants, weighted_sum};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 use std::time::Instant;
 
 /// A mini-batch on a device.
@@ -107,7 +107,7 @@ pub struct StepContext<'a> {
 
 /// Called at every optimisation step. Recorders (amnesiac unlearning), noise injection
 /// (Langevin), gradient masks (feasible updates) and tests plug in here.
-pub trait TrainHook {
+pub trait TrainHook: Send {
     /// Called after the backward pass and before the optimiser step.
     fn before_update(&mut self, step: &mut StepContext<'_>) -> Result<()>;
 
@@ -159,24 +159,6 @@ pub struct TrainReport {
     pub epoch_losses: Vec<f64>,
     /// Wall-clock seconds.
     pub seconds: f64,
-}
-
-/// Builds the optimiser a recipe asks for.
-fn optimizer(recipe: &Recipe) -> ModuleOptimizer {
-    let weight_decay = (recipe.weight_decay > 0.0).then_some(WeightDecayConfig {
-        penalty: recipe.weight_decay as f32,
-    });
-    match recipe.optimizer {
-        OptimizerKind::Sgd => SgdConfig::new()
-            .with_weight_decay(weight_decay)
-            .with_momentum((recipe.momentum > 0.0).then(|| {
-                MomentumConfig::new()
-                    .with_momentum(recipe.momentum)
-                    .with_dampening(0.0)
-            }))
-            .init(),
-        OptimizerKind::Adam => AdamConfig::new().with_weight_decay(weight_decay).init(),
-    }
 }
 
 /// The seeded order of samples for one epoch: positions into `data`, shuffled.
@@ -247,17 +229,79 @@ impl DivergenceGuard {
     }
 }
 
-/// A loss to minimise on a batch; the default is [`cross_entropy`].
-pub type Objective<'a> = dyn FnMut(&Network, &Batch) -> Tensor<1> + 'a;
+/// A loss to minimise on a batch; the default is [`cross_entropy`]. It must be a mean over the
+/// batch's samples (plus, at most, terms that do not depend on the batch): [`fit`] may cut a
+/// batch into shards on several threads and weight each shard's loss by its share of the rows.
+pub type Objective<'a> = dyn Fn(&Network, &Batch) -> Tensor<1> + Sync + 'a;
+
+/// A batch is cut into shards of at least this many rows for data-parallel training: below
+/// it, a shard's matrix products are too small to keep a core busy.
+pub const MIN_SHARD_ROWS: usize = 32;
+
+/// How many shards [`fit`] cuts a batch of `rows` into on `threads` threads: one per thread,
+/// each of at least [`MIN_SHARD_ROWS`] rows (one shard when the batch is smaller).
+pub fn batch_shards(rows: usize, threads: usize) -> usize {
+    threads.min(rows / MIN_SHARD_ROWS).max(1)
+}
+
+/// The rows `start..end` of shard `shard` when `rows` rows are cut into `shards` shards (the
+/// first `rows % shards` shards take one row more).
+fn shard_rows(rows: usize, shards: usize, shard: usize) -> std::ops::Range<usize> {
+    let (base, extra) = (rows / shards, rows % shards);
+    let start = shard * base + shard.min(extra);
+    start..start + base + usize::from(shard < extra)
+}
+
+/// Forward and backward pass of `objective` on the samples at `positions`: the loss and the
+/// gradients of `network`'s parameters.
+fn shard_step(
+    network: &Network,
+    data: &Dataset,
+    positions: &[usize],
+    objective: &Objective<'_>,
+) -> (f32, GradientsParams) {
+    let device = network_device(network);
+    let batch = Batch::gather(data, positions, None, &device);
+    let loss = objective(network, &batch);
+    let value = loss.clone().into_scalar::<f32>();
+    (value, GradientsParams::from_grads(loss.backward(), network))
+}
+
+/// A copy of `network` whose parameters are fresh autodiff leaves sharing its buffers (nothing
+/// is copied), so that a shard's graph is its own.
+fn shard_leaves(network: &Network) -> Network {
+    struct Leaves;
+    impl ModuleMapper for Leaves {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            param.map(|tensor| {
+                if tensor.is_require_grad() {
+                    tensor.detach().require_grad()
+                } else {
+                    tensor
+                }
+            })
+        }
+    }
+    network.clone().map(&mut Leaves)
+}
 
 /// Trains `network` (on an autodiff device) on the samples `ids` of `data` following `recipe`,
 /// minimising `objective` per batch, calling `hooks` at every step.
+///
+/// Every core takes part: with more than one thread (rayon's pool, `--threads`), each batch is
+/// cut into [`batch_shards`] contiguous shards whose forward and backward passes run on their
+/// own threads; the batch gradient is the sum of the shards' gradients weighted by their share
+/// of the rows, added in shard order, and the optimiser (SGD or Adam, see [`Recipe`]) adds it
+/// up and updates each parameter tensor in place in one pass, large tensors in parallel chunks.
+/// What is guaranteed: the same bits for the same data, recipe and thread count; one thread
+/// computes each batch in one pass; other thread counts group the batch sum differently, so
+/// they agree up to float rounding.
 pub fn fit(
-    mut network: Network,
+    network: Network,
     data: &Dataset,
     ids: &[u32],
     recipe: &Recipe,
-    objective: &mut Objective<'_>,
+    objective: &Objective<'_>,
     hooks: &mut [&mut dyn TrainHook],
     progress: &Progress,
 ) -> Result<(Network, TrainReport)> {
@@ -267,45 +311,129 @@ pub fn fit(
             "nothing to train on: the sample set is empty",
         ));
     }
-    let device = network_device(&network);
-    if !device.is_autodiff() {
+    if !network_device(&network).is_autodiff() {
         return Err(Error::Model(
             "training needs a network on an autodiff device".into(),
         ));
     }
     let positions = positions_of(data, ids)?;
+    // The loop itself runs on one of rayon's threads: a parallel section then wakes the other
+    // threads and works alongside them, where the calling thread would hand the work over and
+    // sleep until all of it is done.
+    on_pool(|| {
+        fit_loop(
+            network, data, &positions, recipe, objective, hooks, progress,
+        )
+    })
+}
+
+/// Runs `work` on a thread of rayon's pool (at once when already on one, or when the pool has a
+/// single thread: several jobs, each training on one thread, then still run side by side).
+fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_num_threads() < 2 || rayon::current_thread_index().is_some() {
+        work()
+    } else {
+        rayon::scope(|_| work())
+    }
+}
+
+/// The training loop of [`fit`] over the samples at `positions`.
+fn fit_loop(
+    mut network: Network,
+    data: &Dataset,
+    positions: &[usize],
+    recipe: &Recipe,
+    objective: &Objective<'_>,
+    hooks: &mut [&mut dyn TrainHook],
+    progress: &Progress,
+) -> Result<(Network, TrainReport)> {
     let batches_per_epoch = positions.len().div_ceil(recipe.batch_size);
     let epochs = recipe.epochs_for(positions.len());
     let total_steps = batches_per_epoch * epochs;
-    let mut optimizer = optimizer(recipe);
+    let threads = rayon::current_num_threads();
+    let mut optimizer = FlatOptimizer::new(
+        recipe.optimizer,
+        recipe.momentum,
+        recipe.weight_decay,
+        network.num_params(),
+    );
     let bar = progress.bar(total_steps as u64, "training");
     let started = Instant::now();
     let mut report = TrainReport::default();
     let mut step = 0;
     let mut guard = DivergenceGuard::new("training");
     for epoch in 0..epochs {
-        let order = epoch_order(&positions, recipe.seed, epoch);
+        let order = epoch_order(positions, recipe.seed, epoch);
         let mut epoch_loss = 0.0;
         for chunk in order.chunks(recipe.batch_size) {
-            let batch = Batch::gather(data, chunk, None, &device);
-            let loss = objective(&network, &batch);
-            let loss_value = f64::from(loss.clone().into_scalar::<f32>());
+            let shards = batch_shards(chunk.len(), threads);
+            let weights: Vec<f32> = (0..shards)
+                .map(|shard| {
+                    shard_rows(chunk.len(), shards, shard).len() as f32 / chunk.len() as f32
+                })
+                .collect();
+            let parts: Vec<(f32, GradientsParams)> = if shards == 1 {
+                vec![shard_step(&network, data, chunk, objective)]
+            } else {
+                let network = &network;
+                (0..shards)
+                    .into_par_iter()
+                    .map(|shard| {
+                        let rows = shard_rows(chunk.len(), shards, shard);
+                        shard_step(&shard_leaves(network), data, &chunk[rows], objective)
+                    })
+                    .collect()
+            };
+            let loss_value = if shards == 1 {
+                f64::from(parts[0].0)
+            } else {
+                parts
+                    .iter()
+                    .zip(&weights)
+                    .map(|((loss, _), &weight)| f64::from(*loss) * f64::from(weight))
+                    .sum()
+            };
+            let mut parts: Vec<GradientsParams> =
+                parts.into_iter().map(|(_, gradients)| gradients).collect();
+            let mut weights = weights;
             let learning_rate = recipe.learning_rate_at(step, total_steps);
             guard.check(step, loss_value, learning_rate)?;
-            let mut gradients = GradientsParams::from_grads(loss.backward(), &network);
-            let mut context = StepContext {
-                step,
-                epoch,
-                batch_ids: &batch.ids,
-                learning_rate,
-                network: &network,
-                gradients: &mut gradients,
-                loss: loss_value,
-            };
-            for hook in hooks.iter_mut() {
-                hook.before_update(&mut context)?;
+            if !hooks.is_empty() {
+                // Hooks see (and may change) the batch gradient itself.
+                let mut gradients = if shards == 1 {
+                    parts.pop().expect("one shard")
+                } else {
+                    combine_gradients(&network, parts, &weights)?
+                };
+                let batch_ids: Vec<u32> = chunk.iter().map(|&p| data.ids[p]).collect();
+                let mut context = StepContext {
+                    step,
+                    epoch,
+                    batch_ids: &batch_ids,
+                    learning_rate,
+                    network: &network,
+                    gradients: &mut gradients,
+                    loss: loss_value,
+                };
+                for hook in hooks.iter_mut() {
+                    hook.before_update(&mut context)?;
+                }
+                parts = vec![gradients];
+                weights = vec![1.0];
             }
-            network = optimizer.step(learning_rate, network, gradients);
+            let mut apply = ApplyStep {
+                constants: optimizer.next_step(),
+                optimizer: &mut optimizer,
+                parts,
+                weights,
+                learning_rate,
+                offset: 0,
+                failure: None,
+            };
+            network = network.map(&mut apply);
+            if let Some(failure) = apply.failure {
+                return Err(failure);
+            }
             for hook in hooks.iter_mut() {
                 hook.after_update(step, &network)?;
             }
@@ -324,6 +452,140 @@ pub fn fit(
     Ok((network, report))
 }
 
+/// The values of float tensor data as an `f32` slice, or a model error.
+fn f32_values(data: &TensorData) -> Result<&[f32]> {
+    data.as_slice::<f32>()
+        .map_err(|e| Error::Model(format!("training needs f32 tensors: {e:?}")))
+}
+
+/// Takes parameter `id`'s gradient out of each of `parts` (a part without one adds nothing),
+/// with its part's weight.
+fn take_gradients<const D: usize>(
+    parts: &mut [GradientsParams],
+    weights: &[f32],
+    id: ParamId,
+) -> Vec<(f32, TensorData)> {
+    parts
+        .iter_mut()
+        .zip(weights)
+        .filter_map(|(part, &weight)| part.remove::<D>(id).map(|g| (weight, g.into_data())))
+        .collect()
+}
+
+/// The weighted values of `gradients` as `(weight, slice)` terms.
+fn gradient_terms(gradients: &[(f32, TensorData)]) -> Result<Vec<(f32, &[f32])>> {
+    gradients
+        .iter()
+        .map(|(weight, data)| Ok((*weight, f32_values(data)?)))
+        .collect()
+}
+
+/// The batch gradient from the shards' gradients: Σₛ wₛ gₛ per parameter, added in shard order
+/// (the same sum [`ApplyStep`] forms on the fly when no hook needs it written out).
+fn combine_gradients(
+    network: &Network,
+    parts: Vec<GradientsParams>,
+    weights: &[f32],
+) -> Result<GradientsParams> {
+    struct Combine<'a> {
+        parts: Vec<GradientsParams>,
+        weights: &'a [f32],
+        combined: GradientsParams,
+        failure: Option<Error>,
+    }
+    impl ModuleVisitor for Combine<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let gradients = take_gradients::<D>(&mut self.parts, self.weights, param.id);
+            let Some((_, first)) = gradients.first() else {
+                return;
+            };
+            let shape = first.shape().clone();
+            let device = param.val().inner().device();
+            match gradient_terms(&gradients) {
+                Ok(terms) => {
+                    let sum = weighted_sum(&terms, 0..shape.num_elements());
+                    let data = TensorData::new(sum, shape);
+                    self.combined
+                        .register(param.id, Tensor::<D>::from_data(data, &device));
+                }
+                Err(error) => {
+                    self.failure.get_or_insert(error);
+                }
+            }
+        }
+    }
+    let mut combine = Combine {
+        parts,
+        weights,
+        combined: GradientsParams::new(),
+        failure: None,
+    };
+    network.visit(&mut combine);
+    match combine.failure {
+        Some(failure) => Err(failure),
+        None => Ok(combine.combined),
+    }
+}
+
+/// Applies one optimiser step to every parameter that has a gradient, in place, the batch
+/// gradient summed from the parts' on the fly: a parameter's buffer, no longer shared once the
+/// step's graphs are gone, is updated without a copy.
+struct ApplyStep<'a> {
+    optimizer: &'a mut FlatOptimizer,
+    constants: StepConstants,
+    parts: Vec<GradientsParams>,
+    weights: Vec<f32>,
+    learning_rate: f64,
+    offset: usize,
+    failure: Option<Error>,
+}
+
+impl ApplyStep<'_> {
+    fn update(
+        &mut self,
+        offset: usize,
+        values: &mut TensorData,
+        gradients: &[(f32, TensorData)],
+    ) -> Result<()> {
+        let params = values
+            .as_mut_slice::<f32>()
+            .map_err(|e| Error::Model(format!("training needs f32 tensors: {e:?}")))?;
+        self.optimizer.step_segment(
+            self.constants,
+            offset,
+            params,
+            &gradient_terms(gradients)?,
+            self.learning_rate,
+        );
+        Ok(())
+    }
+}
+
+impl ModuleMapper for ApplyStep<'_> {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let id = param.id;
+        param.map(|tensor| {
+            let offset = self.offset;
+            self.offset += tensor.shape().num_elements();
+            let gradients = take_gradients::<D>(&mut self.parts, &self.weights, id);
+            if gradients.is_empty() {
+                return tensor;
+            }
+            let (device, tracked) = (tensor.device(), tensor.is_require_grad());
+            let mut values = tensor.into_data();
+            if let Err(error) = self.update(offset, &mut values, &gradients) {
+                self.failure.get_or_insert(error);
+            }
+            let updated = Tensor::<D>::from_data(values, &device);
+            if tracked {
+                updated.require_grad()
+            } else {
+                updated
+            }
+        })
+    }
+}
+
 /// Trains with plain cross-entropy: see [`fit`].
 pub fn train(
     network: Network,
@@ -333,15 +595,7 @@ pub fn train(
     hooks: &mut [&mut dyn TrainHook],
     progress: &Progress,
 ) -> Result<(Network, TrainReport)> {
-    fit(
-        network,
-        data,
-        ids,
-        recipe,
-        &mut cross_entropy,
-        hooks,
-        progress,
-    )
+    fit(network, data, ids, recipe, &cross_entropy, hooks, progress)
 }
 
 /// The device a network's parameters live on.
@@ -377,6 +631,26 @@ pub fn predict_probabilities(network: &Network, data: &Dataset, ids: &[u32]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shards_cover_the_batch_in_order_with_sizes_one_apart() {
+        assert_eq!(batch_shards(128, 1), 1);
+        assert_eq!(batch_shards(128, 2), 2);
+        assert_eq!(batch_shards(128, 16), 4);
+        assert_eq!(batch_shards(63, 2), 1);
+        assert_eq!(batch_shards(0, 8), 1);
+        for (rows, shards) in [(128, 2), (128, 3), (96, 3), (130, 4), (7, 1)] {
+            let parts: Vec<_> = (0..shards).map(|s| shard_rows(rows, shards, s)).collect();
+            assert_eq!(parts[0].start, 0);
+            assert_eq!(parts[shards - 1].end, rows);
+            for pair in parts.windows(2) {
+                assert_eq!(pair[0].end, pair[1].start);
+            }
+            let sizes: Vec<usize> = parts.iter().map(|r| r.len()).collect();
+            let (low, high) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(high - low <= 1, "{rows} rows in {shards}: {sizes:?}");
+        }
+    }
 
     #[test]
     fn the_divergence_guard_stops_non_finite_and_runaway_losses() {

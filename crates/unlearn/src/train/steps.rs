@@ -7,6 +7,7 @@
 //! coordinates exactly (SalUn's masked-out weights stay bit-identical, with no weight decay or
 //! momentum leaking into them), and an add-on can mask the very update that is applied.
 
+use super::optimizer::FlatOptimizer;
 use super::{
     Batch, OptimizerKind, Schedule, StepContext, TrainHook, TrainReport, UpdateContext,
     epoch_order, network_device, positions_of,
@@ -176,65 +177,6 @@ impl StepSettings {
     }
 }
 
-/// SGD or Adam on flat vectors: turns a gradient into the direction `u` of θ ← θ − η u.
-struct FlatOptimizer {
-    kind: OptimizerKind,
-    momentum: f32,
-    weight_decay: f32,
-    first_moment: Vec<f32>,
-    second_moment: Vec<f32>,
-    steps: i32,
-}
-
-const ADAM_BETA1: f32 = 0.9;
-const ADAM_BETA2: f32 = 0.999;
-const ADAM_EPSILON: f32 = 1e-8;
-
-impl FlatOptimizer {
-    fn new(settings: &StepSettings, size: usize) -> FlatOptimizer {
-        FlatOptimizer {
-            kind: settings.optimizer,
-            momentum: settings.momentum as f32,
-            weight_decay: settings.weight_decay as f32,
-            first_moment: vec![0.0; size],
-            second_moment: match settings.optimizer {
-                OptimizerKind::Adam => vec![0.0; size],
-                OptimizerKind::Sgd => Vec::new(),
-            },
-            steps: 0,
-        }
-    }
-
-    fn direction(&mut self, params: &[f32], gradient: &[f32], frozen: Option<&[bool]>) -> Vec<f32> {
-        self.steps += 1;
-        let mut direction = vec![0.0f32; params.len()];
-        let bias1 = 1.0 - ADAM_BETA1.powi(self.steps);
-        let bias2 = 1.0 - ADAM_BETA2.powi(self.steps);
-        for j in 0..params.len() {
-            if frozen.is_some_and(|frozen| frozen[j]) {
-                continue;
-            }
-            let g = gradient[j] + self.weight_decay * params[j];
-            direction[j] = match self.kind {
-                OptimizerKind::Sgd if self.momentum > 0.0 => {
-                    self.first_moment[j] = self.momentum * self.first_moment[j] + g;
-                    self.first_moment[j]
-                }
-                OptimizerKind::Sgd => g,
-                OptimizerKind::Adam => {
-                    self.first_moment[j] =
-                        ADAM_BETA1 * self.first_moment[j] + (1.0 - ADAM_BETA1) * g;
-                    self.second_moment[j] =
-                        ADAM_BETA2 * self.second_moment[j] + (1.0 - ADAM_BETA2) * g * g;
-                    (self.first_moment[j] / bias1)
-                        / ((self.second_moment[j] / bias2).sqrt() + ADAM_EPSILON)
-                }
-            };
-        }
-        direction
-    }
-}
-
 /// An endless supply of batches from a set, reshuffled (seeded) at each round.
 struct Cycler {
     positions: Vec<usize>,
@@ -277,15 +219,22 @@ impl Cycler {
 const RETAIN_SALT: u64 = 0x5245_5441_494E;
 const FORGET_SALT: u64 = 0x464F_5247_4554;
 
-struct FlattenGradients<'a> {
-    gradients: &'a GradientsParams,
+struct FlattenGradients {
+    gradients: GradientsParams,
     values: Vec<f32>,
 }
 
-impl ModuleVisitor for FlattenGradients<'_> {
+impl ModuleVisitor for FlattenGradients {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        match self.gradients.get::<D>(param.id) {
-            Some(gradient) => self.values.extend(tensor_values(gradient.into_data())),
+        // Removed, not cloned: the tensor's buffer is then unshared and read without a copy.
+        match self.gradients.remove::<D>(param.id) {
+            Some(gradient) => {
+                let data = gradient.into_data();
+                match data.as_slice::<f32>() {
+                    Ok(values) => self.values.extend_from_slice(values),
+                    Err(_) => self.values.extend(data.iter::<f32>()),
+                }
+            }
             None => {
                 let count: usize = param.val().dims().iter().product();
                 self.values.extend(std::iter::repeat_n(0.0, count));
@@ -304,7 +253,7 @@ pub fn tensor_values(data: TensorData) -> Vec<f32> {
 
 /// The gradients of `module`'s parameters as one flat vector in [`parameters`] order
 /// (zero for a parameter the loss does not depend on).
-pub fn flat_gradient<M: Module>(module: &M, gradients: &GradientsParams) -> Vec<f32> {
+pub fn flat_gradient<M: Module>(module: &M, gradients: GradientsParams) -> Vec<f32> {
     let mut flatten = FlattenGradients {
         gradients,
         values: Vec::with_capacity(module.num_params()),
@@ -313,11 +262,51 @@ pub fn flat_gradient<M: Module>(module: &M, gradients: &GradientsParams) -> Vec<
     flatten.values
 }
 
+/// Gradients for `module`'s trainable parameters from a flat vector in [`parameters`] order
+/// (the inverse of [`flat_gradient`]; a hook that changes gradients can work on the flat
+/// vector and hand them back). Fails when the length does not match.
+pub fn gradients_of<M: Module>(module: &M, values: &[f32]) -> Result<GradientsParams> {
+    struct Register<'a> {
+        values: &'a [f32],
+        offset: usize,
+        gradients: GradientsParams,
+    }
+    impl ModuleVisitor for Register<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let tensor = param.val();
+            let shape = tensor.shape();
+            let count = shape.num_elements();
+            let values = &self.values[self.offset..self.offset + count];
+            self.offset += count;
+            if param.is_require_grad() {
+                let data = TensorData::new(values.to_vec(), shape);
+                let device = tensor.inner().device();
+                self.gradients
+                    .register(param.id, Tensor::<D>::from_data(data, &device));
+            }
+        }
+    }
+    let expected = module.num_params();
+    if values.len() != expected {
+        return Err(Error::Model(format!(
+            "gradient vector has {} values but the model has {expected} parameters",
+            values.len()
+        )));
+    }
+    let mut register = Register {
+        values,
+        offset: 0,
+        gradients: GradientsParams::new(),
+    };
+    module.visit(&mut register);
+    Ok(register.gradients)
+}
+
 /// The flat gradient of a scalar `loss` computed from `network`.
 pub fn loss_gradient(network: &Network, loss: Tensor<1>) -> Vec<f32> {
     flat_gradient(
         network,
-        &GradientsParams::from_grads(loss.backward(), network),
+        GradientsParams::from_grads(loss.backward(), network),
     )
 }
 
@@ -391,7 +380,12 @@ pub fn run_steps(
         settings.seed ^ FORGET_SALT,
         settings.forget_batch,
     );
-    let mut optimizer = FlatOptimizer::new(settings, size);
+    let mut optimizer = FlatOptimizer::new(
+        settings.optimizer,
+        settings.momentum,
+        settings.weight_decay,
+        size,
+    );
     let frozen = settings.frozen.as_deref();
     let bar = progress.bar(total_steps as u64, "unlearning");
     let started = Instant::now();
@@ -472,7 +466,7 @@ pub fn run_steps(
                 for hook in hooks.iter_mut() {
                     hook.before_update(&mut context)?;
                 }
-                let mut gradient = flat_gradient(&network, &gradients);
+                let mut gradient = flat_gradient(&network, gradients);
                 if let Some(frozen) = frozen {
                     for (value, &fixed) in gradient.iter_mut().zip(frozen) {
                         if fixed {
