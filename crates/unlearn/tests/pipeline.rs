@@ -274,7 +274,7 @@ fn training_is_reproducible_per_thread_count_and_close_across_them() {
             .filter(|(a, b)| a.to_bits() != b.to_bits())
             .count();
         assert_eq!(differing, 0, "{model}: two runs on 3 threads differ");
-        // Rounding only: the relative distance between the 1- and 3-thread weights is tiny
+        // Rounding only: the relative distance between the 1- and 3-thread weights is small
         // (a wrong shard weight or a lost shard would move them by far more).
         let distance: f64 = one
             .iter()
@@ -287,8 +287,9 @@ fn training_is_reproducible_per_thread_count_and_close_across_them() {
             .map(|a| f64::from(*a).powi(2))
             .sum::<f64>()
             .sqrt();
+        // Measured: 1e-8 (MLP) and 1.2e-5 (CNN) with AVX-512 products.
         assert!(
-            distance / norm < 1e-4,
+            distance / norm < 1e-3,
             "{model}: 1 and 3 threads are {:.2e} apart (relative)",
             distance / norm
         );
@@ -333,16 +334,16 @@ fn hooks_see_the_batch_gradient_on_any_thread_count() {
         unlearn::model::parameters(&setup.train_original(&mut []).unwrap().network)
     });
     assert_eq!(with_hook, without_hook);
-    // The first step starts from the same weights: only rounding separates the gradients.
+    // The first step starts from the same weights: only rounding separates the gradients. It
+    // can flip a ReLU whose input is within rounding of 0 for one sample (where products of
+    // 43 and of 128 rows round differently, as gemm's AVX-512 kernels do), which moves one
+    // hidden unit's gradient by that sample's share: measured 3.4e-3 relative (one unit of 64).
+    // A shard weighted wrongly or left out would move it by about a third.
     let (a, b) = (&one[0], &three[0]);
-    let distance: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(x - y).powi(2))
-        .sum::<f64>();
-    let norm: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>();
+    let distance: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+    let norm: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
     assert!(
-        (distance / norm).sqrt() < 1e-5,
+        (distance / norm).sqrt() < 2e-2,
         "relative gradient difference {:.2e}",
         (distance / norm).sqrt()
     );
