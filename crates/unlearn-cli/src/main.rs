@@ -65,10 +65,12 @@ pub(crate) struct Global {
     /// No progress bars.
     #[arg(long, global = true)]
     quiet: bool,
-    /// Threads used inside one computation (tensor kernels, the convex models' linear
-    /// algebra, k-means); default: every core. Results do not depend on it beyond the order of
-    /// floating-point sums in the tensor kernels (the convex models' removals give the same bits
-    /// with any number). Independent jobs (`--jobs`) are separate.
+    /// Threads used inside one computation (training cuts each batch into one shard per
+    /// thread; tensor kernels, the convex models' linear algebra, k-means); default: every
+    /// core. The same number gives the same bits; another number groups the training batch's
+    /// gradient sum differently (float rounding; the sidecar records `threads`); the convex
+    /// models' removals give the same bits with any number. Independent jobs (`--jobs`) are
+    /// separate.
     #[arg(long, global = true)]
     threads: Option<usize>,
 }
