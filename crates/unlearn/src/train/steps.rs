@@ -243,14 +243,6 @@ impl ModuleVisitor for FlattenGradients {
     }
 }
 
-/// The values of float tensor data as `f32`.
-pub fn tensor_values(data: TensorData) -> Vec<f32> {
-    match data.as_slice::<f32>() {
-        Ok(values) => values.to_vec(),
-        Err(_) => data.iter::<f32>().collect(),
-    }
-}
-
 /// The gradients of `module`'s parameters as one flat vector in [`parameters`] order
 /// (zero for a parameter the loss does not depend on).
 pub fn flat_gradient<M: Module>(module: &M, gradients: GradientsParams) -> Vec<f32> {
