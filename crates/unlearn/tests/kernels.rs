@@ -367,3 +367,50 @@ fn convolutions_are_independent_of_the_thread_count() {
         assert_eq!(a, b, "{name} differs between 1 and 3 threads");
     }
 }
+
+/// The products a data-parallel training step makes (`train::fit`): shards of 42, 43 and 64
+/// rows against a linear layer's weights, and the weight gradient Xᵀ·dH with a transposed
+/// (strided) left operand, against a direct f64 computation of every element. gemm picks AVX-512
+/// or AVX2 kernels at run time, and tile edges differ with the row count.
+#[test]
+fn shard_sized_and_transposed_products_match_a_direct_computation() {
+    let device = Device::flex();
+    for &(m, k, n, transposed) in &[
+        (42, 784, 256, false),
+        (43, 784, 256, false),
+        (64, 784, 256, false),
+        (43, 256, 10, false),
+        (784, 43, 256, true),
+        (784, 64, 256, true),
+        (256, 43, 10, true),
+    ] {
+        let a = continuous(m * k, 300 + m as u64);
+        let b = continuous(k * n, 400 + k as u64);
+        // `a` holds the left operand row-major, or its transpose when `transposed`.
+        let lhs = if transposed {
+            Tensor::<2>::from_data(TensorData::new(a.clone(), [k, m]), &device).transpose()
+        } else {
+            Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &device)
+        };
+        let rhs = Tensor::<2>::from_data(TensorData::new(b.clone(), [k, n]), &device);
+        let got = lhs.matmul(rhs).values();
+        assert_eq!(got.len(), m * n);
+        for (index, &value) in got.iter().enumerate() {
+            let (row, column) = (index / n, index % n);
+            let want: f64 = (0..k)
+                .map(|i| {
+                    let left = if transposed {
+                        a[i * m + row]
+                    } else {
+                        a[row * k + i]
+                    };
+                    left as f64 * b[i * n + column] as f64
+                })
+                .sum();
+            assert!(
+                (value as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                "{m}×{k}×{n} (transposed {transposed}): element {index} is {value}, expected {want}"
+            );
+        }
+    }
+}
