@@ -256,12 +256,12 @@ fn shard_rows(rows: usize, shards: usize, shard: usize) -> std::ops::Range<usize
 /// gradients of `network`'s parameters.
 fn shard_step(
     network: &Network,
+    device: &Device,
     data: &Dataset,
     positions: &[usize],
     objective: &Objective<'_>,
 ) -> (f32, GradientsParams) {
-    let device = network_device(network);
-    let batch = Batch::gather(data, positions, None, &device);
+    let batch = Batch::gather(data, positions, None, device);
     let loss = objective(network, &batch);
     let value = loss.clone().into_scalar::<f32>();
     (value, GradientsParams::from_grads(loss.backward(), network))
@@ -351,6 +351,7 @@ fn fit_loop(
     let epochs = recipe.epochs_for(positions.len());
     let total_steps = batches_per_epoch * epochs;
     let threads = rayon::current_num_threads();
+    let device = network_device(&network);
     let mut optimizer = FlatOptimizer::new(
         recipe.optimizer,
         recipe.momentum,
@@ -373,14 +374,20 @@ fn fit_loop(
                 })
                 .collect();
             let parts: Vec<(f32, GradientsParams)> = if shards == 1 {
-                vec![shard_step(&network, data, chunk, objective)]
+                vec![shard_step(&network, &device, data, chunk, objective)]
             } else {
                 let network = &network;
                 (0..shards)
                     .into_par_iter()
                     .map(|shard| {
                         let rows = shard_rows(chunk.len(), shards, shard);
-                        shard_step(&shard_leaves(network), data, &chunk[rows], objective)
+                        shard_step(
+                            &shard_leaves(network),
+                            &device,
+                            data,
+                            &chunk[rows],
+                            objective,
+                        )
                     })
                     .collect()
             };
