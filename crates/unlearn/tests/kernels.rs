@@ -414,3 +414,24 @@ fn shard_sized_and_transposed_products_match_a_direct_computation() {
         }
     }
 }
+
+/// A product's output is not zero-filled before gemm writes it (vendor/burn-flex, issue 15):
+/// every element is written, including where k = 0 (an empty sum: zeros, not leftover memory),
+/// over and over, so that reused allocations cannot leak old values into a result.
+#[test]
+fn products_write_every_output_element_even_with_nothing_to_sum() {
+    let device = Device::flex();
+    for round in 0..20 {
+        // Leave non-zero values behind in freed memory of the sizes that follow.
+        let filler = Tensor::<2>::from_data(TensorData::new(vec![7.5f32; 6 * 5], [6, 5]), &device);
+        drop(filler.clone().matmul(Tensor::ones([5, 5], &device)));
+        let empty_sum = Tensor::<2>::zeros([6, 0], &device).matmul(Tensor::zeros([0, 5], &device));
+        assert_eq!(empty_sum.dims(), [6, 5]);
+        assert!(
+            empty_sum.values().iter().all(|&v| v == 0.0),
+            "round {round}: k = 0 product is not all zeros"
+        );
+        let ones = Tensor::<2>::ones([6, 3], &device).matmul(Tensor::ones([3, 5], &device));
+        assert!(ones.values().iter().all(|&v| v == 3.0), "round {round}");
+    }
+}

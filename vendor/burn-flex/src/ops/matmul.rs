@@ -261,11 +261,16 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
     let rhs_ptr = unsafe { rhs_data.as_ptr().add(rhs.layout().start_offset()) };
 
     let out_shape = Shape::from(vec![m, n]);
-    let mut output = FlexTensor::empty(out_shape, T::dtype());
-    let out_data: &mut [T] = output.storage_mut();
+    if k == 0 {
+        return FlexTensor::empty(out_shape, T::dtype());
+    }
 
     let parallelism = get_parallelism(m, n, k);
 
+    // unlearn patch (issue 15): the product writes every output element (gemm with
+    // `read_dst = false`), so the output is not zero-filled first (a 784 × 256 weight
+    // gradient: 800 KB of memset per product).
+    let mut out_data: Vec<T> = Vec::with_capacity(m * n);
     unsafe {
         gemm_call(
             m,
@@ -282,9 +287,15 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
             rhs_row_stride,
             parallelism,
         );
+        // Every element of the m × n output was written above.
+        out_data.set_len(m * n);
     }
 
-    output
+    FlexTensor::new(
+        Bytes::from_elems(out_data),
+        Layout::contiguous(out_shape),
+        T::dtype(),
+    )
 }
 
 /// unlearn patch (issue 15): `out[m, n] = lhs · rhs` as one single-threaded gemm per block
