@@ -65,12 +65,12 @@ pub(crate) struct Global {
     /// No progress bars.
     #[arg(long, global = true)]
     quiet: bool,
-    /// Threads used inside one computation (training cuts each batch into one shard per
-    /// thread; tensor kernels, the convex models' linear algebra, k-means); default: every
-    /// core. The same number gives the same bits; another number groups the training batch's
-    /// gradient sum differently (float rounding; the sidecar records `threads`); the convex
-    /// models' removals give the same bits with any number. Independent jobs (`--jobs`) are
-    /// separate.
+    /// Threads used inside one computation (matrix products in blocks, a CNN's batch in one
+    /// shard per thread; tensor kernels, the convex models' linear algebra, k-means); default:
+    /// every core. The same number gives the same bits; an MLP gives the same bits with any
+    /// number, while another number groups a CNN batch's gradient sum differently (float
+    /// rounding; the sidecar records `threads`); the convex models' removals give the same bits
+    /// with any number. Each independent job (`--jobs`) gets this many threads.
     #[arg(long, global = true)]
     threads: Option<usize>,
 }
@@ -450,19 +450,24 @@ fn run(cli: Cli) -> Result<()> {
     if let Some(threads) = global.threads {
         unlearn::parallel::set_threads(threads)?;
     }
+    // Commands that compute run on a thread of the pool, so that with `--threads 1` the
+    // kernels run inline instead of being handed to the pool's one thread piece by piece
+    // (`unlearn::parallel::on_pool`). The service stays off it: its handlers use the pool.
     match cli.command {
-        Command::Train(args) => train(&global, *args),
-        Command::Forget(args) => forget(&global, args),
-        Command::Verify(args) => certified_cmd::verify(&global, &args),
-        Command::Eval(args) => eval(&global, args),
+        Command::Train(args) => unlearn::parallel::on_pool(|| train(&global, *args)),
+        Command::Forget(args) => unlearn::parallel::on_pool(|| forget(&global, args)),
+        Command::Verify(args) => {
+            unlearn::parallel::on_pool(|| certified_cmd::verify(&global, &args))
+        }
+        Command::Eval(args) => unlearn::parallel::on_pool(|| eval(&global, args)),
         Command::Import(args) => import(&global, args),
         Command::Export(args) => export(&global, args),
-        Command::Demo(args) => demo(&global, args),
-        Command::Kmeans(command) => {
+        Command::Demo(args) => unlearn::parallel::on_pool(|| demo(&global, args)),
+        Command::Kmeans(command) => unlearn::parallel::on_pool(|| {
             kmeans_cmd::run(command, global.seed, global.json, global.quiet)
-        }
-        Command::Bench(args) => bench(&global, args),
-        Command::Audit(args) => audit_cmd::audit(&global, args),
+        }),
+        Command::Bench(args) => unlearn::parallel::on_pool(|| bench(&global, args)),
+        Command::Audit(args) => unlearn::parallel::on_pool(|| audit_cmd::audit(&global, args)),
         Command::Report(args) => {
             if args
                 .directory
@@ -504,7 +509,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Store(command) => store_cmd::run(&global, command),
         Command::Serve(args) => store_cmd::serve(&global, &args),
-        Command::Sisa(command) => sisa_cmd::run(&global, command),
+        Command::Sisa(command) => unlearn::parallel::on_pool(|| sisa_cmd::run(&global, command)),
         Command::Methods => {
             if global.json {
                 let entries: Vec<serde_json::Value> = methods::registry()

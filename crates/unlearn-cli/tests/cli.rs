@@ -443,32 +443,40 @@ fn forget_with_the_feasible_mask() {
     assert!(!refused.exists());
 }
 
-/// The sidecar records the threads of the training run, whose bits depend on them (each
-/// batch is cut into one shard per thread): the same count gives the same weights.
+/// The sidecar records the threads of the training run: an MLP trains each batch in one piece
+/// (the same weights with any count), a CNN cuts it into one shard per thread (the same count
+/// gives the same weights, another one rounds differently).
 #[test]
 fn the_sidecar_records_the_threads_that_reproduce_the_weights() {
     let dir = tempfile::tempdir().unwrap();
-    let train = |name: &str, threads: &str| -> serde_json::Value {
-        let model = dir.path().join(format!("{name}.safetensors"));
+    let train = |name: &str, model: &str, threads: &str| -> serde_json::Value {
+        let out = dir.path().join(format!("{name}.safetensors"));
         let output = unlearn(&[
             "--threads",
             threads,
             "train",
             "--model",
-            "mlp:8",
+            model,
             "--epochs",
             "1",
             "--quiet",
             "--out",
-            path(&model),
+            path(&out),
         ]);
         assert!(output.status.success(), "{}", stderr(&output));
         let sidecar = dir.path().join(format!("{name}.json"));
         serde_json::from_str(&std::fs::read_to_string(sidecar).unwrap()).unwrap()
     };
-    let (three, again, one) = (train("a", "3"), train("b", "3"), train("c", "1"));
+    let (three, one) = (train("a", "mlp:8", "3"), train("b", "mlp:8", "1"));
     assert_eq!(three["threads"], 3);
     assert_eq!(one["threads"], 1);
+    assert_eq!(three["model_hash"], one["model_hash"]);
+    let (three, again, one) = (
+        train("c", "cnn", "3"),
+        train("d", "cnn", "3"),
+        train("e", "cnn", "1"),
+    );
+    assert_eq!(three["threads"], 3);
     assert_eq!(three["model_hash"], again["model_hash"]);
     assert_ne!(three["model_hash"], one["model_hash"]);
 }

@@ -250,9 +250,10 @@ fn on_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
 
 /// What training guarantees across thread counts (`train::fit`): the same bits on the same
 /// thread count, run after run (the shards of a batch are summed in a fixed order, and the
-/// kernels inside a shard sum in a fixed order whatever the threads); on another thread count
-/// the batch is cut into other shards, so the weights agree up to float rounding. The default
-/// MLP and CNN (batch 128: one shard on 1 thread, three on 3), on 1 and 3 threads.
+/// kernels inside a shard sum in a fixed order whatever the threads). A network of dense
+/// layers trains each batch in one piece on any number of threads, so the MLP's weights are
+/// the same bits on 1 and 3 threads; a CNN's batch is cut into one shard per thread (batch
+/// 128: one shard on 1 thread, three on 3), so its weights agree up to float rounding.
 #[test]
 fn training_is_reproducible_per_thread_count_and_close_across_them() {
     for model in ["mlp", "cnn"] {
@@ -287,7 +288,11 @@ fn training_is_reproducible_per_thread_count_and_close_across_them() {
             .map(|a| f64::from(*a).powi(2))
             .sum::<f64>()
             .sqrt();
-        // Measured: 1e-8 (MLP) and 1.2e-5 (CNN) with AVX-512 products.
+        if model == "mlp" {
+            assert_eq!(distance, 0.0, "mlp: 1 and 3 threads differ");
+            continue;
+        }
+        // Measured: 1.2e-5 (CNN) with AVX-512 products.
         assert!(
             distance / norm < 1e-3,
             "{model}: 1 and 3 threads are {:.2e} apart (relative)",
@@ -315,37 +320,53 @@ impl TrainHook for BatchGradients {
     }
 }
 
-/// Hooks see the whole batch's mean gradient whatever the thread count: on 3 threads (three
-/// shards of 42–43 rows, weighted by their share) it is the 1-thread gradient up to rounding,
-/// and handing it back through the hook leaves training unchanged.
+/// Hooks see the whole batch's mean gradient whatever the thread count, and handing it back
+/// through the hook leaves training unchanged. The MLP trains each batch in one piece: the same
+/// gradients on 1 and 3 threads. The CNN cuts it into three shards of 42–43 rows on 3 threads,
+/// weighted by their share: the 1-thread gradient up to rounding.
 #[test]
 fn hooks_see_the_batch_gradient_on_any_thread_count() {
-    let setup = small_setup(512, "random:5%", 1);
-    let run = |threads: usize| {
-        on_threads(threads, || {
-            let mut hook = BatchGradients::default();
-            let artifact = setup.train_original(&mut [&mut hook]).unwrap();
-            (hook.0, unlearn::model::parameters(&artifact.network))
-        })
-    };
-    let (one, _) = run(1);
-    let (three, with_hook) = run(3);
-    let without_hook = on_threads(3, || {
-        unlearn::model::parameters(&setup.train_original(&mut []).unwrap().network)
-    });
-    assert_eq!(with_hook, without_hook);
-    // The first step starts from the same weights: only rounding separates the gradients. It
-    // can flip a ReLU whose input is within rounding of 0 for one sample (where products of
-    // 43 and of 128 rows round differently, as gemm's AVX-512 kernels do), which moves one
-    // hidden unit's gradient by that sample's share: measured 3.4e-3 relative (one unit of 64).
-    // A shard weighted wrongly or left out would move it by about a third.
-    let (a, b) = (&one[0], &three[0]);
-    let distance: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
-    let norm: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
-    assert!(
-        (distance / norm).sqrt() < 2e-2,
-        "relative gradient difference {:.2e}",
-        (distance / norm).sqrt()
-    );
-    assert_eq!(one.len(), three.len());
+    for model in ["mlp", "cnn"] {
+        let mut setup = small_setup(512, "random:5%", 1);
+        setup.spec =
+            ModelSpec::parse(model, setup.data.train.shape, setup.data.train.num_classes).unwrap();
+        let run = |threads: usize| {
+            on_threads(threads, || {
+                let mut hook = BatchGradients::default();
+                let artifact = setup.train_original(&mut [&mut hook]).unwrap();
+                (hook.0, unlearn::model::parameters(&artifact.network))
+            })
+        };
+        let (one, _) = run(1);
+        let (three, with_hook) = run(3);
+        let without_hook = on_threads(3, || {
+            unlearn::model::parameters(&setup.train_original(&mut []).unwrap().network)
+        });
+        assert_eq!(with_hook, without_hook, "{model}");
+        assert_eq!(one.len(), three.len(), "{model}");
+        if model == "mlp" {
+            assert_eq!(
+                one, three,
+                "mlp: the batch gradients differ between 1 and 3 threads"
+            );
+            continue;
+        }
+        // The first step starts from the same weights: only rounding separates the gradients.
+        // It can flip a ReLU whose input is within rounding of 0 for one sample (products of 43
+        // and of 128 rows round differently, as gemm's AVX-512 kernels do), which moves one
+        // unit's gradient by that sample's share (measured on an MLP in shards: 3.4e-3
+        // relative). A shard weighted wrongly or left out would move it by about a third.
+        let (a, b) = (&one[0], &three[0]);
+        let distance: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
+        let norm: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
+        assert!(
+            (distance / norm).sqrt() < 2e-2,
+            "{model}: relative gradient difference {:.2e}",
+            (distance / norm).sqrt()
+        );
+        assert!(
+            distance > 0.0,
+            "{model}: 3 threads should cut the batch into shards"
+        );
+    }
 }

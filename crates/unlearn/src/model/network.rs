@@ -100,6 +100,11 @@ impl Network {
         hidden
     }
 
+    /// Whether the network has convolution layers (otherwise it is dense layers only).
+    pub fn has_convolutions(&self) -> bool {
+        !self.convolutions.is_empty()
+    }
+
     /// Input shape `[channels, height, width]`.
     pub fn input_shape(&self) -> [usize; 3] {
         self.input

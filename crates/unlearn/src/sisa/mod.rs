@@ -50,9 +50,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 /// The format tag of SISA plans, shard records and manifests.
@@ -584,43 +582,16 @@ pub fn train_shard(
     })
 }
 
-/// Runs `work` for every item of `items` on up to `jobs` threads (`std::thread::scope`),
-/// returning the results in item order; each result depends on its item only, so the number
-/// of jobs never changes them. The first error (in item order) is returned.
+/// Runs `work` for every item of `items` on up to `jobs` threads (each with its own pool of
+/// `--threads` threads, [`crate::parallel::map_ordered`]), returning the results in item order;
+/// each result depends on its item only, so the number of jobs never changes them. The first
+/// error (in item order) is returned.
 pub fn run_jobs<T: Sync, R: Send>(
     items: &[T],
     jobs: usize,
     work: &(dyn Fn(&T) -> Result<R> + Sync),
 ) -> Result<Vec<R>> {
-    let jobs = jobs.max(1).min(items.len().max(1));
-    if jobs == 1 {
-        return items.iter().map(work).collect();
-    }
-    let next = AtomicUsize::new(0);
-    let results: Mutex<BTreeMap<usize, Result<R>>> = Mutex::new(BTreeMap::new());
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                loop {
-                    let position = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(item) = items.get(position) else {
-                        break;
-                    };
-                    let result = work(item);
-                    if let Ok(mut results) = results.lock() {
-                        results.insert(position, result);
-                    }
-                }
-            });
-        }
-    });
-    let results = results
-        .into_inner()
-        .map_err(|_| Error::Model("a shard job panicked".into()))?;
-    if results.len() != items.len() {
-        return Err(Error::Model("a shard job panicked".into()));
-    }
-    results.into_values().collect()
+    crate::parallel::map_ordered(jobs, items, || Ok(()), |_, _, item| work(item))
 }
 
 /// What a deletion did to one shard.
