@@ -52,7 +52,8 @@ pub fn on_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
 /// items already running finish first. With `jobs == 1` everything runs on the calling thread.
 /// The jobs' kernels share rayon's pool; with one thread in it ([`threads`] = 1), each job
 /// gets a one-thread pool of its own instead, so that jobs do not queue for one thread (the
-/// kernels then see one thread either way: the same bits).
+/// kernels then see one thread either way: the same bits). Called on a thread of a pool with
+/// more threads, the jobs run as tasks of that pool, at most one per thread at a time.
 pub fn map_ordered<T, S, R>(
     jobs: usize,
     items: &[T],
@@ -77,58 +78,71 @@ where
     let results: Mutex<Vec<Option<Result<R>>>> =
         Mutex::new((0..items.len()).map(|_| None).collect());
     let first_error: Mutex<Option<(usize, Error)>> = Mutex::new(None);
+    // One job: take items until none is left (or one failed), each with the job's own state.
+    let run_items = || {
+        let mut state = match init() {
+            Ok(state) => state,
+            Err(error) => {
+                failed.store(true, Ordering::SeqCst);
+                let mut slot = first_error.lock().unwrap_or_else(|e| e.into_inner());
+                slot.get_or_insert((0, error));
+                return;
+            }
+        };
+        loop {
+            if failed.load(Ordering::SeqCst) {
+                return;
+            }
+            let index = next.fetch_add(1, Ordering::SeqCst);
+            let Some(item) = items.get(index) else {
+                return;
+            };
+            let result = work(&mut state, index, item);
+            if let Err(error) = result {
+                failed.store(true, Ordering::SeqCst);
+                let mut slot = first_error.lock().unwrap_or_else(|e| e.into_inner());
+                // Keep the error of the earliest item, as a sequential run would report.
+                if slot.as_ref().is_none_or(|(first, _)| index < *first) {
+                    *slot = Some((index, error));
+                }
+                return;
+            }
+            results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
+        }
+    };
     let own_pools = threads() == 1;
-    std::thread::scope(|scope| {
-        for _ in 0..jobs {
-            scope.spawn(|| {
-                let run_items = || {
-                    let mut state = match init() {
-                        Ok(state) => state,
+    if !own_pools && rayon::current_thread_index().is_some() {
+        // Called on a thread of the pool (a command run with `on_pool`): the jobs are tasks of
+        // this pool, this thread taking part, so that no pool thread sits blocked waiting for
+        // threads of its own; at most one job per pool thread runs at a time.
+        rayon::scope(|scope| {
+            for _ in 1..jobs {
+                scope.spawn(|_| run_items());
+            }
+            run_items();
+        });
+    } else {
+        std::thread::scope(|scope| {
+            for _ in 0..jobs {
+                scope.spawn(|| {
+                    if !own_pools {
+                        return run_items();
+                    }
+                    match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+                        Ok(pool) => pool.install(run_items),
                         Err(error) => {
                             failed.store(true, Ordering::SeqCst);
                             let mut slot = first_error.lock().unwrap_or_else(|e| e.into_inner());
-                            slot.get_or_insert((0, error));
-                            return;
+                            slot.get_or_insert((
+                                0,
+                                Error::invalid(format!("cannot start a job's thread: {error}")),
+                            ));
                         }
-                    };
-                    loop {
-                        if failed.load(Ordering::SeqCst) {
-                            return;
-                        }
-                        let index = next.fetch_add(1, Ordering::SeqCst);
-                        let Some(item) = items.get(index) else {
-                            return;
-                        };
-                        let result = work(&mut state, index, item);
-                        if let Err(error) = result {
-                            failed.store(true, Ordering::SeqCst);
-                            let mut slot = first_error.lock().unwrap_or_else(|e| e.into_inner());
-                            // Keep the error of the earliest item, as a sequential run would report.
-                            if slot.as_ref().is_none_or(|(first, _)| index < *first) {
-                                *slot = Some((index, error));
-                            }
-                            return;
-                        }
-                        results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
                     }
-                };
-                if !own_pools {
-                    return run_items();
-                }
-                match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
-                    Ok(pool) => pool.install(run_items),
-                    Err(error) => {
-                        failed.store(true, Ordering::SeqCst);
-                        let mut slot = first_error.lock().unwrap_or_else(|e| e.into_inner());
-                        slot.get_or_insert((
-                            0,
-                            Error::invalid(format!("cannot start a job's thread: {error}")),
-                        ));
-                    }
-                }
-            });
-        }
-    });
+                });
+            }
+        });
+    }
     if let Some((_, error)) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(error);
     }
@@ -338,6 +352,53 @@ mod tests {
         for jobs in [1, 2, 3, 8, 100] {
             let got = map_ordered(jobs, &items, || Ok(1u64), |one, _, x| Ok(x * x + *one)).unwrap();
             assert_eq!(got, expected, "jobs {jobs}");
+        }
+    }
+
+    /// From a thread of a pool (a command run with `on_pool`) the jobs become the pool's tasks,
+    /// and with a one-thread pool each job gets a pool of its own: the same results, in order,
+    /// and the earliest failure, whichever path runs them.
+    #[test]
+    fn jobs_called_from_a_pool_thread_give_the_same_results() {
+        let items: Vec<u64> = (0..37).collect();
+        let expected: Vec<u64> = items.iter().map(|x| x * x + 1).collect();
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            for jobs in [1, 2, 5] {
+                let got = pool.install(|| {
+                    map_ordered(
+                        jobs,
+                        &items,
+                        || Ok(1u64),
+                        |one, _, x| {
+                            // Kernels inside a job see the pool's thread count.
+                            assert_eq!(rayon::current_num_threads(), threads);
+                            Ok(x * x + *one)
+                        },
+                    )
+                });
+                assert_eq!(got.unwrap(), expected, "threads {threads}, jobs {jobs}");
+                let error = pool
+                    .install(|| {
+                        map_ordered(
+                            jobs,
+                            &items,
+                            || Ok(()),
+                            |_, _, x| {
+                                if *x == 3 {
+                                    Err(Error::invalid("item 3 failed"))
+                                } else {
+                                    Ok(*x)
+                                }
+                            },
+                        )
+                    })
+                    .unwrap_err();
+                assert!(error.to_string().contains("item 3"), "{error}");
+            }
         }
     }
 

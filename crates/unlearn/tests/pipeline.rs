@@ -239,6 +239,14 @@ fn mlp_reaches_80_percent_after_one_epoch_on_10000_real_samples() {
     assert!(test_accuracy >= 80.0, "test accuracy {test_accuracy}");
 }
 
+/// [`small_setup`] on 512 rows for one epoch with `model` (`mlp`, `cnn`) at its default size.
+fn small_model_setup(model: &str) -> Setup {
+    let mut setup = small_setup(512, "random:5%", 1);
+    setup.spec =
+        ModelSpec::parse(model, setup.data.train.shape, setup.data.train.num_classes).unwrap();
+    setup
+}
+
 /// Runs `work` on a pool of `threads` threads.
 fn on_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new()
@@ -257,9 +265,7 @@ fn on_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
 #[test]
 fn training_is_reproducible_per_thread_count_and_close_across_them() {
     for model in ["mlp", "cnn"] {
-        let mut setup = small_setup(512, "random:5%", 1);
-        setup.spec =
-            ModelSpec::parse(model, setup.data.train.shape, setup.data.train.num_classes).unwrap();
+        let setup = small_model_setup(model);
         let run = |threads: usize| {
             on_threads(threads, || {
                 unlearn::model::parameters(&setup.train_original(&mut []).unwrap().network)
@@ -327,9 +333,7 @@ impl TrainHook for BatchGradients {
 #[test]
 fn hooks_see_the_batch_gradient_on_any_thread_count() {
     for model in ["mlp", "cnn"] {
-        let mut setup = small_setup(512, "random:5%", 1);
-        setup.spec =
-            ModelSpec::parse(model, setup.data.train.shape, setup.data.train.num_classes).unwrap();
+        let setup = small_model_setup(model);
         let run = |threads: usize| {
             on_threads(threads, || {
                 let mut hook = BatchGradients::default();

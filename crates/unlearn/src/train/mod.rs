@@ -346,14 +346,16 @@ fn shard_leaves(network: &Network) -> Network {
 /// Trains `network` (on an autodiff device) on the samples `ids` of `data` following `recipe`,
 /// minimising `objective` per batch, calling `hooks` at every step.
 ///
-/// Every core takes part: with more than one thread (rayon's pool, `--threads`), each batch is
-/// cut into [`batch_shards`] contiguous shards whose forward and backward passes run on their
-/// own threads; the batch gradient is the sum of the shards' gradients weighted by their share
-/// of the rows, added in shard order, and the optimiser (SGD or Adam, see [`Recipe`]) adds it
-/// up and updates each parameter tensor in place in one pass, large tensors in parallel chunks.
-/// What is guaranteed: the same bits for the same data, recipe and thread count; one thread
-/// computes each batch in one pass; other thread counts group the batch sum differently, so
-/// they agree up to float rounding.
+/// Every core takes part (rayon's pool, `--threads`): a network of dense layers trains each
+/// batch in one piece, its matrix products split into one block of outputs per thread; a
+/// network with convolutions cuts each batch into [`shards_for`] contiguous shards whose
+/// forward and backward passes run on their own threads, the batch gradient being the sum of
+/// the shards' gradients weighted by their share of the rows, added in shard order. The
+/// optimiser (SGD or Adam, see [`Recipe`]) adds the gradients up and updates each parameter
+/// tensor in place in one pass, large tensors in parallel chunks. What is guaranteed: the same
+/// bits for the same data, recipe and thread count; a dense network's bits do not depend on the
+/// thread count; a convolutional one's batch sum is grouped by thread count, so other counts
+/// agree up to float rounding.
 pub fn fit(
     network: Network,
     data: &Dataset,
