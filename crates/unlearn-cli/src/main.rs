@@ -70,7 +70,8 @@ pub(crate) struct Global {
     /// every core. The same number gives the same bits; an MLP gives the same bits with any
     /// number, while another number groups a CNN batch's gradient sum differently (float
     /// rounding; the sidecar records `threads`); the convex models' removals give the same bits
-    /// with any number. Each independent job (`--jobs`) gets this many threads.
+    /// with any number. Independent jobs (`--jobs`) share these threads, at most one job per
+    /// thread at a time (with one thread, each job gets a thread of its own).
     #[arg(long, global = true)]
     threads: Option<usize>,
 }
