@@ -355,6 +355,26 @@ mod tests {
         }
     }
 
+    /// Work handed to `on_pool` runs on a thread of the pool, from outside it or inside.
+    #[test]
+    fn on_pool_runs_the_work_on_a_pool_thread() {
+        assert_eq!(rayon::current_thread_index(), None);
+        assert!(on_pool(rayon::current_thread_index).is_some());
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let (outer, inner) = pool.install(|| {
+            let outer = rayon::current_thread_index();
+            (outer, on_pool(rayon::current_thread_index))
+        });
+        assert!(outer.is_some());
+        assert_eq!(
+            inner, outer,
+            "already on a pool thread: at once, on the same thread"
+        );
+    }
+
     /// From a thread of a pool (a command run with `on_pool`) the jobs become the pool's tasks,
     /// and with a one-thread pool each job gets a pool of its own: the same results, in order,
     /// and the earliest failure, whichever path runs them.

@@ -299,6 +299,19 @@ fn on_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
         .install(work)
 }
 
+/// One element of a matrix product computed directly in f64: Σ_i left(i) · right(i), i < k.
+fn direct_product(k: usize, left: impl Fn(usize) -> f32, right: impl Fn(usize) -> f32) -> f64 {
+    (0..k).map(|i| left(i) as f64 * right(i) as f64).sum()
+}
+
+/// A product element within f32 rounding of its direct f64 value.
+fn assert_close(got: f32, want: f64, what: &str) {
+    assert!(
+        (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
+        "{what} is {got}, expected {want}"
+    );
+}
+
 /// Matrix products above the parallel threshold are cut into one block of output rows or
 /// columns per thread: the same bits on 1 and 3 threads, and the product itself.
 #[test]
@@ -326,13 +339,8 @@ fn matrix_products_are_right_and_independent_of_the_thread_count() {
         );
         for (index, &got) in one.iter().enumerate().step_by(97) {
             let (row, column) = (index / n, index % n);
-            let want: f64 = (0..k)
-                .map(|i| a[row * k + i] as f64 * b[i * n + column] as f64)
-                .sum();
-            assert!(
-                (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                "case {case}: element {index} is {got}, expected {want}"
-            );
+            let want = direct_product(k, |i| a[row * k + i], |i| b[i * n + column]);
+            assert_close(got, want, &format!("case {case}: element {index}"));
         }
     }
 }
@@ -397,20 +405,16 @@ fn shard_sized_and_transposed_products_match_a_direct_computation() {
         assert_eq!(got.len(), m * n);
         for (index, &value) in got.iter().enumerate() {
             let (row, column) = (index / n, index % n);
-            let want: f64 = (0..k)
-                .map(|i| {
-                    let left = if transposed {
-                        a[i * m + row]
-                    } else {
-                        a[row * k + i]
-                    };
-                    left as f64 * b[i * n + column] as f64
-                })
-                .sum();
-            assert!(
-                (value as f64 - want).abs() <= 1e-4 * (1.0 + want.abs()),
-                "{m}×{k}×{n} (transposed {transposed}): element {index} is {value}, expected {want}"
-            );
+            let left = |i: usize| {
+                if transposed {
+                    a[i * m + row]
+                } else {
+                    a[row * k + i]
+                }
+            };
+            let want = direct_product(k, left, |i| b[i * n + column]);
+            let what = format!("{m}×{k}×{n} (transposed {transposed}): element {index}");
+            assert_close(value, want, &what);
         }
     }
 }

@@ -106,8 +106,7 @@ fn copy_rows(data: &Dataset, positions: &[usize], out: &mut [std::mem::MaybeUnin
     );
     for (out, &position) in out.chunks_mut(dims).zip(positions) {
         let row = data.row(position);
-        assert_eq!(row.len(), dims, "gather: a row of the wrong width");
-        // SAFETY: `out` and `row` are `dims` values long and do not overlap (`out` is a new
+        // SAFETY: `out` and `row` (`Dataset::row`) are `dims` values long and do not overlap (`out` is a new
         // buffer); `MaybeUninit<f32>` has the layout of `f32`.
         unsafe {
             std::ptr::copy_nonoverlapping(row.as_ptr(), out.as_mut_ptr().cast::<f32>(), dims);
