@@ -256,6 +256,55 @@ fn on_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
         .install(work)
 }
 
+/// Training in one piece with more than one thread gathers each next batch while the current
+/// one's backward pass runs (`train::fit`): every step must still see its own batch, a last
+/// batch shorter than the others included. The MLP's weights are the same bits on 1 thread
+/// (no gathering ahead) and on 2 and 3; a CNN's batch too small to cut into shards also trains
+/// in one piece, where its kernels' sums depend on the thread count, so its weights agree up
+/// to rounding (a batch from the wrong step would move either by far more).
+#[test]
+fn batches_gathered_ahead_are_the_batches_of_their_steps() {
+    for (model, batch_size) in [("mlp", 100), ("cnn", 40)] {
+        let mut setup = small_model_setup(model);
+        setup.recipe.batch_size = batch_size;
+        setup.recipe.epochs = 2;
+        let samples = setup.split.train.len();
+        assert!(
+            samples % batch_size != 0 && samples / batch_size >= 3,
+            "{samples} samples"
+        );
+        let run = |threads: usize| {
+            on_threads(threads, || {
+                unlearn::model::parameters(&setup.train_original(&mut []).unwrap().network)
+            })
+        };
+        let one = run(1);
+        let norm = one
+            .iter()
+            .map(|a| f64::from(*a).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        for threads in [2, 3] {
+            let many = run(threads);
+            let distance = one
+                .iter()
+                .zip(&many)
+                .map(|(a, b)| f64::from(a - b).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            if model == "mlp" {
+                assert_eq!(distance, 0.0, "mlp: 1 and {threads} threads differ");
+            } else {
+                assert!(
+                    distance / norm < 1e-4,
+                    "cnn: 1 and {threads} threads are {:.2e} apart (relative)",
+                    distance / norm
+                );
+            }
+        }
+    }
+}
+
 /// What training guarantees across thread counts (`train::fit`): the same bits on the same
 /// thread count, run after run (the shards of a batch are summed in a fixed order, and the
 /// kernels inside a shard sum in a fixed order whatever the threads). A network of dense

@@ -319,9 +319,37 @@ fn shard_step(
     objective: &Objective<'_>,
 ) -> (f32, GradientsParams) {
     let batch = Batch::gather(data, positions, None, device);
+    let (value, gradients, _) = batch_step(network, device, data, batch, None, objective);
+    (value, gradients)
+}
+
+/// Forward and backward pass of `objective` on `batch`: the loss, the gradients of `network`'s
+/// parameters and, with `next` positions, the batch at those positions, gathered as a task of
+/// rayon's pool while this thread runs the backward pass (an idle thread takes it up).
+fn batch_step(
+    network: &Network,
+    device: &Device,
+    data: &Dataset,
+    batch: Batch,
+    next: Option<&[usize]>,
+    objective: &Objective<'_>,
+) -> (f32, GradientsParams, Option<Batch>) {
     let loss = objective(network, &batch);
+    drop(batch);
     let value = loss.clone().into_scalar::<f32>();
-    (value, GradientsParams::from_grads(loss.backward(), network))
+    let mut next_batch = None;
+    let gradients = rayon::scope(|scope| {
+        if let Some(next) = next {
+            let next_batch = &mut next_batch;
+            scope.spawn(move |_| *next_batch = Some(Batch::gather(data, next, None, device)));
+        }
+        loss.backward()
+    });
+    (
+        value,
+        GradientsParams::from_grads(gradients, network),
+        next_batch,
+    )
 }
 
 /// A copy of `network` whose parameters are fresh autodiff leaves sharing its buffers (nothing
@@ -346,7 +374,8 @@ fn shard_leaves(network: &Network) -> Network {
 /// minimising `objective` per batch, calling `hooks` at every step.
 ///
 /// Every core takes part (rayon's pool, `--threads`): a network of dense layers trains each
-/// batch in one piece, its matrix products split into one block of outputs per thread; a
+/// batch in one piece, its matrix products split into one block of outputs per thread, and
+/// with more than one thread the next batch is gathered while the backward pass runs; a
 /// network with convolutions cuts each batch into [`shards_for`] contiguous shards whose
 /// forward and backward passes run on their own threads, the batch gradient being the sum of
 /// the shards' gradients weighted by their share of the rows, added in shard order. The
@@ -415,7 +444,10 @@ fn fit_loop(
     for epoch in 0..epochs {
         let order = epoch_order(positions, recipe.seed, epoch);
         let mut epoch_loss = 0.0;
-        for chunk in order.chunks(recipe.batch_size) {
+        let chunks: Vec<&[usize]> = order.chunks(recipe.batch_size).collect();
+        // The batch of chunk `index` gathered during the previous step, when it was.
+        let mut prefetched: Option<(usize, Batch)> = None;
+        for (index, &chunk) in chunks.iter().enumerate() {
             let shards = shards_for(&network, chunk.len(), threads);
             let weights: Vec<f32> = (0..shards)
                 .map(|shard| {
@@ -423,7 +455,21 @@ fn fit_loop(
                 })
                 .collect();
             let parts: Vec<(f32, GradientsParams)> = if shards == 1 {
-                vec![shard_step(&network, &device, data, chunk, objective)]
+                let batch = match prefetched.take() {
+                    Some((gathered, batch)) if gathered == index => batch,
+                    _ => Batch::gather(data, chunk, None, &device),
+                };
+                // With a second thread, the next batch of the epoch is gathered while this
+                // one's backward pass runs (a gather waits on memory; the backward pass starts
+                // with the small layers, on one thread).
+                let next = chunks
+                    .get(index + 1)
+                    .copied()
+                    .filter(|next| threads > 1 && shards_for(&network, next.len(), threads) == 1);
+                let (value, gradients, next_batch) =
+                    batch_step(&network, &device, data, batch, next, objective);
+                prefetched = next_batch.map(|batch| (index + 1, batch));
+                vec![(value, gradients)]
             } else {
                 let network = &network;
                 (0..shards)
