@@ -270,7 +270,7 @@ fn batches_gathered_ahead_are_the_batches_of_their_steps() {
         setup.recipe.epochs = 2;
         let samples = setup.split.train.len();
         assert!(
-            samples % batch_size != 0 && samples / batch_size >= 3,
+            !samples.is_multiple_of(batch_size) && samples / batch_size >= 3,
             "{samples} samples"
         );
         let run = |threads: usize| {
