@@ -509,3 +509,31 @@ pub fn run_steps(
     report.seconds = started.elapsed().as_secs_f64();
     Ok((network, report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::ModelSpec;
+
+    /// `gradients_of` turns a flat vector back into per-parameter gradients that
+    /// `flat_gradient` reads back unchanged, and refuses a vector of the wrong length with a
+    /// message naming both lengths instead of reading past it or leaving parameters out.
+    #[test]
+    fn gradients_of_round_trips_and_refuses_a_wrong_length() {
+        let spec = ModelSpec::parse("mlp", [1, 4, 4], 3).unwrap();
+        let network = Network::new(&spec, &burn::tensor::Device::flex().autodiff(), 0).unwrap();
+        let count = network.num_params();
+        let values: Vec<f32> = (0..count).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let gradients = gradients_of(&network, &values).unwrap();
+        assert_eq!(flat_gradient(&network, gradients), values);
+        for wrong in [count - 1, count + 1, 0] {
+            let error = gradients_of(&network, &vec![0.0; wrong])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                error.contains(&format!("{wrong} values")) && error.contains(&count.to_string()),
+                "{error}"
+            );
+        }
+    }
+}
