@@ -75,19 +75,29 @@ where
     }
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let results: Mutex<Vec<Option<Result<R>>>> =
-        Mutex::new((0..items.len()).map(|_| None).collect());
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
     let first_error: Mutex<Option<(usize, Error)>> = Mutex::new(None);
+    // Stops every job from starting new items and keeps the error to return: an item's error
+    // replaces a later item's (as a sequential run would report the earliest); a job that could
+    // not start (`item: None`) is kept only when nothing failed before it.
+    let fail = |item: Option<usize>, error: Error| {
+        failed.store(true, Ordering::SeqCst);
+        let mut slot = first_error.lock().unwrap_or_else(|e| e.into_inner());
+        match item {
+            Some(index) if slot.as_ref().is_none_or(|(first, _)| index < *first) => {
+                *slot = Some((index, error));
+            }
+            Some(_) => {}
+            None => {
+                slot.get_or_insert((0, error));
+            }
+        }
+    };
     // One job: take items until none is left (or one failed), each with the job's own state.
     let run_items = || {
         let mut state = match init() {
             Ok(state) => state,
-            Err(error) => {
-                failed.store(true, Ordering::SeqCst);
-                let mut slot = first_error.lock().unwrap_or_else(|e| e.into_inner());
-                slot.get_or_insert((0, error));
-                return;
-            }
+            Err(error) => return fail(None, error),
         };
         loop {
             if failed.load(Ordering::SeqCst) {
@@ -97,17 +107,12 @@ where
             let Some(item) = items.get(index) else {
                 return;
             };
-            let result = work(&mut state, index, item);
-            if let Err(error) = result {
-                failed.store(true, Ordering::SeqCst);
-                let mut slot = first_error.lock().unwrap_or_else(|e| e.into_inner());
-                // Keep the error of the earliest item, as a sequential run would report.
-                if slot.as_ref().is_none_or(|(first, _)| index < *first) {
-                    *slot = Some((index, error));
+            match work(&mut state, index, item) {
+                Ok(result) => {
+                    results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
                 }
-                return;
+                Err(error) => return fail(Some(index), error),
             }
-            results.lock().unwrap_or_else(|e| e.into_inner())[index] = Some(result);
         }
     };
     let own_pools = threads() == 1;
@@ -130,14 +135,10 @@ where
                     }
                     match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
                         Ok(pool) => pool.install(run_items),
-                        Err(error) => {
-                            failed.store(true, Ordering::SeqCst);
-                            let mut slot = first_error.lock().unwrap_or_else(|e| e.into_inner());
-                            slot.get_or_insert((
-                                0,
-                                Error::invalid(format!("cannot start a job's thread: {error}")),
-                            ));
-                        }
+                        Err(error) => fail(
+                            None,
+                            Error::invalid(format!("cannot start a job's thread: {error}")),
+                        ),
                     }
                 });
             }
@@ -150,7 +151,7 @@ where
         .into_inner()
         .unwrap_or_else(|e| e.into_inner())
         .into_iter()
-        .map(|slot| slot.unwrap_or_else(|| Err(Error::invalid("a job did not run"))))
+        .map(|slot| slot.ok_or_else(|| Error::invalid("a job did not run")))
         .collect()
 }
 

@@ -247,6 +247,22 @@ fn small_model_setup(model: &str) -> Setup {
     setup
 }
 
+/// The Euclidean distance between two weight vectors and the norm of the first.
+fn distance_and_norm(reference: &[f32], other: &[f32]) -> (f64, f64) {
+    let distance = reference
+        .iter()
+        .zip(other)
+        .map(|(a, b)| f64::from(a - b).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    let norm = reference
+        .iter()
+        .map(|a| f64::from(*a).powi(2))
+        .sum::<f64>()
+        .sqrt();
+    (distance, norm)
+}
+
 /// Runs `work` on a pool of `threads` threads.
 fn on_threads<R: Send>(threads: usize, work: impl FnOnce() -> R + Send) -> R {
     rayon::ThreadPoolBuilder::new()
@@ -279,19 +295,8 @@ fn batches_gathered_ahead_are_the_batches_of_their_steps() {
             })
         };
         let one = run(1);
-        let norm = one
-            .iter()
-            .map(|a| f64::from(*a).powi(2))
-            .sum::<f64>()
-            .sqrt();
         for threads in [2, 3] {
-            let many = run(threads);
-            let distance = one
-                .iter()
-                .zip(&many)
-                .map(|(a, b)| f64::from(a - b).powi(2))
-                .sum::<f64>()
-                .sqrt();
+            let (distance, norm) = distance_and_norm(&one, &run(threads));
             if model == "mlp" {
                 assert_eq!(distance, 0.0, "mlp: 1 and {threads} threads differ");
             } else {
@@ -332,17 +337,7 @@ fn training_is_reproducible_per_thread_count_and_close_across_them() {
         assert_eq!(differing, 0, "{model}: two runs on 3 threads differ");
         // Rounding only: the relative distance between the 1- and 3-thread weights is small
         // (a wrong shard weight or a lost shard would move them by far more).
-        let distance: f64 = one
-            .iter()
-            .zip(&three)
-            .map(|(a, b)| f64::from(a - b).powi(2))
-            .sum::<f64>()
-            .sqrt();
-        let norm: f64 = one
-            .iter()
-            .map(|a| f64::from(*a).powi(2))
-            .sum::<f64>()
-            .sqrt();
+        let (distance, norm) = distance_and_norm(&one, &three);
         if model == "mlp" {
             assert_eq!(distance, 0.0, "mlp: 1 and 3 threads differ");
             continue;
@@ -409,13 +404,11 @@ fn hooks_see_the_batch_gradient_on_any_thread_count() {
         // and of 128 rows round differently, as gemm's AVX-512 kernels do), which moves one
         // unit's gradient by that sample's share (measured on an MLP in shards: 3.4e-3
         // relative). A shard weighted wrongly or left out would move it by about a third.
-        let (a, b) = (&one[0], &three[0]);
-        let distance: f64 = a.iter().zip(b).map(|(x, y)| f64::from(x - y).powi(2)).sum();
-        let norm: f64 = a.iter().map(|x| f64::from(*x).powi(2)).sum();
+        let (distance, norm) = distance_and_norm(&one[0], &three[0]);
         assert!(
-            (distance / norm).sqrt() < 2e-2,
+            distance / norm < 2e-2,
             "{model}: relative gradient difference {:.2e}",
-            (distance / norm).sqrt()
+            distance / norm
         );
         assert!(
             distance > 0.0,
