@@ -312,34 +312,58 @@ fn assert_close(got: f32, want: f64, what: &str) {
     );
 }
 
-/// Matrix products above the parallel threshold are cut into one block of output rows or
-/// columns per thread: the same bits on 1 and 3 threads, and the product itself.
+/// Matrix products above the parallel threshold are cut along k when k is their longest side
+/// (two halves at a fixed point, added), else into one block of output rows or columns per
+/// thread: the same bits on 1, 2 and 3 threads, and the product itself.
 #[test]
 fn matrix_products_are_right_and_independent_of_the_thread_count() {
     let device = Device::flex();
-    // (m, k, n): wide (split by columns), tall (split by rows), and a linear layer's shapes.
-    for (case, &(m, k, n)) in [(128, 784, 256), (784, 128, 256), (300, 200, 1000)]
-        .iter()
-        .enumerate()
-    {
+    // (m, k, n, left operand transposed): a linear layer's forward pass at a training and an
+    // evaluation batch (cut along k), an odd k cut into unequal halves longer than gemm's own
+    // pieces with a strided left operand, the weight gradient's shape (split by rows), a wide
+    // product (by columns), and a k longer than gemm's pieces split by rows (gemm would cut
+    // it differently for blocks of different shapes).
+    let cases = [
+        (128, 784, 256, false),
+        (256, 784, 256, false),
+        (60, 2001, 90, true),
+        (784, 128, 256, false),
+        (300, 200, 1000, false),
+        (600, 1100, 300, false),
+    ];
+    for (case, &(m, k, n, transposed)) in cases.iter().enumerate() {
         let a = continuous(m * k, 100 + case as u64);
         let b = continuous(k * n, 200 + case as u64);
+        // `a` holds the left operand row-major, or its transpose when `transposed`.
+        let left = |row: usize, i: usize| {
+            if transposed {
+                a[i * m + row]
+            } else {
+                a[row * k + i]
+            }
+        };
         let product = || {
-            let lhs = Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &device);
+            let lhs = if transposed {
+                Tensor::<2>::from_data(TensorData::new(a.clone(), [k, m]), &device).transpose()
+            } else {
+                Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &device)
+            };
             let rhs = Tensor::<2>::from_data(TensorData::new(b.clone(), [k, n]), &device);
             lhs.matmul(rhs).values()
         };
         let one = on_threads(1, product);
-        let three = on_threads(3, product);
-        assert!(
-            one.iter()
-                .zip(&three)
-                .all(|(x, y)| x.to_bits() == y.to_bits()),
-            "case {case}: the product differs between 1 and 3 threads"
-        );
+        for threads in [2, 3] {
+            let other = on_threads(threads, product);
+            assert!(
+                one.iter()
+                    .zip(&other)
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "case {case}: the product differs between 1 and {threads} threads"
+            );
+        }
         for (index, &got) in one.iter().enumerate().step_by(97) {
             let (row, column) = (index / n, index % n);
-            let want = direct_product(k, |i| a[row * k + i], |i| b[i * n + column]);
+            let want = direct_product(k, |i| left(row, i), |i| b[i * n + column]);
             assert_close(got, want, &format!("case {case}: element {index}"));
         }
     }

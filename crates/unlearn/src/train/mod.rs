@@ -374,13 +374,16 @@ fn shard_leaves(network: &Network) -> Network {
 /// minimising `objective` per batch, calling `hooks` at every step.
 ///
 /// Every core takes part (rayon's pool, `--threads`): a network of dense layers trains each
-/// batch in one piece, its matrix products split into one block of outputs per thread, and
+/// batch in one piece, its matrix products split into one block of outputs per thread (a
+/// layer's forward product x·W into two halves of W's rows, the rows of W's gradient and of
+/// the optimiser's blocks, so that each core keeps its rows in cache), and
 /// with more than one thread the next batch is gathered while the backward pass runs; a
 /// network with convolutions cuts each batch into [`shards_for`] contiguous shards whose
 /// forward and backward passes run on their own threads, the batch gradient being the sum of
 /// the shards' gradients weighted by their share of the rows, added in shard order. The
 /// optimiser (SGD or Adam, see [`Recipe`]) adds the gradients up and updates each parameter
-/// tensor in place in one pass, large tensors in parallel chunks. What is guaranteed: the same
+/// tensor in place in one pass, large tensors in parallel chunks (a matrix in one block of
+/// rows per thread). What is guaranteed: the same
 /// bits for the same data, recipe and thread count; a dense network's bits do not depend on the
 /// thread count; a convolutional one's batch sum is grouped by thread count, so other counts
 /// agree up to float rounding.
@@ -649,6 +652,7 @@ impl ApplyStep<'_> {
         values: &mut TensorData,
         gradients: &[(f32, TensorData)],
     ) -> Result<()> {
+        let shape = values.shape().as_slice().to_vec();
         let params = values
             .as_mut_slice::<f32>()
             .map_err(|e| Error::Model(format!("training needs f32 tensors: {e:?}")))?;
@@ -656,6 +660,7 @@ impl ApplyStep<'_> {
             self.constants,
             offset,
             params,
+            &shape,
             &gradient_terms(gradients)?,
             self.learning_rate,
         );

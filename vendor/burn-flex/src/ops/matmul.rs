@@ -15,11 +15,20 @@ use crate::{FlexTensor, Layout};
 /// Types that can be used with gemm-based matmul.
 /// Only implement for types that `gemm::gemm` dispatches on via TypeId (f32, f64, f16).
 trait GemmScalar: Element + bytemuck::Pod {
+    /// unlearn patch (issue 15): whether a product of this type may be cut along its inner
+    /// dimension (`gemm_split_k`); not for f16, whose partial sums would be rounded to f16.
+    const SPLIT_ALONG_K: bool;
     fn zero() -> Self;
     fn one() -> Self;
+    /// unlearn patch (issue 15): `self + other` (adds the halves of a `gemm_split_k` product).
+    fn add(self, other: Self) -> Self;
 }
 
 impl GemmScalar for f32 {
+    const SPLIT_ALONG_K: bool = true;
+    fn add(self, other: Self) -> Self {
+        self + other
+    }
     fn zero() -> Self {
         0.0
     }
@@ -29,6 +38,10 @@ impl GemmScalar for f32 {
 }
 
 impl GemmScalar for f64 {
+    const SPLIT_ALONG_K: bool = true;
+    fn add(self, other: Self) -> Self {
+        self + other
+    }
     fn zero() -> Self {
         0.0
     }
@@ -38,6 +51,10 @@ impl GemmScalar for f64 {
 }
 
 impl GemmScalar for f16 {
+    const SPLIT_ALONG_K: bool = false;
+    fn add(self, other: Self) -> Self {
+        self + other
+    }
     fn zero() -> Self {
         f16::from_f32(0.0)
     }
@@ -299,9 +316,9 @@ fn matmul_2d_strided<T: GemmScalar>(lhs: FlexTensor, rhs: FlexTensor) -> FlexTen
 }
 
 /// unlearn patch (issue 15): `out[m, n] = lhs · rhs` as one single-threaded gemm per block
-/// of output rows (or columns, whichever side is longer), the blocks on rayon's threads.
-/// Every output element is a dot product over the same k in the same order, whatever the
-/// block. Returns false (nothing written) when there is one thread or one block.
+/// of output rows (or columns, whichever side is longer), `threads` blocks on rayon's
+/// threads. Every output element is a dot product over the same k in the same order, whatever
+/// the block. Returns false (nothing written) when there is one thread or one block.
 #[cfg(feature = "rayon")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_in_blocks<T: GemmScalar>(
@@ -317,9 +334,9 @@ unsafe fn gemm_in_blocks<T: GemmScalar>(
     rhs: *const T,
     rhs_cs: isize,
     rhs_rs: isize,
+    threads: usize,
 ) -> bool {
     use rayon::prelude::*;
-    let threads = rayon::current_num_threads();
     let split_rows = m >= n;
     let len = if split_rows { m } else { n };
     // Blocks of a multiple of 16 rows or columns (the micro-kernels' tile sides).
@@ -335,7 +352,7 @@ unsafe fn gemm_in_blocks<T: GemmScalar>(
         let (out, lhs, rhs) = (out as *mut T, lhs as *const T, rhs as *const T);
         unsafe {
             if split_rows {
-                gemm_call::<T>(
+                gemm_in_pieces::<T>(
                     size,
                     n,
                     k,
@@ -348,10 +365,9 @@ unsafe fn gemm_in_blocks<T: GemmScalar>(
                     rhs,
                     rhs_cs,
                     rhs_rs,
-                    gemm::Parallelism::None,
                 );
             } else {
-                gemm_call::<T>(
+                gemm_in_pieces::<T>(
                     m,
                     size,
                     k,
@@ -364,12 +380,204 @@ unsafe fn gemm_in_blocks<T: GemmScalar>(
                     rhs.offset(start as isize * rhs_cs),
                     rhs_cs,
                     rhs_rs,
-                    gemm::Parallelism::None,
                 );
             }
         }
     });
     true
+}
+
+/// unlearn patch (issue 15): `out[m, n] = lhs · rhs` for a product whose inner dimension is
+/// the longest (k ≥ 2·max(m, n): a dense layer's forward pass x·W with W of k × n), cut along
+/// k into two halves at a fixed point (⌈k/2⌉ rounded up to a multiple of 16): each half is a
+/// product of its own, the two on their own threads (each in blocks, `gemm_in_blocks`, when
+/// there are more than two), and the second half is added to the first element by element.
+/// On two threads each core then reads only its half of W's rows, the rows it also computes
+/// of W's gradient xᵀ·δ (an output split by rows in `gemm_in_blocks`) and updates in the
+/// optimiser (unlearn's `FlatOptimizer` cuts a matrix the same way), so each pass of a
+/// training step finds them in that core's cache. The cut does not depend on the thread
+/// count (one thread computes both halves in turn), and neither do the bits. Returns false
+/// (nothing written) for any other product.
+#[cfg(feature = "rayon")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_split_k<T: GemmScalar>(
+    m: usize,
+    n: usize,
+    k: usize,
+    out: *mut T,
+    out_cs: isize,
+    out_rs: isize,
+    lhs: *const T,
+    lhs_cs: isize,
+    lhs_rs: isize,
+    rhs: *const T,
+    rhs_cs: isize,
+    rhs_rs: isize,
+) -> bool {
+    let half = k.div_ceil(2).div_ceil(16) * 16;
+    if !T::SPLIT_ALONG_K || m == 0 || n == 0 || k < 2 * m.max(n) || half >= k {
+        return false;
+    }
+    let threads = rayon::current_num_threads();
+    let blocks = threads.div_ceil(2);
+    let mut partial: Vec<T> = Vec::with_capacity(m * n);
+    let (out_at, lhs_at, rhs_at, partial_at) = (
+        out as usize,
+        lhs as usize,
+        rhs as usize,
+        partial.as_mut_ptr() as usize,
+    );
+    // The first half's product straight into `out`, the second's into `partial` (m × n, row
+    // major); neither reads what it writes over.
+    let first = move || unsafe {
+        gemm_in_blocks_or_whole::<T>(
+            m,
+            n,
+            half,
+            out_at as *mut T,
+            out_cs,
+            out_rs,
+            lhs_at as *const T,
+            lhs_cs,
+            lhs_rs,
+            rhs_at as *const T,
+            rhs_cs,
+            rhs_rs,
+            blocks,
+        )
+    };
+    let second = move || unsafe {
+        gemm_in_blocks_or_whole::<T>(
+            m,
+            n,
+            k - half,
+            partial_at as *mut T,
+            1,
+            n as isize,
+            (lhs_at as *const T).offset(half as isize * lhs_cs),
+            lhs_cs,
+            lhs_rs,
+            (rhs_at as *const T).offset(half as isize * rhs_rs),
+            rhs_cs,
+            rhs_rs,
+            blocks,
+        )
+    };
+    if threads > 1 {
+        rayon::join(first, second);
+    } else {
+        first();
+        second();
+    }
+    unsafe {
+        // Every element of the m × n partial product was written above.
+        partial.set_len(m * n);
+        for (row, partial) in partial.chunks_exact(n).enumerate() {
+            let row_start = out.offset(row as isize * out_rs);
+            if out_cs == 1 {
+                let row = core::slice::from_raw_parts_mut(row_start, n);
+                for (value, &rest) in row.iter_mut().zip(partial) {
+                    *value = value.add(rest);
+                }
+            } else {
+                for (column, &rest) in partial.iter().enumerate() {
+                    let value = row_start.offset(column as isize * out_cs);
+                    *value = (*value).add(rest);
+                }
+            }
+        }
+    }
+    true
+}
+
+/// unlearn patch (issue 15): `gemm_in_blocks` with `threads` blocks, or one single-threaded
+/// gemm when that makes one block.
+#[cfg(feature = "rayon")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_in_blocks_or_whole<T: GemmScalar>(
+    m: usize,
+    n: usize,
+    k: usize,
+    out: *mut T,
+    out_cs: isize,
+    out_rs: isize,
+    lhs: *const T,
+    lhs_cs: isize,
+    lhs_rs: isize,
+    rhs: *const T,
+    rhs_cs: isize,
+    rhs_rs: isize,
+    threads: usize,
+) {
+    unsafe {
+        if !gemm_in_blocks(
+            m, n, k, out, out_cs, out_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs, threads,
+        ) {
+            gemm_in_pieces(
+                m, n, k, out, out_cs, out_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs,
+            );
+        }
+    }
+}
+
+/// unlearn patch (issue 15): terms of the inner dimension per single-threaded gemm call in
+/// `gemm_in_pieces` (gemm sums up to 512 terms in one pass whatever the shape).
+#[cfg(feature = "rayon")]
+const K_PIECE: usize = 512;
+
+/// unlearn patch (issue 15): `out[m, n] = lhs · rhs` on the calling thread as one gemm per
+/// piece of at most [`K_PIECE`] terms of k, from the first, each piece added to what the
+/// previous ones wrote. gemm cuts a long k itself, but where depends on the product's shape
+/// (pieces of 512 for products up to 64 × 64, evenly sized pieces otherwise), so blocks of
+/// different shapes — another thread count — would sum the same terms in different groups;
+/// fixed pieces make every output element the same sum in the same order whatever the block.
+#[cfg(feature = "rayon")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_in_pieces<T: GemmScalar>(
+    m: usize,
+    n: usize,
+    k: usize,
+    out: *mut T,
+    out_cs: isize,
+    out_rs: isize,
+    lhs: *const T,
+    lhs_cs: isize,
+    lhs_rs: isize,
+    rhs: *const T,
+    rhs_cs: isize,
+    rhs_rs: isize,
+) {
+    let mut start = 0;
+    loop {
+        let len = K_PIECE.min(k - start);
+        unsafe {
+            gemm::gemm(
+                m,
+                n,
+                len,
+                out,
+                out_cs,
+                out_rs,
+                start > 0,
+                lhs.offset(start as isize * lhs_cs),
+                lhs_cs,
+                lhs_rs,
+                rhs.offset(start as isize * rhs_rs),
+                rhs_cs,
+                rhs_rs,
+                if start > 0 { T::one() } else { T::zero() },
+                T::one(),
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+        start += len;
+        if start >= k {
+            break;
+        }
+    }
 }
 
 /// Strided gemm call for one matrix. Wraps `gemm::gemm` with GemmScalar zero/one.
@@ -390,18 +598,35 @@ unsafe fn gemm_call<T: GemmScalar>(
     rhs_rs: isize,
     parallelism: gemm::Parallelism,
 ) {
-    // unlearn patch (issue 15): a product asked to run in parallel is cut into one block of
-    // output rows or columns per thread (`gemm_in_blocks`); gemm's own Rayon split leaves the
-    // second core mostly idle at a small network's sizes (128 × 784 × 256: 122% CPU on two
-    // threads).
+    // unlearn patch (issue 15): a product asked to run in parallel is cut along k when k is
+    // its longest side (`gemm_split_k`, on any thread count), else into one block of output
+    // rows or columns per thread (`gemm_in_blocks`); gemm's own Rayon split leaves the second
+    // core mostly idle at a small network's sizes (128 × 784 × 256: 122% CPU on two threads).
+    // Every single-threaded piece of such a product sums at most K_PIECE terms of k at a time
+    // (`gemm_in_pieces`), so that its bits do not depend on the thread count.
     #[cfg(feature = "rayon")]
-    if !matches!(parallelism, gemm::Parallelism::None)
-        && unsafe {
-            gemm_in_blocks(
+    if !matches!(parallelism, gemm::Parallelism::None) {
+        unsafe {
+            if !gemm_split_k(
                 m, n, k, out, out_cs, out_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs,
-            )
+            ) {
+                gemm_in_blocks_or_whole(
+                    m,
+                    n,
+                    k,
+                    out,
+                    out_cs,
+                    out_rs,
+                    lhs,
+                    lhs_cs,
+                    lhs_rs,
+                    rhs,
+                    rhs_cs,
+                    rhs_rs,
+                    rayon::current_num_threads(),
+                );
+            }
         }
-    {
         return;
     }
     unsafe {
