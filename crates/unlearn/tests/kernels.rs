@@ -304,6 +304,37 @@ fn direct_product(k: usize, left: impl Fn(usize) -> f32, right: impl Fn(usize) -
     (0..k).map(|i| left(i) as f64 * right(i) as f64).sum()
 }
 
+/// The left operand m × k of a product test: `values` hold it row-major, or its transpose
+/// (k × m) when `transposed`, then read through a transposed (strided) view.
+struct LeftOperand<'a> {
+    values: &'a [f32],
+    rows: usize,
+    depth: usize,
+    transposed: bool,
+}
+
+impl LeftOperand<'_> {
+    /// The operand as a tensor on `device`.
+    fn tensor(&self, device: &Device) -> Tensor<2> {
+        let values = self.values.to_vec();
+        if self.transposed {
+            Tensor::<2>::from_data(TensorData::new(values, [self.depth, self.rows]), device)
+                .transpose()
+        } else {
+            Tensor::<2>::from_data(TensorData::new(values, [self.rows, self.depth]), device)
+        }
+    }
+
+    /// Element (row, i).
+    fn at(&self, row: usize, i: usize) -> f32 {
+        if self.transposed {
+            self.values[i * self.rows + row]
+        } else {
+            self.values[row * self.depth + i]
+        }
+    }
+}
+
 /// A product element within f32 rounding of its direct f64 value.
 fn assert_close(got: f32, want: f64, what: &str) {
     assert!(
@@ -334,22 +365,15 @@ fn matrix_products_are_right_and_independent_of_the_thread_count() {
     for (case, &(m, k, n, transposed)) in cases.iter().enumerate() {
         let a = continuous(m * k, 100 + case as u64);
         let b = continuous(k * n, 200 + case as u64);
-        // `a` holds the left operand row-major, or its transpose when `transposed`.
-        let left = |row: usize, i: usize| {
-            if transposed {
-                a[i * m + row]
-            } else {
-                a[row * k + i]
-            }
+        let left = LeftOperand {
+            values: &a,
+            rows: m,
+            depth: k,
+            transposed,
         };
         let product = || {
-            let lhs = if transposed {
-                Tensor::<2>::from_data(TensorData::new(a.clone(), [k, m]), &device).transpose()
-            } else {
-                Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &device)
-            };
             let rhs = Tensor::<2>::from_data(TensorData::new(b.clone(), [k, n]), &device);
-            lhs.matmul(rhs).values()
+            left.tensor(&device).matmul(rhs).values()
         };
         let one = on_threads(1, product);
         for threads in [2, 3] {
@@ -363,7 +387,7 @@ fn matrix_products_are_right_and_independent_of_the_thread_count() {
         }
         for (index, &got) in one.iter().enumerate().step_by(97) {
             let (row, column) = (index / n, index % n);
-            let want = direct_product(k, |i| left(row, i), |i| b[i * n + column]);
+            let want = direct_product(k, |i| left.at(row, i), |i| b[i * n + column]);
             assert_close(got, want, &format!("case {case}: element {index}"));
         }
     }
@@ -418,25 +442,18 @@ fn shard_sized_and_transposed_products_match_a_direct_computation() {
     ] {
         let a = continuous(m * k, 300 + m as u64);
         let b = continuous(k * n, 400 + k as u64);
-        // `a` holds the left operand row-major, or its transpose when `transposed`.
-        let lhs = if transposed {
-            Tensor::<2>::from_data(TensorData::new(a.clone(), [k, m]), &device).transpose()
-        } else {
-            Tensor::<2>::from_data(TensorData::new(a.clone(), [m, k]), &device)
+        let left = LeftOperand {
+            values: &a,
+            rows: m,
+            depth: k,
+            transposed,
         };
         let rhs = Tensor::<2>::from_data(TensorData::new(b.clone(), [k, n]), &device);
-        let got = lhs.matmul(rhs).values();
+        let got = left.tensor(&device).matmul(rhs).values();
         assert_eq!(got.len(), m * n);
         for (index, &value) in got.iter().enumerate() {
             let (row, column) = (index / n, index % n);
-            let left = |i: usize| {
-                if transposed {
-                    a[i * m + row]
-                } else {
-                    a[row * k + i]
-                }
-            };
-            let want = direct_product(k, left, |i| b[i * n + column]);
+            let want = direct_product(k, |i| left.at(row, i), |i| b[i * n + column]);
             let what = format!("{m}×{k}×{n} (transposed {transposed}): element {index}");
             assert_close(value, want, &what);
         }
