@@ -14,21 +14,17 @@ use crate::{FlexTensor, Layout};
 
 /// Types that can be used with gemm-based matmul.
 /// Only implement for types that `gemm::gemm` dispatches on via TypeId (f32, f64, f16).
-trait GemmScalar: Element + bytemuck::Pod {
+/// unlearn patch (issue 15): `Add` adds the halves of a `gemm_split_k` product.
+trait GemmScalar: Element + bytemuck::Pod + core::ops::Add<Output = Self> {
     /// unlearn patch (issue 15): whether a product of this type may be cut along its inner
     /// dimension (`gemm_split_k`); not for f16, whose partial sums would be rounded to f16.
     const SPLIT_ALONG_K: bool;
     fn zero() -> Self;
     fn one() -> Self;
-    /// unlearn patch (issue 15): `self + other` (adds the halves of a `gemm_split_k` product).
-    fn add(self, other: Self) -> Self;
 }
 
 impl GemmScalar for f32 {
     const SPLIT_ALONG_K: bool = true;
-    fn add(self, other: Self) -> Self {
-        self + other
-    }
     fn zero() -> Self {
         0.0
     }
@@ -39,9 +35,6 @@ impl GemmScalar for f32 {
 
 impl GemmScalar for f64 {
     const SPLIT_ALONG_K: bool = true;
-    fn add(self, other: Self) -> Self {
-        self + other
-    }
     fn zero() -> Self {
         0.0
     }
@@ -52,9 +45,6 @@ impl GemmScalar for f64 {
 
 impl GemmScalar for f16 {
     const SPLIT_ALONG_K: bool = false;
-    fn add(self, other: Self) -> Self {
-        self + other
-    }
     fn zero() -> Self {
         f16::from_f32(0.0)
     }
@@ -477,12 +467,12 @@ unsafe fn gemm_split_k<T: GemmScalar>(
             if out_cs == 1 {
                 let row = core::slice::from_raw_parts_mut(row_start, n);
                 for (value, &rest) in row.iter_mut().zip(partial) {
-                    *value = value.add(rest);
+                    *value = *value + rest;
                 }
             } else {
                 for (column, &rest) in partial.iter().enumerate() {
                     let value = row_start.offset(column as isize * out_cs);
-                    *value = (*value).add(rest);
+                    *value = *value + rest;
                 }
             }
         }
