@@ -37,8 +37,10 @@ pub struct CertifiedArgs {
     #[arg(long, requires = "certified", allow_hyphen_values = true)]
     noise_sigma: Option<f64>,
     /// newton-guo: single-row removals the residual budget is sized for when σ is
-    /// calibrated, each costing the 0.9 quantile of 20 seeded rows' removal costs (the rule
-    /// the P3 bench uses too); a request of k rows costs about k of them.
+    /// calibrated, each costing the 0.9 quantile of 50 seeded rows' removal costs measured at
+    /// the noisy model that will be served (the rule the P3 bench, the audit and the store
+    /// use too); a request of k rows costs about k of them. Refused, naming the largest
+    /// number that can be supported, when no σ supports it.
     #[arg(
         long = "removals",
         alias = "planned-removals",
@@ -47,6 +49,10 @@ pub struct CertifiedArgs {
         allow_hyphen_values = true
     )]
     planned_removals: f64,
+    /// newton-guo: keep a calibrated σ whose model is within one point of the majority class
+    /// (by default refused, naming the largest number of removals that stays above it).
+    #[arg(long, requires = "certified")]
+    accept_chance: bool,
     /// d2d: gradient steps per deletion.
     #[arg(long, requires = "certified", default_value_t = 1)]
     steps_per_deletion: usize,
@@ -69,8 +75,9 @@ pub struct VerifyArgs {
     /// recomputes every certificate and checks the secret state against the data.
     #[arg(long)]
     store: Option<PathBuf>,
-    /// With --store: also replay the whole ledger from the first version and check that it
-    /// reproduces every published model.
+    /// With --store: also replay the ledger from the replay anchor (version 0 until a purge)
+    /// and check that it reproduces every published model and every recorded certificate,
+    /// accounting, evaluation or deletion summary.
     #[arg(long, requires = "store")]
     replay: bool,
     /// Data source; defaults to the one recorded in the model.
@@ -97,6 +104,7 @@ pub fn train(global: &Global, args: &TrainArgs, method: &str) -> Result<()> {
         regularization: certified.lambda,
         noise_sigma: certified.noise_sigma,
         planned_removals: certified.planned_removals,
+        accept_chance: certified.accept_chance,
         steps_per_deletion: certified.steps_per_deletion,
         capacity: certified.capacity,
         training_steps: certified.training_steps,
@@ -138,9 +146,41 @@ pub fn train(global: &Global, args: &TrainArgs, method: &str) -> Result<()> {
     Ok(())
 }
 
-/// One line on a freshly trained certified model (for `train --certified`, with or without a
-/// store).
+/// What a freshly trained certified model promises (for `train --certified`, with or without
+/// a store): the training line, and for a calibrated `newton-guo` the removals its budget
+/// supports at the served model's own removal cost.
 pub fn training_summary(model: &CertifiedModelFile, task: ConvexTask, seconds: f64) -> String {
+    let mut text = training_line(model, task, seconds);
+    if let Some(calibration) = &model.calibration {
+        text.push_str(&format!(
+            "\nbudget: supports {:.0} single removals (asked {}) at the served model's removal cost {:.4e} (0.9 quantile of {} seeded rows; {:.4e} on the noiseless model), then a forced retrain",
+            calibration.supported_removals.floor(),
+            calibration.planned_removals,
+            calibration.removal_cost,
+            calibration.probes,
+            calibration.noiseless_removal_cost
+        ));
+        if let (Some(accuracy), Some(majority)) =
+            (calibration.test_accuracy, calibration.majority_accuracy)
+        {
+            text.push_str(&format!(
+                "\ntest accuracy {accuracy:.2}% against {majority:.2}% for always answering the majority class{}",
+                if calibration.accepted_chance {
+                    " (within one point: accepted with --accept-chance)"
+                } else {
+                    ""
+                }
+            ));
+        }
+    } else if model.method == "newton-guo" {
+        text.push_str(
+            "\nbudget: σ was given, not calibrated: the removals it supports were not measured",
+        );
+    }
+    text
+}
+
+fn training_line(model: &CertifiedModelFile, task: ConvexTask, seconds: f64) -> String {
     format!(
         "trained {} (classes {}, {} rows, λ {}, ε {}, δ {:.3e}{}) in {:.1}s: test accuracy {:.2}%",
         model.method,
@@ -312,6 +352,140 @@ fn verify_network(global: &Global, model: &Path) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Options of `unlearn budget`.
+#[derive(Args)]
+pub struct BudgetArgs {
+    /// Data source (as for train).
+    #[arg(long)]
+    data: String,
+    /// Classes of the task: A,B (a binary pair) or all.
+    #[arg(long, default_value = "7,9")]
+    classes: String,
+    /// Target ε of every removal.
+    #[arg(long, allow_hyphen_values = true)]
+    epsilon: f64,
+    /// Target δ; default 1/n.
+    #[arg(long, allow_hyphen_values = true)]
+    delta: Option<f64>,
+    /// L2 weight λ.
+    #[arg(long, default_value_t = 1e-3, allow_hyphen_values = true)]
+    lambda: f64,
+    /// Single removals the budget is calibrated for (as train's --removals).
+    #[arg(long = "removals", allow_hyphen_values = true)]
+    planned_removals: f64,
+    /// Seeds tried: --seed, --seed + 1, ...
+    #[arg(long, default_value_t = 5)]
+    seeds: u64,
+    /// Most removals tried per seed [default: 3 × --removals, at least 10].
+    #[arg(long)]
+    limit: Option<usize>,
+    /// As train's --accept-chance.
+    #[arg(long)]
+    accept_chance: bool,
+}
+
+/// `unlearn budget`: does newton-guo's budget deliver the removals it announces? For each
+/// seed, trains and calibrates as `train --certified newton-guo` would, then removes single
+/// random rows until the first forced retrain.
+pub fn budget(global: &Global, args: &BudgetArgs) -> Result<()> {
+    if args.seeds == 0 {
+        bail!("--seeds must be at least 1");
+    }
+    let task = ConvexTask::parse(&args.classes)?;
+    let bundle = load_data(&args.data)?;
+    let rows = task.rows(&bundle.train)?;
+    let test = task.rows(&bundle.test)?;
+    let delta = args.delta.unwrap_or(1.0 / rows.len().max(2) as f64);
+    let limit = args
+        .limit
+        .unwrap_or_else(|| ((3.0 * args.planned_removals).ceil() as usize).max(10));
+    let check = convex::BudgetCheck {
+        data: &rows,
+        test: Some(&test),
+        regularization: args.lambda,
+        epsilon: args.epsilon,
+        delta,
+        planned_removals: args.planned_removals,
+        accept_chance: args.accept_chance,
+        limit,
+    };
+    let seeds: Vec<u64> = (0..args.seeds).map(|k| global.seed + k).collect();
+    let quiet = global.quiet || global.json;
+    let report = convex::guo_budget_report(&check, &seeds, |trial| {
+        if !quiet {
+            eprintln!("{}", budget_row(trial));
+        }
+    })?;
+    if global.json {
+        say!(
+            "{}",
+            serde_json::json!({
+                "data": args.data, "classes": task.describe(), "train_rows": rows.len(),
+                "test_rows": test.len(), "report": report,
+                "environment": unlearn::environment::record(),
+            })
+        );
+        return Ok(());
+    }
+    say!(
+        "newton-guo budget check: {} (classes {}, {} rows), ε {}, δ {:.3e}, λ {}, {} removals planned, up to {} tried per seed",
+        args.data,
+        task.describe(),
+        rows.len(),
+        args.epsilon,
+        delta,
+        args.lambda,
+        args.planned_removals,
+        limit
+    );
+    say!(
+        "| seed | σ | supported | removals before the first forced retrain | test acc % | ms per removal |"
+    );
+    say!("|---|---|---|---|---|---|");
+    for trial in &report.trials {
+        say!("{}", budget_row(trial));
+    }
+    match report.median_removals_before_retrain {
+        Some(median) => say!(
+            "median: {median} removals before the first forced retrain ({:.0}% of the {} planned), median test accuracy {:.2}%",
+            100.0 * median / args.planned_removals,
+            args.planned_removals,
+            report.median_test_accuracy.unwrap_or(f64::NAN)
+        ),
+        None => say!("every seed refused the plan (see the rows above)"),
+    }
+    Ok(())
+}
+
+fn budget_row(trial: &convex::BudgetTrial) -> String {
+    match (&trial.calibration, &trial.refusal) {
+        (Some(calibration), _) => format!(
+            "| {} | {:.4e} | {:.0} | {}{} | {:.2} | {:.2} |",
+            trial.seed,
+            calibration.sigma,
+            calibration.supported_removals.floor(),
+            trial.removals_before_retrain,
+            if trial.limit_reached {
+                " (limit reached)"
+            } else {
+                ""
+            },
+            trial.test_accuracy.unwrap_or(f64::NAN),
+            1000.0 * trial.seconds_per_removal
+        ),
+        (None, Some(refusal)) => format!(
+            "| {} | – | refused: largest supported {} (σ {:.4e}, test acc {}) | – | – | – |",
+            trial.seed,
+            refusal.largest_supported,
+            refusal.sigma_at_largest,
+            refusal
+                .accuracy_at_largest
+                .map_or("n/a".to_string(), |a| format!("{a:.2}%"))
+        ),
+        (None, None) => format!("| {} | – | – | – | – | – |", trial.seed),
+    }
 }
 
 /// True when the config at `path` is a P3 (certified) benchmark.

@@ -104,6 +104,10 @@ enum Command {
     /// Audit unlearning over many models: U-LiRA, the NeurIPS 2023 challenge score, and the
     /// empirical ε of the certificates (`audit --config FILE`, `audit merge DIR...`).
     Audit(audit_cmd::AuditArgs),
+    /// Check newton-guo's removal budget on real data: for each seed, train and calibrate as
+    /// `train --certified newton-guo --removals N` would, then remove single random rows until
+    /// the first forced retrain, and report how many it delivered.
+    Budget(certified_cmd::BudgetArgs),
     /// Regenerate the Markdown and HTML reports of a grid from its JSON lines (or a P3
     /// report and plot from its p3.json).
     Report(ReportArgs),
@@ -510,6 +514,9 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Store(command) => store_cmd::run(&global, command),
         Command::Serve(args) => store_cmd::serve(&global, &args),
+        Command::Budget(args) => {
+            unlearn::parallel::on_pool(|| certified_cmd::budget(&global, &args))
+        }
         Command::Sisa(command) => unlearn::parallel::on_pool(|| sisa_cmd::run(&global, command)),
         Command::Methods => {
             if global.json {

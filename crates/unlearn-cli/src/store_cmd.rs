@@ -55,8 +55,23 @@ pub enum StoreCommand {
         #[command(flatten)]
         policy: PolicyArgs,
     },
-    /// Delete the secret states of old versions (all but version 0, which replays start from,
-    /// and the latest --keep), recorded so that verify accepts their absence.
+    /// Delete every file of old versions (weights, secret states, SISA shards and slice
+    /// checkpoints, the original): a version made before a row's removal is a model of that
+    /// row. The ledger keeps their hashes and records the purge; the oldest kept version
+    /// becomes the replay anchor.
+    Purge {
+        /// The store.
+        #[arg(long)]
+        store: PathBuf,
+        /// Newest versions kept (at least 1: the current one).
+        #[arg(long, default_value_t = 1)]
+        keep_versions: usize,
+        /// Only purge versions created more than this many days ago.
+        #[arg(long, allow_hyphen_values = true)]
+        older_than: Option<f64>,
+    },
+    /// Delete the secret states of old versions (all but the replay anchor, which replays
+    /// start from, and the latest --keep), recorded so that verify accepts their absence.
     Prune {
         /// The store.
         #[arg(long)]
@@ -92,6 +107,13 @@ pub struct PolicyArgs {
     /// retrained version's (0: never).
     #[arg(long, allow_hyphen_values = true)]
     retrain_below: Option<f64>,
+    /// Retention: after every applied request, purge every version but the newest K (0:
+    /// never purge automatically).
+    #[arg(long)]
+    purge_keep_versions: Option<usize>,
+    /// Retention: with --purge-keep-versions, purge only versions older than this many days.
+    #[arg(long, allow_hyphen_values = true)]
+    purge_older_than: Option<f64>,
 }
 
 impl PolicyArgs {
@@ -113,6 +135,12 @@ impl PolicyArgs {
         }
         if let Some(points) = self.retrain_below {
             policy.retrain_below_points = points;
+        }
+        if let Some(keep) = self.purge_keep_versions {
+            policy.purge_keep_versions = keep;
+        }
+        if let Some(days) = self.purge_older_than {
+            policy.purge_older_than_days = Some(days);
         }
         policy
     }
@@ -466,11 +494,11 @@ pub fn verify(global: &Global, dir: &Path, data: Option<&str>, replay: bool) -> 
         let device = device(global)?;
         // The current version loads: every shard artifact against the manifest, the data.
         unlearn::store::sisa::SisaStoreModel::load(&store, &device)?;
-        if replay {
-            unlearn::store::sisa::replay_store(&store, &device)?;
-        }
+        let replayed = replay
+            .then(|| unlearn::store::sisa::replay_store(&store, &device))
+            .transpose()?;
         say!(
-            "ok: SISA store {}: {} ledger entries chain (head {}), {} files rehash, version {} is current; requests: {} applied, {} refused, {} pending{}",
+            "ok: SISA store {}: {} ledger entries chain (head {}), {} files rehash, version {} is current; requests: {} applied, {} refused, {} pending",
             dir.display(),
             report.entries,
             &report.head[..16],
@@ -478,13 +506,9 @@ pub fn verify(global: &Global, dir: &Path, data: Option<&str>, replay: bool) -> 
             report.current_version,
             report.applied,
             report.refused,
-            report.pending,
-            if replay {
-                "; the ledger replayed from version 0 reproduces every ensemble"
-            } else {
-                ""
-            }
+            report.pending
         );
+        say_retention(&report, replayed, "ensemble and deletion summary");
         return Ok(());
     }
     if store.kind() == ModelKind::Neural {
@@ -492,11 +516,11 @@ pub fn verify(global: &Global, dir: &Path, data: Option<&str>, replay: bool) -> 
         let device = device(global)?;
         // The current version loads: weights that match their sidecar's hash, known data.
         unlearn::store::neural::NeuralModel::load(&store, &device)?;
-        if replay {
-            unlearn::store::neural::replay_store(&store, &device)?;
-        }
+        let replayed = replay
+            .then(|| unlearn::store::neural::replay_store(&store, &device))
+            .transpose()?;
         say!(
-            "ok: neural store {}: {} ledger entries chain (head {}), {} files rehash, version {} is current; requests: {} applied, {} refused, {} pending{}",
+            "ok: neural store {}: {} ledger entries chain (head {}), {} files rehash, version {} is current; requests: {} applied, {} refused, {} pending",
             dir.display(),
             report.entries,
             &report.head[..16],
@@ -504,13 +528,9 @@ pub fn verify(global: &Global, dir: &Path, data: Option<&str>, replay: bool) -> 
             report.current_version,
             report.applied,
             report.refused,
-            report.pending,
-            if replay {
-                "; the ledger replayed from version 0 reproduces every version"
-            } else {
-                ""
-            }
+            report.pending
         );
+        say_retention(&report, replayed, "model and evaluation");
         return Ok(());
     }
     let description = match data {
@@ -540,17 +560,46 @@ pub fn verify(global: &Global, dir: &Path, data: Option<&str>, replay: bool) -> 
         report.retrained
     );
     say!(
-        "requests: {} applied, {} refused, {} pending{}",
+        "requests: {} applied, {} refused, {} pending",
         report.chain.applied,
         report.chain.refused,
-        report.chain.pending,
-        if report.replayed {
-            "; the ledger replayed from version 0 reproduces every version"
-        } else {
-            ""
-        }
+        report.chain.pending
+    );
+    say_retention(
+        &report.chain,
+        report.replayed,
+        "model, certificate and accounting",
     );
     Ok(())
+}
+
+/// What purging left checkable, and what the replay (if asked) reproduced.
+fn say_retention(report: &unlearn::store::ChainReport, replayed: Option<usize>, what: &str) {
+    if report.anchor > 0 {
+        say!(
+            "retention: versions 0..={} were purged ({} purge entries): the ledger keeps their hashes and its chain was checked, but their files are gone, so they were not rehashed and cannot be replayed{}",
+            report.anchor - 1,
+            report.purges,
+            if report.purged_files_left > 0 {
+                format!(
+                    "; {} of their files are still on disk (an interrupted purge: the next writer to open the store deletes them)",
+                    report.purged_files_left
+                )
+            } else {
+                String::new()
+            }
+        );
+    }
+    match replayed {
+        Some(count) => say!(
+            "replay: {count} versions after version {} recomputed; every {what} equals the recorded one",
+            report.anchor
+        ),
+        None => say!(
+            "replay: not asked (--replay recomputes every version after version {})",
+            report.anchor
+        ),
+    }
 }
 
 /// `unlearn store ...`.
@@ -672,6 +721,33 @@ pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
             }
             opened.set_policy(&policy)?;
             say!("{}", serde_json::to_string(&policy)?);
+        }
+        StoreCommand::Purge {
+            store,
+            keep_versions,
+            older_than,
+        } => {
+            let report = open_store(&store)?.purge(&unlearn::store::Retention {
+                keep_versions,
+                older_than_days: older_than,
+            })?;
+            if global.json {
+                say!("{}", serde_json::to_string(&report)?);
+            } else if report.purged_versions.is_empty() {
+                say!(
+                    "nothing to purge: the store keeps versions from {} on",
+                    report.anchor
+                );
+            } else {
+                say!(
+                    "purged versions {}..={} ({} files deleted; the ledger keeps their hashes, entry {}); replays now start at version {}",
+                    report.purged_versions[0],
+                    report.purged_versions[report.purged_versions.len() - 1],
+                    report.objects_deleted,
+                    report.ledger_sequence.unwrap_or(-1),
+                    report.anchor
+                );
+            }
         }
         StoreCommand::Prune { store, keep } => {
             let deleted = open_store(&store)?.prune_states(keep)?;

@@ -435,7 +435,7 @@ fn sisa_deletions_are_recorded_in_a_store_ledger_and_replay() {
     let output = unlearn(&["verify", "--store", path(&store), "--replay"]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(
-        stdout(&output).contains("reproduces every ensemble"),
+        stdout(&output).contains("equals the recorded one"),
         "{}",
         stdout(&output)
     );

@@ -266,6 +266,10 @@ fn step(
     let turn = Instant::now();
     let applied = model.apply(store, &pending)?;
     let apply_seconds = turn.elapsed().as_secs_f64();
+    // Retention: the policy's purge after every applied request.
+    if !applied.applied.is_empty() {
+        store.purge_by_policy()?;
+    }
     let now = now_ms();
     let settled: Vec<f64> = pending
         .iter()

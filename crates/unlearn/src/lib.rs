@@ -10,6 +10,7 @@ pub mod bench;
 pub mod convex;
 pub mod data;
 pub mod device;
+pub mod environment;
 pub mod error;
 pub mod eval;
 pub mod io;

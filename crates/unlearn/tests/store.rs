@@ -1,5 +1,6 @@
 //! The model store: one removal = one transaction, a crash at any durable step leaves the old
-//! version or the new one, tampering is named by verify, idempotent submissions, replay.
+//! version or the new one, tampering is named by verify, idempotent submissions, replay,
+//! retention (a purge leaves nothing of a removed row) and the fallback to retraining.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -8,7 +9,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use unlearn::convex::{CertifiedTraining, ConvexTask};
 use unlearn::data::{DataBundle, DataSource, load};
 use unlearn::store::certified::{self, CertifiedModel};
-use unlearn::store::{COMMIT_STEPS, FaultHook, Policy, RequestStatus, Store};
+use unlearn::store::{
+    COMMIT_STEPS, EntryKind, FaultHook, PURGE_STEPS, Policy, RequestStatus, Retention, Store,
+    UNLEARNING_STEP,
+};
 
 fn embedded() -> DataBundle {
     load(&DataSource::Embedded).unwrap()
@@ -92,7 +96,7 @@ fn removals_commit_verify_and_replay() {
     assert_eq!(report.removals, 3);
     assert_eq!(report.removed_count, 9);
     assert_eq!(report.chain.applied, 3);
-    assert!(report.replayed);
+    assert_eq!(report.replayed, Some(3));
     assert_eq!(
         store.ledger_entry(2).unwrap().as_ref(),
         store.ledger().unwrap().get(2)
@@ -494,4 +498,344 @@ fn pruned_states_are_gone_and_the_store_still_verifies_replays_and_continues() {
         .unwrap_err()
         .to_string();
     assert!(message.contains("the state file of version 5"), "{message}");
+}
+
+/// Every file under `dir` (recursively) holding `needle`.
+fn files_holding(dir: &Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(at) = stack.pop() {
+        for entry in std::fs::read_dir(&at).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let bytes = std::fs::read(&path).unwrap();
+                if bytes.windows(needle.len()).any(|window| window == needle) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+/// The byte patterns a store could hold of training row `id`: its raw f32 pixels and its
+/// scaled f64 features (the certified task's row), each as a window of non-zero values.
+fn row_patterns(bundle: &DataBundle, id: u32) -> Vec<Vec<u8>> {
+    let dims = bundle.train.dims();
+    let position = bundle.train.ids.iter().position(|&i| i == id).unwrap();
+    let raw = &bundle.train.features[position * dims..(position + 1) * dims];
+    let start = raw.iter().position(|&v| v != 0.0).unwrap();
+    let f32_window: Vec<u8> = raw[start..start + 16]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    let rows = ConvexTask::Pair {
+        negative: 7,
+        positive: 9,
+    }
+    .rows(&bundle.train)
+    .unwrap();
+    let row = rows.row(rows.positions_of(&[id]).unwrap()[0]);
+    let start = row.iter().position(|&v| v != 0.0).unwrap();
+    let f64_window: Vec<u8> = row[start..start + 8]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    vec![f32_window, f64_window]
+}
+
+/// Deletion means erasure: after a removal and a purge, no file under the store holds the
+/// removed row's values, and no object of a version that held the row remains (the kept
+/// version's objects are those of the removal that certifies it is gone); the store still
+/// verifies, replays from its new anchor, and continues.
+#[test]
+fn a_purge_leaves_nothing_of_a_removed_row() {
+    let bundle = embedded();
+    let ids = pair_ids(&bundle);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let mut store = create(&path, &bundle);
+    let removed = ids[3];
+    store.submit(&[removed], None, "test").unwrap();
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    let held: Vec<String> = store.version(0).unwrap().files.into_values().collect();
+    let report = store.purge(&Retention::CURRENT_ONLY).unwrap();
+    assert_eq!((report.previous_anchor, report.anchor), (0, 1));
+    assert_eq!(report.purged_versions, vec![0]);
+    assert_eq!(report.objects_deleted, 2);
+    let on_disk = objects_on_disk(&path);
+    for object in &held {
+        assert!(!on_disk.contains(object), "{object} of version 0 survived");
+    }
+    let kept = store.current().unwrap();
+    let proof = store.ledger().unwrap()[1].clone();
+    assert_eq!(proof.kind, EntryKind::Removal);
+    assert_eq!(proof.ids, vec![removed]);
+    assert!(
+        on_disk
+            .iter()
+            .all(|object| kept.files.values().any(|o| o == object))
+    );
+    // The search itself finds what is there: a control file with the patterns.
+    let patterns = row_patterns(&bundle, removed);
+    let control = dir.path().join("control");
+    std::fs::create_dir(&control).unwrap();
+    std::fs::write(control.join("x"), patterns.concat()).unwrap();
+    for pattern in &patterns {
+        assert_eq!(files_holding(&control, pattern).len(), 1);
+        assert_eq!(
+            files_holding(&path, pattern),
+            Vec::<std::path::PathBuf>::new()
+        );
+    }
+    // The purged version's files are refused by name; the ledger keeps their hashes.
+    let message = store
+        .read_file(&store.version(0).unwrap(), "model")
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("was purged"), "{message}");
+    assert_eq!(
+        store.ledger().unwrap()[0]
+            .files
+            .values()
+            .cloned()
+            .collect::<Vec<_>>(),
+        held
+    );
+    let verification = certified::verify_store(&store, &bundle.train, true).unwrap();
+    assert_eq!(verification.chain.anchor, 1);
+    assert_eq!(verification.chain.purges, 1);
+    assert_eq!(verification.replayed, Some(0));
+    // The store continues; the replay covers what came after the anchor.
+    store.submit(&[ids[4]], None, "test").unwrap();
+    store.submit(&[ids[5]], None, "test").unwrap();
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    let verification = certified::verify_store(&store, &bundle.train, true).unwrap();
+    assert_eq!(verification.replayed, Some(2));
+    assert_eq!(verification.removals, 3);
+    // Nothing to purge twice; a policy purges after every applied request.
+    let again = store.purge(&Retention {
+        keep_versions: 3,
+        older_than_days: None,
+    });
+    assert!(again.unwrap().purged_versions.is_empty());
+    let mut policy = store.policy().unwrap();
+    policy.purge_keep_versions = 1;
+    store.set_policy(&policy).unwrap();
+    store.submit(&[ids[6]], None, "test").unwrap();
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    assert_eq!(
+        store.replay_anchor().unwrap(),
+        store.current_version().unwrap()
+    );
+    assert_eq!(objects_on_disk(&path).len(), 2);
+    certified::verify_store(&store, &bundle.train, true).unwrap();
+    // An age limit keeps what is younger.
+    let nothing = store
+        .purge(&Retention {
+            keep_versions: 1,
+            older_than_days: Some(1.0),
+        })
+        .unwrap();
+    assert!(nothing.purged_versions.is_empty());
+    assert!(
+        store
+            .purge(&Retention {
+                keep_versions: 0,
+                older_than_days: None
+            })
+            .is_err()
+    );
+}
+
+/// A purge stopped at each of its durable steps (before or after its commit, or between the
+/// deletion of two files) leaves a store that verifies; the next writer to open it finishes
+/// the deletion, and it replays from its anchor.
+#[test]
+fn a_stop_at_any_step_of_a_purge_leaves_a_store_that_verifies() {
+    let bundle = embedded();
+    let ids = pair_ids(&bundle);
+    for step in PURGE_STEPS {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        let mut store = create(&path, &bundle);
+        store.submit(&[ids[0]], None, "test").unwrap();
+        certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+        let target = step.to_string();
+        let hook: FaultHook = Arc::new(move |at: &str| {
+            if at == target {
+                return Err(unlearn::Error::invalid(format!("injected stop at {at}")));
+            }
+            Ok(())
+        });
+        store.set_fault_hook(Some(hook));
+        assert!(store.purge(&Retention::CURRENT_ONLY).is_err(), "{step}");
+        drop(store);
+        let committed = step != "purge-recorded";
+        let reader = Store::open_read_only(&path).unwrap();
+        let chain = reader.verify_chain().unwrap();
+        assert_eq!(chain.anchor, i64::from(committed), "{step}");
+        if committed {
+            assert!(chain.purged_files_left >= 1, "{step}");
+        }
+        drop(reader);
+        let store = Store::open(&path).unwrap();
+        let chain = store.verify_chain().unwrap();
+        assert_eq!(chain.purged_files_left, 0, "{step}");
+        let live: BTreeSet<String> = store.current().unwrap().files.into_values().collect();
+        if committed {
+            assert_eq!(objects_on_disk(&path), live, "{step}");
+        }
+        certified::verify_store(&store, &bundle.train, true).unwrap();
+    }
+}
+
+/// Replay recomputes each removal's certificate and accounting: one edited in the ledger (the
+/// chain re-hashed so that the edit is not caught as a broken chain) is named by its version.
+#[test]
+fn a_tampered_certificate_is_named_by_the_replay() {
+    let bundle = embedded();
+    let ids = pair_ids(&bundle);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let mut store = create(&path, &bundle);
+    for id in &ids[..3] {
+        store.submit(&[*id], None, "test").unwrap();
+    }
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    drop(store);
+    /// Halves a residual bound without touching the budget: the recomputation catches it.
+    fn halve_a_bound(payload: &mut serde_json::Value) {
+        let bound = payload["accounting"]["residual_bounds"][1]
+            .as_f64()
+            .unwrap();
+        payload["accounting"]["residual_bounds"][1] = serde_json::json!(bound * 0.5);
+    }
+    /// Halves a residual bound and the budget spent with it, consistently: every certificate
+    /// still recomputes, only the replay can tell.
+    fn halve_a_bound_consistently(payload: &mut serde_json::Value) {
+        halve_a_bound(payload);
+        let accounting = &payload["accounting"];
+        let used = accounting["training_residual"].as_f64().unwrap()
+            + accounting["residual_bounds"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|b| b.as_f64().unwrap())
+                .sum::<f64>();
+        payload["certificate"]["budget_used"] = serde_json::json!(used);
+        payload["cumulative_budget"] = serde_json::json!(used);
+    }
+    fn edit_a_check(payload: &mut serde_json::Value) {
+        payload["certificate"]["checked_at_runtime"][0] = serde_json::json!("nothing checked");
+    }
+    let edits: [(&str, fn(&mut serde_json::Value), bool); 3] = [
+        ("budget_used", halve_a_bound, false),
+        ("accounting", halve_a_bound_consistently, true),
+        ("certificate", edit_a_check, true),
+    ];
+    for (field, edit, only_replay) in edits {
+        let copy = dir.path().join(format!("copy-{field}"));
+        copy_dir(&path, &copy);
+        rewrite_ledger(&copy, 2, edit);
+        let store = Store::open_read_only(&copy).unwrap();
+        store.verify_chain().unwrap();
+        assert_eq!(
+            certified::verify_store(&store, &bundle.train, false).is_ok(),
+            only_replay,
+            "{field}"
+        );
+        let message = certified::verify_store(&store, &bundle.train, true)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("version 2"), "{field}: {message}");
+        assert!(message.contains(field), "{field}: {message}");
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// Edits ledger entry `sequence`'s payload with `edit` and re-hashes the chain from there (as
+/// someone who can write the database could).
+fn rewrite_ledger(dir: &Path, sequence: i64, edit: fn(&mut serde_json::Value)) {
+    let store = Store::open_read_only(dir).unwrap();
+    let mut rows = store.ledger().unwrap();
+    drop(store);
+    let connection = rusqlite::Connection::open(dir.join("store.sqlite")).unwrap();
+    edit(&mut rows[sequence as usize].payload);
+    for index in sequence as usize..rows.len() {
+        if index > 0 {
+            rows[index].previous_hash = rows[index - 1].entry_hash.clone();
+        }
+        let text = serde_json::to_string(&rows[index].payload).unwrap();
+        rows[index].entry_hash = rows[index].compute_hash(&text);
+        connection
+            .execute(
+                "UPDATE ledger SET payload = ?1, previous_hash = ?2, entry_hash = ?3 WHERE sequence = ?4",
+                rusqlite::params![text, rows[index].previous_hash, rows[index].entry_hash, rows[index].sequence],
+            )
+            .unwrap();
+    }
+    connection
+        .execute(
+            "UPDATE meta SET value = ?1 WHERE key = 'ledger_head'",
+            rusqlite::params![rows.last().unwrap().entry_hash],
+        )
+        .unwrap();
+}
+
+/// A failing method never refuses a valid deletion: the request is applied by retraining from
+/// scratch (fresh noise), the ledger says why, and the replay retrains there too.
+#[test]
+fn a_failing_method_falls_back_to_retraining() {
+    let bundle = embedded();
+    let ids = pair_ids(&bundle);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let mut store = create(&path, &bundle);
+    store.submit(&[ids[0]], None, "test").unwrap();
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    let hook: FaultHook = Arc::new(|at: &str| {
+        if at == UNLEARNING_STEP {
+            return Err(unlearn::Error::invalid("the method broke"));
+        }
+        Ok(())
+    });
+    store.set_fault_hook(Some(hook));
+    let request = store.submit(&[ids[1]], None, "test").unwrap();
+    let outcomes = certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    store.set_fault_hook(None);
+    let applied = store.request(request.request_id).unwrap().unwrap();
+    assert_eq!(applied.status, RequestStatus::Applied);
+    let certificate = outcomes[0].certificate.as_ref().unwrap();
+    assert!(certificate.retrained);
+    assert!(
+        certificate
+            .fallback
+            .as_deref()
+            .unwrap()
+            .contains("the method broke")
+    );
+    // Unknown and already removed ids are still refused: those are the only reasons.
+    let again = store.submit(&[ids[1]], None, "test").unwrap();
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    let refused = store.request(again.request_id).unwrap().unwrap();
+    assert_eq!(refused.status, RequestStatus::Refused);
+    store.submit(&[ids[2]], None, "test").unwrap();
+    certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    let verification = certified::verify_store(&store, &bundle.train, true).unwrap();
+    assert_eq!(verification.replayed, Some(3));
 }

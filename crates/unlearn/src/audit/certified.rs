@@ -6,8 +6,10 @@
 //! estimated on the first half of the runs (the half that also chooses the threshold).
 
 use super::epsilon::{EpsilonLowerBound, epsilon_lower_bound};
-use crate::convex::saved::{guo_calibrated_sigma, train_certified_with_noise_scale};
-use crate::convex::{CertifiedTraining, ConvexData, train_certified};
+use crate::convex::saved::train_certified_with_noise_scale;
+use crate::convex::{
+    CertifiedTraining, ConvexData, GuoCalibrationRequest, calibrate_guo, train_certified,
+};
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
@@ -74,6 +76,16 @@ const PILOT_NOISE_SCALE: f64 = 1e-9;
 /// `newton-guo`: the budget is this many times the canary's residual bound.
 pub const CANARY_BUDGET_MARGIN: f64 = 1.1;
 
+/// `newton-guo`: the canary's removal cost is measured at the models of this many runs' noise
+/// draws (its 0.9 quantile sizes σ), so that most runs remove the canary without retraining.
+pub const CALIBRATION_RUNS: usize = 8;
+
+/// The noise seed of run `run` of an audit seeded with `seed` (its B side uses the next one).
+fn run_seed(seed: u64, run: usize) -> u64 {
+    seed.wrapping_mul(1_000_003)
+        .wrapping_add(2 * run as u64 + 1)
+}
+
 impl CertifiedAuditPlan {
     /// Prepares an audit of `training.method` on `with_canary` (D) and `without`
     /// (D \ {canary}): calibrates σ on D as the method would — `newton-guo` for the worst case,
@@ -102,20 +114,33 @@ impl CertifiedAuditPlan {
         if training.method == "newton-guo" && training.noise_sigma.is_none() {
             // The worst case a certificate must cover is a removal that spends the whole
             // budget: σ is sized for the canary's own residual bound (plus a margin so that
-            // the removal fits), not for a typical row's.
+            // the removal fits), not for a typical row's, measured at the noisy models the
+            // runs train (the calibration's rule, over the first runs' noise seeds).
             let delta = training
                 .delta
                 .unwrap_or(1.0 / with_canary.len().max(2) as f64);
-            training.noise_sigma = Some(guo_calibrated_sigma(
-                &with_canary,
-                training.regularization,
-                training.epsilon,
+            let request = GuoCalibrationRequest {
+                data: &with_canary,
+                test: None,
+                regularization: training.regularization,
+                epsilon: training.epsilon,
                 delta,
-                CANARY_BUDGET_MARGIN,
-                &[canary],
-            )?);
+                planned_removals: CANARY_BUDGET_MARGIN,
+                probes: vec![canary],
+                noise_seeds: (0..CALIBRATION_RUNS)
+                    .map(|run| run_seed(training.seed, run))
+                    .collect(),
+                accept_chance: true,
+            };
+            let (found, _) = calibrate_guo(&request)?.map_err(|refusal| {
+                Error::invalid(format!(
+                    "cannot audit: {}",
+                    refusal.message(training.epsilon, with_canary.len())
+                ))
+            })?;
+            training.noise_sigma = Some(found.sigma);
         }
-        let (_, resolved) = train_certified(with_canary.clone(), &training)?;
+        let resolved = train_certified(with_canary.clone(), None, &training)?.resolved;
         let delta = resolved.delta.unwrap_or(1.0 / with_canary.len() as f64);
         let mut plan = CertifiedAuditPlan {
             with_canary,
@@ -157,17 +182,21 @@ impl CertifiedAuditPlan {
             seed,
             ..self.resolved.clone()
         };
-        let (mut unlearner, _) = train_certified_with_noise_scale(
+        let mut unlearner = train_certified_with_noise_scale(
             self.with_canary.clone(),
+            None,
             &run_training(seed),
             self.noise_scale,
-        )?;
+        )?
+        .unlearner;
         let removal = unlearner.remove(&[self.canary])?;
-        let (retrained, _) = train_certified_with_noise_scale(
+        let retrained = train_certified_with_noise_scale(
             self.without.clone(),
+            None,
             &run_training(seed.wrapping_add(1)),
             self.noise_scale,
-        )?;
+        )?
+        .unlearner;
         let mut b = retrained.model().weights.clone();
         if self.resolved.method == "newton-sekhari" && !removal.certificate.retrained {
             // Sekhari et al.'s definition compares with the mechanism run on D \ {x} with an
@@ -185,11 +214,7 @@ impl CertifiedAuditPlan {
 
     /// Run `run` (a pure function of the plan and `run`): both sides' statistics.
     pub fn run(&self, run: usize) -> Result<CertifiedRun> {
-        let seed = self
-            .resolved
-            .seed
-            .wrapping_mul(1_000_003)
-            .wrapping_add(2 * run as u64 + 1);
+        let seed = run_seed(self.resolved.seed, run);
         let (a, b, retrained) = self.models(seed)?;
         let project = |weights: &[f64]| -> f64 {
             weights

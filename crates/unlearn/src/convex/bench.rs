@@ -6,17 +6,17 @@
 //! (Neel et al. 2021), `langevin` (Chien et al. 2024), and exact retraining.
 //!
 //! Noise choices (documented in the report):
-//! - `newton-guo`: the CLI's rule, σ = c · planned · β_q / ε, β_q the 0.9 quantile of the
-//!   single-removal residual bounds of 20 seeded rows on a noise-free pilot model
-//!   ([`super::guo_calibrated_sigma`]) and `planned` the removals the budget should cover.
+//! - `newton-guo`: the CLI's rule ([`super::calibrate_guo`]): σ sized for `planned` single
+//!   removals at the 0.9 quantile of seeded rows' removal costs measured at the noisy model
+//!   itself; an ε at which no σ supports `planned` removals is reported as refused.
 //! - `langevin`: the paper's protocol — σ is the smallest meeting ε with K = 1 step for one
 //!   removal (unless set), trained with T steps.
 //! - `d2d` and `newton-sekhari`: noise calibrated by their formulas.
 
+use super::calibration::{GuoCalibrationRequest, calibrate_guo};
 use super::certificate::CertifiedUnlearner;
 use super::d2d::{DescentToDelete, DescentToDeleteConfig};
 use super::data::{ActiveRows, ConvexData};
-use super::guo::{NewtonGuo, NewtonGuoConfig};
 use super::langevin::{Langevin, LangevinConfig};
 use super::logistic::{NewtonOptions, train_exact};
 use super::saved::{CERTIFIED_METHODS, ConvexTask, smoothness_of};
@@ -42,8 +42,7 @@ pub struct P3Config {
     pub epsilons: Vec<f64>,
     /// δ; `None` takes 1/n.
     pub delta: Option<f64>,
-    /// Removals the `newton-guo` budget is sized for (σ = c · planned · β_q / ε, the rule of
-    /// [`super::guo_calibrated_sigma`]).
+    /// Removals the `newton-guo` budget is sized for (the rule of [`super::calibrate_guo`]).
     pub guo_planned_removals: f64,
     /// Langevin σ; `None` calibrates it per ε so that K = 1 meets ε (the paper's protocol).
     pub langevin_noise_sigma: Option<f64>,
@@ -121,6 +120,21 @@ pub struct SequentialRun {
     pub final_test_accuracy: f64,
 }
 
+/// How `newton-guo`'s σ was calibrated at one ε (or why it was refused).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GuoCalibrationRow {
+    /// Target ε.
+    pub epsilon: f64,
+    /// σ chosen (absent when refused).
+    pub noise_sigma: Option<f64>,
+    /// The removal cost measured at the model trained with σ.
+    pub removal_cost: Option<f64>,
+    /// Single removals the budget covers at that cost.
+    pub supported_removals: Option<f64>,
+    /// The refusal, when no σ supports the planned removals.
+    pub refused: Option<String>,
+}
+
 /// The P3 results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct P3Report {
@@ -140,9 +154,13 @@ pub struct P3Report {
     pub retrained_test_accuracy: f64,
     /// Seconds to retrain exactly (Newton) without the first forget batch.
     pub retrain_seconds: f64,
-    /// The removal cost `newton-guo`'s σ is sized for: the 0.9 quantile of the single-removal
-    /// residual bounds of the probed rows on the noise-free pilot.
+    /// The 0.9 quantile of the probed rows' single-removal residual bounds on the noise-free
+    /// model (the cost the noisy models' costs are compared with).
     pub guo_pilot_residual_bound: f64,
+    /// `newton-guo` at each ε: the σ chosen, the cost measured at that noisy model and the
+    /// removals it supports, or why no σ was acceptable.
+    #[serde(default)]
+    pub guo_calibrations: Vec<GuoCalibrationRow>,
     /// Accuracy against ε, every method.
     pub points: Vec<MethodPoint>,
     /// `newton-guo` removals before a forced retrain (ε = 1 or the closest ε).
@@ -239,46 +257,68 @@ pub fn run_p3(
         "noiseless {noiseless_accuracy:.2}%, retrained {retrained_accuracy:.2}% in {retrain_seconds:.3} s"
     ));
 
-    // The CLI's calibration rule (convex::guo_calibrated_sigma), with the pilot's cost
-    // computed once for every ε.
-    super::saved::check_removals(config.guo_planned_removals)?;
-    let removal_cost = super::saved::guo_removal_cost(
-        train,
-        lambda,
-        &super::saved::guo_calibration_probes(train, config.seed),
-    )?;
-    let guo_sigma = |epsilon: f64| {
-        NewtonGuoConfig::sigma_for_budget(
-            config.guo_planned_removals * removal_cost,
+    // The CLI's calibration rule, at the noisy model trained with the bench's seed.
+    let guo_calibrated = |epsilon: f64| {
+        let mut request = GuoCalibrationRequest::for_served_model(
+            train,
+            Some(test),
+            lambda,
             epsilon,
             delta,
-        )
+            config.guo_planned_removals,
+            config.seed,
+        );
+        request.accept_chance = true;
+        calibrate_guo(&request)
     };
+    let mut removal_cost = f64::NAN;
+    let mut guo_calibrations = Vec::new();
     let smoothness = smoothness_of(train, lambda);
 
     let mut points = Vec::new();
     let wants = |name: &str| config.methods.iter().any(|m| m == name);
     for &epsilon in &config.epsilons {
-        let mut unlearners: Vec<(&str, Builder)> = Vec::new();
+        // (name, seconds spent before the builder, builder)
+        let mut unlearners: Vec<(&str, f64, Builder)> = Vec::new();
         if wants("newton-guo") {
-            let sigma = guo_sigma(epsilon)?;
-            let data = train.clone();
-            let seed = config.seed;
-            unlearners.push((
-                "newton-guo",
-                Box::new(move || {
-                    Ok(Box::new(NewtonGuo::train(
-                        data,
-                        NewtonGuoConfig::new(lambda, sigma, epsilon, delta, seed),
-                    )?) as Box<dyn CertifiedUnlearner>)
-                }),
-            ));
+            let start = Instant::now();
+            match guo_calibrated(epsilon)? {
+                Ok((calibration, model)) => {
+                    let calibration_seconds = start.elapsed().as_secs_f64();
+                    removal_cost = calibration.noiseless_removal_cost;
+                    guo_calibrations.push(GuoCalibrationRow {
+                        epsilon,
+                        noise_sigma: Some(calibration.sigma),
+                        removal_cost: Some(calibration.removal_cost),
+                        supported_removals: Some(calibration.supported_removals),
+                        refused: None,
+                    });
+                    // The calibration trains the served model: its time is the training's.
+                    unlearners.push((
+                        "newton-guo",
+                        calibration_seconds,
+                        Box::new(move || Ok(Box::new(model) as Box<dyn CertifiedUnlearner>)),
+                    ));
+                }
+                Err(refusal) => {
+                    let message = refusal.message(epsilon, n);
+                    progress(&format!("newton-guo eps {epsilon}: refused: {message}"));
+                    guo_calibrations.push(GuoCalibrationRow {
+                        epsilon,
+                        noise_sigma: None,
+                        removal_cost: None,
+                        supported_removals: None,
+                        refused: Some(message),
+                    });
+                }
+            }
         }
         if wants("newton-sekhari") {
             let data = train.clone();
             let seed = config.seed;
             unlearners.push((
                 "newton-sekhari",
+                0.0,
                 Box::new(move || {
                     Ok(Box::new(NewtonSekhari::train(
                         data,
@@ -298,6 +338,7 @@ pub fn run_p3(
             );
             unlearners.push((
                 "d2d",
+                0.0,
                 Box::new(move || {
                     Ok(Box::new(DescentToDelete::train(data, d2d)?) as Box<dyn CertifiedUnlearner>)
                 }),
@@ -313,15 +354,16 @@ pub fn run_p3(
             let data = train.clone();
             unlearners.push((
                 "langevin",
+                0.0,
                 Box::new(move || {
                     Ok(Box::new(Langevin::train(data, langevin)?) as Box<dyn CertifiedUnlearner>)
                 }),
             ));
         }
-        for (name, build) in unlearners {
+        for (name, seconds_before, build) in unlearners {
             let start = Instant::now();
             let mut unlearner = build()?;
-            let train_seconds = start.elapsed().as_secs_f64();
+            let train_seconds = seconds_before + start.elapsed().as_secs_f64();
             let start = Instant::now();
             let removal = unlearner.remove(&first)?;
             let removal_seconds = start.elapsed().as_secs_f64();
@@ -356,12 +398,14 @@ pub fn run_p3(
             .copied()
             .min_by(|a, b| (a - 1.0).abs().total_cmp(&(b - 1.0).abs()))
             .unwrap_or(1.0);
-        let sigma = guo_sigma(epsilon)?;
+        // Refused at that ε: no sequential runs (the calibration row says why).
+        let calibrated = guo_calibrated(epsilon)?.ok();
         for batch in [1usize, 10] {
-            let mut guo = NewtonGuo::train(
-                train.clone(),
-                NewtonGuoConfig::new(lambda, sigma, epsilon, delta, config.seed),
-            )?;
+            let Some((calibration, guo)) = &calibrated else {
+                break;
+            };
+            let sigma = calibration.sigma;
+            let mut guo = guo.clone();
             let mut before_retrain = None;
             let mut newton_seconds = 0.0;
             let mut newton_requests = 0usize;
@@ -411,6 +455,7 @@ pub fn run_p3(
         retrained_test_accuracy: retrained_accuracy,
         retrain_seconds,
         guo_pilot_residual_bound: removal_cost,
+        guo_calibrations,
         points,
         guo_sequential,
     })
@@ -698,16 +743,21 @@ mod tests {
         }
         // The bench's newton-guo σ is the CLI's: the same rule on the same probes.
         let delta = 1.0 / train.len() as f64;
-        let probes = crate::convex::guo_calibration_probes(&train, config.seed);
-        let cli_sigma = crate::convex::guo_calibrated_sigma(
+        let mut request = crate::convex::GuoCalibrationRequest::for_served_model(
             &train,
+            Some(&test),
             config.regularization,
             1.0,
             delta,
             config.guo_planned_removals,
-            &probes,
-        )
-        .unwrap();
+            config.seed,
+        );
+        request.accept_chance = true;
+        let cli_sigma = crate::convex::calibrate_guo(&request)
+            .unwrap()
+            .unwrap()
+            .0
+            .sigma;
         let bench_sigma = report
             .points
             .iter()

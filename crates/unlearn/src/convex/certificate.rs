@@ -223,6 +223,12 @@ pub trait CertifiedUnlearner {
     /// Removes the samples with these ids; errors (and changes nothing) on an empty, unknown,
     /// repeated or already removed id.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal>;
+    /// Removes the samples with these ids by retraining from scratch on what remains, with
+    /// fresh noise, as a forced retrain does (the budget starts again): the exact fallback
+    /// when [`CertifiedUnlearner::remove`] fails. Same errors on bad ids.
+    fn remove_by_retraining(&mut self, ids: &[u32]) -> Result<Removal>;
+    /// The training rows (removed ones included; the unlearner tracks which are gone).
+    fn data(&self) -> &super::data::ConvexData;
     /// The state a later process needs to continue exactly where this one stops (secret:
     /// never publish it), without the training data.
     fn save_state(&self) -> Result<SecretState>;

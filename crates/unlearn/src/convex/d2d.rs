@@ -286,10 +286,24 @@ impl CertifiedUnlearner for DescentToDelete {
     /// I warm-started steps on the remaining data and a fresh noisy publication, or a
     /// retraining beyond the configured capacity.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal> {
+        self.removal(ids, false)
+    }
+
+    fn remove_by_retraining(&mut self, ids: &[u32]) -> Result<Removal> {
+        self.removal(ids, true)
+    }
+
+    fn data(&self) -> &ConvexData {
+        &self.data
+    }
+}
+
+impl DescentToDelete {
+    fn removal(&mut self, ids: &[u32], force_retrain: bool) -> Result<Removal> {
         let positions = self.active.resolve(&self.data, ids)?;
         let before = self.progress.published.hash();
         self.active.remove(&positions);
-        let retrained = self.progress.deletions + 1 > self.config.capacity;
+        let retrained = force_retrain || self.progress.deletions + 1 > self.config.capacity;
         if retrained {
             self.progress.retrainings += 1;
             self.fit()?;

@@ -157,6 +157,7 @@ fn shifted_solve(factor: &Mat<f64>, rhs: &[f64], shift: f64) -> (Vec<f64>, f64) 
 /// `newton-guo` state: the data, the perturbation b (secret), the published model, the kept
 /// Hessians' Cholesky factors with their curvatures, the margins, and the residual budget
 /// spent since the last (re)training (Guo et al. 2020).
+#[derive(Clone)]
 pub struct NewtonGuo {
     config: NewtonGuoConfig,
     data: ConvexData,
@@ -549,21 +550,40 @@ impl CertifiedUnlearner for NewtonGuo {
 
     /// One Newton step if the budget allows it, otherwise a retraining with fresh noise.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal> {
+        self.removal(ids, false)
+    }
+
+    fn remove_by_retraining(&mut self, ids: &[u32]) -> Result<Removal> {
+        self.removal(ids, true)
+    }
+
+    fn data(&self) -> &ConvexData {
+        &self.data
+    }
+}
+
+impl NewtonGuo {
+    fn removal(&mut self, ids: &[u32], force_retrain: bool) -> Result<Removal> {
         let positions = self.active.resolve(&self.data, ids)?;
         let before = self.progress.model.hash();
-        let update = self.newton_update(&positions)?;
-        let retrained = self.budget_used() + update.residual_bound > self.budget_total();
-        self.active.remove(&positions);
-        if retrained {
-            self.progress.retrainings += 1;
-            self.fit()?;
+        let update = if force_retrain {
+            None
         } else {
+            let update = self.newton_update(&positions)?;
+            (self.budget_used() + update.residual_bound <= self.budget_total()).then_some(update)
+        };
+        let retrained = update.is_none();
+        self.active.remove(&positions);
+        if let Some(update) = update {
             self.progress.model.weights = update.weights;
             self.factors = update.factors;
             self.hessian_curvatures = update.curvatures;
             self.margins = update.margins;
             self.progress.factor_rows = Some(update.factor_rows);
             self.progress.residual_bounds.push(update.residual_bound);
+        } else {
+            self.progress.retrainings += 1;
+            self.fit()?;
         }
         Ok(Removal {
             model: self.progress.model.clone(),

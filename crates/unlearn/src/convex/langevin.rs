@@ -467,6 +467,20 @@ impl CertifiedUnlearner for Langevin {
     /// K noisy steps on the remaining data, K the smallest meeting the target ε given the
     /// earlier requests; a retraining when no K up to the limit does.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal> {
+        self.removal(ids, false)
+    }
+
+    fn remove_by_retraining(&mut self, ids: &[u32]) -> Result<Removal> {
+        self.removal(ids, true)
+    }
+
+    fn data(&self) -> &ConvexData {
+        &self.data
+    }
+}
+
+impl Langevin {
+    fn removal(&mut self, ids: &[u32], force_retrain: bool) -> Result<Removal> {
         let positions = self.active.resolve(&self.data, ids)?;
         let before = self.progress.model.hash();
         let n = self.active.count() - positions.len();
@@ -475,15 +489,19 @@ impl CertifiedUnlearner for Langevin {
             .max_unlearn_steps
             .unwrap_or(self.config.training_steps)
             .max(1);
-        let steps = steps_for_target(
-            &self.constants,
-            &self.progress.history,
-            positions.len(),
-            n,
-            self.config.epsilon,
-            self.config.delta,
-            max_steps,
-        )?;
+        let steps = if force_retrain {
+            None
+        } else {
+            steps_for_target(
+                &self.constants,
+                &self.progress.history,
+                positions.len(),
+                n,
+                self.config.epsilon,
+                self.config.delta,
+                max_steps,
+            )?
+        };
         self.active.remove(&positions);
         let retrained = match steps {
             Some(steps) => {

@@ -38,6 +38,10 @@ pub struct LedgerEntry {
     pub model_hash_after: String,
     /// Hash of the previous ledger line (empty for the first line).
     pub previous_line_hash: String,
+    /// Why the request was applied by retraining from scratch instead of the method, when the
+    /// method failed (a model store never refuses a valid deletion because of that).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 impl LedgerEntry {
@@ -61,6 +65,7 @@ impl LedgerEntry {
             model_hash_before: certificate.model_hash_before.clone(),
             model_hash_after: certificate.model_hash_after.clone(),
             previous_line_hash,
+            fallback: None,
         }
     }
 }

@@ -13,6 +13,7 @@
 //! [`CertifiedUnlearner::remove`] with the ids to forget; append the returned [`Removal`] to
 //! a [`Ledger`] and check it later with [`verify_ledger`].
 
+pub mod calibration;
 mod certificate;
 mod d2d;
 mod data;
@@ -31,6 +32,11 @@ pub use certificate::{
     recompute, sekhari_sensitivity,
 };
 
+pub use calibration::{
+    BudgetCheck, BudgetReport, BudgetTrial, CalibrationPoint, CalibrationRefusal, GuoCalibration,
+    GuoCalibrationRequest, calibrate_guo, guo_budget_report, guo_budget_trial,
+    guo_calibration_probes,
+};
 pub use d2d::{DescentToDelete, DescentToDeleteConfig};
 pub use data::{ActiveRows, ConvexData, FeatureScaling};
 pub use guo::{HessianUpdate, NewtonGuo, NewtonGuoConfig};
@@ -43,9 +49,8 @@ pub use logistic::{
 };
 pub use saved::{
     CERTIFIED_METHODS, CertifiedForget, CertifiedModelFile, CertifiedRequest, CertifiedTraining,
-    ConvexTask, GUO_CALIBRATION_PROBES, TrainedCertified, Verification, forget_and_save,
-    guo_calibrated_sigma, guo_calibration_probes, guo_removal_cost, restore, smoothness_of,
-    train_and_save, train_certified, verify_saved,
+    ConvexTask, TrainedCertified, TrainedUnlearner, Verification, forget_and_save, restore,
+    smoothness_of, train_and_save, train_certified, verify_saved,
 };
 pub use sekhari::{NewtonSekhari, NewtonSekhariConfig};
 pub use state::SecretState;

@@ -9,6 +9,7 @@
 //! The training data is not stored: it is reloaded from the recorded source and checked against
 //! the recorded hash before anything is continued or verified.
 
+use super::calibration::{GuoCalibration, GuoCalibrationRequest, calibrate_guo};
 use super::certificate::{CertifiedUnlearner, Recomputed};
 use super::d2d::{DescentToDelete, DescentToDeleteConfig};
 use super::data::{ConvexData, FeatureScaling};
@@ -127,9 +128,13 @@ pub struct CertifiedTraining {
     /// Noise σ for `newton-guo` (objective perturbation) and `langevin`; `None` calibrates it
     /// (see [`train_certified`]).
     pub noise_sigma: Option<f64>,
-    /// `newton-guo`: removals of a typical point the residual budget is sized for when σ is
-    /// calibrated.
+    /// `newton-guo`: single-row removals the residual budget is sized for when σ is
+    /// calibrated (at the model that will be served, [`calibrate_guo`]).
     pub planned_removals: f64,
+    /// `newton-guo`: keep a calibrated σ whose model is within one point of the majority
+    /// class instead of refusing it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub accept_chance: bool,
     /// `d2d`: gradient steps per deletion I.
     pub steps_per_deletion: usize,
     /// `newton-sekhari` and `d2d`: deletions (points for Sekhari, requests for D2D) before a
@@ -152,6 +157,7 @@ impl CertifiedTraining {
             regularization: 1e-3,
             noise_sigma: None,
             planned_removals: 10.0,
+            accept_chance: false,
             steps_per_deletion: 1,
             capacity: None,
             training_steps: 1000,
@@ -172,65 +178,6 @@ impl CertifiedTraining {
     }
 }
 
-/// Rows probed by [`guo_calibrated_sigma`] when the σ of `newton-guo` is calibrated.
-pub const GUO_CALIBRATION_PROBES: usize = 20;
-
-/// The quantile of the probed rows' single-removal residual bounds that the `newton-guo`
-/// budget is sized for: single bounds vary by two orders of magnitude between well- and
-/// badly-fitted rows, and a budget sized for the median lets one badly-fitted row spend it
-/// all; the 0.9 quantile covers nine rows in ten.
-pub const GUO_CALIBRATION_QUANTILE: f64 = 0.9;
-
-/// The rows probed to calibrate `newton-guo`: [`GUO_CALIBRATION_PROBES`] ids of `data`
-/// drawn with `seed` (all of them when there are fewer).
-pub fn guo_calibration_probes(data: &ConvexData, seed: u64) -> Vec<u32> {
-    data.ids()
-        .choose_multiple(&mut ChaCha8Rng::seed_from_u64(seed), GUO_CALIBRATION_PROBES)
-        .copied()
-        .collect()
-}
-
-/// The removal cost the `newton-guo` budget is sized for: the [`GUO_CALIBRATION_QUANTILE`]
-/// quantile (linear interpolation) of the residual bounds of removing each of the `probes`
-/// rows alone from a noise-free pilot model trained on `data` (Guo et al. 2020).
-pub fn guo_removal_cost(data: &ConvexData, regularization: f64, probes: &[u32]) -> Result<f64> {
-    if probes.is_empty() {
-        return Err(Error::invalid(
-            "calibrating sigma needs at least one probe row",
-        ));
-    }
-    let pilot = NewtonGuo::train(
-        data.clone(),
-        NewtonGuoConfig::new(regularization, 1e-300, 1.0, 0.5, 0),
-    )?;
-    let mut bounds = probes
-        .iter()
-        .map(|&probe| pilot.residual_bound_of(&[probe]))
-        .collect::<Result<Vec<f64>>>()?;
-    bounds.sort_by(f64::total_cmp);
-    let position = GUO_CALIBRATION_QUANTILE * (bounds.len() - 1) as f64;
-    let low = position.floor() as usize;
-    let high = position.ceil() as usize;
-    let fraction = position - low as f64;
-    Ok(bounds[low] + fraction * (bounds[high] - bounds[low]))
-}
-
-/// The `newton-guo` σ of the one calibration rule the CLI and the P3 bench share: the
-/// residual budget covers `removals` single removals of cost [`guo_removal_cost`] on
-/// `probes` (σ = c · removals · β_q / ε, Guo et al. 2020 Theorem 3 solved for σ).
-pub fn guo_calibrated_sigma(
-    data: &ConvexData,
-    regularization: f64,
-    epsilon: f64,
-    delta: f64,
-    removals: f64,
-    probes: &[u32],
-) -> Result<f64> {
-    check_removals(removals)?;
-    let cost = guo_removal_cost(data, regularization, probes)?;
-    NewtonGuoConfig::sigma_for_budget(removals * cost, epsilon, delta)
-}
-
 /// Refuses a number of planned removals that is not positive and finite.
 pub fn check_removals(removals: f64) -> Result<()> {
     if !(removals.is_finite() && removals > 0.0) {
@@ -246,24 +193,38 @@ pub fn smoothness_of(data: &ConvexData, regularization: f64) -> f64 {
     LOGISTIC_CURVATURE_BOUND * data.max_row_norm().powi(2) + regularization
 }
 
+/// A certified unlearner just trained, with its settings resolved.
+pub struct TrainedUnlearner {
+    /// The unlearner, ready to remove rows.
+    pub unlearner: Box<dyn CertifiedUnlearner>,
+    /// The training settings with δ and σ resolved.
+    pub resolved: CertifiedTraining,
+    /// `newton-guo` with σ calibrated: how σ was chosen.
+    pub calibration: Option<GuoCalibration>,
+}
+
 /// Trains `training.method` on `data`; returns the unlearner and `training` with δ and σ
-/// resolved. σ, when unset: `newton-guo` by [`guo_calibrated_sigma`] on
-/// [`GUO_CALIBRATION_PROBES`] seeded random rows; `langevin` the smallest
-/// σ for which one removal of one point meets ε in K = 1 step (Chien et al. 2024's protocol).
+/// resolved. σ, when unset: `newton-guo` by [`calibrate_guo`] at the model that will be
+/// served (the planned removals, [`super::calibration::GUO_CALIBRATION_PROBES`] seeded rows;
+/// `test` rows, when given, for the check that the model beats the majority class);
+/// `langevin` the smallest σ for which one removal of one point meets ε in K = 1 step (Chien
+/// et al. 2024's protocol).
 pub fn train_certified(
     data: ConvexData,
+    test: Option<&ConvexData>,
     training: &CertifiedTraining,
-) -> Result<(Box<dyn CertifiedUnlearner>, CertifiedTraining)> {
-    train_certified_with_noise_scale(data, training, 1.0)
+) -> Result<TrainedUnlearner> {
+    train_certified_with_noise_scale(data, test, training, 1.0)
 }
 
 /// [`train_certified`] drawing `noise_scale` times the noise its certificate accounts for
 /// (`newton-guo` and `langevin` only): for the audit's power checks, which must catch it.
 pub(crate) fn train_certified_with_noise_scale(
     data: ConvexData,
+    test: Option<&ConvexData>,
     training: &CertifiedTraining,
     noise_scale: f64,
-) -> Result<(Box<dyn CertifiedUnlearner>, CertifiedTraining)> {
+) -> Result<TrainedUnlearner> {
     training.check_method()?;
     let mut resolved = training.clone();
     let n = data.len();
@@ -272,30 +233,38 @@ pub(crate) fn train_certified_with_noise_scale(
     let (lambda, epsilon, seed) = (training.regularization, training.epsilon, training.seed);
     crate::privacy::check_target(epsilon, delta)?;
     super::logistic::check_regularization(lambda)?;
+    let mut calibration = None;
     let unlearner: Box<dyn CertifiedUnlearner> = match training.method.as_str() {
         "newton-guo" => {
-            let sigma = match training.noise_sigma {
-                Some(sigma) => sigma,
+            let config = |sigma: f64| NewtonGuoConfig {
+                noise_scale,
+                ..NewtonGuoConfig::new(lambda, sigma, epsilon, delta, seed)
+            };
+            match training.noise_sigma {
+                Some(sigma) => Box::new(NewtonGuo::train(data, config(sigma))?),
                 None => {
-                    let probes = guo_calibration_probes(&data, seed);
-                    guo_calibrated_sigma(
+                    let mut request = GuoCalibrationRequest::for_served_model(
                         &data,
+                        test,
                         lambda,
                         epsilon,
                         delta,
                         training.planned_removals,
-                        &probes,
-                    )?
+                        seed,
+                    );
+                    request.accept_chance = training.accept_chance;
+                    let (found, model) = calibrate_guo(&request)?
+                        .map_err(|refusal| Error::invalid(refusal.message(epsilon, n)))?;
+                    resolved.noise_sigma = Some(found.sigma);
+                    let sigma = found.sigma;
+                    calibration = Some(found);
+                    if noise_scale == 1.0 {
+                        Box::new(model)
+                    } else {
+                        Box::new(NewtonGuo::train(data, config(sigma))?)
+                    }
                 }
-            };
-            resolved.noise_sigma = Some(sigma);
-            Box::new(NewtonGuo::train(
-                data,
-                NewtonGuoConfig {
-                    noise_scale,
-                    ..NewtonGuoConfig::new(lambda, sigma, epsilon, delta, seed)
-                },
-            )?)
+            }
         }
         "newton-sekhari" => {
             let mut config = NewtonSekhariConfig::new(lambda, epsilon, delta, seed);
@@ -321,7 +290,7 @@ pub(crate) fn train_certified_with_noise_scale(
             config.noise_scale = noise_scale;
             Box::new(DescentToDelete::train(data, config)?)
         }
-        _ => {
+        "langevin" => {
             let mut config = LangevinConfig::new(lambda, 1.0, epsilon, delta, seed);
             config.training_steps = training.training_steps;
             config.noise_scale = noise_scale;
@@ -335,8 +304,18 @@ pub(crate) fn train_certified_with_noise_scale(
             resolved.noise_sigma = Some(config.noise_sigma);
             Box::new(Langevin::train(data, config)?)
         }
+        other => {
+            return Err(Error::invalid(format!(
+                "unknown certified method '{other}' (known: {})",
+                CERTIFIED_METHODS.join(", ")
+            )));
+        }
     };
-    Ok((unlearner, resolved))
+    Ok(TrainedUnlearner {
+        unlearner,
+        resolved,
+        calibration,
+    })
 }
 
 /// Continues an unlearner from its saved state on the same training data.
@@ -383,6 +362,10 @@ pub struct CertifiedModelFile {
     pub requests: usize,
     /// Test accuracy (%) of the published model on the task's test rows, when known.
     pub test_accuracy: Option<f64>,
+    /// `newton-guo` with a calibrated σ: how σ was chosen (the removals it supports, the cost
+    /// measured at the served model).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<GuoCalibration>,
     /// Hash of the published weights.
     pub model_hash: String,
     /// The published model.
@@ -475,6 +458,7 @@ impl CertifiedModelFile {
         training: CertifiedTraining,
         model: LinearModel,
         test_accuracy: Option<f64>,
+        calibration: Option<GuoCalibration>,
     ) -> CertifiedModelFile {
         CertifiedModelFile {
             format: FORMAT.to_string(),
@@ -489,6 +473,7 @@ impl CertifiedModelFile {
             removed_count: 0,
             requests: 0,
             test_accuracy,
+            calibration,
             model_hash: model.hash(),
             model,
         }
@@ -553,20 +538,21 @@ pub(crate) fn train_model(
     let data_hash = rows.hash();
     let train_rows = rows.len();
     let start = Instant::now();
-    let (unlearner, resolved) = train_certified(rows, training)?;
+    let trained = train_certified(rows, test_rows.as_ref(), training)?;
     let seconds = start.elapsed().as_secs_f64();
-    let model = unlearner.model().clone();
+    let model = trained.unlearner.model().clone();
     let accuracy = test_accuracy(&model, test_rows.as_ref())?;
     let file = CertifiedModelFile::trained(
         data_description,
         task,
         data_hash,
         train_rows,
-        resolved,
+        trained.resolved,
         model,
         accuracy,
+        trained.calibration,
     );
-    Ok((file, unlearner.save_state()?, seconds))
+    Ok((file, trained.unlearner.save_state()?, seconds))
 }
 
 /// How a forget request names the rows to remove.
@@ -836,7 +822,11 @@ mod tests {
     fn saved_state_continues_bit_exactly_for_every_method() {
         let data = random_problem(160, 5, 3, 71);
         for method in CERTIFIED_METHODS {
-            let (mut running, resolved) = train_certified(data.clone(), &training(method)).unwrap();
+            let TrainedUnlearner {
+                unlearner: mut running,
+                resolved,
+                ..
+            } = train_certified(data.clone(), None, &training(method)).unwrap();
             assert_eq!(resolved.delta, Some(1.0 / 160.0));
             running.remove(&[1000, 1001]).unwrap();
             let bytes = running.save_state().unwrap().to_bytes().unwrap();
@@ -862,33 +852,6 @@ mod tests {
     }
 
     #[test]
-    fn guo_sigma_is_calibrated_on_the_0_9_quantile_of_the_probes() {
-        let data = random_problem(120, 4, 2, 73);
-        let (lambda, epsilon, delta) = (0.05, 1.0, 1e-3);
-        let pilot = NewtonGuo::train(
-            data.clone(),
-            NewtonGuoConfig::new(lambda, 1e-300, epsilon, delta, 0),
-        )
-        .unwrap();
-        let probes = [1000u32, 1001, 1002];
-        let mut bounds: Vec<f64> = probes
-            .iter()
-            .map(|&p| pilot.residual_bound_of(&[p]).unwrap())
-            .collect();
-        bounds.sort_by(f64::total_cmp);
-        // Three probes: the 0.9 quantile lies 80% of the way from the middle bound to the top.
-        let quantile = bounds[1] + 0.8 * (bounds[2] - bounds[1]);
-        let expected = NewtonGuoConfig::sigma_for_budget(10.0 * quantile, epsilon, delta).unwrap();
-        let sigma = guo_calibrated_sigma(&data, lambda, epsilon, delta, 10.0, &probes).unwrap();
-        assert!(
-            (sigma - expected).abs() <= 1e-12 * expected,
-            "{sigma} vs {expected}"
-        );
-        assert!(guo_calibrated_sigma(&data, lambda, epsilon, delta, 10.0, &[]).is_err());
-        assert!(guo_calibrated_sigma(&data, lambda, epsilon, delta, 0.0, &probes).is_err());
-    }
-
-    #[test]
     fn tasks_parse_and_refuse_nonsense() {
         assert_eq!(
             ConvexTask::parse("7,9").unwrap(),
@@ -901,7 +864,7 @@ mod tests {
         for bad in ["7", "7,7", "a,b", "1,2,3", ""] {
             assert!(ConvexTask::parse(bad).is_err(), "{bad}");
         }
-        let message = train_certified(random_problem(40, 3, 2, 1), &training("newton-magic"))
+        let message = train_certified(random_problem(40, 3, 2, 1), None, &training("newton-magic"))
             .err()
             .unwrap()
             .to_string();

@@ -291,10 +291,25 @@ impl CertifiedUnlearner for NewtonSekhari {
     /// Newton estimate for the cumulative deletion set plus fresh calibrated noise, or a
     /// retraining when the capacity would be exceeded.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal> {
+        self.removal(ids, false)
+    }
+
+    fn remove_by_retraining(&mut self, ids: &[u32]) -> Result<Removal> {
+        self.removal(ids, true)
+    }
+
+    fn data(&self) -> &ConvexData {
+        &self.data
+    }
+}
+
+impl NewtonSekhari {
+    fn removal(&mut self, ids: &[u32], force_retrain: bool) -> Result<Removal> {
         let positions = self.active.resolve(&self.data, ids)?;
         let before = self.progress.published.hash();
         self.active.remove(&positions);
-        let retrained = self.removed.len() + positions.len() > self.config.capacity;
+        let retrained =
+            force_retrain || self.removed.len() + positions.len() > self.config.capacity;
         if retrained {
             self.progress.retrainings += 1;
             self.fit()?;

@@ -156,6 +156,8 @@ pub struct CertifiedModel {
     /// The version it is.
     pub version: i64,
     unlearner: Box<dyn CertifiedUnlearner>,
+    /// The current version's secret state (to start again after a failed removal).
+    state: SecretState,
     test_rows: Option<ConvexData>,
     row_ids: HashSet<u32>,
     removals: u64,
@@ -226,6 +228,7 @@ impl CertifiedModel {
             file,
             version: version.version,
             unlearner,
+            state,
             test_rows,
             row_ids,
             removals,
@@ -263,7 +266,7 @@ impl CertifiedModel {
         );
         sorted.record_refusals(store)?;
         let Sorted {
-            mut refused,
+            refused,
             accepted,
             ids,
             ..
@@ -272,41 +275,27 @@ impl CertifiedModel {
             return Ok(Applied::nothing(refused, self.file.test_accuracy));
         }
         let start = Instant::now();
-        let removal = match self.unlearner.remove(&ids) {
-            Ok(removal) => removal,
-            Err(e) if accepted.len() == 1 => {
-                // The method refused this request (and changed nothing): record why.
-                store.refuse(accepted[0], &e.to_string())?;
-                refused.push((accepted[0], e.to_string()));
-                return Ok(Applied::nothing(refused, self.file.test_accuracy));
-            }
-            Err(_) => {
-                // Find the culprit: apply the batch's requests one at a time.
-                let singles: Vec<RequestRow> = requests
-                    .iter()
-                    .filter(|r| accepted.contains(&r.id))
-                    .cloned()
-                    .collect();
-                let mut merged = Applied::nothing(refused, self.file.test_accuracy);
-                for single in singles {
-                    let one = self.apply(store, std::slice::from_ref(&single))?;
-                    merged.refused.extend(one.refused);
-                    merged.applied.extend(one.applied);
-                    merged.removal_seconds += one.removal_seconds;
-                    merged.test_accuracy = one.test_accuracy;
-                    if one.entry.is_some() {
-                        merged.entry = one.entry;
-                        merged.certificate = one.certificate;
-                    }
-                }
-                return Ok(merged);
+        // A failing method never refuses a valid deletion: the rows are removed by retraining
+        // from scratch on what remains (fresh noise), and the ledger says why.
+        let attempt = store
+            .step(super::UNLEARNING_STEP)
+            .and_then(|()| self.unlearner.remove(&ids));
+        let (removal, fallback) = match attempt {
+            Ok(removal) => (removal, None),
+            Err(e) => {
+                // The failed attempt may have changed the unlearner: start again from the
+                // current version's state.
+                self.unlearner = saved::restore(self.unlearner.data().clone(), &self.state)?;
+                let removal = self.unlearner.remove_by_retraining(&ids)?;
+                (removal, Some(format!("{} failed: {e}", self.file.method)))
             }
         };
         let removal_seconds = start.elapsed().as_secs_f64();
         let state = self.unlearner.save_state()?;
         let model = removal.model.clone();
         let accuracy = saved::test_accuracy(&model, self.test_rows.as_ref())?;
-        let entry = LedgerEntry::for_removal(self.removals, &removal, ids.len(), String::new());
+        let mut entry = LedgerEntry::for_removal(self.removals, &removal, ids.len(), String::new());
+        entry.fallback = fallback;
         let file = CertifiedModelFile {
             removed_count: self.file.removed_count + ids.len(),
             requests: self.file.requests + 1,
@@ -327,6 +316,7 @@ impl CertifiedModel {
         let row = store.commit_version(self.version, &accepted, new)?;
         self.version = row.version;
         self.file = file;
+        self.state = state;
         self.removals += 1;
         Ok(Applied {
             entry: Some(row),
@@ -356,8 +346,9 @@ pub struct StoreVerification {
     pub retrained: usize,
     /// (ε, δ) recomputed for each removal, in order.
     pub recomputed: Vec<crate::convex::Recomputed>,
-    /// True when the ledger was replayed from the first version and reproduced the model.
-    pub replayed: bool,
+    /// Removals replayed from the replay anchor (every model, certificate and accounting
+    /// reproduced), when asked.
+    pub replayed: Option<usize>,
 }
 
 fn removal_entries(ledger: &[super::LedgerRow]) -> Result<Vec<LedgerEntry>> {
@@ -400,6 +391,18 @@ pub fn verify_store(store: &Store, train: &Dataset, replay: bool) -> Result<Stor
             )));
         }
     }
+    // Every certificate recomputes from its recorded parameters (named by its version).
+    for (entry, row) in entries
+        .iter()
+        .zip(ledger.iter().filter(|row| row.kind == EntryKind::Removal))
+    {
+        crate::convex::recompute(&entry.certificate, &entry.accounting).map_err(|e| {
+            Error::invalid(format!(
+                "version {} (ledger entry {}): {e}",
+                row.version, row.sequence
+            ))
+        })?;
+    }
     let current = CertifiedModel::load(store, train, None)?;
     let report = verify_ledger(&entries, &current.file.model_hash, Some(&first.model_hash))?;
     if report.removed_rows + imported_removed(store)? != current.file.removed_count {
@@ -408,9 +411,11 @@ pub fn verify_store(store: &Store, train: &Dataset, replay: bool) -> Result<Stor
             report.removed_rows, current.file.removed_count
         )));
     }
-    if replay {
-        replay_store(store, train)?;
-    }
+    let replayed = if replay {
+        Some(replay_store(store, train)?)
+    } else {
+        None
+    };
     Ok(StoreVerification {
         chain,
         method: current.file.method.clone(),
@@ -419,43 +424,119 @@ pub fn verify_store(store: &Store, train: &Dataset, replay: bool) -> Result<Stor
         removals: report.entries,
         retrained: report.retrained,
         recomputed: report.recomputed,
-        replayed: replay,
+        replayed,
     })
 }
 
+/// Rows removed before the store existed (a model imported with its old ledger), from
+/// version 0's description (kept when its files are purged).
 fn imported_removed(store: &Store) -> Result<usize> {
-    let (file, _) = read_model(store, &store.version(0)?)?;
-    Ok(file.removed_count)
+    let first = store.version(0)?;
+    first.info["removed_count"]
+        .as_u64()
+        .map(|count| count as usize)
+        .ok_or_else(|| Error::invalid("version 0 does not record its removed rows"))
 }
 
-/// Replays the ledger from the first version's secret state, removing each entry's ids in
-/// order, and checks that every version's published model is reproduced bit for bit.
+/// Replays the ledger from the replay anchor's secret state (version 0 until a purge), removing
+/// each later entry's ids in order (by retraining where the ledger records a fallback), and
+/// checks that every version's published model is reproduced bit for bit and that every
+/// recomputed certificate and accounting equal the recorded ones (bit for bit on the same
+/// CPU). A mismatch names the version and the first field that differs. Returns the number of
+/// removals replayed.
 pub fn replay_store(store: &Store, train: &Dataset) -> Result<usize> {
-    let first = store.version(0)?;
+    let anchor = store.replay_anchor()?;
+    let first = store.version(anchor)?;
     let (file, state) = read_model(store, &first)?;
     let rows = file.task.rows(train)?;
     let mut unlearner = saved::restore(rows, &state)?;
+    let ledger = store.ledger()?;
+    let mut removals = ledger
+        .iter()
+        .filter(|row| row.kind == EntryKind::Removal && row.version <= anchor)
+        .count() as u64;
     let mut replayed = 0;
-    for row in store.ledger()?.iter().skip(1) {
-        if row.kind != EntryKind::Removal {
-            return Err(Error::invalid(format!(
-                "ledger entry {} is a {} entry, which a certified store never writes",
-                row.sequence,
-                row.kind.name()
-            )));
+    for row in ledger.iter().filter(|row| row.version > anchor) {
+        match row.kind {
+            EntryKind::Removal => {}
+            EntryKind::Purge => continue,
+            other => {
+                return Err(Error::invalid(format!(
+                    "ledger entry {} is a {} entry, which a certified store never writes after its first version",
+                    row.sequence,
+                    other.name()
+                )));
+            }
         }
-        let removal = unlearner.remove(&row.ids)?;
+        let recorded: LedgerEntry = serde_json::from_value(row.payload.clone()).map_err(|e| {
+            Error::invalid(format!(
+                "ledger entry {} does not hold a certificate: {e}",
+                row.sequence
+            ))
+        })?;
+        let removal = if recorded.fallback.is_some() {
+            unlearner.remove_by_retraining(&row.ids)?
+        } else {
+            unlearner.remove(&row.ids)?
+        };
         if removal.model.hash() != row.model_hash {
             return Err(Error::invalid(format!(
-                "replay diverges at ledger entry {}: it gives model {}, the store published {}",
+                "replay diverges at version {} (ledger entry {}): it gives model {}, the store published {}",
+                row.version,
                 row.sequence,
                 removal.model.hash(),
                 row.model_hash
             )));
         }
+        let mut replayed_entry =
+            LedgerEntry::for_removal(removals, &removal, row.ids.len(), String::new());
+        replayed_entry.fallback = recorded.fallback.clone();
+        let replayed_value = serde_json::to_value(&replayed_entry)
+            .map_err(|e| Error::invalid(format!("cannot encode the certificate: {e}")))?;
+        if let Some(path) = first_difference(&row.payload, &replayed_value, String::new()) {
+            return Err(Error::invalid(format!(
+                "replay diverges at version {} (ledger entry {}): the replayed certificate differs from the recorded one at {path}",
+                row.version, row.sequence
+            )));
+        }
+        removals += 1;
         replayed += 1;
     }
     Ok(replayed)
+}
+
+/// The path of the first value that differs between `recorded` and `replayed` (with both
+/// values), if any.
+fn first_difference(
+    recorded: &serde_json::Value,
+    replayed: &serde_json::Value,
+    path: String,
+) -> Option<String> {
+    use serde_json::Value;
+    match (recorded, replayed) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            keys.into_iter().find_map(|key| {
+                let null = Value::Null;
+                first_difference(
+                    a.get(key).unwrap_or(&null),
+                    b.get(key).unwrap_or(&null),
+                    if path.is_empty() {
+                        key.clone()
+                    } else {
+                        format!("{path}.{key}")
+                    },
+                )
+            })
+        }
+        (Value::Array(a), Value::Array(b)) if a.len() == b.len() => a
+            .iter()
+            .zip(b)
+            .enumerate()
+            .find_map(|(index, (x, y))| first_difference(x, y, format!("{path}[{index}]"))),
+        (a, b) if a == b => None,
+        (a, b) => Some(format!("{path} (recorded {a}, replayed {b})")),
+    }
 }
 
 /// Applies every pending request in commit order (the CLI's `forget --store` submits its

@@ -20,8 +20,12 @@ pub enum EntryKind {
     Import,
     /// A removal applied by the model's unlearning method.
     Removal,
-    /// A full retraining on everything not yet removed (scheduled by the policy).
+    /// A full retraining on everything not yet removed (scheduled by the policy, or because
+    /// the configured method failed).
     Retrain,
+    /// A purge (retention): the files of every version before the new replay anchor were
+    /// deleted; publishes no version (its `version` is the current one, its files none).
+    Purge,
 }
 
 impl EntryKind {
@@ -32,7 +36,13 @@ impl EntryKind {
             EntryKind::Import => "import",
             EntryKind::Removal => "removal",
             EntryKind::Retrain => "retrain",
+            EntryKind::Purge => "purge",
         }
+    }
+
+    /// True for the entries that publish a version (all but purges).
+    pub fn publishes(self) -> bool {
+        self != EntryKind::Purge
     }
 
     /// Reads a stored name back.
@@ -42,6 +52,7 @@ impl EntryKind {
             "import" => EntryKind::Import,
             "removal" => EntryKind::Removal,
             "retrain" => EntryKind::Retrain,
+            "purge" => EntryKind::Purge,
             _ => return None,
         })
     }

@@ -105,19 +105,8 @@ impl Store {
             )
             .map_err(self.db())?;
         self.step("version-inserted")?;
-        let (sequence, previous_hash) = self
-            .conn
-            .query_row(
-                "SELECT sequence, entry_hash FROM ledger ORDER BY sequence DESC LIMIT 1",
-                [],
-                |row| Ok((row.get::<_, i64>(0)? + 1, row.get::<_, String>(1)?)),
-            )
-            .optional()
-            .map_err(self.db())?
-            .unwrap_or((0, String::new()));
-        let payload_text = serde_json::to_string(&new.payload).expect("payload serialises");
-        let mut row = LedgerRow {
-            sequence,
+        let row = self.append_ledger(LedgerRow {
+            sequence: 0,
             kind: new.kind,
             request_ids: request_ids.to_vec(),
             ids_hash: ids_hash(&new.ids),
@@ -127,31 +116,10 @@ impl Store {
             model_hash: new.model_hash,
             payload: new.payload,
             committed_at_ms: now,
-            previous_hash,
+            previous_hash: String::new(),
             entry_hash: String::new(),
-        };
-        row.entry_hash = row.compute_hash(&payload_text);
-        self.conn
-            .execute(
-                "INSERT INTO ledger(sequence, kind, request_ids, ids, ids_hash, version, files,
-                   model_hash, payload, committed_at_ms, previous_hash, entry_hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                params![
-                    row.sequence,
-                    row.kind.name(),
-                    serde_json::to_string(&row.request_ids).expect("ids serialise"),
-                    serde_json::to_string(&row.ids).expect("ids serialise"),
-                    row.ids_hash,
-                    row.version,
-                    files_text,
-                    row.model_hash,
-                    payload_text,
-                    row.committed_at_ms,
-                    row.previous_hash,
-                    row.entry_hash
-                ],
-            )
-            .map_err(self.db())?;
+        })?;
+        let sequence = row.sequence;
         self.step("ledger-inserted")?;
         self.conn
             .execute(
@@ -160,14 +128,13 @@ impl Store {
                 params![version.to_string()],
             )
             .map_err(self.db())?;
-        self.conn
-            .execute(
-                "INSERT INTO meta(key, value) VALUES ('ledger_head', ?1)
-                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![row.entry_hash],
-            )
-            .map_err(self.db())?;
         self.step("pointer-moved")?;
+        for object in files_of(&row) {
+            // An object published again (identical bytes) is live again.
+            self.conn
+                .execute("DELETE FROM pruned WHERE object = ?1", params![object])
+                .map_err(self.db())?;
+        }
         for request in request_ids {
             let changed = self
                 .conn
@@ -186,4 +153,57 @@ impl Store {
         drop(staged);
         Ok(row)
     }
+
+    /// Appends `row` to the ledger (its sequence, previous hash and entry hash are filled in
+    /// here) and moves the recorded head; inside the caller's transaction. Returns the row as
+    /// stored.
+    pub(super) fn append_ledger(&mut self, mut row: LedgerRow) -> Result<LedgerRow> {
+        let (sequence, previous_hash) = self
+            .conn
+            .query_row(
+                "SELECT sequence, entry_hash FROM ledger ORDER BY sequence DESC LIMIT 1",
+                [],
+                |row| Ok((row.get::<_, i64>(0)? + 1, row.get::<_, String>(1)?)),
+            )
+            .optional()
+            .map_err(self.db())?
+            .unwrap_or((0, String::new()));
+        let payload_text = serde_json::to_string(&row.payload).expect("payload serialises");
+        row.sequence = sequence;
+        row.previous_hash = previous_hash;
+        row.entry_hash = row.compute_hash(&payload_text);
+        self.conn
+            .execute(
+                "INSERT INTO ledger(sequence, kind, request_ids, ids, ids_hash, version, files,
+                   model_hash, payload, committed_at_ms, previous_hash, entry_hash)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                params![
+                    row.sequence,
+                    row.kind.name(),
+                    serde_json::to_string(&row.request_ids).expect("ids serialise"),
+                    serde_json::to_string(&row.ids).expect("ids serialise"),
+                    row.ids_hash,
+                    row.version,
+                    serde_json::to_string(&row.files).expect("files serialise"),
+                    row.model_hash,
+                    payload_text,
+                    row.committed_at_ms,
+                    row.previous_hash,
+                    row.entry_hash
+                ],
+            )
+            .map_err(self.db())?;
+        self.conn
+            .execute(
+                "INSERT INTO meta(key, value) VALUES ('ledger_head', ?1)
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![row.entry_hash],
+            )
+            .map_err(self.db())?;
+        Ok(row)
+    }
+}
+
+fn files_of(row: &LedgerRow) -> Vec<String> {
+    row.files.values().cloned().collect()
 }

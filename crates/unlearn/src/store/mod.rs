@@ -25,19 +25,21 @@ mod commit;
 pub mod neural;
 mod objects;
 pub(crate) mod requests;
+mod retention;
 pub mod sisa;
 mod tokens;
 mod verify;
 
 pub use chain::{EntryKind, LEDGER_FORMAT, LedgerRow};
 pub use objects::object_hash;
+pub use retention::{PURGE_STEPS, PurgeReport, Retention};
 pub use tokens::{Scope, TokenInfo};
 
 use crate::error::{Error, Result};
 use objects::Objects;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -84,6 +86,11 @@ pub const COMMIT_STEPS: [&str; 8] = [
     "committed",
 ];
 
+/// The step, between loading a version and computing the next one, at which the fault hook can
+/// make the configured unlearning method fail (not a durable step: a failure here must make
+/// the store fall back to exact retraining, never refuse the request).
+pub const UNLEARNING_STEP: &str = "unlearning";
+
 /// What kind of model a store holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -125,6 +132,14 @@ pub struct Policy {
     /// Neural stores: a full retraining when test accuracy falls this many points below the
     /// last retrained version's (0: never).
     pub retrain_below_points: f64,
+    /// Retention: after every applied request, purge the files of every version but the
+    /// newest K (0: never purge automatically; `unlearn store purge` still can).
+    #[serde(default)]
+    pub purge_keep_versions: usize,
+    /// Retention: with `purge_keep_versions`, purge only versions created more than this many
+    /// days ago.
+    #[serde(default)]
+    pub purge_older_than_days: Option<f64>,
 }
 
 impl Default for Policy {
@@ -136,6 +151,8 @@ impl Default for Policy {
             params: Vec::new(),
             retrain_every: 0,
             retrain_below_points: 0.0,
+            purge_keep_versions: 0,
+            purge_older_than_days: None,
         }
     }
 }
@@ -150,6 +167,13 @@ impl Policy {
             return Err(Error::invalid(
                 "policy retrain_below_points must be a finite number ≥ 0",
             ));
+        }
+        if let Some(days) = self.purge_older_than_days {
+            Retention {
+                keep_versions: self.purge_keep_versions.max(1),
+                older_than_days: Some(days),
+            }
+            .validate()?;
         }
         Ok(())
     }
@@ -252,6 +276,14 @@ pub struct NewVersion {
 pub struct ChainReport {
     /// Ledger entries checked.
     pub entries: usize,
+    /// The replay anchor: versions before it were purged (their files deleted, their hashes
+    /// kept in the ledger), so they were not rehashed and cannot be replayed.
+    pub anchor: i64,
+    /// Purges recorded in the ledger.
+    pub purges: usize,
+    /// Files of purged versions still on disk (a purge interrupted by a crash; the next
+    /// writer to open the store deletes them).
+    pub purged_files_left: usize,
     /// The current version.
     pub current_version: i64,
     /// Objects rehashed.
@@ -437,8 +469,9 @@ impl Store {
             .conn
             .execute_batch(MIGRATIONS)
             .map_err(db_error(dir))?;
-        let referenced = store.referenced_objects()?;
-        store.objects.sweep(&referenced)?;
+        // Files of purged versions whose deletion a crash interrupted go here too.
+        let live = store.live_objects()?;
+        store.objects.sweep(&live)?;
         store.commit()?;
         Ok(store)
     }
@@ -665,8 +698,17 @@ impl Store {
         numbers.into_iter().map(|v| self.version(v)).collect()
     }
 
-    /// Reads the file of `role` in `version`, checking its hash.
+    /// Reads the file of `role` in `version`, checking its hash; a purged version's files are
+    /// gone (see [`Store::purge`]).
     pub fn read_file(&self, version: &VersionRow, role: &str) -> Result<Vec<u8>> {
+        let anchor = self.replay_anchor()?;
+        if version.version < anchor {
+            return Err(Error::invalid(format!(
+                "{}: version {} was purged (the store keeps versions from {anchor} on): its {role} file is gone",
+                self.dir.display(),
+                version.version
+            )));
+        }
         let hash = version.files.get(role).ok_or_else(|| {
             Error::invalid(format!(
                 "{}: version {} has no {role} file",
@@ -680,14 +722,6 @@ impl Store {
                 version.version
             ))
         })
-    }
-
-    fn referenced_objects(&self) -> Result<BTreeSet<String>> {
-        Ok(self
-            .versions()?
-            .into_iter()
-            .flat_map(|version| version.files.into_values())
-            .collect())
     }
 }
 

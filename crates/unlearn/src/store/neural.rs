@@ -173,6 +173,7 @@ impl NeuralModel {
         let since_retrain = ledger
             .iter()
             .rev()
+            .filter(|row| row.kind.publishes())
             .take_while(|row| row.kind == EntryKind::Removal)
             .count();
         let reference_accuracy = store
@@ -245,23 +246,41 @@ impl NeuralModel {
         self.setup.split = split;
         let due =
             self.policy.retrain_every > 0 && self.since_retrain + 1 >= self.policy.retrain_every;
-        let mut result = self.unlearn_once(due);
-        if let Ok((_, headline, _, false, _)) = &result
+        let method = self
+            .policy
+            .method
+            .as_deref()
+            .unwrap_or(DEFAULT_METHOD)
+            .to_string();
+        let mut reason = due.then(|| format!("every {} requests", self.policy.retrain_every));
+        let mut result = store
+            .step(super::UNLEARNING_STEP)
+            .and_then(|()| self.unlearn_once(due));
+        if let Ok((_, headline, _)) = &result
+            && !due
             && self.policy.retrain_below_points > 0.0
             && headline.test_accuracy < self.reference_accuracy - self.policy.retrain_below_points
         {
+            reason = Some(format!(
+                "test accuracy fell more than {} points below {:.2}",
+                self.policy.retrain_below_points, self.reference_accuracy
+            ));
             result = self.unlearn_once(true);
         }
-        let (artifact, headline, seconds, retrained, reason) = match result {
+        if let Err(e) = &result
+            && reason.is_none()
+        {
+            // A failing method never refuses a valid deletion: retrain exactly instead, and
+            // say why. (A failing retraining is an error: the requests stay pending.)
+            reason = Some(format!("{method} failed: {e}"));
+            result = self.unlearn_once(true);
+        }
+        let retrained = reason.is_some();
+        let (artifact, headline, seconds) = match result {
             Ok(done) => done,
             Err(e) => {
-                // The method failed on these requests: record why, change nothing.
                 self.setup.split.forget = self.removed.iter().copied().collect();
-                for id in &accepted {
-                    store.refuse(*id, &format!("unlearning failed: {e}"))?;
-                    outcome.refused.push((*id, e.to_string()));
-                }
-                return Ok(outcome);
+                return Err(e);
             }
         };
         let reference_accuracy = if retrained {
@@ -307,17 +326,12 @@ impl NeuralModel {
         Ok(outcome)
     }
 
-    #[allow(clippy::type_complexity)]
+    /// Forgets every removed id with the policy's method, or retrains from scratch on the
+    /// retain set; returns the new model, its evaluation and the seconds it took.
     fn unlearn_once(
         &self,
         retrain: bool,
-    ) -> Result<(
-        Artifact,
-        crate::eval::metrics::Headline,
-        f64,
-        bool,
-        Option<String>,
-    )> {
+    ) -> Result<(Artifact, crate::eval::metrics::Headline, f64)> {
         let (name, params) = if retrain {
             ("retrain", MethodParams::parse(&[])?)
         } else {
@@ -338,18 +352,7 @@ impl NeuralModel {
             None,
             self.setup.seed,
         )?;
-        let reason = retrain.then(|| {
-            if self.policy.retrain_every > 0 && self.since_retrain + 1 >= self.policy.retrain_every
-            {
-                format!("every {} requests", self.policy.retrain_every)
-            } else {
-                format!(
-                    "test accuracy fell more than {} points below {:.2}",
-                    self.policy.retrain_below_points, self.reference_accuracy
-                )
-            }
-        });
-        Ok((artifact, evaluation.headline, seconds, retrain, reason))
+        Ok((artifact, evaluation.headline, seconds))
     }
 }
 
@@ -362,18 +365,28 @@ pub fn apply_pending(store: &mut Store, device: &Device) -> Result<Vec<NeuralApp
     )
 }
 
-/// Replays a neural store's ledger from its first version with the recorded methods and
-/// checks every version's model hash is reproduced (the methods are deterministic given the
-/// seed on one machine; another CPU may round differently).
+/// Replays a neural store's ledger from its replay anchor (version 0 until a purge) with the
+/// recorded methods and checks every version's model hash and evaluation are reproduced (the
+/// methods are deterministic given the seed on one machine; another CPU may round
+/// differently). Returns the versions replayed.
 pub fn replay_store(store: &Store, device: &Device) -> Result<usize> {
-    let first = store.version(0)?;
+    let anchor = store.replay_anchor()?;
+    let first = store.version(anchor)?;
     let mut artifact = read_artifact(store, &first, device)?;
     let split: Split = serde_json::from_slice(&store.read_file(&first, "split")?)
         .map_err(|e| Error::invalid(format!("the store's split is unreadable: {e}")))?;
     let mut setup = setup_for(&artifact, split, device, artifact.metadata.seed)?;
-    let mut removed = BTreeSet::new();
+    let ledger = store.ledger()?;
+    let mut removed: BTreeSet<u32> = ledger
+        .iter()
+        .filter(|row| row.version <= anchor)
+        .flat_map(|row| row.ids.iter().copied())
+        .collect();
     let mut replayed = 0;
-    for row in store.ledger()?.iter().skip(1) {
+    for row in ledger
+        .iter()
+        .filter(|row| row.version > anchor && row.kind.publishes())
+    {
         removed.extend(row.ids.iter().copied());
         setup.split.forget = removed.iter().copied().collect();
         setup.split.refresh_forget_hash();
@@ -393,8 +406,22 @@ pub fn replay_store(store: &Store, device: &Device) -> Result<usize> {
         let next = setup.unlearned_artifact(&artifact, method.as_ref(), outcome, seconds);
         if next.metadata.model_hash != row.model_hash {
             return Err(Error::invalid(format!(
-                "replay diverges at ledger entry {}: {name} gives model {}, the store published {}",
-                row.sequence, next.metadata.model_hash, row.model_hash
+                "replay diverges at version {} (ledger entry {}): {name} gives model {}, the store published {}",
+                row.version, row.sequence, next.metadata.model_hash, row.model_hash
+            )));
+        }
+        let evaluation = evaluate(
+            &predict_split(&next.network, &setup.data, &setup.split)?,
+            None,
+            setup.seed,
+        )?;
+        let recorded = &version.info["evaluation"];
+        let replayed_evaluation = serde_json::to_value(evaluation.headline)
+            .map_err(|e| Error::invalid(format!("cannot encode the evaluation: {e}")))?;
+        if *recorded != replayed_evaluation {
+            return Err(Error::invalid(format!(
+                "replay diverges at version {} (ledger entry {}): its evaluation is {replayed_evaluation}, the store recorded {recorded}",
+                row.version, row.sequence
             )));
         }
         artifact = next;

@@ -84,6 +84,8 @@ impl Store {
             Ok(outcomes) => {
                 self.commit()?;
                 self.step("committed")?;
+                // Retention: what the policy does not keep goes once the requests are applied.
+                self.purge_by_policy()?;
                 Ok(outcomes)
             }
             Err(e) => {

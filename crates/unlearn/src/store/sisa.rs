@@ -231,30 +231,33 @@ impl SisaStoreModel {
         let mut request = ids.clone();
         request.sort_unstable();
         let started = Instant::now();
-        let result = (|| {
-            let split = self.ensemble.plan.split_after(
-                &self.data,
-                &request,
-                self.split.test.clone(),
-                "store".to_string(),
-                self.split.seed,
-            )?;
-            let plan = self
-                .ensemble
-                .plan
-                .with_removed(&self.data.train, &request, split.hash())?;
+        let split = self.ensemble.plan.split_after(
+            &self.data,
+            &request,
+            self.split.test.clone(),
+            "store".to_string(),
+            self.split.seed,
+        )?;
+        let plan = self
+            .ensemble
+            .plan
+            .with_removed(&self.data.train, &request, split.hash())?;
+        let attempt = store.step(super::UNLEARNING_STEP).and_then(|()| {
             let mut ensemble = self.ensemble.clone();
-            let summary = ensemble.forget(plan, &self.data.train, &self.device, 1, None)?;
-            Ok::<_, Error>((ensemble, split, summary))
-        })();
-        let (ensemble, split, summary) = match result {
-            Ok(done) => done,
+            let summary = ensemble.forget(plan.clone(), &self.data.train, &self.device, 1, None)?;
+            Ok((ensemble, summary))
+        });
+        // A failing deletion never refuses a valid request: the whole ensemble is retrained
+        // from scratch without the ids (the same ensemble, bit for bit), and the ledger says why.
+        let (ensemble, summary, fallback) = match attempt {
+            Ok((ensemble, summary)) => (ensemble, summary, None),
             Err(e) => {
-                for id in &accepted {
-                    store.refuse(*id, &format!("unlearning failed: {e}"))?;
-                    outcome.refused.push((*id, e.to_string()));
-                }
-                return Ok(outcome);
+                let (ensemble, summary) = retrain_from_scratch(plan, &self.data, &self.device)?;
+                (
+                    ensemble,
+                    summary,
+                    Some(format!("sisa deletion failed: {e}")),
+                )
             }
         };
         let seconds = started.elapsed().as_secs_f64();
@@ -267,18 +270,25 @@ impl SisaStoreModel {
             Some(&summary),
             &self.device,
         )?;
-        let info = serde_json::json!({
+        let mut info = serde_json::json!({
             "method": "sisa", "config": ensemble.plan.config, "sisa": summary,
             "share_recomputed": summary.share, "evaluation": evaluation.headline,
             "test_accuracy": evaluation.headline.test_accuracy,
             "removed_count": removed.len(), "seconds": seconds,
         });
+        if let Some(reason) = &fallback {
+            info["fallback"] = serde_json::json!(reason);
+        }
         let new = NewVersion {
             files: version_files(ensemble_dir.path(), &manifest)?,
             model_hash: manifest.ensemble_hash.clone(),
             info: info.clone(),
             payload: info,
-            kind: EntryKind::Removal,
+            kind: if fallback.is_some() {
+                EntryKind::Retrain
+            } else {
+                EntryKind::Removal
+            },
             ids,
         };
         let row = store.commit_version(self.version, &accepted, new)?;
@@ -294,6 +304,36 @@ impl SisaStoreModel {
     }
 }
 
+/// Trains the ensemble of `plan` from scratch (every shard from its first slice) and the
+/// summary of that work: the fallback when a deletion fails (Bourtoule et al. 2021's
+/// deletion is exact, so this is the ensemble the deletion would have given).
+fn retrain_from_scratch(
+    plan: SisaPlan,
+    data: &DataBundle,
+    device: &Device,
+) -> Result<(SisaEnsemble, RetrainSummary)> {
+    let total = plan.total_cost();
+    let slices = plan.config.slices;
+    let ensemble = SisaEnsemble::train(plan, &data.train, device, 1)?;
+    let summary = RetrainSummary {
+        shards: ensemble
+            .shards
+            .iter()
+            .enumerate()
+            .map(|(shard, _)| crate::sisa::ShardRetraining {
+                shard,
+                slices: (0..slices).collect(),
+                removed: Vec::new(),
+            })
+            .collect(),
+        recomputed_cost: total,
+        total_cost: total,
+        share: 1.0,
+        steps: ensemble.shards.iter().map(|shard| shard.steps).sum(),
+    };
+    Ok((ensemble, summary))
+}
+
 /// Applies every pending request of a SISA store, holding the write lock from loading the
 /// current version to the commit (the CLI's `forget --store`).
 pub fn apply_pending(store: &mut Store, device: &Device) -> Result<Vec<SisaApplied>> {
@@ -303,16 +343,23 @@ pub fn apply_pending(store: &mut Store, device: &Device) -> Result<Vec<SisaAppli
     )
 }
 
-/// Replays a SISA store's ledger from its first version and checks that every version's
-/// ensemble hash is reproduced (SISA deletion is deterministic given the seeds).
+/// Replays a SISA store's ledger from its replay anchor (version 0 until a purge) and checks
+/// that every version's ensemble hash and deletion summary (shards, slices, share recomputed)
+/// are reproduced (SISA deletion is deterministic given the seeds). Returns the versions
+/// replayed.
 pub fn replay_store(store: &Store, device: &Device) -> Result<usize> {
-    let first = store.version(0)?;
+    let anchor = store.replay_anchor()?;
+    let first = store.version(anchor)?;
     let ensemble_dir = temporary_dir()?;
     materialize(store, &first, ensemble_dir.path())?;
     let (_, mut ensemble, split) = disk::load(ensemble_dir.path(), device)?;
     let data = data_for(&ensemble.plan)?;
     let mut replayed = 0;
-    for row in store.ledger()?.iter().skip(1) {
+    for row in store
+        .ledger()?
+        .iter()
+        .filter(|row| row.version > anchor && row.kind.publishes())
+    {
         let mut ids = row.ids.clone();
         ids.sort_unstable();
         let next_split = ensemble.plan.split_after(
@@ -325,13 +372,30 @@ pub fn replay_store(store: &Store, device: &Device) -> Result<usize> {
         let plan = ensemble
             .plan
             .with_removed(&data.train, &ids, next_split.hash())?;
-        ensemble.forget(plan, &data.train, device, 1, None)?;
+        let version = store.version(row.version)?;
+        let summary = if version.info.get("fallback").is_some() {
+            let (retrained, summary) = retrain_from_scratch(plan, &data, device)?;
+            ensemble = retrained;
+            summary
+        } else {
+            ensemble.forget(plan, &data.train, device, 1, None)?
+        };
         if ensemble.hash() != row.model_hash {
             return Err(Error::invalid(format!(
-                "replay diverges at ledger entry {}: the deletion gives ensemble {}, the store published {}",
+                "replay diverges at version {} (ledger entry {}): the deletion gives ensemble {}, the store published {}",
+                row.version,
                 row.sequence,
                 ensemble.hash(),
                 row.model_hash
+            )));
+        }
+        let replayed_summary = serde_json::to_value(&summary)
+            .map_err(|e| Error::invalid(format!("cannot encode the summary: {e}")))?;
+        let recorded = &version.info["sisa"];
+        if *recorded != replayed_summary {
+            return Err(Error::invalid(format!(
+                "replay diverges at version {} (ledger entry {}): it retrains {replayed_summary}, the store recorded {recorded}",
+                row.version, row.sequence
             )));
         }
         replayed += 1;

@@ -32,23 +32,24 @@ impl Store {
         Ok(objects)
     }
 
-    /// Deletes the secret states of every version but the first (which a replay starts from)
-    /// and the `keep` latest (at least the current one), recording each in `pruned` so that
-    /// `verify` accepts their absence; returns how many files were deleted. A store keeps one
-    /// state per version otherwise (5 MB each for Fashion-MNIST 7 vs 9).
+    /// Deletes the secret states of every version but the replay anchor (which a replay starts
+    /// from) and the `keep` latest (at least the current one), recording each in `pruned` so
+    /// that `verify` accepts their absence; returns how many files were deleted. A store keeps
+    /// one state per version otherwise (5 MB each for Fashion-MNIST 7 vs 9).
     pub fn prune_states(&mut self, keep: usize) -> Result<usize> {
         let keep = keep.max(1);
         self.begin()?;
         let result = (|| {
             let versions = self.versions()?;
             let current = self.current_version()?;
+            let anchor = self.replay_anchor()?;
             let kept: std::collections::HashSet<String> = versions
                 .iter()
-                .filter(|v| v.version == 0 || v.version > current - keep as i64)
+                .filter(|v| v.version == anchor || v.version > current - keep as i64)
                 .flat_map(|v| v.files.values().cloned())
                 .collect();
             let mut doomed = Vec::new();
-            for version in &versions {
+            for version in versions.iter().filter(|v| v.version > anchor) {
                 if let Some(object) = version.files.get("state")
                     && !kept.contains(object)
                     && !doomed.contains(object)
@@ -189,6 +190,10 @@ impl Store {
             .collect();
         let mut claimed: HashMap<i64, i64> = HashMap::new();
         let mut previous = String::new();
+        // Versions are published by every entry but purges, in order.
+        let mut published = 0i64;
+        let mut anchor = 0i64;
+        let mut purges = 0usize;
         for (index, (row, payload_text)) in entries.iter().enumerate() {
             let at = format!("ledger entry {}", row.sequence);
             if row.sequence != index as i64 {
@@ -213,12 +218,19 @@ impl Store {
                     "ledger tampered: {at}'s ids do not hash to its ids hash"
                 )));
             }
-            if row.version != index as i64 {
+            if !row.kind.publishes() {
+                self.check_purge(row, published - 1, &mut anchor)?;
+                purges += 1;
+                previous = row.entry_hash.clone();
+                continue;
+            }
+            if row.version != published {
                 return Err(Error::invalid(format!(
-                    "ledger tampered: {at} publishes version {}, expected {index}",
+                    "ledger tampered: {at} publishes version {}, expected {published}",
                     row.version
                 )));
             }
+            published += 1;
             let version = self.version(row.version)?;
             if version.files != row.files || version.model_hash != row.model_hash {
                 return Err(Error::invalid(format!(
@@ -270,11 +282,10 @@ impl Store {
             }
         }
         let versions = self.versions()?;
-        if versions.len() != entries.len() {
+        if versions.len() as i64 != published {
             return Err(Error::invalid(format!(
-                "the store has {} versions but {} ledger entries (a ledger row was deleted)",
+                "the store has {} versions but {published} ledger entries publish one (a ledger row was deleted)",
                 versions.len(),
-                entries.len()
             )));
         }
         let last = &entries.last().expect("not empty").0;
@@ -299,9 +310,27 @@ impl Store {
                 "ledger tampered: the recorded head is not the last entry's hash (a row was deleted)",
             ));
         }
+        if self.replay_anchor()? != anchor {
+            return Err(Error::invalid(format!(
+                "the store's replay anchor is version {}, but its purge entries set {anchor}",
+                self.replay_anchor()?
+            )));
+        }
         let pruned = self.pruned_objects()?;
+        let live = self.live_objects()?;
         let mut objects_checked = 0;
+        let mut purged_files_left = 0;
         for version in &versions {
+            if version.version < anchor {
+                // Purged: its files are gone unless a kept version shares them, or a crash
+                // interrupted the purge (the next writer deletes them).
+                purged_files_left += version
+                    .files
+                    .values()
+                    .filter(|object| !live.contains(*object) && self.objects.path(object).exists())
+                    .count();
+                continue;
+            }
             for (role, object) in &version.files {
                 // A pruned state may be gone; if it is still there, it must be intact.
                 if pruned.contains(object) && !self.objects.path(object).exists() {
@@ -314,6 +343,9 @@ impl Store {
         let (pending, applied, refused) = self.request_counts()?;
         Ok(ChainReport {
             entries: entries.len(),
+            anchor,
+            purges,
+            purged_files_left,
             current_version: current,
             objects_checked,
             applied,
@@ -321,6 +353,37 @@ impl Store {
             pending,
             head: last.entry_hash.clone(),
         })
+    }
+
+    /// Checks a purge entry against the version it followed (`current`) and the anchor so far,
+    /// and moves the anchor.
+    fn check_purge(&self, row: &LedgerRow, current: i64, anchor: &mut i64) -> Result<()> {
+        let at = format!("ledger entry {}", row.sequence);
+        let new_anchor = row.payload["anchor"]
+            .as_i64()
+            .ok_or_else(|| Error::invalid(format!("{at} is a purge without an anchor")))?;
+        if row.version != current
+            || !row.files.is_empty()
+            || !row.ids.is_empty()
+            || !row.request_ids.is_empty()
+            || new_anchor <= *anchor
+            || new_anchor > current
+            || row.payload["previous_anchor"].as_i64() != Some(*anchor)
+        {
+            return Err(Error::invalid(format!(
+                "ledger tampered: {at} is not a purge of versions {}..{} that followed version {current}",
+                *anchor,
+                new_anchor - 1
+            )));
+        }
+        if self.version(current)?.model_hash != row.model_hash {
+            return Err(Error::invalid(format!(
+                "ledger tampered: {at} names model {}, not version {current}'s",
+                row.model_hash
+            )));
+        }
+        *anchor = new_anchor;
+        Ok(())
     }
 
     /// The ledger as JSON lines, one entry per line, for third parties.
