@@ -132,6 +132,7 @@ pub fn train(global: &Global, args: &TrainArgs, method: &str) -> Result<()> {
                 "ledger": CertifiedModelFile::ledger_path(out), "seconds": trained.seconds,
                 "method": model.method, "training": model.training, "train_rows": model.train_rows,
                 "test_accuracy": model.test_accuracy, "model_hash": model.model_hash,
+                "calibration": model.calibration,
             })
         );
     } else {

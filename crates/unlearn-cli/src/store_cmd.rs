@@ -240,6 +240,7 @@ pub fn train_into_store(
                 "store": dir, "version": 0, "seconds": seconds, "method": file.method,
                 "training": file.training, "train_rows": file.train_rows,
                 "test_accuracy": file.test_accuracy, "model_hash": file.model_hash,
+                "calibration": file.calibration,
             })
         );
     } else {

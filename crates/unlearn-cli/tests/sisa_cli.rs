@@ -443,4 +443,26 @@ fn sisa_deletions_are_recorded_in_a_store_ledger_and_replay() {
     let output = unlearn(&["store", "export", "--store", path(&store)]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert!(stdout(&output).lines().count() >= 3);
+    // Retention: the purge deletes every shard and checkpoint trained on a removed id (the
+    // untouched shards' files are the current version's too), and the store still verifies
+    // and replays from its new anchor.
+    let output = unlearn(&["store", "purge", "--store", path(&store)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("purged versions 0..=1"),
+        "{}",
+        stdout(&output)
+    );
+    common::assert_nothing_of(&store, &[10, 2000, 7000]);
+    let third = write_ids(dir.path(), &[11]);
+    let output = unlearn(&["forget", "--store", path(&store), "--forget", &third]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = unlearn(&["verify", "--store", path(&store), "--replay"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("versions 0..=1 were purged")
+            && stdout(&output).contains("replay: 1 versions after version 2"),
+        "{}",
+        stdout(&output)
+    );
 }

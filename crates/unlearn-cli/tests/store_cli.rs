@@ -112,10 +112,12 @@ fn assert_applied_once(store: &Path, requests: &[i64]) {
 
 fn objects_are_referenced(store: &Path) {
     let opened = Store::open(store).unwrap();
+    let anchor = opened.replay_anchor().unwrap();
     let referenced: BTreeSet<String> = opened
         .versions()
         .unwrap()
         .into_iter()
+        .filter(|v| v.version >= anchor)
         .flat_map(|v| v.files.into_values())
         .collect();
     let on_disk: BTreeSet<String> = std::fs::read_dir(store.join("objects"))
@@ -755,6 +757,129 @@ fn a_neural_store_applies_its_method_and_retrains_on_schedule() {
         "{}",
         stdout(&output)
     );
+}
+
+/// A neural store whose method fails (gradient ascent at a learning rate that diverges)
+/// never refuses a valid deletion: it retrains from scratch and says why. With a policy that
+/// purges after every request, nothing of the removed rows remains but the retrained model.
+#[test]
+fn a_failing_neural_method_falls_back_to_retraining_and_purges() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("mlp.safetensors");
+    let output = unlearn(&[
+        "--quiet",
+        "train",
+        "--data",
+        "embedded",
+        "--model",
+        "mlp:16",
+        "--epochs",
+        "1",
+        "--forget",
+        "random:10",
+        "--out",
+        path(&model),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let store = dir.path().join("store");
+    let output = unlearn(&[
+        "--quiet",
+        "store",
+        "import",
+        "--store",
+        path(&store),
+        "--from",
+        path(&model),
+        "--method",
+        "gradient-ascent",
+        "--param",
+        "lr=1000000",
+        "--purge-keep-versions",
+        "1",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let request = write_ids(dir.path(), "n.txt", &[0, 1, 2]);
+    let value = common::stdout_json(&unlearn(&[
+        "--json",
+        "forget",
+        "--store",
+        path(&store),
+        "--forget",
+        &format!("ids:{}", path(&request)),
+    ]));
+    assert_eq!(value["info"]["method"], "retrain", "{value}");
+    let reason = value["info"]["retrain_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("gradient-ascent failed") && reason.contains("diverged"),
+        "{reason}"
+    );
+    common::assert_nothing_of(&store, &[0, 1, 2]);
+    let output = unlearn(&["verify", "--store", path(&store), "--replay"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stdout(&output).contains("version 0..=0 were purged")
+            || stdout(&output).contains("versions 0..=0 were purged"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+/// `kill -9` (an abort) at every durable step of a purge, with concurrent `forget` processes
+/// and purges: the store always verifies, and ends with every request applied once.
+#[test]
+fn purges_survive_aborts_and_concurrent_writers() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = create_store(dir.path());
+    let ids = pair_ids();
+    let mut next = 0;
+    for step in unlearn::store::PURGE_STEPS {
+        let file = write_ids(dir.path(), "req.txt", &[ids[next]]);
+        next += 1;
+        let output = forget_ids(&store, &file);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let output = Command::new(env!("CARGO_BIN_EXE_unlearn"))
+            .args(["--quiet", "store", "purge", "--store", path(&store)])
+            .env("UNLEARN_STORE_FAULT", step)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{step} not reached");
+        assert!(
+            stderr(&output).contains("aborting at"),
+            "{}",
+            stderr(&output)
+        );
+        let check = unlearn(&["verify", "--store", path(&store), "--replay"]);
+        assert!(check.status.success(), "after {step}: {}", stderr(&check));
+    }
+    let threads: Vec<_> = (0..4)
+        .map(|p| {
+            let store = store.clone();
+            let dir = dir.path().to_path_buf();
+            let ids = ids.clone();
+            std::thread::spawn(move || {
+                for r in 0..3 {
+                    let id = ids[next + p * 3 + r];
+                    let file = write_ids(&dir, &format!("c{p}-{r}.txt"), &[id]);
+                    let output = forget_ids(&store, &file);
+                    assert!(output.status.success(), "{}", stderr(&output));
+                    let output = unlearn(&["--quiet", "store", "purge", "--store", path(&store)]);
+                    assert!(output.status.success(), "{}", stderr(&output));
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let opened = Store::open_read_only(&store).unwrap();
+    let requests: Vec<i64> = opened.requests().unwrap().iter().map(|r| r.id).collect();
+    assert_eq!(requests.len(), next + 12);
+    assert_applied_once(&store, &requests);
+    drop(opened);
+    let output = unlearn(&["store", "purge", "--store", path(&store)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    common::assert_nothing_of(&store, &ids[..next + 12]);
+    verify_replay(&store);
 }
 
 /// An output that comes in several files writes none of them when one of its paths is not a

@@ -448,3 +448,49 @@ fn bad_deletions_and_shard_indices_are_refused() {
     let error = plan.shard_index("auto", &slurm).unwrap_err().to_string();
     assert!(error.contains("SLURM_ARRAY_TASK_ID"), "{error}");
 }
+
+/// A SISA store whose deletion fails never refuses a valid request: the whole ensemble is
+/// retrained from scratch without the ids (bit for bit the ensemble the deletion would have
+/// given), the ledger says why, and the replay retrains there too.
+#[test]
+fn a_failing_deletion_in_a_store_falls_back_to_retraining_the_ensemble() {
+    use std::sync::Arc;
+    use unlearn::store::{FaultHook, Policy, RequestStatus, Store, UNLEARNING_STEP, sisa};
+    let (dir, setup) = saved();
+    let store_dir = dir.path().join("store");
+    let mut store =
+        sisa::import_ensemble(&store_dir, dir.path(), &Policy::default(), &setup.device).unwrap();
+    let members = assign(&setup.data.train, &config(), 7);
+    let ids = spread_ids(&members, &[0], 2, &[]);
+    let hook: FaultHook = Arc::new(|at: &str| {
+        if at == UNLEARNING_STEP {
+            return Err(unlearn::Error::invalid("the checkpoint store is down"));
+        }
+        Ok(())
+    });
+    store.set_fault_hook(Some(hook));
+    let request = store.submit(&ids, None, "test").unwrap();
+    let outcomes = sisa::apply_pending(&mut store, &setup.device).unwrap();
+    store.set_fault_hook(None);
+    assert_eq!(
+        store.request(request.request_id).unwrap().unwrap().status,
+        RequestStatus::Applied
+    );
+    assert_eq!(outcomes[0].summary.as_ref().unwrap().share, 1.0);
+    let current = store.current().unwrap();
+    assert!(
+        current.info["fallback"]
+            .as_str()
+            .unwrap()
+            .contains("the checkpoint store is down")
+    );
+    assert_eq!(current.model_hash, from_scratch(&ids).hash());
+    assert_eq!(
+        store.ledger().unwrap().last().unwrap().kind,
+        unlearn::store::EntryKind::Retrain
+    );
+    drop(store);
+    let store = Store::open(&store_dir).unwrap();
+    store.verify_chain().unwrap();
+    assert_eq!(sisa::replay_store(&store, &setup.device).unwrap(), 1);
+}

@@ -152,8 +152,11 @@ impl Objects {
             if name == ".staging" || referenced.contains(&name) {
                 continue;
             }
-            std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-            swept.push(name);
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => swept.push(name),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(entry.path(), e)),
+            }
         }
         if let Ok(entries) = std::fs::read_dir(self.staging()) {
             for entry in entries.flatten() {

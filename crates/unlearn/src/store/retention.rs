@@ -130,7 +130,15 @@ impl Store {
         };
         self.commit()?;
         self.step("purge-committed")?;
-        report.objects_deleted = self.delete_objects(&doomed)?;
+        // The files go under the write lock again, and only those still dead: a writer that
+        // committed in between may have published identical bytes again.
+        self.begin()?;
+        let deleted = self.live_objects().and_then(|live| {
+            let dead: Vec<String> = doomed.into_iter().filter(|o| !live.contains(o)).collect();
+            self.delete_objects(&dead)
+        });
+        self.rollback();
+        report.objects_deleted = deleted?;
         Ok(report)
     }
 
