@@ -558,11 +558,22 @@ fn the_service_api_authenticates_acknowledges_and_applies() {
 /// Clients submit concurrently (each request one id, with an idempotency key, retried with
 /// the same key until acknowledged) while the server is killed with SIGKILL at random moments
 /// and restarted. At the end every acknowledged request is in the ledger exactly once and
-/// applied exactly once, the ledger verifies, and replaying it reproduces the model.
+/// applied exactly once, the ledger verifies, and replaying it reproduces the model; the policy
+/// purges after every request, so kills also land in purges.
 #[test]
 fn kill_9_at_random_moments_loses_no_acknowledged_request() {
     let dir = tempfile::tempdir().unwrap();
     let store = create_store(dir.path());
+    // The worker purges after every applied request, so kills land in purges too.
+    let output = unlearn(&[
+        "store",
+        "policy",
+        "--store",
+        path(&store),
+        "--purge-keep-versions",
+        "3",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
     let token = add_token(&store, "client", "submit,read");
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
