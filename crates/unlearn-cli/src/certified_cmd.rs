@@ -37,7 +37,8 @@ pub struct CertifiedArgs {
     #[arg(long, requires = "certified", allow_hyphen_values = true)]
     noise_sigma: Option<f64>,
     /// newton-guo: single-row removals the residual budget is sized for when σ is
-    /// calibrated, each costing the 0.9 quantile of 50 seeded rows' removal costs measured at
+    /// calibrated, each costing the larger of the 0.9 quantile and the mean of 200 seeded rows'
+    /// removal costs measured at
     /// the noisy model that will be served (the rule the P3 bench, the audit and the store
     /// use too); a request of k rows costs about k of them. Refused, naming the largest
     /// number that can be supported, when no σ supports it.
@@ -154,7 +155,7 @@ pub fn training_summary(model: &CertifiedModelFile, task: ConvexTask, seconds: f
     let mut text = training_line(model, task, seconds);
     if let Some(calibration) = &model.calibration {
         text.push_str(&format!(
-            "\nbudget: supports {:.0} single removals (asked {}) at the served model's removal cost {:.4e} (0.9 quantile of {} seeded rows; {:.4e} on the noiseless model), then a forced retrain",
+            "\nbudget: supports {:.0} single removals (asked {}) at the served model's removal cost {:.4e} (the larger of the 0.9 quantile and the mean over {} seeded rows; {:.4e} on the noiseless model), then a forced retrain",
             calibration.supported_removals.floor(),
             calibration.planned_removals,
             calibration.removal_cost,

@@ -205,6 +205,10 @@ pub struct ServeArgs {
     /// Data source; defaults to the one recorded in the model.
     #[arg(long)]
     data: Option<String>,
+    /// Most ids pending at once: beyond it a submission gets 429 with Retry-After and
+    /// nothing is committed (default: no bound).
+    #[arg(long)]
+    max_pending: Option<usize>,
 }
 
 fn open_store(dir: &Path) -> Result<Store> {
@@ -801,6 +805,7 @@ pub fn serve(global: &Global, args: &ServeArgs) -> Result<()> {
         data: args.data.clone(),
         quiet: global.quiet,
         device: global.device.clone(),
+        max_pending: args.max_pending,
     })?;
     Ok(())
 }

@@ -48,6 +48,7 @@ pub struct Metrics {
     retrains: AtomicU64,
     unauthorized: AtomicU64,
     forbidden: AtomicU64,
+    throttled: AtomicU64,
     apply: Mutex<Histogram>,
     removal: Mutex<Histogram>,
     end_to_end: Mutex<Histogram>,
@@ -68,6 +69,9 @@ impl Metrics {
     }
     pub(crate) fn count_forbidden(&self) {
         self.forbidden.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn count_throttled(&self) {
+        self.throttled.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records one application by the worker: requests applied and refused, whether it
@@ -101,8 +105,9 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with the current queue depth.
-    pub fn render(&self, queue_depth: usize) -> String {
+    /// The Prometheus text exposition, with the queue and the worker's state from
+    /// `readiness` and the worker's failed applications.
+    pub fn render(&self, readiness: &crate::Readiness, worker_errors: u64) -> String {
         let mut out = String::new();
         let counters = [
             (
@@ -145,6 +150,11 @@ impl Metrics {
                 "Calls whose token lacks the scope (403).",
                 &self.forbidden,
             ),
+            (
+                "unlearn_requests_throttled_total",
+                "Submissions answered 429 because --max-pending ids were pending; nothing committed.",
+                &self.throttled,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(
@@ -155,8 +165,41 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP unlearn_queue_depth Requests committed and not yet applied or refused.\n# TYPE unlearn_queue_depth gauge\nunlearn_queue_depth {queue_depth}"
+            "# HELP unlearn_worker_errors_total Applications that failed (the worker reloads and retries).\n# TYPE unlearn_worker_errors_total counter\nunlearn_worker_errors_total {worker_errors}"
         );
+        let gauges = [
+            (
+                "unlearn_queue_depth",
+                "Requests committed and not yet applied or refused.",
+                readiness.pending_requests as f64,
+            ),
+            (
+                "unlearn_queue_ids",
+                "Ids of the pending requests (what --max-pending bounds).",
+                readiness.pending_ids as f64,
+            ),
+            (
+                "unlearn_queue_oldest_age_seconds",
+                "Seconds since the oldest pending request was committed (0 when none).",
+                readiness.oldest_pending_age_seconds,
+            ),
+            (
+                "unlearn_worker_ready",
+                "1 when the worker is alive, beating and not failing repeatedly (as /readyz).",
+                f64::from(u8::from(readiness.ready)),
+            ),
+            (
+                "unlearn_worker_heartbeat_age_seconds",
+                "Seconds since the worker's last heartbeat.",
+                readiness.heartbeat_age_ms as f64 / 1000.0,
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
         self.apply.lock().expect("metrics").render(
             "unlearn_apply_seconds",
             "Seconds from a batch's turn in the worker to its commit.",

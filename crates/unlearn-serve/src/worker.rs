@@ -1,7 +1,10 @@
 //! The worker: one thread that keeps the prepared data and the store's current model in
-//! memory and applies committed requests in commit order, following the store's policy.
+//! memory and applies committed requests in commit order, following the store's policy (read
+//! again before every application, so `unlearn store policy` takes effect without a
+//! restart). It reports a heartbeat, its errors and the queue to [`Health`].
 
 use crate::ServeOptions;
+use crate::health::Health;
 use crate::metrics::Metrics;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,10 +30,11 @@ enum Prepared {
 
 /// What one application did, whatever the model.
 struct Outcome {
-    applied: Vec<i64>,
+    applied: usize,
     refused: usize,
     retrained: bool,
     removal_seconds: f64,
+    entry: Option<i64>,
 }
 
 impl Prepared {
@@ -42,7 +46,8 @@ impl Prepared {
                     retrained: applied.certificate.as_ref().is_some_and(|c| c.retrained),
                     refused: applied.refused.len(),
                     removal_seconds: applied.removal_seconds,
-                    applied: applied.applied,
+                    applied: applied.applied.len(),
+                    entry: applied.entry.map(|row| row.sequence),
                 }
             }
             Prepared::Neural(model, _) => {
@@ -51,7 +56,8 @@ impl Prepared {
                     retrained: applied.retrained,
                     refused: applied.refused.len(),
                     removal_seconds: applied.seconds,
-                    applied: applied.applied,
+                    applied: applied.applied.len(),
+                    entry: applied.entry.map(|row| row.sequence),
                 }
             }
             Prepared::Sisa(model, _) => {
@@ -61,7 +67,8 @@ impl Prepared {
                     retrained: applied.summary.as_ref().is_some_and(|s| s.share >= 1.0),
                     refused: applied.refused.len(),
                     removal_seconds: applied.seconds,
-                    applied: applied.applied,
+                    applied: applied.applied.len(),
+                    entry: applied.entry.map(|row| row.sequence),
                 }
             }
         })
@@ -109,11 +116,30 @@ pub(crate) struct Worker {
     store_dir: PathBuf,
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+/// A test hook read from `UNLEARN_WORKER_FAULT`: `die` makes the worker thread panic at its
+/// first application, `error` makes every application fail (a poisoned worker). Unset in
+/// normal use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WorkerFault {
+    Die,
+    Error,
+}
+
+fn worker_fault() -> Option<WorkerFault> {
+    match std::env::var("UNLEARN_WORKER_FAULT").ok()?.as_str() {
+        "die" => Some(WorkerFault::Die),
+        "error" => Some(WorkerFault::Error),
+        _ => None,
+    }
+}
+
+/// Marks the worker stopped when its thread ends, however it ends (a panic included).
+struct AliveGuard(Arc<Health>);
+
+impl Drop for AliveGuard {
+    fn drop(&mut self) {
+        self.0.stopped();
+    }
 }
 
 impl Worker {
@@ -124,6 +150,7 @@ impl Worker {
         fault: Option<FaultHook>,
         gate: Arc<WriteGate>,
         metrics: Arc<Metrics>,
+        health: Arc<Health>,
     ) -> unlearn::Result<Worker> {
         let (ready, started) = std::sync::mpsc::sync_channel::<unlearn::Result<()>>(1);
         let notifier = Notifier(Arc::new((Mutex::new(false), Condvar::new())));
@@ -139,6 +166,7 @@ impl Worker {
                     let prepared = prepare(&options, fault, gate);
                     let (mut store, mut model) = match prepared {
                         Ok(prepared) => {
+                            health.started();
                             let _ = ready.send(Ok(()));
                             prepared
                         }
@@ -147,27 +175,32 @@ impl Worker {
                             return;
                         }
                     };
-                    let policy = match store.policy() {
-                        Ok(policy) => policy,
-                        Err(e) => {
-                            eprintln!("unlearn serve: worker: {e}");
-                            return;
-                        }
-                    };
+                    let _alive = AliveGuard(health.clone());
+                    let fault = worker_fault();
+                    let mut failures = 0u32;
                     while !stop.load(Ordering::SeqCst) {
+                        health.beat();
                         notifier.wait(Duration::from_millis(250));
                         loop {
+                            health.beat();
+                            if let Ok((requests, ids, oldest)) = queue_of(&store) {
+                                health.queue(requests, ids, oldest);
+                            }
                             if stop.load(Ordering::SeqCst) {
                                 break;
                             }
-                            match step(&mut store, &mut model, &policy, &metrics) {
-                                Ok(true) => continue,
+                            match step(&mut store, &mut model, &metrics, &health, fault) {
+                                Ok(true) => failures = 0,
                                 Ok(false) => break,
                                 Err(e) => {
                                     if !quiet {
                                         eprintln!("unlearn serve: worker: {e}; reloading the current version");
                                     }
-                                    std::thread::sleep(Duration::from_millis(100));
+                                    health.done(Err(e.to_string()));
+                                    failures += 1;
+                                    // Back off: 100 ms, doubling, at most 5 s.
+                                    let wait = 100u64 << failures.min(6);
+                                    std::thread::sleep(Duration::from_millis(wait.min(5_000)));
                                     if let Err(e) = model.reload(&store) {
                                         eprintln!("unlearn serve: worker: cannot reload: {e}");
                                     }
@@ -206,6 +239,13 @@ impl Worker {
             let _ = handle.join();
         }
     }
+}
+
+/// Pending requests, their ids and the oldest one's commit time.
+fn queue_of(store: &Store) -> unlearn::Result<(usize, usize, Option<i64>)> {
+    let (pending, _, _) = store.request_counts()?;
+    let (ids, oldest) = store.pending_load()?;
+    Ok((pending, ids, oldest))
 }
 
 /// Opens the store, loads its data and current model (failing when they do not match).
@@ -248,41 +288,58 @@ fn prepare(
     ))
 }
 
-/// Applies the next batch of pending requests; false when none was pending.
+/// Applies the next batch of pending requests (a retraining takes every pending one); false
+/// when none was pending. The policy is read afresh each time.
 fn step(
     store: &mut Store,
     model: &mut Prepared,
-    policy: &unlearn::store::Policy,
     metrics: &Metrics,
+    health: &Health,
+    fault: Option<WorkerFault>,
 ) -> unlearn::Result<bool> {
+    let policy = store.policy()?;
     let mut pending = store.pending(policy.batch_max)?;
     if pending.is_empty() {
         return Ok(false);
+    }
+    match fault {
+        Some(WorkerFault::Die) => panic!("UNLEARN_WORKER_FAULT=die: the worker dies"),
+        Some(WorkerFault::Error) => {
+            return Err(unlearn::Error::invalid(
+                "UNLEARN_WORKER_FAULT=error: the worker is poisoned",
+            ));
+        }
+        None => {}
     }
     if policy.batch_wait_ms > 0 && pending.len() < policy.batch_max {
         std::thread::sleep(Duration::from_millis(policy.batch_wait_ms));
         pending = store.pending(policy.batch_max)?;
     }
+    health.busy();
     let turn = Instant::now();
     let applied = model.apply(store, &pending)?;
     let apply_seconds = turn.elapsed().as_secs_f64();
     // Retention: the policy's purge after every applied request.
-    if !applied.applied.is_empty() {
+    if applied.applied > 0 {
         store.purge_by_policy()?;
     }
-    let now = now_ms();
-    let settled: Vec<f64> = pending
-        .iter()
-        .filter(|request| applied.applied.contains(&request.id))
-        .map(|request| (now - request.received_at_ms).max(0) as f64 / 1000.0)
-        .collect();
+    let now = crate::health::now_ms();
+    let settled: Vec<f64> = match applied.entry {
+        Some(sequence) => store
+            .requests_of_entry(sequence)?
+            .iter()
+            .map(|request| (now - request.received_at_ms).max(0) as f64 / 1000.0)
+            .collect(),
+        None => Vec::new(),
+    };
     metrics.record_apply(
-        applied.applied.len(),
+        applied.applied,
         applied.refused,
         applied.retrained,
         apply_seconds,
         applied.removal_seconds,
         &settled,
     );
+    health.done(Ok(apply_seconds));
     Ok(true)
 }

@@ -31,6 +31,10 @@ pub enum Error {
     /// A model or tensor operation failed.
     #[error("{0}")]
     Model(String),
+    /// The request contradicts one already recorded (an idempotency key reused with other
+    /// ids): the service answers 409.
+    #[error("{0}")]
+    Conflict(String),
     /// A training or unlearning loop stopped because its loss became non-finite or grew past
     /// the bound of [`crate::train::DivergenceGuard`]; no model is produced.
     #[error(

@@ -7,7 +7,8 @@
 //!
 //! Noise choices (documented in the report):
 //! - `newton-guo`: the CLI's rule ([`super::calibrate_guo`]): σ sized for `planned` single
-//!   removals at the 0.9 quantile of seeded rows' removal costs measured at the noisy model
+//!   removals at the larger of the 0.9 quantile and the mean of seeded rows' removal costs
+//!   measured at the noisy model
 //!   itself; an ε at which no σ supports `planned` removals is reported as refused.
 //! - `langevin`: the paper's protocol — σ is the smallest meeting ε with K = 1 step for one
 //!   removal (unless set), trained with T steps.
@@ -154,7 +155,7 @@ pub struct P3Report {
     pub retrained_test_accuracy: f64,
     /// Seconds to retrain exactly (Newton) without the first forget batch.
     pub retrain_seconds: f64,
-    /// The 0.9 quantile of the probed rows' single-removal residual bounds on the noise-free
+    /// The calibration's cost (0.9 quantile or mean) of the probed rows' single-removal residual bounds on the noise-free
     /// model (the cost the noisy models' costs are compared with).
     pub guo_pilot_residual_bound: f64,
     /// `newton-guo` at each ε: the σ chosen, the cost measured at that noisy model and the
@@ -195,6 +196,24 @@ impl P3Report {
                 p.retrained,
                 p.removal_seconds
             );
+        }
+        if !self.guo_calibrations.is_empty() {
+            out += &format!(
+                "\nnewton-guo σ calibrated at the noisy model it serves (noiseless removal cost {:.4e}):\n\n| epsilon | sigma | removal cost at that model | single removals supported |\n|---|---|---|---|\n",
+                self.guo_pilot_residual_bound
+            );
+            for row in &self.guo_calibrations {
+                out += &match (&row.refused, row.noise_sigma) {
+                    (Some(reason), _) => format!("| {} | refused | {reason} | – |\n", row.epsilon),
+                    (None, Some(sigma)) => format!(
+                        "| {} | {sigma:.4e} | {:.4e} | {:.1} |\n",
+                        row.epsilon,
+                        row.removal_cost.unwrap_or(f64::NAN),
+                        row.supported_removals.unwrap_or(f64::NAN)
+                    ),
+                    (None, None) => String::new(),
+                };
+            }
         }
         out += "\n| newton-guo batch | epsilon | sigma | requests before retrain | requests run | s per Newton request | final test acc % |\n|---|---|---|---|---|---|---|\n";
         for run in &self.guo_sequential {

@@ -7,10 +7,12 @@
 //! cost more: a σ sized on the noiseless model's costs buys fewer removals than promised
 //! (the larger σ, the larger the shortfall). So σ is calibrated *at the noisy model that will
 //! be served*: train with σ (the same seed, hence the same noise direction, as the served
-//! model), measure the [`GUO_CALIBRATION_QUANTILE`] quantile of single-row removal costs on
-//! [`GUO_CALIBRATION_PROBES`] seeded rows of that model, size σ for the planned removals at
-//! that cost (with a [`CALIBRATION_MARGIN`]), and repeat until the model trained with σ
-//! supports the planned removals at its own measured cost.
+//! model), measure single-row removal costs on [`GUO_CALIBRATION_PROBES`] seeded rows of that
+//! model, take the larger of their [`GUO_CALIBRATION_QUANTILE`] quantile and their mean (a
+//! run of random removals spends about the mean per removal, and where a few badly-fitted
+//! rows cost a hundred times the rest the mean exceeds the quantile), size σ for the planned
+//! removals at that cost (with a [`CALIBRATION_MARGIN`]), and repeat until the model trained
+//! with σ supports the planned removals at its own measured cost.
 //!
 //! Past some σ the noise costs more than it buys (a removal's bound grows like σ² once the
 //! noise dominates the weights, the budget only like σ), so some planned numbers are out of
@@ -27,11 +29,12 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 /// Rows probed to measure a typical single-row removal cost.
-pub const GUO_CALIBRATION_PROBES: usize = 50;
+pub const GUO_CALIBRATION_PROBES: usize = 200;
 
-/// The quantile of the probed rows' single-removal residual bounds the budget is sized for:
-/// single bounds vary by two orders of magnitude between well- and badly-fitted rows, and a
-/// budget sized for the median lets a few badly-fitted rows spend it all.
+/// The quantile of the probed rows' single-removal residual bounds the budget is sized for
+/// (unless their mean is larger): single bounds vary by two orders of magnitude between well-
+/// and badly-fitted rows, and a budget sized for the median lets a few badly-fitted rows spend
+/// it all.
 pub const GUO_CALIBRATION_QUANTILE: f64 = 0.9;
 
 /// σ is sized for this many times the planned removals at the measured cost, so that the
@@ -114,8 +117,8 @@ impl<'a> GuoCalibrationRequest<'a> {
 pub struct CalibrationPoint {
     /// The σ the model was trained with.
     pub sigma: f64,
-    /// The [`GUO_CALIBRATION_QUANTILE`] quantile of the probes' single-removal residual bounds
-    /// at that model (over every noise seed).
+    /// The larger of the [`GUO_CALIBRATION_QUANTILE`] quantile and the mean of the probes'
+    /// single-removal residual bounds at that model (over every noise seed).
     pub removal_cost: f64,
     /// The budget σ ε / c divided by that cost: single removals the budget covers.
     pub supported_removals: f64,
@@ -194,14 +197,17 @@ impl CalibrationRefusal {
     }
 }
 
-/// The [`GUO_CALIBRATION_QUANTILE`] quantile (linear interpolation) of `values`.
+/// The removal cost the budget is sized for: the larger of the [`GUO_CALIBRATION_QUANTILE`]
+/// quantile (linear interpolation) and the mean of `values`.
 fn quantile(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     let position = GUO_CALIBRATION_QUANTILE * (values.len() - 1) as f64;
     let low = position.floor() as usize;
     let high = position.ceil() as usize;
     let fraction = position - low as f64;
-    values[low] + fraction * (values[high] - values[low])
+    let quantile = values[low] + fraction * (values[high] - values[low]);
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    quantile.max(mean)
 }
 
 fn majority_accuracy(test: &ConvexData) -> f64 {

@@ -227,11 +227,25 @@ pub trait CertifiedUnlearner {
     /// fresh noise, as a forced retrain does (the budget starts again): the exact fallback
     /// when [`CertifiedUnlearner::remove`] fails. Same errors on bad ids.
     fn remove_by_retraining(&mut self, ids: &[u32]) -> Result<Removal>;
+    /// Removes these ids if that needs no retraining from scratch; otherwise changes nothing
+    /// and returns `None` (so that a caller can retrain once for every pending request).
+    fn remove_without_retraining(&mut self, ids: &[u32]) -> Result<Option<Removal>>;
     /// The training rows (removed ones included; the unlearner tracks which are gone).
     fn data(&self) -> &super::data::ConvexData;
     /// The state a later process needs to continue exactly where this one stops (secret:
     /// never publish it), without the training data.
     fn save_state(&self) -> Result<SecretState>;
+}
+
+/// How a removal may proceed (the methods' shared switch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RemovalMode {
+    /// The method's update if the budget allows, a retraining otherwise.
+    Normal,
+    /// A retraining from scratch whatever the budget.
+    Retrain,
+    /// The method's update if the budget allows; nothing otherwise.
+    NoRetrain,
 }
 
 const RELATIVE_SLACK: f64 = 1e-9;

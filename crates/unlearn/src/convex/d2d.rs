@@ -11,7 +11,7 @@
 //! one-vs-rest columns. The published model after training is noised the same way.
 
 use super::certificate::{
-    Accounting, Assumptions, Certificate, CertifiedUnlearner, Mechanism, Removal,
+    Accounting, Assumptions, Certificate, CertifiedUnlearner, Mechanism, Removal, RemovalMode,
 };
 use super::data::{ActiveRows, ConvexData};
 use super::logistic::{
@@ -286,11 +286,17 @@ impl CertifiedUnlearner for DescentToDelete {
     /// I warm-started steps on the remaining data and a fresh noisy publication, or a
     /// retraining beyond the configured capacity.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal> {
-        self.removal(ids, false)
+        self.removal(ids, RemovalMode::Normal)
+            .map(|removal| removal.expect("a normal removal always removes"))
     }
 
     fn remove_by_retraining(&mut self, ids: &[u32]) -> Result<Removal> {
-        self.removal(ids, true)
+        self.removal(ids, RemovalMode::Retrain)
+            .map(|removal| removal.expect("a retraining always removes"))
+    }
+
+    fn remove_without_retraining(&mut self, ids: &[u32]) -> Result<Option<Removal>> {
+        self.removal(ids, RemovalMode::NoRetrain)
     }
 
     fn data(&self) -> &ConvexData {
@@ -299,11 +305,15 @@ impl CertifiedUnlearner for DescentToDelete {
 }
 
 impl DescentToDelete {
-    fn removal(&mut self, ids: &[u32], force_retrain: bool) -> Result<Removal> {
+    fn removal(&mut self, ids: &[u32], mode: RemovalMode) -> Result<Option<Removal>> {
         let positions = self.active.resolve(&self.data, ids)?;
         let before = self.progress.published.hash();
+        let retrained =
+            mode == RemovalMode::Retrain || self.progress.deletions + 1 > self.config.capacity;
+        if retrained && mode == RemovalMode::NoRetrain {
+            return Ok(None);
+        }
         self.active.remove(&positions);
-        let retrained = force_retrain || self.progress.deletions + 1 > self.config.capacity;
         if retrained {
             self.progress.retrainings += 1;
             self.fit()?;
@@ -350,7 +360,7 @@ impl DescentToDelete {
             retrained,
             post_processing: None,
         };
-        Ok(Removal {
+        Ok(Some(Removal {
             model: self.progress.published.clone(),
             certificate,
             accounting: Accounting::DescentToDelete {
@@ -359,7 +369,7 @@ impl DescentToDelete {
                 contraction: self.contraction,
                 weight_columns: self.progress.secret.weight_columns(),
             },
-        })
+        }))
     }
 }
 

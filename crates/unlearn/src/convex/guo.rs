@@ -28,7 +28,7 @@
 //!   (O(nd²) + O(d³) per removal) and needs no extra term.
 
 use super::certificate::{
-    Accounting, Assumptions, Certificate, CertifiedUnlearner, Mechanism, Removal,
+    Accounting, Assumptions, Certificate, CertifiedUnlearner, Mechanism, Removal, RemovalMode,
 };
 use super::data::{ActiveRows, ConvexData};
 use super::logistic::{
@@ -550,11 +550,17 @@ impl CertifiedUnlearner for NewtonGuo {
 
     /// One Newton step if the budget allows it, otherwise a retraining with fresh noise.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal> {
-        self.removal(ids, false)
+        self.removal(ids, RemovalMode::Normal)
+            .map(|removal| removal.expect("a normal removal always removes"))
     }
 
     fn remove_by_retraining(&mut self, ids: &[u32]) -> Result<Removal> {
-        self.removal(ids, true)
+        self.removal(ids, RemovalMode::Retrain)
+            .map(|removal| removal.expect("a retraining always removes"))
+    }
+
+    fn remove_without_retraining(&mut self, ids: &[u32]) -> Result<Option<Removal>> {
+        self.removal(ids, RemovalMode::NoRetrain)
     }
 
     fn data(&self) -> &ConvexData {
@@ -563,15 +569,18 @@ impl CertifiedUnlearner for NewtonGuo {
 }
 
 impl NewtonGuo {
-    fn removal(&mut self, ids: &[u32], force_retrain: bool) -> Result<Removal> {
+    fn removal(&mut self, ids: &[u32], mode: RemovalMode) -> Result<Option<Removal>> {
         let positions = self.active.resolve(&self.data, ids)?;
         let before = self.progress.model.hash();
-        let update = if force_retrain {
+        let update = if mode == RemovalMode::Retrain {
             None
         } else {
             let update = self.newton_update(&positions)?;
             (self.budget_used() + update.residual_bound <= self.budget_total()).then_some(update)
         };
+        if update.is_none() && mode == RemovalMode::NoRetrain {
+            return Ok(None);
+        }
         let retrained = update.is_none();
         self.active.remove(&positions);
         if let Some(update) = update {
@@ -585,11 +594,11 @@ impl NewtonGuo {
             self.progress.retrainings += 1;
             self.fit()?;
         }
-        Ok(Removal {
+        Ok(Some(Removal {
             model: self.progress.model.clone(),
             certificate: self.certificate(ids, before, retrained),
             accounting: self.accounting(),
-        })
+        }))
     }
 }
 

@@ -17,7 +17,7 @@
 //! steps), the request retrains from scratch instead.
 
 use super::certificate::{
-    Accounting, Assumptions, Certificate, CertifiedUnlearner, Mechanism, Removal,
+    Accounting, Assumptions, Certificate, CertifiedUnlearner, Mechanism, Removal, RemovalMode,
 };
 use super::data::{ActiveRows, ConvexData};
 use super::logistic::{
@@ -467,11 +467,17 @@ impl CertifiedUnlearner for Langevin {
     /// K noisy steps on the remaining data, K the smallest meeting the target ε given the
     /// earlier requests; a retraining when no K up to the limit does.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal> {
-        self.removal(ids, false)
+        self.removal(ids, RemovalMode::Normal)
+            .map(|removal| removal.expect("a normal removal always removes"))
     }
 
     fn remove_by_retraining(&mut self, ids: &[u32]) -> Result<Removal> {
-        self.removal(ids, true)
+        self.removal(ids, RemovalMode::Retrain)
+            .map(|removal| removal.expect("a retraining always removes"))
+    }
+
+    fn remove_without_retraining(&mut self, ids: &[u32]) -> Result<Option<Removal>> {
+        self.removal(ids, RemovalMode::NoRetrain)
     }
 
     fn data(&self) -> &ConvexData {
@@ -480,7 +486,7 @@ impl CertifiedUnlearner for Langevin {
 }
 
 impl Langevin {
-    fn removal(&mut self, ids: &[u32], force_retrain: bool) -> Result<Removal> {
+    fn removal(&mut self, ids: &[u32], mode: RemovalMode) -> Result<Option<Removal>> {
         let positions = self.active.resolve(&self.data, ids)?;
         let before = self.progress.model.hash();
         let n = self.active.count() - positions.len();
@@ -489,7 +495,7 @@ impl Langevin {
             .max_unlearn_steps
             .unwrap_or(self.config.training_steps)
             .max(1);
-        let steps = if force_retrain {
+        let steps = if mode == RemovalMode::Retrain {
             None
         } else {
             steps_for_target(
@@ -502,6 +508,9 @@ impl Langevin {
                 max_steps,
             )?
         };
+        if steps.is_none() && mode == RemovalMode::NoRetrain {
+            return Ok(None);
+        }
         self.active.remove(&positions);
         let retrained = match steps {
             Some(steps) => {
@@ -526,14 +535,14 @@ impl Langevin {
             self.config.delta,
         )?
         .0;
-        Ok(Removal {
+        Ok(Some(Removal {
             model: self.progress.model.clone(),
             certificate: self.certificate(ids, before, retrained, spent),
             accounting: Accounting::Renyi {
                 constants: self.constants,
                 requests: self.progress.history.clone(),
             },
-        })
+        }))
     }
 }
 

@@ -11,7 +11,7 @@
 //! data and U is reset. One-vs-rest models scale γ by √k (k weight columns).
 
 use super::certificate::{
-    Accounting, Assumptions, Certificate, CertifiedUnlearner, Mechanism, Removal,
+    Accounting, Assumptions, Certificate, CertifiedUnlearner, Mechanism, Removal, RemovalMode,
     sekhari_sensitivity,
 };
 use super::data::{ActiveRows, ConvexData};
@@ -291,11 +291,17 @@ impl CertifiedUnlearner for NewtonSekhari {
     /// Newton estimate for the cumulative deletion set plus fresh calibrated noise, or a
     /// retraining when the capacity would be exceeded.
     fn remove(&mut self, ids: &[u32]) -> Result<Removal> {
-        self.removal(ids, false)
+        self.removal(ids, RemovalMode::Normal)
+            .map(|removal| removal.expect("a normal removal always removes"))
     }
 
     fn remove_by_retraining(&mut self, ids: &[u32]) -> Result<Removal> {
-        self.removal(ids, true)
+        self.removal(ids, RemovalMode::Retrain)
+            .map(|removal| removal.expect("a retraining always removes"))
+    }
+
+    fn remove_without_retraining(&mut self, ids: &[u32]) -> Result<Option<Removal>> {
+        self.removal(ids, RemovalMode::NoRetrain)
     }
 
     fn data(&self) -> &ConvexData {
@@ -304,12 +310,15 @@ impl CertifiedUnlearner for NewtonSekhari {
 }
 
 impl NewtonSekhari {
-    fn removal(&mut self, ids: &[u32], force_retrain: bool) -> Result<Removal> {
+    fn removal(&mut self, ids: &[u32], mode: RemovalMode) -> Result<Option<Removal>> {
         let positions = self.active.resolve(&self.data, ids)?;
         let before = self.progress.published.hash();
+        let retrained = mode == RemovalMode::Retrain
+            || self.removed.len() + positions.len() > self.config.capacity;
+        if retrained && mode == RemovalMode::NoRetrain {
+            return Ok(None);
+        }
         self.active.remove(&positions);
-        let retrained =
-            force_retrain || self.removed.len() + positions.len() > self.config.capacity;
         if retrained {
             self.progress.retrainings += 1;
             self.fit()?;
@@ -376,7 +385,7 @@ impl NewtonSekhari {
             retrained,
             post_processing: None,
         };
-        Ok(Removal {
+        Ok(Some(Removal {
             model: self.progress.published.clone(),
             certificate,
             accounting: Accounting::NewtonOutputGaussian {
@@ -385,7 +394,7 @@ impl NewtonSekhari {
                 hessian_lipschitz: self.config.hessian_lipschitz,
                 weight_columns: self.progress.minimiser.weight_columns(),
             },
-        })
+        }))
     }
 }
 

@@ -251,43 +251,67 @@ impl CertifiedModel {
                 return Some(format!("id {id} is already removed"));
             }
         }
+        if removed.len() + ids.len() >= self.row_ids.len() {
+            return Some("the request would remove every training row".to_string());
+        }
         None
     }
 
     /// Applies `requests` (pending, in commit order) as one removal: requests naming an
-    /// unknown or already removed id are refused and recorded; the rest are removed together
-    /// and committed as one version with one ledger entry. On an error the in-memory model may
-    /// be ahead of the store: load it again.
+    /// unknown or already removed id (or removing every row) are refused and recorded; the
+    /// rest are removed together and committed as one version with one ledger entry. When
+    /// their removal needs a retraining from scratch (the budget is spent, or the method
+    /// failed), that one retraining removes every request pending by the time it starts,
+    /// whatever the batch size, and its entry names them all. On an error the in-memory model
+    /// may be ahead of the store: load it again.
     pub fn apply(&mut self, store: &mut Store, requests: &[RequestRow]) -> Result<Applied> {
-        let sorted = Sorted::new(
-            requests,
-            self.unlearner.removed_ids().into_iter().collect(),
-            |ids, removed| self.refusal(ids, removed),
-        );
+        let removed_before: BTreeSet<u32> = self.unlearner.removed_ids().into_iter().collect();
+        let sorted = Sorted::new(requests, removed_before.clone(), |ids, removed| {
+            self.refusal(ids, removed)
+        });
         sorted.record_refusals(store)?;
         let Sorted {
-            refused,
-            accepted,
-            ids,
+            mut refused,
+            mut accepted,
+            mut ids,
             ..
         } = sorted;
         if accepted.is_empty() {
             return Ok(Applied::nothing(refused, self.file.test_accuracy));
         }
         let start = Instant::now();
-        // A failing method never refuses a valid deletion: the rows are removed by retraining
-        // from scratch on what remains (fresh noise), and the ledger says why.
         let attempt = store
             .step(super::UNLEARNING_STEP)
-            .and_then(|()| self.unlearner.remove(&ids));
+            .and_then(|()| self.unlearner.remove_without_retraining(&ids));
         let (removal, fallback) = match attempt {
-            Ok(removal) => (removal, None),
-            Err(e) => {
-                // The failed attempt may have changed the unlearner: start again from the
-                // current version's state.
-                self.unlearner = saved::restore(self.unlearner.data().clone(), &self.state)?;
-                let removal = self.unlearner.remove_by_retraining(&ids)?;
-                (removal, Some(format!("{} failed: {e}", self.file.method)))
+            Ok(Some(removal)) => (removal, None),
+            outcome => {
+                // A retraining: the budget is spent, or the method failed (a failing method
+                // never refuses a valid deletion; the ledger says why). One retraining removes
+                // everything pending now.
+                let fallback = match outcome {
+                    Err(e) => {
+                        // The failed attempt may have changed the unlearner: start again from
+                        // the current version's state.
+                        self.unlearner =
+                            saved::restore(self.unlearner.data().clone(), &self.state)?;
+                        Some(format!("{} failed: {e}", self.file.method))
+                    }
+                    _ => None,
+                };
+                let everything = Sorted::new(
+                    &store.pending(super::MAX_AMORTISED_REQUESTS)?,
+                    removed_before,
+                    |ids, removed| self.refusal(ids, removed),
+                );
+                everything.record_refusals(store)?;
+                refused.extend(everything.refused);
+                accepted = everything.accepted;
+                ids = everything.ids;
+                if accepted.is_empty() {
+                    return Ok(Applied::nothing(refused, self.file.test_accuracy));
+                }
+                (self.unlearner.remove_by_retraining(&ids)?, fallback)
             }
         };
         let removal_seconds = start.elapsed().as_secs_f64();
@@ -298,7 +322,7 @@ impl CertifiedModel {
         entry.fallback = fallback;
         let file = CertifiedModelFile {
             removed_count: self.file.removed_count + ids.len(),
-            requests: self.file.requests + 1,
+            requests: self.file.requests + accepted.len(),
             test_accuracy: accuracy,
             model_hash: model.hash(),
             model,
@@ -474,10 +498,19 @@ pub fn replay_store(store: &Store, train: &Dataset) -> Result<usize> {
                 row.sequence
             ))
         })?;
-        let removal = if recorded.fallback.is_some() {
+        // A retraining (forced, amortised or a fallback) is replayed as one; anything else
+        // must be the method's own update.
+        let removal = if recorded.retrained {
             unlearner.remove_by_retraining(&row.ids)?
         } else {
-            unlearner.remove(&row.ids)?
+            unlearner
+                .remove_without_retraining(&row.ids)?
+                .ok_or_else(|| {
+                    Error::invalid(format!(
+                        "replay diverges at version {} (ledger entry {}): the removal recorded without a retraining needs one",
+                        row.version, row.sequence
+                    ))
+                })?
         };
         if removal.model.hash() != row.model_hash {
             return Err(Error::invalid(format!(

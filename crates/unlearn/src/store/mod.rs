@@ -32,6 +32,7 @@ mod verify;
 
 pub use chain::{EntryKind, LEDGER_FORMAT, LedgerRow};
 pub use objects::object_hash;
+pub use requests::NewRequest;
 pub use retention::{PURGE_STEPS, PurgeReport, Retention};
 pub use tokens::{Scope, TokenInfo};
 
@@ -50,6 +51,9 @@ pub const DATABASE_FILE: &str = "store.sqlite";
 const FORMAT: &str = "unlearn-store/1";
 /// Most ids one request may name.
 pub const MAX_IDS_PER_REQUEST: usize = 100_000;
+/// Most pending requests one retraining takes at once (a retraining removes every request
+/// pending by the time it starts, up to this many).
+pub const MAX_AMORTISED_REQUESTS: usize = 1_000_000;
 
 /// A hook called at every durable step of the store with the step's name; an error stops the
 /// operation there, as a crash would (used by the fault-injection tests).
@@ -224,8 +228,10 @@ impl RequestStatus {
 pub struct RequestRow {
     /// The request id (assigned at commit, increasing).
     pub id: i64,
-    /// The client's idempotency key, if any.
+    /// The client's idempotency key, if any (unique per token).
     pub idempotency_key: Option<String>,
+    /// The name of the service token that submitted it (none from the CLI or Python).
+    pub token: Option<String>,
     /// The sample ids to remove.
     pub ids: Vec<u32>,
     /// Where it came from (`http`, `cli`).
@@ -355,10 +361,12 @@ CREATE TABLE IF NOT EXISTS ledger(
   model_hash TEXT NOT NULL, payload TEXT NOT NULL, committed_at_ms INTEGER NOT NULL,
   previous_hash TEXT NOT NULL, entry_hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS requests(
-  id INTEGER PRIMARY KEY AUTOINCREMENT, idempotency_key TEXT UNIQUE, ids TEXT NOT NULL,
+  id INTEGER PRIMARY KEY AUTOINCREMENT, idempotency_key TEXT, token TEXT, ids TEXT NOT NULL,
   source TEXT NOT NULL, received_at_ms INTEGER NOT NULL, status TEXT NOT NULL, reason TEXT,
   ledger_sequence INTEGER, version INTEGER, settled_at_ms INTEGER);
 CREATE INDEX IF NOT EXISTS requests_by_status ON requests(status, id);
+CREATE UNIQUE INDEX IF NOT EXISTS requests_by_key ON requests(coalesce(token, ''), idempotency_key);
+CREATE INDEX IF NOT EXISTS requests_by_entry ON requests(ledger_sequence);
 CREATE TABLE IF NOT EXISTS tokens(
   id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, token_hash TEXT NOT NULL UNIQUE,
   scopes TEXT NOT NULL, created_at_ms INTEGER NOT NULL, revoked_at_ms INTEGER);
@@ -469,6 +477,7 @@ impl Store {
             .conn
             .execute_batch(MIGRATIONS)
             .map_err(db_error(dir))?;
+        store.migrate_requests()?;
         // Files of purged versions whose deletion a crash interrupted go here too.
         let live = store.live_objects()?;
         store.objects.sweep(&live)?;
@@ -513,7 +522,7 @@ impl Store {
                 )));
             }
         };
-        Ok(Store {
+        let mut store = Store {
             dir: dir.to_path_buf(),
             conn,
             objects: Objects::new(dir),
@@ -521,7 +530,26 @@ impl Store {
             kind,
             gate: None,
             gate_held: false,
-        })
+        };
+        // A store made before requests recorded their token is upgraded once, by whoever
+        // opens it first.
+        let has_token: bool = store
+            .conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('requests') WHERE name = 'token'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(db_error(dir))?;
+        if !has_token {
+            store.begin()?;
+            if let Err(e) = store.migrate_requests() {
+                store.rollback();
+                return Err(e);
+            }
+            store.commit()?;
+        }
+        Ok(store)
     }
 
     /// The store's directory.

@@ -224,9 +224,9 @@ impl NeuralModel {
         sorted.record_refusals(store)?;
         let Sorted {
             refused,
-            accepted,
-            ids,
-            removed,
+            mut accepted,
+            mut ids,
+            mut removed,
         } = sorted;
         let mut outcome = NeuralApplied {
             entry: None,
@@ -239,13 +239,24 @@ impl NeuralModel {
         if accepted.is_empty() {
             return Ok(outcome);
         }
-        let mut split = self.setup.split.clone();
-        split.forget = removed.iter().copied().collect();
-        split.refresh_forget_hash();
-        split.selector = "store".to_string();
-        self.setup.split = split;
+        // A retraining removes every request pending by the time it starts, whatever the
+        // batch size: it costs the same for one id or thousands.
+        macro_rules! take_everything_pending {
+            () => {{
+                let everything = self.everything_pending(store)?;
+                outcome.refused.extend(everything.refused);
+                accepted = everything.accepted;
+                ids = everything.ids;
+                removed = everything.removed;
+            }};
+        }
         let due =
             self.policy.retrain_every > 0 && self.since_retrain + 1 >= self.policy.retrain_every;
+        if due {
+            take_everything_pending!();
+        } else {
+            self.set_forget(&removed);
+        }
         let method = self
             .policy
             .method
@@ -265,6 +276,7 @@ impl NeuralModel {
                 "test accuracy fell more than {} points below {:.2}",
                 self.policy.retrain_below_points, self.reference_accuracy
             ));
+            take_everything_pending!();
             result = self.unlearn_once(true);
         }
         if let Err(e) = &result
@@ -273,7 +285,12 @@ impl NeuralModel {
             // A failing method never refuses a valid deletion: retrain exactly instead, and
             // say why. (A failing retraining is an error: the requests stay pending.)
             reason = Some(format!("{method} failed: {e}"));
+            take_everything_pending!();
             result = self.unlearn_once(true);
+        }
+        if accepted.is_empty() {
+            self.set_forget(&self.removed.clone());
+            return Ok(outcome);
         }
         let retrained = reason.is_some();
         let (artifact, headline, seconds) = match result {
@@ -324,6 +341,28 @@ impl NeuralModel {
         outcome.seconds = seconds;
         outcome.evaluation = Some(headline);
         Ok(outcome)
+    }
+
+    /// Every pending request sorted on top of what is removed (refusals recorded), with the
+    /// split's forget set moved to everything they remove.
+    fn everything_pending(&mut self, store: &mut Store) -> Result<Sorted> {
+        let everything = Sorted::new(
+            &store.pending(super::MAX_AMORTISED_REQUESTS)?,
+            self.removed.clone(),
+            |ids, removed| self.refusal(ids, removed),
+        );
+        everything.record_refusals(store)?;
+        self.set_forget(&everything.removed);
+        Ok(everything)
+    }
+
+    /// Sets the split's forget set (every id removed, the request's included).
+    fn set_forget(&mut self, removed: &BTreeSet<u32>) {
+        let mut split = self.setup.split.clone();
+        split.forget = removed.iter().copied().collect();
+        split.refresh_forget_hash();
+        split.selector = "store".to_string();
+        self.setup.split = split;
     }
 
     /// Forgets every removed id with the policy's method, or retrains from scratch on the

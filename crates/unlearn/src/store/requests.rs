@@ -8,6 +8,18 @@ use crate::error::{Error, Result};
 use rusqlite::{OptionalExtension, params};
 use std::collections::BTreeSet;
 
+/// A deletion request to commit: its ids, the client's idempotency key (unique per token) and
+/// the name of the service token that sent it (none from the CLI or Python).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRequest {
+    /// The sample ids to remove (distinct).
+    pub ids: Vec<u32>,
+    /// The idempotency key, if any.
+    pub key: Option<String>,
+    /// The token's name, if any.
+    pub token: Option<String>,
+}
+
 /// Pending requests sorted into those refused (with the reason) and those accepted, in
 /// commit order; each accepted request's ids count as removed for the ones after it.
 pub(crate) struct Sorted {
@@ -100,7 +112,12 @@ impl Store {
     /// other ids is refused. Ids must be distinct; whether they are training rows is checked
     /// when the request is applied (an unknown id then refuses the request, recorded).
     pub fn submit(&mut self, ids: &[u32], key: Option<&str>, source: &str) -> Result<Submission> {
-        let mut batch = self.submit_many(&[(ids.to_vec(), key.map(str::to_string))], source)?;
+        let request = NewRequest {
+            ids: ids.to_vec(),
+            key: key.map(str::to_string),
+            token: None,
+        };
+        let mut batch = self.submit_many(&[request], source)?;
         batch.pop().expect("one answer per submission")
     }
 
@@ -108,7 +125,7 @@ impl Store {
     /// A bad request gets its error without stopping the others.
     pub fn submit_many(
         &mut self,
-        requests: &[(Vec<u32>, Option<String>)],
+        requests: &[NewRequest],
         source: &str,
     ) -> Result<Vec<Result<Submission>>> {
         self.begin()?;
@@ -128,44 +145,47 @@ impl Store {
 
     fn submit_locked(
         &mut self,
-        requests: &[(Vec<u32>, Option<String>)],
+        requests: &[NewRequest],
         source: &str,
     ) -> Result<Vec<Result<Submission>>> {
         let mut answers = Vec::with_capacity(requests.len());
-        for (ids, key) in requests {
-            answers.push(self.submit_one(ids, key.as_deref(), source)?);
+        for request in requests {
+            answers.push(self.submit_one(request, source)?);
         }
         Ok(answers)
     }
 
-    fn submit_one(
-        &mut self,
-        ids: &[u32],
-        key: Option<&str>,
-        source: &str,
-    ) -> Result<Result<Submission>> {
+    fn submit_one(&mut self, request: &NewRequest, source: &str) -> Result<Result<Submission>> {
+        let ids = &request.ids;
         if let Err(e) = check_request_ids(ids) {
             return Ok(Err(e));
         }
-        if let Some(key) = key {
+        let token = request.token.as_deref();
+        if let Some(key) = request.key.as_deref() {
             if key.is_empty() || key.len() > 200 {
                 return Ok(Err(Error::invalid(
                     "an idempotency key must have 1 to 200 characters",
                 )));
             }
+            // Keys are scoped per token: another token's key is another request.
             let existing: Option<(i64, String)> = self
                 .conn
                 .query_row(
-                    "SELECT id, ids FROM requests WHERE idempotency_key = ?1",
-                    params![key],
+                    "SELECT id, ids FROM requests
+                     WHERE coalesce(token, '') = coalesce(?2, '') AND idempotency_key = ?1",
+                    params![key, token],
                     |row| Ok((row.get(0)?, row.get(1)?)),
                 )
                 .optional()
                 .map_err(self.db())?;
             if let Some((id, stored)) = existing {
-                let stored: Vec<u32> = parse_json(&self.dir, "request ids", &stored)?;
-                if stored != ids {
-                    return Ok(Err(Error::invalid(format!(
+                let mut stored: Vec<u32> = parse_json(&self.dir, "request ids", &stored)?;
+                let mut asked = ids.clone();
+                // The same ids in another order are the same request.
+                stored.sort_unstable();
+                asked.sort_unstable();
+                if stored != asked {
+                    return Ok(Err(Error::Conflict(format!(
                         "idempotency key '{key}' was used for request {id} with other ids"
                     ))));
                 }
@@ -178,9 +198,9 @@ impl Store {
         let ids_text = serde_json::to_string(ids).expect("ids serialise");
         self.conn
             .execute(
-                "INSERT INTO requests(idempotency_key, ids, source, received_at_ms, status)
-                 VALUES (?1, ?2, ?3, ?4, 'pending')",
-                params![key, ids_text, source, now_ms()],
+                "INSERT INTO requests(idempotency_key, token, ids, source, received_at_ms, status)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'pending')",
+                params![request.key, token, ids_text, source, now_ms()],
             )
             .map_err(self.db())?;
         Ok(Ok(Submission {
@@ -201,6 +221,64 @@ impl Store {
             "WHERE status = 'pending' ORDER BY id LIMIT ?1",
             params![limit as i64],
         )
+    }
+
+    /// The ids of every pending request, counted (for backpressure), and the commit time of
+    /// the oldest pending request, if any.
+    pub fn pending_load(&self) -> Result<(usize, Option<i64>)> {
+        self.conn
+            .query_row(
+                "SELECT coalesce(sum(json_array_length(ids)), 0), min(received_at_ms)
+                 FROM requests WHERE status = 'pending'",
+                [],
+                |row| {
+                    Ok((
+                        row.get::<_, i64>(0)? as usize,
+                        row.get::<_, Option<i64>>(1)?,
+                    ))
+                },
+            )
+            .map_err(self.db())
+    }
+
+    /// Upgrades a `requests` table made before requests recorded their token: keys become
+    /// unique per token (a table rebuild, in the caller's transaction).
+    pub(crate) fn migrate_requests(&mut self) -> Result<()> {
+        let has_token: bool = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('requests') WHERE name = 'token'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(self.db())?;
+        if has_token {
+            return Ok(());
+        }
+        self.conn
+            .execute_batch(
+                "CREATE TABLE requests_migrated(
+                   id INTEGER PRIMARY KEY AUTOINCREMENT, idempotency_key TEXT, token TEXT,
+                   ids TEXT NOT NULL, source TEXT NOT NULL, received_at_ms INTEGER NOT NULL,
+                   status TEXT NOT NULL, reason TEXT, ledger_sequence INTEGER, version INTEGER,
+                   settled_at_ms INTEGER);
+                 INSERT INTO requests_migrated(id, idempotency_key, token, ids, source,
+                   received_at_ms, status, reason, ledger_sequence, version, settled_at_ms)
+                   SELECT id, idempotency_key, NULL, ids, source, received_at_ms, status,
+                   reason, ledger_sequence, version, settled_at_ms FROM requests;
+                 DROP TABLE requests;
+                 ALTER TABLE requests_migrated RENAME TO requests;
+                 CREATE INDEX requests_by_status ON requests(status, id);
+                 CREATE UNIQUE INDEX requests_by_key
+                   ON requests(coalesce(token, ''), idempotency_key);
+                 CREATE INDEX requests_by_entry ON requests(ledger_sequence);",
+            )
+            .map_err(self.db())
+    }
+
+    /// The requests ledger entry `sequence` applied.
+    pub fn requests_of_entry(&self, sequence: i64) -> Result<Vec<RequestRow>> {
+        self.query_requests("WHERE ledger_sequence = ?1 ORDER BY id", params![sequence])
     }
 
     /// Every request in id order.
@@ -239,7 +317,7 @@ impl Store {
     ) -> Result<Vec<RequestRow>> {
         let sql = format!(
             "SELECT id, idempotency_key, ids, source, received_at_ms, status, reason,
-                    ledger_sequence, version, settled_at_ms FROM requests {clause}"
+                    ledger_sequence, version, settled_at_ms, token FROM requests {clause}"
         );
         let mut statement = self.conn.prepare(&sql).map_err(self.db())?;
         let raw = statement
@@ -255,6 +333,7 @@ impl Store {
                     row.get::<_, Option<i64>>(7)?,
                     row.get::<_, Option<i64>>(8)?,
                     row.get::<_, Option<i64>>(9)?,
+                    row.get::<_, Option<String>>(10)?,
                 ))
             })
             .map_err(self.db())?
@@ -265,6 +344,7 @@ impl Store {
                 Ok(RequestRow {
                     id: r.0,
                     idempotency_key: r.1,
+                    token: r.10,
                     ids: parse_json(&self.dir, "request ids", &r.2)?,
                     source: r.3,
                     received_at_ms: r.4,

@@ -202,12 +202,22 @@ impl SisaStoreModel {
         None
     }
 
-    /// Applies `requests` (pending, in commit order) as one version: refused requests are
-    /// recorded; the ids of the others are removed together by retraining the affected
-    /// shards.
+    /// Applies `requests` (pending, in commit order) and every other pending request as one
+    /// version: refused requests are recorded; the ids of the others are removed together by
+    /// retraining the affected shards.
     pub fn apply(&mut self, store: &mut Store, requests: &[RequestRow]) -> Result<SisaApplied> {
         let removed_before: BTreeSet<u32> = self.ensemble.plan.removed.iter().copied().collect();
-        let sorted = Sorted::new(requests, removed_before, |ids, removed| {
+        // A SISA deletion retrains shards: it takes every request pending by the time it
+        // starts (each affected shard is retrained once for all of them).
+        let mut requests = requests.to_vec();
+        let known: BTreeSet<i64> = requests.iter().map(|r| r.id).collect();
+        requests.extend(
+            store
+                .pending(super::MAX_AMORTISED_REQUESTS)?
+                .into_iter()
+                .filter(|r| !known.contains(&r.id)),
+        );
+        let sorted = Sorted::new(&requests, removed_before, |ids, removed| {
             self.refusal(ids, removed)
         });
         sorted.record_refusals(store)?;

@@ -99,6 +99,20 @@ impl Store {
             .collect())
     }
 
+    /// Up to `limit` ledger entries after sequence `after` (−1: from the start), in order: a
+    /// page of the ledger for clients that page through a long one.
+    pub fn ledger_page(&self, after: i64, limit: usize) -> Result<Vec<LedgerRow>> {
+        let limit = limit as i64;
+        Ok(self
+            .ledger_rows(
+                "WHERE sequence > ?1 ORDER BY sequence LIMIT ?2",
+                &[&after, &limit],
+            )?
+            .into_iter()
+            .map(|(row, _)| row)
+            .collect())
+    }
+
     /// The ledger entry at `sequence`, if any (one row read, for status look-ups).
     pub fn ledger_entry(&self, sequence: i64) -> Result<Option<LedgerRow>> {
         Ok(self
