@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Side by side with PyTorch on the same CPU (issue 15, EXPERIMENTS.md P7; BENCHMARKS.md
+# Side by side with PyTorch on the same CPU (issue 15, docs/experiments.md P7; BENCHMARKS.md
 # "Performance"): the MLP 784-256-10 (5 epochs) and the CNN conv16-conv32 + 1568-128-10 (1
 # epoch) on the full Fashion-MNIST, the same recipe in both (SGD, lr 0.05, momentum 0.9, weight
 # decay 5e-4, cosine, batch 128, pixels / 255), on 1 thread and on every core, PyTorch and

@@ -1,6 +1,6 @@
 #!/bin/sh
 # P5 — fidelity of amnesiac-sample by record format (f32, f16, top-k 10% and 1%) for 100 random
-# samples, seed 0, before and after one repair epoch (EXPERIMENTS.md P5; BENCHMARKS.md).
+# samples, seed 0, before and after one repair epoch (docs/experiments.md P5; BENCHMARKS.md).
 # Usage: scripts/p5_formats.sh [OUT_DIR]   (needs target/release/unlearn and Fashion-MNIST)
 set -eu
 OUT=${1:-/tmp/p5formats}

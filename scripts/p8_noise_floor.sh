@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The noise floor of the challenge's forget quality F (ALGORITHMS.md §F1): retraining audited as
+# The noise floor of the challenge's forget quality F (docs/algorithms.md §F1): retraining audited as
 # if it were an unlearning method, with N = 16, 32 and 64 models per side, on the embedded
 # subset (MLP 784-32-10, 2 epochs, random 1%). With few models each example's ε is a maximum over
 # many thresholds of N samples, biased upward, so even retraining scores F well below 1; this

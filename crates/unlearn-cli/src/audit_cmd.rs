@@ -1,5 +1,5 @@
 //! `unlearn audit`: U-LiRA, the challenge score and the empirical ε of the certificates
-//! (ALGORITHMS.md §F) from a config, on every core, or as one part of a job array; `audit
+//! (docs/algorithms.md §F) from a config, on every core, or as one part of a job array; `audit
 //! merge` builds one run's results from its parts.
 
 use crate::{Global, progress};

@@ -1,4 +1,4 @@
-//! `unlearn serve`: the deletion-request service (DESIGN.md "Model store and deletion
+//! `unlearn serve`: the deletion-request service (docs/design.md "Model store and deletion
 //! service"). A thin HTTP front (axum + tokio) over a [`unlearn::store::Store`]:
 //!
 //! - `POST /v1/deletions` commits a request (ids, optional idempotency key) and answers 202

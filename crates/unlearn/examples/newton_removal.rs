@@ -1,4 +1,4 @@
-//! Times `newton-guo` single removals in process (EXPERIMENTS.md P7: Newton removal time at
+//! Times `newton-guo` single removals in process (docs/experiments.md P7: Newton removal time at
 //! d = 785): Fashion-MNIST 7 vs 9 (12,000 rows, unit-norm rows with a bias feature), λ = 1e-3,
 //! ε = 1, δ = 1/n, a σ large enough that no removal forces a retrain, then REMOVALS single
 //! removals of seeded random rows, each timed; prints the median, the quartiles and the

@@ -1,4 +1,4 @@
-//! Independent jobs on every core and across machines (ALGORITHMS.md §F4): a worker pool whose
+//! Independent jobs on every core and across machines (docs/algorithms.md §F4): a worker pool whose
 //! results come back in input order (so `--jobs N` gives the same output as `--jobs 1`), and
 //! the `--shard i/N` arithmetic shared by `audit` and `bench`.
 

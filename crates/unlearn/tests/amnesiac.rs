@@ -1,5 +1,5 @@
 //! Amnesiac unlearning (Graves, Nagisetty, Ganesh 2021, batch level and per sample) on the
-//! embedded Fashion-MNIST subset: the exact identities of ALGORITHMS.md §C and the refusals.
+//! embedded Fashion-MNIST subset: the exact identities of docs/algorithms.md §C and the refusals.
 
 use burn::tensor::Device;
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! The empirical ε lower bound against the certificates (ALGORITHMS.md §F3): on a small
+//! The empirical ε lower bound against the certificates (docs/algorithms.md §F3): on a small
 //! synthetic convex problem, newton-guo and langevin at ε ∈ {0.5, 1, 2} never show ε_lb > ε,
 //! and a variant drawing 100× less noise than its certificate accounts for is caught.
 //!

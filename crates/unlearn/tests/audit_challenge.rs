@@ -1,4 +1,4 @@
-//! The challenge protocol (ALGORITHMS.md §F1) on the embedded subset: retraining audited as if
+//! The challenge protocol (docs/algorithms.md §F1) on the embedded subset: retraining audited as if
 //! it were an unlearning method scores a higher forget quality than keeping the original model
 //! (no unlearning at all), which the scorer gives ε = 50 on every example.
 
@@ -65,7 +65,7 @@ fn retraining_outscores_no_unlearning() {
     assert_eq!(again.quality, retrain.quality);
 }
 
-/// U-LiRA (ALGORITHMS.md §F2) on 600 embedded training images: retraining audited as a method
+/// U-LiRA (docs/algorithms.md §F2) on 600 embedded training images: retraining audited as a method
 /// sits at chance (its AUC interval contains 0.5); a model that memorises its training set
 /// (MLP 784-128-10, 40 epochs on ≈ 600 images) with no unlearning at all is caught (the
 /// interval's low end is above 0.5). Measured (two-way bootstrap over models and targets, 16

@@ -1,4 +1,4 @@
-//! `unlearn audit` as a whole (ALGORITHMS.md §F4): a small config on the embedded subset gives
+//! `unlearn audit` as a whole (docs/algorithms.md §F4): a small config on the embedded subset gives
 //! the same `audit.json` with one thread, two threads, and three parts run separately and
 //! merged; a merge names missing parts and refuses parts of another config or a truncated
 //! part; `unlearn report` rebuilds the same scores from the records.
@@ -65,7 +65,7 @@ fn threads_and_parts_give_the_results_of_one_process() {
     assert_eq!(read(two.join("audit.json")), expected, "--jobs 2 differs");
     assert_eq!(read(two.join("audit.jsonl")), read(one.join("audit.jsonl")));
 
-    // Sanity rows (ALGORITHMS.md §F): no unlearning is "peaky" (ε = 50 everywhere, F = 0);
+    // Sanity rows (docs/algorithms.md §F): no unlearning is "peaky" (ε = 50 everywhere, F = 0);
     // retraining audited as a method scores the best F of all rows.
     let summary: serde_json::Value = serde_json::from_str(&expected).unwrap();
     let f = |method: &str| {

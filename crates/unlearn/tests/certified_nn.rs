@@ -1,4 +1,4 @@
-//! Certified unlearning for neural networks (Koloskova et al. 2025; ALGORITHMS.md §H): the
+//! Certified unlearning for neural networks (Koloskova et al. 2025; docs/algorithms.md §H): the
 //! accounting against direct computations, the three methods against plain fine-tuning when
 //! their noise and clipping are switched off, their certificates against recomputation, the
 //! clipping operator's projection properties, and the empirical ε lower bound (§F3) run from an

@@ -1,4 +1,4 @@
-//! SISA (Bourtoule et al. 2021, ALGORITHMS.md §G) on the embedded Fashion-MNIST subset:
+//! SISA (Bourtoule et al. 2021, docs/algorithms.md §G) on the embedded Fashion-MNIST subset:
 //! deletion is exact bit for bit, the on-disk form round-trips and refuses damaged or
 //! mismatched shard artifacts, and concurrency never changes the result.
 

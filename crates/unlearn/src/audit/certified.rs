@@ -1,4 +1,4 @@
-//! The empirical ε lower bound (ALGORITHMS.md §F3) applied to a certified method: M runs of
+//! The empirical ε lower bound (docs/algorithms.md §F3) applied to a certified method: M runs of
 //! A = train on D with fresh noise, then remove the canary x, and M runs of B = train on
 //! D \ {x} with fresh noise (the certified-unlearning definition's neighbouring pair; Guo et
 //! al. 2020, Sekhari et al. 2021, Neel et al. 2021, Chien et al. 2024). The statistic is the
@@ -92,7 +92,7 @@ impl CertifiedAuditPlan {
     /// a budget the canary's removal spends (see [`CANARY_BUDGET_MARGIN`]) — or takes
     /// `training`'s, and fixes
     /// the statistic's direction as θ_A − θ_B of one pair of runs with (almost) no noise — the
-    /// mean shift the removal leaves behind, known before any audited run (ALGORITHMS.md §F3:
+    /// mean shift the removal leaves behind, known before any audited run (docs/algorithms.md §F3:
     /// "the projection of θ on a fixed direction"). Each run draws `noise_scale` times the
     /// noise the certificate accounts for (1 for an honest audit).
     pub fn new(
@@ -294,7 +294,7 @@ pub fn audit_certified(
 
 /// The canary of an audit on `data`: the row the noiseless model fits worst (largest
 /// Σ_c σ(−t_c·θ_cᵀx), the size of its loss gradient for rows of norm 1), whose removal costs
-/// the most — the worst case ALGORITHMS.md §F3 asks for among the real rows.
+/// the most — the worst case docs/algorithms.md §F3 asks for among the real rows.
 pub fn worst_fitted_row(data: &ConvexData, regularization: f64) -> Result<u32> {
     use crate::convex::{ActiveRows, NewtonOptions, train_exact};
     let (model, _) = train_exact(

@@ -1,4 +1,4 @@
-//! The empirical ε lower bound (ALGORITHMS.md §F3) applied to the certified unlearners for
+//! The empirical ε lower bound (docs/algorithms.md §F3) applied to the certified unlearners for
 //! neural networks (Koloskova et al. 2025, §H). The certificate compares the method run from a
 //! model trained on D with the same method run from a model trained on D \ {x}, for any such
 //! pair of models; the audit trains the pair once — θ_A on D, θ_B on D \ {x} with another

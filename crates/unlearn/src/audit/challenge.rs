@@ -1,6 +1,6 @@
 //! The NeurIPS 2023 machine-unlearning challenge's score (Triantafillou et al.), following the
 //! rules of its public scorer (google-deepmind/unlearning_evaluation, `metric.py`), as
-//! ALGORITHMS.md §F1 summarises them: per forget example, an ε estimated from N unlearned and
+//! docs/algorithms.md §F1 summarises them: per forget example, an ε estimated from N unlearned and
 //! N retrained models' logit-scaled confidences with two families of threshold tests; the
 //! forget quality F rewards small ε in buckets of width 0.5 worth 1, 1/2, 1/4, ...
 
@@ -69,7 +69,7 @@ fn rule_epsilon(rule: &Rule, delta: f64) -> Option<f64> {
 }
 
 /// The ε of one forget example from its φ under the N unlearned and N retrained models
-/// (ALGORITHMS.md §F1): the larger of the single- and double-threshold families' best ε,
+/// (docs/algorithms.md §F1): the larger of the single- and double-threshold families' best ε,
 /// clipped to [0, [`EPSILON_CAP`]]. The sample with the larger median is "positive".
 pub fn example_epsilon(unlearned: &[f64], retrained: &[f64], delta: f64) -> f64 {
     let retrain_positive = median(retrained) > median(unlearned);

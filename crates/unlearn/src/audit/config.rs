@@ -1,6 +1,6 @@
 //! Audit configs (`unlearn audit --config FILE.toml`): the bench config language (data, model,
 //! forget selectors, recipe, methods) plus an `[audit]` table choosing the protocols of
-//! ALGORITHMS.md §F and their sizes, and `[audit.certified]` for F3.
+//! docs/algorithms.md §F and their sizes, and `[audit.certified]` for F3.
 
 use crate::bench::config::{MethodConfig, RecipeConfig, describe_toml_error, is_results_name};
 use crate::convex::saved::CERTIFIED_METHODS;
@@ -90,7 +90,7 @@ impl Default for AuditSettings {
     }
 }
 
-/// The `[audit.certified]` table: F3 on L2-regularised logistic regression (ALGORITHMS.md §A)
+/// The `[audit.certified]` table: F3 on L2-regularised logistic regression (docs/algorithms.md §A)
 /// and on the certified neural methods (§H; the audit's `model` and `recipe` train their
 /// originals).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

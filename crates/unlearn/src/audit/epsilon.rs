@@ -1,4 +1,4 @@
-//! An empirical lower bound on ε (ALGORITHMS.md §F3; privacy auditing after Jagielski,
+//! An empirical lower bound on ε (docs/algorithms.md §F3; privacy auditing after Jagielski,
 //! Ullman, Oprea 2020 and Nasr et al. 2021): a scalar statistic of M runs of each of two
 //! neighbouring mechanisms (A: trained then unlearned; B: trained without the example). Half of
 //! the runs choose a threshold test; on the other half, one-sided 95% Clopper–Pearson upper

@@ -1,4 +1,4 @@
-//! Audit statistics: evidence that the data is gone (ALGORITHMS.md §F). Pure functions over
+//! Audit statistics: evidence that the data is gone (docs/algorithms.md §F). Pure functions over
 //! per-model, per-example statistics, so that the models behind them can be trained anywhere
 //! (one process, all cores, or a job array) and scored the same way:
 //!

@@ -1,4 +1,4 @@
-//! Running the challenge protocol (ALGORITHMS.md §F1) on a setup: one original model θ_o,
+//! Running the challenge protocol (docs/algorithms.md §F1) on a setup: one original model θ_o,
 //! N runs of an unlearning procedure from θ_o with different seeds, N retrainings on the retain
 //! set with different seeds, the logit-scaled confidence φ of every forget example under every
 //! model, and the accuracies behind the final score.
@@ -224,7 +224,7 @@ pub fn run_challenge_method(
     })
 }
 
-/// U-LiRA's models (ALGORITHMS.md §F2): what each model saw and φ on every target.
+/// U-LiRA's models (docs/algorithms.md §F2): what each model saw and φ on every target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct UliraRun {
     /// The target set X (sample ids), in order.
@@ -238,7 +238,7 @@ pub struct UliraRun {
     pub report: super::ulira::UliraReport,
 }
 
-/// U-LiRA's plan (ALGORITHMS.md §F2): the target set X and its labels, from which every model
+/// U-LiRA's plan (docs/algorithms.md §F2): the target set X and its labels, from which every model
 /// k is a pure function of (setup, k, seed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct UliraPlan {

@@ -1,4 +1,4 @@
-//! Running an audit config (ALGORITHMS.md §F4): the work is a list of independent units — one
+//! Running an audit config (docs/algorithms.md §F4): the work is a list of independent units — one
 //! challenge run (every row's unlearned model and one retrained model), one U-LiRA model (its
 //! original and every row's unlearning of its half of the targets), one F3 run (one model of
 //! each side) — each a pure function of (config, unit index). Units run on `jobs` threads and

@@ -1,4 +1,4 @@
-//! U-LiRA (Hayes, Shumailov, Triantafillou, Khalifa, Papernot 2024; ALGORITHMS.md §F2): K
+//! U-LiRA (Hayes, Shumailov, Triantafillou, Khalifa, Papernot 2024; docs/algorithms.md §F2): K
 //! models, each trained on a pool plus a random half of a target set X and then made to
 //! unlearn exactly that half. For each model j and target x, Gaussians fitted to φ(x; ·) over
 //! the other models where x was unlearned and where it was never seen give a log-likelihood

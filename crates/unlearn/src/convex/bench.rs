@@ -1,4 +1,4 @@
-//! The P3 benchmark of EXPERIMENTS.md (certified removal for convex models): test accuracy
+//! The P3 benchmark of docs/experiments.md (certified removal for convex models): test accuracy
 //! against ε for each certified method after one removal, removals before a forced retrain
 //! for `newton-guo` (batches of 1 and 10), and time per removal against retraining.
 //!
@@ -33,7 +33,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// Settings of the P3 benchmark (EXPERIMENTS.md P3); every key optional in a config file.
+/// Settings of the P3 benchmark (docs/experiments.md P3); every key optional in a config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct P3Config {

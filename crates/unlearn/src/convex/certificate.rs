@@ -1,4 +1,4 @@
-//! The removal certificate shared by every certified method (ALGORITHMS.md §A5), the
+//! The removal certificate shared by every certified method (docs/algorithms.md §A5), the
 //! parameters needed to recompute its (ε, δ), and the recomputation itself.
 //!
 //! Methods: `newton-guo` (Guo, Goldstein, Hannun, van der Maaten 2020), `newton-sekhari`
@@ -14,7 +14,7 @@ use crate::privacy::{
 };
 use serde::{Deserialize, Serialize};
 
-/// How the certificate's indistinguishability is obtained (ALGORITHMS.md §A5).
+/// How the certificate's indistinguishability is obtained (docs/algorithms.md §A5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Mechanism {
@@ -25,15 +25,15 @@ pub enum Mechanism {
     /// Langevin dynamics with Rényi accounting (Chien et al. 2024).
     Renyi,
     /// Noisy fine-tuning with gradient clipping, privacy amplification by iteration
-    /// (Koloskova et al. 2025; ALGORITHMS.md §H1).
+    /// (Koloskova et al. 2025; docs/algorithms.md §H1).
     GradientClipping,
     /// Noisy fine-tuning with model clipping, contraction coefficients (Koloskova et al. 2025;
-    /// ALGORITHMS.md §H2).
+    /// docs/algorithms.md §H2).
     ModelClipping,
 }
 
 /// The assumptions a certificate rests on; a value that does not apply to a method is `None`
-/// (and left out of the JSON). The convex methods (ALGORITHMS.md §A) fill the first four; the
+/// (and left out of the JSON). The convex methods (docs/algorithms.md §A) fill the first four; the
 /// neural methods (§H) assume nothing about the loss and record their clipping radii.
 #[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
 pub struct Assumptions {
@@ -61,7 +61,7 @@ pub struct Assumptions {
 }
 
 impl Assumptions {
-    /// The constants of a convex certificate (ALGORITHMS.md §A).
+    /// The constants of a convex certificate (docs/algorithms.md §A).
     pub fn convex(
         lipschitz: f64,
         smoothness: f64,
@@ -88,7 +88,7 @@ impl Assumptions {
 }
 
 /// An (ε, δ) removal certificate, one JSON format for every certified method
-/// (ALGORITHMS.md §A5; Guo et al. 2020, Sekhari et al. 2021, Neel et al. 2021,
+/// (docs/algorithms.md §A5; Guo et al. 2020, Sekhari et al. 2021, Neel et al. 2021,
 /// Chien et al. 2024).
 ///
 /// Meaning of the budget per mechanism:

@@ -1,5 +1,5 @@
 //! `d2d`: Descent-to-Delete (Neel, Roth, Sharifi-Malvajerdi 2021, "Descent-to-Delete:
-//! Gradient-Based Methods for Machine Unlearning", Algorithms 1–2; ALGORITHMS.md §A3).
+//! Gradient-Based Methods for Machine Unlearning", Algorithms 1–2; docs/algorithms.md §A3).
 //!
 //! Projected gradient descent on f_D(θ) = (1/n)Σ ℓ(θ; xᵢ, yᵢ) + (m/2)‖θ‖² (the "regularized"
 //! variant: m = λ is the strong convexity) over the ball of radius R, with η = 2/(m + M) and

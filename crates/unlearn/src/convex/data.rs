@@ -146,7 +146,7 @@ impl ConvexData {
 
     /// Binary task from two classes of a multiclass dataset: keeps the rows labelled
     /// `negative` or `positive` (relabelled 0 and 1) and scales them like
-    /// [`ConvexData::from_rows`] (e.g. Fashion-MNIST 7 vs 9 for EXPERIMENTS.md P3).
+    /// [`ConvexData::from_rows`] (e.g. Fashion-MNIST 7 vs 9 for docs/experiments.md P3).
     pub fn from_class_pair(
         raw: &[f32],
         raw_dims: usize,

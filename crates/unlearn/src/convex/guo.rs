@@ -1,6 +1,6 @@
 //! `newton-guo`: certified removal by a Newton step on a loss-perturbed objective (Guo,
 //! Goldstein, Hannun, van der Maaten 2020, "Certified Data Removal from Machine Learning
-//! Models"; ALGORITHMS.md §A1).
+//! Models"; docs/algorithms.md §A1).
 //!
 //! Training draws b ~ N(0, σ² I) once and minimises
 //! L_b(w; D) = Σ ℓ(wᵀxᵢ, yᵢ) + (λn/2)‖w‖² + bᵀw exactly. Removing a batch B takes one Newton
@@ -46,7 +46,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
-/// How `newton-guo` obtains the Hessian of each removal step (ALGORITHMS.md §A1).
+/// How `newton-guo` obtains the Hessian of each removal step (docs/algorithms.md §A1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HessianUpdate {
     /// Keep the Hessian and subtract the removed rows' terms (O(m d²) + O(d³) per removal);

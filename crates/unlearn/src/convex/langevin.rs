@@ -1,5 +1,5 @@
 //! `langevin`: Langevin unlearning (Chien, Wang, Chen, Li 2024, "Langevin Unlearning: A New
-//! Perspective of Noisy Gradient Descent for Machine Unlearning"; ALGORITHMS.md §A4).
+//! Perspective of Noisy Gradient Descent for Machine Unlearning"; docs/algorithms.md §A4).
 //!
 //! Learning runs projected noisy gradient descent (PNGD)
 //! w ← Π_R(w − η ∇f_D(w) + √(2ησ²) ξ) on the averaged objective

@@ -1,5 +1,5 @@
 //! The deletion ledger: one JSON line per certified removal request, append-only and
-//! hash-chained, and its verification against a model (ALGORITHMS.md §A5; the certificates
+//! hash-chained, and its verification against a model (docs/algorithms.md §A5; the certificates
 //! are those of Guo et al. 2020, Sekhari et al. 2021, Neel et al. 2021, Chien et al. 2024).
 //!
 //! Each line holds the request's ids hash, the certificate, the accounting needed to recompute

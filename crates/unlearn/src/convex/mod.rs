@@ -1,4 +1,4 @@
-//! Certified unlearning for convex models (ALGORITHMS.md §A): L2-regularised logistic
+//! Certified unlearning for convex models (docs/algorithms.md §A): L2-regularised logistic
 //! regression in f64 and four removal methods that each return an (ε, δ) [`Certificate`]:
 //!
 //! | method | paper | mechanism |

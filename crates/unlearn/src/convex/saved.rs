@@ -1,5 +1,5 @@
 //! Certified models on disk and the three operations the command line offers on them: train
-//! with a certified method, forget (appending to the deletion ledger), and verify (ALGORITHMS.md
+//! with a certified method, forget (appending to the deletion ledger), and verify (docs/algorithms.md
 //! §A5; methods of Guo et al. 2020, Sekhari et al. 2021, Neel et al. 2021, Chien et al. 2024).
 //!
 //! A certified model `M.json` comes with two files beside it:
@@ -40,7 +40,7 @@ const FORMAT: &str = "unlearn-certified-model/1";
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ConvexTask {
     /// A binary task from two classes (`negative` → label 0, `positive` → label 1), e.g.
-    /// Fashion-MNIST 7 vs 9 (EXPERIMENTS.md P3).
+    /// Fashion-MNIST 7 vs 9 (docs/experiments.md P3).
     Pair {
         /// The class mapped to label 0 (−1 in the loss).
         negative: u32,

@@ -1,6 +1,6 @@
 //! `newton-sekhari`: a Newton step from the stored Hessian plus Gaussian output noise
 //! (Sekhari, Acharya, Kamath, Suresh 2021, "Remember What You Want to Forget: Algorithms for
-//! Machine Unlearning", Algorithms 1–2; ALGORITHMS.md §A2).
+//! Machine Unlearning", Algorithms 1–2; docs/algorithms.md §A2).
 //!
 //! Training stores the exact minimiser ŵ of F(w) = (1/n)Σ f(w, zᵢ), f = ℓ + (λ/2)‖w‖², and
 //! Ĥ = ∇²F(ŵ), both kept private. For the cumulative deletion set U (m points) the published

@@ -1,5 +1,5 @@
 //! The secret state of a certified unlearner, saved between invocations so that a removal
-//! requested tomorrow continues from today's state exactly (ALGORITHMS.md §A; the states are
+//! requested tomorrow continues from today's state exactly (docs/algorithms.md §A; the states are
 //! those of Guo et al. 2020, Sekhari et al. 2021, Neel et al. 2021, Chien et al. 2024).
 //!
 //! What is secret depends on the method: the objective perturbation b (`newton-guo`), the

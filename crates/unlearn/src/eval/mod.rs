@@ -1,5 +1,5 @@
 //! Evaluation of a model on a split, and against the model retrained without the forget set
-//! (ALGORITHMS.md §E).
+//! (docs/algorithms.md §E).
 
 pub mod metrics;
 

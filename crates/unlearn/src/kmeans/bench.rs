@@ -1,4 +1,4 @@
-//! Protocol P6 of EXPERIMENTS.md (Ginart, Guan, Valiant, Zou 2019, "Making AI Forget You"):
+//! Protocol P6 of docs/experiments.md (Ginart, Guan, Valiant, Zou 2019, "Making AI Forget You"):
 //! sequential deletions from Q-k-means or DC-k-means, timed against retraining k-means++, and
 //! the synthetic Gaussian data of that protocol.
 

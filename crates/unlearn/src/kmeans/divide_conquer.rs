@@ -1,4 +1,4 @@
-//! DC-k-means (Ginart, Guan, Valiant, Zou 2019, "Making AI Forget You", ALGORITHMS.md §B2):
+//! DC-k-means (Ginart, Guan, Valiant, Zou 2019, "Making AI Forget You", docs/algorithms.md §B2):
 //! a tree of widths `w₁ | … | w_h` below a root; every point goes to a uniformly random leaf;
 //! each leaf runs k-means++ and Lloyd; each internal node clusters its children's centroids
 //! weighted by their cluster sizes; the root's centroids are the model. Deleting x re-solves

@@ -1,4 +1,4 @@
-//! Q-k-means (Ginart, Guan, Valiant, Zou 2019, "Making AI Forget You", ALGORITHMS.md §B1):
+//! Q-k-means (Ginart, Guan, Valiant, Zou 2019, "Making AI Forget You", docs/algorithms.md §B1):
 //! Lloyd's iterations whose centroids are quantised on a randomly shifted grid, so that most
 //! deletions move no quantised centroid and need only a metadata update.
 //!

@@ -1,5 +1,5 @@
 //! Batch-level amnesiac unlearning (Graves, Nagisetty, Ganesh 2021, "Amnesiac Machine
-//! Learning"; ALGORITHMS.md §C1): training recorded Δθ = θ_after − θ_before of every step whose
+//! Learning"; docs/algorithms.md §C1): training recorded Δθ = θ_after − θ_before of every step whose
 //! batch held a sensitive sample ([`crate::train::BatchRecorder`]); unlearning subtracts the
 //! updates of every batch that held a forgotten sample (or the running sums of the forgotten
 //! groups), then optionally repairs with a few epochs of fine-tuning on D_r. It removes the

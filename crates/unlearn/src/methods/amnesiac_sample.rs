@@ -1,4 +1,4 @@
-//! Per-sample amnesiac unlearning (ALGORITHMS.md §C2): the batch-level method of Graves,
+//! Per-sample amnesiac unlearning (docs/algorithms.md §C2): the batch-level method of Graves,
 //! Nagisetty, Ganesh 2021 ("Amnesiac Machine Learning") made per sample. Training recorded each
 //! sensitive sample's own contribution C_i = Σ_t w_t ∇ℓ_i(θ_t) / b_t
 //! ([`crate::train::SampleRecorder`]); unlearning adds the contributions of the forgotten samples

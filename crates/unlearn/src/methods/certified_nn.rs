@@ -1,5 +1,5 @@
 //! What the three certified unlearners for neural networks share (Koloskova, Allouah, Jha,
-//! Guerraoui, Koyejo, "Certified Unlearning for Neural Networks", ICML 2025; ALGORITHMS.md §H):
+//! Guerraoui, Koyejo, "Certified Unlearning for Neural Networks", ICML 2025; docs/algorithms.md §H):
 //! the common parameters, the noisy phase on the retain set (a [`TrainHook`] of the
 //! first-order loop that clips gradients, projects iterates and adds Gaussian noise), the
 //! optional noiseless fine-tune afterwards (post-processing), and the certificate record.
@@ -28,7 +28,7 @@ pub const CERTIFIED_NN_METHODS: [&str; 3] = [
 /// returns it ([`UnlearnOutcome::certificate`]) and the unlearned model's metadata keeps it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CertifiedRecord {
-    /// The (ε, δ) certificate (ALGORITHMS.md §A5).
+    /// The (ε, δ) certificate (docs/algorithms.md §A5).
     pub certificate: Certificate,
     /// What recomputes it ([`crate::convex::recompute`]).
     pub accounting: Accounting,
@@ -156,7 +156,7 @@ pub(crate) fn read_lambda(method: &str, params: &MethodParams) -> Result<f64> {
     }
 }
 
-/// The noisy phase of ALGORITHMS.md §H as a hook of the first-order loop (which runs plain SGD
+/// The noisy phase of docs/algorithms.md §H as a hook of the first-order loop (which runs plain SGD
 /// without momentum, θ ← θ − η(g + λθ)): the mini-batch gradient's part of the update is
 /// clipped to `gradient_clip` (§H1), the new iterate projected onto `model_clip` (§H2), and
 /// N(0, σ² I) added to it. Infinite radii and σ = 0 leave the plain step untouched.
@@ -459,7 +459,7 @@ pub struct VerifiedArtifact {
 
 /// Loads the unlearned network saved at `path` (its hash is checked on load), reads the
 /// certificate record its metadata keeps, checks that the certificate names this network, and
-/// recomputes (ε, δ) from the recorded parameters (Koloskova et al. 2025; ALGORITHMS.md §A5).
+/// recomputes (ε, δ) from the recorded parameters (Koloskova et al. 2025; docs/algorithms.md §A5).
 /// Errors say why: no certificate, another model, or a recomputation that does not match.
 pub fn verify_artifact(
     path: &std::path::Path,

@@ -1,6 +1,6 @@
 //! The feasible-update mask add-on (Dine, Furon, Faure 2025, "Improving Unlearning with Model
 //! Updates Probably Aligned with Gradients"), in our documented reading of the paper's
-//! abstract (ALGORITHMS.md §D1; the full text was not available).
+//! abstract (docs/algorithms.md §D1; the full text was not available).
 //!
 //! Unlearning is read as: minimise the unlearning objective U subject to no loss of utility,
 //! L_r(θ) ≤ L_r(θ_o). A step θ ← θ − η u is feasible when it does not raise the retain loss

@@ -1,5 +1,5 @@
 //! Fisher forgetting (Golatkar, Achille, Soatto 2020, "Eternal Sunshine of the Spotless Net:
-//! Selective Forgetting in Deep Networks"; ALGORITHMS.md §D): add Gaussian noise to every
+//! Selective Forgetting in Deep Networks"; docs/algorithms.md §D): add Gaussian noise to every
 //! weight, more where the retain set does not pin the weight down. The noise hides what the
 //! forget set contributed to weights the retain set does not constrain. No training.
 

@@ -119,7 +119,7 @@ impl<'a> UnlearnRequest<'a> {
 pub struct UnlearnOutcome {
     /// The unlearned network.
     pub network: Network,
-    /// The (ε, δ) certificate of certified methods (ALGORITHMS.md §A5); `None` for others.
+    /// The (ε, δ) certificate of certified methods (docs/algorithms.md §A5); `None` for others.
     pub certificate: Option<serde_json::Value>,
     /// Optimisation steps taken.
     pub steps: usize,

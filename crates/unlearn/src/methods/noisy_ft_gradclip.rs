@@ -1,5 +1,5 @@
 //! `noisy-ft-gradclip`: certified unlearning by noisy fine-tuning with gradient clipping
-//! (Koloskova, Allouah, Jha, Guerraoui, Koyejo, ICML 2025; ALGORITHMS.md §H1). The original
+//! (Koloskova, Allouah, Jha, Guerraoui, Koyejo, ICML 2025; docs/algorithms.md §H1). The original
 //! model is projected onto the ball of radius C0, then T steps of SGD on the retain set with
 //! the mini-batch gradient clipped to C1 and Gaussian noise added to every iterate; privacy
 //! amplification by iteration makes the result (ε, δ)-indistinguishable from the same

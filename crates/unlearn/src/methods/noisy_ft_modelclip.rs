@@ -1,5 +1,5 @@
 //! `noisy-ft-modelclip`: certified unlearning by noisy fine-tuning with model clipping
-//! (Koloskova, Allouah, Jha, Guerraoui, Koyejo, ICML 2025; ALGORITHMS.md §H2). The original
+//! (Koloskova, Allouah, Jha, Guerraoui, Koyejo, ICML 2025; docs/algorithms.md §H2). The original
 //! model is projected onto the ball of radius C0 and perturbed with N(0, σ0² I); then every
 //! SGD step on the retain set is projected onto the ball of radius C2 and perturbed with
 //! N(0, σ² I). Contraction coefficients of the Gaussian channel shrink δ_t at every step; the

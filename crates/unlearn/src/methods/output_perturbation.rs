@@ -1,5 +1,5 @@
 //! `output-perturbation`: the certified baseline of Koloskova et al. (ICML 2025;
-//! ALGORITHMS.md §H3): publish Π_{C0}(x̂) + N(0, σ² I), the Gaussian mechanism on a model
+//! docs/algorithms.md §H3): publish Π_{C0}(x̂) + N(0, σ² I), the Gaussian mechanism on a model
 //! whose distance to any other model in the ball is at most 2C0, without any training.
 
 use super::certified_nn::{CertifiedNnSettings, CertifiedRun, NoisyStep, finish, perturb_network};

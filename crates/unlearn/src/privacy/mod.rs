@@ -2,7 +2,7 @@
 //! calibration, and Rényi-divergence bounds converted to (ε, δ); [`neural`] holds the accounting
 //! of certified unlearning for neural networks (Koloskova et al. 2025).
 //!
-//! The formulas follow the papers named on each function; ALGORITHMS.md §A is the
+//! The formulas follow the papers named on each function; docs/algorithms.md §A is the
 //! specification. Every function validates its arguments and returns an error with a one-line
 //! reason instead of panicking.
 

@@ -1,6 +1,6 @@
 //! Accounting for certified unlearning of neural networks by noisy fine-tuning (Koloskova,
 //! Allouah, Jha, Guerraoui, Koyejo, "Certified Unlearning for Neural Networks", ICML 2025;
-//! ALGORITHMS.md §H): the Gaussian mechanism's exact trade-off θ_ε, the shifted-divergence
+//! docs/algorithms.md §H): the Gaussian mechanism's exact trade-off θ_ε, the shifted-divergence
 //! bound of gradient clipping (H1), the δ recursion of model clipping (H2), the output
 //! perturbation baseline (H3), and the calibrations from a target (ε, δ) to noise and steps.
 //!
@@ -39,7 +39,7 @@ fn check_radius(name: &str, value: f64) -> Result<()> {
     Ok(())
 }
 
-/// The recorded parameters of noisy fine-tuning with gradient clipping (ALGORITHMS.md §H1):
+/// The recorded parameters of noisy fine-tuning with gradient clipping (docs/algorithms.md §H1):
 /// x_0 = Π_{C0}(x̂), then T steps x_{t+1} = x_t − η (Π_{C1}(g_t) + λ x_t) + N(0, σ² I).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GradientClipping {
@@ -78,7 +78,7 @@ impl GradientClipping {
     }
 
     /// The shifted-divergence ratio of privacy amplification by iteration (Feldman, Mironov,
-    /// Talwar, Thakurta 2018) with ρ = 1 − ηλ, s = 2ηC1 and diameter 2C0 (ALGORITHMS.md §H1;
+    /// Talwar, Thakurta 2018) with ρ = 1 − ηλ, s = 2ηC1 and diameter 2C0 (docs/algorithms.md §H1;
     /// the authors' `epsilon_renyi`):
     /// r = ½ [ρ^T·2C0 + Σ_t ρ^{T−1−t} s]² / Σ_t ρ^{2(T−1−t)} σ².
     pub fn shift_ratio(&self) -> Result<f64> {
@@ -102,7 +102,7 @@ impl GradientClipping {
     /// Gaussian shifted-divergence bound of privacy amplification by iteration), and this
     /// converts that curve with Mironov's (2017) ε = min_α α·r + ln(1/δ)/(α − 1)
     /// ([`renyi_to_epsilon`]). The authors' code (`src/utils/dp.py`, as described in
-    /// ALGORITHMS.md §H1) instead plugs r itself in as the divergence at every order, with the
+    /// docs/algorithms.md §H1) instead plugs r itself in as the divergence at every order, with the
     /// conversion r + log((α−1)/α) − (log δ + log α)/(α − 1): that drops the factor α and
     /// certifies a smaller ε than the theorem gives. We follow the paper's bound.
     pub fn epsilon(&self, delta: f64) -> Result<f64> {
@@ -111,7 +111,7 @@ impl GradientClipping {
     }
 
     /// The authors' default number of steps for λ = 0, T = ⌈C0 / (C1 η)⌉ (the T minimising
-    /// (2C0 + 2C1ηT)² / T, hence r at a fixed σ; ALGORITHMS.md §H1).
+    /// (2C0 + 2C1ηT)² / T, hence r at a fixed σ; docs/algorithms.md §H1).
     pub fn default_steps(
         initial_clip: f64,
         gradient_clip: f64,
@@ -192,7 +192,7 @@ fn smallest_noise(epsilon_at: impl Fn(f64) -> Result<f64>, target: f64) -> Resul
     Ok(high)
 }
 
-/// The recorded parameters of noisy fine-tuning with model clipping (ALGORITHMS.md §H2):
+/// The recorded parameters of noisy fine-tuning with model clipping (docs/algorithms.md §H2):
 /// x_0 = Π_{C0}(x̂) + N(0, σ0² I), then x_{t+1} = Π_{C2}(x_t − η(g_t + λ x_t)) + N(0, σ² I).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ModelClipping {
@@ -220,7 +220,7 @@ impl ModelClipping {
     }
 
     /// δ_0, δ_1, …, δ_T at `epsilon` (Koloskova et al. 2025, model clipping through
-    /// contraction coefficients; ALGORITHMS.md §H2): δ_0 = θ_ε(2C0/σ0) and
+    /// contraction coefficients; docs/algorithms.md §H2): δ_0 = θ_ε(2C0/σ0) and
     /// δ_{t+1} = δ_t · θ_{ε̃_t}(2C2/σ) with ε̃_t = log(1 + (e^ε − 1)/δ_t). Never increasing.
     pub fn deltas(&self, epsilon: f64) -> Result<Vec<f64>> {
         self.check()?;
@@ -307,7 +307,7 @@ fn next_delta(delta: f64, epsilon: f64, ratio: f64) -> f64 {
     (delta * gaussian_tradeoff(tilde, ratio)).min(delta)
 }
 
-/// The output-perturbation baseline's noise (ALGORITHMS.md §H3): σ = √(2 log(1.25/δ))·2C0/ε,
+/// The output-perturbation baseline's noise (docs/algorithms.md §H3): σ = √(2 log(1.25/δ))·2C0/ε,
 /// the classical Gaussian mechanism (Dwork and Roth 2014, Theorem A.1) for the sensitivity
 /// 2C0 of a model projected onto the ball of radius C0. That formula is proved for ε < 1 and
 /// fails for large ε (at ε = 10, δ = 1/60,000 the exact δ of its σ is twice the target); when
@@ -369,7 +369,7 @@ pub fn output_perturbation_epsilon(initial_clip: f64, noise_sigma: f64, delta: f
     Ok(high)
 }
 
-/// Projects `values` onto the L2 ball of radius `radius` in place (Π_C of ALGORITHMS.md §H;
+/// Projects `values` onto the L2 ball of radius `radius` in place (Π_C of docs/algorithms.md §H;
 /// an infinite radius leaves them unchanged). Returns the norm before the projection.
 pub fn project_l2(values: &mut [f32], radius: f64) -> f64 {
     let norm = values

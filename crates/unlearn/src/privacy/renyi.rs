@@ -5,9 +5,9 @@
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-/// Smallest Rényi order searched by [`renyi_to_epsilon`] (ALGORITHMS.md §A4).
+/// Smallest Rényi order searched by [`renyi_to_epsilon`] (docs/algorithms.md §A4).
 pub const ALPHA_MIN: f64 = 1.01;
-/// Largest Rényi order searched by [`renyi_to_epsilon`] (ALGORITHMS.md §A4).
+/// Largest Rényi order searched by [`renyi_to_epsilon`] (docs/algorithms.md §A4).
 pub const ALPHA_MAX: f64 = 1e4;
 
 /// The (ε, δ) bound of one Rényi order: ε = ε_R(α) + ln(1/δ)/(α − 1)

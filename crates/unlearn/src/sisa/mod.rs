@@ -1,5 +1,5 @@
 //! SISA training — sharded, isolated, sliced, aggregated (Bourtoule et al. 2021, "Machine
-//! Unlearning", IEEE S&P; ALGORITHMS.md §G): exact unlearning for neural networks whose cost
+//! Unlearning", IEEE S&P; docs/algorithms.md §G): exact unlearning for neural networks whose cost
 //! is a fraction of a full retraining.
 //!
 //! The training ids are split into `S` disjoint shards and each shard into `R` disjoint

@@ -1,4 +1,4 @@
-//! Certified convex models in a model store (ALGORITHMS.md §A; Guo et al. 2020, Sekhari et
+//! Certified convex models in a model store (docs/algorithms.md §A; Guo et al. 2020, Sekhari et
 //! al. 2021, Neel et al. 2021, Chien et al. 2024). A version's files are `model` (the public
 //! [`CertifiedModelFile`]) and `state` (the secret [`SecretState`], mode 0600); each removal's
 //! ledger payload is the certificate with its accounting ([`LedgerEntry`]), so `verify`

@@ -1,4 +1,4 @@
-//! The transactional model store (DESIGN.md "Model store and deletion service"): one directory
+//! The transactional model store (docs/design.md "Model store and deletion service"): one directory
 //! per deployed model, holding an embedded SQLite database (WAL) with the deletion ledger, the
 //! version history, the pointer to the current version, the queue of deletion requests and the
 //! service's access tokens, beside immutable content-addressed files (weights, secret states).

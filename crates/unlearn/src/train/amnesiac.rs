@@ -4,7 +4,7 @@
 //! - [`BatchRecorder`] (`amnesiac-batch`, the paper's method): for every step whose batch holds
 //!   a sensitive sample, Δθ = θ_after − θ_before; or, grouped, one running sum of those Δθ per
 //!   group that is always deleted together (e.g. a class).
-//! - [`SampleRecorder`] (`amnesiac-sample`, ALGORITHMS.md §C2): for each sensitive sample i its
+//! - [`SampleRecorder`] (`amnesiac-sample`, docs/algorithms.md §C2): for each sensitive sample i its
 //!   own contribution C_i = Σ_t w_t ∇ℓ_i(θ_t) / b_t, from per-sample gradients
 //!   ([`super::per_sample_gradients`]).
 //!
@@ -88,7 +88,7 @@ impl SensitiveSet {
 }
 
 /// How a recorder groups what it records (Graves, Nagisetty, Ganesh 2021 keep one running sum
-/// per group deleted together; ALGORITHMS.md §C2 lists group sums among the per-sample savings).
+/// per group deleted together; docs/algorithms.md §C2 lists group sums among the per-sample savings).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RecordGrouping {
     /// One record per step whose batch holds a sensitive sample ([`BatchRecorder`]), or per
@@ -102,7 +102,7 @@ pub enum RecordGrouping {
 }
 
 /// How the gradient of each step reaches the final weights (per-sample amnesiac unlearning,
-/// ALGORITHMS.md §C2; see the module documentation).
+/// docs/algorithms.md §C2; see the module documentation).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContributionWeights {
     /// w_s for every step s: a gradient g of the mean batch loss taken at step s moves the

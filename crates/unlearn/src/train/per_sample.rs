@@ -1,5 +1,5 @@
 //! Per-sample gradients of a [`Network`] from one backward pass, by the zero-leaf trick
-//! (DESIGN.md): a zero tensor that requires gradients is added to every layer's output, so that
+//! (docs/design.md): a zero tensor that requires gradients is added to every layer's output, so that
 //! after `backward` its gradient is the per-sample output gradient δ of that layer. With the
 //! layer's input `a`:
 //!
@@ -9,7 +9,7 @@
 //!   g_i(W) = δ_i U_iᵀ (`[out, in·kh·kw]`, the weight's own layout) and g_i(b) = Σ_positions δ_i.
 //!
 //! Used by per-sample amnesiac unlearning (Graves, Nagisetty, Ganesh 2021, "Amnesiac Machine
-//! Learning", made per sample as in ALGORITHMS.md §C2) and by the feasible-update mask (its
+//! Learning", made per sample as in docs/algorithms.md §C2) and by the feasible-update mask (its
 //! per-coordinate first and second moments).
 //!
 //! **Scaling.** The batch loss is `reduction(ℓ_1, …, ℓ_B)` of per-sample losses. With

@@ -35,7 +35,7 @@ const PREAMBLE_BYTES: u64 = 8 + 4 + 8;
 const MAX_HEADER_BYTES: u64 = 1 << 30;
 
 /// What each record holds (Graves, Nagisetty, Ganesh 2021, batch level; and the per-sample
-/// variant of ALGORITHMS.md §C2).
+/// variant of docs/algorithms.md §C2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RecordLayout {
@@ -65,7 +65,7 @@ impl RecordLayout {
 }
 
 /// How record values are stored (Graves, Nagisetty, Ganesh 2021 store f32 updates; f16 and
-/// top-k are the memory savings listed in ALGORITHMS.md §C2).
+/// top-k are the memory savings listed in docs/algorithms.md §C2).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum ValueEncoding {
