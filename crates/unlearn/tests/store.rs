@@ -839,3 +839,42 @@ fn a_failing_method_falls_back_to_retraining() {
     let verification = certified::verify_store(&store, &bundle.train, true).unwrap();
     assert_eq!(verification.replayed, Some(3));
 }
+
+/// A retraining (here forced: the budget is spent) removes every request pending by the time
+/// it starts, in one training and one ledger entry naming them all, whatever the batch size;
+/// each request gets its status, version and ledger entry, and the replay retrains there too.
+#[test]
+fn a_retraining_takes_every_pending_request() {
+    let bundle = embedded();
+    let ids = pair_ids(&bundle);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s");
+    let mut store = create(&path, &bundle);
+    let submitted: Vec<i64> = ids[..120]
+        .iter()
+        .map(|id| store.submit(&[*id], None, "test").unwrap().request_id)
+        .collect();
+    let outcomes = certified::apply_pending(&mut store, &bundle.train, None).unwrap();
+    let retrain = outcomes
+        .iter()
+        .find(|o| o.certificate.as_ref().is_some_and(|c| c.retrained))
+        .expect("120 removals on a budget for about 10 retrain at least once");
+    // Everything still pending when the budget ran out went in that one retraining.
+    let applied_before: usize = outcomes
+        .iter()
+        .take_while(|o| !o.certificate.as_ref().unwrap().retrained)
+        .map(|o| o.applied.len())
+        .sum();
+    assert_eq!(retrain.applied.len(), 120 - applied_before);
+    assert_eq!(outcomes.len(), applied_before + 1);
+    let entry = retrain.entry.as_ref().unwrap();
+    assert_eq!(entry.request_ids.len(), retrain.applied.len());
+    for id in &submitted {
+        let request = store.request(*id).unwrap().unwrap();
+        assert_eq!(request.status, RequestStatus::Applied);
+        assert!(request.version.is_some() && request.ledger_sequence.is_some());
+    }
+    let verification = certified::verify_store(&store, &bundle.train, true).unwrap();
+    assert_eq!(verification.removed_count, 120);
+    assert_eq!(verification.retrained, 1);
+}

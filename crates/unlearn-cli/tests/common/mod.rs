@@ -2,6 +2,8 @@
 //! check the house rule for bad input (one line on standard error, non-zero exit, no panic).
 #![allow(dead_code)] // each test crate uses its own subset
 
+pub mod store;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
