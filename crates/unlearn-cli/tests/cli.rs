@@ -838,3 +838,33 @@ fn the_demo_certified_rows_are_usable_after_their_fine_tune() {
         assert!(accuracy >= 70.0, "{name}: {accuracy}");
     }
 }
+
+/// A P10 config (`protocol = "p10"`) runs in one process: sharding is refused with one line,
+/// and so is a config naming data that is not there (leaving no results directory).
+#[test]
+fn a_p10_config_refuses_shards_and_missing_data_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("p10.toml");
+    let text = "name = \"p10-cli\"\nprotocol = \"p10\"\ndata = \"idx:/nonexistent/fashion\"\nmodel = \"mlp:8\"\nforget = [\"random:5%\"]\nepsilons = [1.0]\nepochs = 1\nmethods = [\"output-perturbation\"]\n";
+    std::fs::write(&config, text).unwrap();
+    let results = dir.path().join("results");
+    let output = unlearn(&[
+        "bench",
+        "--config",
+        path(&config),
+        "--results-dir",
+        path(&results),
+        "--shard",
+        "0/2",
+    ]);
+    assert_refused(&output, "runs in one process");
+    let output = unlearn(&[
+        "bench",
+        "--config",
+        path(&config),
+        "--results-dir",
+        path(&results),
+    ]);
+    assert_refused(&output, "/nonexistent/fashion");
+    assert!(!results.join("p10-cli").exists());
+}

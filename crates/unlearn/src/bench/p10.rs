@@ -321,13 +321,13 @@ fn test_accuracy(network: &Network, setup: &Setup) -> Result<f64> {
 /// `results_dir/NAME/`. Returns the report.
 pub fn run_p10(config: &P10Config, options: &P10Options) -> Result<P10Report> {
     config.validate()?;
+    let source = DataSource::parse(&config.data)?;
+    let data = load(&source)?;
+    let spec = ModelSpec::parse(&config.model, data.train.shape, data.train.num_classes)?;
     let directory = options.results_dir.join(&config.name);
     std::fs::create_dir_all(&directory).map_err(|e| Error::io(&directory, e))?;
     let rows_path = directory.join("rows.jsonl");
     crate::io::write_atomic(&rows_path, b"")?;
-    let source = DataSource::parse(&config.data)?;
-    let data = load(&source)?;
-    let spec = ModelSpec::parse(&config.model, data.train.shape, data.train.num_classes)?;
     let cache = ModelCache::new(&options.cache_dir);
     let per_cell =
         1 + config.methods.len() * config.epsilons.len() * (1 + config.zero_model as usize);
