@@ -352,6 +352,14 @@ fn verify_network(global: &Global, model: &Path) -> Result<()> {
                 .as_ref()
                 .map_or(String::new(), |post| format!("; post-processing: {post}"))
         );
+        if let Some(authors) = report.authors_code_epsilon {
+            say!(
+                "the authors' code would state ε {authors:.6} for the same noise (its conversion, not a bound we certify)"
+            );
+        }
+        for line in &report.checked[1..] {
+            say!("checked: {line}");
+        }
     }
     Ok(())
 }

@@ -19,6 +19,7 @@ macro_rules! say {
 mod audit_cmd;
 mod certified_cmd;
 mod kmeans_cmd;
+mod p10_cmd;
 mod sisa_cmd;
 mod store_cmd;
 
@@ -1026,6 +1027,16 @@ fn bench(global: &Global, args: BenchArgs) -> Result<()> {
     };
     if certified_cmd::is_p3_config(&config_path) {
         return certified_cmd::bench_p3(global, &config_path, &args.results_dir);
+    }
+    if p10_cmd::is_p10_config(&config_path) {
+        return p10_cmd::bench_p10(
+            global,
+            &config_path,
+            args.results_dir,
+            args.cache_dir,
+            args.fresh,
+            args.shard.is_some() || args.resume,
+        );
     }
     let config = BenchConfig::load(&config_path)?;
     let shard = match args.shard.as_deref() {

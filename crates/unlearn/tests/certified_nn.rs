@@ -10,9 +10,12 @@ use unlearn::audit::config::AuditConfig;
 use unlearn::audit::results::summarize;
 use unlearn::audit::run::{AuditOptions, run_part};
 use unlearn::data::{DataSource, ForgetSelector, Split, load};
-use unlearn::methods::certified_nn::CertifiedRecord;
-use unlearn::methods::{self, MethodParams};
-use unlearn::model::{Artifact, ModelSpec, Network, parameters};
+use unlearn::methods::certified_nn::{
+    CertifiedNnSettings, CertifiedRecord, check_post_processing, initial_norms, post_process,
+    post_process_observed, rescale_to_initial_norms, tensor_norms,
+};
+use unlearn::methods::{self, MethodParams, UnlearnRequest};
+use unlearn::model::{Artifact, ModelSpec, Network, model_hash, parameters};
 use unlearn::parallel::Shard;
 use unlearn::pipeline::Setup;
 use unlearn::privacy::neural::{GradientClipping, ModelClipping, gaussian_tradeoff, project_l2};
@@ -216,6 +219,7 @@ fn with_no_noise_and_infinite_radii_each_method_is_plain_finetuning_step_for_ste
             "lr=0.05".into(),
             "c0=inf".into(),
             "noise-scale=0".into(),
+            "post-epochs=0".into(),
         ];
         pairs.extend(extra.iter().map(|s| s.to_string()));
         pairs
@@ -259,7 +263,12 @@ fn with_no_noise_and_infinite_radii_each_method_is_plain_finetuning_step_for_ste
         &setup,
         &original,
         "output-perturbation",
-        &common(&["post-epochs=2", "post-lr=0.05", "post-momentum=0.9"]),
+        &common(&[
+            "post-epochs=2",
+            "post-lr=0.05",
+            "post-momentum=0.9",
+            "rescale=false",
+        ]),
     );
     let finetuned = trajectory(
         &setup,
@@ -284,9 +293,19 @@ fn certificates_recompute_from_their_recorded_parameters() {
     let original = setup.train_original(&mut []).unwrap();
     let directory = tempfile::tempdir().unwrap();
     for (name, extra) in [
-        ("noisy-ft-gradclip", vec!["c0=2", "c1=1", "lr=0.1"]),
-        ("noisy-ft-modelclip", vec!["c0=2", "c2=2", "steps=15"]),
+        (
+            "noisy-ft-gradclip",
+            vec!["c0=2", "c1=1", "lr=0.1", "lambda=0"],
+        ),
+        (
+            "noisy-ft-modelclip",
+            vec!["c0=2", "c2=2", "steps=15", "sigma=auto", "sigma0=sigma"],
+        ),
         ("output-perturbation", vec!["c0=2", "post-epochs=1"]),
+        // The authors' defaults, with the default post-processing.
+        ("noisy-ft-gradclip", vec![]),
+        ("noisy-ft-modelclip", vec![]),
+        ("output-perturbation", vec![]),
     ] {
         let mut pairs: Vec<String> = vec!["epsilon=2".into(), "delta=1e-4".into()];
         pairs.extend(extra.iter().map(|s| s.to_string()));
@@ -319,13 +338,203 @@ fn certificates_recompute_from_their_recorded_parameters() {
             serde_json::from_value(loaded.metadata.certificate.unwrap()).unwrap();
         assert_eq!(saved, printed);
         assert_eq!(saved.recompute().unwrap(), recomputed);
-        // A tampered record does not recompute.
+        // The authors' code's ε is kept beside ours: positive, at most the certified ε (their
+        // conversions state less for the same noise), and for gradient clipping far smaller.
+        let authors = printed.authors_code.clone().expect("the authors' ε");
+        assert!(
+            authors.epsilon > 0.0 && authors.epsilon <= certificate.epsilon * (1.0 + 1e-9),
+            "{name}: {authors:?}"
+        );
+        if name == "noisy-ft-gradclip" {
+            assert!(authors.epsilon < 0.5 * recomputed.epsilon, "{authors:?}");
+        }
+        // The default post-processing is recorded, and described in the certificate.
+        let post = printed.post_processing.clone().expect("post-processing");
+        assert!(post.fine_tune_steps > 0 && post.fine_tune_epochs == 1);
+        assert!(
+            post.rescale.is_some(),
+            "{name}: the rescale is on by default"
+        );
+        assert_eq!(
+            certificate.post_processing.as_deref(),
+            Some(post.describe().as_str())
+        );
+        // A tampered record does not recompute: the noise, the authors' ε, or the
+        // post-processing's description.
         let mut tampered = printed.clone();
         tampered.certificate.noise_sigma *= 0.5;
-        let error = tampered.recompute().unwrap_err().to_string();
+        let mut authors_tampered = printed.clone();
+        if let Some(authors) = authors_tampered.authors_code.as_mut() {
+            authors.epsilon *= 0.5;
+        }
+        let mut post_tampered = printed.clone();
+        if let Some(post) = post_tampered.post_processing.as_mut() {
+            post.fine_tune_steps += 1;
+        }
+        for bad in [tampered, authors_tampered, post_tampered] {
+            let error = bad.recompute().unwrap_err().to_string();
+            assert!(
+                error.contains("certificate check failed"),
+                "{name}: {error}"
+            );
+        }
+    }
+}
+
+/// The data-independent rescaling (docs/algorithms.md §H4): the published model of a run with
+/// `rescale=true` and no fine-tune is the certified phase's model with every tensor rescaled
+/// to the norm it had at the original's initialisation; the post-processing step gives the
+/// same bits when every feature and label of the data it is handed is poisoned (NaN
+/// features, shuffled labels) — it reads no data, so the certificate is unaffected — and
+/// `verify` recomputes the recorded norms.
+#[test]
+fn the_rescale_reads_no_data() {
+    let setup = setup(600, 7);
+    let original = setup.train_original(&mut []).unwrap();
+    for name in [
+        "noisy-ft-gradclip",
+        "noisy-ft-modelclip",
+        "output-perturbation",
+    ] {
+        let run = |pairs: &[&str]| {
+            let pairs: Vec<String> = pairs.iter().map(|s| s.to_string()).collect();
+            let method = methods::build(name, &params(&pairs)).unwrap();
+            setup
+                .unlearn(&original, method.as_ref(), Vec::new())
+                .unwrap()
+                .0
+        };
+        let certified = run(&["post-epochs=0", "rescale=false"]).network;
+        let published = run(&["post-epochs=0", "rescale=true"]);
+        let norms = initial_norms(&setup.spec, &setup.device, original.metadata.seed).unwrap();
+        let expected = rescale_to_initial_norms(certified.clone(), &norms).unwrap();
+        assert_eq!(
+            parameters(&published.network),
+            parameters(&expected),
+            "{name}"
+        );
+        for (have, want) in tensor_norms(&published.network).iter().zip(&norms) {
+            assert!(
+                (have - want).abs() <= 1e-5 * want,
+                "{name}: {have} vs {want}"
+            );
+        }
+        // The noisy phase left tensors far from their initial scale: the rescale did work.
+        let before = tensor_norms(&certified);
         assert!(
-            error.contains("certificate check failed"),
-            "{name}: {error}"
+            before
+                .iter()
+                .zip(&norms)
+                .any(|(b, n)| (b / n - 1.0).abs() > 0.5),
+            "{name}: {before:?} vs {norms:?}"
+        );
+        let record: CertifiedRecord =
+            serde_json::from_value(published.certificate.clone().unwrap()).unwrap();
+        let post = record.post_processing.clone().expect("rescale recorded");
+        assert_eq!(post.rescale.as_ref().unwrap().norms, norms);
+        assert_eq!(post.fine_tune_steps, 0);
+        let checked =
+            check_post_processing(&post, &published.network, &setup.spec, &setup.device).unwrap();
+        assert!(
+            checked
+                .iter()
+                .any(|line| line.contains("published tensors"))
+        );
+        let mut wrong = post.clone();
+        wrong.rescale.as_mut().unwrap().seed += 1;
+        assert!(
+            check_post_processing(&wrong, &published.network, &setup.spec, &setup.device).is_err()
+        );
+
+        // The post-processing stage handed poisoned data gives the same bits.
+        let mut poisoned = setup.data.clone();
+        for value in poisoned.train.features.iter_mut() {
+            *value = f32::NAN;
+        }
+        poisoned.train.labels.reverse();
+        for value in poisoned.test.features.iter_mut() {
+            *value = f32::NAN;
+        }
+        let settings = CertifiedNnSettings::from_params(
+            name,
+            &params(&["post-epochs=0".into(), "rescale=true".into()]),
+            1.0,
+            1.0,
+        )
+        .unwrap();
+        for data in [&setup.data, &poisoned] {
+            let mut request = UnlearnRequest {
+                original: &original,
+                data,
+                split: &setup.split,
+                recipe: &setup.recipe,
+                device: &setup.device,
+                seed: 11,
+                progress: Progress::hidden(),
+                hooks: Vec::new(),
+                records: &[],
+            };
+            let (rescaled, record) =
+                post_process(certified.clone(), &mut request, &settings).unwrap();
+            assert_eq!(parameters(&rescaled), parameters(&expected), "{name}");
+            assert_eq!(record.unwrap().rescale.unwrap().norms, norms);
+        }
+    }
+}
+
+/// The first k epochs of a longer post-processing fine-tune are exactly what the method
+/// publishes with `post-epochs=k` (constant learning rate, seeded per-epoch orders): the P10
+/// curves read after each epoch are the published models.
+#[test]
+fn post_epochs_k_is_the_prefix_of_a_longer_fine_tune() {
+    let setup = setup(600, 9);
+    let original = setup.train_original(&mut []).unwrap();
+    let name = "noisy-ft-gradclip";
+    let run = |pairs: &[&str]| {
+        let pairs: Vec<String> = pairs.iter().map(|s| s.to_string()).collect();
+        let method = methods::build(name, &params(&pairs)).unwrap();
+        setup
+            .unlearn(&original, method.as_ref(), Vec::new())
+            .unwrap()
+            .0
+    };
+    let certified = run(&["post-epochs=0", "rescale=false", "batch=64"]).network;
+    let settings = CertifiedNnSettings::from_params(
+        name,
+        &params(&["post-epochs=3".into(), "batch=64".into()]),
+        1.0,
+        1.0,
+    )
+    .unwrap();
+    let mut hashes = Vec::new();
+    let mut observe = |epoch: usize, network: &Network| -> unlearn::error::Result<()> {
+        hashes.push((epoch, model_hash(network)));
+        Ok(())
+    };
+    let mut request = UnlearnRequest {
+        original: &original,
+        data: &setup.data,
+        split: &setup.split,
+        recipe: &setup.recipe,
+        device: &setup.device,
+        seed: setup.seed,
+        progress: Progress::hidden(),
+        hooks: Vec::new(),
+        records: &[],
+    };
+    let (last, _) =
+        post_process_observed(certified, &mut request, &settings, Some(&mut observe)).unwrap();
+    assert_eq!(
+        hashes.iter().map(|(e, _)| *e).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    assert_eq!(hashes[2].1, model_hash(&last));
+    for k in [1usize, 2] {
+        let published = run(&[&format!("post-epochs={k}"), "batch=64"]);
+        assert_eq!(
+            model_hash(&published.network),
+            hashes[k - 1].1,
+            "post-epochs={k}"
         );
     }
 }
@@ -336,6 +545,10 @@ fn bad_parameters_are_refused_with_one_line() {
         ("noisy-ft-gradclip", vec!["epsilon=-1"]),
         ("noisy-ft-gradclip", vec!["c1=0"]),
         ("noisy-ft-modelclip", vec!["sigma=-2"]),
+        ("noisy-ft-modelclip", vec!["sigma=loud"]),
+        ("noisy-ft-modelclip", vec!["sigma0=-1"]),
+        ("noisy-ft-gradclip", vec!["lr=0.1"]),
+        ("noisy-ft-gradclip", vec!["rescale=maybe"]),
         ("output-perturbation", vec!["delta=2"]),
         ("output-perturbation", vec!["c1=1"]),
         ("noisy-ft-gradclip+feasible-hard", vec![]),
@@ -378,11 +591,15 @@ rows = 300
 c0 = 0.5
 c1 = 1.0
 lr = 0.1
+lambda = 0.0
 batch = 32
 [audit.certified.params.noisy-ft-modelclip]
 c0 = 0.5
 c2 = 0.5
 lr = 0.1
+lambda = 0.0
+sigma = "auto"
+sigma0 = "sigma"
 steps = 5
 batch = 32
 [audit.certified.params.output-perturbation]
@@ -466,5 +683,119 @@ fn audit_configs_with_neural_methods_are_checked() {
     for (text, expected) in cases {
         let error = AuditConfig::parse(&text).unwrap_err().to_string();
         assert!(error.contains(expected), "{expected} not in: {error}");
+    }
+}
+
+const P10: &str = r#"
+name = "p10-small"
+protocol = "p10"
+data = "embedded"
+model = "mlp:8"
+forget = ["random:5%"]
+epsilons = [1.0]
+epochs = 2
+methods = ["output-perturbation"]
+[recipe]
+epochs = 2
+"#;
+
+/// The P10 protocol on the embedded subset: one original, a retraining curve, a certified
+/// curve and its zero-model control, each read after every fine-tuning epoch, written to
+/// rows.jsonl, p10.json and p10.md; bad configs are refused with the reason.
+#[test]
+fn the_p10_protocol_plots_accuracy_against_fine_tune_epochs() {
+    use unlearn::bench::p10::{P10Config, P10Options, run_p10};
+    let config = P10Config::parse(P10).unwrap();
+    assert!(P10Config::is_p10(P10));
+    let directory = tempfile::tempdir().unwrap();
+    let options = P10Options {
+        results_dir: directory.path().join("results"),
+        cache_dir: directory.path().join("cache"),
+        fresh: false,
+        device: Device::flex().autodiff(),
+        progress: Progress::hidden(),
+    };
+    let report = run_p10(&config, &options).unwrap();
+    let starts: Vec<(&str, &str)> = report
+        .rows
+        .iter()
+        .map(|row| (row.method.as_str(), row.start.as_str()))
+        .collect();
+    assert_eq!(
+        starts,
+        [
+            ("retrain", "init"),
+            ("output-perturbation", "original"),
+            ("output-perturbation", "zero")
+        ]
+    );
+    for row in &report.rows {
+        assert_eq!(row.accuracy.len(), 2, "{row:?}");
+        assert!(row.accuracy.iter().all(|a| (0.0..=100.0).contains(a)));
+    }
+    let certified = &report.rows[1];
+    assert_eq!(certified.epsilon, Some(1.0));
+    assert!(certified.noise_sigma.is_some_and(|s| s > 0.0));
+    // Output perturbation's σ is the classical one at ε = 1: the authors' code states ε = 1.
+    assert!((certified.authors_code_epsilon.unwrap() - 1.0).abs() < 1e-9);
+    let written = options.results_dir.join("p10-small");
+    for file in ["rows.jsonl", "p10.json", "p10.md"] {
+        assert!(written.join(file).exists(), "{file}");
+    }
+    let table = std::fs::read_to_string(written.join("p10.md")).unwrap();
+    assert!(table.contains("ε (authors' code)") && table.contains("| zero |"));
+    // The original came from the cache the second time: the same curves, bit for bit.
+    let again = run_p10(&config, &options).unwrap();
+    let hashes = |report: &unlearn::bench::p10::P10Report| -> Vec<String> {
+        report
+            .rows
+            .iter()
+            .map(|row| row.model_hash.clone())
+            .collect()
+    };
+    assert_eq!(hashes(&again), hashes(&report));
+
+    for (text, expected) in [
+        (
+            P10.replace("\"output-perturbation\"", "\"finetune\""),
+            "not a certified neural method",
+        ),
+        (
+            P10.replace("epochs = 2\nmethods", "epochs = 0\nmethods"),
+            "epochs",
+        ),
+        (
+            format!("{P10}[params.output-perturbation]\npost-lr = 0.1\n"),
+            "set by the benchmark",
+        ),
+        (
+            format!("{P10}[params.output-perturbation]\nc0 = -1\n"),
+            "c0 must be positive",
+        ),
+        (
+            P10.replace("protocol = \"p10\"", "protocol = \"p3\""),
+            "not p10",
+        ),
+        (format!("{P10}colour = 3\n"), "colour"),
+    ] {
+        let error = P10Config::parse(&text).unwrap_err().to_string();
+        assert!(error.contains(expected), "{expected} not in: {error}");
+        assert!(!error.contains('\n'), "{error}");
+    }
+}
+
+/// The repository's P10 configs parse with the methods' current parameters: the curves at the
+/// authors' defaults, and the audits with the first P10's radii pinned.
+#[test]
+fn the_p10_configs_parse() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
+    for name in ["p10_curves_mlp.toml", "p10_curves_cnn.toml"] {
+        let config = unlearn::bench::p10::P10Config::load(&root.join(name)).unwrap();
+        assert_eq!(config.epsilons, [1.0, 5.0, 10.0], "{name}");
+        assert!(config.epochs >= 2, "{name}");
+    }
+    for name in ["p10_audit.toml", "p10_epsilon.toml"] {
+        let text = std::fs::read_to_string(root.join(name)).unwrap();
+        AuditConfig::parse(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
     }
 }

@@ -3,7 +3,8 @@
 //! model trained on D with the same method run from a model trained on D \ {x}, for any such
 //! pair of models; the audit trains the pair once — θ_A on D, θ_B on D \ {x} with another
 //! seed, so that the two starting points are as far apart as independent trainings make them
-//! and the test has power — and repeats only the noisy phase: M runs from θ_A, M from θ_B,
+//! and the test has power — and repeats only the noisy phase (without the post-processing
+//! that follows it by default, unless the config sets `post-epochs`): M runs from θ_A, M from θ_B,
 //! each with fresh noise. The statistic is the projection of the published weights on the
 //! difference of one noiseless pair of runs (a direction fixed before any audited run).
 
@@ -152,6 +153,11 @@ impl NeuralAuditPlan {
         let mut params = params.clone();
         params.insert("epsilon".into(), epsilon.to_string());
         params.insert("delta".into(), delta.to_string());
+        // The certificate is the certified phase's: audit it without the post-processing
+        // (which cannot raise ε_lb, and would cost a fine-tune per run) unless asked.
+        params
+            .entry("post-epochs".into())
+            .or_insert_with(|| "0".into());
         let mut plan = NeuralAuditPlan {
             data,
             split,

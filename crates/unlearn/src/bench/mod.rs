@@ -4,6 +4,7 @@
 
 mod cache;
 pub(crate) mod config;
+pub mod p10;
 pub(crate) mod report;
 
 pub use cache::ModelCache;

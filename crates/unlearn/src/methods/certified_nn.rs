@@ -2,14 +2,19 @@
 //! Guerraoui, Koyejo, "Certified Unlearning for Neural Networks", ICML 2025; docs/algorithms.md §H):
 //! the common parameters, the noisy phase on the retain set (a [`TrainHook`] of the
 //! first-order loop that clips gradients, projects iterates and adds Gaussian noise), the
-//! optional noiseless fine-tune afterwards (post-processing), and the certificate record.
+//! post-processing that follows it by default as in the authors' experiments (a rescaling of
+//! every tensor to its initialisation norm, which reads no data, then a noiseless fine-tune on
+//! the retain set: neither changes the certificate), and the certificate record with the ε
+//! the authors' code would state beside ours.
 
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest};
 use crate::convex::{Accounting, Assumptions, Certificate, Mechanism};
 use crate::error::{Error, Result};
-use crate::model::{Network, model_hash, parameters, with_parameters};
+use crate::model::{ModelSpec, Network, model_hash, parameters, with_parameters};
 use crate::privacy::check_target;
-use crate::privacy::neural::project_l2;
+use crate::privacy::neural::{
+    authors_code_conversion, output_perturbation_authors_code_epsilon, project_l2,
+};
 use crate::train::steps::{DataPart, Pass, StepBatches, StepObjective, StepSettings, run_steps};
 use crate::train::{Schedule, StepContext, TrainHook, UpdateContext, cross_entropy};
 use burn::tensor::Tensor;
@@ -32,14 +37,245 @@ pub struct CertifiedRecord {
     pub certificate: Certificate,
     /// What recomputes it ([`crate::convex::recompute`]).
     pub accounting: Accounting,
+    /// The ε the authors' code would state for the same noise (labelled; not what we
+    /// certify); absent in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authors_code: Option<AuthorsCodeEpsilon>,
+    /// What ran after the certified phase (the certificate's `post_processing` is its
+    /// description); absent when nothing did, and in records written before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_processing: Option<PostProcessing>,
+}
+
+/// The ε that the code of Koloskova et al. (stair-lab/certified-unlearning-neural-networks-
+/// icml-2025) would print for a certificate's noise, at the certificate's δ, so that a user
+/// can set our figures beside the paper's. Only for gradient clipping does it differ from
+/// ours, and there it is not a valid bound ([`GradientClipping::authors_code_epsilon`]).
+///
+/// [`GradientClipping::authors_code_epsilon`]: crate::privacy::neural::GradientClipping::authors_code_epsilon
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuthorsCodeEpsilon {
+    /// The authors' code's ε.
+    pub epsilon: f64,
+    /// How it is computed from the recorded parameters.
+    pub conversion: String,
+}
+
+const GRADCLIP_CONVERSION: &str = "the authors' code: the shift ratio r read as the Rényi divergence at every order, ε = min over α of r + log((α−1)/α) − (log δ + log α)/(α−1) (not a bound: the theorem gives α·r, which is what the certified ε uses)";
+const MODELCLIP_CONVERSION: &str =
+    "the authors' code: the same δ recursion of contraction coefficients as the certificate";
+const OUTPUT_CONVERSION: &str = "the authors' code: the classical Gaussian mechanism inverted, ε = √(2 ln(1.25/δ))·2C0/σ (the certificate uses the exact curve where that formula fails)";
+
+/// The ε the authors' code would state for a certificate's noise, and how: recomputed from
+/// the recorded accounting (Koloskova et al. 2025; docs/algorithms.md §H4).
+pub fn authors_code_epsilon(
+    certificate: &Certificate,
+    accounting: &Accounting,
+) -> Result<AuthorsCodeEpsilon> {
+    let (epsilon, conversion) = match accounting {
+        Accounting::NoisyGradientClipping(params) => (
+            authors_code_conversion(params.shift_ratio()?, certificate.delta)?,
+            GRADCLIP_CONVERSION,
+        ),
+        Accounting::NoisyModelClipping(_) => (certificate.epsilon, MODELCLIP_CONVERSION),
+        Accounting::OutputPerturbation { initial_clip } => (
+            output_perturbation_authors_code_epsilon(
+                *initial_clip,
+                certificate.noise_sigma,
+                certificate.delta,
+            )?,
+            OUTPUT_CONVERSION,
+        ),
+        _ => {
+            return Err(Error::invalid(
+                "the authors' code's ε is defined for the certified neural methods only",
+            ));
+        }
+    };
+    Ok(AuthorsCodeEpsilon {
+        epsilon,
+        conversion: conversion.to_string(),
+    })
 }
 
 impl CertifiedRecord {
     /// Recomputes the certificate from its recorded parameters and checks it
-    /// ([`crate::convex::recompute`]).
+    /// ([`crate::convex::recompute`]), then the fields kept beside it: the authors' code's ε
+    /// (recomputed from the accounting) and the post-processing (its description must be the
+    /// certificate's `post_processing`, and what it records must hang together). The rescaled
+    /// norms are recomputed from the architecture by [`verify_artifact`], which has it.
     pub fn recompute(&self) -> Result<crate::convex::Recomputed> {
-        crate::convex::recompute(&self.certificate, &self.accounting)
+        let recomputed = crate::convex::recompute(&self.certificate, &self.accounting)?;
+        if let Some(recorded) = &self.authors_code {
+            let fresh = authors_code_epsilon(&self.certificate, &self.accounting)?;
+            if !close(recorded.epsilon, fresh.epsilon) || recorded.conversion != fresh.conversion {
+                return Err(Error::invalid(format!(
+                    "certificate check failed: the authors' code's ε is {} but recomputes to {}",
+                    recorded.epsilon, fresh.epsilon
+                )));
+            }
+        }
+        let described = self.post_processing.as_ref().map(PostProcessing::describe);
+        if self.post_processing.is_some() && described != self.certificate.post_processing {
+            return Err(Error::invalid(
+                "certificate check failed: its post-processing record does not match the certificate's description",
+            ));
+        }
+        if let Some(post) = &self.post_processing {
+            post.check()?;
+        }
+        Ok(recomputed)
     }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * a.abs().max(b.abs()) + 1e-15
+}
+
+/// What ran after the certified phase: post-processing, which reads only the published model
+/// (and, for the fine-tune, D_r), so the certificate stands (Koloskova et al. 2025 report
+/// every accuracy after such a fine-tune; docs/algorithms.md §H4).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PostProcessing {
+    /// The rescaling of every tensor to its initialisation norm, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescale: Option<Rescale>,
+    /// Epochs of noiseless fine-tuning on D_r (0: none).
+    pub fine_tune_epochs: usize,
+    /// Its steps.
+    pub fine_tune_steps: usize,
+    /// Its constant learning rate (SGD).
+    pub learning_rate: f64,
+    /// Its momentum.
+    pub momentum: f64,
+    /// Its L2 weight decay (the original recipe's).
+    pub weight_decay: f64,
+    /// Its batch size.
+    pub batch_size: usize,
+}
+
+/// The data-independent rescaling ([`rescale_to_initial_norms`]): the initialisation whose
+/// per-tensor norms were the targets, and those norms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rescale {
+    /// Seed of the initialisation (the original model's training seed): the targets are the
+    /// norms of `Network::new(spec, seed)`'s tensors, a function of the architecture and this
+    /// seed only.
+    pub seed: u64,
+    /// The target norm of every tensor, in parameter order.
+    pub norms: Vec<f64>,
+}
+
+impl PostProcessing {
+    /// The one-line description kept in the certificate's `post_processing`.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(rescale) = &self.rescale {
+            parts.push(format!(
+                "every tensor rescaled to its initialisation norm (seed {}; reads no data)",
+                rescale.seed
+            ));
+        }
+        if self.fine_tune_steps > 0 {
+            parts.push(format!(
+                "{} noiseless fine-tuning steps on D_r ({} epoch(s), lr {}, momentum {}, weight decay {}, batch {})",
+                self.fine_tune_steps,
+                self.fine_tune_epochs,
+                self.learning_rate,
+                self.momentum,
+                self.weight_decay,
+                self.batch_size
+            ));
+        }
+        parts.join("; then ")
+    }
+
+    fn check(&self) -> Result<()> {
+        let fine_tune_ok = (self.fine_tune_epochs == 0) == (self.fine_tune_steps == 0)
+            && self.fine_tune_steps >= self.fine_tune_epochs
+            && self.batch_size > 0
+            && self.learning_rate > 0.0
+            && (0.0..1.0).contains(&self.momentum)
+            && self.weight_decay >= 0.0;
+        let rescale_ok = self.rescale.as_ref().is_none_or(|rescale| {
+            !rescale.norms.is_empty()
+                && rescale
+                    .norms
+                    .iter()
+                    .all(|norm| norm.is_finite() && *norm >= 0.0)
+        });
+        if fine_tune_ok && rescale_ok && (self.rescale.is_some() || self.fine_tune_steps > 0) {
+            Ok(())
+        } else {
+            Err(Error::invalid(
+                "certificate check failed: its post-processing record is inconsistent",
+            ))
+        }
+    }
+}
+
+/// The norm of every tensor of `spec`'s network initialised with `seed` (the targets of
+/// [`rescale_to_initial_norms`]), in parameter order.
+pub fn initial_norms(
+    spec: &ModelSpec,
+    device: &burn::tensor::Device,
+    seed: u64,
+) -> Result<Vec<f64>> {
+    let fresh = Network::new(spec, device, seed)?;
+    Ok(tensor_norms(&fresh))
+}
+
+/// The L2 norm of every parameter tensor of `network`, in parameter order.
+pub fn tensor_norms(network: &Network) -> Vec<f64> {
+    let values = parameters(network);
+    let mut offset = 0;
+    network
+        .parameter_layout()
+        .iter()
+        .map(|slot| {
+            let part = &values[offset..offset + slot.len()];
+            offset += slot.len();
+            part.iter()
+                .map(|v| f64::from(*v) * f64::from(*v))
+                .sum::<f64>()
+                .sqrt()
+        })
+        .collect()
+}
+
+/// Rescales every parameter tensor of `network` (each weight and each bias) to the norm in
+/// `norms` (parameter order), keeping its direction; a tensor of norm 0 stays 0. It reads the
+/// network and the target norms only — no data — so applied to a certified model it is
+/// post-processing and the certificate stands. After the noisy phase a tensor is mostly noise,
+/// 10²–10³ times its initial scale for deep networks (docs/algorithms.md §H4); rescaled, it is a
+/// random initialisation of the usual scale that a fine-tune can train.
+pub fn rescale_to_initial_norms(network: Network, norms: &[f64]) -> Result<Network> {
+    let layout = network.parameter_layout();
+    if layout.len() != norms.len() {
+        return Err(Error::Model(format!(
+            "{} target norms for a network of {} tensors",
+            norms.len(),
+            layout.len()
+        )));
+    }
+    let mut values = parameters(&network);
+    let mut offset = 0;
+    for (slot, target) in layout.iter().zip(norms) {
+        let part = &mut values[offset..offset + slot.len()];
+        offset += slot.len();
+        let norm = part
+            .iter()
+            .map(|v| f64::from(*v) * f64::from(*v))
+            .sum::<f64>()
+            .sqrt();
+        if norm > 0.0 && norm.is_finite() {
+            let scale = target / norm;
+            for value in part.iter_mut() {
+                *value = (f64::from(*value) * scale) as f32;
+            }
+        }
+    }
+    with_parameters(network, &values)
 }
 
 fn is_one(value: &f64) -> bool {
@@ -59,32 +295,52 @@ pub struct CertifiedNnSettings {
     pub learning_rate: f64,
     /// Mini-batch size of the noisy phase and of the fine-tune after it.
     pub batch_size: usize,
-    /// Epochs of noiseless fine-tuning after the certified phase (post-processing; 0: none).
+    /// Epochs of noiseless fine-tuning after the certified phase (post-processing; 0: none,
+    /// the certified phase's model is published as it is).
     pub post_epochs: usize,
-    /// Learning rate of that fine-tune.
+    /// Learning rate of that fine-tune (constant).
     pub post_learning_rate: f64,
     /// Momentum of that fine-tune.
     pub post_momentum: f64,
+    /// Rescale every tensor to its initialisation norm before the fine-tune
+    /// ([`rescale_to_initial_norms`]; post-processing that reads no data).
+    pub rescale: bool,
     /// The noise drawn is this times the certified σ (power checks only; 1 for the real
     /// method, not recorded then). Anything but 1 publishes no certificate.
     #[serde(skip_serializing_if = "is_one")]
     pub noise_scale: f64,
 }
 
+/// Default epochs of the noiseless fine-tune after the certified phase (`post-epochs`).
+pub const DEFAULT_POST_EPOCHS: usize = 1;
+/// Default learning rate of that fine-tune (`post-lr`): the default recipe's peak rate.
+pub const DEFAULT_POST_LEARNING_RATE: f64 = 0.05;
+/// Default momentum of that fine-tune (`post-momentum`): the default recipe's.
+pub const DEFAULT_POST_MOMENTUM: f64 = 0.9;
+
 impl CertifiedNnSettings {
-    /// Reads `epsilon` (1), `delta` (1/n), `c0` (`default_c0`), `lr` (0.05), `batch` (128),
-    /// `post-epochs` (0), `post-lr` (0.01), `post-momentum` (0.9) and `noise-scale` (1).
-    pub fn from_params(method: &str, params: &MethodParams, default_c0: f64) -> Result<Self> {
+    /// Reads `epsilon` (1), `delta` (1/n), `c0` (`default_c0`), `lr` (`default_lr`), `batch`
+    /// (128), `post-epochs` ([`DEFAULT_POST_EPOCHS`]), `post-lr`
+    /// ([`DEFAULT_POST_LEARNING_RATE`]), `post-momentum` ([`DEFAULT_POST_MOMENTUM`]),
+    /// `rescale` (true when `post-epochs` > 0) and `noise-scale` (1).
+    pub fn from_params(
+        method: &str,
+        params: &MethodParams,
+        default_c0: f64,
+        default_lr: f64,
+    ) -> Result<Self> {
         let delta: f64 = params.get(method, "delta", f64::NAN)?;
+        let post_epochs = params.get(method, "post-epochs", DEFAULT_POST_EPOCHS)?;
         let settings = CertifiedNnSettings {
             epsilon: params.get(method, "epsilon", 1.0)?,
             delta: (!delta.is_nan()).then_some(delta),
             initial_clip: params.get(method, "c0", default_c0)?,
-            learning_rate: params.get(method, "lr", 0.05)?,
+            learning_rate: params.get(method, "lr", default_lr)?,
             batch_size: params.get(method, "batch", 128)?,
-            post_epochs: params.get(method, "post-epochs", 0)?,
-            post_learning_rate: params.get(method, "post-lr", 0.01)?,
-            post_momentum: params.get(method, "post-momentum", 0.9)?,
+            post_epochs,
+            post_learning_rate: params.get(method, "post-lr", DEFAULT_POST_LEARNING_RATE)?,
+            post_momentum: params.get(method, "post-momentum", DEFAULT_POST_MOMENTUM)?,
+            rescale: params.get(method, "rescale", post_epochs > 0)?,
             noise_scale: params.get(method, "noise-scale", 1.0)?,
         };
         check_target(settings.epsilon, settings.delta.unwrap_or(0.5))
@@ -144,14 +400,28 @@ pub(crate) fn positive_param(method: &str, key: &str, value: f64) -> Result<()> 
     }
 }
 
-/// Reads the L2 weight λ of the noisy steps (`lambda`, default 0 as in the authors' code).
-pub(crate) fn read_lambda(method: &str, params: &MethodParams) -> Result<f64> {
-    let lambda: f64 = params.get(method, "lambda", 0.0)?;
+/// Reads the L2 weight λ of the noisy steps (`lambda`, default `default`).
+pub(crate) fn read_lambda(method: &str, params: &MethodParams, default: f64) -> Result<f64> {
+    let lambda: f64 = params.get(method, "lambda", default)?;
     if lambda >= 0.0 && lambda.is_finite() {
         Ok(lambda)
     } else {
         Err(Error::invalid(format!(
             "method {method}: lambda must be ≥ 0, got {lambda}"
+        )))
+    }
+}
+
+/// Refuses a step η and an L2 weight λ with ηλ ≥ 1 (the step would flip the model's sign):
+/// the defaults pair the authors' η = 1e-4 with λ = 750, so a larger `lr` needs its own
+/// `lambda`.
+pub(crate) fn check_decay(method: &str, learning_rate: f64, lambda: f64) -> Result<()> {
+    if learning_rate * lambda < 1.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "method {method}: lr {learning_rate} with lambda {lambda} gives ηλ = {} ≥ 1; lower lr or set lambda (the default lambda pairs with the default lr)",
+            learning_rate * lambda
         )))
     }
 }
@@ -321,16 +591,70 @@ pub fn noisy_phase(
     Ok(network)
 }
 
-/// The noiseless fine-tune after the certified phase (post-processing: it reads only the
-/// published model and D_r, so the certificate stands): `post_epochs` epochs of SGD with
-/// momentum on D_r with the recipe's weight decay. Returns the network and its steps.
+/// Sees the network after every epoch of the post-processing fine-tune, with the epoch's
+/// number from 1 (docs/experiments.md P10 reads the test accuracy there).
+pub type EpochObserver<'a> = &'a mut (dyn FnMut(usize, &Network) -> Result<()> + Send);
+
+/// Calls an [`EpochObserver`] at the end of every epoch of `per_epoch` steps.
+struct EpochProbe<'a> {
+    per_epoch: usize,
+    observer: EpochObserver<'a>,
+}
+
+impl TrainHook for EpochProbe<'_> {
+    fn before_update(&mut self, _step: &mut StepContext<'_>) -> Result<()> {
+        Ok(())
+    }
+
+    fn after_update(&mut self, step: usize, network: &Network) -> Result<()> {
+        if (step + 1).is_multiple_of(self.per_epoch) {
+            (self.observer)((step + 1) / self.per_epoch, network)?;
+        }
+        Ok(())
+    }
+}
+
+/// The post-processing after the certified phase (it reads only the published model and D_r,
+/// so the certificate stands; Koloskova et al. 2025 report every accuracy after it): when
+/// `settings.rescale`, every tensor rescaled to the norm it had at the original model's
+/// initialisation ([`rescale_to_initial_norms`]: reads no data), then `post_epochs` epochs of
+/// SGD with momentum on D_r at a constant learning rate with the recipe's weight decay (so the
+/// first k epochs of a longer fine-tune are exactly `post-epochs=k`). Returns the network and
+/// the record of what ran (`None`: nothing did).
 pub fn post_process(
     network: Network,
     request: &mut UnlearnRequest<'_>,
     settings: &CertifiedNnSettings,
-) -> Result<(Network, usize)> {
+) -> Result<(Network, Option<PostProcessing>)> {
+    post_process_observed(network, request, settings, None)
+}
+
+/// [`post_process`], with `observer` called after every epoch of the fine-tune.
+pub fn post_process_observed(
+    mut network: Network,
+    request: &mut UnlearnRequest<'_>,
+    settings: &CertifiedNnSettings,
+    observer: Option<EpochObserver<'_>>,
+) -> Result<(Network, Option<PostProcessing>)> {
+    let rescale = if settings.rescale {
+        let seed = request.original.metadata.seed;
+        let norms = initial_norms(&request.original.metadata.spec, request.device, seed)?;
+        network = rescale_to_initial_norms(network, &norms)?;
+        Some(Rescale { seed, norms })
+    } else {
+        None
+    };
+    let mut record = PostProcessing {
+        rescale,
+        fine_tune_epochs: 0,
+        fine_tune_steps: 0,
+        learning_rate: settings.post_learning_rate,
+        momentum: settings.post_momentum,
+        weight_decay: request.recipe.weight_decay,
+        batch_size: settings.batch_size,
+    };
     if settings.post_epochs == 0 {
-        return Ok((network, 0));
+        return Ok((network, record.rescale.is_some().then_some(record)));
     }
     let step_settings = StepSettings {
         momentum: settings.post_momentum,
@@ -346,21 +670,32 @@ pub fn post_process(
         )
     };
     let retain = request.split.retain();
-    let steps = retain.len().div_ceil(settings.batch_size) * settings.post_epochs;
+    let per_epoch = retain.len().div_ceil(settings.batch_size).max(1);
+    let steps = per_epoch * settings.post_epochs;
+    let mut probe = observer.map(|observer| EpochProbe {
+        per_epoch,
+        observer,
+    });
+    let mut hooks: Vec<&mut dyn TrainHook> = Vec::with_capacity(request.hooks.len() + 1);
+    for existing in request.hooks.iter_mut() {
+        hooks.push(&mut **existing);
+    }
+    if let Some(probe) = probe.as_mut() {
+        hooks.push(probe);
+    }
     let (network, report) = run_steps(
         network,
         &request.data.train,
         &retain,
         &request.split.forget,
         &step_settings,
-        &mut CappedRetainLoss {
-            per_epoch: retain.len().div_ceil(settings.batch_size).max(1),
-            steps,
-        },
-        &mut request.hooks,
+        &mut CappedRetainLoss { per_epoch, steps },
+        &mut hooks,
         &request.progress,
     )?;
-    Ok((network, report.steps))
+    record.fine_tune_epochs = settings.post_epochs;
+    record.fine_tune_steps = report.steps;
+    Ok((network, Some(record)))
 }
 
 /// What a certified neural method hands to [`finish`].
@@ -379,21 +714,19 @@ pub struct CertifiedRun {
     pub checked: Vec<String>,
 }
 
-/// Runs the optional post-processing fine-tune and assembles the outcome with its certificate
+/// Runs the post-processing ([`post_process`]) and assembles the outcome with its certificate
 /// record (the hash after is the published model's, post-processing included).
 pub fn finish(
     run: CertifiedRun,
     request: &mut UnlearnRequest<'_>,
     settings: &CertifiedNnSettings,
 ) -> Result<UnlearnOutcome> {
-    let (network, post_steps) = post_process(run.network, request, settings)?;
+    let (network, post) = post_process(run.network, request, settings)?;
     let mut notes = vec![format!("certified phase: {} noisy steps on D_r", run.steps)];
-    if post_steps > 0 {
-        notes.push(format!(
-            "post-processing: {post_steps} noiseless fine-tuning steps on D_r ({} epoch(s))",
-            settings.post_epochs
-        ));
+    if let Some(post) = &post {
+        notes.push(format!("post-processing: {}", post.describe()));
     }
+    let post_steps = post.as_ref().map_or(0, |post| post.fine_tune_steps);
     let certificate = match run.certified {
         None => {
             notes.push(run.uncertified.unwrap_or_else(|| "no certificate".into()));
@@ -401,34 +734,36 @@ pub fn finish(
         }
         Some((mechanism, noise_sigma, budget_used, budget_total, assumptions, accounting)) => {
             let delta = settings.delta_for(request);
+            let certificate = Certificate {
+                method: run.method.to_string(),
+                epsilon: settings.epsilon,
+                delta,
+                mechanism,
+                noise_sigma,
+                budget_used,
+                budget_total,
+                assumptions,
+                checked_at_runtime: run.checked,
+                removed_ids_hash: crate::io::ids_hash(&request.split.forget),
+                model_hash_before: request.original.metadata.model_hash.clone(),
+                model_hash_after: model_hash(&network),
+                retrained: false,
+                post_processing: post.as_ref().map(PostProcessing::describe),
+            };
+            let authors_code = authors_code_epsilon(&certificate, &accounting)?;
             let record = CertifiedRecord {
-                certificate: Certificate {
-                    method: run.method.to_string(),
-                    epsilon: settings.epsilon,
-                    delta,
-                    mechanism,
-                    noise_sigma,
-                    budget_used,
-                    budget_total,
-                    assumptions,
-                    checked_at_runtime: run.checked,
-                    removed_ids_hash: crate::io::ids_hash(&request.split.forget),
-                    model_hash_before: request.original.metadata.model_hash.clone(),
-                    model_hash_after: model_hash(&network),
-                    retrained: false,
-                    post_processing: (post_steps > 0).then(|| {
-                        format!(
-                            "{post_steps} noiseless fine-tuning steps on D_r (lr {}, momentum {})",
-                            settings.post_learning_rate, settings.post_momentum
-                        )
-                    }),
-                },
+                certificate,
                 accounting,
+                authors_code: Some(authors_code),
+                post_processing: post,
             };
             let recomputed = record.recompute()?;
             notes.push(format!(
-                "certified ({}, {:.3e}); the recorded parameters give ε {:.6}",
-                settings.epsilon, delta, recomputed.epsilon
+                "certified ({}, {:.3e}); the recorded parameters give ε {:.6} (the authors' code would state ε {:.6})",
+                settings.epsilon,
+                delta,
+                recomputed.epsilon,
+                record.authors_code.as_ref().map_or(f64::NAN, |a| a.epsilon)
             ));
             Some(
                 serde_json::to_value(&record)
@@ -455,11 +790,17 @@ pub struct VerifiedArtifact {
     pub record: CertifiedRecord,
     /// (ε, δ) recomputed from the recorded parameters.
     pub recomputed: crate::convex::Recomputed,
+    /// The ε the authors' code would state, recomputed (absent for records without it).
+    pub authors_code_epsilon: Option<f64>,
+    /// What was checked beyond (ε, δ), and what could not be.
+    pub checked: Vec<String>,
 }
 
 /// Loads the unlearned network saved at `path` (its hash is checked on load), reads the
 /// certificate record its metadata keeps, checks that the certificate names this network, and
-/// recomputes (ε, δ) from the recorded parameters (Koloskova et al. 2025; docs/algorithms.md §A5).
+/// recomputes (ε, δ) from the recorded parameters (Koloskova et al. 2025; docs/algorithms.md §A5),
+/// the authors' code's ε, and the post-processing's rescaled norms from the architecture and
+/// the recorded seed (and, when no fine-tune followed, that the published tensors have them).
 /// Errors say why: no certificate, another model, or a recomputation that does not match.
 pub fn verify_artifact(
     path: &std::path::Path,
@@ -489,10 +830,84 @@ pub fn verify_artifact(
         ));
     }
     let recomputed = record.recompute()?;
+    let mut checked = vec![format!(
+        "(ε, δ) recomputed from the recorded parameters: ε {:.6}, δ {:.3e}",
+        recomputed.epsilon, recomputed.delta
+    )];
+    if let Some(authors) = &record.authors_code {
+        checked.push(format!(
+            "the authors' code's ε recomputed: {:.6} ({})",
+            authors.epsilon, authors.conversion
+        ));
+    }
+    if let Some(post) = &record.post_processing {
+        checked.extend(check_post_processing(
+            post,
+            &artifact.network,
+            &metadata.spec,
+            device,
+        )?);
+    }
     Ok(VerifiedArtifact {
         method: record.certificate.method.clone(),
         model_hash: metadata.model_hash,
+        authors_code_epsilon: record.authors_code.as_ref().map(|a| a.epsilon),
         record,
         recomputed,
+        checked,
     })
+}
+
+/// Checks a post-processing record against the published `network` of architecture `spec`:
+/// the rescaled norms recompute from the architecture and the seed, and without a fine-tune
+/// after them the published tensors have exactly those norms (to f32 rounding). Returns what
+/// was checked, and says that the fine-tune itself is not recomputable here (it needs D_r; it
+/// cannot change (ε, δ)).
+pub fn check_post_processing(
+    post: &PostProcessing,
+    network: &Network,
+    spec: &ModelSpec,
+    device: &burn::tensor::Device,
+) -> Result<Vec<String>> {
+    let mut checked = Vec::new();
+    if let Some(rescale) = &post.rescale {
+        let fresh = initial_norms(spec, device, rescale.seed)?;
+        if fresh.len() != rescale.norms.len()
+            || fresh
+                .iter()
+                .zip(&rescale.norms)
+                .any(|(a, b)| !close(*a, *b))
+        {
+            return Err(Error::invalid(format!(
+                "certificate check failed: the rescaled norms are not those of the architecture initialised with seed {}",
+                rescale.seed
+            )));
+        }
+        checked.push(format!(
+            "rescaled norms recomputed from the architecture and seed {} ({} tensors)",
+            rescale.seed,
+            fresh.len()
+        ));
+        if post.fine_tune_steps == 0 {
+            let published = tensor_norms(network);
+            let matches = published.len() == fresh.len()
+                && published
+                    .iter()
+                    .zip(&fresh)
+                    .all(|(a, b)| *a == 0.0 || (a - b).abs() <= 1e-5 * b.max(1e-12));
+            if !matches {
+                return Err(Error::invalid(
+                    "certificate check failed: the published tensors do not have the rescaled norms",
+                ));
+            }
+            checked.push("the published tensors have the rescaled norms".into());
+        }
+    }
+    if post.fine_tune_steps > 0 {
+        checked.push(format!(
+            "the {} fine-tuning steps are untestable here (they need D_r; as post-processing they cannot change (ε, δ))",
+            post.fine_tune_steps
+        ));
+    }
+    Ok(checked)
 }

@@ -1,6 +1,8 @@
 //! `output-perturbation`: the certified baseline of Koloskova et al. (ICML 2025;
 //! docs/algorithms.md §H3): publish Π_{C0}(x̂) + N(0, σ² I), the Gaussian mechanism on a model
-//! whose distance to any other model in the ball is at most 2C0, without any training.
+//! whose distance to any other model in the ball is at most 2C0, without any training; then
+//! the post-processing of every certified neural method (rescale to the initialisation
+//! norms, one epoch of noiseless fine-tuning on D_r), as the authors report it.
 
 use super::certified_nn::{CertifiedNnSettings, CertifiedRun, NoisyStep, finish, perturb_network};
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
@@ -8,6 +10,9 @@ use crate::convex::{Accounting, Assumptions, Mechanism};
 use crate::error::Result;
 use crate::privacy::neural::{output_perturbation_delta, output_perturbation_sigma};
 use serde::Serialize;
+
+/// Default C0 of `output-perturbation` (the authors' MNIST `dp-baseline` `init_model_clip`).
+pub const OUTPUT_PERTURBATION_DEFAULT_C0: f64 = 0.01;
 
 /// Output perturbation of the projected original model (§H3).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -18,12 +23,18 @@ pub struct OutputPerturbation {
 }
 
 impl OutputPerturbation {
-    /// Reads the common keys ([`CertifiedNnSettings::from_params`], C0 default 5; `lr` and
-    /// `batch` only matter to the post-processing fine-tune).
+    /// Reads the common keys ([`CertifiedNnSettings::from_params`]; C0 default 0.01, the
+    /// authors' MNIST `init_model_clip` of their `dp-baseline`; `lr` is unused and `batch` only
+    /// matters to the post-processing fine-tune).
     pub fn from_params(params: &MethodParams) -> Result<OutputPerturbation> {
         let name = "output-perturbation";
         let method = OutputPerturbation {
-            settings: CertifiedNnSettings::from_params(name, params, 5.0)?,
+            settings: CertifiedNnSettings::from_params(
+                name,
+                params,
+                OUTPUT_PERTURBATION_DEFAULT_C0,
+                0.05,
+            )?,
         };
         params.finish(name)?;
         Ok(method)
