@@ -418,10 +418,29 @@ pub fn calibrate_guo(
     };
     // σ for a single removal at the noiseless cost: the bottom of the search.
     let one_removal = calibrator.per_removal_sigma * noiseless.removal_cost;
-    let Some((point, model)) = found else {
-        let highest = rounds.iter().map(|p| p.sigma).fold(one_removal, f64::max);
-        let largest = calibrator.largest_supported(&rounds, one_removal, highest, |_| true)?;
-        return Ok(Err(refuse(largest, None)));
+    let (point, model) = match found {
+        Some(found) => found,
+        None => {
+            // The fixed-point iteration stopped short (falling, or oscillating around N):
+            // search σ for the most removals; the best point may still reach N.
+            let highest = rounds.iter().map(|p| p.sigma).fold(one_removal, f64::max);
+            let largest = calibrator.largest_supported(&rounds, one_removal, highest, |_| true)?;
+            let mut reached = None;
+            if let Some(best) = largest.filter(|best| best.supported_removals >= planned) {
+                // Measuring is deterministic in σ and the seeds: this is the same point.
+                let (point, model) = calibrator.measure(best.sigma)?;
+                rounds.push(point);
+                if let Some(model) = model
+                    && point.supported_removals >= planned
+                {
+                    reached = Some((point, model));
+                }
+            }
+            match reached {
+                Some(reached) => reached,
+                None => return Ok(Err(refuse(largest, None))),
+            }
+        }
     };
     let at_chance = !above_chance(&point);
     if at_chance && !request.accept_chance {
@@ -538,7 +557,7 @@ pub fn guo_budget_trial(check: &BudgetCheck<'_>, seed: u64) -> Result<BudgetTria
     trial.test_accuracy = calibration.test_accuracy;
     trial.calibration = Some(calibration);
     let mut order = data.ids().to_vec();
-    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x5EED_0F_0DE2));
+    order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed ^ 0x005E_ED0F_0DE2));
     let mut removed = 0usize;
     let mut seconds = 0.0;
     for id in order
@@ -773,7 +792,9 @@ mod tests {
             .unwrap()
             .unwrap();
             let mut order = data.ids().to_vec();
-            order.shuffle(&mut ChaCha8Rng::seed_from_u64(trial.seed ^ 0x5EED_0F_0DE2));
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(
+                trial.seed ^ 0x005E_ED0F_0DE2,
+            ));
             for (index, id) in order
                 .iter()
                 .enumerate()

@@ -448,36 +448,6 @@ impl CertifiedModelFile {
     fn write(&self, path: &Path) -> Result<()> {
         write_atomic(path, &self.to_bytes()?)
     }
-
-    /// The file for a freshly trained model.
-    pub(crate) fn trained(
-        data_description: &str,
-        task: ConvexTask,
-        data_hash: String,
-        train_rows: usize,
-        training: CertifiedTraining,
-        model: LinearModel,
-        test_accuracy: Option<f64>,
-        calibration: Option<GuoCalibration>,
-    ) -> CertifiedModelFile {
-        CertifiedModelFile {
-            format: FORMAT.to_string(),
-            tool_version: env!("CARGO_PKG_VERSION").to_string(),
-            method: training.method.clone(),
-            training,
-            data: data_description.to_string(),
-            task,
-            data_hash,
-            train_rows,
-            initial_model_hash: model.hash(),
-            removed_count: 0,
-            requests: 0,
-            test_accuracy,
-            calibration,
-            model_hash: model.hash(),
-            model,
-        }
-    }
 }
 
 /// The outcome of [`train_and_save`].
@@ -542,16 +512,23 @@ pub(crate) fn train_model(
     let seconds = start.elapsed().as_secs_f64();
     let model = trained.unlearner.model().clone();
     let accuracy = test_accuracy(&model, test_rows.as_ref())?;
-    let file = CertifiedModelFile::trained(
-        data_description,
+    let file = CertifiedModelFile {
+        format: FORMAT.to_string(),
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        method: trained.resolved.method.clone(),
+        training: trained.resolved,
+        data: data_description.to_string(),
         task,
         data_hash,
         train_rows,
-        trained.resolved,
+        initial_model_hash: model.hash(),
+        removed_count: 0,
+        requests: 0,
+        test_accuracy: accuracy,
+        calibration: trained.calibration,
+        model_hash: model.hash(),
         model,
-        accuracy,
-        trained.calibration,
-    );
+    };
     Ok((file, trained.unlearner.save_state()?, seconds))
 }
 
