@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use unlearn::audit::config::AuditConfig;
-use unlearn::audit::results::{AuditSummary, merge};
+use unlearn::audit::results::{AuditSummary, DETERMINISTIC, merge};
 use unlearn::audit::run::{AuditOptions, AuditOutcome, run_audit};
 use unlearn::device::DeviceChoice;
 use unlearn::parallel::{Shard, available_cores};
@@ -68,12 +68,14 @@ pub fn jobs(requested: Option<usize>) -> Result<usize> {
 
 fn print_summary(summary: &AuditSummary) {
     for row in &summary.challenge {
+        let score = match (row.forget_quality, row.final_score) {
+            (Some(quality), Some(score)) => format!("F {quality:.3}  final score {score:.3}"),
+            _ => format!("F {DETERMINISTIC}"),
+        };
         say!(
-            "F1 {:<12} {:<18} F {:.3}  final score {:.3}  RA {:.2}  TA {:.2}",
+            "F1 {:<12} {:<18} {score}  RA {:.2}  TA {:.2}",
             row.forget,
             row.method,
-            row.forget_quality,
-            row.final_score,
             row.retain_accuracy,
             row.test_accuracy
         );

@@ -30,6 +30,9 @@ pub const PART_FILE: &str = "part.json";
 /// What a SISA row's F1 is measured against (its exact counterpart, not a single network).
 pub const SISA_REFERENCE: &str = "SISA ensembles retrained without the forget set";
 
+/// What a row's F says when its unlearned models are all one model.
+pub const DETERMINISTIC: &str = "n/a — deterministic given θ_o";
+
 /// F1 for one row on one forget set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChallengeRow {
@@ -39,10 +42,16 @@ pub struct ChallengeRow {
     pub method: String,
     /// Models per side.
     pub models: usize,
-    /// Forget quality F.
-    pub forget_quality: f64,
-    /// F · (RA_U / RA_R) · (TA_U / TA_R).
-    pub final_score: f64,
+    /// Distinct unlearned models (by parameter hash).
+    pub distinct_models: usize,
+    /// Forget quality F; `None` when it measures nothing (see `not_scored`).
+    pub forget_quality: Option<f64>,
+    /// F · (RA_U / RA_R) · (TA_U / TA_R); `None` with F.
+    pub final_score: Option<f64>,
+    /// Why F is not reported: [`DETERMINISTIC`] and the reason, when the N unlearned models
+    /// are one model (a method without randomness run N times from one θ_o).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_scored: Option<String>,
     /// Mean retain accuracy (%) of the unlearned models.
     pub retain_accuracy: f64,
     /// Mean test accuracy (%) of the unlearned models.
@@ -54,8 +63,19 @@ pub struct ChallengeRow {
     /// What the row was compared with, when not the shared retrained networks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
-    /// ε of every forget example.
+    /// ε of every forget example (empty when F is not scored).
     pub example_epsilons: Vec<f64>,
+}
+
+/// Why the F of `models` unlearned models with `distinct` distinct parameter hashes is not a
+/// measurement, if it is not: N copies of one model have range 0 on every example, so the
+/// scorer's "peaky" rule gives each example the cap and F = 0 whatever the method forgot.
+pub fn deterministic_reason(models: usize, distinct: usize) -> Option<String> {
+    (models >= 2 && distinct == 1).then(|| {
+        format!(
+            "{DETERMINISTIC}: the {models} unlearned models are one model (same parameter hash), so every forget example's ε is the scorer's cap for a peaky distribution and F would be 0 whatever the method removed; audit it with `originals = \"per-run\"` (each run its own θ_o)"
+        )
+    })
 }
 
 /// F2 for one row on one forget selector's targets.
@@ -236,6 +256,7 @@ pub fn summarize(config: &AuditConfig, records: &[AuditRecord]) -> Result<AuditS
                 run,
                 side,
                 statistics,
+                ..
             } = &record.measurement
                 && f == forget
             {
@@ -260,13 +281,22 @@ pub fn summarize(config: &AuditConfig, records: &[AuditRecord]) -> Result<AuditS
                 } else {
                     (own, Some(SISA_REFERENCE.to_string()))
                 };
+                let distinct_models = unlearned
+                    .iter()
+                    .map(|statistics| statistics.model_hash.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len();
+                let not_scored = deterministic_reason(unlearned.len(), distinct_models);
                 let result = challenge_result(unlearned, reference)?;
+                let scored = not_scored.is_none();
                 summary.challenge.push(ChallengeRow {
                     forget: forget.clone(),
                     method: row.clone(),
                     models: result.unlearned.len(),
-                    forget_quality: result.quality.forget_quality,
-                    final_score: result.final_score,
+                    distinct_models,
+                    forget_quality: scored.then_some(result.quality.forget_quality),
+                    final_score: scored.then_some(result.final_score),
+                    not_scored,
                     retain_accuracy: mean(result.unlearned.iter().map(|s| s.retain_accuracy)),
                     test_accuracy: mean(result.unlearned.iter().map(|s| s.test_accuracy)),
                     reference_retain_accuracy: mean(
@@ -274,7 +304,11 @@ pub fn summarize(config: &AuditConfig, records: &[AuditRecord]) -> Result<AuditS
                     ),
                     reference_test_accuracy: mean(result.retrained.iter().map(|s| s.test_accuracy)),
                     reference: own_reference,
-                    example_epsilons: result.quality.epsilons,
+                    example_epsilons: if scored {
+                        result.quality.epsilons
+                    } else {
+                        Vec::new()
+                    },
                 });
             }
         }
