@@ -93,16 +93,21 @@ fn print_summary(summary: &AuditSummary) {
         );
     }
     for row in &summary.epsilon {
+        let verdict = if row.violated {
+            "VIOLATED"
+        } else {
+            row.verdict.name()
+        };
         say!(
-            "F3 {:<16} ε {:<5} ε_lb {:.3}  {}",
+            "F3 {:<16} ε {:<5} ε_lb {:.3} (max {:.3})  {verdict}{}  A retrained {}/{} ({:.0}%)",
             row.audit.method,
             row.audit.claimed_epsilon,
             row.audit.bound.epsilon,
-            if row.violated {
-                "VIOLATED"
-            } else {
-                "consistent"
-            }
+            row.audit.bound.largest,
+            if row.low_power { ", low power" } else { "" },
+            row.audit.retrained_runs,
+            row.audit.runs,
+            100.0 * row.retrained_share
         );
     }
 }

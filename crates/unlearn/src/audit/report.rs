@@ -1,6 +1,7 @@
 //! The audit's reports: `report.md` (tables) and `report.html` (the tables, U-LiRA's ROC curves
 //! on log-log axes and histograms of the challenge's per-example ε).
 
+use super::certified::Verdict;
 use super::challenge::EPSILON_CAP;
 use super::config::{AuditConfig, Originals};
 use super::results::{AuditSummary, ChallengeRow, Cost, DETERMINISTIC, UliraRow};
@@ -122,8 +123,8 @@ pub fn render_markdown(
     if !summary.epsilon.is_empty() {
         let certified = &config.audit.certified;
         text.push_str(&format!(
-            "## F3: empirical ε lower bound against the certificates\n\nTask `{}` on `{}`, λ = {}, canary = the worst-fitted row; A = train on D then remove the canary, B = train on D without it; statistic = projection on the noiseless θ_A − θ_B; half the runs choose the threshold, the other half are counted (Clopper–Pearson 95%).{}\n\n\
-             | method | certified ε | δ | σ | runs per side | A runs retrained | ε_lb | verdict |\n|---|---:|---:|---:|---:|---:|---:|---|\n",
+            "## F3: empirical ε lower bound against the certificates\n\nTask `{}` on `{}`, λ = {}, canary = the worst-fitted row; A = train on D then remove the canary, B = train on D without it; statistic = projection on the noiseless θ_A − θ_B; half the runs choose the threshold, the other half are counted (Clopper–Pearson 95%). ε_lb,max is the largest ε_lb the counted runs can show (no error at all): a certificate with ε ≥ ε_lb,max is **untestable** by this many runs, not consistent. A runs that retrained instead of removing the canary compare retraining with retraining; a row where more than half did is marked *low power*.{}\n\n\
+             | method | certified ε | δ | σ | runs per side | A runs retrained | ε_lb | ε_lb,max | verdict |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
             certified.classes,
             certified.data_source(&config.data),
             certified.regularization,
@@ -138,8 +139,12 @@ pub fn render_markdown(
         ));
         for row in &summary.epsilon {
             let audit = &row.audit;
+            let verdict = match row.verdict {
+                Verdict::Violated => "**violated**".to_string(),
+                other => other.name().to_string(),
+            };
             text.push_str(&format!(
-                "| {} | {} | {:.2e} | {} | {} | {} | {:.3} | {} |\n",
+                "| {} | {} | {:.2e} | {} | {} | {} ({:.0}%) | {:.3} | {:.3} | {}{} |\n",
                 audit.method,
                 audit.claimed_epsilon,
                 audit.delta,
@@ -149,12 +154,11 @@ pub fn render_markdown(
                     .unwrap_or_else(|| "–".into()),
                 audit.runs,
                 audit.retrained_runs,
+                100.0 * row.retrained_share,
                 audit.bound.epsilon,
-                if row.violated {
-                    "**violated**"
-                } else {
-                    "consistent"
-                }
+                audit.bound.largest,
+                verdict,
+                if row.low_power { ", *low power*" } else { "" }
             ));
         }
         text.push('\n');

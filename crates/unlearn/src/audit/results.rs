@@ -4,7 +4,7 @@
 //! sharded run (`parts/i-of-N/`) hold records and a `part.json`; [`merge`] checks them and
 //! computes the same results as one process.
 
-use super::certified::{CertifiedAudit, CertifiedRun, summarize_runs};
+use super::certified::{CertifiedAudit, CertifiedRun, Verdict, summarize_runs};
 use super::config::AuditConfig;
 use super::protocol::{ModelStatistics, challenge_result};
 use super::run::{AuditRecord, Measurement, REFERENCE, reference_name, units};
@@ -104,6 +104,12 @@ pub struct EpsilonRow {
     pub audit: CertifiedAudit,
     /// ε_lb > ε: the certificate is contradicted.
     pub violated: bool,
+    /// Violated, consistent, or untestable (ε ≥ ε_lb,max, `audit.bound.largest`).
+    pub verdict: Verdict,
+    /// Share of A runs that retrained instead of removing the canary.
+    pub retrained_share: f64,
+    /// More than half of the A runs retrained.
+    pub low_power: bool,
 }
 
 /// `audit.json`: every score of the run.
@@ -387,6 +393,9 @@ pub fn summarize(config: &AuditConfig, records: &[AuditRecord]) -> Result<AuditS
             summary.epsilon.push(EpsilonRow {
                 canary,
                 violated: audit.violated(),
+                verdict: audit.verdict(),
+                retrained_share: audit.retrained_share(),
+                low_power: audit.low_power(),
                 audit,
             });
         }
