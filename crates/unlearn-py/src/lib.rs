@@ -715,7 +715,7 @@ fn jobs_or_cores(requested: Option<usize>) -> PyResult<usize> {
 /// Runs an experiment grid from a config file (`unlearn bench --config`): writes
 /// `results_dir/NAME/` and returns what it did as a dict.
 #[pyfunction]
-#[pyo3(name = "bench", signature = (config, results_dir=PathBuf::from("results"), cache_dir=PathBuf::from("results/cache"), jobs=None, shard=None, resume=false, fresh=false, device="cpu", quiet=false))]
+#[pyo3(name = "bench", signature = (config, results_dir=PathBuf::from("results"), cache_dir=PathBuf::from("results/cache"), jobs=None, shard=None, resume=false, fresh=false, device="cpu", quiet=false, retime=false))]
 #[allow(clippy::too_many_arguments)]
 fn run_bench(
     py: Python<'_>,
@@ -728,6 +728,7 @@ fn run_bench(
     fresh: bool,
     device: &str,
     quiet: bool,
+    retime: bool,
 ) -> PyResult<Py<PyAny>> {
     let config = unlearn::bench::BenchConfig::load(&config).map_err(fail)?;
     let options = unlearn::bench::BenchOptions {
@@ -737,6 +738,7 @@ fn run_bench(
         cache_dir,
         resume,
         fresh,
+        retime,
         device: default_device(device, true)?,
         progress: Progress { quiet },
     };

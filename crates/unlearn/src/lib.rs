@@ -14,6 +14,7 @@ pub mod error;
 pub mod eval;
 pub mod io;
 pub mod kmeans;
+pub mod machine;
 pub mod methods;
 pub mod model;
 pub mod parallel;
