@@ -46,6 +46,9 @@ pub fn render_markdown(
             "Cost: {} models in {:.1} s ({} part(s), {} thread(s) each): {:.1} models per minute.\n\n",
             cost.models, cost.seconds, cost.parts, cost.jobs, cost.models_per_minute
         ));
+        for machine in &cost.machines {
+            text.push_str(&format!("Machine: {}.\n\n", machine.describe()));
+        }
     }
     if !summary.challenge.is_empty() {
         let protocol = match config.audit.originals {

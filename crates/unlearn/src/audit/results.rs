@@ -149,6 +149,10 @@ pub struct Cost {
     pub parts: usize,
     /// Models per minute of wall-clock (a merge: per part-minute).
     pub models_per_minute: f64,
+    /// The machine each process ran on (threads and load average when it finished): one for
+    /// a whole run, one per part for a merge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<crate::machine::Machine>,
 }
 
 impl Cost {
@@ -160,6 +164,7 @@ impl Cost {
             jobs,
             parts,
             models_per_minute: models as f64 / (seconds / 60.0).max(1e-9),
+            machines: vec![crate::machine::Machine::current()],
         }
     }
 }
@@ -514,6 +519,7 @@ pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(AuditSummary, Pat
     let all_units = units(&config).len();
     let mut records = Vec::new();
     let (mut models, mut seconds, mut jobs) = (0, 0.0, 0);
+    let mut machines = Vec::new();
     for (directory, description) in &parts {
         let part_records = read_records(&directory.join(RECORDS_FILE))?;
         let owned = (0..all_units)
@@ -536,11 +542,15 @@ pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(AuditSummary, Pat
         records.extend(part_records);
         models += description.cost.models;
         seconds += description.cost.seconds;
+        machines.extend(description.cost.machines.iter().cloned());
         jobs = jobs.max(description.cost.jobs);
     }
     records.sort_by_key(|r| r.unit);
     let out = crate::parallel::merge_directory(first_dir, out)?;
-    let cost = Cost::new(models, seconds, jobs, count);
+    let cost = Cost {
+        machines,
+        ..Cost::new(models, seconds, jobs, count)
+    };
     let summary = write_results(&out, &config, &records, &cost)?;
     Ok((summary, out))
 }

@@ -185,6 +185,29 @@ pub fn render_markdown(records: &[RunRecord]) -> String {
          Avg. Gap against retrain (lower is better), time in seconds (original: training time).\n",
         first.grid, first.data, first.model, first.tool_version
     );
+    let loads: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r.machine.as_ref()?.load_average.map(|l| l[0]))
+        .collect();
+    if let Some(machine) = records.iter().find_map(|r| r.machine.as_ref()) {
+        let (low, high) = loads
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), l| {
+                (lo.min(*l), hi.max(*l))
+            });
+        out.push_str(&format!(
+            "\nMachine: {} ({}), {} thread(s) of {} core(s); load average {} over the records.\n",
+            machine.cpu,
+            machine.isa,
+            machine.threads,
+            machine.cores,
+            if loads.is_empty() {
+                "unknown".to_string()
+            } else {
+                format!("{low:.2}–{high:.2}")
+            }
+        ));
+    }
     for forget in forget_selectors(&summaries) {
         let rows: Vec<&Summary> = summaries.iter().filter(|s| s.forget == forget).collect();
         let sizes = records
