@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use unlearn::audit::config::AuditConfig;
-use unlearn::audit::results::{AuditSummary, merge};
+use unlearn::audit::results::{AuditSummary, DETERMINISTIC, merge};
 use unlearn::audit::run::{AuditOptions, AuditOutcome, run_audit};
 use unlearn::device::DeviceChoice;
 use unlearn::parallel::{Shard, available_cores};
@@ -68,12 +68,14 @@ pub fn jobs(requested: Option<usize>) -> Result<usize> {
 
 fn print_summary(summary: &AuditSummary) {
     for row in &summary.challenge {
+        let score = match (row.forget_quality, row.final_score) {
+            (Some(quality), Some(score)) => format!("F {quality:.3}  final score {score:.3}"),
+            _ => format!("F {DETERMINISTIC}"),
+        };
         say!(
-            "F1 {:<12} {:<18} F {:.3}  final score {:.3}  RA {:.2}  TA {:.2}",
+            "F1 {:<12} {:<18} {score}  RA {:.2}  TA {:.2}",
             row.forget,
             row.method,
-            row.forget_quality,
-            row.final_score,
             row.retain_accuracy,
             row.test_accuracy
         );
@@ -91,16 +93,21 @@ fn print_summary(summary: &AuditSummary) {
         );
     }
     for row in &summary.epsilon {
+        let verdict = if row.violated {
+            "VIOLATED"
+        } else {
+            row.verdict.name()
+        };
         say!(
-            "F3 {:<16} ε {:<5} ε_lb {:.3}  {}",
+            "F3 {:<16} ε {:<5} ε_lb {:.3} (max {:.3})  {verdict}{}  A retrained {}/{} ({:.0}%)",
             row.audit.method,
             row.audit.claimed_epsilon,
             row.audit.bound.epsilon,
-            if row.violated {
-                "VIOLATED"
-            } else {
-                "consistent"
-            }
+            row.audit.bound.largest,
+            if row.low_power { ", low power" } else { "" },
+            row.audit.retrained_runs,
+            row.audit.runs,
+            100.0 * row.retrained_share
         );
     }
 }

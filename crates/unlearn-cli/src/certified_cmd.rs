@@ -434,7 +434,7 @@ pub fn budget(global: &Global, args: &BudgetArgs) -> Result<()> {
             serde_json::json!({
                 "data": args.data, "classes": task.describe(), "train_rows": rows.len(),
                 "test_rows": test.len(), "report": report,
-                "environment": unlearn::environment::record(),
+                "machine": unlearn::machine::Machine::current(),
             })
         );
         return Ok(());

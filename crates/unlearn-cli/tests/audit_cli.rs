@@ -76,6 +76,72 @@ fn a_contradicted_certificate_fails_the_audit_and_an_honest_one_passes() {
     assert_eq!(std::fs::read(run.join("audit.json")).unwrap(), before);
 }
 
+/// With 100 runs per side (50 counted) no outcome can show ε_lb above ≈ 2.8: a certificate at
+/// ε = 5 is "untestable", not "consistent"; every row shows ε_lb,max and the share of A runs
+/// that retrained.
+#[test]
+fn a_certificate_beyond_what_the_runs_can_show_is_untestable() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let file = dir.path().join("power.toml");
+    std::fs::write(
+        &file,
+        r#"
+name = "power"
+data = "embedded"
+[audit]
+protocols = ["epsilon"]
+[audit.certified]
+methods = ["langevin"]
+epsilons = [0.5, 5.0]
+runs = 100
+rows = 400
+regularization = 0.01
+training_steps = 200
+"#,
+    )
+    .unwrap();
+    let output = unlearn(&[
+        "audit",
+        "--config",
+        path(&file),
+        "--quiet",
+        "--results-dir",
+        path(&results),
+    ]);
+    assert!(output.status.success(), "{}", common::stderr(&output));
+    let printed = stdout(&output);
+    let line = |epsilon: &str| {
+        printed
+            .lines()
+            .find(|line| line.contains(&format!("ε {epsilon} ")))
+            .unwrap_or_else(|| panic!("no F3 line at ε {epsilon}: {printed}"))
+            .to_string()
+    };
+    assert!(line("5").contains("untestable"), "{printed}");
+    assert!(line("5").contains("(max 2.7"), "{printed}");
+    assert!(line("0.5").contains("consistent"), "{printed}");
+    assert!(line("0.5").contains("A retrained 0/100 (0%)"), "{printed}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("power/audit.json")).unwrap())
+            .unwrap();
+    let rows = summary["epsilon"].as_array().unwrap();
+    assert_eq!(rows[1]["verdict"], "untestable");
+    assert_eq!(rows[0]["verdict"], "consistent");
+    let largest = rows[1]["audit"]["bound"]["largest"].as_f64().unwrap();
+    assert!(largest > 2.5 && largest < 3.0, "{largest}");
+    for row in rows {
+        assert_eq!(row["retrained_share"], 0.0);
+        assert_eq!(row["low_power"], false);
+    }
+    let report = std::fs::read_to_string(results.join("power/report.md")).unwrap();
+    assert!(report.contains("| ε_lb,max | verdict |"), "{report}");
+    assert!(
+        report.contains("| 0 (0%) |") && report.contains("| untestable |"),
+        "{report}"
+    );
+}
+
 #[test]
 fn bad_audit_arguments_fail_with_one_line() {
     let dir = tempfile::tempdir().unwrap();

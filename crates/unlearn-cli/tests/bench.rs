@@ -47,6 +47,8 @@ fn grid_records_without_timings(grid: &Path) -> Vec<serde_json::Value> {
                 "speedup",
                 "original_from_cache",
                 "reference_from_cache",
+                "reference_timing",
+                "machine",
             ] {
                 record[key] = serde_json::Value::Null;
             }
@@ -70,16 +72,66 @@ fn a_rerun_reuses_cached_models_and_reproduces_every_metric() {
         assert!(results.join("smoke").join(name).exists(), "{name}");
     }
 
+    // Every record says where it was timed; the first run timed its references itself.
+    let records = |results: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(results.join("smoke/runs.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect()
+    };
+    for record in records(&results) {
+        let machine = &record["machine"];
+        assert!(
+            machine["cpu"].is_string() && machine["isa"].is_string(),
+            "{record}"
+        );
+        assert!(machine["threads"].as_u64().unwrap() >= 1, "{record}");
+        assert!(machine["measured_at"].as_str().unwrap().ends_with('Z'));
+        if record["method"] != "original" {
+            assert!(record["speedup"].as_f64().unwrap() > 0.0, "{record}");
+        }
+    }
+
     let second = bench(&smoke_config(), &results, &cache, &[]);
     assert_eq!(second["models_trained"], 0);
     assert_eq!(second["models_cached"], 4);
-    let text = std::fs::read_to_string(results.join("smoke/runs.jsonl")).unwrap();
-    for line in text.lines() {
-        let record: serde_json::Value = serde_json::from_str(line).unwrap();
+    for record in records(&results) {
         assert_eq!(record["original_from_cache"], true);
         assert_eq!(record["reference_from_cache"], true);
+        // A retraining time from another run is no basis for a speed-up.
+        assert!(record["speedup"].is_null(), "{record}");
+        let timing = &record["reference_timing"];
+        assert!(
+            timing["measured_at"].as_str().unwrap().ends_with('Z'),
+            "{record}"
+        );
     }
     assert_eq!(records_without_timings(&results), first_records);
+    let report = std::fs::read_to_string(results.join("smoke/report.md")).unwrap();
+    assert!(report.contains("(cached, measured 20"), "{report}");
+    assert!(report.contains("--retime"), "{report}");
+    assert!(
+        !report.contains("×"),
+        "no speed-up from a cached reference: {report}"
+    );
+
+    // --retime retrains the references (the originals stay cached) and times them now.
+    let retimed = bench(&smoke_config(), &results, &cache, &["--retime"]);
+    assert_eq!(retimed["models_trained"], 2);
+    assert_eq!(retimed["models_cached"], 2);
+    for record in records(&results) {
+        assert_eq!(record["reference_from_cache"], false);
+        if record["method"] != "original" {
+            assert!(record["speedup"].as_f64().unwrap() > 0.0, "{record}");
+        }
+    }
+    assert_eq!(records_without_timings(&results), first_records);
+    let report = std::fs::read_to_string(results.join("smoke/report.md")).unwrap();
+    assert!(
+        report.contains("×") && !report.contains("cached, measured"),
+        "{report}"
+    );
 
     // A fresh run trains again and still gives the same metrics.
     let fresh = bench(&smoke_config(), &results, &cache, &["--fresh"]);

@@ -189,7 +189,38 @@ fn eval_refuses_a_split_or_reference_that_does_not_match_the_model() {
         "--json",
     ]);
     let evaluation = common::stdout_json(&output);
-    assert!(evaluation["reference"]["average_gap"].as_f64().unwrap() >= 0.0);
+    // Avg. Gap is ¼ Σ |Δ| of UA, RA, TA and MIA-efficacy against the reference's own figures.
+    let own = common::stdout_json(&unlearn(&["eval", "--model", path(&reference), "--json"]));
+    let gap: f64 = [
+        "unlearn_accuracy",
+        "retain_accuracy",
+        "test_accuracy",
+        "mia_efficacy",
+    ]
+    .iter()
+    .map(|key| {
+        (evaluation["headline"][key].as_f64().unwrap() - own["headline"][key].as_f64().unwrap())
+            .abs()
+    })
+    .sum::<f64>()
+        / 4.0;
+    let reported = evaluation["reference"]["average_gap"].as_f64().unwrap();
+    assert!((reported - gap).abs() < 1e-9, "{reported} vs {gap}");
+    assert!(
+        reported > 0.0,
+        "the original is not its retrained reference"
+    );
+    // The reference against itself: no gap, no distance.
+    let itself = common::stdout_json(&unlearn(&[
+        "eval",
+        "--model",
+        path(&reference),
+        "--reference",
+        path(&reference),
+        "--json",
+    ]));
+    assert_eq!(itself["reference"]["average_gap"], 0.0);
+    assert_eq!(itself["reference"]["parameter_distance"], 0.0);
 
     // A split of other training ids (another dataset), as forget refuses it.
     let rare_split = dir.path().join("rare.split.json");

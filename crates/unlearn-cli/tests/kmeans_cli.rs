@@ -48,7 +48,10 @@ fn train_delete_in_later_invocations_and_eval() {
             "--json",
         ]));
         assert_eq!(eval["live_points"], 297);
-        assert!(eval["loss_ratio"].as_f64().unwrap() < 1.5);
+        // After three deletions the model's loss is within 5% of k-means++ retrained on the
+        // remaining points (P6's goal; Ginart et al. 2019 claim "comparable" loss).
+        let ratio = eval["loss_ratio"].as_f64().unwrap();
+        assert!(ratio <= 1.05, "{method}: loss ratio {ratio}");
     }
 }
 
@@ -135,8 +138,17 @@ fn bench_reports_p6_figures() {
         "--json",
     ]));
     assert_eq!(report["deletions_done"], 10);
-    assert!(report["speedup"].as_f64().unwrap() > 0.0);
-    assert!(report["loss_ratio"].as_f64().is_some());
+    let number = |key: &str| report[key].as_f64().unwrap();
+    // The speed-up is the ratio of the two times it reports (no timing is asserted).
+    let ratio = number("baseline_seconds_per_retrain") / number("seconds_per_deletion");
+    assert!(
+        (number("speedup") - ratio).abs() <= 1e-9 * ratio,
+        "{report}"
+    );
+    // DC-k-means deletes without retraining, with a loss within 5% of the best k-means++.
+    assert_eq!(report["retrains"], 0);
+    assert!(number("loss_ratio_to_best") <= 1.05, "{report}");
+    assert!(report["machine"]["cpu"].is_string(), "{report}");
 }
 
 #[test]

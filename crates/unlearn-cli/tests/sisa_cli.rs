@@ -21,6 +21,45 @@ fn train_sisa(out: &Path, extra: &[&str]) -> std::process::Output {
     unlearn(&args)
 }
 
+/// The share of training sample-steps a deletion recomputed, from the new plan (`plan.json` of
+/// `dir`): each retrained shard's stages from the earliest affected slice, each stage costing
+/// its cumulative slice sizes × the stage epochs, over the cost of every stage of every shard.
+fn expected_share(dir: &Path, retrained: &serde_json::Value) -> f64 {
+    let text = std::fs::read_to_string(dir.join("plan.json")).unwrap();
+    let plan: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let epochs = plan["stage_epochs"].as_u64().unwrap();
+    let sizes = |shard: usize| -> Vec<u64> {
+        plan["shards"][shard]["slice_sizes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|size| size.as_u64().unwrap())
+            .collect()
+    };
+    let stage_cost =
+        |shard: usize, slice: usize| sizes(shard)[..=slice].iter().sum::<u64>() * epochs;
+    let shards = plan["shards"].as_array().unwrap().len();
+    let total: u64 = (0..shards)
+        .flat_map(|shard| (0..sizes(shard).len()).map(move |slice| (shard, slice)))
+        .map(|(shard, slice)| stage_cost(shard, slice))
+        .sum();
+    let recomputed: u64 = retrained
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|entry| {
+            let shard = entry["shard"].as_u64().unwrap() as usize;
+            entry["slices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |slice| (shard, slice.as_u64().unwrap() as usize))
+        })
+        .map(|(shard, slice)| stage_cost(shard, slice))
+        .sum();
+    recomputed as f64 / total as f64
+}
+
 fn ensemble_hash(dir: &Path) -> String {
     let text = std::fs::read_to_string(dir.join("sisa.json")).unwrap();
     let manifest: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -166,7 +205,10 @@ fn forgetting_retrains_only_affected_shards_also_as_shard_jobs() {
     let retrained = report["retrained"]["shards"].as_array().unwrap();
     assert!(!retrained.is_empty() && retrained.len() <= 4);
     let share = report["retrained"]["share"].as_f64().unwrap();
-    assert!(share > 0.0 && share <= 1.0);
+    assert_eq!(share, expected_share(&out, &report["retrained"]["shards"]));
+    if retrained.len() < 4 || retrained.iter().any(|s| s["slices"][0] != 0) {
+        assert!(share < 1.0, "untouched stages are not recomputed: {share}");
+    }
     let before = shard_hashes(&model);
     let after = shard_hashes(&out);
     for (shard, (old, new)) in before.iter().zip(&after).enumerate() {
@@ -386,7 +428,24 @@ fn sisa_deletions_are_recorded_in_a_store_ledger_and_replay() {
     ]));
     assert_eq!(report["version"], 1);
     let share = report["info"]["share_recomputed"].as_f64().unwrap();
-    assert!(share > 0.0 && share <= 1.0);
+    // The store recomputes what the same deletion outside a store recomputes.
+    let direct_out = dir.path().join("direct");
+    let direct = stdout_json(&unlearn(&[
+        "forget",
+        "--model",
+        path(&model),
+        "--forget",
+        &first,
+        "--out",
+        path(&direct_out),
+        "--json",
+    ]));
+    assert_eq!(share, direct["retrained"]["share"].as_f64().unwrap());
+    assert_eq!(
+        share,
+        expected_share(&direct_out, &direct["retrained"]["shards"])
+    );
+    assert!(share < 1.0, "untouched shards are not recomputed: {share}");
     assert!(
         !report["info"]["sisa"]["shards"]
             .as_array()

@@ -715,7 +715,7 @@ fn jobs_or_cores(requested: Option<usize>) -> PyResult<usize> {
 /// Runs an experiment grid from a config file (`unlearn bench --config`): writes
 /// `results_dir/NAME/` and returns what it did as a dict.
 #[pyfunction]
-#[pyo3(name = "bench", signature = (config, results_dir=PathBuf::from("results"), cache_dir=PathBuf::from("results/cache"), jobs=None, shard=None, resume=false, fresh=false, device="cpu", quiet=false))]
+#[pyo3(name = "bench", signature = (config, results_dir=PathBuf::from("results"), cache_dir=PathBuf::from("results/cache"), jobs=None, shard=None, resume=false, fresh=false, device="cpu", quiet=false, retime=false))]
 #[allow(clippy::too_many_arguments)]
 fn run_bench(
     py: Python<'_>,
@@ -728,6 +728,7 @@ fn run_bench(
     fresh: bool,
     device: &str,
     quiet: bool,
+    retime: bool,
 ) -> PyResult<Py<PyAny>> {
     let config = unlearn::bench::BenchConfig::load(&config).map_err(fail)?;
     let options = unlearn::bench::BenchOptions {
@@ -737,6 +738,7 @@ fn run_bench(
         cache_dir,
         resume,
         fresh,
+        retime,
         device: default_device(device, true)?,
         progress: Progress { quiet },
     };
@@ -786,6 +788,45 @@ fn run_audit_config(
         } => serde_json::json!({"directory": directory, "units": units, "cost": cost}),
     };
     to_python(py, &value)
+}
+
+/// The rows of a `[models, examples]` array of numbers, as float64.
+fn matrix(py: Python<'_>, object: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Vec<f64>>> {
+    let converted = py
+        .import("numpy")?
+        .call_method1("ascontiguousarray", (object, "float64"))
+        .map_err(|e| invalid(format!("{what}: not an array of numbers ({e})")))?;
+    let array = converted.cast::<PyArrayDyn<f64>>()?;
+    let shape = array.shape().to_vec();
+    if shape.len() != 2 {
+        return Err(invalid(format!(
+            "{what}: expected a [models, examples] array, got {} dimension(s)",
+            shape.len()
+        )));
+    }
+    let values = array.readonly().as_slice()?.to_vec();
+    Ok(values
+        .chunks(shape[1].max(1))
+        .map(<[f64]>::to_vec)
+        .collect())
+}
+
+/// The NeurIPS 2023 challenge's per-example ε and forget quality F (Triantafillou et al.;
+/// docs/algorithms.md §F1) from the logit-scaled confidences φ of N unlearned and N retrained
+/// models on the same forget examples (`[models, examples]` arrays), by the library's scorer
+/// (`unlearn::audit::challenge::forget_quality`): a dict with `epsilons` and `forget_quality`.
+#[pyfunction]
+fn challenge_forget_quality(
+    py: Python<'_>,
+    unlearned: &Bound<'_, PyAny>,
+    retrained: &Bound<'_, PyAny>,
+) -> PyResult<Py<PyAny>> {
+    let unlearned = matrix(py, unlearned, "unlearned")?;
+    let retrained = matrix(py, retrained, "retrained")?;
+    let quality = py
+        .detach(|| unlearn::audit::challenge::forget_quality(&unlearned, &retrained))
+        .map_err(fail)?;
+    to_python(py, &quality)
 }
 
 /// A model store (`unlearn store`): versions, the deletion ledger, and deletion requests
@@ -945,6 +986,7 @@ fn unlearn_module(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<Store>()?;
     module.add_function(wrap_pyfunction!(run_bench, module)?)?;
     module.add_function(wrap_pyfunction!(run_audit_config, module)?)?;
+    module.add_function(wrap_pyfunction!(challenge_forget_quality, module)?)?;
     let methods = wrap_pyfunction!(methods_list, module)?;
     module.add("methods", methods)?;
     Ok(())

@@ -73,18 +73,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let cpu_per_removal = (cpu_seconds() - cpu_before) / removals as f64;
     seconds.sort_by(f64::total_cmp);
     println!(
-        "newton-guo, {rows} rows, d = 785: {removals} single removals, median {:.2} ms (quartiles {:.2}–{:.2} ms), CPU time {:.1} ms per removal on {} thread(s); exact training {:.2} s; load average {}",
+        "newton-guo, {rows} rows, d = 785: {removals} single removals, median {:.2} ms (quartiles {:.2}–{:.2} ms), CPU time {:.1} ms per removal on {} thread(s); exact training {:.2} s; machine: {}",
         1e3 * quantile(&seconds, 0.5),
         1e3 * quantile(&seconds, 0.25),
         1e3 * quantile(&seconds, 0.75),
         1e3 * cpu_per_removal,
         rayon::current_num_threads(),
         training,
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .next()
-            .unwrap_or("?")
+        unlearn::machine::Machine::current().describe()
     );
     Ok(())
 }

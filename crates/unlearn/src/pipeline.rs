@@ -461,6 +461,9 @@ pub struct Comparison {
     pub recipe: Recipe,
     /// The original model, then retrain, then every other method.
     pub runs: Vec<MethodRun>,
+    /// The machine, threads and load the comparison was timed under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<crate::machine::Machine>,
 }
 
 /// Trains the original model, retrains the reference, runs `methods` (retrain is added first if
@@ -634,6 +637,7 @@ pub fn compare_with_records(
         model: setup.spec.describe(),
         recipe: setup.recipe.clone(),
         runs,
+        machine: Some(crate::machine::Machine::current()),
     })
 }
 
@@ -696,6 +700,9 @@ impl Comparison {
             if let Some(failure) = &run.failure {
                 out.push_str(&format!("\nFailed: {}: {failure}\n", run.method));
             }
+        }
+        if let Some(machine) = &self.machine {
+            out.push_str(&format!("\nMachine: {}.\n", machine.describe()));
         }
         out
     }

@@ -65,20 +65,23 @@ fn threads_and_parts_give_the_results_of_one_process() {
     assert_eq!(read(two.join("audit.json")), expected, "--jobs 2 differs");
     assert_eq!(read(two.join("audit.jsonl")), read(one.join("audit.jsonl")));
 
-    // Sanity rows (docs/algorithms.md §F): no unlearning is "peaky" (ε = 50 everywhere, F = 0);
-    // retraining audited as a method scores the best F of all rows.
+    // Sanity rows (docs/algorithms.md §F): no unlearning from one shared θ_o is one model run
+    // after run, so it has no F ("n/a — deterministic given θ_o"); retraining audited as a
+    // method scores the best F of all rows.
     let summary: serde_json::Value = serde_json::from_str(&expected).unwrap();
-    let f = |method: &str| {
+    let challenge_row = |method: &str| {
         summary["challenge"]
             .as_array()
             .unwrap()
             .iter()
             .find(|row| row["method"] == method)
-            .unwrap()["forget_quality"]
-            .as_f64()
             .unwrap()
+            .clone()
     };
-    assert_eq!(f("original"), 0.0);
+    let f = |method: &str| challenge_row(method)["forget_quality"].as_f64().unwrap();
+    let original = challenge_row("original");
+    assert!(original["forget_quality"].is_null(), "{original}");
+    assert_eq!(original["distinct_models"], 1);
     assert!(f("retrain") >= f("finetune"), "{summary}");
     assert!(f("retrain") > 0.0);
     assert_eq!(summary["epsilon"].as_array().unwrap().len(), 2);
@@ -190,7 +193,7 @@ bootstrap = 100
         "{sisa}"
     );
     assert!(sisa["forget_quality"].as_f64().unwrap() > 0.0, "{sisa}");
-    assert_eq!(row("challenge", "original")["forget_quality"], 0.0);
+    assert!(row("challenge", "original")["forget_quality"].is_null());
     assert!(row("challenge", "original")["reference"].is_null());
     let auc = &row("ulira", "sisa-2x2")["report"]["auc"];
     let (low, high) = (auc["low"].as_f64().unwrap(), auc["high"].as_f64().unwrap());
@@ -199,4 +202,91 @@ bootstrap = 100
     let records = read(run.join("audit.jsonl"));
     assert!(records.contains("\"method\":\"reference:sisa-2x2\""));
     assert!(read(run.join("report.md")).contains("| sisa-2x2 * |"));
+}
+
+/// The challenge protocol runs a method N times from one θ_o (as the NeurIPS 2023 scorer's
+/// `main.py` does); SSD has no randomness, so its N models are one model and its F would be 0
+/// by construction. The audit says "n/a — deterministic given θ_o" with the reason; under
+/// `originals = "per-run"` every run trains its own θ_o (seed recorded) and SSD gets a number.
+#[test]
+fn a_deterministic_method_has_no_f_from_one_original_and_a_number_per_run() {
+    let shared = r#"
+name = "ssd-shared"
+data = "embedded"
+model = "mlp:16"
+forget = ["random:20"]
+[recipe]
+epochs = 1
+[[methods]]
+name = "ssd"
+[[methods]]
+name = "finetune"
+params = { epochs = 1 }
+[audit]
+protocols = ["challenge"]
+models = 4
+include_retrain = false
+"#;
+    let per_run = shared
+        .replace("ssd-shared", "ssd-per-run")
+        .replace("models = 4", "models = 4\noriginals = \"per-run\"");
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let summary_of = |text: &str| -> (serde_json::Value, String, String) {
+        let config = AuditConfig::parse(text).unwrap();
+        let run = whole(&config, 2, &results);
+        (
+            serde_json::from_str(&read(run.join("audit.json"))).unwrap(),
+            read(run.join("report.md")),
+            read(run.join("audit.jsonl")),
+        )
+    };
+    let row = |summary: &serde_json::Value, method: &str| {
+        summary["challenge"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|row| row["method"] == method)
+            .unwrap_or_else(|| panic!("no row {method}: {summary}"))
+            .clone()
+    };
+
+    let (summary, report, records) = summary_of(shared);
+    let ssd = row(&summary, "ssd");
+    assert!(ssd["forget_quality"].is_null(), "{ssd}");
+    assert!(ssd["final_score"].is_null(), "{ssd}");
+    assert_eq!(ssd["distinct_models"], 1);
+    let reason = ssd["not_scored"].as_str().unwrap();
+    assert!(
+        reason.starts_with("n/a — deterministic given θ_o") && reason.contains("per-run"),
+        "{reason}"
+    );
+    assert!(ssd["example_epsilons"].as_array().unwrap().is_empty());
+    assert!(
+        report.contains("| ssd | 1/4 | n/a — deterministic given θ_o |"),
+        "{report}"
+    );
+    // Fine-tuning draws its batches with the run's seed: four models, a number.
+    let finetune = row(&summary, "finetune");
+    assert_eq!(finetune["distinct_models"], 4);
+    assert!(finetune["forget_quality"].is_number(), "{finetune}");
+    assert!(!records.contains("original_seed"));
+
+    let (summary, report, records) = summary_of(&per_run);
+    let ssd = row(&summary, "ssd");
+    assert_eq!(ssd["distinct_models"], 4, "{ssd}");
+    let quality = ssd["forget_quality"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&quality), "{ssd}");
+    assert!(ssd["not_scored"].is_null());
+    assert_eq!(ssd["example_epsilons"].as_array().unwrap().len(), 20);
+    assert!(row(&summary, "original")["forget_quality"].is_number());
+    assert!(report.contains("originals = \"per-run\""), "{report}");
+    assert!(!report.contains("n/a"), "{report}");
+    // Each run's own original is recorded by its seed, one seed per run.
+    let seeds: std::collections::BTreeSet<u64> = records
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .map(|record| record["measurement"]["original_seed"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seeds.len(), 4, "{seeds:?}");
 }

@@ -74,6 +74,73 @@ fn gradient_ascent_raises_the_forget_loss() {
     assert!(after > before, "forget loss {before} -> {after}");
 }
 
+/// Accuracy (%) of `network` on the training samples `ids`.
+fn accuracy(setup: &Setup, network: &unlearn::model::Network, ids: &[u32]) -> f64 {
+    let data = &setup.data.train;
+    let probabilities = predict_probabilities(network, data, ids).unwrap();
+    let classes = data.num_classes;
+    let positions = positions_of(data, ids).unwrap();
+    let correct = positions
+        .iter()
+        .enumerate()
+        .filter(|(row, p)| {
+            let scores = &probabilities[row * classes..(row + 1) * classes];
+            let predicted = (0..classes)
+                .max_by(|a, b| scores[*a].total_cmp(&scores[*b]))
+                .unwrap();
+            predicted == data.labels[**p] as usize
+        })
+        .count();
+    100.0 * correct as f64 / ids.len() as f64
+}
+
+/// The guard of the ascent methods (docs/algorithms.md §D) on class forgetting: at their
+/// defaults gradient ascent, NegGrad+ and SCRUB forget the class and keep the retain accuracy
+/// within 10 points of the original's; unbounded (`forget-loss-cap=none`), gradient ascent
+/// takes the whole model down.
+#[test]
+fn bounded_ascent_forgets_a_class_and_keeps_the_rest() {
+    let setup = setup(4000, "class:3", 5);
+    let original = setup.train_original(&mut []).unwrap();
+    let retain = setup.split.retain();
+    let forget = &setup.split.forget;
+    let original_retain = accuracy(&setup, &original.network, &retain);
+    let original_forget = accuracy(&setup, &original.network, forget);
+    assert!(original_forget > 60.0, "{original_forget}");
+    for method in ["gradient-ascent", "neggrad-plus", "scrub"] {
+        let network = run(&setup, &original, method, &[]);
+        let kept = accuracy(&setup, &network, &retain);
+        let left = accuracy(&setup, &network, forget);
+        assert!(
+            kept >= original_retain - 10.0,
+            "{method}: retain accuracy {original_retain:.1} -> {kept:.1}"
+        );
+        assert!(
+            left < original_forget / 2.0,
+            "{method}: forget accuracy {original_forget:.1} -> {left:.1}"
+        );
+    }
+    // A stronger ascent (5× the default learning rate): bounded it keeps the rest, unbounded
+    // it does not.
+    let bounded = run(&setup, &original, "gradient-ascent", &["lr=0.01"]);
+    let kept = accuracy(&setup, &bounded, &retain);
+    assert!(
+        kept >= original_retain - 10.0,
+        "bounded ascent kept {kept:.1} of {original_retain:.1}"
+    );
+    let unbounded = run(
+        &setup,
+        &original,
+        "gradient-ascent",
+        &["lr=0.01", "forget-loss-cap=none"],
+    );
+    let kept = accuracy(&setup, &unbounded, &retain);
+    assert!(
+        kept < original_retain - 20.0,
+        "unbounded ascent kept {kept:.1} of {original_retain:.1}"
+    );
+}
+
 #[test]
 fn salun_leaves_masked_out_weights_bit_identical() {
     let setup = setup(1500, "random:5%", 2);
@@ -224,6 +291,7 @@ fn scrub_max_step_raises_the_divergence_on_the_forget_set() {
         temperature: 2.0,
         kl_weight: 0.5,
         ce_weight: 1.0,
+        forget_cap: unlearn::methods::ForgetLossCap::None,
     };
     let settings = StepSettings {
         optimizer: OptimizerKind::Adam,

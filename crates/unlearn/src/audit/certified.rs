@@ -37,10 +37,60 @@ pub struct CertifiedAudit {
     pub bound: EpsilonLowerBound,
 }
 
+/// Above this share of A runs that retrained instead of removing, a row is "low power": most
+/// of its runs compared retraining with retraining.
+pub const LOW_POWER_SHARE: f64 = 0.5;
+
+/// What a certified audit can say about its certificate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// ε_lb > ε: the certificate is contradicted.
+    Violated,
+    /// ε_lb ≤ ε < ε_lb,max: the audit could have contradicted it and did not.
+    Consistent,
+    /// ε ≥ ε_lb,max: no outcome of this many runs could contradict it.
+    Untestable,
+}
+
+impl Verdict {
+    /// The verdict as the reports print it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Violated => "violated",
+            Verdict::Consistent => "consistent",
+            Verdict::Untestable => "untestable",
+        }
+    }
+}
+
 impl CertifiedAudit {
     /// True when the audit contradicts the certificate (ε_lb > ε).
     pub fn violated(&self) -> bool {
         self.bound.epsilon > self.claimed_epsilon
+    }
+
+    /// The verdict: violated, consistent, or untestable when the certified ε is at least the
+    /// largest ε_lb the counted runs can show.
+    pub fn verdict(&self) -> Verdict {
+        if self.violated() {
+            Verdict::Violated
+        } else if self.claimed_epsilon >= self.bound.largest {
+            Verdict::Untestable
+        } else {
+            Verdict::Consistent
+        }
+    }
+
+    /// The share of A runs that retrained from scratch instead of removing the canary.
+    pub fn retrained_share(&self) -> f64 {
+        self.retrained_runs as f64 / self.runs.max(1) as f64
+    }
+
+    /// More than [`LOW_POWER_SHARE`] of the A runs retrained: the row mostly compares
+    /// retraining with retraining.
+    pub fn low_power(&self) -> bool {
+        self.retrained_share() > LOW_POWER_SHARE
     }
 }
 
@@ -316,4 +366,52 @@ pub fn worst_fitted_row(data: &ConvexData, regularization: f64) -> Result<u32> {
         .max_by(|&a, &b| cost[a].total_cmp(&cost[b]).then(b.cmp(&a)))
         .ok_or_else(|| Error::invalid("the audit's data has no rows"))?;
     Ok(data.ids()[worst])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runs(count: usize, separated: bool, retrained: usize) -> Vec<CertifiedRun> {
+        (0..count)
+            .map(|run| {
+                let noise = ((run * 7919) % 101) as f64 / 101.0;
+                CertifiedRun {
+                    a: if separated { 10.0 + noise } else { noise },
+                    b: if separated {
+                        -noise
+                    } else {
+                        (noise + 0.37) % 1.0
+                    },
+                    retrained: run < retrained,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn verdicts_say_what_the_runs_can_show() {
+        // 100 runs per side: 50 counted, ε_lb,max ≈ 2.8; a certificate at ε = 5 is untestable.
+        let untestable = summarize_runs("m", 5.0, None, 1e-5, 1.0, &runs(100, true, 0)).unwrap();
+        assert!(untestable.bound.largest < 5.0);
+        assert_eq!(untestable.verdict(), Verdict::Untestable);
+        // Perfectly separated runs reach ε_lb,max and contradict ε = 1.
+        let violated = summarize_runs("m", 1.0, None, 1e-5, 1.0, &runs(100, true, 0)).unwrap();
+        assert_eq!(violated.bound.epsilon, violated.bound.largest);
+        assert_eq!(violated.verdict(), Verdict::Violated);
+        // Indistinguishable runs at ε = 1 < ε_lb,max: consistent.
+        let consistent = summarize_runs("m", 1.0, None, 1e-5, 1.0, &runs(100, false, 0)).unwrap();
+        assert_eq!(consistent.verdict(), Verdict::Consistent);
+        assert!(!consistent.low_power());
+    }
+
+    #[test]
+    fn rows_where_most_a_runs_retrained_are_low_power() {
+        let half = summarize_runs("m", 1.0, None, 1e-5, 1.0, &runs(100, false, 50)).unwrap();
+        assert_eq!(half.retrained_share(), 0.5);
+        assert!(!half.low_power());
+        let most = summarize_runs("m", 1.0, None, 1e-5, 1.0, &runs(100, false, 69)).unwrap();
+        assert_eq!(most.retrained_runs, 69);
+        assert!(most.low_power());
+    }
 }

@@ -15,14 +15,45 @@ const THRESHOLDS_PER_UNIT: f64 = 100.0;
 /// Margin of the double-threshold family's windows.
 const BUFFER: f64 = 2.0;
 
-/// `count` evenly spaced values from `start` to `end` inclusive (numpy's `linspace`).
+/// `count` evenly spaced values from `start` to `end` inclusive, as numpy's `linspace`
+/// computes them (the scorer's double-threshold family): start + i·step, the last one exactly
+/// `end`.
 fn linspace(start: f64, end: f64, count: usize) -> impl Iterator<Item = f64> {
     let step = if count > 1 {
         (end - start) / (count - 1) as f64
     } else {
         0.0
     };
-    (0..count).map(move |index| start + step * index as f64)
+    (0..count).map(move |index| {
+        if count > 1 && index + 1 == count {
+            end
+        } else {
+            start + step * index as f64
+        }
+    })
+}
+
+/// The single-threshold family's thresholds as the scorer makes them: `torch.linspace`
+/// without a dtype returns float32 values, computed as ATen's CPU kernel does — start and end
+/// rounded to f32, step = (end − start)/(count − 1) in f32, the first half counted up from
+/// start and the second half down from end — which the scorer then compares with the f64
+/// confidences.
+fn linspace_f32(start: f64, end: f64, count: usize) -> impl Iterator<Item = f64> {
+    let (first, last) = (start as f32, end as f32);
+    let step = if count > 1 {
+        (last - first) / (count - 1) as f32
+    } else {
+        0.0
+    };
+    let halfway = count / 2;
+    (0..count).map(move |index| {
+        let value = if count == 1 || index < halfway {
+            first + step * index as f32
+        } else {
+            last - step * (count - 1 - index) as f32
+        };
+        f64::from(value)
+    })
 }
 
 /// How many of the sorted `values` are ≥ `threshold`.
@@ -105,11 +136,12 @@ pub fn example_epsilon(unlearned: &[f64], retrained: &[f64], delta: f64) -> f64 
             best = Some(best.map_or(epsilon, |b: f64| b.max(epsilon)));
         }
     };
-    // Single threshold: φ ≥ t ⇒ positive.
+    // Single threshold: φ ≥ t ⇒ positive, t in float32 as the scorer's torch.linspace makes
+    // them.
     let low = positive_low.min(negative_low);
     let high = positive_high.max(negative_high);
     let count = ((high - low) * THRESHOLDS_PER_UNIT).ceil().max(0.0) as usize;
-    for threshold in linspace(low, high, count) {
+    for threshold in linspace_f32(low, high, count) {
         consider(Rule {
             true_positive_rate: at_least(&positive_sorted, threshold) as f64
                 / positive.len() as f64,
@@ -241,6 +273,28 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let normal = Normal::new(mean, sd).unwrap();
         (0..count).map(|_| normal.sample(&mut rng)).collect()
+    }
+
+    #[test]
+    fn thresholds_are_made_as_the_scorer_makes_them() {
+        // numpy: the last value is the end itself, whatever the rounding of start + i·step.
+        let values: Vec<f64> = linspace(0.1, 0.7, 7).collect();
+        assert_eq!(values[6], 0.7);
+        assert_eq!(values[3], 0.1 + 0.1 * 3.0);
+        assert_eq!(linspace(2.0, 5.0, 1).collect::<Vec<_>>(), vec![2.0]);
+        // torch.linspace: float32 values; the second half counts down from the end.
+        let singles: Vec<f64> = linspace_f32(0.1, 0.7, 5).collect();
+        assert_eq!(singles[0], f64::from(0.1f32));
+        assert_eq!(singles[4], f64::from(0.7f32));
+        let step = (0.7f32 - 0.1f32) / 4.0;
+        assert_eq!(singles[1], f64::from(0.1f32 + step));
+        assert_eq!(singles[3], f64::from(0.7f32 - step));
+        assert!(singles.iter().all(|t| f64::from(*t as f32) == *t));
+        assert_eq!(linspace_f32(1.0, 1.0, 0).count(), 0);
+        assert_eq!(
+            linspace_f32(0.3, 2.0, 1).collect::<Vec<_>>(),
+            vec![f64::from(0.3f32)]
+        );
     }
 
     #[test]

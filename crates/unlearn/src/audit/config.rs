@@ -24,6 +24,36 @@ pub enum Protocol {
     Epsilon,
 }
 
+/// Where F1's runs start from (docs/algorithms.md §F1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Originals {
+    /// One original θ_o trained once per forget set; every run unlearns from it (the NeurIPS
+    /// 2023 challenge's protocol: its `main.py` reloads one `original_model.pth` for all 512
+    /// unlearning runs). A method with no randomness of its own then gives N identical models,
+    /// whose F is not a measurement (reported as "n/a — deterministic given θ_o").
+    #[default]
+    Shared,
+    /// Each run trains its own θ_o (seed recorded) and unlearns from it, beside its own
+    /// retrained model: the whole pipeline's randomness, so deterministic methods are scored.
+    PerRun,
+}
+
+impl Originals {
+    /// The challenge's protocol (the default, left out of the config's hash).
+    pub fn is_shared(&self) -> bool {
+        *self == Originals::Shared
+    }
+
+    /// The config spelling (`shared` or `per-run`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Originals::Shared => "shared",
+            Originals::PerRun => "per-run",
+        }
+    }
+}
+
 /// A whole audit: what to train and unlearn (as in a bench grid) and how to audit it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -61,6 +91,10 @@ pub struct AuditSettings {
     pub protocols: Vec<Protocol>,
     /// F1: models per side (N); F2: models (K).
     pub models: usize,
+    /// F1: one original for every run (`shared`, the challenge's protocol) or one per run
+    /// (`per-run`).
+    #[serde(skip_serializing_if = "Originals::is_shared")]
+    pub originals: Originals,
     /// F2: size of the target set X.
     pub targets: usize,
     /// Bootstrap resamples of F2's intervals.
@@ -80,6 +114,7 @@ impl Default for AuditSettings {
         AuditSettings {
             protocols: vec![Protocol::Challenge, Protocol::Ulira],
             models: 32,
+            originals: Originals::Shared,
             targets: 200,
             bootstrap: 1000,
             seed: 0,

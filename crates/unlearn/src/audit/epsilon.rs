@@ -74,6 +74,21 @@ pub struct EpsilonLowerBound {
     pub runs_a: u64,
     /// Second-half runs of B.
     pub runs_b: u64,
+    /// ε_lb,max: the largest lower bound these counted runs can show (no error at all on the
+    /// counted half), [`largest_lower_bound`]. A certificate at or above it cannot be
+    /// contradicted by this audit.
+    pub largest: f64,
+}
+
+/// ε_lb,max: the lower bound of a perfect test on `runs_a` and `runs_b` counted runs (no false
+/// positive, no false negative), at `delta`. Clopper–Pearson still allows error rates up to
+/// 1 − 0.05^{1/n}, so no outcome of this many runs can show more (≈ 3.49 for 100 per side).
+pub fn largest_lower_bound(runs_a: u64, runs_b: u64, delta: f64) -> f64 {
+    epsilon_of(
+        clopper_pearson_upper(0, runs_b, CONFIDENCE),
+        clopper_pearson_upper(0, runs_a, CONFIDENCE),
+        delta,
+    )
 }
 
 fn epsilon_of(fpr: f64, fnr: f64, delta: f64) -> f64 {
@@ -136,6 +151,7 @@ pub fn epsilon_lower_bound(a: &[f64], b: &[f64], delta: f64) -> Result<EpsilonLo
         false_negatives,
         runs_a,
         runs_b,
+        largest: largest_lower_bound(runs_a, runs_b, delta),
     })
 }
 
@@ -165,6 +181,25 @@ mod tests {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
         let normal = Normal::new(mean, sd).unwrap();
         (0..count).map(|_| normal.sample(&mut rng)).collect()
+    }
+
+    #[test]
+    fn the_largest_bound_of_a_number_of_runs() {
+        // 100 counted runs per side (200 runs): ln((1 − δ − u)/u) with u = 1 − 0.05^(1/100).
+        let upper = 1.0 - 0.05f64.powf(0.01);
+        let expected = ((1.0 - 1e-5 - upper) / upper).ln();
+        assert!((largest_lower_bound(100, 100, 1e-5) - expected).abs() < 1e-9);
+        assert!((expected - 3.49).abs() < 0.01, "{expected}");
+        // 50 per side (100 runs) can show less; more runs show more.
+        let fifty = largest_lower_bound(50, 50, 1e-5);
+        assert!(fifty < 3.0 && fifty > 2.5, "{fifty}");
+        assert!(largest_lower_bound(1000, 1000, 1e-5) > 5.0);
+        // A perfect separation reaches it exactly.
+        let a: Vec<f64> = (0..100).map(|i| 10.0 + i as f64).collect();
+        let b: Vec<f64> = (0..100).map(|i| -(i as f64)).collect();
+        let bound = epsilon_lower_bound(&a, &b, 1e-5).unwrap();
+        assert_eq!(bound.epsilon, bound.largest);
+        assert_eq!(bound.largest, largest_lower_bound(50, 50, 1e-5));
     }
 
     /// The Gaussian mechanism with sensitivity 1 and σ = sqrt(2 ln(1.25/δ))/ε is (ε, δ)-DP

@@ -152,6 +152,12 @@ pub fn challenge_seeds(seed: u64, models: usize, run: usize) -> (u64, u64) {
     )
 }
 
+/// The seed of F1's run `run`'s own original θ_o under `originals = "per-run"`: disjoint from
+/// every unlearned and retrained model's seed of [`challenge_seeds`].
+pub fn challenge_original_seed(seed: u64, models: usize, run: usize) -> u64 {
+    seed.wrapping_add((2 * models + run) as u64)
+}
+
 /// F1's scores from both sides' statistics.
 pub fn challenge_result(
     unlearned: Vec<ModelStatistics>,

@@ -1,9 +1,10 @@
 //! The audit's reports: `report.md` (tables) and `report.html` (the tables, U-LiRA's ROC curves
 //! on log-log axes and histograms of the challenge's per-example ε).
 
+use super::certified::Verdict;
 use super::challenge::EPSILON_CAP;
-use super::config::AuditConfig;
-use super::results::{AuditSummary, ChallengeRow, Cost, UliraRow};
+use super::config::{AuditConfig, Originals};
+use super::results::{AuditSummary, ChallengeRow, Cost, DETERMINISTIC, UliraRow};
 use crate::bench::report::plot_error;
 use crate::error::Result;
 use crate::io::write_atomic;
@@ -45,20 +46,36 @@ pub fn render_markdown(
             "Cost: {} models in {:.1} s ({} part(s), {} thread(s) each): {:.1} models per minute.\n\n",
             cost.models, cost.seconds, cost.parts, cost.jobs, cost.models_per_minute
         ));
+        for machine in &cost.machines {
+            text.push_str(&format!("Machine: {}.\n\n", machine.describe()));
+        }
     }
     if !summary.challenge.is_empty() {
-        text.push_str(
-            "## F1: NeurIPS 2023 challenge score\n\nForget quality F (1 = indistinguishable from retraining; with N models per side even retraining scores well below 1, its row is the noise floor) and the final score F · (RA_U/RA_R) · (TA_U/TA_R).\n\n\
-             | forget | method | F | final score | RA | TA | RA (retrained) | TA (retrained) |\n|---|---|---:|---:|---:|---:|---:|---:|\n",
-        );
+        let protocol = match config.audit.originals {
+            Originals::Shared => {
+                "`originals = \"shared\"` (the challenge's protocol): one original θ_o per forget set, every unlearned model unlearns from it with its own seed"
+            }
+            Originals::PerRun => {
+                "`originals = \"per-run\"`: each run trains its own θ_o (seed recorded) and unlearns from it, beside its own retrained model"
+            }
+        };
+        text.push_str(&format!(
+            "## F1: NeurIPS 2023 challenge score\n\nForget quality F (1 = indistinguishable from retraining; with N models per side even retraining scores well below 1, its row is the noise floor) and the final score F · (RA_U/RA_R) · (TA_U/TA_R). Models: {protocol}. \"distinct\" counts the unlearned models by parameter hash; a row whose models are all one model has no F.\n\n\
+             | forget | method | distinct | F | final score | RA | TA | RA (retrained) | TA (retrained) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n"
+        ));
+        let score = |value: Option<f64>| {
+            value.map_or_else(|| DETERMINISTIC.to_string(), |v| format!("{v:.3}"))
+        };
         for row in &summary.challenge {
             text.push_str(&format!(
-                "| {} | {}{} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
+                "| {} | {}{} | {}/{} | {} | {} | {:.2} | {:.2} | {:.2} | {:.2} |\n",
                 row.forget,
                 row.method,
                 if row.reference.is_some() { " *" } else { "" },
-                row.forget_quality,
-                row.final_score,
+                row.distinct_models,
+                row.models,
+                score(row.forget_quality),
+                score(row.final_score),
                 row.retain_accuracy,
                 row.test_accuracy,
                 row.reference_retain_accuracy,
@@ -73,6 +90,16 @@ pub fn render_markdown(
             text.push_str(&format!(
                 "\n\\* compared with {reference} (its exact counterpart), not with single retrained networks.\n"
             ));
+        }
+        let mut reasons: Vec<&str> = summary
+            .challenge
+            .iter()
+            .filter_map(|row| row.not_scored.as_deref())
+            .collect();
+        reasons.sort_unstable();
+        reasons.dedup();
+        for reason in reasons {
+            text.push_str(&format!("\n{reason}.\n"));
         }
         text.push('\n');
     }
@@ -99,8 +126,8 @@ pub fn render_markdown(
     if !summary.epsilon.is_empty() {
         let certified = &config.audit.certified;
         text.push_str(&format!(
-            "## F3: empirical ε lower bound against the certificates\n\nTask `{}` on `{}`, λ = {}, canary = the worst-fitted row; A = train on D then remove the canary, B = train on D without it; statistic = projection on the noiseless θ_A − θ_B; half the runs choose the threshold, the other half are counted (Clopper–Pearson 95%).{}\n\n\
-             | method | certified ε | δ | σ | runs per side | A runs retrained | ε_lb | verdict |\n|---|---:|---:|---:|---:|---:|---:|---|\n",
+            "## F3: empirical ε lower bound against the certificates\n\nTask `{}` on `{}`, λ = {}, canary = the worst-fitted row; A = train on D then remove the canary, B = train on D without it; statistic = projection on the noiseless θ_A − θ_B; half the runs choose the threshold, the other half are counted (Clopper–Pearson 95%). ε_lb,max is the largest ε_lb the counted runs can show (no error at all): a certificate with ε ≥ ε_lb,max is **untestable** by this many runs, not consistent. A runs that retrained instead of removing the canary compare retraining with retraining; a row where more than half did is marked *low power*.{}\n\n\
+             | method | certified ε | δ | σ | runs per side | A runs retrained | ε_lb | ε_lb,max | verdict |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
             certified.classes,
             certified.data_source(&config.data),
             certified.regularization,
@@ -115,8 +142,12 @@ pub fn render_markdown(
         ));
         for row in &summary.epsilon {
             let audit = &row.audit;
+            let verdict = match row.verdict {
+                Verdict::Violated => "**violated**".to_string(),
+                other => other.name().to_string(),
+            };
             text.push_str(&format!(
-                "| {} | {} | {:.2e} | {} | {} | {} | {:.3} | {} |\n",
+                "| {} | {} | {:.2e} | {} | {} | {} ({:.0}%) | {:.3} | {:.3} | {}{} |\n",
                 audit.method,
                 audit.claimed_epsilon,
                 audit.delta,
@@ -126,12 +157,11 @@ pub fn render_markdown(
                     .unwrap_or_else(|| "–".into()),
                 audit.runs,
                 audit.retrained_runs,
+                100.0 * row.retrained_share,
                 audit.bound.epsilon,
-                if row.violated {
-                    "**violated**"
-                } else {
-                    "consistent"
-                }
+                audit.bound.largest,
+                verdict,
+                if row.low_power { ", *low power*" } else { "" }
             ));
         }
         text.push('\n');
@@ -252,7 +282,11 @@ fn epsilon_histogram_svg(rows: &[&ChallengeRow]) -> Result<String> {
                     color.stroke_width(2),
                 ))
                 .map_err(plot_error)?
-                .label(format!("{} (F {:.3})", row.method, row.forget_quality))
+                .label(format!(
+                    "{} (F {:.3})",
+                    row.method,
+                    row.forget_quality.unwrap_or(0.0)
+                ))
                 .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], color));
         }
         chart
@@ -310,10 +344,11 @@ pub fn render_html(
         html
     };
     for forget in &config.forget {
+        // Rows without F have no per-example ε to plot.
         let challenge: Vec<&ChallengeRow> = summary
             .challenge
             .iter()
-            .filter(|row| &row.forget == forget)
+            .filter(|row| &row.forget == forget && row.forget_quality.is_some())
             .collect();
         let ulira: Vec<&UliraRow> = summary
             .ulira

@@ -4,7 +4,7 @@
 //! sharded run (`parts/i-of-N/`) hold records and a `part.json`; [`merge`] checks them and
 //! computes the same results as one process.
 
-use super::certified::{CertifiedAudit, CertifiedRun, summarize_runs};
+use super::certified::{CertifiedAudit, CertifiedRun, Verdict, summarize_runs};
 use super::config::AuditConfig;
 use super::protocol::{ModelStatistics, challenge_result};
 use super::run::{AuditRecord, Measurement, REFERENCE, reference_name, units};
@@ -30,6 +30,9 @@ pub const PART_FILE: &str = "part.json";
 /// What a SISA row's F1 is measured against (its exact counterpart, not a single network).
 pub const SISA_REFERENCE: &str = "SISA ensembles retrained without the forget set";
 
+/// What a row's F says when its unlearned models are all one model.
+pub const DETERMINISTIC: &str = "n/a — deterministic given θ_o";
+
 /// F1 for one row on one forget set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChallengeRow {
@@ -39,10 +42,16 @@ pub struct ChallengeRow {
     pub method: String,
     /// Models per side.
     pub models: usize,
-    /// Forget quality F.
-    pub forget_quality: f64,
-    /// F · (RA_U / RA_R) · (TA_U / TA_R).
-    pub final_score: f64,
+    /// Distinct unlearned models (by parameter hash).
+    pub distinct_models: usize,
+    /// Forget quality F; `None` when it measures nothing (see `not_scored`).
+    pub forget_quality: Option<f64>,
+    /// F · (RA_U / RA_R) · (TA_U / TA_R); `None` with F.
+    pub final_score: Option<f64>,
+    /// Why F is not reported: [`DETERMINISTIC`] and the reason, when the N unlearned models
+    /// are one model (a method without randomness run N times from one θ_o).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_scored: Option<String>,
     /// Mean retain accuracy (%) of the unlearned models.
     pub retain_accuracy: f64,
     /// Mean test accuracy (%) of the unlearned models.
@@ -54,8 +63,19 @@ pub struct ChallengeRow {
     /// What the row was compared with, when not the shared retrained networks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
-    /// ε of every forget example.
+    /// ε of every forget example (empty when F is not scored).
     pub example_epsilons: Vec<f64>,
+}
+
+/// Why the F of `models` unlearned models with `distinct` distinct parameter hashes is not a
+/// measurement, if it is not: N copies of one model have range 0 on every example, so the
+/// scorer's "peaky" rule gives each example the cap and F = 0 whatever the method forgot.
+pub fn deterministic_reason(models: usize, distinct: usize) -> Option<String> {
+    (models >= 2 && distinct == 1).then(|| {
+        format!(
+            "{DETERMINISTIC}: the {models} unlearned models are one model (same parameter hash), so every forget example's ε is the scorer's cap for a peaky distribution and F would be 0 whatever the method removed; audit it with `originals = \"per-run\"` (each run its own θ_o)"
+        )
+    })
 }
 
 /// F2 for one row on one forget selector's targets.
@@ -84,6 +104,12 @@ pub struct EpsilonRow {
     pub audit: CertifiedAudit,
     /// ε_lb > ε: the certificate is contradicted.
     pub violated: bool,
+    /// Violated, consistent, or untestable (ε ≥ ε_lb,max, `audit.bound.largest`).
+    pub verdict: Verdict,
+    /// Share of A runs that retrained instead of removing the canary.
+    pub retrained_share: f64,
+    /// More than half of the A runs retrained.
+    pub low_power: bool,
 }
 
 /// `audit.json`: every score of the run.
@@ -123,6 +149,10 @@ pub struct Cost {
     pub parts: usize,
     /// Models per minute of wall-clock (a merge: per part-minute).
     pub models_per_minute: f64,
+    /// The machine each process ran on (threads and load average when it finished): one for
+    /// a whole run, one per part for a merge.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machines: Vec<crate::machine::Machine>,
 }
 
 impl Cost {
@@ -134,6 +164,7 @@ impl Cost {
             jobs,
             parts,
             models_per_minute: models as f64 / (seconds / 60.0).max(1e-9),
+            machines: vec![crate::machine::Machine::current()],
         }
     }
 }
@@ -236,6 +267,7 @@ pub fn summarize(config: &AuditConfig, records: &[AuditRecord]) -> Result<AuditS
                 run,
                 side,
                 statistics,
+                ..
             } = &record.measurement
                 && f == forget
             {
@@ -260,13 +292,22 @@ pub fn summarize(config: &AuditConfig, records: &[AuditRecord]) -> Result<AuditS
                 } else {
                     (own, Some(SISA_REFERENCE.to_string()))
                 };
+                let distinct_models = unlearned
+                    .iter()
+                    .map(|statistics| statistics.model_hash.as_str())
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len();
+                let not_scored = deterministic_reason(unlearned.len(), distinct_models);
                 let result = challenge_result(unlearned, reference)?;
+                let scored = not_scored.is_none();
                 summary.challenge.push(ChallengeRow {
                     forget: forget.clone(),
                     method: row.clone(),
                     models: result.unlearned.len(),
-                    forget_quality: result.quality.forget_quality,
-                    final_score: result.final_score,
+                    distinct_models,
+                    forget_quality: scored.then_some(result.quality.forget_quality),
+                    final_score: scored.then_some(result.final_score),
+                    not_scored,
                     retain_accuracy: mean(result.unlearned.iter().map(|s| s.retain_accuracy)),
                     test_accuracy: mean(result.unlearned.iter().map(|s| s.test_accuracy)),
                     reference_retain_accuracy: mean(
@@ -274,7 +315,11 @@ pub fn summarize(config: &AuditConfig, records: &[AuditRecord]) -> Result<AuditS
                     ),
                     reference_test_accuracy: mean(result.retrained.iter().map(|s| s.test_accuracy)),
                     reference: own_reference,
-                    example_epsilons: result.quality.epsilons,
+                    example_epsilons: if scored {
+                        result.quality.epsilons
+                    } else {
+                        Vec::new()
+                    },
                 });
             }
         }
@@ -353,6 +398,9 @@ pub fn summarize(config: &AuditConfig, records: &[AuditRecord]) -> Result<AuditS
             summary.epsilon.push(EpsilonRow {
                 canary,
                 violated: audit.violated(),
+                verdict: audit.verdict(),
+                retrained_share: audit.retrained_share(),
+                low_power: audit.low_power(),
                 audit,
             });
         }
@@ -471,6 +519,7 @@ pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(AuditSummary, Pat
     let all_units = units(&config).len();
     let mut records = Vec::new();
     let (mut models, mut seconds, mut jobs) = (0, 0.0, 0);
+    let mut machines = Vec::new();
     for (directory, description) in &parts {
         let part_records = read_records(&directory.join(RECORDS_FILE))?;
         let owned = (0..all_units)
@@ -493,11 +542,15 @@ pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(AuditSummary, Pat
         records.extend(part_records);
         models += description.cost.models;
         seconds += description.cost.seconds;
+        machines.extend(description.cost.machines.iter().cloned());
         jobs = jobs.max(description.cost.jobs);
     }
     records.sort_by_key(|r| r.unit);
     let out = crate::parallel::merge_directory(first_dir, out)?;
-    let cost = Cost::new(models, seconds, jobs, count);
+    let cost = Cost {
+        machines,
+        ..Cost::new(models, seconds, jobs, count)
+    };
     let summary = write_results(&out, &config, &records, &cost)?;
     Ok((summary, out))
 }

@@ -7,9 +7,12 @@
 
 use super::certified::{CertifiedAuditPlan, CertifiedRun, worst_fitted_row};
 use super::certified_nn::{NeuralAuditPlan, NeuralAuditSpec};
-use super::config::{AuditConfig, CertifiedSettings, ORIGINAL_ROW, Protocol, RETRAIN_ROW};
+use super::config::{
+    AuditConfig, CertifiedSettings, ORIGINAL_ROW, Originals, Protocol, RETRAIN_ROW,
+};
 use super::protocol::{
-    AuditedModel, ModelStatistics, UliraPlan, challenge_seeds, retrain_from, statistics_with_seed,
+    AuditedModel, ModelStatistics, UliraPlan, challenge_original_seed, challenge_seeds,
+    retrain_from, statistics_with_seed,
 };
 use crate::bench::config::MethodConfig;
 use crate::convex::{CertifiedTraining, ConvexData, ConvexTask};
@@ -100,6 +103,10 @@ pub enum Measurement {
         run: usize,
         /// `unlearned` or `retrained`.
         side: String,
+        /// The seed of the run's own original θ_o (`originals = "per-run"`; absent when every
+        /// run shares the one original trained with the audit's seed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        original_seed: Option<u64>,
         /// The statistics (seed, φ of every forget example, accuracies, model hash).
         statistics: ModelStatistics,
     },
@@ -181,7 +188,8 @@ struct NeuralContext {
     data: DataBundle,
     spec: ModelSpec,
     splits: Vec<Split>,
-    /// θ_o per selector (F1), trained only when the part owns one of its runs.
+    /// θ_o per selector (F1), trained only when the part owns one of its runs and the runs
+    /// share it (`originals = "shared"`).
     originals: Vec<Option<(Artifact, Vec<PathBuf>)>>,
     /// U-LiRA's plan per selector.
     ulira: Vec<Option<UliraPlan>>,
@@ -507,11 +515,13 @@ fn neural_context(
         ulira: Vec::new(),
         kinds,
     };
+    let shared = config.audit.originals == Originals::Shared;
     let challenge: Vec<usize> = (0..config.forget.len())
         .filter(|forget| {
-            owned
-                .iter()
-                .any(|unit| matches!(unit, Unit::Challenge { forget: f, .. } if f == forget))
+            shared
+                && owned
+                    .iter()
+                    .any(|unit| matches!(unit, Unit::Challenge { forget: f, .. } if f == forget))
         })
         .collect();
     let trained = map_ordered(
@@ -575,12 +585,32 @@ fn run_unit(
         Unit::Challenge { forget, run } => {
             let context = neural.ok_or_else(missing)?;
             let setup = worker.setup.as_mut().ok_or_else(missing)?;
-            let (original, records) = context.originals[forget].as_ref().ok_or_else(missing)?;
             setup.split = context.splits[forget].clone();
             let (run_seed, retrain_seed) = challenge_seeds(settings.seed, settings.models, run);
+            let mut models = 0;
+            // The run's own θ_o (`per-run`), trained with its own seed, or the shared one.
+            let own_original = match settings.originals {
+                Originals::Shared => None,
+                Originals::PerRun => {
+                    let seed = challenge_original_seed(settings.seed, settings.models, run);
+                    let (base_seed, base_recipe_seed) = (setup.seed, setup.recipe.seed);
+                    setup.seed = seed;
+                    setup.recipe.seed = seed;
+                    let stem = format!("challenge-{forget}-run-{run}");
+                    let trained = train_original(setup, &context.kinds, records_dir, &stem);
+                    setup.seed = base_seed;
+                    setup.recipe.seed = base_recipe_seed;
+                    models += 1;
+                    Some((trained?, seed))
+                }
+            };
+            let original_seed = own_original.as_ref().map(|(_, seed)| *seed);
+            let (original, records) = match &own_original {
+                Some((trained, _)) => trained,
+                None => context.originals[forget].as_ref().ok_or_else(missing)?,
+            };
             let selector = &config.forget[forget];
             let mut measurements = Vec::with_capacity(rows.len() + 1);
-            let mut models = 0;
             for row in &rows {
                 let statistics = statistics_with_seed(setup, run_seed, |setup| {
                     row_model(setup, original, records, row, &worker.methods)
@@ -591,6 +621,7 @@ fn run_unit(
                     method: row.clone(),
                     run,
                     side: "unlearned".into(),
+                    original_seed,
                     statistics,
                 });
             }
@@ -602,6 +633,7 @@ fn run_unit(
                 method: REFERENCE.into(),
                 run,
                 side: "retrained".into(),
+                original_seed,
                 statistics,
             });
             for (label, method) in &worker.methods {
@@ -616,8 +648,14 @@ fn run_unit(
                         method: reference_name(label, true),
                         run,
                         side: "retrained".into(),
+                        original_seed,
                         statistics,
                     });
+                }
+            }
+            for path in records {
+                if own_original.is_some() {
+                    let _ = std::fs::remove_file(path);
                 }
             }
             Ok((measurements, models + 1))

@@ -1,8 +1,12 @@
 //! A cache of trained originals and retrained references, keyed by the dataset hash, the
 //! split hash and the recipe hash, so a grid trains each reference once and reruns reuse it.
+//! Beside each model, `KEY.timing.json` records the machine and load its training was timed
+//! under: a cached time was measured in another run and is shown as such, never divided by a
+//! time measured now.
 
 use crate::error::{Error, Result};
-use crate::io::short_hash;
+use crate::io::{short_hash, write_atomic};
+use crate::machine::Machine;
 use crate::model::Artifact;
 use crate::pipeline::Setup;
 use std::path::{Path, PathBuf};
@@ -43,8 +47,16 @@ impl ModelCache {
         self.directory.join(format!("{key}.safetensors"))
     }
 
-    /// The cached model of `role`, or a freshly trained one (then stored). Returns whether it
-    /// came from the cache. `fresh` ignores and overwrites the cache.
+    /// Where and when the cached model of `role` was timed, when that was recorded.
+    pub fn timing(&self, role: &str, setup: &Setup) -> Option<Machine> {
+        let path = self.path(role, setup).with_extension("timing.json");
+        let bytes = std::fs::read(path).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// The cached model of `role`, or a freshly trained one (then stored, with the machine it
+    /// was timed on). Returns whether it came from the cache. `fresh` ignores and overwrites
+    /// the cache.
     pub fn get_or_train(
         &self,
         role: &str,
@@ -66,6 +78,9 @@ impl ModelCache {
         }
         let artifact = train()?;
         artifact.save(&path)?;
+        let timing = serde_json::to_vec_pretty(&Machine::current())
+            .map_err(|e| Error::invalid(format!("cannot encode the timing: {e}")))?;
+        write_atomic(path.with_extension("timing.json"), &timing)?;
         Ok((artifact, false))
     }
 }

@@ -14,6 +14,7 @@ pub use report::{Summary, render_html, render_markdown, summarize, write_reports
 use crate::data::{DataSource, ForgetSelector, Split, load};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluation, SplitPredictions, evaluate, predict_split};
+use crate::machine::Machine;
 use crate::methods;
 use crate::model::{ModelSpec, TOOL_VERSION};
 use crate::parallel::Shard;
@@ -53,7 +54,8 @@ pub struct RunRecord {
     pub failure: Option<String>,
     /// Wall-clock seconds of the run (training time for `original` and `retrain`).
     pub seconds: f64,
-    /// Retraining time divided by this run's time.
+    /// Retraining time divided by this run's time, only when the retrained reference was
+    /// timed in the same run (not taken from the cache; `--retime` retrains a cached one).
     pub speedup: Option<f64>,
     /// Optimisation steps of the unlearning run.
     pub steps: usize,
@@ -79,6 +81,13 @@ pub struct RunRecord {
     pub original_from_cache: bool,
     /// Whether the retrained reference came from the cache.
     pub reference_from_cache: bool,
+    /// Where and when the retrained reference's training was timed, when it came from the
+    /// cache (absent for a cache entry older than these records).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reference_timing: Option<Machine>,
+    /// The machine, threads and load this record was made under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<Machine>,
 }
 
 /// Options of a grid run.
@@ -92,6 +101,9 @@ pub struct BenchOptions {
     pub resume: bool,
     /// Ignore (and overwrite) cached models.
     pub fresh: bool,
+    /// Retrain a cached retrained reference so that its time is measured in this run (the
+    /// speed-ups need it); the cached original is still used.
+    pub retime: bool,
     /// Compute device (autodiff).
     pub device: Device,
     /// Progress display.
@@ -463,6 +475,8 @@ fn failed_record(config: &BenchConfig, setup: &Setup, label: &str, failure: &str
         model_hash: String::new(),
         original_from_cache: false,
         reference_from_cache: false,
+        reference_timing: None,
+        machine: Some(Machine::current()),
     }
 }
 
@@ -544,10 +558,11 @@ fn run_cell(
         other => other?,
     };
     let retrain = methods::Retrain;
-    let trained_reference = cache.get_or_train("retrain", setup, options.fresh, || {
-        let (outcome, seconds) = setup.unlearn(&original, &retrain, Vec::new())?;
-        Ok(setup.unlearned_artifact(&original, &retrain, outcome, seconds))
-    });
+    let trained_reference =
+        cache.get_or_train("retrain", setup, options.fresh || options.retime, || {
+            let (outcome, seconds) = setup.unlearn(&original, &retrain, Vec::new())?;
+            Ok(setup.unlearned_artifact(&original, &retrain, outcome, seconds))
+        });
     let (reference, reference_from_cache) = match trained_reference {
         Err(error @ Error::Diverged { .. }) => return fail_cell(&error, &mut emit),
         other => other?,
@@ -562,6 +577,18 @@ fn run_cell(
     let reference_predictions = predict_split(&reference.network, &setup.data, &setup.split)?;
     let reference_headline = evaluate(&reference_predictions, None, setup.seed)?.headline;
     let retrain_seconds = reference.metadata.seconds;
+    // A speed-up divides a retraining time by a time measured now: only when the retraining
+    // was timed in this run too (a cached time comes from another run, under another load).
+    let reference_timing = reference_from_cache.then(|| {
+        cache.timing("retrain", setup).unwrap_or_else(|| Machine {
+            cpu: "unknown".into(),
+            isa: "unknown".into(),
+            cores: 0,
+            threads: 0,
+            load_average: None,
+            measured_at: "unknown date".into(),
+        })
+    });
     let record = |method: &str,
                   method_name: &str,
                   parameters: serde_json::Value,
@@ -585,7 +612,8 @@ fn run_cell(
             )?),
             failure: None,
             seconds,
-            speedup: (method != "original").then(|| retrain_seconds / seconds.max(1e-9)),
+            speedup: (method != "original" && !reference_from_cache)
+                .then(|| retrain_seconds / seconds.max(1e-9)),
             steps,
             notes,
             sizes: [
@@ -602,6 +630,8 @@ fn run_cell(
             model_hash: artifact_hash,
             original_from_cache,
             reference_from_cache,
+            reference_timing: reference_timing.clone(),
+            machine: Some(Machine::current()),
         })
     };
     if pending.contains(&"original") {

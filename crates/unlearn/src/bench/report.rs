@@ -61,8 +61,13 @@ pub struct Summary {
     pub average_gap: Stat,
     /// Wall-clock seconds.
     pub seconds: Stat,
-    /// Speed-up over retraining.
+    /// Speed-up over retraining, over the seeds whose retraining was timed in the same run;
+    /// `None` when none was (the reference came from the cache) or for `original`.
     pub speedup: Option<Stat>,
+    /// When the retrained references came from the cache: "cached, measured DATE, load L"
+    /// (their times were measured in another run; `--retime` measures them again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_reference: Option<String>,
     /// Mean test accuracy per class.
     pub test_per_class: Vec<Option<f64>>,
 }
@@ -112,14 +117,51 @@ pub fn summarize(records: &[RunRecord]) -> Vec<Summary> {
                 mia_efficacy: stat(&|_, e| e.headline.mia_efficacy),
                 average_gap: stat(&|_, e| e.reference.map(|c| c.average_gap).unwrap_or(f64::NAN)),
                 seconds: stat(&|r, _| r.seconds),
-                speedup: (method != "original")
-                    .then(|| stat(&|r, _| r.speedup.unwrap_or(f64::NAN))),
+                speedup: {
+                    let timed: Vec<f64> = group.iter().filter_map(|(r, _)| r.speedup).collect();
+                    (method != "original" && !timed.is_empty()).then(|| Stat::of(&timed))
+                },
+                cached_reference: cached_reference(&group),
                 test_per_class,
                 forget,
                 method,
             }
         })
         .collect()
+}
+
+/// "cached, measured DATE, load L" for the cached references of `group` (dates and the
+/// highest 1-minute load over them), or `None` when every reference was timed in its run.
+fn cached_reference(group: &[(&RunRecord, &crate::eval::Evaluation)]) -> Option<String> {
+    let cached: Vec<&RunRecord> = group
+        .iter()
+        .map(|(r, _)| *r)
+        .filter(|r| r.reference_from_cache)
+        .collect();
+    if cached.is_empty() {
+        return None;
+    }
+    let mut dates: Vec<&str> = cached
+        .iter()
+        .map(|r| {
+            r.reference_timing.as_ref().map_or("unknown date", |m| {
+                m.measured_at.get(..10).unwrap_or(&m.measured_at)
+            })
+        })
+        .collect();
+    dates.sort_unstable();
+    dates.dedup();
+    let load = cached
+        .iter()
+        .filter_map(|r| r.reference_timing.as_ref()?.load_average.map(|l| l[0]))
+        .fold(None, |high: Option<f64>, l| {
+            Some(high.map_or(l, |h| h.max(l)))
+        });
+    Some(format!(
+        "cached, measured {}, load {}",
+        dates.join(", "),
+        load.map_or_else(|| "unknown".to_string(), |l| format!("{l:.2}"))
+    ))
 }
 
 fn forget_selectors(summaries: &[Summary]) -> Vec<String> {
@@ -143,6 +185,29 @@ pub fn render_markdown(records: &[RunRecord]) -> String {
          Avg. Gap against retrain (lower is better), time in seconds (original: training time).\n",
         first.grid, first.data, first.model, first.tool_version
     );
+    let loads: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r.machine.as_ref()?.load_average.map(|l| l[0]))
+        .collect();
+    if let Some(machine) = records.iter().find_map(|r| r.machine.as_ref()) {
+        let (low, high) = loads
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), l| {
+                (lo.min(*l), hi.max(*l))
+            });
+        out.push_str(&format!(
+            "\nMachine: {} ({}), {} thread(s) of {} core(s); load average {} over the records.\n",
+            machine.cpu,
+            machine.isa,
+            machine.threads,
+            machine.cores,
+            if loads.is_empty() {
+                "unknown".to_string()
+            } else {
+                format!("{low:.2}–{high:.2}")
+            }
+        ));
+    }
     for forget in forget_selectors(&summaries) {
         let rows: Vec<&Summary> = summaries.iter().filter(|s| s.forget == forget).collect();
         let sizes = records
@@ -169,6 +234,10 @@ pub fn render_markdown(records: &[RunRecord]) -> String {
                 ));
                 continue;
             }
+            let seconds = match (&row.cached_reference, row.method.as_str()) {
+                (Some(cached), "retrain") => format!("{} ({cached})", row.seconds.show(2)),
+                _ => row.seconds.show(2),
+            };
             out.push_str(&format!(
                 "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 row.method,
@@ -177,10 +246,15 @@ pub fn render_markdown(records: &[RunRecord]) -> String {
                 row.test_accuracy.show(2),
                 row.mia_efficacy.show(2),
                 row.average_gap.show(2),
-                row.seconds.show(2),
+                seconds,
                 row.speedup
                     .map(|s| format!("{:.1}×", s.mean))
                     .unwrap_or_else(|| "–".into()),
+            ));
+        }
+        if let Some(cached) = rows.iter().find_map(|row| row.cached_reference.as_ref()) {
+            out.push_str(&format!(
+                "\nThe retrained references came from the cache ({cached}): their times were measured in another run, so no speed-up is computed from them; `unlearn bench --retime` retrains them in the run.\n"
             ));
         }
         out.push_str(&add_on_markdown(&rows));
@@ -766,6 +840,7 @@ mod tests {
             average_gap: stat(1.0),
             seconds: stat(seconds),
             speedup: None,
+            cached_reference: None,
             test_per_class: Vec::new(),
         }
     }

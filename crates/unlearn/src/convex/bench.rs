@@ -585,6 +585,7 @@ pub fn run_p3_bench(
         config: config.clone(),
         config_path: config_path.display().to_string(),
         report,
+        machine: Some(crate::machine::Machine::current()),
     };
     let json = serde_json::to_string_pretty(&saved)
         .map_err(|e| Error::invalid(format!("cannot encode the report: {e}")))?;
@@ -608,6 +609,9 @@ pub struct SavedP3 {
     pub config_path: String,
     /// The results.
     pub report: P3Report,
+    /// The machine, threads and load the run was timed under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<crate::machine::Machine>,
 }
 
 /// Rewrites report.md and accuracy_vs_epsilon.svg of a P3 results directory from its p3.json

@@ -25,7 +25,7 @@ pub use amnesiac_batch::{AmnesiacBatch, UNDO_SHARE_WARNING, undo_share_warning};
 pub use amnesiac_sample::AmnesiacSample;
 pub use finetune::{Finetune, Repair};
 pub use fisher::FisherForgetting;
-pub use gradient_ascent::GradientAscent;
+pub use gradient_ascent::{ForgetLossCap, GradientAscent};
 pub use l1_sparse::L1Sparse;
 pub use neggrad_plus::NegGradPlus;
 pub use noisy_ft_gradclip::NoisyFtGradclip;

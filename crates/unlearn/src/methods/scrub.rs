@@ -1,8 +1,12 @@
 //! SCRUB (Kurmanji, Triantafillou, Hayes, Triantafillou 2023, "Towards Unbounded Machine
 //! Unlearning"): a student initialised at θ_o moves away from the frozen teacher θ_o on the
 //! forget set (max steps) while staying close to it, and accurate, on the retain set (min
-//! steps).
+//! steps). The max steps are bounded per sample (our guard, docs/algorithms.md §D): each forget
+//! sample's divergence counts up to ln C (`forget-divergence-cap`, as the forget-loss cap of
+//! [`super::gradient_ascent`]); unbounded, the defaults diverged on Fashion-MNIST class
+//! forgetting (BENCHMARKS.md "Defaults on class forgetting").
 
+use super::gradient_ascent::{ForgetLossCap, bounded_mean};
 use super::{
     MethodParams, RETAIN_STEP_FLOOR, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order,
 };
@@ -39,14 +43,17 @@ pub struct Scrub {
     /// Floor on the steps (more epochs when `epochs` would make fewer); see
     /// [`MethodParams::step_floor`].
     pub min_steps: usize,
+    /// How far the max steps push each forget sample's divergence (before the T² factor).
+    pub forget_divergence_cap: ForgetLossCap,
 }
 
 impl Scrub {
     /// Reads `epochs` (3), `max_epochs` (2), `retain_steps` (100), `temperature` (2),
     /// `kl_weight` (α, 0.5), `ce_weight` (γ, 1), `lr` (5e-4), `batch` (128) and
-    /// `forget_batch` (64), and `min-steps` ([`RETAIN_STEP_FLOOR`], 0 when `epochs` is
-    /// given). Scaled down from the paper's 10 epochs over D_r so that a run
-    /// costs a fraction of retraining.
+    /// `forget_batch` (64), `min-steps` ([`RETAIN_STEP_FLOOR`], 0 when `epochs` is given) and
+    /// `forget-divergence-cap` (`chance`, `misclassified`, `none` or nats; default `chance`).
+    /// Scaled down from the paper's 10 epochs over D_r so that a run costs a fraction of
+    /// retraining.
     pub fn from_params(params: &MethodParams) -> Result<Scrub> {
         let name = "scrub";
         let method = Scrub {
@@ -60,6 +67,11 @@ impl Scrub {
             batch_size: params.get(name, "batch", 128)?,
             forget_batch_size: params.get(name, "forget_batch", 64)?,
             min_steps: params.step_floor(name, "epochs", RETAIN_STEP_FLOOR)?,
+            forget_divergence_cap: params.get(
+                name,
+                "forget-divergence-cap",
+                ForgetLossCap::Chance,
+            )?,
         };
         params.finish(name)?;
         if !(method.temperature.is_finite() && method.temperature > 0.0) {
@@ -72,6 +84,32 @@ impl Scrub {
     }
 }
 
+/// Per-sample KL(softmax(z_t/T) ‖ softmax(z_s/T)) `[batch]`, the teacher's logits
+/// detached, and the student's logits (at temperature 1).
+fn teacher_divergences(
+    teacher: &Network,
+    student: &Network,
+    batch: &Batch,
+    temperature: f64,
+) -> (Tensor<1>, Tensor<2>) {
+    let teacher_logits = teacher
+        .forward(batch.inputs.clone())
+        .detach()
+        .div_scalar(temperature);
+    let logits = student.forward(batch.inputs.clone());
+    let [rows, _] = logits.dims();
+    let student_logits = logits.clone().div_scalar(temperature);
+    let teacher_probabilities = softmax(teacher_logits.clone(), 1);
+    let log_ratio = log_softmax(teacher_logits, 1).sub(log_softmax(student_logits, 1));
+    (
+        teacher_probabilities
+            .mul(log_ratio)
+            .sum_dim(1)
+            .reshape([rows]),
+        logits,
+    )
+}
+
 /// Batch mean of T² KL(softmax(z_t/T) ‖ softmax(z_s/T)), the teacher's logits detached.
 pub fn teacher_divergence(
     teacher: &Network,
@@ -79,18 +117,8 @@ pub fn teacher_divergence(
     batch: &Batch,
     temperature: f64,
 ) -> Tensor<1> {
-    let teacher_logits = teacher
-        .forward(batch.inputs.clone())
-        .detach()
-        .div_scalar(temperature);
-    let student_logits = student
-        .forward(batch.inputs.clone())
-        .div_scalar(temperature);
-    let teacher_probabilities = softmax(teacher_logits.clone(), 1);
-    let log_ratio = log_softmax(teacher_logits, 1).sub(log_softmax(student_logits, 1));
-    teacher_probabilities
-        .mul(log_ratio)
-        .sum_dim(1)
+    teacher_divergences(teacher, student, batch, temperature)
+        .0
         .mean()
         .mul_scalar(temperature * temperature)
 }
@@ -109,6 +137,8 @@ pub struct ScrubLoss {
     pub kl_weight: f64,
     /// γ.
     pub ce_weight: f64,
+    /// Bound of each forget sample's divergence in the max steps.
+    pub forget_cap: ForgetLossCap,
 }
 
 impl StepObjective for ScrubLoss {
@@ -127,7 +157,16 @@ impl StepObjective for ScrubLoss {
     fn loss(&mut self, network: &Network, batches: &StepBatches<'_>) -> Result<Tensor<1>> {
         Ok(match batches.pass.over {
             DataPart::Forget => {
-                teacher_divergence(&self.teacher, network, batches.forget, self.temperature).neg()
+                let (divergences, logits) =
+                    teacher_divergences(&self.teacher, network, batches.forget, self.temperature);
+                bounded_mean(
+                    divergences,
+                    &logits,
+                    &batches.forget.targets,
+                    self.forget_cap,
+                )
+                .mul_scalar(self.temperature * self.temperature)
+                .neg()
             }
             DataPart::Retain => cross_entropy(network, batches.retain)
                 .mul_scalar(self.ce_weight)
@@ -168,6 +207,7 @@ impl Unlearner for Scrub {
             temperature: self.temperature,
             kl_weight: self.kl_weight,
             ce_weight: self.ce_weight,
+            forget_cap: self.forget_divergence_cap,
         };
         run_first_order(&mut request, &settings, &mut objective)
     }
