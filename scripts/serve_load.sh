@@ -15,7 +15,9 @@
 #
 # env: DATA (default the full Fashion-MNIST), PLANNED (planned removals, 10), BATCH (policy
 # batch-max, 1), MAX_PENDING (serve --max-pending; unset: no bound), PRELOAD (remove this many
-# ids, in batches of 100, before the run: a store with a long ledger).
+# ids, in batches of 100, before the run: a store with a long ledger), PURGE (policy
+# purge-keep-versions, 1: only the current version's files are kept, as a deletion service
+# should; 0: keep every version, ≈ 5 MB of secret state per removal on the full data).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MODE=closed
@@ -79,7 +81,10 @@ for batch in "$WORK"/preload-*.txt; do
     [ -e "$batch" ] || break
     $U --quiet forget --store "$WORK/store" --forget "ids:$batch" >/dev/null
 done
-$U --quiet store policy --store "$WORK/store" --batch-max "$BATCH" >/dev/null
+PURGE=${PURGE:-1}
+POLICY=(--batch-max "$BATCH")
+[ "$PURGE" != 0 ] && POLICY+=(--purge-keep-versions "$PURGE")
+$U --quiet store policy --store "$WORK/store" "${POLICY[@]}" >/dev/null
 SERVE_ARGS=()
 [ -n "${MAX_PENDING:-}" ] && SERVE_ARGS+=(--max-pending "$MAX_PENDING")
 $U --quiet serve --store "$WORK/store" --listen 127.0.0.1:0 "${SERVE_ARGS[@]}" > "$WORK/serve.out" &

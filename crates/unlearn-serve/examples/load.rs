@@ -11,6 +11,12 @@
 //! server's commit and application times), the rate at which requests were applied, and how
 //! far behind the arrivals the queue was when they stopped.
 //!
+//! `sustained` is true when every request settled (applied, or refused as a repeated id), at
+//! the arrival rate within 5% (first arrival to last settlement), with no failed submission,
+//! and the queue held at most two retrainings' worth of arrivals when they stopped (one
+//! second's worth when nothing retrained); the retraining time is the service's own mean
+//! (`unlearn_retrain_seconds` in `/metrics`, so TOKEN must be an admin token).
+//!
 //! Prints one JSON line.
 //!
 //! ```text
@@ -344,10 +350,58 @@ async fn open_loop(
         }
         _ => f64::NAN,
     };
+    // The service's own retraining times (admin tokens only; absent otherwise).
+    let metrics = http
+        .get(format!("{url}/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .ok()
+        .filter(|response| response.status() == 200);
+    let metrics = match metrics {
+        Some(response) => response.text().await.unwrap_or_default(),
+        None => String::new(),
+    };
+    let metric = |name: &str| {
+        metrics.lines().find_map(|line| {
+            let (key, value) = line.split_once(' ')?;
+            (key == name).then(|| value.trim().parse::<f64>().ok())?
+        })
+    };
+    let retrains = metric("unlearn_retrain_seconds_count").unwrap_or(0.0);
+    let retrain_seconds = (retrains > 0.0)
+        .then(|| metric("unlearn_retrain_seconds_sum").map(|sum| sum / retrains))
+        .flatten();
+    // Settled = applied or refused (an id sent twice is refused the second time).
+    let settled_count = applied.len() + refused;
+    let settled_rate = match (first_received, settled_last(&settled)) {
+        (Some(first), Some(last)) if last > first => {
+            settled_count as f64 / ((last - first) as f64 / 1000.0)
+        }
+        _ => f64::NAN,
+    };
+    let behind_seconds = pending_at_end as f64 / rate;
+    let ack_to_applied_p99_ms = {
+        let mut sorted = applied_ms.clone();
+        sorted.sort_by(f64::total_cmp);
+        percentile(&sorted, 0.99)
+    };
+    // Sustained: everything settled, at the arrival rate within 5%, and the queue when the
+    // arrivals stopped no more than two retrainings' worth of arrivals (one second's worth
+    // when nothing retrained).
+    let allowed_behind = retrain_seconds.map_or(1.0, |retrain| 2.0 * retrain);
+    let sustained = still_pending == 0
+        && failures.is_empty()
+        && (settled_rate - rate).abs() <= 0.05 * rate
+        && behind_seconds <= allowed_behind;
     println!(
         "{}",
         serde_json::json!({
             "mode": "open", "rate": rate, "seconds": seconds, "scheduled": total,
+            "settled_per_second": settled_rate,
+            "retrains": retrains, "mean_retrain_seconds": retrain_seconds,
+            "sustained": sustained, "allowed_seconds_behind": allowed_behind,
+            "ack_to_applied_p99_within_two_retrains": retrain_seconds.map(|r| ack_to_applied_p99_ms <= 2000.0 * r),
             "sending_seconds": sending_seconds,
             "acknowledged": acknowledged.len(),
             "failed": failures.iter().map(|(status, count)| (status.to_string(), count)).collect::<std::collections::BTreeMap<_, _>>(),
@@ -355,12 +409,20 @@ async fn open_loop(
             "applied": applied.len(), "refused": refused, "still_pending_after_drain": still_pending,
             "applied_by_end_of_arrivals": applied_in_run,
             "pending_when_arrivals_stopped": pending_at_end,
-            "seconds_of_arrivals_behind": pending_at_end as f64 / rate,
+            "seconds_of_arrivals_behind": behind_seconds,
             "applied_per_second": applied_rate,
             "ack_to_applied_ms": summary(applied_ms),
             "reader": reader,
         })
     );
+}
+
+/// The last settling time (server clock) among `settled`.
+fn settled_last(settled: &[serde_json::Value]) -> Option<i64> {
+    settled
+        .iter()
+        .filter_map(|answer| answer["settled_at_ms"].as_i64())
+        .max()
 }
 
 fn wall_ms() -> i64 {

@@ -50,6 +50,7 @@ pub struct Metrics {
     forbidden: AtomicU64,
     throttled: AtomicU64,
     apply: Mutex<Histogram>,
+    retrain: Mutex<Histogram>,
     removal: Mutex<Histogram>,
     end_to_end: Mutex<Histogram>,
 }
@@ -94,6 +95,9 @@ impl Metrics {
         }
         if applied > 0 {
             self.apply.lock().expect("metrics").observe(apply_seconds);
+            if retrained {
+                self.retrain.lock().expect("metrics").observe(apply_seconds);
+            }
             self.removal
                 .lock()
                 .expect("metrics")
@@ -203,6 +207,11 @@ impl Metrics {
         self.apply.lock().expect("metrics").render(
             "unlearn_apply_seconds",
             "Seconds from a batch's turn in the worker to its commit.",
+            &mut out,
+        );
+        self.retrain.lock().expect("metrics").render(
+            "unlearn_retrain_seconds",
+            "Seconds of each application that retrained from scratch, turn to commit (what a request may wait behind).",
             &mut out,
         );
         self.removal.lock().expect("metrics").render(
