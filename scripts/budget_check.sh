@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release -q -p unlearn-cli
+cargo build --release -q --workspace
 U=$CARGO_TARGET_DIR/release/unlearn
 FULL=idx:/usr/share/datasets/fashion-mnist
 CASES=("$@")

@@ -47,8 +47,8 @@ PLANNED=${PLANNED:-10}
 BATCH=${BATCH:-1}
 PRELOAD=${PRELOAD:-0}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-cargo build --release -q -p unlearn-cli
-cargo build --release -q -p unlearn-serve --example load
+cargo build --release -q --workspace
+cargo build --release -q --workspace --example load
 U=$CARGO_TARGET_DIR/release/unlearn
 WORK=$(mktemp -d)
 SERVER=
