@@ -261,3 +261,64 @@ pub(crate) fn public_refusal(id: u32) -> String {
         "sample id {id} is not a private training row: it is in the public slice the feature extractor was trained on, which the certified head cannot remove"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::tests::toy_dataset;
+    use crate::model::ModelSpec;
+
+    #[test]
+    fn the_public_slice_is_seeded_sorted_and_refuses_empty_parts() {
+        let train = toy_dataset(50, 3, 0);
+        let slice = PublicSlice::new(0.2, 7).unwrap();
+        let ids = slice.select(&train).unwrap();
+        assert_eq!(ids.len(), 10);
+        assert!(ids.windows(2).all(|pair| pair[0] < pair[1]));
+        assert_eq!(ids, slice.select(&train).unwrap(), "same seed, same slice");
+        assert_ne!(
+            ids,
+            PublicSlice::new(0.2, 8).unwrap().select(&train).unwrap()
+        );
+        for bad in [0.0, 1.0, -0.5, f64::NAN] {
+            assert!(PublicSlice::new(bad, 0).is_err(), "{bad}");
+        }
+        assert!(PublicSlice::new(0.001, 0).unwrap().select(&train).is_err());
+        assert!(PublicSlice::new(0.999, 0).unwrap().select(&train).is_err());
+    }
+
+    /// The penultimate activations are what the last layer maps to the logits.
+    #[test]
+    fn the_penultimate_activations_feed_the_last_layer() {
+        let device = Device::flex();
+        let spec = ModelSpec::parse("mlp:12,6", [1, 1, 5], 3).unwrap();
+        let network = Network::new(&spec, &device, 3).unwrap();
+        let raw: Vec<f32> = (0..100)
+            .map(|i| ((i * 7) % 11) as f32 / 5.0 - 1.0)
+            .collect();
+        let inputs = burn::tensor::Tensor::<2>::from_data(
+            burn::tensor::TensorData::new(raw, [20, 5]),
+            &device,
+        );
+        let hidden = network.penultimate(inputs.clone());
+        assert_eq!(hidden.dims(), [20, 6]);
+        assert_eq!(network.penultimate_width(), 6);
+        let values: Vec<f32> = hidden.clone().into_data().to_vec().unwrap();
+        assert!(values.iter().all(|v| *v >= 0.0), "after the ReLU");
+        let logits: Vec<f32> = network.forward(inputs).into_data().to_vec().unwrap();
+        let parameters = crate::model::parameters(&network);
+        // The last layer's weight [6, 3] then bias [3] end the flat parameters.
+        let bias = &parameters[parameters.len() - 3..];
+        let weight = &parameters[parameters.len() - 21..parameters.len() - 3];
+        for row in 0..20 {
+            for class in 0..3 {
+                let expected: f32 = bias[class]
+                    + (0..6)
+                        .map(|k| values[row * 6 + k] * weight[k * 3 + class])
+                        .sum::<f32>();
+                let got = logits[row * 3 + class];
+                assert!((expected - got).abs() < 1e-4, "{expected} vs {got}");
+            }
+        }
+    }
+}
