@@ -303,9 +303,13 @@ mod tests {
         let hidden = network.penultimate(inputs.clone());
         assert_eq!(hidden.dims(), [20, 6]);
         assert_eq!(network.penultimate_width(), 6);
-        let values: Vec<f32> = hidden.clone().into_data().to_vec().unwrap();
+        let values: Vec<f32> = hidden.clone().into_data().try_to_vec::<f32>().unwrap();
         assert!(values.iter().all(|v| *v >= 0.0), "after the ReLU");
-        let logits: Vec<f32> = network.forward(inputs).into_data().to_vec().unwrap();
+        let logits: Vec<f32> = network
+            .forward(inputs)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap();
         let parameters = crate::model::parameters(&network);
         // The last layer's weight [6, 3] then bias [3] end the flat parameters.
         let bias = &parameters[parameters.len() - 3..];
