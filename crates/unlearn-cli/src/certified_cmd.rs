@@ -100,6 +100,21 @@ pub fn train(global: &Global, args: &TrainArgs, method: &str) -> Result<()> {
         bail!("--certified {method} needs --epsilon (the target ε of every removal)");
     };
     let task = ConvexTask::parse(&certified.classes)?;
+    let bundle = load_data(&args.data)?;
+    let features = match (&args.features, args.public_fraction) {
+        (Some(network), Some(fraction)) => Some(
+            convex::FeatureExtractor::declare(
+                network,
+                &bundle.train,
+                convex::PublicSlice::new(fraction, args.public_seed)?,
+            )?
+            .record,
+        ),
+        (None, Some(_)) => bail!(
+            "--public-fraction with --certified declares the public rows of a feature extractor: give it with --features NET"
+        ),
+        _ => None,
+    };
     let training = CertifiedTraining {
         delta: certified.delta,
         regularization: certified.lambda,
@@ -109,9 +124,9 @@ pub fn train(global: &Global, args: &TrainArgs, method: &str) -> Result<()> {
         steps_per_deletion: certified.steps_per_deletion,
         capacity: certified.capacity,
         training_steps: certified.training_steps,
+        features,
         ..CertifiedTraining::new(method, epsilon, global.seed)
     };
-    let bundle = load_data(&args.data)?;
     if let Some(store) = &args.store {
         return crate::store_cmd::train_into_store(global, args, task, &training, &bundle, store);
     }
@@ -153,6 +168,19 @@ pub fn train(global: &Global, args: &TrainArgs, method: &str) -> Result<()> {
 /// supports at the served model's own removal cost.
 pub fn training_summary(model: &CertifiedModelFile, task: ConvexTask, seconds: f64) -> String {
     let mut text = training_line(model, task, seconds);
+    if let Some(features) = &model.training.features {
+        text.push_str(&format!(
+            "\nhead on the {} penultimate features of {} ({}, weights {}), trained on {} private rows; the {} public rows (fraction {}, seed {}) trained the extractor and cannot be removed: only the head is certified",
+            features.width,
+            features.network,
+            features.network_spec,
+            features.network_hash,
+            model.train_rows,
+            features.public_ids.len(),
+            features.public.fraction,
+            features.public.seed
+        ));
+    }
     if let Some(calibration) = &model.calibration {
         text.push_str(&format!(
             "\nbudget: supports {:.0} single removals (asked {}) at the served model's removal cost {:.4e} (the larger of the 0.9 quantile and the mean over {} seeded rows; {:.4e} on the noiseless model), then a forced retrain",

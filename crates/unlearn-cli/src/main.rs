@@ -216,6 +216,21 @@ struct TrainArgs {
     /// versions and secret states in one transactional store) instead of --out files.
     #[arg(long, requires = "certified", conflicts_with = "out")]
     store: Option<PathBuf>,
+    /// With --certified newton-guo (or any certified method): train the certified head on the
+    /// penultimate activations of this network (.safetensors with its sidecar and split),
+    /// which must have been trained only on the public slice (--public-fraction,
+    /// --public-seed); the head trains on the other (private) rows, and only the head is
+    /// certified (Guo et al. 2020, §4).
+    #[arg(long, requires = "certified", requires = "public_fraction")]
+    features: Option<PathBuf>,
+    /// Declare a seeded public slice of this fraction of the training rows: a network is then
+    /// trained on those rows only (its split records them), and `--certified --features`
+    /// trains its head on the others.
+    #[arg(long, conflicts_with = "sisa", allow_hyphen_values = true)]
+    public_fraction: Option<f64>,
+    /// Seed of the public slice's draw (with --public-fraction).
+    #[arg(long, requires = "public_fraction", default_value_t = 0)]
+    public_seed: u64,
     /// Record for amnesiac unlearning while training: amnesiac-batch or amnesiac-sample
     /// (repeatable); each writes MODEL.amnesiac-KIND.records next to the model.
     #[arg(long = "record")]
@@ -610,7 +625,20 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
     let out = args.out.clone().context("--out is required")?;
     let data = load_data(&args.data)?;
     let selector = ForgetSelector::parse(&args.forget)?;
-    let split = Split::new(&data, &selector, global.seed)?;
+    let split = match args.public_fraction {
+        None => Split::new(&data, &selector, global.seed)?,
+        Some(fraction) => {
+            // Only the public slice is trained on; the split's forget set is drawn among it.
+            let public = unlearn::convex::PublicSlice::new(fraction, args.public_seed)?
+                .select(&data.train)?;
+            let forget = selector.select(&data.train.subset(&public)?, global.seed)?;
+            let mut split =
+                Split::from_forget_ids(&data, forget, selector.describe(), global.seed)?;
+            split.train = public;
+            split.validate(&data)?;
+            split
+        }
+    };
     let model = args.model.as_deref().unwrap_or("mlp");
     let spec = ModelSpec::parse(model, data.train.shape, data.train.num_classes)?;
     let recipe = args.recipe.recipe(global.seed)?;

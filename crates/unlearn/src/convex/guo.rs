@@ -34,7 +34,7 @@ use super::data::{ActiveRows, ConvexData};
 use super::logistic::{
     LOGISTIC_CURVATURE_BOUND, LinearModel, NewtonOptions, check_regularization, cholesky_factor,
     factor_solve, hessian, logistic_curvature, logistic_slope, margins, norm, spectral_norm,
-    times_and_back, train_exact,
+    times_and_back_columns, train_exact,
 };
 use super::state::{SecretState, flatten_matrices, unflatten_matrices};
 use crate::error::{Error, Result};
@@ -322,6 +322,10 @@ impl NewtonGuo {
         let mut new_margins = Vec::with_capacity(columns);
         let mut factor_rows = self.factor_rows();
         let mut squared_bound = 0.0;
+        // Per column: the step and the staleness coefficients; then one pass over X for all
+        // columns (X v and Xᵀ (c ⊙ X v)); then the bounds.
+        let mut steps = Vec::with_capacity(columns);
+        let mut solve_residuals = Vec::with_capacity(columns);
         for column in 0..columns {
             let w = self.progress.model.column(column);
             let z = &self.margins[column];
@@ -368,15 +372,33 @@ impl NewtonGuo {
             // The factor holds λ n_f; the Hessian of the remaining rows λ n' (n' ≤ n_f).
             let shift = lambda * (factor_rows - remaining_rows);
             let (step, solve_residual) = shifted_solve(&factor, &delta, shift);
-            // Staleness coefficients: the current curvature (at w) minus the kept one, on the
-            // remaining rows; Recompute keeps the current curvature, so they vanish.
-            let coefficients: Vec<f64> = match self.config.hessian_update {
-                HessianUpdate::Recompute => vec![0.0; data.len()],
-                HessianUpdate::Downdate => (0..data.len())
-                    .map(|row| remaining[row] * logistic_curvature(z[row]) - curvature[row])
-                    .collect(),
-            };
-            let (moved, stale) = times_and_back(data, &step, &coefficients);
+            steps.push(step);
+            solve_residuals.push(solve_residual);
+            factors.push(factor);
+            kept_curvatures.push(curvature);
+        }
+        // Staleness coefficients: the current curvature (at w) minus the kept one, on the
+        // remaining rows; Recompute keeps the current curvature, so they vanish. One exp per
+        // row and column: computed on every core (each value alone, so the same bits).
+        let all_coefficients: Vec<Vec<f64>> = {
+            use rayon::prelude::*;
+            (0..columns)
+                .into_par_iter()
+                .map(|column| match self.config.hessian_update {
+                    HessianUpdate::Recompute => vec![0.0; data.len()],
+                    HessianUpdate::Downdate => {
+                        let (z, curvature) = (&self.margins[column], &kept_curvatures[column]);
+                        (0..data.len())
+                            .map(|row| remaining[row] * logistic_curvature(z[row]) - curvature[row])
+                            .collect()
+                    }
+                })
+                .collect()
+        };
+        let passes = times_and_back_columns(data, &steps, &all_coefficients);
+        for (column, (moved, stale)) in passes.into_iter().enumerate() {
+            let step = &steps[column];
+            let z = &self.margins[column];
             let projected: Vec<f64> = moved
                 .iter()
                 .zip(&remaining)
@@ -384,19 +406,17 @@ impl NewtonGuo {
                 .collect();
             let bound = self.config.curvature_lipschitz
                 * self.progress.spectral_bound
-                * norm(&step)
+                * norm(step)
                 * norm(&projected)
                 + norm(&stale)
-                + solve_residual;
+                + solve_residuals[column];
             squared_bound += bound * bound;
             for (weight, change) in weights[column * data.dims()..(column + 1) * data.dims()]
                 .iter_mut()
-                .zip(&step)
+                .zip(step)
             {
                 *weight += change;
             }
-            factors.push(factor);
-            kept_curvatures.push(curvature);
             new_margins.push(z.iter().zip(&moved).map(|(a, b)| a + b).collect());
         }
         Ok(NewtonUpdate {

@@ -17,6 +17,7 @@ pub mod calibration;
 mod certificate;
 mod d2d;
 mod data;
+pub mod features;
 mod guo;
 mod langevin;
 mod ledger;
@@ -39,6 +40,7 @@ pub use calibration::{
 };
 pub use d2d::{DescentToDelete, DescentToDeleteConfig};
 pub use data::{ActiveRows, ConvexData, FeatureScaling};
+pub use features::{FeatureExtractor, FrozenFeatures, PublicSlice};
 pub use guo::{HessianUpdate, NewtonGuo, NewtonGuoConfig};
 pub use langevin::{Langevin, LangevinConfig, steps_for_target};
 pub use ledger::{Ledger, LedgerEntry, LedgerReport, verify_ledger};

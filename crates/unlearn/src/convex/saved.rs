@@ -13,6 +13,7 @@ use super::calibration::{GuoCalibration, GuoCalibrationRequest, calibrate_guo};
 use super::certificate::{CertifiedUnlearner, Recomputed};
 use super::d2d::{DescentToDelete, DescentToDeleteConfig};
 use super::data::{ConvexData, FeatureScaling};
+use super::features::{FrozenFeatures, head_rows, refuse_public};
 use super::guo::{NewtonGuo, NewtonGuoConfig};
 use super::langevin::{Langevin, LangevinConfig};
 use super::ledger::LedgerReport;
@@ -144,6 +145,11 @@ pub struct CertifiedTraining {
     pub training_steps: u64,
     /// Seed of the noise (and of the calibration probe).
     pub seed: u64,
+    /// The head is trained on a frozen network's penultimate activations of the private rows
+    /// (certified removal on frozen features, [`super::features`]): the extractor and the
+    /// public ids it was trained on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<FrozenFeatures>,
 }
 
 impl CertifiedTraining {
@@ -162,6 +168,7 @@ impl CertifiedTraining {
             capacity: None,
             training_steps: 1000,
             seed,
+            features: None,
         }
     }
 
@@ -503,8 +510,7 @@ pub(crate) fn train_model(
     training: &CertifiedTraining,
 ) -> Result<(CertifiedModelFile, SecretState, f64)> {
     training.check_method()?;
-    let rows = task.rows(train)?;
-    let test_rows = test.map(|test| task.rows(test)).transpose()?;
+    let (rows, test_rows) = head_rows(task, training.features.as_ref(), train, test)?;
     let data_hash = rows.hash();
     let train_rows = rows.len();
     let start = Instant::now();
@@ -598,11 +604,14 @@ pub fn forget_and_save(
         file,
         mut unlearner,
         row_ids,
+        test_rows,
         ..
-    } = open_checked(model_path, train)?;
-    let test_rows = test.map(|test| file.task.rows(test)).transpose()?;
+    } = open_checked(model_path, train, test)?;
     let ids = match request {
-        CertifiedRequest::Ids(ids) => ids.clone(),
+        CertifiedRequest::Ids(ids) => {
+            refuse_public(file.training.features.as_ref(), ids)?;
+            ids.clone()
+        }
         CertifiedRequest::Random { count, seed } => {
             let removed: std::collections::HashSet<u32> =
                 unlearner.removed_ids().into_iter().collect();
@@ -659,13 +668,16 @@ struct Opened {
     largest_row_norm: f64,
     /// What the ledger check established.
     ledger: LedgerReport,
+    /// The task's test rows (as features when the head has an extractor), when asked.
+    test_rows: Option<ConvexData>,
 }
 
 /// Loads a certified model, its state and its ledger, and checks they belong together and to
-/// `train` (whose rows must also have norm ≤ 1, as every certificate assumes).
-fn open_checked(model_path: &Path, train: &Dataset) -> Result<Opened> {
+/// `train` (whose rows must also have norm ≤ 1, as every certificate assumes); with `test`,
+/// also prepares the task's test rows.
+fn open_checked(model_path: &Path, train: &Dataset, test: Option<&Dataset>) -> Result<Opened> {
     let file = CertifiedModelFile::load(model_path)?;
-    let rows = file.task.rows(train)?;
+    let (rows, test_rows) = head_rows(file.task, file.training.features.as_ref(), train, test)?;
     let data_hash = rows.hash();
     if data_hash != file.data_hash {
         return Err(Error::invalid(format!(
@@ -706,6 +718,7 @@ fn open_checked(model_path: &Path, train: &Dataset) -> Result<Opened> {
         row_ids,
         largest_row_norm,
         ledger,
+        test_rows,
     })
 }
 
@@ -766,7 +779,7 @@ pub fn verify_saved(model_path: &Path, train: &Dataset) -> Result<Verification> 
         largest_row_norm,
         ledger,
         ..
-    } = open_checked(model_path, train)?;
+    } = open_checked(model_path, train, None)?;
     Ok(Verification {
         method: file.method,
         model_hash: file.model_hash,

@@ -100,6 +100,35 @@ impl Network {
         hidden
     }
 
+    /// The input of the last linear layer (the penultimate activations, after its ReLU) for a
+    /// batch of flattened inputs: the frozen features a certified head is trained on (Guo,
+    /// Goldstein, Hannun, van der Maaten 2020, §4 "deep models"). The same operations as
+    /// [`Network::forward`] up to that layer.
+    pub fn penultimate(&self, inputs: Tensor<2>) -> Tensor<2> {
+        let mut hidden = if self.convolutions.is_empty() {
+            inputs
+        } else {
+            let [batch, _] = inputs.dims();
+            let [channels, height, width] = self.input;
+            let mut images = inputs.reshape([batch, channels, height, width]);
+            for convolution in &self.convolutions {
+                images = relu(self.pool.forward(convolution.forward(images)));
+            }
+            images.flatten(1, 3)
+        };
+        let last = self.layers.len() - 1;
+        for layer in &self.layers[..last] {
+            hidden = relu(layer.forward(hidden));
+        }
+        hidden
+    }
+
+    /// Width of the penultimate activations ([`Network::penultimate`]).
+    pub fn penultimate_width(&self) -> usize {
+        let last = &self.layers[self.layers.len() - 1];
+        last.weight.val().dims()[0]
+    }
+
     /// Whether the network has convolution layers (otherwise it is dense layers only).
     pub fn has_convolutions(&self) -> bool {
         !self.convolutions.is_empty()

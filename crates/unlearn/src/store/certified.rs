@@ -189,7 +189,12 @@ impl CertifiedModel {
         }
         let version = store.current()?;
         let (file, state) = read_model(store, &version)?;
-        let rows = file.task.rows(train)?;
+        let (rows, test_rows) = crate::convex::features::head_rows(
+            file.task,
+            file.training.features.as_ref(),
+            train,
+            test,
+        )?;
         if rows.hash() != file.data_hash {
             return Err(Error::invalid(format!(
                 "the data given (rows hash {}) is not the data the store's model was trained on (rows hash {})",
@@ -218,7 +223,6 @@ impl CertifiedModel {
                 file.removed_count
             )));
         }
-        let test_rows = test.map(|test| file.task.rows(test)).transpose()?;
         let removals = store
             .ledger()?
             .iter()
@@ -244,6 +248,11 @@ impl CertifiedModel {
     /// the same batch), if they cannot.
     fn refusal(&self, ids: &[u32], removed: &BTreeSet<u32>) -> Option<String> {
         for id in ids {
+            if let Some(features) = &self.file.training.features
+                && features.public_ids.binary_search(id).is_ok()
+            {
+                return Some(crate::convex::features::public_refusal(*id));
+            }
             if !self.row_ids.contains(id) {
                 return Some(format!("id {id} is not a training row of this model"));
             }
@@ -472,7 +481,12 @@ pub fn replay_store(store: &Store, train: &Dataset) -> Result<usize> {
     let anchor = store.replay_anchor()?;
     let first = store.version(anchor)?;
     let (file, state) = read_model(store, &first)?;
-    let rows = file.task.rows(train)?;
+    let (rows, _) = crate::convex::features::head_rows(
+        file.task,
+        file.training.features.as_ref(),
+        train,
+        None,
+    )?;
     let mut unlearner = saved::restore(rows, &state)?;
     let ledger = store.ledger()?;
     let mut removals = ledger

@@ -714,6 +714,27 @@ pub fn network_device(network: &Network) -> Device {
         .unwrap_or_else(Device::flex)
 }
 
+/// Penultimate activations (row-major, `ids.len() × width`) of `network` on the samples `ids`
+/// ([`Network::penultimate`]), 256 rows per forward pass as in [`predict_probabilities`]: each
+/// row's values depend on that row only, so they are the same whatever the batch or thread
+/// count.
+pub fn penultimate_features(network: &Network, data: &Dataset, ids: &[u32]) -> Result<Vec<f32>> {
+    let network = network.valid();
+    let device = network_device(&network);
+    let positions = positions_of(data, ids)?;
+    let mut features = Vec::with_capacity(ids.len() * network.penultimate_width());
+    for chunk in positions.chunks(256) {
+        let batch = Batch::gather(data, chunk, None, &device);
+        let values = network.penultimate(batch.inputs).into_data();
+        features.extend(
+            values
+                .try_to_vec::<f32>()
+                .map_err(|e| Error::Model(format!("cannot read features: {e:?}")))?,
+        );
+    }
+    Ok(features)
+}
+
 /// Class probabilities (row-major, `ids.len() × classes`) of `network` on the samples `ids`.
 pub fn predict_probabilities(network: &Network, data: &Dataset, ids: &[u32]) -> Result<Vec<f32>> {
     let network = network.valid();
