@@ -326,29 +326,9 @@ fn a_burst_beyond_max_pending_gets_429s_and_loses_nothing() {
 #[test]
 fn kill_9_at_random_moments_of_a_sisa_service_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("model");
-    let output = unlearn(&[
-        "train",
-        "--sisa",
-        "shards=3,slices=2",
-        "--model",
-        "mlp:8",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        path(&model),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    let model = train_sisa_model(dir.path());
     let store = dir.path().join("store");
-    let output = unlearn(&[
-        "store",
-        "import",
-        "--store",
-        path(&store),
-        "--from",
-        path(&model),
-    ]);
+    let output = import_store(&store, &model, &[]);
     assert!(output.status.success(), "{}", stderr(&output));
     let ids: Vec<u32> = (0..40).map(|i| 17 * i + 3).collect();
     kill_9_run(&store, &ids, (2, 10, 6), &[], 20261206);

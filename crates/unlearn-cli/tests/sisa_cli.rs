@@ -381,20 +381,7 @@ fn sisa_is_listed_among_the_methods() {
 #[test]
 fn sisa_deletions_are_recorded_in_a_store_ledger_and_replay() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("model");
-    let output = unlearn(&[
-        "train",
-        "--sisa",
-        "shards=3,slices=2",
-        "--model",
-        "mlp:8",
-        "--epochs",
-        "1",
-        "--quiet",
-        "--out",
-        path(&model),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    let model = common::store::train_sisa_model(dir.path());
     let store = dir.path().join("store");
     let output = unlearn(&[
         "store",

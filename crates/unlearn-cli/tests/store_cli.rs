@@ -229,38 +229,21 @@ fn import_then_export_the_ledger() {
 #[test]
 fn a_neural_store_applies_its_method_and_retrains_on_schedule() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("mlp.safetensors");
-    let output = unlearn(&[
-        "--quiet",
-        "train",
-        "--data",
-        "embedded",
-        "--model",
-        "mlp:16",
-        "--epochs",
-        "1",
-        "--forget",
-        "random:10",
-        "--out",
-        path(&model),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    let model = train_neural_model(dir.path());
     let store = dir.path().join("store");
-    let output = unlearn(&[
-        "--quiet",
-        "store",
-        "import",
-        "--store",
-        path(&store),
-        "--from",
-        path(&model),
-        "--method",
-        "finetune",
-        "--param",
-        "epochs=1",
-        "--retrain-every",
-        "2",
-    ]);
+    let output = import_store(
+        &store,
+        &model,
+        &[
+            "--quiet",
+            "--method",
+            "finetune",
+            "--param",
+            "epochs=1",
+            "--retrain-every",
+            "2",
+        ],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let output = unlearn(&[
         "store",
@@ -333,41 +316,24 @@ fn a_neural_store_applies_its_method_and_retrains_on_schedule() {
 #[test]
 fn a_failing_neural_method_falls_back_to_retraining_and_purges() {
     let dir = tempfile::tempdir().unwrap();
-    let model = dir.path().join("mlp.safetensors");
-    let output = unlearn(&[
-        "--quiet",
-        "train",
-        "--data",
-        "embedded",
-        "--model",
-        "mlp:16",
-        "--epochs",
-        "1",
-        "--forget",
-        "random:10",
-        "--out",
-        path(&model),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
+    let model = train_neural_model(dir.path());
     let store = dir.path().join("store");
-    let output = unlearn(&[
-        "--quiet",
-        "store",
-        "import",
-        "--store",
-        path(&store),
-        "--from",
-        path(&model),
-        "--method",
-        "gradient-ascent",
-        "--param",
-        "lr=1000000",
-        // The papers' unbounded ascent: at this learning rate it diverges.
-        "--param",
-        "forget-loss-cap=none",
-        "--purge-keep-versions",
-        "1",
-    ]);
+    let output = import_store(
+        &store,
+        &model,
+        &[
+            "--quiet",
+            "--method",
+            "gradient-ascent",
+            "--param",
+            "lr=1000000",
+            // The papers' unbounded ascent: at this learning rate it diverges.
+            "--param",
+            "forget-loss-cap=none",
+            "--purge-keep-versions",
+            "1",
+        ],
+    );
     assert!(output.status.success(), "{}", stderr(&output));
     let request = write_ids(dir.path(), "n.txt", &[0, 1, 2]);
     let value = common::stdout_json(&unlearn(&[

@@ -24,22 +24,9 @@ use unlearn::convex::{
 };
 use unlearn::data::{DataSource, load};
 
-/// CPU seconds used by this process so far (every thread), from /proc/self/stat.
+/// CPU seconds of this process so far (0 where the system does not say).
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks = |index: usize| -> f64 {
-        fields
-            .get(index)
-            .and_then(|f| f.parse().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    unlearn::machine::process_cpu_seconds().unwrap_or(0.0)
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {

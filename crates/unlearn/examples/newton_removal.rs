@@ -16,25 +16,9 @@ use std::time::Instant;
 use unlearn::convex::{CertifiedUnlearner, ConvexTask, NewtonGuo, NewtonGuoConfig};
 use unlearn::data::{DataSource, load};
 
-/// CPU seconds used by this process so far (every thread), from /proc/self/stat: on a loaded
-/// machine the wall clock measures the neighbours, the CPU time measures the work.
+/// CPU seconds of this process so far (0 where the system does not say).
 fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    // After the name come field 3 (state) onwards: utime and stime (fields 14 and 15, in
-    // clock ticks of 10 ms) are the 12th and 13th.
-    let ticks = |index: usize| -> f64 {
-        fields
-            .get(index)
-            .and_then(|f| f.parse().ok())
-            .unwrap_or(0.0)
-    };
-    (ticks(11) + ticks(12)) / 100.0
+    unlearn::machine::process_cpu_seconds().unwrap_or(0.0)
 }
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {

@@ -63,6 +63,62 @@ pub fn train_file_model(model: &Path) -> std::process::Output {
     ])
 }
 
+/// A small MLP (`mlp:16`, one epoch) trained on the embedded subset with a split of 10
+/// random ids, at `dir/mlp.safetensors`.
+pub fn train_neural_model(dir: &Path) -> PathBuf {
+    let model = dir.join("mlp.safetensors");
+    let output = unlearn(&[
+        "--quiet",
+        "train",
+        "--data",
+        "embedded",
+        "--model",
+        "mlp:16",
+        "--epochs",
+        "1",
+        "--forget",
+        "random:10",
+        "--out",
+        path(&model),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    model
+}
+
+/// A SISA ensemble (3 shards of 2 slices, `mlp:8`, one epoch) on the embedded subset, at
+/// `dir/model`.
+pub fn train_sisa_model(dir: &Path) -> PathBuf {
+    let model = dir.join("model");
+    let output = unlearn(&[
+        "train",
+        "--sisa",
+        "shards=3,slices=2",
+        "--model",
+        "mlp:8",
+        "--epochs",
+        "1",
+        "--quiet",
+        "--out",
+        path(&model),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    model
+}
+
+/// `unlearn store import --store STORE --from MODEL` with the policy arguments `policy`.
+pub fn import_store(store: &Path, model: &Path, policy: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "store",
+        "import",
+        "--store",
+        path(store),
+        "--from",
+        path(model),
+    ];
+    args.extend_from_slice(policy);
+    unlearn(&args)
+}
+
 pub fn write_ids(dir: &Path, name: &str, ids: &[u32]) -> PathBuf {
     let file = dir.join(name);
     let text: Vec<String> = ids.iter().map(u32::to_string).collect();
