@@ -494,3 +494,57 @@ fn a_retraining_request_says_so_without_contradicting_its_budget() {
         stdout(&output)
     );
 }
+
+/// `unlearn budget` counts the single removals a calibrated plan delivers before its first
+/// forced retrain (or names the refusal), records the machine, and refuses bad input with
+/// one line.
+#[test]
+fn the_budget_check_counts_removals_and_refuses_bad_input() {
+    let output = unlearn(&[
+        "--json",
+        "budget",
+        "--data",
+        "embedded",
+        "--epsilon",
+        "1",
+        "--removals",
+        "5",
+        "--seeds",
+        "2",
+        "--limit",
+        "12",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let value: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(value["machine"]["cpu"].is_string(), "{value}");
+    let trials = value["report"]["trials"].as_array().unwrap();
+    assert_eq!(trials.len(), 2, "{value}");
+    for trial in trials {
+        let removals = trial["removals_before_retrain"].as_u64().unwrap();
+        assert!(removals <= 12, "{trial}");
+        if trial["limit_reached"] == true {
+            assert_eq!(removals, 12, "{trial}");
+        }
+        // Either a calibration that supports the plan, or a refusal naming a smaller one.
+        match (&trial["calibration"], &trial["refusal"]) {
+            (c, serde_json::Value::Null) if !c.is_null() => {
+                assert!(c["supported_removals"].as_f64().unwrap() >= 5.0, "{trial}")
+            }
+            (serde_json::Value::Null, r) if !r.is_null() => {
+                assert!(r["largest_supported"].as_u64().unwrap() < 5, "{trial}")
+            }
+            _ => panic!("neither a calibration nor a refusal: {trial}"),
+        }
+    }
+    for (args, expected) in [
+        (&["--seeds", "0"][..], "--seeds must be at least 1"),
+        (&["--epsilon", "0"][..], "epsilon"),
+    ] {
+        let mut all = vec!["budget", "--data", "embedded", "--removals", "5"];
+        if !args.contains(&"--epsilon") {
+            all.extend(["--epsilon", "1"]);
+        }
+        all.extend_from_slice(args);
+        assert_one_line_failure(&unlearn(&all), expected);
+    }
+}

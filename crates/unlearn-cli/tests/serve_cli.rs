@@ -132,6 +132,18 @@ fn the_service_api_authenticates_acknowledges_and_applies() {
             "no '{line}' in\n{metrics}"
         );
     }
+    // Every retraining is timed once in unlearn_retrain_seconds.
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{metrics}"))
+    };
+    assert_eq!(
+        value("unlearn_retrain_seconds_count"),
+        value("unlearn_retrains_total"),
+        "{metrics}"
+    );
     // Revoked tokens are refused.
     let output = unlearn(&[
         "store",
