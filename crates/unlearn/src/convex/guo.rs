@@ -120,9 +120,17 @@ pub(crate) struct NewtonUpdate {
     pub(crate) weights: Vec<f64>,
     pub(crate) residual_bound: f64,
     factors: Vec<Mat<f64>>,
-    curvatures: Vec<Vec<f64>>,
+    curvatures: KeptCurvatures,
     margins: Vec<Vec<f64>>,
     factor_rows: f64,
+}
+
+/// The kept Hessians' per-row curvatures after a proposed removal: recomputed (a new table),
+/// or the current table with the removed rows' entries set to zero when the removal is applied
+/// (a down-date changes only those entries; copying C × n values per removal is avoided).
+enum KeptCurvatures {
+    Recomputed(Vec<Vec<f64>>),
+    ZeroRows(Vec<usize>),
 }
 
 /// Solves (L Lᵀ − shift·I) v = rhs with the lower factor L of a matrix whose diagonal holds
@@ -318,7 +326,7 @@ impl NewtonGuo {
         let columns = self.progress.model.weight_columns();
         let mut weights = self.progress.model.weights.clone();
         let mut factors = Vec::with_capacity(columns);
-        let mut kept_curvatures = Vec::with_capacity(columns);
+        let mut recomputed_curvatures = Vec::with_capacity(columns);
         let mut new_margins = Vec::with_capacity(columns);
         let mut factor_rows = self.factor_rows();
         let mut squared_bound = 0.0;
@@ -341,17 +349,16 @@ impl NewtonGuo {
                 HessianUpdate::Recompute => {
                     let (h, curvature) = hessian(data, &remaining, w, lambda);
                     factor_rows = remaining_rows;
-                    (cholesky_factor(&h)?, curvature)
+                    (cholesky_factor(&h)?, Some(curvature))
                 }
                 HessianUpdate::Downdate => {
-                    let mut curvature = self.hessian_curvatures[column].clone();
+                    let curvature = &self.hessian_curvatures[column];
                     let mut terms = Mat::<f64>::zeros(data.dims(), positions.len());
                     for (slot, &position) in positions.iter().enumerate() {
                         let scale = curvature[position].sqrt();
                         for feature in 0..data.dims() {
                             terms[(feature, slot)] = scale * data.feature_column(feature)[position];
                         }
-                        curvature[position] = 0.0;
                     }
                     let mut factor = self.factors[column].clone();
                     let mut signs = faer::Col::<f64>::from_fn(positions.len(), |_| -1.0);
@@ -366,7 +373,7 @@ impl NewtonGuo {
                                 .into(),
                         )
                     })?;
-                    (factor, curvature)
+                    (factor, None)
                 }
             };
             // The factor holds λ n_f; the Hessian of the remaining rows λ n' (n' ≤ n_f).
@@ -375,55 +382,72 @@ impl NewtonGuo {
             steps.push(step);
             solve_residuals.push(solve_residual);
             factors.push(factor);
-            kept_curvatures.push(curvature);
+            recomputed_curvatures.extend(curvature);
         }
         // Staleness coefficients: the current curvature (at w) minus the kept one, on the
         // remaining rows; Recompute keeps the current curvature, so they vanish. One exp per
-        // row and column: computed on every core (each value alone, so the same bits).
-        let all_coefficients: Vec<Vec<f64>> = {
+        // row and column, computed where the pass reads the row (each value alone, so the same
+        // bits on any number of threads). A removed row's kept curvature is zero (its weight
+        // was zero when it was computed, or the down-date zeroes it), so its coefficient is
+        // zero too: read as such rather than from a copied table.
+        let downdate = self.config.hessian_update == HessianUpdate::Downdate;
+        let coefficient = |column: usize, row: usize| {
+            if !downdate || remaining[row] == 0.0 {
+                0.0
+            } else {
+                remaining[row] * logistic_curvature(self.margins[column][row])
+                    - self.hessian_curvatures[column][row]
+            }
+        };
+        let passes = times_and_back_columns(data, &steps, coefficient);
+        // Per column (on every core; each column alone, so the same bits): the new margins
+        // and the column's bound; the bounds are then summed in column order.
+        let finished: Vec<(f64, Vec<f64>)> = {
             use rayon::prelude::*;
-            (0..columns)
+            passes
                 .into_par_iter()
-                .map(|column| match self.config.hessian_update {
-                    HessianUpdate::Recompute => vec![0.0; data.len()],
-                    HessianUpdate::Downdate => {
-                        let (z, curvature) = (&self.margins[column], &kept_curvatures[column]);
-                        (0..data.len())
-                            .map(|row| remaining[row] * logistic_curvature(z[row]) - curvature[row])
-                            .collect()
-                    }
+                .enumerate()
+                .map(|(column, (moved, stale))| {
+                    let step = &steps[column];
+                    let z = &self.margins[column];
+                    let projected = moved
+                        .iter()
+                        .zip(&remaining)
+                        .map(|(value, keep)| value * keep)
+                        .map(|v| v * v)
+                        .sum::<f64>()
+                        .sqrt();
+                    let bound = self.config.curvature_lipschitz
+                        * self.progress.spectral_bound
+                        * norm(step)
+                        * projected
+                        + norm(&stale)
+                        + solve_residuals[column];
+                    let margins = z.iter().zip(&moved).map(|(a, b)| a + b).collect();
+                    (bound, margins)
                 })
                 .collect()
         };
-        let passes = times_and_back_columns(data, &steps, &all_coefficients);
-        for (column, (moved, stale)) in passes.into_iter().enumerate() {
-            let step = &steps[column];
-            let z = &self.margins[column];
-            let projected: Vec<f64> = moved
-                .iter()
-                .zip(&remaining)
-                .map(|(value, keep)| value * keep)
-                .collect();
-            let bound = self.config.curvature_lipschitz
-                * self.progress.spectral_bound
-                * norm(step)
-                * norm(&projected)
-                + norm(&stale)
-                + solve_residuals[column];
+        for (column, (bound, margins)) in finished.into_iter().enumerate() {
             squared_bound += bound * bound;
             for (weight, change) in weights[column * data.dims()..(column + 1) * data.dims()]
                 .iter_mut()
-                .zip(step)
+                .zip(&steps[column])
             {
                 *weight += change;
             }
-            new_margins.push(z.iter().zip(&moved).map(|(a, b)| a + b).collect());
+            new_margins.push(margins);
         }
+        let curvatures = if downdate {
+            KeptCurvatures::ZeroRows(positions.to_vec())
+        } else {
+            KeptCurvatures::Recomputed(recomputed_curvatures)
+        };
         Ok(NewtonUpdate {
             weights,
             residual_bound: squared_bound.sqrt(),
             factors,
-            curvatures: kept_curvatures,
+            curvatures,
             margins: new_margins,
             factor_rows,
         })
@@ -606,7 +630,16 @@ impl NewtonGuo {
         if let Some(update) = update {
             self.progress.model.weights = update.weights;
             self.factors = update.factors;
-            self.hessian_curvatures = update.curvatures;
+            match update.curvatures {
+                KeptCurvatures::Recomputed(curvatures) => self.hessian_curvatures = curvatures,
+                KeptCurvatures::ZeroRows(rows) => {
+                    for column in &mut self.hessian_curvatures {
+                        for &row in &rows {
+                            column[row] = 0.0;
+                        }
+                    }
+                }
+            }
             self.margins = update.margins;
             self.progress.factor_rows = Some(update.factor_rows);
             self.progress.residual_bounds.push(update.residual_bound);
