@@ -200,3 +200,103 @@ fn an_extractor_that_saw_private_rows_is_refused() {
         assert_one_line_failure(&output, "public fraction");
     }
 }
+
+/// The model records the extractor's absolute path; a head moved together with its
+/// extractor (the whole directory renamed) still opens, found beside the model and checked
+/// by its weights hash; a head whose extractor is gone fails with one line naming both
+/// places it looked.
+#[test]
+fn a_head_moved_with_its_extractor_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let before = dir.path().join("before");
+    std::fs::create_dir(&before).unwrap();
+    let network = train_extractor(&before, "net", Some("0.2"), "4");
+    let head = before.join("head.json");
+    let mut args = head_args(&network, "4");
+    args.extend_from_slice(&["--out", path(&head)]);
+    let output = unlearn(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let after = dir.path().join("after");
+    std::fs::rename(&before, &after).unwrap();
+    let moved = after.join("head.json");
+    let output = unlearn(&["verify", "--model", path(&moved)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("every certificate recomputes"));
+
+    std::fs::remove_file(after.join("net.safetensors")).unwrap();
+    let output = unlearn(&["verify", "--model", path(&moved)]);
+    assert_one_line_failure(&output, "is missing");
+    assert!(stderr(&output).contains("after"), "{}", stderr(&output));
+}
+
+/// F3 on the certified head (issue 33): `[audit.certified] features = NET` audits
+/// `newton-guo` on the extractor's activations of the private rows (10 classes, one-vs-rest).
+/// With the certificate's noise the audit passes; with 10⁴ times less noise drawn (a power
+/// check) it must report the certificate violated. An extractor that saw private rows is
+/// refused before any run.
+#[test]
+fn the_epsilon_audit_runs_on_the_head_and_catches_too_little_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let network = train_extractor(dir.path(), "net", Some("0.2"), "4");
+    let results = dir.path().join("results");
+    let config = |name: &str, noise_scale: f64, network: &Path| {
+        let file = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &file,
+            format!(
+                r#"
+name = "{name}"
+data = "embedded"
+[audit]
+protocols = ["epsilon"]
+[audit.certified]
+classes = "all"
+methods = ["newton-guo"]
+epsilons = [1.0]
+runs = 60
+rows = 300
+regularization = 0.01
+features = "{}"
+public_fraction = 0.2
+public_seed = 4
+noise_scale = {noise_scale}
+"#,
+                path(network)
+            ),
+        )
+        .unwrap();
+        file
+    };
+    let audit = |file: &Path| {
+        unlearn(&[
+            "audit",
+            "--config",
+            path(file),
+            "--quiet",
+            "--jobs",
+            "2",
+            "--results-dir",
+            path(&results),
+        ])
+    };
+    let honest = audit(&config("honest", 1.0, &network));
+    assert!(honest.status.success(), "{}", stderr(&honest));
+    let printed = stdout(&honest);
+    assert!(
+        printed.contains("consistent") || printed.contains("untestable"),
+        "{printed}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(results.join("honest").join("audit.json")).unwrap())
+            .unwrap();
+    let text = report.to_string();
+    assert!(text.contains("newton-guo"), "{text}");
+
+    let broken = audit(&config("broken", 1e-4, &network));
+    assert_one_line_failure(&broken, "certificate(s) contradicted: newton-guo at ε 1");
+
+    let seen_private = train_extractor(dir.path(), "private", None, "4");
+    let refused = audit(&config("refused", 1.0, &seen_private));
+    assert_one_line_failure(&refused, "private rows");
+}

@@ -151,6 +151,16 @@ pub struct CertifiedSettings {
     /// Training rows used (the first N of the task's rows; 0 = all): a smaller problem for
     /// quick audits.
     pub rows: usize,
+    /// A feature extractor (a network's `.safetensors`, trained with `unlearn train
+    /// --public-fraction F --public-seed S` on this data): the convex methods are audited as
+    /// the certified head on its penultimate activations of the private rows (Guo et al.
+    /// 2020, §4), the canary a private row. Empty: raw pixels.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub features: String,
+    /// With `features`: the public fraction the extractor was trained on.
+    pub public_fraction: f64,
+    /// With `features`: the seed of the public slice.
+    pub public_seed: u64,
     /// Power check only: the noise drawn is this times the certificate's σ (1 for an honest
     /// audit). An audit run with less noise than its certificate accounts for must be caught.
     pub noise_scale: f64,
@@ -173,6 +183,9 @@ impl Default for CertifiedSettings {
             regularization: 1e-3,
             training_steps: 1000,
             rows: 0,
+            features: String::new(),
+            public_fraction: 0.2,
+            public_seed: 0,
             noise_scale: 1.0,
             params: BTreeMap::new(),
         }
@@ -334,6 +347,26 @@ impl AuditConfig {
             }
             crate::convex::ConvexTask::parse(&certified.classes)
                 .map_err(|e| key_error(&key("classes"), e.to_string()))?;
+            if !certified.features.is_empty() {
+                crate::convex::PublicSlice::new(certified.public_fraction, certified.public_seed)
+                    .map_err(|e| key_error(&key("public_fraction"), e.to_string()))?;
+                if !Path::new(&certified.features).exists() {
+                    return Err(key_error(
+                        &key("features"),
+                        format!("no feature extractor at {}", certified.features),
+                    ));
+                }
+                if let Some(method) = certified
+                    .methods
+                    .iter()
+                    .find(|m| CertifiedSettings::is_neural(m))
+                {
+                    return Err(key_error(
+                        &key("features"),
+                        format!("{method} certifies a whole network, not a head on features"),
+                    ));
+                }
+            }
             if certified.methods.is_empty() {
                 return Err(key_error(&key("methods"), "no certified method".into()));
             }

@@ -367,18 +367,30 @@ fn build_methods(configs: &[MethodConfig]) -> Result<Vec<(String, RowMethod)>> {
         .collect()
 }
 
-/// The certified task's training rows (the first `rows` when set).
+/// The certified task's training rows (the first `rows` when set): the pixels, or with
+/// `features` the extractor's penultimate activations of the private rows (the head's
+/// training rows; the extractor is checked to have seen public rows only).
 fn certified_rows(config: &AuditConfig) -> Result<(crate::data::Dataset, ConvexTask, Vec<u32>)> {
     let certified = &config.audit.certified;
     let source = DataSource::parse(certified.data_source(&config.data))?;
     let bundle = load(&source)?;
     let task = ConvexTask::parse(&certified.classes)?;
-    let all = task.rows(&bundle.train)?;
+    let train = if certified.features.is_empty() {
+        bundle.train
+    } else {
+        let extractor = crate::convex::FeatureExtractor::declare(
+            std::path::Path::new(&certified.features),
+            &bundle.train,
+            crate::convex::PublicSlice::new(certified.public_fraction, certified.public_seed)?,
+        )?;
+        extractor.features(&bundle.train, &extractor.private_ids(&bundle.train))?
+    };
+    let all = task.rows(&train)?;
     let mut ids = all.ids().to_vec();
     if certified.rows > 0 {
         ids.truncate(certified.rows);
     }
-    Ok((bundle.train, task, ids))
+    Ok((train, task, ids))
 }
 
 fn certified_context(

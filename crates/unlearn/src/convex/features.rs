@@ -151,9 +151,16 @@ impl FeatureExtractor {
     }
 
     /// Reopens the extractor a certified model records, checking its weights hash and that
-    /// the recorded public ids are the slice drawn from `train`.
-    pub fn open(record: &FrozenFeatures, train: &Dataset) -> Result<FeatureExtractor> {
-        let path = PathBuf::from(&record.network);
+    /// the recorded public ids are the slice drawn from `train`. The extractor is looked for
+    /// at its recorded path, then (when that file is gone) under the same file name in
+    /// `beside` — the directory of the model file or of the store — so that a model moved
+    /// together with its extractor still opens; the weights hash decides either way.
+    pub fn open(
+        record: &FrozenFeatures,
+        train: &Dataset,
+        beside: Option<&Path>,
+    ) -> Result<FeatureExtractor> {
+        let path = locate(record, beside)?;
         let artifact = load_network(&path, train)?;
         if artifact.metadata.model_hash != record.network_hash {
             return Err(Error::invalid(format!(
@@ -208,6 +215,28 @@ impl FeatureExtractor {
     }
 }
 
+/// Where the recorded extractor is: its recorded path when it exists, else its file name in
+/// `beside`; otherwise a one-line error naming both places.
+fn locate(record: &FrozenFeatures, beside: Option<&Path>) -> Result<PathBuf> {
+    let recorded = PathBuf::from(&record.network);
+    if recorded.exists() {
+        return Ok(recorded);
+    }
+    let moved = beside
+        .zip(recorded.file_name())
+        .map(|(dir, name)| dir.join(name));
+    match moved {
+        Some(candidate) if candidate.exists() => Ok(candidate),
+        candidate => Err(Error::invalid(format!(
+            "the feature extractor {} recorded in the certified model is missing{}: put it back (with its .json sidecar), or beside the model",
+            recorded.display(),
+            candidate
+                .map(|c| format!(" (not at {} either)", c.display()))
+                .unwrap_or_default()
+        ))),
+    }
+}
+
 fn load_network(path: &Path, train: &Dataset) -> Result<Artifact> {
     let artifact = Artifact::load(path, &Device::flex())?;
     let data_hash = train.hash();
@@ -226,6 +255,7 @@ fn load_network(path: &Path, train: &Dataset) -> Result<Artifact> {
 pub(crate) fn head_rows(
     task: ConvexTask,
     features: Option<&FrozenFeatures>,
+    beside: Option<&Path>,
     train: &Dataset,
     test: Option<&Dataset>,
 ) -> Result<(ConvexData, Option<ConvexData>)> {
@@ -234,7 +264,7 @@ pub(crate) fn head_rows(
         let test_rows = test.map(|test| task.rows(test)).transpose()?;
         return Ok((rows, test_rows));
     };
-    let extractor = FeatureExtractor::open(record, train)?;
+    let extractor = FeatureExtractor::open(record, train, beside)?;
     let private = extractor.features(train, &extractor.private_ids(train))?;
     let rows = task.rows(&private)?;
     let test_rows = test

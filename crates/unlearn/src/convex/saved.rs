@@ -510,7 +510,7 @@ pub(crate) fn train_model(
     training: &CertifiedTraining,
 ) -> Result<(CertifiedModelFile, SecretState, f64)> {
     training.check_method()?;
-    let (rows, test_rows) = head_rows(task, training.features.as_ref(), train, test)?;
+    let (rows, test_rows) = head_rows(task, training.features.as_ref(), None, train, test)?;
     let data_hash = rows.hash();
     let train_rows = rows.len();
     let start = Instant::now();
@@ -677,7 +677,13 @@ struct Opened {
 /// also prepares the task's test rows.
 fn open_checked(model_path: &Path, train: &Dataset, test: Option<&Dataset>) -> Result<Opened> {
     let file = CertifiedModelFile::load(model_path)?;
-    let (rows, test_rows) = head_rows(file.task, file.training.features.as_ref(), train, test)?;
+    let (rows, test_rows) = head_rows(
+        file.task,
+        file.training.features.as_ref(),
+        model_path.parent(),
+        train,
+        test,
+    )?;
     let data_hash = rows.hash();
     if data_hash != file.data_hash {
         return Err(Error::invalid(format!(

@@ -192,6 +192,7 @@ impl CertifiedModel {
         let (rows, test_rows) = crate::convex::features::head_rows(
             file.task,
             file.training.features.as_ref(),
+            Some(store.dir()),
             train,
             test,
         )?;
@@ -266,6 +267,16 @@ impl CertifiedModel {
         None
     }
 
+    /// True when a batch of `count` ids is not worth a `newton-guo` step: its σ was calibrated
+    /// so that the whole budget covers `planned_removals` typical single removals, and a
+    /// batch's residual bound grows faster than its size, so a batch of more ids than that
+    /// would fail the budget check after computing its step (a rank-`count` down-date and a
+    /// pass over the data). Such a batch goes straight to the retraining the check would
+    /// force; the certificate is the retraining's either way.
+    fn beyond_plan(&self, count: usize) -> bool {
+        self.file.method == "newton-guo" && count as f64 > self.file.training.planned_removals
+    }
+
     /// Applies `requests` (pending, in commit order) as one removal: requests naming an
     /// unknown or already removed id (or removing every row) are refused and recorded; the
     /// rest are removed together and committed as one version with one ledger entry. When
@@ -289,9 +300,13 @@ impl CertifiedModel {
             return Ok(Applied::nothing(refused, self.file.test_accuracy));
         }
         let start = Instant::now();
-        let attempt = store
-            .step(super::UNLEARNING_STEP)
-            .and_then(|()| self.unlearner.remove_without_retraining(&ids));
+        let attempt = store.step(super::UNLEARNING_STEP).and_then(|()| {
+            if self.beyond_plan(ids.len()) {
+                Ok(None)
+            } else {
+                self.unlearner.remove_without_retraining(&ids)
+            }
+        });
         let (removal, fallback) = match attempt {
             Ok(Some(removal)) => (removal, None),
             outcome => {
@@ -484,6 +499,7 @@ pub fn replay_store(store: &Store, train: &Dataset) -> Result<usize> {
     let (rows, _) = crate::convex::features::head_rows(
         file.task,
         file.training.features.as_ref(),
+        Some(store.dir()),
         train,
         None,
     )?;
