@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # BENCHMARKS.md "Deletion service": load on `unlearn serve` over a certified newton-guo store
 # (Fashion-MNIST 7 vs 9, ε = 1), loopback only. Prints the load generator's JSON line and the
-# service's own counters (removals applied, forced retrains, apply-latency histogram).
+# service's own counters (removals applied, forced retrains, and the sums and counts of the
+# application, retraining and removal-computation times).
 #
 #   scripts/serve_load.sh [CLIENTS] [SECONDS]
 #       closed loop: CLIENTS clients each send the next single-id request once the last is
@@ -100,5 +101,7 @@ if [ "$MODE" = open ]; then
 else
     "$CARGO_TARGET_DIR/release/examples/load" "http://$ADDR" "$TOKEN" "$WORK/ids.txt" "$CLIENTS" "$SECONDS_RUN"
 fi
-curl -s -H "Authorization: Bearer $TOKEN" "http://$ADDR/metrics" | grep -E '^unlearn_(requests|retrains|queue|throttled|worker)' | grep -v '_bucket' || true
+curl -s -H "Authorization: Bearer $TOKEN" "http://$ADDR/metrics" | grep -E '^unlearn_(requests|retrains|queue|throttled|worker|apply_seconds|retrain_seconds|removal_seconds)' | grep -v '_bucket' || true
+# The retraining times' distribution (cumulative buckets, seconds).
+curl -s -H "Authorization: Bearer $TOKEN" "http://$ADDR/metrics" | grep -E '^unlearn_retrain_seconds_bucket' || true
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
