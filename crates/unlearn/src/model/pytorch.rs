@@ -6,6 +6,7 @@
 
 use super::{ModelSpec, Network, parameters};
 use crate::error::{Error, Result};
+use burn::module::Module;
 use burn::store::{
     ApplyError, ApplyResult, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter,
     PytorchStore, SafetensorsStore,
@@ -169,6 +170,7 @@ fn check_applied(
 pub fn pytorch_safetensors(network: &Network) -> Result<Vec<u8>> {
     let mut store = SafetensorsStore::from_bytes(None).with_to_adapter(BurnToPyTorchAdapter);
     network
+        .valid()
         .save_into(&mut store)
         .map_err(|e| Error::Model(format!("cannot serialise the model for PyTorch: {e}")))?;
     store
