@@ -23,7 +23,7 @@ use unlearn::model::{Artifact, ModelSpec};
 use unlearn::pipeline::{RecordKind, RecordingPlan, Setup};
 use unlearn::progress::Progress;
 use unlearn::train::{
-    OptimizerKind, Recipe, RecordGrouping, Schedule, SensitiveSet, ValueEncoding,
+    Augmentation, OptimizerKind, Recipe, RecordGrouping, Schedule, SensitiveSet, ValueEncoding,
 };
 
 create_exception!(
@@ -431,12 +431,13 @@ impl Experiment {
     /// `forget` is a selector (`random:1%`, `random:N`, `class:C`, `subclass:C`) or an array
     /// of training ids; the recipe defaults are the CLI's (SGD, lr 0.05, cosine, 5 epochs
     /// with at least 1000 steps unless `epochs` is given, batch 128, momentum 0.9, weight decay
-    /// 5e-4). `quiet=True` hides the progress bars.
+    /// 5e-4). `augment` ("crop+flip", "crop:P", "flip") augments the training batches, seeded
+    /// by `augment_seed` (default: `seed`). `quiet=True` hides the progress bars.
     #[new]
     #[pyo3(signature = (
         data, model="mlp", forget=None, seed=0, optimizer="sgd", lr=0.05, schedule="cosine",
         epochs=None, min_steps=None, batch_size=128, momentum=0.9, weight_decay=5e-4,
-        device="cpu", quiet=false
+        device="cpu", quiet=false, augment=None, augment_seed=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -455,6 +456,8 @@ impl Experiment {
         weight_decay: f64,
         device: &str,
         quiet: bool,
+        augment: Option<&str>,
+        augment_seed: Option<u64>,
     ) -> PyResult<Experiment> {
         let bundle = (*data.bundle).clone();
         let split = match forget {
@@ -505,6 +508,12 @@ impl Experiment {
             momentum,
             weight_decay,
             seed,
+            augmentation: match augment {
+                None => None,
+                Some(text) => {
+                    Augmentation::parse(text, augment_seed.unwrap_or(seed)).map_err(fail)?
+                }
+            },
         };
         recipe.validate().map_err(fail)?;
         let setup = Setup {

@@ -178,3 +178,54 @@ fn every_method_runs_on_a_resnet20_without_diverging_or_refuses_in_one_line() {
         "{error}"
     );
 }
+
+#[test]
+fn augmented_training_is_seeded_and_recorded_in_the_model() {
+    let mut setup = setup(400, 2);
+    setup.spec = ModelSpec::parse("mlp:16", setup.data.train.shape, 10).unwrap();
+    let mut train = |augment: &str, seed: u64| {
+        setup.recipe.augmentation = unlearn::train::Augmentation::parse(augment, seed).unwrap();
+        setup.train_original(&mut []).unwrap()
+    };
+    let plain = train("none", 0);
+    let first = train("crop+flip", 7);
+    let again = train("crop+flip", 7);
+    let other = train("crop+flip", 8);
+    assert_eq!(parameters(&first.network), parameters(&again.network));
+    assert_ne!(parameters(&first.network), parameters(&other.network));
+    assert_ne!(parameters(&first.network), parameters(&plain.network));
+    let recorded = first.metadata.recipe.augmentation.unwrap();
+    assert_eq!(
+        (
+            recorded.crop_padding,
+            recorded.horizontal_flip,
+            recorded.seed
+        ),
+        (4, true, 7)
+    );
+    let text = String::from_utf8(first.to_bytes().unwrap().1).unwrap();
+    assert!(
+        text.contains("\"augmentation\"") && text.contains("\"seed\": 7"),
+        "{text}"
+    );
+    assert!(plain.metadata.recipe.augmentation.is_none());
+    setup.recipe.augmentation = None;
+    // A crop needs images: flat feature vectors are refused before training.
+    let mut flat = setup.recipe.clone();
+    flat.augmentation = unlearn::train::Augmentation::parse("crop", 0).unwrap();
+    let mut data = setup.data.train.clone();
+    data.shape = [784, 1, 1];
+    let network = unlearn::model::Network::new(&setup.spec, &setup.device, 0).unwrap();
+    let error = unlearn::train::train(
+        network,
+        &data,
+        &setup.split.train,
+        &flat,
+        &mut [],
+        &Progress::hidden(),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(error.contains("needs images"), "{error}");
+}

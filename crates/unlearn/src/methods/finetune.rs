@@ -96,6 +96,8 @@ fn finetune_on_retain(
     settings: &Finetune,
 ) -> Result<(Network, usize)> {
     let recipe = crate::train::Recipe {
+        // No augmentation in the repair steps (the amnesiac papers use none).
+        augmentation: None,
         optimizer: crate::train::OptimizerKind::Sgd,
         learning_rate: settings.learning_rate,
         schedule: Schedule::Constant,

@@ -47,6 +47,10 @@ pub struct Recipe {
     pub weight_decay: f64,
     /// Seed of the data order.
     pub seed: u64,
+    /// Data augmentation of the training batches (random crop, horizontal flip) with its own
+    /// seed; `None`: the samples as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augmentation: Option<super::Augmentation>,
 }
 
 /// The floor on training steps of the default recipe (`unlearn train`/`demo` without
@@ -73,6 +77,7 @@ impl Default for Recipe {
             momentum: 0.9,
             weight_decay: 5e-4,
             seed: 0,
+            augmentation: None,
         }
     }
 }
