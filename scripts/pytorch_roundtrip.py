@@ -4,6 +4,13 @@ come back from unlearn, loaded with load_state_dict(strict=True).
 
     python pytorch_roundtrip.py train --model mlp --data DIR --epochs 3 --seed 0 --out M.safetensors
     python pytorch_roundtrip.py check --model mlp --data DIR --weights U.safetensors --expect TA
+    python pytorch_roundtrip.py resnet --out DIR --logits-bin target/release/examples/resnet_logits
+
+`resnet` is the ResNet-18 parity check: torchvision's resnet18 with the CIFAR stem (conv1 a 3x3
+stride-1 convolution, maxpool an identity), random weights and BatchNorm statistics, imported
+by unlearn; its evaluation-mode logits on 64 random images must agree with PyTorch's within
+1e-4, and the weights unlearn exports must load with load_state_dict(strict=True) and give the
+same logits again.
 """
 
 import argparse
@@ -135,11 +142,68 @@ def check(args):
         sys.exit(f"PyTorch's test accuracy {ours:.4f} differs from unlearn's {args.expect:.4f}")
 
 
+def cifar_resnet18(classes=10):
+    """torchvision's resnet18 with the CIFAR stem: unlearn's `resnet18`."""
+    import torchvision
+    module = torchvision.models.resnet18(num_classes=classes)
+    module.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
+    module.maxpool = nn.Identity()
+    return module
+
+
+def resnet(args):
+    import subprocess
+    import torchvision
+    torch.manual_seed(args.seed)
+    module = cifar_resnet18()
+    # Random weights (torchvision's initialisation) and BatchNorm statistics set away from
+    # their defaults, so that a lost, swapped or transposed tensor shows in the logits.
+    with torch.no_grad():
+        for layer in module.modules():
+            if isinstance(layer, nn.BatchNorm2d):
+                layer.weight.uniform_(0.5, 1.5)
+                layer.bias.uniform_(-0.2, 0.2)
+                layer.running_mean.uniform_(-0.3, 0.3)
+                layer.running_var.uniform_(0.5, 2.0)
+                layer.num_batches_tracked.fill_(1000)
+    module.eval()
+    images = torch.rand(64, 3, 32, 32)
+    with torch.no_grad():
+        expected = module(images)
+    state = {key: value.contiguous() for key, value in module.state_dict().items()}
+    out = args.out
+    save_file(state, f"{out}/torchvision_resnet18.safetensors")
+    torch.save(state, f"{out}/torchvision_resnet18.pt")
+    save_file({"images": images}, f"{out}/images.safetensors")
+    report = {"torch": torch.__version__, "torchvision": torchvision.__version__,
+              "images": 64, "keys": len(state)}
+    for kind in ["safetensors", "pt"]:
+        logits_path = f"{out}/unlearn_logits.{kind}.safetensors"
+        exported = f"{out}/unlearn_exported.{kind}.safetensors"
+        subprocess.run([args.logits_bin, f"{out}/torchvision_resnet18.{kind}",
+                        f"{out}/images.safetensors", logits_path, exported], check=True)
+        ours = load_file(logits_path)["logits"]
+        difference = (ours - expected).abs().max().item()
+        back = cifar_resnet18()
+        back.load_state_dict(load_file(exported), strict=True)
+        back.eval()
+        with torch.no_grad():
+            again = back(images)
+        report[f"max_abs_logit_difference_{kind}"] = difference
+        report[f"exported_strict_load_max_abs_difference_{kind}"] = (again - expected).abs().max().item()
+    report["within_1e-4"] = all(
+        value <= 1e-4 for key, value in report.items() if key.startswith(("max_abs", "exported")))
+    print(json.dumps(report))
+    if not report["within_1e-4"]:
+        sys.exit("unlearn's ResNet-18 logits differ from PyTorch's by more than 1e-4")
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("command", choices=["train", "check"])
-    parser.add_argument("--model", choices=["mlp", "cnn"], required=True)
-    parser.add_argument("--data", required=True)
+    parser.add_argument("command", choices=["train", "check", "resnet"])
+    parser.add_argument("--model", choices=["mlp", "cnn"])
+    parser.add_argument("--logits-bin", default="target/release/examples/resnet_logits")
+    parser.add_argument("--data")
     parser.add_argument("--out")
     parser.add_argument("--weights")
     parser.add_argument("--expect", type=float)
@@ -147,7 +211,12 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    train(args) if args.command == "train" else check(args)
+    if args.command == "resnet":
+        resnet(args)
+    elif args.command == "train":
+        train(args)
+    else:
+        check(args)
 
 
 if __name__ == "__main__":

@@ -312,7 +312,8 @@ impl Model {
             .map_err(fail)
     }
 
-    /// The PyTorch `state_dict` as numpy arrays (PyTorch key names and layout):
+    /// The PyTorch `state_dict` as numpy arrays (PyTorch key names and layout; a ResNet's keys
+    /// are torchvision's, with each BatchNorm's `num_batches_tracked` as an int64 0):
     /// `{k: torch.from_numpy(v) for k, v in model.state_dict().items()}` loads strictly.
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let tensors =
@@ -320,6 +321,15 @@ impl Model {
         let dict = PyDict::new(py);
         for tensor in tensors {
             dict.set_item(tensor.name, array(py, tensor.values, &tensor.shape)?)?;
+        }
+        // A ResNet's BatchNorm update counters (torchvision keys them; unlearn keeps no count).
+        let counters = unlearn::model::pytorch::batch_norm_counters(&self.artifact.network);
+        if !counters.is_empty() {
+            let zero = py.import("numpy")?.getattr("int64")?.call1((0,))?;
+            let zero = py.import("numpy")?.getattr("asarray")?.call1((zero,))?;
+            for key in counters {
+                dict.set_item(key, zero.call_method0("copy")?)?;
+            }
         }
         Ok(dict)
     }
