@@ -135,7 +135,7 @@ struct RecipeArgs {
     /// Learning rate.
     #[arg(long, default_value_t = 0.05, allow_hyphen_values = true)]
     lr: f64,
-    /// Learning-rate schedule: constant or cosine.
+    /// Learning-rate schedule: constant, cosine or step (÷10 at 50% and 75% of the steps).
     #[arg(long, default_value = "cosine")]
     schedule: String,
     /// Epochs [default: 5, with at least --min-steps steps].
@@ -172,11 +172,7 @@ impl RecipeArgs {
                 other => bail!("unknown optimizer '{other}' (expected sgd or adam)"),
             },
             learning_rate: self.lr,
-            schedule: match self.schedule.as_str() {
-                "constant" => Schedule::Constant,
-                "cosine" => Schedule::Cosine,
-                other => bail!("unknown schedule '{other}' (expected constant or cosine)"),
-            },
+            schedule: Schedule::parse(&self.schedule)?,
             epochs: self.epochs.unwrap_or(Recipe::default().epochs),
             min_steps: self.min_steps.unwrap_or(if self.epochs.is_some() {
                 0

@@ -499,15 +499,7 @@ impl Experiment {
                 }
             },
             learning_rate: lr,
-            schedule: match schedule {
-                "constant" => Schedule::Constant,
-                "cosine" => Schedule::Cosine,
-                other => {
-                    return Err(invalid(format!(
-                        "unknown schedule '{other}' (expected constant or cosine)"
-                    )));
-                }
-            },
+            schedule: Schedule::parse(schedule).map_err(fail)?,
             epochs: epochs.unwrap_or(Recipe::default().epochs),
             min_steps: min_steps.unwrap_or(if epochs.is_some() {
                 0

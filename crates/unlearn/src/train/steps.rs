@@ -167,13 +167,7 @@ impl StepSettings {
     }
 
     fn learning_rate_at(&self, step: usize, total_steps: usize) -> f64 {
-        match self.schedule {
-            Schedule::Constant => self.learning_rate,
-            Schedule::Cosine => {
-                let progress = step as f64 / total_steps.max(1) as f64;
-                0.5 * self.learning_rate * (1.0 + (std::f64::consts::PI * progress).cos())
-            }
-        }
+        self.schedule.rate_at(self.learning_rate, step, total_steps)
     }
 }
 
