@@ -69,7 +69,21 @@ class CNN(nn.Module):
 
 
 def build(model):
-    return {"mlp": MLP, "cnn": CNN}[model]()
+    return {"mlp": MLP, "cnn": CNN, "resnet20": lambda: ResNet20(in_channels=1)}[model]()
+
+
+def crop_and_flip(images, generator):
+    """unlearn's --augment crop+flip: a random 4-pixel-padded crop, then a random flip."""
+    n, _, h, w = images.shape
+    padded = F.pad(images, (4, 4, 4, 4))
+    dy = torch.randint(0, 9, (n,), generator=generator)
+    dx = torch.randint(0, 9, (n,), generator=generator)
+    rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(n, images.shape[1], h, w + 8)
+    cropped = padded.gather(2, rows)
+    cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, images.shape[1], h, w)
+    cropped = cropped.gather(3, cols)
+    flip = torch.rand(n, generator=generator) < 0.5
+    return torch.where(flip[:, None, None, None], cropped.flip(3), cropped)
 
 
 def idx(path):
@@ -102,7 +116,12 @@ def train(args):
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)
     x, y = load(args.data, "train")
+    if args.limit:
+        # The first `limit` samples of each class (the timing needs the size, not the choice).
+        keep = torch.cat([torch.nonzero(y == c).flatten()[:args.limit] for c in range(10)])
+        x, y = x[keep.sort().values], y[keep.sort().values]
     module = build(args.model)
+    augment = args.model == "resnet20"
     optimizer = torch.optim.SGD(module.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     steps = args.epochs * ((len(y) + 127) // 128)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
@@ -113,7 +132,8 @@ def train(args):
         order = torch.randperm(len(y), generator=generator)
         for i in range(0, len(y), 128):
             batch = order[i:i + 128]
-            loss = F.cross_entropy(module(x[batch]), y[batch])
+            inputs = crop_and_flip(x[batch], generator) if augment else x[batch]
+            loss = F.cross_entropy(module(inputs), y[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -142,6 +162,45 @@ def check(args):
         sys.exit(f"PyTorch's test accuracy {ours:.4f} differs from unlearn's {args.expect:.4f}")
 
 
+class BasicBlockA(nn.Module):
+    """A basic block of He et al.'s CIFAR ResNet with the parameter-free "option A" shortcut
+    (x[:, :, ::2, ::2] with zero channels on both sides when the shape changes)."""
+
+    def __init__(self, inputs, outputs, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inputs, outputs, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(outputs)
+        self.conv2 = nn.Conv2d(outputs, outputs, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(outputs)
+        self.pad = (outputs - inputs) // 2 if stride != 1 or inputs != outputs else 0
+
+    def forward(self, x):
+        out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+        shortcut = F.pad(x[:, :, ::2, ::2], (0, 0, 0, 0, self.pad, self.pad)) if self.pad else x
+        return F.relu(out + shortcut)
+
+
+class ResNet20(nn.Module):
+    """unlearn's `resnet20` (He et al. 2016, CIFAR): keys conv1, bn1, layer1..3, fc."""
+
+    def __init__(self, in_channels=3, classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, 16, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(16)
+        inputs = 16
+        for stage, width in enumerate([16, 32, 64]):
+            blocks = [BasicBlockA(inputs if b == 0 else width, width,
+                                  2 if b == 0 and stage > 0 else 1) for b in range(3)]
+            setattr(self, f"layer{stage + 1}", nn.Sequential(*blocks))
+            inputs = width
+        self.fc = nn.Linear(64, classes)
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(x.mean((2, 3)))
+
+
 def cifar_resnet18(classes=10):
     """torchvision's resnet18 with the CIFAR stem: unlearn's `resnet18`."""
     import torchvision
@@ -154,54 +213,59 @@ def cifar_resnet18(classes=10):
 def resnet(args):
     import subprocess
     import torchvision
-    torch.manual_seed(args.seed)
-    module = cifar_resnet18()
-    # Random weights (torchvision's initialisation) and BatchNorm statistics set away from
-    # their defaults, so that a lost, swapped or transposed tensor shows in the logits.
-    with torch.no_grad():
-        for layer in module.modules():
-            if isinstance(layer, nn.BatchNorm2d):
-                layer.weight.uniform_(0.5, 1.5)
-                layer.bias.uniform_(-0.2, 0.2)
-                layer.running_mean.uniform_(-0.3, 0.3)
-                layer.running_var.uniform_(0.5, 2.0)
-                layer.num_batches_tracked.fill_(1000)
-    module.eval()
-    images = torch.rand(64, 3, 32, 32)
-    with torch.no_grad():
-        expected = module(images)
-    state = {key: value.contiguous() for key, value in module.state_dict().items()}
-    out = args.out
-    save_file(state, f"{out}/torchvision_resnet18.safetensors")
-    torch.save(state, f"{out}/torchvision_resnet18.pt")
-    save_file({"images": images}, f"{out}/images.safetensors")
-    report = {"torch": torch.__version__, "torchvision": torchvision.__version__,
-              "images": 64, "keys": len(state)}
-    for kind in ["safetensors", "pt"]:
-        logits_path = f"{out}/unlearn_logits.{kind}.safetensors"
-        exported = f"{out}/unlearn_exported.{kind}.safetensors"
-        subprocess.run([args.logits_bin, f"{out}/torchvision_resnet18.{kind}",
-                        f"{out}/images.safetensors", logits_path, exported], check=True)
-        ours = load_file(logits_path)["logits"]
-        difference = (ours - expected).abs().max().item()
-        back = cifar_resnet18()
-        back.load_state_dict(load_file(exported), strict=True)
-        back.eval()
+    report = {"torch": torch.__version__, "torchvision": torchvision.__version__, "images": 64}
+    images = None
+    for model, build_module in [("resnet18", cifar_resnet18), ("resnet20", ResNet20)]:
+        torch.manual_seed(args.seed)
+        module = build_module()
+        # Random weights (the module's own initialisation) and BatchNorm statistics set away
+        # from their defaults, so that a lost, swapped or transposed tensor shows.
         with torch.no_grad():
-            again = back(images)
-        report[f"max_abs_logit_difference_{kind}"] = difference
-        report[f"exported_strict_load_max_abs_difference_{kind}"] = (again - expected).abs().max().item()
+            for layer in module.modules():
+                if isinstance(layer, nn.BatchNorm2d):
+                    layer.weight.uniform_(0.5, 1.5)
+                    layer.bias.uniform_(-0.2, 0.2)
+                    layer.running_mean.uniform_(-0.3, 0.3)
+                    layer.running_var.uniform_(0.5, 2.0)
+                    layer.num_batches_tracked.fill_(1000)
+        module.eval()
+        if images is None:
+            images = torch.rand(64, 3, 32, 32)
+            save_file({"images": images}, f"{args.out}/images.safetensors")
+        with torch.no_grad():
+            expected = module(images)
+        state = {key: value.contiguous() for key, value in module.state_dict().items()}
+        base = f"{args.out}/{model}"
+        save_file(state, f"{base}.torch.safetensors")
+        torch.save(state, f"{base}.torch.pt")
+        report[f"{model}_keys"] = len(state)
+        for kind in ["safetensors", "pt"]:
+            logits_path = f"{base}.unlearn_logits.{kind}.safetensors"
+            exported = f"{base}.unlearn_exported.{kind}.safetensors"
+            subprocess.run([args.logits_bin, f"{base}.torch.{kind}",
+                            f"{args.out}/images.safetensors", logits_path, exported, "10", model],
+                           check=True)
+            ours = load_file(logits_path)["logits"]
+            back = build_module()
+            back.load_state_dict(load_file(exported), strict=True)
+            back.eval()
+            with torch.no_grad():
+                again = back(images)
+            report[f"{model}_{kind}_max_abs_logit_difference"] = (ours - expected).abs().max().item()
+            report[f"{model}_{kind}_exported_strict_load_max_abs_difference"] = (
+                (again - expected).abs().max().item())
     report["within_1e-4"] = all(
-        value <= 1e-4 for key, value in report.items() if key.startswith(("max_abs", "exported")))
+        value <= 1e-4 for key, value in report.items() if "difference" in key)
     print(json.dumps(report))
     if not report["within_1e-4"]:
-        sys.exit("unlearn's ResNet-18 logits differ from PyTorch's by more than 1e-4")
+        sys.exit("unlearn's ResNet logits differ from PyTorch's by more than 1e-4")
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("command", choices=["train", "check", "resnet"])
-    parser.add_argument("--model", choices=["mlp", "cnn"])
+    parser.add_argument("--model", choices=["mlp", "cnn", "resnet20"])
+    parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--logits-bin", default="target/release/examples/resnet_logits")
     parser.add_argument("--data")
     parser.add_argument("--out")

@@ -8,10 +8,10 @@
 //! ```sh
 //! cargo build --release --workspace --examples
 //! target/release/examples/resnet_logits STATE.(safetensors|pt) IMAGES.safetensors \
-//!     LOGITS.safetensors EXPORTED.safetensors [CLASSES]
+//!     LOGITS.safetensors EXPORTED.safetensors [CLASSES] [MODEL]
 //! ```
-//! IMAGES holds one float32 tensor `images` of shape `[n, 3, 32, 32]`; LOGITS gets `logits`
-//! `[n, CLASSES]` (default 10).
+//! IMAGES holds one float32 tensor `images` of shape `[n, c, h, w]`; LOGITS gets `logits`
+//! `[n, CLASSES]` (default 10); MODEL is `resnet18` (default) or `resnet20`.
 
 use burn::tensor::{Device, Tensor, TensorData};
 use std::path::PathBuf;
@@ -22,7 +22,7 @@ fn run() -> Result<(), String> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 4 {
         return Err(
-            "usage: resnet_logits STATE IMAGES.safetensors LOGITS.safetensors EXPORTED.safetensors [CLASSES]"
+            "usage: resnet_logits STATE IMAGES.safetensors LOGITS.safetensors EXPORTED.safetensors [CLASSES] [MODEL]"
                 .into(),
         );
     }
@@ -48,7 +48,8 @@ fn run() -> Result<(), String> {
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     let device = Device::flex();
-    let spec = ModelSpec::parse("resnet18", [shape[1], shape[2], shape[3]], classes)
+    let model = args.get(5).map_or("resnet18", String::as_str);
+    let spec = ModelSpec::parse(model, [shape[1], shape[2], shape[3]], classes)
         .map_err(|e| e.to_string())?;
     let network = load_pytorch(&paths[0], &spec, &device).map_err(|e| e.to_string())?;
     let inputs = Tensor::<2>::from_data(

@@ -229,3 +229,32 @@ fn augmented_training_is_seeded_and_recorded_in_the_model() {
     .to_string();
     assert!(error.contains("needs images"), "{error}");
 }
+
+#[test]
+fn a_comparison_reports_the_refusals_of_a_resnet_as_rows() {
+    let setup = setup(192, 7);
+    let methods: Vec<Box<dyn methods::Unlearner>> = [
+        ("finetune", vec!["epochs=1".to_string()]),
+        ("amnesiac-sample", vec![]),
+        ("amnesiac-batch", vec![]),
+        ("output-perturbation", vec![]),
+    ]
+    .into_iter()
+    .map(|(name, pairs)| methods::build(name, &MethodParams::parse(&pairs).unwrap()).unwrap())
+    .collect();
+    let comparison = unlearn::pipeline::compare(&setup, &methods).unwrap();
+    let row = |name: &str| {
+        comparison
+            .runs
+            .iter()
+            .find(|run| run.method == name)
+            .unwrap()
+    };
+    assert!(row("finetune").evaluation.is_some());
+    assert!(row("amnesiac-batch").evaluation.is_some());
+    for refused in ["amnesiac-sample", "output-perturbation"] {
+        let failure = row(refused).failure.as_deref().unwrap();
+        assert!(failure.contains(methods::BATCH_NORM_REFUSAL), "{failure}");
+        assert!(row(refused).evaluation.is_none());
+    }
+}

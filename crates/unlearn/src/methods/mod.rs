@@ -176,13 +176,17 @@ pub struct MethodEntry {
     pub build: fn(&MethodParams) -> Result<Box<dyn Unlearner>>,
 }
 
+/// The words of every refusal of a BatchNorm network ([`refuse_batch_norm`]); a comparison
+/// reports such a method as a row that did not run instead of stopping.
+pub const BATCH_NORM_REFUSAL: &str = "cannot unlearn a network with BatchNorm";
+
 /// Refuses a method whose definition does not hold for a network with BatchNorm (its batch
 /// statistics couple the samples of a batch): a one-line error naming the method and `why`;
 /// `Ok` for a network without BatchNorm.
 pub(crate) fn refuse_batch_norm(network: &Network, method: &str, why: &str) -> Result<()> {
     match network.resnet_variant() {
         Some(variant) => Err(Error::invalid(format!(
-            "{method} cannot unlearn a network with BatchNorm ({}): {why}",
+            "{method} {BATCH_NORM_REFUSAL} ({}): {why}",
             variant.name()
         ))),
         None => Ok(()),
