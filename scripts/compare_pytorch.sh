@@ -12,7 +12,8 @@
 # Usage: scripts/compare_pytorch.sh [REPEATS] [OUT_DIR]
 #   (needs target/release/unlearn and /usr/share/datasets/fashion-mnist; VENV= to reuse a
 #   venv, BIN= for another unlearn binary, THREADS="1 2" for other thread counts,
-#   MODELS="cnn" for one model)
+#   MODELS="cnn" for one model; MODELS="resnet20": ResNet-20 with crop+flip, 1 epoch, the same
+#   SGD recipe; LIMIT=N keeps N training samples per class on both sides, for a shorter run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPEATS=${1:-2}
@@ -34,13 +35,20 @@ echo "torch $("$PY" -c 'import torch; print(torch.__version__)'), $("$BIN" --ver
 for threads in $THREADS; do
     for model in $MODELS; do
         epochs=5
-        [ "$model" = cnn ] && epochs=1
+        [ "$model" != mlp ] && epochs=1
+        extra=()
+        [ "$model" = resnet20 ] && extra=(--augment crop+flip)
+        data="idx:$DATA"
+        if [ -n "${LIMIT:-}" ]; then
+            data="$data?limit=$(seq -s, 0 9 | sed "s/\([0-9]\)/\1:$LIMIT/g")"
+        fi
         for repeat in $(seq 1 "$REPEATS"); do
             load=$(cut -d' ' -f1 /proc/loadavg)
             torch_json=$("$PY" scripts/pytorch_roundtrip.py train --model "$model" --data "$DATA" \
-                --epochs "$epochs" --seed "$SEED" --threads "$threads" --out "$OUT/$model.torch.safetensors")
+                --epochs "$epochs" --seed "$SEED" --threads "$threads" --limit "${LIMIT:-0}" \
+                --out "$OUT/$model.torch.safetensors")
             ours_json=$("$BIN" --quiet --json --seed "$SEED" --threads "$threads" train \
-                --data "idx:$DATA" --model "$model" --epochs "$epochs" --out "$OUT/$model.safetensors")
+                --data "$data" --model "$model" --epochs "$epochs" "${extra[@]}" --out "$OUT/$model.safetensors")
             "$PY" - "$model" "$threads" "$epochs" "$repeat" "$load" "$torch_json" "$ours_json" >>"$RUNS" <<'EOF'
 import json, sys
 model, threads, epochs, repeat, load, torch_json, ours_json = sys.argv[1:]
@@ -64,7 +72,8 @@ import json, statistics, sys
 runs = [json.loads(line) for line in open(sys.argv[1])]
 print("| workload | threads | unlearn training (s) | PyTorch training (s) | ratio of medians | unlearn evaluation, all (s) | test + forget sets (s) | test + forget / training | test accuracy unlearn / PyTorch |")
 print("|---|---:|---|---|---:|---|---|---:|---|")
-names = {"mlp": "MLP 784-256-10, 5 epochs", "cnn": "CNN conv16-conv32 + 1568-128-10, 1 epoch"}
+names = {"mlp": "MLP 784-256-10, 5 epochs", "cnn": "CNN conv16-conv32 + 1568-128-10, 1 epoch",
+         "resnet20": "ResNet-20 (crop+flip), 1 epoch"}
 keys = sorted({(r["model"], r["threads"]) for r in runs}, key=lambda k: (k[0] != "mlp", k[1]))
 for model, threads in keys:
     rows = [r for r in runs if r["model"] == model and r["threads"] == threads]

@@ -7,8 +7,24 @@
 # model as imported). A benchmark script, not CI: torch lives in its own virtual environment.
 # Usage: scripts/pytorch_roundtrip.sh [OUT_DIR] [EPOCHS]
 #   (needs target/release/unlearn and /usr/share/datasets/fashion-mnist; VENV= to reuse a venv)
+#        scripts/pytorch_roundtrip.sh resnet [OUT_DIR]
+#   ResNet-18 parity (BENCHMARKS.md "Real networks"): torchvision's resnet18 with the CIFAR stem,
+#   random weights and BatchNorm statistics, imported by unlearn (.safetensors and .pt): its
+#   evaluation-mode logits on 64 images within 1e-4 of PyTorch's, and the exported weights
+#   loading with load_state_dict(strict=True). Needs target/release/examples/resnet_logits
+#   (cargo build --release --workspace --examples) and torchvision (installed into the venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = resnet ]; then
+    OUT=${2:-results/pytorch_roundtrip/resnet}
+    . scripts/torch_venv.sh
+    "$PY" -c 'import torchvision' 2>/dev/null || "$VENV/bin/pip" install -q torchvision \
+        --index-url https://download.pytorch.org/whl/cpu || "$VENV/bin/pip" install -q torchvision
+    mkdir -p "$OUT"
+    echo "unlearn $(git rev-parse --short HEAD), load $(cut -d' ' -f1-3 /proc/loadavg)"
+    exec "$PY" scripts/pytorch_roundtrip.py resnet --out "$OUT" --seed "${SEED:-0}" \
+        --logits-bin target/release/examples/resnet_logits
+fi
 OUT=${1:-results/pytorch_roundtrip}
 EPOCHS=${2:-2}
 SEED=${SEED:-0}

@@ -36,7 +36,7 @@ use unlearn::model::{Artifact, ModelSpec};
 use unlearn::pipeline::{Comparison, RecordKind, RecordingPlan, Setup, compare};
 use unlearn::progress::Progress;
 use unlearn::train::{
-    OptimizerKind, Recipe, RecordGrouping, Schedule, SensitiveSet, ValueEncoding,
+    Augmentation, OptimizerKind, Recipe, RecordGrouping, Schedule, SensitiveSet, ValueEncoding,
 };
 
 #[derive(Parser)]
@@ -135,7 +135,7 @@ struct RecipeArgs {
     /// Learning rate.
     #[arg(long, default_value_t = 0.05, allow_hyphen_values = true)]
     lr: f64,
-    /// Learning-rate schedule: constant or cosine.
+    /// Learning-rate schedule: constant, cosine or step (÷10 at 50% and 75% of the steps).
     #[arg(long, default_value = "cosine")]
     schedule: String,
     /// Epochs [default: 5, with at least --min-steps steps].
@@ -154,6 +154,13 @@ struct RecipeArgs {
     /// L2 weight decay.
     #[arg(long, default_value_t = 5e-4, allow_hyphen_values = true)]
     weight_decay: f64,
+    /// Data augmentation of the training batches: crop+flip (random crop with 4-pixel zero
+    /// padding, horizontal flip), crop:P, flip or none; recorded in the model's recipe.
+    #[arg(long, default_value = "none")]
+    augment: String,
+    /// Seed of the augmentation's crops and flips [default: the run's --seed].
+    #[arg(long)]
+    augment_seed: Option<u64>,
 }
 
 impl RecipeArgs {
@@ -165,11 +172,7 @@ impl RecipeArgs {
                 other => bail!("unknown optimizer '{other}' (expected sgd or adam)"),
             },
             learning_rate: self.lr,
-            schedule: match self.schedule.as_str() {
-                "constant" => Schedule::Constant,
-                "cosine" => Schedule::Cosine,
-                other => bail!("unknown schedule '{other}' (expected constant or cosine)"),
-            },
+            schedule: Schedule::parse(&self.schedule)?,
             epochs: self.epochs.unwrap_or(Recipe::default().epochs),
             min_steps: self.min_steps.unwrap_or(if self.epochs.is_some() {
                 0
@@ -180,6 +183,7 @@ impl RecipeArgs {
             momentum: self.momentum,
             weight_decay: self.weight_decay,
             seed,
+            augmentation: Augmentation::parse(&self.augment, self.augment_seed.unwrap_or(seed))?,
         };
         recipe.validate()?;
         Ok(recipe)
@@ -194,7 +198,7 @@ struct TrainArgs {
     /// samples of a class).
     #[arg(long, default_value = "embedded")]
     data: String,
-    /// Model: softmax, mlp, mlp:W1,W2,..., cnn or cnn:C1,C2,H (default mlp).
+    /// Model: softmax, mlp, mlp:W1,W2,..., cnn, cnn:C1,C2,H, resnet20 or resnet18 (default mlp).
     #[arg(long)]
     model: Option<String>,
     /// Forget set to record in the saved split: random:N, random:P%, class:C, subclass:C, ids:FILE.
@@ -332,7 +336,7 @@ struct ImportArgs {
     /// (torch.save).
     #[arg(long)]
     pytorch: PathBuf,
-    /// The architecture it was trained with: softmax, mlp, mlp:W1,W2,..., cnn or cnn:C1,C2,H.
+    /// The architecture it was trained with: softmax, mlp, mlp:W1,W2,..., cnn, cnn:C1,C2,H, resnet20 or resnet18.
     #[arg(long, default_value = "mlp")]
     model: String,
     /// The data it was trained on (as for `train`); its training ids are the split's.

@@ -285,6 +285,7 @@ fn every_shipped_grid_config_is_valid() {
         "p8_quick",
         "p9_sisa",
         "p9_sisa_cnn",
+        "fashion_resnet20_cpu",
     ] {
         let path = configs.join(format!("{name}.toml"));
         let text = std::fs::read_to_string(&path).unwrap();
@@ -484,4 +485,84 @@ fn class_cells_record_one_sum_per_class_for_the_amnesiac_methods() {
         sample_class.to_string().contains("as 1 group sum(s)"),
         "{sample_class}"
     );
+}
+
+/// configs/cifar10_salun.toml end to end on CIFAR-format files written here (CIFAR-10 is not
+/// installable on this machine): the preset as shipped, with only the data directory and the
+/// class sizes (3 training images per class instead of 4,500) and every epoch count (1) made
+/// small; ResNet-18, crop+flip, the step schedule and every method run.
+#[test]
+fn the_cifar10_salun_preset_runs_one_epoch_on_cifar_format_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar-10-batches-bin");
+    std::fs::create_dir(&data).unwrap();
+    let image = 3 * 32 * 32;
+    // Per batch file 6 images (data_batch_1..5: 30 training images, 3 per class), 10 test.
+    let pixels = |count: usize, salt: usize| -> Vec<u8> {
+        (0..count * image)
+            .map(|i| ((i * 31 + salt * 7919) % 251) as u8)
+            .collect()
+    };
+    for batch in 1..=5 {
+        let labels: Vec<u8> = (0..6).map(|i| ((batch * 6 + i) % 10) as u8).collect();
+        unlearn::data::cifar::write_cifar10_batch(
+            data.join(format!("data_batch_{batch}.bin")),
+            &pixels(6, batch),
+            &labels,
+        )
+        .unwrap();
+    }
+    let labels: Vec<u8> = (0..10).collect();
+    unlearn::data::cifar::write_cifar10_batch(data.join("test_batch.bin"), &pixels(10, 9), &labels)
+        .unwrap();
+
+    let preset = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs/cifar10_salun.toml");
+    let mut config: toml::Table = std::fs::read_to_string(&preset).unwrap().parse().unwrap();
+    let shipped_data = config["data"].as_str().unwrap().to_string();
+    assert!(shipped_data.starts_with("cifar10:") && shipped_data.contains(":4500"));
+    let limits: Vec<String> = (0..10).map(|class| format!("{class}:3")).collect();
+    config.insert(
+        "data".into(),
+        format!("cifar10:{}?limit={}", data.display(), limits.join(",")).into(),
+    );
+    assert_eq!(config["model"].as_str(), Some("resnet18"));
+    let recipe = config["recipe"].as_table_mut().unwrap();
+    assert_eq!(recipe["epochs"].as_integer(), Some(182));
+    assert_eq!(recipe["augment"].as_str(), Some("crop+flip"));
+    recipe.insert("epochs".into(), 1.into());
+    let methods = config["methods"].as_array_mut().unwrap();
+    let mut names = Vec::new();
+    for method in methods.iter_mut() {
+        let method = method.as_table_mut().unwrap();
+        names.push(method["name"].as_str().unwrap().to_string());
+        let params = method["params"].as_table_mut().unwrap();
+        assert!(params.contains_key("epochs"), "{method:?}");
+        params.insert("epochs".into(), 1.into());
+    }
+    let path = dir.path().join("cifar10_salun.toml");
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+
+    let results = dir.path().join("results");
+    let outcome = bench(&path, &results, &dir.path().join("cache"), &[]);
+    // The original, the retrained reference and every method, for one seed and forget set.
+    assert_eq!(
+        outcome["runs_done"].as_u64(),
+        Some(2 + names.len() as u64),
+        "{outcome}"
+    );
+    let runs = std::fs::read_to_string(results.join("cifar10_salun/runs.jsonl")).unwrap();
+    let records: Vec<serde_json::Value> = runs
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    for name in &names {
+        let record = records
+            .iter()
+            .find(|record| record["method"] == name.as_str())
+            .unwrap_or_else(|| panic!("no run of {name}: {runs}"));
+        let accuracy = &record["evaluation"]["headline"]["test_accuracy"];
+        assert!(accuracy.as_f64().is_some_and(f64::is_finite), "{record}");
+    }
+    let config_json = std::fs::read_to_string(results.join("cifar10_salun/config.json")).unwrap();
+    assert!(config_json.contains("crop+flip"), "{config_json}");
 }

@@ -23,7 +23,7 @@ use unlearn::model::{Artifact, ModelSpec};
 use unlearn::pipeline::{RecordKind, RecordingPlan, Setup};
 use unlearn::progress::Progress;
 use unlearn::train::{
-    OptimizerKind, Recipe, RecordGrouping, Schedule, SensitiveSet, ValueEncoding,
+    Augmentation, OptimizerKind, Recipe, RecordGrouping, Schedule, SensitiveSet, ValueEncoding,
 };
 
 create_exception!(
@@ -312,7 +312,8 @@ impl Model {
             .map_err(fail)
     }
 
-    /// The PyTorch `state_dict` as numpy arrays (PyTorch key names and layout):
+    /// The PyTorch `state_dict` as numpy arrays (PyTorch key names and layout; a ResNet's keys
+    /// are torchvision's, with each BatchNorm's `num_batches_tracked` as an int64 0):
     /// `{k: torch.from_numpy(v) for k, v in model.state_dict().items()}` loads strictly.
     fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let tensors =
@@ -320,6 +321,15 @@ impl Model {
         let dict = PyDict::new(py);
         for tensor in tensors {
             dict.set_item(tensor.name, array(py, tensor.values, &tensor.shape)?)?;
+        }
+        // A ResNet's BatchNorm update counters (torchvision keys them; unlearn keeps no count).
+        let counters = unlearn::model::pytorch::batch_norm_counters(&self.artifact.network);
+        if !counters.is_empty() {
+            let zero = py.import("numpy")?.getattr("int64")?.call1((0,))?;
+            let zero = py.import("numpy")?.getattr("asarray")?.call1((zero,))?;
+            for key in counters {
+                dict.set_item(key, zero.call_method0("copy")?)?;
+            }
         }
         Ok(dict)
     }
@@ -431,12 +441,13 @@ impl Experiment {
     /// `forget` is a selector (`random:1%`, `random:N`, `class:C`, `subclass:C`) or an array
     /// of training ids; the recipe defaults are the CLI's (SGD, lr 0.05, cosine, 5 epochs
     /// with at least 1000 steps unless `epochs` is given, batch 128, momentum 0.9, weight decay
-    /// 5e-4). `quiet=True` hides the progress bars.
+    /// 5e-4). `augment` ("crop+flip", "crop:P", "flip") augments the training batches, seeded
+    /// by `augment_seed` (default: `seed`). `quiet=True` hides the progress bars.
     #[new]
     #[pyo3(signature = (
         data, model="mlp", forget=None, seed=0, optimizer="sgd", lr=0.05, schedule="cosine",
         epochs=None, min_steps=None, batch_size=128, momentum=0.9, weight_decay=5e-4,
-        device="cpu", quiet=false
+        device="cpu", quiet=false, augment=None, augment_seed=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -455,6 +466,8 @@ impl Experiment {
         weight_decay: f64,
         device: &str,
         quiet: bool,
+        augment: Option<&str>,
+        augment_seed: Option<u64>,
     ) -> PyResult<Experiment> {
         let bundle = (*data.bundle).clone();
         let split = match forget {
@@ -486,15 +499,7 @@ impl Experiment {
                 }
             },
             learning_rate: lr,
-            schedule: match schedule {
-                "constant" => Schedule::Constant,
-                "cosine" => Schedule::Cosine,
-                other => {
-                    return Err(invalid(format!(
-                        "unknown schedule '{other}' (expected constant or cosine)"
-                    )));
-                }
-            },
+            schedule: Schedule::parse(schedule).map_err(fail)?,
             epochs: epochs.unwrap_or(Recipe::default().epochs),
             min_steps: min_steps.unwrap_or(if epochs.is_some() {
                 0
@@ -505,6 +510,12 @@ impl Experiment {
             momentum,
             weight_decay,
             seed,
+            augmentation: match augment {
+                None => None,
+                Some(text) => {
+                    Augmentation::parse(text, augment_seed.unwrap_or(seed)).map_err(fail)?
+                }
+            },
         };
         recipe.validate().map_err(fail)?;
         let setup = Setup {

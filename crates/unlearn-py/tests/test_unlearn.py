@@ -246,3 +246,32 @@ def test_the_readme_python_block_runs(tmp_path, monkeypatch):
     exec(compile(block, "README.md", "exec"), {})
     written = load_file(str(tmp_path / "forgot.torch.safetensors"))
     assert written["layers.0.weight"].shape == (256, 784)
+
+
+def test_a_resnet_state_dict_has_torchvision_keys_and_matches_save_pytorch(tmp_path):
+    rng = np.random.default_rng(1)
+    images = rng.random(size=(48, 3, 8, 8), dtype=np.float32)
+    labels = rng.integers(0, 3, size=48)
+    data = unlearn.Data.from_numpy(images[:40], labels[:40], images[40:], labels[40:])
+    experiment = unlearn.Experiment(data, model="resnet18", forget=[1, 2], epochs=1,
+                                    batch_size=16, seed=3, quiet=True, augment="crop:2+flip")
+    model = experiment.train()
+    state = model.state_dict()
+    # torchvision's resnet18 keys: 20 BatchNorms of 5 entries, 20 convolutions, fc.
+    assert len(state) == 122
+    assert state["conv1.weight"].shape == (64, 3, 3, 3)
+    assert state["layer2.0.downsample.0.weight"].shape == (128, 64, 1, 1)
+    assert state["fc.weight"].shape == (3, 512)
+    assert state["bn1.num_batches_tracked"].dtype == np.int64
+    assert state["bn1.num_batches_tracked"].shape == ()
+    # Training moved the running statistics away from their initial 0 and 1.
+    assert np.abs(state["layer4.1.bn2.running_var"] - 1).max() > 0
+    out = tmp_path / "resnet.safetensors"
+    model.save_pytorch(out)
+    written = load_file(str(out))
+    assert set(written) == set(state)
+    for key in written:
+        np.testing.assert_array_equal(written[key], state[key])
+    # amnesiac-sample is undefined under batch statistics: a one-line refusal.
+    with pytest.raises(unlearn.UnlearnError, match="undefined under batch statistics"):
+        experiment.forget(model, "amnesiac-sample")

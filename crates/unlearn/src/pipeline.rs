@@ -473,11 +473,15 @@ pub struct Comparison {
 /// original is trained while recording the forget set with those recorders (f32 records in a
 /// temporary directory); its training time then includes the recording.
 pub fn compare(setup: &Setup, methods: &[Box<dyn Unlearner>]) -> Result<Comparison> {
-    let kinds: Vec<RecordKind> = methods
+    let mut kinds: Vec<RecordKind> = methods
         .iter()
         .filter(|method| crate::methods::needs_records(method.name()))
         .map(|method| RecordKind::parse(method.name()))
         .collect::<Result<_>>()?;
+    // No per-sample records exist under batch statistics: amnesiac-sample then refuses (a row).
+    if setup.spec.has_batch_norm() {
+        kinds.retain(|kind| *kind != RecordKind::Sample);
+    }
     let phases = 2 + methods.iter().filter(|m| m.name() != "retrain").count();
     let stage = crate::progress::enter_stage(crate::progress::Stage {
         index: 1,
@@ -596,6 +600,25 @@ pub fn compare_with_records(
                 Ok(done) => done,
                 // A diverged method is a row of the table, not the end of the comparison.
                 Err(error @ Error::Diverged { .. }) => {
+                    runs.push(MethodRun {
+                        method: method.name().to_string(),
+                        parameters: method.parameters(),
+                        seconds: started.elapsed().as_secs_f64(),
+                        speedup: None,
+                        steps: 0,
+                        evaluation: None,
+                        failure: Some(error.to_string()),
+                        notes: Vec::new(),
+                    });
+                    continue;
+                }
+                // A method that refuses BatchNorm is a row that did not run.
+                Err(error)
+                    if original.network.has_batch_norm()
+                        && error
+                            .to_string()
+                            .contains(crate::methods::BATCH_NORM_REFUSAL) =>
+                {
                     runs.push(MethodRun {
                         method: method.name().to_string(),
                         parameters: method.parameters(),

@@ -48,6 +48,7 @@ enum Forget {
 
 fn plain_sgd(epochs: usize) -> Recipe {
     Recipe {
+        augmentation: None,
         optimizer: OptimizerKind::Sgd,
         learning_rate: 0.05,
         schedule: Schedule::Constant,

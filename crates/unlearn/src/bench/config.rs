@@ -58,6 +58,13 @@ pub struct RecipeConfig {
     pub momentum: f64,
     /// Weight decay.
     pub weight_decay: f64,
+    /// Data augmentation of the training batches: `crop+flip`, `crop:P`, `flip`, … or `none`
+    /// ([`crate::train::Augmentation::parse`]); absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub augment: Option<String>,
+    /// Seed of the augmentation's draws; absent: the run's seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub augment_seed: Option<u64>,
 }
 
 impl Default for RecipeConfig {
@@ -72,14 +79,28 @@ impl Default for RecipeConfig {
             batch_size: recipe.batch_size,
             momentum: recipe.momentum,
             weight_decay: recipe.weight_decay,
+            augment: None,
+            augment_seed: None,
         }
     }
 }
 
 impl RecipeConfig {
-    /// The recipe for one seed.
+    /// The augmentation for a run of seed `seed` (an error names a bad `augment`).
+    pub fn augmentation(&self, seed: u64) -> Result<Option<crate::train::Augmentation>> {
+        match &self.augment {
+            None => Ok(None),
+            Some(text) => {
+                crate::train::Augmentation::parse(text, self.augment_seed.unwrap_or(seed))
+            }
+        }
+    }
+
+    /// The recipe for one seed (an `augment` that does not parse is left out here;
+    /// [`BenchConfig::validate`] refuses it).
     pub fn recipe(&self, seed: u64) -> Recipe {
         Recipe {
+            augmentation: self.augmentation(seed).ok().flatten(),
             optimizer: self.optimizer,
             learning_rate: self.learning_rate,
             schedule: self.schedule,
@@ -195,6 +216,9 @@ impl BenchConfig {
             .recipe(0)
             .validate()
             .map_err(|e| key_error("recipe", e.to_string()))?;
+        self.recipe
+            .augmentation(0)
+            .map_err(|e| key_error("recipe.augment", e.to_string()))?;
         if self.methods.is_empty() {
             return Err(key_error("methods", "no method to run".into()));
         }

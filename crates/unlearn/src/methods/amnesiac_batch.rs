@@ -4,6 +4,12 @@
 //! updates of every batch that held a forgotten sample (or the running sums of the forgotten
 //! groups), then optionally repairs with a few epochs of fine-tuning on D_r. It removes the
 //! innocent batch-mates' contributions too.
+//!
+//! BatchNorm: the records hold the optimiser's update of the trainable parameters (BatchNorm
+//! weights and biases included); the running statistics change in the forward pass, before the
+//! recorder's two readings, so their recorded update is 0 and the undo leaves them as trained:
+//! they still carry the forgotten batches' statistics, decayed by 0.9 per later step (momentum
+//! 0.1). The repair fine-tuning (`repair-epochs`) re-estimates them on the retain set.
 
 use super::finetune::Repair;
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};

@@ -22,6 +22,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+/// Why the certified noisy fine-tuning methods refuse a network with BatchNorm.
+pub const BATCH_NORM_UNCERTIFIED: &str = "the (ε, δ) certificate covers the weights the noisy steps move, but BatchNorm running statistics are computed from the data outside that analysis; use a model without BatchNorm";
+
 /// Names of the certified neural methods (registered in [`super::registry`]).
 pub const CERTIFIED_NN_METHODS: [&str; 3] = [
     "noisy-ft-gradclip",

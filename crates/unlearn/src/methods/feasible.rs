@@ -13,6 +13,9 @@
 //! ≈ Φ(s ĝ_j √b / σ_j) (ĝ_j the batch mean, σ_j the per-sample standard deviation).
 //! The *hard* mask keeps u_j when both probabilities are ≥ 1 − α; the *soft* mask multiplies
 //! u_j by their product (the "focus vector").
+//!
+//! BatchNorm: refused (the mask needs per-sample gradients, which batch statistics make
+//! undefined).
 
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
 use crate::error::{Error, Result};
@@ -334,6 +337,11 @@ impl Unlearner for Feasible {
     }
 
     fn unlearn(&self, request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
+        super::refuse_batch_norm(
+            &request.original.network,
+            "the feasible-update mask",
+            "it needs per-sample gradients, which batch statistics make undefined",
+        )?;
         let mut mask = FeasibleMask::new(self.settings);
         let mut outcome = self.base.unlearn(request.with_first_hook(&mut mask))?;
         if mask.kept.is_empty() {

@@ -1,6 +1,12 @@
 //! Fine-tuning (FT): continue training the original model on the retain set only, so that
 //! catastrophic forgetting erodes what was learnt from the forget set (Golatkar et al. 2020;
 //! Warnecke et al. 2023 use it as a baseline).
+//!
+//! BatchNorm: the steps run in training mode (batch statistics; each forward pass moves the
+//! running statistics towards the retain set's), as in the PyTorch code of the papers
+//! (`model.train()`); the running statistics are buffers no optimiser step touches
+//! ([`crate::train::steps::run_steps`]). The repair phase of the amnesiac methods is this
+//! fine-tuning.
 
 use super::{
     MethodParams, RETAIN_STEP_FLOOR, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order,
@@ -90,6 +96,8 @@ fn finetune_on_retain(
     settings: &Finetune,
 ) -> Result<(Network, usize)> {
     let recipe = crate::train::Recipe {
+        // No augmentation in the repair steps (the amnesiac papers use none).
+        augmentation: None,
         optimizer: crate::train::OptimizerKind::Sgd,
         learning_rate: settings.learning_rate,
         schedule: Schedule::Constant,

@@ -2,12 +2,21 @@
 //! Selective Forgetting in Deep Networks"; docs/algorithms.md §D): add Gaussian noise to every
 //! weight, more where the retain set does not pin the weight down. The noise hides what the
 //! forget set contributed to weights the retain set does not constrain. No training.
+//!
+//! BatchNorm (deliberate choices): the Fisher information is computed in evaluation mode
+//! (running statistics, where each sample's gradient is its own), one backward pass per sample
+//! on a seeded subsample of at most [`BATCH_NORM_FISHER_SAMPLES`] retain samples; BatchNorm
+//! weights and biases get noise like every weight; running statistics are buffers and get
+//! none.
 
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 use crate::model::{Network, parameters, with_parameters};
-use crate::train::{Batch, LossReduction, gradient_moments, network_device, positions_of};
+use crate::train::steps::loss_gradient;
+use crate::train::{
+    Batch, LossReduction, cross_entropy, gradient_moments, network_device, positions_of,
+};
 use burn::module::Module;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -25,6 +34,10 @@ pub struct FisherForgetting {
     /// Batch size of the Fisher estimate (per-sample gradients, one backward pass per batch).
     pub batch_size: usize,
 }
+
+/// Retain samples the Fisher information of a BatchNorm network is estimated on (a seeded
+/// subsample when the retain set is larger): each takes its own backward pass.
+pub const BATCH_NORM_FISHER_SAMPLES: usize = 1_000;
 
 /// The ε added to F_j before inverting it (Golatkar et al. 2020).
 pub const FISHER_FLOOR: f64 = 1e-8;
@@ -82,6 +95,21 @@ pub fn diagonal_fisher(
         ));
     }
     let mut total = vec![0.0f64; network.num_params()];
+    if network.has_batch_norm() {
+        // BatchNorm in evaluation mode (running statistics), where each sample's gradient is
+        // its own; the probes of `gradient_moments` do not cover residual networks, so each
+        // sample takes its own backward pass (Golatkar et al.'s code also loops over samples).
+        let network = crate::model::batch_norm_eval(network.clone());
+        for &position in &positions {
+            let batch = Batch::gather(data, &[position], None, &device);
+            let gradient = loss_gradient(&network, cross_entropy(&network, &batch));
+            for (sum, value) in total.iter_mut().zip(gradient) {
+                *sum += f64::from(value) * f64::from(value);
+            }
+        }
+        let count = positions.len() as f64;
+        return Ok(total.into_iter().map(|sum| (sum / count) as f32).collect());
+    }
     for chunk in positions.chunks(batch_size) {
         let batch = Batch::gather(data, chunk, None, &device);
         let moments = gradient_moments(network, &batch, LossReduction::Sum)?;
@@ -104,9 +132,25 @@ impl Unlearner for FisherForgetting {
 
     fn unlearn(&self, request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
         let network = request.original.network.clone();
-        let retain = request.split.retain();
+        let mut retain = request.split.retain();
+        if network.has_batch_norm() && retain.len() > BATCH_NORM_FISHER_SAMPLES {
+            // One backward pass per sample: a seeded subsample of the retain set.
+            let mut rng = ChaCha8Rng::seed_from_u64(request.seed ^ 0xF15E);
+            retain = rand::seq::index::sample(&mut rng, retain.len(), BATCH_NORM_FISHER_SAMPLES)
+                .into_iter()
+                .map(|index| retain[index])
+                .collect();
+            retain.sort_unstable();
+        }
         let fisher = diagonal_fisher(&network, &request.data.train, &retain, self.batch_size)?;
-        let variance = self.variance(&fisher);
+        let mut variance = self.variance(&fisher);
+        // No noise on BatchNorm running statistics: they are buffers, not weights of the
+        // posterior the method samples from (their Fisher information is 0 by construction).
+        for (var, buffer) in variance.iter_mut().zip(network.buffer_mask()) {
+            if buffer {
+                *var = 0.0;
+            }
+        }
         let mut rng = ChaCha8Rng::seed_from_u64(request.seed);
         let noisy: Vec<f32> = parameters(&network)
             .iter()

@@ -8,6 +8,11 @@
 //! of the model with it (Fashion-MNIST class forgetting: retain accuracy from 89% to 11%;
 //! capped at ln C only, class 0 still lost 11 points; BENCHMARKS.md "Defaults on class
 //! forgetting"). `forget-loss-cap=chance` keeps the ln C cap alone, `none` the papers' ascent.
+//!
+//! BatchNorm: the ascent steps run in training mode (batch statistics of the forget batches; their
+//! forward passes move the running statistics towards the forget set's), as in the SalUn / "model
+//! sparsity" code of NegGrad (`model.train()`); running statistics are never moved by the
+//! optimiser.
 
 use super::{
     FORGET_STEP_FLOOR, MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order,

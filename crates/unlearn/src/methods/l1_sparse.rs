@@ -1,6 +1,10 @@
 //! l1-sparse unlearning (Jia, Liu, Ram, Yao, Liu, Liu, Sharma, Liu 2023, "Model Sparsity Can
 //! Simplify Machine Unlearning"): fine-tuning on the retain set with an ℓ1 penalty whose
 //! weight decays linearly to zero, which prunes what the forget set alone supported.
+//!
+//! BatchNorm: training mode on the retain set, as in Jia et al.'s code (`model.train()`); the ℓ1
+//! penalty covers every trainable parameter, BatchNorm weights and biases included (their code
+//! sums |θ| over `model.parameters()`), and never the running statistics (buffers).
 
 use super::{
     MethodParams, RETAIN_STEP_FLOOR, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order,

@@ -22,7 +22,7 @@ pub mod scrub;
 pub mod ssd;
 
 pub use amnesiac_batch::{AmnesiacBatch, UNDO_SHARE_WARNING, undo_share_warning};
-pub use amnesiac_sample::AmnesiacSample;
+pub use amnesiac_sample::{AmnesiacSample, PER_SAMPLE_UNDEFINED};
 pub use finetune::{Finetune, Repair};
 pub use fisher::FisherForgetting;
 pub use gradient_ascent::{ForgetLossCap, GradientAscent};
@@ -174,6 +174,23 @@ pub struct MethodEntry {
     pub description: &'static str,
     /// Builds the method from hyper-parameters (unknown keys are refused).
     pub build: fn(&MethodParams) -> Result<Box<dyn Unlearner>>,
+}
+
+/// The words of every refusal of a BatchNorm network ([`refuse_batch_norm`]); a comparison
+/// reports such a method as a row that did not run instead of stopping.
+pub const BATCH_NORM_REFUSAL: &str = "cannot unlearn a network with BatchNorm";
+
+/// Refuses a method whose definition does not hold for a network with BatchNorm (its batch
+/// statistics couple the samples of a batch): a one-line error naming the method and `why`;
+/// `Ok` for a network without BatchNorm.
+pub(crate) fn refuse_batch_norm(network: &Network, method: &str, why: &str) -> Result<()> {
+    match network.resnet_variant() {
+        Some(variant) => Err(Error::invalid(format!(
+            "{method} {BATCH_NORM_REFUSAL} ({}): {why}",
+            variant.name()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Whether the method `name` needs records made while training (`--record NAME`).

@@ -5,6 +5,10 @@
 //! `chance`): once a forget sample is at chance only the retain term moves the model;
 //! unbounded, the defaults took Fashion-MNIST class forgetting's retain accuracy from 89% to
 //! 13–22% (BENCHMARKS.md "Defaults on class forgetting").
+//!
+//! BatchNorm: training mode for both batches of a step (batch statistics; the retain and the
+//! forget forward passes both move the running statistics), as in Kurmanji et al.'s code
+//! (`model.train()`); running statistics are never moved by the optimiser.
 
 use super::gradient_ascent::{ForgetLossCap, capped_forget_loss};
 use super::{

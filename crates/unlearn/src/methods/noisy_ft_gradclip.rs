@@ -10,6 +10,8 @@
 //! target ε with the paper's bound (their code states a smaller ε for the same σ; both are
 //! recorded). Then, as in every figure of theirs, post-processing: the tensors rescaled to
 //! their initialisation norms and one epoch of noiseless fine-tuning on D_r.
+//!
+//! BatchNorm: refused ([`super::certified_nn::BATCH_NORM_UNCERTIFIED`]).
 
 use super::certified_nn::{
     CertifiedNnSettings, CertifiedRun, NoisyStep, check_decay, finish, positive_param,
@@ -79,6 +81,11 @@ impl Unlearner for NoisyFtGradclip {
     }
 
     fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
+        super::refuse_batch_norm(
+            &request.original.network,
+            self.name(),
+            super::certified_nn::BATCH_NORM_UNCERTIFIED,
+        )?;
         let settings = &self.settings;
         let delta = settings.delta_for(&request);
         let uncertified = settings

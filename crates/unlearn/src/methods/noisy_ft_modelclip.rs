@@ -9,6 +9,8 @@
 //! C0 = 7, C2 = 0.001, η = 0.01, λ = 0.01, σ = 0.01 and no initial noise (σ0 = 0, so δ_0 = 1
 //! and the steps alone certify: T = 1 at ε = 1); then the post-processing of every certified
 //! neural method (rescale to the initialisation norms, one epoch of noiseless fine-tuning).
+//!
+//! BatchNorm: refused ([`super::certified_nn::BATCH_NORM_UNCERTIFIED`]).
 
 use super::certified_nn::{
     CertifiedNnSettings, CertifiedRun, NoisyStep, check_decay, finish, positive_param,
@@ -117,6 +119,11 @@ impl Unlearner for NoisyFtModelclip {
     }
 
     fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
+        super::refuse_batch_norm(
+            &request.original.network,
+            self.name(),
+            super::certified_nn::BATCH_NORM_UNCERTIFIED,
+        )?;
         let settings = &self.settings;
         let delta = settings.delta_for(&request);
         let uncertified =

@@ -3,6 +3,8 @@
 //! whose distance to any other model in the ball is at most 2C0, without any training; then
 //! the post-processing of every certified neural method (rescale to the initialisation
 //! norms, one epoch of noiseless fine-tuning on D_r), as the authors report it.
+//!
+//! BatchNorm: refused ([`super::certified_nn::BATCH_NORM_UNCERTIFIED`]).
 
 use super::certified_nn::{CertifiedNnSettings, CertifiedRun, NoisyStep, finish, perturb_network};
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
@@ -51,6 +53,11 @@ impl Unlearner for OutputPerturbation {
     }
 
     fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
+        super::refuse_batch_norm(
+            &request.original.network,
+            self.name(),
+            super::certified_nn::BATCH_NORM_UNCERTIFIED,
+        )?;
         let settings = &self.settings;
         let delta = settings.delta_for(&request);
         let clip = settings.initial_clip;

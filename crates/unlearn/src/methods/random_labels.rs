@@ -1,6 +1,10 @@
 //! Random labels (RL): relabel every forget sample with a random wrong class and train on it
 //! together with the retain set (Golatkar et al. 2020; the variant of Fan et al. 2024,
 //! "SalUn", which SalUn builds on).
+//!
+//! BatchNorm: training mode (batch statistics; the forward passes on relabelled forget and on
+//! retain batches move the running statistics), as in the SalUn code of RL (`model.train()`);
+//! running statistics are never moved by the optimiser.
 
 use super::{
     FORGET_STEP_FLOOR, MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order,

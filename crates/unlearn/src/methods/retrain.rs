@@ -1,5 +1,8 @@
 //! Exact unlearning by retraining from scratch on the retain set: the reference every other
 //! method is judged against.
+//!
+//! BatchNorm: retraining is ordinary training from scratch (training mode, running statistics
+//! re-estimated from the retain set alone).
 
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
 use crate::error::Result;

@@ -1,6 +1,13 @@
 //! SalUn, saliency unlearning (Fan, Liu, Zhang, Wei, Wong, Liu 2024, "SalUn: Empowering
 //! Machine Unlearning via Gradient-based Weight Saliency"): random-label unlearning restricted
 //! to the weights most salient to forgetting; every other weight stays at θ_o.
+//!
+//! BatchNorm (deliberate choices): the saliency is computed in evaluation mode (running
+//! statistics, so it does not depend on how the forget set is batched and leaves θ_o's
+//! statistics alone); the mask ranks every trainable parameter, BatchNorm weights and biases
+//! included, as SalUn's code ranks all of `model.named_parameters()`; running statistics are
+//! buffers, never in the ranking nor in the mask. The random-label steps run in training mode
+//! (batch statistics, running statistics updated), as in SalUn's code (`model.train()`).
 
 use super::random_labels::{RandomLabelLoss, RelabelSettings};
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner, run_first_order};
@@ -41,8 +48,9 @@ impl Salun {
 }
 
 /// |∇_θ Σ_{D_f} (−ℓ)| at `network` over the samples `forget` of `data`, flat in parameter
-/// order.
+/// order, BatchNorm in evaluation mode (running statistics; their own entries are 0).
 pub fn forget_saliency(network: &Network, data: &Dataset, forget: &[u32]) -> Result<Vec<f32>> {
+    let network = &crate::model::batch_norm_eval(network.clone());
     let device = network_device(network);
     let mut saliency = vec![0.0f32; network.num_params()];
     for chunk in positions_of(data, forget)?.chunks(SALIENCY_BATCH) {
@@ -63,8 +71,16 @@ pub fn forget_saliency(network: &Network, data: &Dataset, forget: &[u32]) -> Res
 /// The frozen coordinates: all but the `ratio` share with the largest saliency (ties broken
 /// by position, so the kept count is exact).
 pub fn frozen_outside_top(saliency: &[f32], ratio: f64) -> Vec<bool> {
-    let keep = ((saliency.len() as f64) * ratio).round() as usize;
-    let mut order: Vec<usize> = (0..saliency.len()).collect();
+    frozen_outside_top_among(saliency, ratio, &vec![false; saliency.len()])
+}
+
+/// [`frozen_outside_top`] over the coordinates that are not `buffers` (BatchNorm running
+/// statistics, [`Network::buffer_mask`]): the `ratio` share of the trainable parameters is
+/// kept; buffers are always frozen.
+pub fn frozen_outside_top_among(saliency: &[f32], ratio: f64, buffers: &[bool]) -> Vec<bool> {
+    let trainable = buffers.iter().filter(|&&buffer| !buffer).count();
+    let keep = ((trainable as f64) * ratio).round() as usize;
+    let mut order: Vec<usize> = (0..saliency.len()).filter(|&i| !buffers[i]).collect();
     order.sort_by(|&a, &b| saliency[b].total_cmp(&saliency[a]).then(a.cmp(&b)));
     let mut frozen = vec![true; saliency.len()];
     for &index in order.iter().take(keep) {
@@ -88,8 +104,10 @@ impl Unlearner for Salun {
             &request.data.train,
             &request.split.forget,
         )?;
-        let frozen = frozen_outside_top(&saliency, self.ratio);
+        let buffers = request.original.network.buffer_mask();
+        let frozen = frozen_outside_top_among(&saliency, self.ratio, &buffers);
         let updated = frozen.iter().filter(|&&f| !f).count();
+        let trainable = buffers.iter().filter(|&&buffer| !buffer).count();
         let mut settings = self
             .settings
             .step_settings(request.recipe.weight_decay, request.seed);
@@ -97,8 +115,7 @@ impl Unlearner for Salun {
         let mut objective = RandomLabelLoss::new(&request, request.seed)?;
         let mut outcome = run_first_order(&mut request, &settings, &mut objective)?;
         outcome.notes.push(format!(
-            "saliency mask: {updated} of {} weights updated",
-            saliency.len()
+            "saliency mask: {updated} of {trainable} weights updated"
         ));
         Ok(outcome)
     }

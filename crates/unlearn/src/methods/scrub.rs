@@ -5,6 +5,10 @@
 //! sample's divergence counts up to ln C (`forget-divergence-cap`, as the forget-loss cap of
 //! [`super::gradient_ascent`]); unbounded, the defaults diverged on Fashion-MNIST class
 //! forgetting (BENCHMARKS.md "Defaults on class forgetting").
+//!
+//! BatchNorm: the teacher θ_o runs in evaluation mode (running statistics, left untouched; SCRUB's
+//! code calls `model_t.eval()`), the student in training mode (batch statistics, running
+//! statistics updated by its forward passes); running statistics are never moved by the optimiser.
 
 use super::gradient_ascent::{ForgetLossCap, bounded_mean};
 use super::{
@@ -201,7 +205,9 @@ impl Unlearner for Scrub {
             )
         };
         let mut objective = ScrubLoss {
-            teacher: request.original.network.clone(),
+            // The teacher in evaluation mode (SCRUB's code: `model_t.eval()`): running
+            // statistics, which its forward passes leave untouched.
+            teacher: crate::model::batch_norm_eval(request.original.network.clone()),
             max_epochs: self.max_epochs,
             retain_steps: (self.retain_steps > 0).then_some(self.retain_steps),
             temperature: self.temperature,

@@ -1,6 +1,12 @@
 //! Selective synaptic dampening (SSD; Foster, Schoepf, Brintrup 2024, "Fast Machine
 //! Unlearning Without Retraining Through Selective Synaptic Dampening"): shrink the weights
 //! that matter far more to the forget set than to the whole training set. No training.
+//!
+//! BatchNorm (deliberate choices): importances are computed in evaluation mode (running
+//! statistics: the importance of each weight to the model as deployed, and no forward pass
+//! moves θ_o's statistics); BatchNorm weights and biases are dampened like every trainable
+//! parameter (SSD's code iterates `model.named_parameters()`, which holds them); running
+//! statistics are buffers and are left as they are.
 
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
 use crate::data::Dataset;
@@ -54,13 +60,14 @@ impl Ssd {
 }
 
 /// Mean over mini-batches of the squared batch-mean gradient (a diagonal Fisher estimate) of
-/// `network` on the samples `ids`.
+/// `network` on the samples `ids`, BatchNorm in evaluation mode (running statistics get 0).
 pub fn importance(
     network: &Network,
     data: &Dataset,
     ids: &[u32],
     batch_size: usize,
 ) -> Result<Vec<f32>> {
+    let network = &crate::model::batch_norm_eval(network.clone());
     let device = network_device(network);
     let mut total = vec![0.0f32; network.num_params()];
     let positions = positions_of(data, ids)?;
@@ -119,13 +126,23 @@ impl Unlearner for Ssd {
         let data = &request.data.train;
         let all_importance = importance(&network, data, &request.split.train, self.batch_size)?;
         let forget_importance = importance(&network, data, &request.split.forget, self.batch_size)?;
-        let (dampened, selected) = dampen(
-            &parameters(&network),
+        let values = parameters(&network);
+        let (mut dampened, selected) = dampen(
+            &values,
             &all_importance,
             &forget_importance,
             self.selection,
             self.dampening,
         );
+        // Buffers (BatchNorm running statistics) have no importance and are never dampened;
+        // kept explicitly so that the rule does not rest on 0 > α·0 being false.
+        for ((value, original), buffer) in
+            dampened.iter_mut().zip(&values).zip(network.buffer_mask())
+        {
+            if buffer {
+                *value = *original;
+            }
+        }
         let network = with_parameters(network, &dampened)?;
         Ok(UnlearnOutcome {
             network,

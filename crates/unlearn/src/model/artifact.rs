@@ -113,7 +113,9 @@ impl Artifact {
     /// The weights (safetensors) and the sidecar (JSON) as bytes.
     pub fn to_bytes(&self) -> Result<(Vec<u8>, Vec<u8>)> {
         let mut store = SafetensorsStore::from_bytes(None);
+        // `valid()` settles BatchNorm running statistics still pending from a training pass.
         self.network
+            .valid()
             .save_into(&mut store)
             .map_err(|e| Error::Model(format!("cannot serialise the model: {e}")))?;
         let bytes = store

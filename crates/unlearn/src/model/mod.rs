@@ -1,13 +1,15 @@
-//! Model specifications (softmax regression, MLP, small CNN), the Burn network that
-//! implements them, flat parameter access, saving / loading with a JSON sidecar, and PyTorch
+//! Model specifications (softmax regression, MLP, small CNN, ResNet-20 / ResNet-18 with
+//! BatchNorm), the Burn network that implements them, flat parameter access, saving / loading with a JSON sidecar, and PyTorch
 //! weights in and out ([`pytorch`]).
 
 mod artifact;
 mod network;
 pub mod pytorch;
+pub mod resnet;
 
 pub use artifact::{Artifact, ArtifactMetadata, TOOL_VERSION, model_hash};
 pub use network::{LayerProbe, Network, ParameterSlot, ProbedForward, parameters, with_parameters};
+pub use resnet::{ResNetVariant, batch_norm_eval};
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -44,12 +46,22 @@ pub enum ModelSpec {
         /// Number of classes.
         classes: usize,
     },
+    /// Residual network with BatchNorm ([`resnet`]): He et al.'s CIFAR ResNet-20 or
+    /// torchvision's ResNet-18 with the CIFAR stem.
+    Resnet {
+        /// Input shape `[channels, height, width]`.
+        input: [usize; 3],
+        /// Which network.
+        variant: ResNetVariant,
+        /// Number of classes.
+        classes: usize,
+    },
 }
 
 impl ModelSpec {
     /// Parses a model description for a dataset of the given input shape and class count:
     /// `softmax`, `mlp` (one hidden layer of 256), `mlp:512,128`, `cnn` (16 and 32 channels,
-    /// 128 hidden) or `cnn:32,64,256`.
+    /// 128 hidden), `cnn:32,64,256`, `resnet20` or `resnet18`.
     pub fn parse(description: &str, input: [usize; 3], classes: usize) -> Result<ModelSpec> {
         let (kind, arguments) = match description.split_once(':') {
             Some((kind, arguments)) => (kind, Some(arguments)),
@@ -96,9 +108,19 @@ impl ModelSpec {
                     )));
                 }
             },
+            ("resnet20", None) => ModelSpec::Resnet {
+                input,
+                variant: ResNetVariant::Resnet20,
+                classes,
+            },
+            ("resnet18", None) => ModelSpec::Resnet {
+                input,
+                variant: ResNetVariant::Resnet18,
+                classes,
+            },
             _ => {
                 return Err(Error::invalid(format!(
-                    "unknown model '{description}' (expected softmax, mlp, mlp:W1,W2,..., cnn or cnn:C1,C2,H)"
+                    "unknown model '{description}' (expected softmax, mlp, mlp:W1,W2,..., cnn, cnn:C1,C2,H, resnet20 or resnet18)"
                 )));
             }
         };
@@ -111,7 +133,8 @@ impl ModelSpec {
         match self {
             ModelSpec::Softmax { input, .. }
             | ModelSpec::Mlp { input, .. }
-            | ModelSpec::Cnn { input, .. } => *input,
+            | ModelSpec::Cnn { input, .. }
+            | ModelSpec::Resnet { input, .. } => *input,
         }
     }
 
@@ -120,7 +143,8 @@ impl ModelSpec {
         match self {
             ModelSpec::Softmax { classes, .. }
             | ModelSpec::Mlp { classes, .. }
-            | ModelSpec::Cnn { classes, .. } => *classes,
+            | ModelSpec::Cnn { classes, .. }
+            | ModelSpec::Resnet { classes, .. } => *classes,
         }
     }
 
@@ -140,7 +164,16 @@ impl ModelSpec {
                 "the CNN needs images of at least 4×4 pixels (it pools twice)",
             ));
         }
+        if let ModelSpec::Resnet { .. } = self {
+            resnet::validate_image(height, width)?;
+        }
         Ok(())
+    }
+
+    /// Whether the network has BatchNorm layers: their batch statistics couple the samples of
+    /// a batch, so per-sample gradients and per-sample records are undefined for it.
+    pub fn has_batch_norm(&self) -> bool {
+        matches!(self, ModelSpec::Resnet { .. })
     }
 
     /// A short human-readable description, e.g. `mlp 784-256-10`.
@@ -162,6 +195,17 @@ impl ModelSpec {
             } => format!(
                 "cnn conv{}-conv{}-{hidden}-{classes}",
                 conv_channels[0], conv_channels[1]
+            ),
+            ModelSpec::Resnet {
+                input,
+                variant,
+                classes,
+            } => format!(
+                "{} {}x{}x{}-{classes}",
+                variant.name(),
+                input[0],
+                input[1],
+                input[2]
             ),
         }
     }
@@ -194,16 +238,34 @@ mod tests {
                 .describe(),
             "cnn conv8-conv16-32-10"
         );
+        assert_eq!(
+            ModelSpec::parse("resnet20", input, 10).unwrap().describe(),
+            "resnet20 1x28x28-10"
+        );
+        assert_eq!(
+            ModelSpec::parse("resnet18", [3, 32, 32], 10)
+                .unwrap()
+                .describe(),
+            "resnet18 3x32x32-10"
+        );
     }
 
     #[test]
     fn rejects_bad_descriptions() {
         let input = [1, 28, 28];
-        for bad in ["resnet", "mlp:0", "mlp:a", "cnn:1,2", "softmax:3"] {
+        for bad in [
+            "resnet",
+            "resnet20:3",
+            "mlp:0",
+            "mlp:a",
+            "cnn:1,2",
+            "softmax:3",
+        ] {
             let error = ModelSpec::parse(bad, input, 10).unwrap_err().to_string();
             assert!(error.contains(bad.split(':').next().unwrap()), "{error}");
         }
         assert!(ModelSpec::parse("cnn", [1, 2, 2], 10).is_err());
+        assert!(ModelSpec::parse("resnet20", [1, 3, 3], 10).is_err());
         assert!(ModelSpec::parse("mlp", input, 1).is_err());
     }
 }

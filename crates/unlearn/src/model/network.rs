@@ -1,6 +1,7 @@
 //! The Burn network behind every [`ModelSpec`], and flat access to its parameters.
 
 use super::ModelSpec;
+use super::resnet::{ResNet, SeededResNetInit};
 use crate::error::{Error, Result};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -12,12 +13,14 @@ use burn::tensor::{Device, Tensor, TensorData};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// A feed-forward classifier: optional convolution blocks, then linear layers with ReLU
-/// between them. The architecture is described by a [`ModelSpec`]; `forward` returns logits.
+/// A feed-forward classifier: optional convolution blocks (or a residual body with BatchNorm,
+/// [`super::resnet`]), then linear layers with ReLU between them. The architecture is described
+/// by a [`ModelSpec`]; `forward` returns logits.
 #[derive(Module, Debug)]
 pub struct Network {
     convolutions: Vec<Conv2d>,
     pool: MaxPool2d,
+    resnet: Option<ResNet>,
     layers: Vec<Linear>,
     #[module(skip)]
     input: [usize; 3],
@@ -33,7 +36,12 @@ impl Network {
         let [channels, height, width] = input;
         let mut convolutions = Vec::new();
         let mut widths = Vec::new();
+        let mut resnet = None;
         match spec {
+            ModelSpec::Resnet { variant, .. } => {
+                resnet = Some(ResNet::new(*variant, channels, device));
+                widths.push(variant.feature_width());
+            }
             ModelSpec::Softmax { .. } => widths.push(channels * height * width),
             ModelSpec::Mlp { hidden, .. } => {
                 widths.push(channels * height * width);
@@ -65,17 +73,69 @@ impl Network {
         let network = Network {
             convolutions,
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            resnet,
             layers,
             input,
         };
+        if network.resnet.is_some() {
+            return Ok(network.map(&mut SeededResNetInit::new(seed)));
+        }
         Ok(network.map(&mut SeededInit {
             rng: ChaCha8Rng::seed_from_u64(seed),
             fan_in: 1,
         }))
     }
 
+    /// Whether the network has BatchNorm layers (a ResNet).
+    pub fn has_batch_norm(&self) -> bool {
+        self.resnet.is_some()
+    }
+
+    /// Which ResNet the network is, if it is one.
+    pub fn resnet_variant(&self) -> Option<super::ResNetVariant> {
+        self.resnet.as_ref().map(|resnet| resnet.variant)
+    }
+
+    /// The same network with BatchNorm running statistics of its own (see
+    /// [`ResNet::with_own_running_statistics`]); a network without BatchNorm is returned as it
+    /// is. Training loops call it first, so that training a clone never changes the running
+    /// statistics of the model it was cloned from.
+    pub fn with_own_running_statistics(mut self) -> Network {
+        self.resnet = self.resnet.map(ResNet::with_own_running_statistics);
+        self
+    }
+
+    /// One flag per value of [`parameters`]: `true` for BatchNorm running statistics (buffers
+    /// that no gradient step updates), `false` for trainable parameters.
+    pub fn buffer_mask(&self) -> Vec<bool> {
+        self.parameter_layout()
+            .iter()
+            .flat_map(|slot| std::iter::repeat_n(slot.is_buffer(), slot.len()))
+            .collect()
+    }
+
+    /// Number of trainable parameters (BatchNorm running statistics are not counted, as in
+    /// PyTorch, where they are buffers).
+    pub fn trainable_parameter_count(&self) -> usize {
+        self.parameter_layout()
+            .iter()
+            .filter(|slot| !slot.is_buffer())
+            .map(ParameterSlot::len)
+            .sum()
+    }
+
+    /// The image tensor `[batch, channels, height, width]` of flattened inputs.
+    fn images(&self, inputs: Tensor<2>) -> Tensor<4> {
+        let [batch, _] = inputs.dims();
+        let [channels, height, width] = self.input;
+        inputs.reshape([batch, channels, height, width])
+    }
+
     /// Logits for a batch of flattened inputs `[batch, channels·height·width]`.
     pub fn forward(&self, inputs: Tensor<2>) -> Tensor<2> {
+        if let Some(resnet) = &self.resnet {
+            return self.layers[0].forward(resnet.forward(self.images(inputs)));
+        }
         let mut hidden = if self.convolutions.is_empty() {
             inputs
         } else {
@@ -105,6 +165,9 @@ impl Network {
     /// Goldstein, Hannun, van der Maaten 2020, §4 "deep models"). The same operations as
     /// [`Network::forward`] up to that layer.
     pub fn penultimate(&self, inputs: Tensor<2>) -> Tensor<2> {
+        if let Some(resnet) = &self.resnet {
+            return resnet.forward(self.images(inputs));
+        }
         let mut hidden = if self.convolutions.is_empty() {
             inputs
         } else {
@@ -131,7 +194,7 @@ impl Network {
 
     /// Whether the network has convolution layers (otherwise it is dense layers only).
     pub fn has_convolutions(&self) -> bool {
-        !self.convolutions.is_empty()
+        !self.convolutions.is_empty() || self.resnet.is_some()
     }
 
     /// Input shape `[channels, height, width]`.
@@ -151,6 +214,11 @@ impl Network {
         if !device.is_autodiff() {
             return Err(Error::Model(
                 "per-sample gradients need inputs on an autodiff device".into(),
+            ));
+        }
+        if self.resnet.is_some() {
+            return Err(Error::invalid(
+                "per-sample gradients are undefined for a network with BatchNorm (batch statistics couple the samples of a batch)",
             ));
         }
         let network = self.clone().no_grad();
@@ -215,6 +283,9 @@ impl Network {
     /// its bias; convolutions before linear layers). Linear weights are `[inputs, outputs]`,
     /// convolution weights `[out_channels, in_channels, kernel_height, kernel_width]`.
     pub fn parameter_layout(&self) -> Vec<ParameterSlot> {
+        if self.resnet.is_some() {
+            return named_layout(self);
+        }
         let mut slots = Vec::new();
         for (index, convolution) in self.convolutions.iter().enumerate() {
             slots.push(ParameterSlot {
@@ -254,6 +325,11 @@ pub struct ParameterSlot {
 }
 
 impl ParameterSlot {
+    /// Whether the slot is a BatchNorm running statistic (a buffer, not a trainable parameter).
+    pub fn is_buffer(&self) -> bool {
+        self.name.ends_with(".running_mean") || self.name.ends_with(".running_var")
+    }
+
     /// Number of values.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
@@ -294,6 +370,35 @@ pub enum LayerProbe {
         /// Zero leaf shaped like the output `[batch, outputs]`.
         output_probe: Tensor<2>,
     },
+}
+
+/// Names (Burn's module paths, e.g. `resnet.layer1.0.bn1.gamma`) and shapes of every float
+/// tensor of `network` in visiting order, running statistics included.
+fn named_layout(network: &Network) -> Vec<ParameterSlot> {
+    struct Names {
+        path: Vec<String>,
+        slots: Vec<ParameterSlot>,
+    }
+    impl ModuleVisitor for Names {
+        fn enter_module(&mut self, name: &str, _container_type: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container_type: &str) {
+            self.path.pop();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            self.slots.push(ParameterSlot {
+                name: self.path.join("."),
+                shape: param.shape().dims::<D>().to_vec(),
+            });
+        }
+    }
+    let mut names = Names {
+        path: Vec::new(),
+        slots: Vec::new(),
+    };
+    network.visit(&mut names);
+    names.slots
 }
 
 /// Seeded PyTorch-style initialisation. Parameters are visited weight then bias; a bias takes
@@ -351,11 +456,13 @@ impl ModuleVisitor for Collect {
     }
 }
 
-/// All trainable parameters of a module, flattened in visiting order (the order is fixed by
-/// the module's structure, so two networks of one spec line up coordinate by coordinate).
+/// All parameters of a module, flattened in visiting order (the order is fixed by the
+/// module's structure, so two networks of one spec line up coordinate by coordinate),
+/// BatchNorm running statistics included, as of the last forward pass (Burn keeps a training
+/// pass's update pending until it is read; `valid()` settles it).
 pub fn parameters<M: Module>(module: &M) -> Vec<f32> {
     let mut collect = Collect { values: Vec::new() };
-    module.visit(&mut collect);
+    module.valid().visit(&mut collect);
     collect.values
 }
 

@@ -24,6 +24,7 @@ use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::model::{Network, TOOL_VERSION, model_hash};
+use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -128,6 +129,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 pub fn network_bytes(network: &Network) -> Result<Vec<u8>> {
     let mut store = SafetensorsStore::from_bytes(None);
     network
+        .valid()
         .save_into(&mut store)
         .map_err(|e| Error::Model(format!("cannot serialise a shard model: {e}")))?;
     store

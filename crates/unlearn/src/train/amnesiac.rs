@@ -185,6 +185,13 @@ impl<'a> SampleRecorder<'a> {
         grouping: RecordGrouping,
     ) -> Result<SampleRecorder<'a>> {
         recipe.validate()?;
+        if let Some(variant) = network.resnet_variant() {
+            return Err(crate::error::Error::invalid(format!(
+                "cannot record amnesiac-sample for a network with BatchNorm ({}): {}",
+                variant.name(),
+                crate::methods::PER_SAMPLE_UNDEFINED
+            )));
+        }
         let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
         if grouping == RecordGrouping::PerClass {
             let ids: Vec<u32> = sensitive.iter().copied().collect();

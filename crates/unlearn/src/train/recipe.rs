@@ -21,6 +21,35 @@ pub enum Schedule {
     Constant,
     /// Cosine decay from the learning rate to zero over all steps (Loshchilov & Hutter 2017).
     Cosine,
+    /// Step decay: the learning rate divided by 10 at 50% and at 75% of the steps (He et al.
+    /// 2016's CIFAR schedule; SalUn's code decays at epochs 91 and 136 of 182).
+    Step,
+}
+
+impl Schedule {
+    /// Parses `constant`, `cosine` or `step`.
+    pub fn parse(name: &str) -> Result<Schedule> {
+        match name {
+            "constant" => Ok(Schedule::Constant),
+            "cosine" => Ok(Schedule::Cosine),
+            "step" => Ok(Schedule::Step),
+            other => Err(Error::invalid(format!(
+                "unknown schedule '{other}' (expected constant, cosine or step)"
+            ))),
+        }
+    }
+
+    /// The learning rate at `step` of `total_steps` for the peak rate `peak`.
+    pub fn rate_at(self, peak: f64, step: usize, total_steps: usize) -> f64 {
+        let progress = step as f64 / total_steps.max(1) as f64;
+        match self {
+            Schedule::Constant => peak,
+            Schedule::Cosine => 0.5 * peak * (1.0 + (std::f64::consts::PI * progress).cos()),
+            Schedule::Step if progress >= 0.75 => peak * 0.01,
+            Schedule::Step if progress >= 0.5 => peak * 0.1,
+            Schedule::Step => peak,
+        }
+    }
 }
 
 /// A training recipe: everything that decides a training run besides the data and the model.
@@ -47,6 +76,10 @@ pub struct Recipe {
     pub weight_decay: f64,
     /// Seed of the data order.
     pub seed: u64,
+    /// Data augmentation of the training batches (random crop, horizontal flip) with its own
+    /// seed; `None`: the samples as they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub augmentation: Option<super::Augmentation>,
 }
 
 /// The floor on training steps of the default recipe (`unlearn train`/`demo` without
@@ -73,6 +106,7 @@ impl Default for Recipe {
             momentum: 0.9,
             weight_decay: 5e-4,
             seed: 0,
+            augmentation: None,
         }
     }
 }
@@ -130,19 +164,25 @@ impl Recipe {
 
     /// The learning rate at `step` out of `total_steps`.
     pub fn learning_rate_at(&self, step: usize, total_steps: usize) -> f64 {
-        match self.schedule {
-            Schedule::Constant => self.learning_rate,
-            Schedule::Cosine => {
-                let progress = step as f64 / total_steps.max(1) as f64;
-                0.5 * self.learning_rate * (1.0 + (std::f64::consts::PI * progress).cos())
-            }
-        }
+        self.schedule.rate_at(self.learning_rate, step, total_steps)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_decay_divides_by_ten_at_half_and_three_quarters() {
+        let rate = |step| Schedule::Step.rate_at(0.1, step, 200);
+        assert_eq!(rate(0), 0.1);
+        assert_eq!(rate(99), 0.1);
+        assert!((rate(100) - 0.01).abs() < 1e-15);
+        assert!((rate(149) - 0.01).abs() < 1e-15);
+        assert!((rate(150) - 0.001).abs() < 1e-15);
+        assert_eq!(Schedule::parse("step").unwrap(), Schedule::Step);
+        assert!(Schedule::parse("steps").is_err());
+    }
 
     #[test]
     fn cosine_schedule_starts_at_the_peak_and_decays_to_zero() {

@@ -167,13 +167,7 @@ impl StepSettings {
     }
 
     fn learning_rate_at(&self, step: usize, total_steps: usize) -> f64 {
-        match self.schedule {
-            Schedule::Constant => self.learning_rate,
-            Schedule::Cosine => {
-                let progress = step as f64 / total_steps.max(1) as f64;
-                0.5 * self.learning_rate * (1.0 + (std::f64::consts::PI * progress).cos())
-            }
-        }
+        self.schedule.rate_at(self.learning_rate, step, total_steps)
     }
 }
 
@@ -308,7 +302,7 @@ pub fn loss_gradient(network: &Network, loss: Tensor<1>) -> Vec<f32> {
 /// the update itself ([`TrainHook::adjust_update`]) and see the result.
 #[allow(clippy::too_many_arguments)]
 pub fn run_steps(
-    mut network: Network,
+    network: Network,
     data: &Dataset,
     retain_ids: &[u32],
     forget_ids: &[u32],
@@ -340,6 +334,18 @@ pub fn run_steps(
     }
     let retain_positions = positions_of(data, retain_ids)?;
     let forget_positions = positions_of(data, forget_ids)?;
+    // BatchNorm: the steps run in training mode (batch statistics, running statistics updated
+    // by each forward pass, as in the methods' PyTorch code), on running statistics of the
+    // run's own; the running statistics are buffers, never moved by the optimiser (no decay or
+    // momentum reaches them).
+    let mut network = network.with_own_running_statistics();
+    let with_buffers: Option<Vec<bool>> = network.has_batch_norm().then(|| {
+        let buffers = network.buffer_mask();
+        match &settings.frozen {
+            Some(frozen) => frozen.iter().zip(&buffers).map(|(&f, &b)| f || b).collect(),
+            None => buffers,
+        }
+    });
     let pass_steps = |pass: &Pass| {
         let (count, batch) = match pass.over {
             DataPart::Retain => (retain_positions.len(), settings.retain_batch),
@@ -378,7 +384,7 @@ pub fn run_steps(
         settings.weight_decay,
         size,
     );
-    let frozen = settings.frozen.as_deref();
+    let frozen = with_buffers.as_deref().or(settings.frozen.as_deref());
     let bar = progress.bar(total_steps as u64, "unlearning");
     let started = Instant::now();
     let mut report = TrainReport::default();
