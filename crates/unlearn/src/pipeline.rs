@@ -598,26 +598,14 @@ pub fn compare_with_records(
         let (outcome, seconds) =
             match setup.unlearn_with_records(original, method.as_ref(), Vec::new(), records) {
                 Ok(done) => done,
-                // A diverged method is a row of the table, not the end of the comparison.
-                Err(error @ Error::Diverged { .. }) => {
-                    runs.push(MethodRun {
-                        method: method.name().to_string(),
-                        parameters: method.parameters(),
-                        seconds: started.elapsed().as_secs_f64(),
-                        speedup: None,
-                        steps: 0,
-                        evaluation: None,
-                        failure: Some(error.to_string()),
-                        notes: Vec::new(),
-                    });
-                    continue;
-                }
-                // A method that refuses BatchNorm is a row that did not run.
+                // A diverged method, or one that refuses BatchNorm, is a row of the table that
+                // did not run, not the end of the comparison.
                 Err(error)
-                    if original.network.has_batch_norm()
-                        && error
-                            .to_string()
-                            .contains(crate::methods::BATCH_NORM_REFUSAL) =>
+                    if matches!(error, Error::Diverged { .. })
+                        || original.network.has_batch_norm()
+                            && error
+                                .to_string()
+                                .contains(crate::methods::BATCH_NORM_REFUSAL) =>
                 {
                     runs.push(MethodRun {
                         method: method.name().to_string(),
