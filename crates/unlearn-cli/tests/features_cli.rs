@@ -296,6 +296,18 @@ noise_scale = {noise_scale}
     let broken = audit(&config("broken", 1e-4, &network));
     assert_one_line_failure(&broken, "certificate(s) contradicted: newton-guo at ε 1");
 
+    // A public fraction outside (0, 1) and a missing extractor: one line, before any run.
+    let bad = config("bad", 1.0, &network);
+    let text = std::fs::read_to_string(&bad).unwrap();
+    std::fs::write(
+        &bad,
+        text.replace("public_fraction = 0.2", "public_fraction = 1.5"),
+    )
+    .unwrap();
+    assert_one_line_failure(&audit(&bad), "public_fraction");
+    let missing = config("missing", 1.0, &dir.path().join("absent.safetensors"));
+    assert_one_line_failure(&audit(&missing), "no feature extractor");
+
     let seen_private = train_extractor(dir.path(), "private", None, "4");
     let refused = audit(&config("refused", 1.0, &seen_private));
     assert_one_line_failure(&refused, "private rows");
