@@ -112,15 +112,7 @@ impl Artifact {
 
     /// The weights (safetensors) and the sidecar (JSON) as bytes.
     pub fn to_bytes(&self) -> Result<(Vec<u8>, Vec<u8>)> {
-        let mut store = SafetensorsStore::from_bytes(None);
-        // `valid()` settles BatchNorm running statistics still pending from a training pass.
-        self.network
-            .valid()
-            .save_into(&mut store)
-            .map_err(|e| Error::Model(format!("cannot serialise the model: {e}")))?;
-        let bytes = store
-            .get_bytes()
-            .map_err(|e| Error::Model(format!("cannot serialise the model: {e}")))?;
+        let bytes = network_safetensors(&self.network)?;
         let sidecar = serde_json::to_vec_pretty(&self.metadata)
             .map_err(|e| Error::Model(format!("cannot serialise metadata: {e}")))?;
         Ok((bytes, sidecar))
@@ -175,5 +167,92 @@ impl Artifact {
             ));
         }
         Ok(Artifact { network, metadata })
+    }
+}
+
+/// A network's weights as safetensors bytes, the same bytes for the same weights.
+///
+/// burn-store writes its `__metadata__` entries in a hash map's order, which changes from one
+/// process to the next; [`canonical_safetensors`] rewrites the header with sorted keys, so
+/// that a content-addressed store and "same seed, same bits" hold for the files too.
+pub fn network_safetensors(network: &Network) -> Result<Vec<u8>> {
+    let mut store = SafetensorsStore::from_bytes(None);
+    // `valid()` settles BatchNorm running statistics still pending from a training pass.
+    network
+        .valid()
+        .save_into(&mut store)
+        .map_err(|e| Error::Model(format!("cannot serialise the model: {e}")))?;
+    let bytes = store
+        .get_bytes()
+        .map_err(|e| Error::Model(format!("cannot serialise the model: {e}")))?;
+    canonical_safetensors(bytes)
+}
+
+/// Safetensors bytes with the JSON header's keys (tensor names and `__metadata__` entries) in
+/// sorted order and the data untouched: a deterministic encoding of the same file.
+pub fn canonical_safetensors(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let malformed = || Error::Model("cannot serialise the model: malformed safetensors".into());
+    let header_length = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .ok_or_else(malformed)?;
+    let header_end = 8usize.checked_add(header_length).ok_or_else(malformed)?;
+    let header = bytes.get(8..header_end).ok_or_else(malformed)?;
+    let parsed: std::collections::BTreeMap<String, serde_json::Value> =
+        serde_json::from_slice(header).map_err(|_| malformed())?;
+    let sorted: std::collections::BTreeMap<String, serde_json::Value> = parsed
+        .into_iter()
+        .map(|(key, value)| match value {
+            serde_json::Value::Object(entries) => {
+                let entries: std::collections::BTreeMap<_, _> = entries.into_iter().collect();
+                (
+                    key,
+                    serde_json::to_value(entries).expect("a map of JSON values"),
+                )
+            }
+            other => (key, other),
+        })
+        .collect();
+    let mut header = serde_json::to_vec(&sorted).map_err(|_| malformed())?;
+    // The data must start on an 8-byte boundary: pad the header with spaces, as the format does.
+    while header.len() % 8 != 0 {
+        header.push(b' ');
+    }
+    let mut out = Vec::with_capacity(8 + header.len() + bytes.len() - header_end);
+    out.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    out.extend_from_slice(&header);
+    out.extend_from_slice(&bytes[header_end..]);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A safetensors file whose header lists `keys` (in that order) over the same data.
+    fn file_with_header(header: &str) -> Vec<u8> {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&[0u8; 8]);
+        bytes
+    }
+
+    #[test]
+    fn the_same_tensors_in_any_header_order_give_the_same_bytes() {
+        let a = file_with_header(
+            r#"{"__metadata__":{"producer":"burn","format":"safetensors"},"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#,
+        );
+        let b = file_with_header(
+            r#"{"w":{"shape":[2],"dtype":"F32","data_offsets":[0,8]},"__metadata__":{"format":"safetensors","producer":"burn"}}"#,
+        );
+        assert_ne!(a, b);
+        let (a, b) = (
+            canonical_safetensors(a).unwrap(),
+            canonical_safetensors(b).unwrap(),
+        );
+        assert_eq!(a, b);
+        let parsed = safetensors::SafeTensors::deserialize(&a).unwrap();
+        assert_eq!(parsed.tensor("w").unwrap().shape(), &[2]);
+        assert!(canonical_safetensors(vec![1, 2, 3]).is_err());
     }
 }

@@ -7,7 +7,10 @@ mod network;
 pub mod pytorch;
 pub mod resnet;
 
-pub use artifact::{Artifact, ArtifactMetadata, TOOL_VERSION, model_hash};
+pub use artifact::{
+    Artifact, ArtifactMetadata, TOOL_VERSION, canonical_safetensors, model_hash,
+    network_safetensors,
+};
 pub use network::{LayerProbe, Network, ParameterSlot, ProbedForward, parameters, with_parameters};
 pub use resnet::{ResNetVariant, batch_norm_eval};
 

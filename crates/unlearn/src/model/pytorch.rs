@@ -270,7 +270,7 @@ pub fn pytorch_safetensors(network: &Network) -> Result<Vec<u8>> {
     let bytes = store.get_bytes().map_err(|e| failed(e.to_string()))?;
     let counters = batch_norm_counters(network);
     if counters.is_empty() {
-        return Ok(bytes);
+        return crate::model::canonical_safetensors(bytes);
     }
     // torchvision's state_dict also holds each BatchNorm's `num_batches_tracked` (int64, shape
     // []); load_state_dict(strict=True) wants them.

@@ -24,7 +24,6 @@ use crate::data::Split;
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::model::{Network, TOOL_VERSION, model_hash};
-use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -125,16 +124,9 @@ fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
-/// Safetensors bytes of a network.
+/// Safetensors bytes of a network (the same bytes for the same weights).
 pub fn network_bytes(network: &Network) -> Result<Vec<u8>> {
-    let mut store = SafetensorsStore::from_bytes(None);
-    network
-        .valid()
-        .save_into(&mut store)
-        .map_err(|e| Error::Model(format!("cannot serialise a shard model: {e}")))?;
-    store
-        .get_bytes()
-        .map_err(|e| Error::Model(format!("cannot serialise a shard model: {e}")))
+    crate::model::network_safetensors(network)
 }
 
 fn network_from_bytes(
