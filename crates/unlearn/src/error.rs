@@ -35,8 +35,22 @@ pub enum Error {
     /// ids): the service answers 409.
     #[error("{0}")]
     Conflict(String),
+    /// The thing asked for does not exist (a request id, a store version, a model file that a
+    /// store or manifest names): the service answers 404.
+    #[error("{0}")]
+    NotFound(String),
+    /// The operation is well-formed but this model or store cannot honour it, by definition
+    /// rather than by accident (a per-sample method on a BatchNorm network, a removal past the
+    /// certified budget that may not retrain): a comparison records the row as not run, the
+    /// service answers 422.
+    #[error("{0}")]
+    Refused(String),
+    /// Two inputs that must belong together do not (a split or reference made from other data,
+    /// a file whose hash is not the one recorded): never a number computed from them.
+    #[error("{0}")]
+    Mismatch(String),
     /// A training or unlearning loop stopped because its loss became non-finite or grew past
-    /// the bound of [`crate::train::DivergenceGuard`]; no model is produced.
+    /// the bound of `DivergenceGuard` (in `train`); no model is produced.
     #[error(
         "{phase} diverged at step {step}: loss {loss:.4e} (bound {bound:.4e}) at learning rate {learning_rate:.4e}; lower the learning rate"
     )]

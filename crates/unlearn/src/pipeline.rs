@@ -600,12 +600,7 @@ pub fn compare_with_records(
                 Ok(done) => done,
                 // A diverged method, or one that refuses BatchNorm, is a row of the table that
                 // did not run, not the end of the comparison.
-                Err(error)
-                    if matches!(error, Error::Diverged { .. })
-                        || original.network.has_batch_norm()
-                            && error
-                                .to_string()
-                                .contains(crate::methods::BATCH_NORM_REFUSAL) =>
+                Err(error @ (Error::Diverged { .. } | Error::Refused(_))) =>
                 {
                     runs.push(MethodRun {
                         method: method.name().to_string(),

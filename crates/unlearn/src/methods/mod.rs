@@ -176,8 +176,8 @@ pub struct MethodEntry {
     pub build: fn(&MethodParams) -> Result<Box<dyn Unlearner>>,
 }
 
-/// The words of every refusal of a BatchNorm network ([`refuse_batch_norm`]); a comparison
-/// reports such a method as a row that did not run instead of stopping.
+/// The words of every refusal of a BatchNorm network ([`refuse_batch_norm`], an
+/// [`Error::Refused`]); a comparison reports a refused method as a row that did not run.
 pub const BATCH_NORM_REFUSAL: &str = "cannot unlearn a network with BatchNorm";
 
 /// Refuses a method whose definition does not hold for a network with BatchNorm (its batch
@@ -185,7 +185,7 @@ pub const BATCH_NORM_REFUSAL: &str = "cannot unlearn a network with BatchNorm";
 /// `Ok` for a network without BatchNorm.
 pub(crate) fn refuse_batch_norm(network: &Network, method: &str, why: &str) -> Result<()> {
     match network.resnet_variant() {
-        Some(variant) => Err(Error::invalid(format!(
+        Some(variant) => Err(Error::Refused(format!(
             "{method} {BATCH_NORM_REFUSAL} ({}): {why}",
             variant.name()
         ))),
