@@ -12,7 +12,7 @@
 set -euo pipefail
 BIN=$(realpath "${1:-target/release/unlearn}")
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-WORK=/tmp/unlearn-output-hashes
+WORK=${HASH_WORK:-/tmp/unlearn-output-hashes}   # scratch directory (emptied)
 rm -rf "$WORK" && mkdir -p "$WORK" && cd "$WORK"
 u() { "$BIN" --quiet --threads 2 "$@"; }
 # Drop every key that measures time or the machine, anywhere in a JSON document (or JSON lines).
