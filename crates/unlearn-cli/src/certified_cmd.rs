@@ -6,9 +6,8 @@ use crate::{ForgetArgs, Global, TrainArgs, load_data};
 use anyhow::{Result, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
-use unlearn::convex::{
-    self, CertifiedModelFile, CertifiedRequest, CertifiedTraining, ConvexTask, bench::P3BenchConfig,
-};
+use unlearn::bench::p3::P3BenchConfig;
+use unlearn::convex::{self, CertifiedModelFile, CertifiedRequest, CertifiedTraining, ConvexTask};
 use unlearn::data::ForgetSelector;
 
 /// Options of `unlearn train --certified METHOD`.
@@ -534,7 +533,7 @@ pub fn is_p3_config(path: &Path) -> bool {
 pub fn bench_p3(global: &Global, config: &Path, results_dir: &Path) -> Result<()> {
     let parsed = P3BenchConfig::load(config)?;
     let quiet = global.quiet || global.json;
-    let outputs = convex::bench::run_p3_bench(&parsed, config, results_dir, |line| {
+    let outputs = unlearn::bench::p3::run_p3_bench(&parsed, config, results_dir, |line| {
         if !quiet {
             eprintln!("{line}");
         }

@@ -514,16 +514,12 @@ fn run(cli: Cli) -> Result<()> {
                 );
                 return Ok(());
             }
-            if args
-                .directory
-                .join(unlearn::convex::bench::P3_FILE)
-                .exists()
-            {
-                unlearn::convex::bench::rewrite_p3_reports(&args.directory)?;
+            if args.directory.join(unlearn::bench::p3::P3_FILE).exists() {
+                unlearn::bench::p3::rewrite_p3_reports(&args.directory)?;
                 say!(
                     "wrote {0}/report.md and {0}/accuracy_vs_epsilon.svg from {0}/{1}",
                     args.directory.display(),
-                    unlearn::convex::bench::P3_FILE
+                    unlearn::bench::p3::P3_FILE
                 );
                 return Ok(());
             }

@@ -600,8 +600,7 @@ pub fn compare_with_records(
                 Ok(done) => done,
                 // A diverged method, or one that refuses BatchNorm, is a row of the table that
                 // did not run, not the end of the comparison.
-                Err(error @ (Error::Diverged { .. } | Error::Refused(_))) =>
-                {
+                Err(error @ (Error::Diverged { .. } | Error::Refused(_))) => {
                     runs.push(MethodRun {
                         method: method.name().to_string(),
                         parameters: method.parameters(),

@@ -5,6 +5,7 @@
 mod cache;
 pub(crate) mod config;
 pub mod p10;
+pub mod p3;
 pub(crate) mod report;
 
 pub use cache::ModelCache;

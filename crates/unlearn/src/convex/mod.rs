@@ -26,12 +26,10 @@ pub(crate) mod saved;
 mod sekhari;
 mod state;
 
-pub mod bench;
-
-pub use certificate::{
-    Accounting, Assumptions, Certificate, CertifiedUnlearner, Mechanism, Recomputed, Removal,
-    recompute, sekhari_sensitivity,
+pub use crate::privacy::{
+    Accounting, Assumptions, Certificate, Mechanism, Recomputed, recompute, sekhari_sensitivity,
 };
+pub use certificate::{CertifiedUnlearner, Removal};
 
 pub use calibration::{
     BudgetCheck, BudgetReport, BudgetTrial, CalibrationPoint, CalibrationRefusal, GuoCalibration,

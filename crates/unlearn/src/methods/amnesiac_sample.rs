@@ -6,7 +6,7 @@
 //! Unlike the batch-level method it leaves the innocent batch-mates' updates in place.
 //!
 //! BatchNorm: refused. Under batch statistics a sample's gradient depends on every sample of
-//! its batch, so "its own contribution" is not defined ([`PER_SAMPLE_UNDEFINED`]); recording
+//! its batch, so "its own contribution" is not defined ([`crate::train::PER_SAMPLE_UNDEFINED`]); recording
 //! refuses a BatchNorm network too.
 
 use super::finetune::Repair;
@@ -14,9 +14,6 @@ use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
 use crate::error::Result;
 use crate::model::{parameters, with_parameters};
 use crate::train::{RecordLayout, open_records_for};
-
-/// Why per-sample records do not exist for a network with BatchNorm.
-pub const PER_SAMPLE_UNDEFINED: &str = "a sample's contribution to a step is undefined under batch statistics (every sample's gradient depends on its batch-mates), so there are no per-sample records; use amnesiac-batch, or a model without BatchNorm";
 
 /// Adds back the recorded per-sample contributions of the forget set (Graves, Nagisetty, Ganesh
 /// 2021, per-sample variant), then fine-tunes for `repair.repair_epochs` on the retain set.
@@ -49,7 +46,11 @@ impl Unlearner for AmnesiacSample {
     }
 
     fn unlearn(&self, mut request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
-        super::refuse_batch_norm(&request.original.network, self.name(), PER_SAMPLE_UNDEFINED)?;
+        super::refuse_batch_norm(
+            &request.original.network,
+            self.name(),
+            crate::train::PER_SAMPLE_UNDEFINED,
+        )?;
         let mut store = open_records_for(
             request.records,
             &[RecordLayout::PerSample, RecordLayout::PerSampleGroup],

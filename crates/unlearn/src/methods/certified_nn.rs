@@ -8,13 +8,13 @@
 //! the authors' code would state beside ours.
 
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest};
-use crate::convex::{Accounting, Assumptions, Certificate, Mechanism};
 use crate::error::{Error, Result};
 use crate::model::{ModelSpec, Network, model_hash, parameters, with_parameters};
 use crate::privacy::check_target;
 use crate::privacy::neural::{
     authors_code_conversion, output_perturbation_authors_code_epsilon, project_l2,
 };
+use crate::privacy::{Accounting, Assumptions, Certificate, Mechanism};
 use crate::train::steps::{DataPart, Pass, StepBatches, StepObjective, StepSettings, run_steps};
 use crate::train::{Schedule, StepContext, TrainHook, UpdateContext, cross_entropy};
 use burn::tensor::Tensor;
@@ -38,7 +38,7 @@ pub const CERTIFIED_NN_METHODS: [&str; 3] = [
 pub struct CertifiedRecord {
     /// The (ε, δ) certificate (docs/algorithms.md §A5).
     pub certificate: Certificate,
-    /// What recomputes it ([`crate::convex::recompute`]).
+    /// What recomputes it ([`crate::privacy::recompute`]).
     pub accounting: Accounting,
     /// The ε the authors' code would state for the same noise (labelled; not what we
     /// certify); absent in records written before it was kept.
@@ -103,12 +103,12 @@ pub fn authors_code_epsilon(
 
 impl CertifiedRecord {
     /// Recomputes the certificate from its recorded parameters and checks it
-    /// ([`crate::convex::recompute`]), then the fields kept beside it: the authors' code's ε
+    /// ([`crate::privacy::recompute`]), then the fields kept beside it: the authors' code's ε
     /// (recomputed from the accounting) and the post-processing (its description must be the
     /// certificate's `post_processing`, and what it records must hang together). The rescaled
     /// norms are recomputed from the architecture by [`verify_artifact`], which has it.
-    pub fn recompute(&self) -> Result<crate::convex::Recomputed> {
-        let recomputed = crate::convex::recompute(&self.certificate, &self.accounting)?;
+    pub fn recompute(&self) -> Result<crate::privacy::Recomputed> {
+        let recomputed = crate::privacy::recompute(&self.certificate, &self.accounting)?;
         if let Some(recorded) = &self.authors_code {
             let fresh = authors_code_epsilon(&self.certificate, &self.accounting)?;
             if !close(recorded.epsilon, fresh.epsilon) || recorded.conversion != fresh.conversion {
@@ -792,7 +792,7 @@ pub struct VerifiedArtifact {
     /// The certificate as saved.
     pub record: CertifiedRecord,
     /// (ε, δ) recomputed from the recorded parameters.
-    pub recomputed: crate::convex::Recomputed,
+    pub recomputed: crate::privacy::Recomputed,
     /// The ε the authors' code would state, recomputed (absent for records without it).
     pub authors_code_epsilon: Option<f64>,
     /// What was checked beyond (ε, δ), and what could not be.

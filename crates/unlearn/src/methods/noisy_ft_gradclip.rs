@@ -18,9 +18,9 @@ use super::certified_nn::{
     projected_noisy_phase, read_lambda,
 };
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
-use crate::convex::{Accounting, Assumptions, Mechanism};
 use crate::error::{Error, Result};
 use crate::privacy::neural::GradientClipping;
+use crate::privacy::{Accounting, Assumptions, Mechanism};
 use serde::Serialize;
 
 /// Noisy fine-tuning with gradient clipping (Koloskova et al. 2025, §H1).

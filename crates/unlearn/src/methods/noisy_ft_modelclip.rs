@@ -17,9 +17,9 @@ use super::certified_nn::{
     projected_noisy_phase, read_lambda,
 };
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
-use crate::convex::{Accounting, Assumptions, Mechanism};
 use crate::error::{Error, Result};
 use crate::privacy::neural::ModelClipping;
+use crate::privacy::{Accounting, Assumptions, Mechanism};
 use serde::Serialize;
 
 /// Default C0 of `noisy-ft-modelclip` (the authors' MNIST `init_model_clip`; with σ0 = 0 it

@@ -8,9 +8,9 @@
 
 use super::certified_nn::{CertifiedNnSettings, CertifiedRun, NoisyStep, finish, perturb_network};
 use super::{MethodParams, UnlearnOutcome, UnlearnRequest, Unlearner};
-use crate::convex::{Accounting, Assumptions, Mechanism};
 use crate::error::Result;
 use crate::privacy::neural::{output_perturbation_delta, output_perturbation_sigma};
+use crate::privacy::{Accounting, Assumptions, Mechanism};
 use serde::Serialize;
 
 /// Default C0 of `output-perturbation` (the authors' MNIST `dp-baseline` `init_model_clip`).

@@ -4,7 +4,7 @@
 use super::{ModelSpec, Network, network::parameters};
 use crate::error::{Error, Result};
 use crate::io::{short_hash, write_atomic};
-use crate::train::Recipe;
+use crate::recipe::Recipe;
 use burn::module::Module;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 use burn::tensor::Device;
@@ -59,7 +59,7 @@ pub struct ArtifactMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub imported_from: Option<String>,
     /// The certificate and its accounting, for a model made by a certified unlearning method
-    /// ([`crate::methods::certified_nn::CertifiedRecord`]; `unlearn verify` recomputes it).
+    /// (a `CertifiedRecord` of the certified neural methods; `unlearn verify` recomputes it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<serde_json::Value>,
     /// Hash of the parameters, checked on load.

@@ -6,8 +6,13 @@
 //! specification. Every function validates its arguments and returns an error with a one-line
 //! reason instead of panicking.
 
+mod certificate;
 pub mod neural;
 mod renyi;
+
+pub use certificate::{
+    Accounting, Assumptions, Certificate, Mechanism, Recomputed, recompute, sekhari_sensitivity,
+};
 
 pub use renyi::{
     ALPHA_MAX, ALPHA_MIN, LangevinConstants, LangevinRequest, langevin_initial_renyi,

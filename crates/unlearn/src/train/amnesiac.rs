@@ -41,6 +41,9 @@ use burn::module::Module;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+/// Why per-sample records do not exist for a network with BatchNorm.
+pub const PER_SAMPLE_UNDEFINED: &str = "a sample's contribution to a step is undefined under batch statistics (every sample's gradient depends on its batch-mates), so there are no per-sample records; use amnesiac-batch, or a model without BatchNorm";
+
 /// Which training samples are recorded (the samples that may later be deleted), for the
 /// amnesiac recorders of Graves, Nagisetty, Ganesh 2021.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -186,10 +189,10 @@ impl<'a> SampleRecorder<'a> {
     ) -> Result<SampleRecorder<'a>> {
         recipe.validate()?;
         if let Some(variant) = network.resnet_variant() {
-            return Err(crate::error::Error::invalid(format!(
+            return Err(crate::error::Error::Refused(format!(
                 "cannot record amnesiac-sample for a network with BatchNorm ({}): {}",
                 variant.name(),
-                crate::methods::PER_SAMPLE_UNDEFINED
+                PER_SAMPLE_UNDEFINED
             )));
         }
         let mut members: BTreeMap<u32, Vec<u32>> = BTreeMap::new();

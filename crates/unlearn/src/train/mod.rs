@@ -2,23 +2,21 @@
 //! unlearning method goes through.
 
 mod amnesiac;
-mod augment;
 mod optimizer;
 mod per_sample;
-mod recipe;
 mod records;
 pub mod steps;
 
+pub use crate::recipe::Augmentation;
+pub use crate::recipe::{DEFAULT_MIN_STEPS, OptimizerKind, Recipe, Schedule};
 pub use amnesiac::{
-    BatchRecorder, ContributionWeights, RecordGrouping, SampleRecorder, SensitiveSet,
-    contribution_weights, total_steps,
+    BatchRecorder, ContributionWeights, PER_SAMPLE_UNDEFINED, RecordGrouping, SampleRecorder,
+    SensitiveSet, contribution_weights, total_steps,
 };
-pub use augment::Augmentation;
 pub use per_sample::{
     GradientMoments, LossReduction, PerSampleGradients, PerSampleRequest, gradient_moments,
     per_sample_gradients, per_sample_gradients_of,
 };
-pub use recipe::{DEFAULT_MIN_STEPS, OptimizerKind, Recipe, Schedule};
 pub use records::{
     Attribution, RecordEntry, RecordHeader, RecordLayout, RecordProvenance, RecordStore,
     RecordWriter, ValueEncoding, open_records_for,

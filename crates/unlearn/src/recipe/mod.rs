@@ -1,4 +1,10 @@
-//! Training hyper-parameters.
+//! Training hyper-parameters: the recipe a model is trained with and its data augmentation.
+//! A leaf: the model files, the trainer and the configs all read it, and it reads nothing of
+//! theirs.
+
+mod augment;
+
+pub use augment::Augmentation;
 
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -79,7 +85,7 @@ pub struct Recipe {
     /// Data augmentation of the training batches (random crop, horizontal flip) with its own
     /// seed; `None`: the samples as they are.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub augmentation: Option<super::Augmentation>,
+    pub augmentation: Option<Augmentation>,
 }
 
 /// The floor on training steps of the default recipe (`unlearn train`/`demo` without

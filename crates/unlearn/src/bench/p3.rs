@@ -6,7 +6,7 @@
 //! (Neel et al. 2021), `langevin` (Chien et al. 2024), and exact retraining.
 //!
 //! Noise choices (documented in the report):
-//! - `newton-guo`: the CLI's rule ([`super::calibrate_guo`]): σ sized for `planned` single
+//! - `newton-guo`: the CLI's rule ([`crate::convex::calibrate_guo`]): σ sized for `planned` single
 //!   removals at the larger of the 0.9 quantile and the mean of seeded rows' removal costs
 //!   measured at the noisy model
 //!   itself; an ε at which no σ supports `planned` removals is reported as refused.
@@ -14,15 +14,15 @@
 //!   removal (unless set), trained with T steps.
 //! - `d2d` and `newton-sekhari`: noise calibrated by their formulas.
 
-use super::calibration::{GuoCalibrationRequest, calibrate_guo};
-use super::certificate::CertifiedUnlearner;
-use super::d2d::{DescentToDelete, DescentToDeleteConfig};
-use super::data::{ActiveRows, ConvexData};
-use super::langevin::{Langevin, LangevinConfig};
-use super::logistic::{NewtonOptions, train_exact};
-use super::saved::{CERTIFIED_METHODS, ConvexTask, smoothness_of};
-use super::sekhari::{NewtonSekhari, NewtonSekhariConfig};
-use crate::bench::report::plot_error;
+use super::report::plot_error;
+use crate::convex::CertifiedUnlearner;
+use crate::convex::calibration::{GuoCalibrationRequest, calibrate_guo};
+use crate::convex::{ActiveRows, ConvexData};
+use crate::convex::{CERTIFIED_METHODS, ConvexTask, smoothness_of};
+use crate::convex::{DescentToDelete, DescentToDeleteConfig};
+use crate::convex::{Langevin, LangevinConfig};
+use crate::convex::{NewtonOptions, train_exact};
+use crate::convex::{NewtonSekhari, NewtonSekhariConfig};
 use crate::data::{DataSource, load};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
@@ -43,7 +43,7 @@ pub struct P3Config {
     pub epsilons: Vec<f64>,
     /// δ; `None` takes 1/n.
     pub delta: Option<f64>,
-    /// Removals the `newton-guo` budget is sized for (the rule of [`super::calibrate_guo`]).
+    /// Removals the `newton-guo` budget is sized for (the rule of [`crate::convex::calibrate_guo`]).
     pub guo_planned_removals: f64,
     /// Langevin σ; `None` calibrates it per ε so that K = 1 meets ε (the paper's protocol).
     pub langevin_noise_sigma: Option<f64>,
