@@ -540,17 +540,17 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sisa(command) => unlearn::parallel::on_pool(|| sisa_cmd::run(&global, command)),
         Command::Methods => {
             if global.json {
-                let entries: Vec<serde_json::Value> = methods::registry()
+                let entries: Vec<serde_json::Value> = unlearn::pipeline::candidates()
                     .iter()
-                    .map(|entry| {
-                        serde_json::json!({"name": entry.name, "description": entry.description})
+                    .map(|(name, description)| {
+                        serde_json::json!({"name": name, "description": description})
                     })
                     .collect();
                 say!("{}", serde_json::Value::Array(entries));
                 return Ok(());
             }
-            for entry in methods::registry() {
-                say!("{:<18} {}", entry.name, entry.description);
+            for (name, description) in unlearn::pipeline::candidates() {
+                say!("{:<18} {}", name, description);
             }
             Ok(())
         }
@@ -1016,14 +1016,14 @@ fn print_evaluation(
 fn demo(global: &Global, args: DemoArgs) -> Result<()> {
     let names: Vec<String> = match &args.methods {
         Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
-        None => methods::registry()
+        None => unlearn::pipeline::candidates()
             .iter()
-            .map(|e| e.name.to_string())
+            .map(|(name, _)| name.to_string())
             .collect(),
     };
     let methods = names
         .iter()
-        .map(|name| methods::build(name, &MethodParams::default()))
+        .map(|name| unlearn::pipeline::Candidate::parse(name, &MethodParams::default()))
         .collect::<unlearn::Result<Vec<_>>>()?;
     let setup = new_setup(global, &args.data, &args.forget, &args.model, &args.recipe)?;
     let comparison: Comparison = compare(&setup, &methods)?;

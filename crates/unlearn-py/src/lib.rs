@@ -695,14 +695,14 @@ impl Experiment {
     }
 }
 
-/// The registered unlearning methods: a list of `{"name", "description"}`.
+/// The registered unlearning methods and schemes: a list of `{"name", "description"}`.
 #[pyfunction]
 fn methods_list(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     let list = PyList::empty(py);
-    for entry in methods::registry() {
+    for (name, description) in unlearn::pipeline::candidates() {
         let item = PyDict::new(py);
-        item.set_item("name", entry.name)?;
-        item.set_item("description", entry.description)?;
+        item.set_item("name", name)?;
+        item.set_item("description", description)?;
         list.append(item)?;
     }
     Ok(list)

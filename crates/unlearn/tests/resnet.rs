@@ -233,14 +233,16 @@ fn augmented_training_is_seeded_and_recorded_in_the_model() {
 #[test]
 fn a_comparison_reports_the_refusals_of_a_resnet_as_rows() {
     let setup = setup(192, 7);
-    let methods: Vec<Box<dyn methods::Unlearner>> = [
+    let methods: Vec<unlearn::pipeline::Candidate> = [
         ("finetune", vec!["epochs=1".to_string()]),
         ("amnesiac-sample", vec![]),
         ("amnesiac-batch", vec![]),
         ("output-perturbation", vec![]),
     ]
     .into_iter()
-    .map(|(name, pairs)| methods::build(name, &MethodParams::parse(&pairs).unwrap()).unwrap())
+    .map(|(name, pairs)| {
+        unlearn::pipeline::Candidate::parse(name, &MethodParams::parse(&pairs).unwrap()).unwrap()
+    })
     .collect();
     let comparison = unlearn::pipeline::compare(&setup, &methods).unwrap();
     let row = |name: &str| {

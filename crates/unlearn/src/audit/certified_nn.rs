@@ -86,19 +86,18 @@ impl NeuralAuditSpec<'_> {
     /// Trains θ_A on D (seed `seed`) and θ_B on D \ {canary} (another seed).
     pub fn train_originals(&self) -> Result<NeuralOriginals> {
         let (data, split) = self.split()?;
-        let setup = Setup {
-            data_description: "audit".into(),
+        let setup = Setup::new(
+            "audit",
             data,
             split,
-            spec: self.spec.clone(),
-            recipe: Recipe {
+            self.spec.clone(),
+            &Recipe {
                 seed: self.seed,
                 ..self.recipe.clone()
             },
-            device: self.device.clone(),
-            seed: self.seed,
-            progress: Progress::hidden(),
-        };
+            self.device.clone(),
+            self.seed,
+        )?;
         let with_canary = setup.train_original(&mut [])?;
         let seed_b = self.seed ^ B_SEED_SALT;
         let network = Network::new(self.spec, self.device, seed_b)?;
@@ -106,9 +105,11 @@ impl NeuralAuditSpec<'_> {
             network,
             &setup.data.train,
             &setup.split.retain(),
+            // The same passes as θ_A (the recipe resolved for D, as the retrained reference of
+            // every other comparison).
             &Recipe {
                 seed: seed_b,
-                ..self.recipe.clone()
+                ..setup.recipe.clone()
             },
             &mut [],
             &Progress::hidden(),

@@ -307,7 +307,7 @@ impl AuditConfig {
                 .map_err(|e| key_error("recipe", e.to_string()))?;
             let mut labels = std::collections::BTreeSet::new();
             for (index, method) in self.methods.iter().enumerate() {
-                methods::build(&method.name, &method.method_params())
+                crate::pipeline::Candidate::parse(&method.name, &method.method_params())
                     .map_err(|e| key_error(&format!("methods[{index}]"), e.to_string()))?;
                 let reserved = [ORIGINAL_ROW, RETRAIN_ROW].contains(&method.label());
                 if !labels.insert(method.label().to_string()) || reserved {

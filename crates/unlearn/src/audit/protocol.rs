@@ -10,8 +10,7 @@ use crate::eval::metrics::accuracy;
 use crate::eval::{Predictor, predict_split};
 use crate::methods::{self, MethodParams};
 use crate::model::Artifact;
-use crate::pipeline::Setup;
-use crate::sisa::SisaEnsemble;
+use crate::pipeline::{AnyModel, Setup};
 use serde::{Deserialize, Serialize};
 
 /// The statistics of one model on the forget set, retain set and test set.
@@ -56,40 +55,6 @@ pub fn confidence_from_probabilities(probabilities: &[f32], label: usize) -> f64
     (correct + 1e-45).ln() - (wrong + 1e-45).ln()
 }
 
-/// A model the audit scores: one network, or a SISA ensemble (Bourtoule et al. 2021), which
-/// the audit treats like any model through its predicted probabilities.
-#[derive(Debug, Clone)]
-pub enum AuditedModel {
-    /// One network with its metadata.
-    Network(Box<Artifact>),
-    /// A SISA ensemble.
-    Ensemble(Box<SisaEnsemble>),
-}
-
-impl AuditedModel {
-    /// The model as a predictor of class probabilities.
-    pub fn predictor(&self) -> &dyn Predictor {
-        match self {
-            AuditedModel::Network(artifact) => &artifact.network,
-            AuditedModel::Ensemble(ensemble) => ensemble.as_ref(),
-        }
-    }
-
-    /// The hash of the model's parameters (of every shard's, for an ensemble).
-    pub fn hash(&self) -> String {
-        match self {
-            AuditedModel::Network(artifact) => artifact.metadata.model_hash.clone(),
-            AuditedModel::Ensemble(ensemble) => ensemble.hash(),
-        }
-    }
-}
-
-impl From<Artifact> for AuditedModel {
-    fn from(artifact: Artifact) -> AuditedModel {
-        AuditedModel::Network(Box::new(artifact))
-    }
-}
-
 /// The statistics of `model` on the setup's split.
 pub fn model_statistics(
     setup: &Setup,
@@ -124,7 +89,7 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 pub fn statistics_with_seed(
     setup: &mut Setup,
     seed: u64,
-    make: impl FnOnce(&Setup) -> Result<AuditedModel>,
+    make: impl FnOnce(&Setup) -> Result<AnyModel>,
 ) -> Result<ModelStatistics> {
     let (base_seed, base_recipe_seed) = (setup.seed, setup.recipe.seed);
     setup.seed = seed;
@@ -206,10 +171,10 @@ pub fn run_challenge(
     for run in 0..models {
         let (run_seed, retrain_seed) = challenge_seeds(seed, models, run);
         unlearned.push(statistics_with_seed(setup, run_seed, |setup| {
-            unlearn(setup, &original, run_seed).map(AuditedModel::from)
+            unlearn(setup, &original, run_seed).map(AnyModel::from)
         })?);
         retrained.push(statistics_with_seed(setup, retrain_seed, |setup| {
-            retrain_from(setup, &original).map(AuditedModel::from)
+            retrain_from(setup, &original).map(AnyModel::from)
         })?);
     }
     challenge_result(unlearned, retrained)

@@ -11,19 +11,21 @@ use super::config::{
     AuditConfig, CertifiedSettings, ORIGINAL_ROW, Originals, Protocol, RETRAIN_ROW,
 };
 use super::protocol::{
-    AuditedModel, ModelStatistics, UliraPlan, challenge_original_seed, challenge_seeds,
-    retrain_from, statistics_with_seed,
+    ModelStatistics, UliraPlan, challenge_original_seed, challenge_seeds, retrain_from,
+    statistics_with_seed,
 };
 use crate::bench::config::MethodConfig;
 use crate::convex::{CertifiedTraining, ConvexData, ConvexTask};
 use crate::data::{DataBundle, DataSource, ForgetSelector, Split, load};
 use crate::error::{Error, Result};
-use crate::methods::{self, Unlearner};
+use crate::methods;
 use crate::model::{Artifact, ModelSpec};
 use crate::parallel::{Shard, map_ordered};
-use crate::pipeline::{RecordKind, RecordingPlan, Setup};
+use crate::pipeline::{
+    AnyModel, Candidate, RecordKind, RecordingPlan, Setup, train_without_forget,
+};
 use crate::progress::Progress;
-use crate::sisa::{self, SisaConfig};
+
 use crate::train::{SensitiveSet, ValueEncoding};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -236,18 +238,17 @@ fn setup_for(
     forget: usize,
     data: DataBundle,
     options: &AuditOptions,
-) -> Setup {
+) -> Result<Setup> {
     let seed = config.audit.seed;
-    Setup {
-        data_description: config.data.clone(),
+    Setup::new(
+        config.data.clone(),
         data,
-        split: context.splits[forget].clone(),
-        spec: context.spec.clone(),
-        recipe: config.recipe.recipe(seed),
-        device: options.device.clone(),
+        context.splits[forget].clone(),
+        context.spec.clone(),
+        &config.recipe.recipe(seed),
+        options.device.clone(),
         seed,
-        progress: Progress::hidden(),
-    }
+    )
 }
 
 /// Trains θ_o for `setup`, recording the forget set when a row needs records; records go to
@@ -294,44 +295,26 @@ fn ulira_candidates(
     }
 }
 
-/// How a row's model is made: a registered unlearning method applied to θ_o, or a SISA
-/// ensemble (Bourtoule et al. 2021), which starts from its own shards rather than θ_o.
-enum RowMethod {
-    Unlearner(Box<dyn Unlearner>),
-    Sisa(SisaConfig),
-}
-
-/// One row's model from θ_o on the setup's split. A SISA row trains its ensemble on the split's
-/// training ids with the setup's seed and deletes the forget set by retraining the affected
-/// shards, so that its runs differ as the other rows' do.
+/// One row's model from θ_o on the setup's split ([`Setup::run_candidate`]). A SISA row
+/// trains its ensemble on the split's training ids with the setup's seed and deletes the forget
+/// set by retraining the affected shards, so that its runs differ as the other rows' do.
 fn row_model(
     setup: &Setup,
     original: &Artifact,
     records: &[PathBuf],
     row: &str,
-    methods: &[(String, RowMethod)],
-) -> Result<AuditedModel> {
+    methods: &[(String, Candidate)],
+) -> Result<AnyModel> {
     match row {
         ORIGINAL_ROW => Ok(original.clone().into()),
-        RETRAIN_ROW => retrain_from(setup, original).map(AuditedModel::from),
-        label => match row_method(methods, label)? {
-            RowMethod::Unlearner(method) => {
-                let (outcome, seconds) =
-                    setup.unlearn_with_records(original, method.as_ref(), Vec::new(), records)?;
-                Ok(setup
-                    .unlearned_artifact(original, method.as_ref(), outcome, seconds)
-                    .into())
-            }
-            RowMethod::Sisa(config) => {
-                let mut ensemble = sisa::train_on_split(setup, *config)?;
-                sisa::forget_split(&mut ensemble, setup)?;
-                Ok(AuditedModel::Ensemble(Box::new(ensemble)))
-            }
-        },
+        RETRAIN_ROW => retrain_from(setup, original).map(AnyModel::from),
+        label => setup
+            .run_candidate(original, records, row_method(methods, label)?)
+            .map(|run| run.model),
     }
 }
 
-fn row_method<'a>(methods: &'a [(String, RowMethod)], label: &str) -> Result<&'a RowMethod> {
+fn row_method<'a>(methods: &'a [(String, Candidate)], label: &str) -> Result<&'a Candidate> {
     methods
         .iter()
         .find(|(name, _)| name == label)
@@ -353,16 +336,14 @@ pub fn reference_name(row: &str, sisa: bool) -> String {
 /// The name of the reference side's models shared by every row but the SISA ones.
 pub const REFERENCE: &str = "reference";
 
-fn build_methods(configs: &[MethodConfig]) -> Result<Vec<(String, RowMethod)>> {
+fn build_methods(configs: &[MethodConfig]) -> Result<Vec<(String, Candidate)>> {
     configs
         .iter()
         .map(|m| {
-            let method = if m.name == "sisa" {
-                RowMethod::Sisa(SisaConfig::from_params(&m.method_params())?)
-            } else {
-                RowMethod::Unlearner(methods::build(&m.name, &m.method_params())?)
-            };
-            Ok((m.label().to_string(), method))
+            Ok((
+                m.label().to_string(),
+                Candidate::parse(&m.name, &m.method_params())?,
+            ))
         })
         .collect()
 }
@@ -541,7 +522,7 @@ fn neural_context(
         &challenge,
         || Ok(context.data.clone()),
         |data, _, &forget| {
-            let setup = setup_for(config, &context, forget, data.clone(), options);
+            let setup = setup_for(config, &context, forget, data.clone(), options)?;
             train_original(
                 &setup,
                 &context.kinds,
@@ -579,7 +560,7 @@ fn neural_context(
 /// the methods.
 struct Worker {
     setup: Option<Setup>,
-    methods: Vec<(String, RowMethod)>,
+    methods: Vec<(String, Candidate)>,
 }
 
 fn run_unit(
@@ -597,7 +578,10 @@ fn run_unit(
         Unit::Challenge { forget, run } => {
             let context = neural.ok_or_else(missing)?;
             let setup = worker.setup.as_mut().ok_or_else(missing)?;
-            setup.split = context.splits[forget].clone();
+            setup.switch_split(
+                context.splits[forget].clone(),
+                &config.recipe.recipe(settings.seed),
+            )?;
             let (run_seed, retrain_seed) = challenge_seeds(settings.seed, settings.models, run);
             let mut models = 0;
             // The run's own θ_o (`per-run`), trained with its own seed, or the shared one.
@@ -638,7 +622,7 @@ fn run_unit(
                 });
             }
             let statistics = statistics_with_seed(setup, retrain_seed, |setup| {
-                retrain_from(setup, original).map(AuditedModel::from)
+                retrain_from(setup, original).map(AnyModel::from)
             })?;
             measurements.push(Measurement::Challenge {
                 forget: selector.clone(),
@@ -649,10 +633,10 @@ fn run_unit(
                 statistics,
             });
             for (label, method) in &worker.methods {
-                if let RowMethod::Sisa(sisa_config) = method {
+                if let Candidate::Sisa(sisa_config) = method {
                     let statistics = statistics_with_seed(setup, retrain_seed, |setup| {
-                        sisa::train_without_forget(setup, *sisa_config)
-                            .map(|ensemble| AuditedModel::Ensemble(Box::new(ensemble)))
+                        train_without_forget(setup, *sisa_config)
+                            .map(|ensemble| AnyModel::Ensemble(Box::new(ensemble)))
                     })?;
                     models += 1;
                     measurements.push(Measurement::Challenge {
@@ -676,7 +660,10 @@ fn run_unit(
             let context = neural.ok_or_else(missing)?;
             let plan = context.ulira[forget].as_ref().ok_or_else(missing)?;
             let setup = worker.setup.as_mut().ok_or_else(missing)?;
-            setup.split = context.splits[forget].clone();
+            setup.switch_split(
+                context.splits[forget].clone(),
+                &config.recipe.recipe(settings.seed),
+            )?;
             let targets_hash = crate::io::short_hash(
                 &plan
                     .targets
@@ -792,7 +779,8 @@ pub fn run_part(config: &AuditConfig, options: &AuditOptions) -> Result<PartOutc
             Ok(Worker {
                 setup: neural
                     .as_ref()
-                    .map(|context| setup_for(config, context, 0, context.data.clone(), options)),
+                    .map(|context| setup_for(config, context, 0, context.data.clone(), options))
+                    .transpose()?,
                 methods: build_methods(&config.methods)?,
             })
         },

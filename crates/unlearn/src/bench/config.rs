@@ -2,7 +2,7 @@
 
 use crate::data::{DataSource, ForgetSelector};
 use crate::error::{Error, Result};
-use crate::methods::{self, MethodParams};
+use crate::methods::MethodParams;
 use crate::train::{OptimizerKind, Recipe, Schedule};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -224,7 +224,7 @@ impl BenchConfig {
         }
         let mut labels = std::collections::BTreeSet::new();
         for (index, method) in self.methods.iter().enumerate() {
-            methods::build(&method.name, &method.method_params())
+            crate::pipeline::Candidate::parse(&method.name, &method.method_params())
                 .map_err(|e| key_error(&format!("methods[{index}]"), e.to_string()))?;
             if !labels.insert(method.label().to_string()) || method.label() == "original" {
                 return Err(key_error(

@@ -19,7 +19,7 @@ use crate::machine::Machine;
 use crate::methods;
 use crate::model::{ModelSpec, TOOL_VERSION};
 use crate::parallel::Shard;
-use crate::pipeline::{RecordKind, RecordingPlan, Setup};
+use crate::pipeline::{Candidate, RecordKind, RecordingPlan, Setup, did_not_run};
 use crate::progress::Progress;
 use crate::train::{RecordGrouping, RecordStore, SensitiveSet, ValueEncoding};
 use burn::tensor::Device;
@@ -322,17 +322,15 @@ pub fn run_grid(config: &BenchConfig, options: &BenchOptions) -> Result<BenchOut
                 .ok_or_else(|| Error::invalid("a worker lost its data after a failed cell"))?;
             let selector = ForgetSelector::parse(forget)?;
             let split = Split::new(&cell_data, &selector, seed)?;
-            let recipe = config.recipe.recipe(seed).resolved(split.train.len());
-            let setup = Setup {
-                data_description: config.data.clone(),
-                data: cell_data,
+            let setup = Setup::new(
+                config.data.clone(),
+                cell_data,
                 split,
-                spec: spec.clone(),
-                recipe,
-                device: options.device.clone(),
+                spec.clone(),
+                &config.recipe.recipe(seed),
+                options.device.clone(),
                 seed,
-                progress: Progress::hidden(),
-            };
+            )?;
             let cell = run_cell(
                 config,
                 &setup,
@@ -664,49 +662,30 @@ fn run_cell(
         if !pending.contains(&method_config.label()) {
             continue;
         }
-        let method = methods::build(&method_config.name, &method_config.method_params())?;
-        if method.name() == "sisa" {
-            let config = crate::sisa::SisaConfig::from_params(&method_config.method_params())?;
-            let run = crate::sisa::run_as_method(setup, config)?;
-            emit(&record(
-                method_config.label(),
-                method.name(),
-                method.parameters(),
-                &run.predictions,
-                run.ensemble_hash,
-                run.seconds,
-                run.steps,
-                run.notes,
-            )?)?;
-            continue;
-        }
+        let candidate = Candidate::parse(&method_config.name, &method_config.method_params())?;
         let started = Instant::now();
-        let unlearned =
-            match setup.unlearn_with_records(&original, method.as_ref(), Vec::new(), &records) {
-                Ok((unlearned, _)) => unlearned,
-                Err(error @ Error::Diverged { .. }) => {
-                    let mut failed =
-                        failed_record(config, setup, method_config.label(), &error.to_string());
-                    failed.method_name = method.name().to_string();
-                    failed.parameters = method.parameters();
-                    failed.seconds = started.elapsed().as_secs_f64();
-                    emit(&failed)?;
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
-        let seconds = started.elapsed().as_secs_f64();
-        let predictions = predict_split(&unlearned.network, &setup.data, &setup.split)?;
-        let hash = crate::model::model_hash(&unlearned.network);
+        let run = match setup.run_candidate(&original, &records, &candidate) {
+            Ok(run) => run,
+            Err(error) if did_not_run(&error) => {
+                let mut failed =
+                    failed_record(config, setup, method_config.label(), &error.to_string());
+                failed.method_name = candidate.name().to_string();
+                failed.parameters = candidate.parameters();
+                failed.seconds = started.elapsed().as_secs_f64();
+                emit(&failed)?;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         emit(&record(
             method_config.label(),
-            method.name(),
-            method.parameters(),
-            &predictions,
-            hash,
-            seconds,
-            unlearned.steps,
-            unlearned.notes,
+            candidate.name(),
+            candidate.parameters(),
+            &run.model.predict_split(setup)?,
+            run.model.hash(),
+            run.seconds,
+            run.steps,
+            run.notes,
         )?)?;
     }
     Ok(())

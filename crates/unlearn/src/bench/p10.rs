@@ -356,20 +356,15 @@ pub fn run_p10(config: &P10Config, options: &P10Options) -> Result<P10Report> {
         bar.set_prefix(forget.clone());
         let selector = ForgetSelector::parse(forget)?;
         let split = Split::new(&data, &selector, config.seed)?;
-        let recipe = config
-            .recipe
-            .recipe(config.seed)
-            .resolved(split.train.len());
-        let setup = Setup {
-            data_description: config.data.clone(),
-            data: data.clone(),
+        let setup = Setup::new(
+            config.data.clone(),
+            data.clone(),
             split,
-            spec: spec.clone(),
-            recipe,
-            device: options.device.clone(),
-            seed: config.seed,
-            progress: Progress::hidden(),
-        };
+            spec.clone(),
+            &config.recipe.recipe(config.seed),
+            options.device.clone(),
+            config.seed,
+        )?;
         let (original, _) = cache.get_or_train("original", &setup, options.fresh, || {
             setup.train_original(&mut [])
         })?;

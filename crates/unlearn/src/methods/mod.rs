@@ -257,11 +257,6 @@ pub fn registry() -> Vec<MethodEntry> {
             build: |params| Ok(Box::new(Ssd::from_params(params)?)),
         },
         MethodEntry {
-            name: "sisa",
-            description: "SISA shard ensemble: retrain only the shards holding forgotten samples, from the slice checkpoint before them (exact; Bourtoule et al. 2021; params shards, slices, aggregate, stratified)",
-            build: |params| Ok(Box::new(SisaMethod::from_params(params)?)),
-        },
-        MethodEntry {
             name: "fisher",
             description: "Fisher forgetting: Gaussian noise scaled by the inverse retain-set Fisher information, no training (Golatkar et al. 2020)",
             build: |params| Ok(Box::new(FisherForgetting::from_params(params)?)),
@@ -282,43 +277,6 @@ pub fn registry() -> Vec<MethodEntry> {
             build: |params| Ok(Box::new(OutputPerturbation::from_params(params)?)),
         },
     ]
-}
-
-/// SISA (Bourtoule et al. 2021) as a registered method. SISA cannot start from a single
-/// trained network: in a comparison (bench grid, demo) its "original" is a SISA ensemble
-/// trained on the full training set with the same model, recipe and seed, and unlearning
-/// retrains the shards holding the forget set ([`crate::sisa::run_as_method`]); on its own
-/// model, `unlearn train --sisa` and `unlearn forget` do the same on disk. Calling
-/// [`Unlearner::unlearn`] on a single network is refused with an error that says so.
-#[derive(Debug, Clone, Copy)]
-pub struct SisaMethod {
-    /// Shards, slices, aggregation, stratification.
-    pub config: crate::sisa::SisaConfig,
-}
-
-impl SisaMethod {
-    /// Reads `shards`, `slices`, `aggregate`, `stratified`.
-    pub fn from_params(params: &MethodParams) -> Result<SisaMethod> {
-        Ok(SisaMethod {
-            config: crate::sisa::SisaConfig::from_params(params)?,
-        })
-    }
-}
-
-impl Unlearner for SisaMethod {
-    fn name(&self) -> &'static str {
-        "sisa"
-    }
-
-    fn parameters(&self) -> serde_json::Value {
-        serde_json::to_value(self.config).unwrap_or_default()
-    }
-
-    fn unlearn(&self, _request: UnlearnRequest<'_>) -> Result<UnlearnOutcome> {
-        Err(Error::invalid(
-            "sisa cannot unlearn from a single trained network: train a SISA ensemble with `unlearn train --sisa shards=S,slices=R` and run `unlearn forget` on its directory (a bench grid or the demo trains one itself)",
-        ))
-    }
 }
 
 /// Builds the method called `name` with `params`. A name `BASE+feasible-hard` or
@@ -356,6 +314,11 @@ fn build_base(name: &str, params: &MethodParams) -> Result<Box<dyn Unlearner>> {
         None if crate::convex::CERTIFIED_METHODS.contains(&name) => Err(Error::invalid(format!(
             "{name} is a certified method for L2-regularised logistic regression and cannot unlearn a neural network; train a certified model with `unlearn train --certified {name}` and forget from that"
         ))),
+        // SISA is a training scheme (crate::pipeline::Candidate::Sisa), not a method of one
+        // network: say how to use it instead of "unknown".
+        None if name == "sisa" => Err(Error::invalid(
+            "sisa cannot unlearn from a single trained network: train a SISA ensemble with `unlearn train --sisa shards=S,slices=R` and run `unlearn forget` on its directory (a bench grid or the demo trains one itself)",
+        )),
         None => {
             let known: Vec<&str> = registry.iter().map(|entry| entry.name).collect();
             Err(Error::invalid(format!(

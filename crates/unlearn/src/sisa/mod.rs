@@ -30,19 +30,14 @@
 //! The on-disk form (a directory with a manifest and per-shard artifacts) is in [`disk`].
 
 pub mod disk;
-mod method;
-
-pub use method::{
-    SisaMethodRun, forget_split, run_as_method, train_on_split, train_without_forget,
-};
 
 use crate::data::{DataBundle, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluation, SplitPredictions, evaluate};
+use crate::experiment::Setup;
 use crate::io::Hasher;
-use crate::methods::MethodParams;
 use crate::model::{ModelSpec, Network, TOOL_VERSION, model_hash};
-use crate::pipeline::Setup;
+use crate::params::MethodParams;
 use crate::progress::Progress;
 use crate::train::{Recipe, predict_probabilities, train};
 use burn::tensor::Device;

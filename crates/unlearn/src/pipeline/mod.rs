@@ -1,127 +1,26 @@
 //! The whole pipeline in a few calls: train the original model, run unlearning methods,
 //! evaluate each against the retrained reference, and report a table.
 
-use crate::data::{DataBundle, Split};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluation, SplitPredictions, evaluate, predict_split};
 use crate::methods::{UnlearnOutcome, UnlearnRequest, Unlearner};
-use crate::model::{Artifact, ArtifactMetadata, ModelSpec, Network, TOOL_VERSION};
-use crate::progress::Progress;
+use crate::model::{Artifact, Network, TOOL_VERSION};
 use crate::train::{
     BatchRecorder, Recipe, RecordGrouping, RecordHeader, RecordProvenance, SampleRecorder,
     SensitiveSet, TrainHook, ValueEncoding, train,
 };
-use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The fixed inputs of an experiment.
-pub struct Setup {
-    /// The data source as the user gave it (recorded in artifacts).
-    pub data_description: String,
-    /// Train and test data.
-    pub data: DataBundle,
-    /// Train / test / forget ids.
-    pub split: Split,
-    /// The architecture.
-    pub spec: ModelSpec,
-    /// The training recipe (its seed orders the data).
-    pub recipe: Recipe,
-    /// Autodiff device to train on.
-    pub device: Device,
-    /// Seed of the model initialisation and of the methods' random choices.
-    pub seed: u64,
-    /// Progress display.
-    pub progress: Progress,
-}
+pub use crate::experiment::Setup;
+pub use candidate::{AnyModel, Candidate, CandidateRun, SISA, candidates, did_not_run};
+pub use sisa::{forget_split, train_on_split, train_without_forget};
+
+mod candidate;
+mod sisa;
 
 impl Setup {
-    /// Checks the split against the data and the model against the data's shape.
-    pub fn validate(&self) -> Result<()> {
-        self.split.validate(&self.data)?;
-        self.recipe.validate()?;
-        self.check_spec(&self.spec, "model")
-    }
-
-    /// Refuses a model architecture whose input shape or number of classes is not the data's.
-    fn check_spec(&self, spec: &ModelSpec, role: &str) -> Result<()> {
-        if spec.input() != self.data.train.shape {
-            return Err(Error::invalid(format!(
-                "{role} input {:?} does not match the data's shape {:?}",
-                spec.input(),
-                self.data.train.shape
-            )));
-        }
-        if spec.classes() != self.data.train.num_classes {
-            return Err(Error::invalid(format!(
-                "{role} output has {} classes but the data has {}",
-                spec.classes(),
-                self.data.train.num_classes
-            )));
-        }
-        Ok(())
-    }
-
-    /// Checks that the model described by `model` was trained on this setup's data and
-    /// training ids and fits the data's shape: the conditions for unlearning from it or
-    /// evaluating it on the split.
-    pub fn check_model(&self, model: &ArtifactMetadata) -> Result<()> {
-        let data_hash = self.data.train.hash();
-        if model.dataset_hash != data_hash {
-            return Err(Error::invalid(format!(
-                "the data (hash {data_hash}) is not the data the model was trained on (hash {})",
-                model.dataset_hash
-            )));
-        }
-        if model.feature_scaling.is_some() && model.feature_scaling != self.data.scaling {
-            return Err(Error::invalid(
-                "the data's feature scaling is not the one the model was trained with (same rows, other scale= option?)",
-            ));
-        }
-        self.check_spec(&model.spec, "model")?;
-        let train_ids_hash = crate::io::ids_hash(&self.split.train);
-        if model.train_ids_hash != train_ids_hash {
-            return Err(Error::invalid(format!(
-                "the split's training ids (hash {train_ids_hash}) are not the ones the model was trained on (hash {})",
-                model.train_ids_hash
-            )));
-        }
-        Ok(())
-    }
-
-    /// Checks that the model described by `reference` can be the retrained reference of
-    /// `model` (already accepted by [`Setup::check_model`]) on this setup: made from the same
-    /// data and for the same split (hence the same forget set), with the same architecture.
-    pub fn check_reference(
-        &self,
-        reference: &ArtifactMetadata,
-        model: &ArtifactMetadata,
-    ) -> Result<()> {
-        if reference.dataset_hash != model.dataset_hash {
-            return Err(Error::invalid(format!(
-                "the reference was made from other data (hash {}) than the model (hash {})",
-                reference.dataset_hash, model.dataset_hash
-            )));
-        }
-        self.check_spec(&reference.spec, "reference")?;
-        if reference.spec != model.spec {
-            return Err(Error::invalid(format!(
-                "the reference is a {} but the model is a {}",
-                reference.spec.describe(),
-                model.spec.describe()
-            )));
-        }
-        let split_hash = self.split.hash();
-        if reference.split_hash != split_hash {
-            return Err(Error::invalid(format!(
-                "the reference was made for another split (hash {}) than the one evaluated (hash {split_hash}): retrain it for this forget set",
-                reference.split_hash
-            )));
-        }
-        Ok(())
-    }
-
     /// Evaluates `model` on the split, and against `reference` (the retrained model) when
     /// given, after [`Setup::check_model`] and [`Setup::check_reference`].
     pub fn evaluate_model(
@@ -143,29 +42,6 @@ impl Setup {
             Some((&reference_predictions, &reference_headline)),
             self.seed,
         )
-    }
-
-    fn metadata(&self, trained_on: &str, seconds: f64) -> ArtifactMetadata {
-        ArtifactMetadata {
-            tool_version: TOOL_VERSION.to_string(),
-            spec: self.spec.clone(),
-            dataset: self.data_description.clone(),
-            dataset_hash: self.data.train.hash(),
-            feature_scaling: self.data.scaling.clone(),
-            split_hash: self.split.hash(),
-            train_ids_hash: crate::io::ids_hash(&self.split.train),
-            seed: self.seed,
-            recipe: self.recipe.clone(),
-            trained_on: trained_on.to_string(),
-            seconds,
-            threads: Some(rayon::current_num_threads()),
-            method: None,
-            method_parameters: serde_json::Value::Null,
-            parent_model_hash: None,
-            imported_from: None,
-            certificate: None,
-            model_hash: String::new(),
-        }
     }
 
     /// Trains the original model on the split's whole training set.
@@ -466,23 +342,19 @@ pub struct Comparison {
     pub machine: Option<crate::machine::Machine>,
 }
 
-/// Trains the original model, retrains the reference, runs `methods` (retrain is added first if
-/// absent) and evaluates every model against the reference.
+/// Trains the original model, retrains the reference, runs `candidates` (retrain is added
+/// first if absent) and evaluates every model against the reference.
 ///
-/// When a method needs records (amnesiac unlearning, Graves, Nagisetty, Ganesh 2021), the
+/// When a candidate needs records (amnesiac unlearning, Graves, Nagisetty, Ganesh 2021), the
 /// original is trained while recording the forget set with those recorders (f32 records in a
 /// temporary directory); its training time then includes the recording.
-pub fn compare(setup: &Setup, methods: &[Box<dyn Unlearner>]) -> Result<Comparison> {
-    let mut kinds: Vec<RecordKind> = methods
-        .iter()
-        .filter(|method| crate::methods::needs_records(method.name()))
-        .map(|method| RecordKind::parse(method.name()))
-        .collect::<Result<_>>()?;
+pub fn compare(setup: &Setup, candidates: &[Candidate]) -> Result<Comparison> {
+    let mut kinds: Vec<RecordKind> = candidates.iter().filter_map(Candidate::records).collect();
     // No per-sample records exist under batch statistics: amnesiac-sample then refuses (a row).
     if setup.spec.has_batch_norm() {
         kinds.retain(|kind| *kind != RecordKind::Sample);
     }
-    let phases = 2 + methods.iter().filter(|m| m.name() != "retrain").count();
+    let phases = 2 + candidates.iter().filter(|c| c.name() != "retrain").count();
     let stage = crate::progress::enter_stage(crate::progress::Stage {
         index: 1,
         count: phases,
@@ -492,7 +364,7 @@ pub fn compare(setup: &Setup, methods: &[Box<dyn Unlearner>]) -> Result<Comparis
     if kinds.is_empty() {
         let original = setup.train_original(&mut [])?;
         drop(stage);
-        return compare_with(setup, &original, methods);
+        return compare_with(setup, &original, candidates);
     }
     let directory = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
     let plan = RecordingPlan {
@@ -508,28 +380,32 @@ pub fn compare(setup: &Setup, methods: &[Box<dyn Unlearner>]) -> Result<Comparis
     })?;
     let paths: Vec<PathBuf> = files.into_iter().map(|file| file.path).collect();
     drop(stage);
-    compare_with_records(setup, &original, methods, &paths)
+    compare_with_records(setup, &original, candidates, &paths)
 }
 
 /// Like [`compare`], starting from an already trained original model.
 pub fn compare_with(
     setup: &Setup,
     original: &Artifact,
-    methods: &[Box<dyn Unlearner>],
+    candidates: &[Candidate],
 ) -> Result<Comparison> {
-    compare_with_records(setup, original, methods, &[])
+    compare_with_records(setup, original, candidates, &[])
 }
 
-/// Like [`compare_with`], giving the methods the record files made while training `original`.
+/// Like [`compare_with`], giving the candidates the record files made while training
+/// `original`. Every row runs through [`Setup::run_candidate`]; a row that diverged or was
+/// refused ([`did_not_run`]) is recorded with its reason instead of ending the comparison.
 pub fn compare_with_records(
     setup: &Setup,
     original: &Artifact,
-    methods: &[Box<dyn Unlearner>],
+    candidates: &[Candidate],
     records: &[PathBuf],
 ) -> Result<Comparison> {
     let retrain = crate::methods::Retrain;
-    let others: Vec<&Box<dyn Unlearner>> =
-        methods.iter().filter(|m| m.name() != "retrain").collect();
+    let others: Vec<&Candidate> = candidates
+        .iter()
+        .filter(|c| c.name() != "retrain")
+        .collect();
     let phases = 2 + others.len();
     let stage = |index: usize, what: &'static str, method: &'static str| {
         crate::progress::enter_stage(crate::progress::Stage {
@@ -576,55 +452,36 @@ pub fn compare_with_records(
         failure: None,
         notes: reference_outcome.notes,
     });
-    for (position, method) in others.into_iter().enumerate() {
-        let _unlearning = stage(3 + position, "unlearning with", method.name());
-        if method.name() == "sisa" {
-            let config: crate::sisa::SisaConfig = serde_json::from_value(method.parameters())
-                .map_err(|e| Error::invalid(format!("sisa parameters: {e}")))?;
-            let run = crate::sisa::run_as_method(setup, config)?;
-            runs.push(MethodRun {
-                method: method.name().to_string(),
-                parameters: method.parameters(),
-                seconds: run.seconds,
-                speedup: Some(retrain_seconds / run.seconds.max(1e-9)),
-                steps: run.steps,
-                evaluation: Some(against_reference(&run.predictions)?),
-                failure: None,
-                notes: run.notes,
-            });
-            continue;
-        }
+    for (position, candidate) in others.into_iter().enumerate() {
+        let _unlearning = stage(3 + position, "unlearning with", candidate.name());
         let started = std::time::Instant::now();
-        let (outcome, seconds) =
-            match setup.unlearn_with_records(original, method.as_ref(), Vec::new(), records) {
-                Ok(done) => done,
-                // A diverged method, or one that refuses BatchNorm, is a row of the table that
-                // did not run, not the end of the comparison.
-                Err(error @ (Error::Diverged { .. } | Error::Refused(_))) => {
-                    runs.push(MethodRun {
-                        method: method.name().to_string(),
-                        parameters: method.parameters(),
-                        seconds: started.elapsed().as_secs_f64(),
-                        speedup: None,
-                        steps: 0,
-                        evaluation: None,
-                        failure: Some(error.to_string()),
-                        notes: Vec::new(),
-                    });
-                    continue;
-                }
-                Err(error) => return Err(error),
-            };
-        let predictions = predict_split(&outcome.network, &setup.data, &setup.split)?;
+        let run = match setup.run_candidate(original, records, candidate) {
+            Ok(run) => run,
+            Err(error) if did_not_run(&error) => {
+                runs.push(MethodRun {
+                    method: candidate.name().to_string(),
+                    parameters: candidate.parameters(),
+                    seconds: started.elapsed().as_secs_f64(),
+                    speedup: None,
+                    steps: 0,
+                    evaluation: None,
+                    failure: Some(error.to_string()),
+                    notes: Vec::new(),
+                });
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
+        let predictions = run.model.predict_split(setup)?;
         runs.push(MethodRun {
-            method: method.name().to_string(),
-            parameters: method.parameters(),
-            seconds,
-            speedup: Some(retrain_seconds / seconds.max(1e-9)),
-            steps: outcome.steps,
+            method: candidate.name().to_string(),
+            parameters: candidate.parameters(),
+            seconds: run.seconds,
+            speedup: Some(retrain_seconds / run.seconds.max(1e-9)),
+            steps: run.steps,
             evaluation: Some(against_reference(&predictions)?),
             failure: None,
-            notes: outcome.notes,
+            notes: run.notes,
         });
     }
     Ok(Comparison {
