@@ -85,14 +85,14 @@ impl Setup {
     /// Refuses a model architecture whose input shape or number of classes is not the data's.
     fn check_spec(&self, spec: &ModelSpec, role: &str) -> Result<()> {
         if spec.input() != self.data.train.shape {
-            return Err(Error::invalid(format!(
+            return Err(Error::Mismatch(format!(
                 "{role} input {:?} does not match the data's shape {:?}",
                 spec.input(),
                 self.data.train.shape
             )));
         }
         if spec.classes() != self.data.train.num_classes {
-            return Err(Error::invalid(format!(
+            return Err(Error::Mismatch(format!(
                 "{role} output has {} classes but the data has {}",
                 spec.classes(),
                 self.data.train.num_classes
@@ -107,20 +107,21 @@ impl Setup {
     pub fn check_model(&self, model: &ArtifactMetadata) -> Result<()> {
         let data_hash = self.data.train.hash();
         if model.dataset_hash != data_hash {
-            return Err(Error::invalid(format!(
+            return Err(Error::Mismatch(format!(
                 "the data (hash {data_hash}) is not the data the model was trained on (hash {})",
                 model.dataset_hash
             )));
         }
         if model.feature_scaling.is_some() && model.feature_scaling != self.data.scaling {
-            return Err(Error::invalid(
-                "the data's feature scaling is not the one the model was trained with (same rows, other scale= option?)",
+            return Err(Error::Mismatch(
+                "the data's feature scaling is not the one the model was trained with (same rows, other scale= option?)"
+                    .into(),
             ));
         }
         self.check_spec(&model.spec, "model")?;
         let train_ids_hash = crate::io::ids_hash(&self.split.train);
         if model.train_ids_hash != train_ids_hash {
-            return Err(Error::invalid(format!(
+            return Err(Error::Mismatch(format!(
                 "the split's training ids (hash {train_ids_hash}) are not the ones the model was trained on (hash {})",
                 model.train_ids_hash
             )));
@@ -137,14 +138,14 @@ impl Setup {
         model: &ArtifactMetadata,
     ) -> Result<()> {
         if reference.dataset_hash != model.dataset_hash {
-            return Err(Error::invalid(format!(
+            return Err(Error::Mismatch(format!(
                 "the reference was made from other data (hash {}) than the model (hash {})",
                 reference.dataset_hash, model.dataset_hash
             )));
         }
         self.check_spec(&reference.spec, "reference")?;
         if reference.spec != model.spec {
-            return Err(Error::invalid(format!(
+            return Err(Error::Mismatch(format!(
                 "the reference is a {} but the model is a {}",
                 reference.spec.describe(),
                 model.spec.describe()
@@ -152,7 +153,7 @@ impl Setup {
         }
         let split_hash = self.split.hash();
         if reference.split_hash != split_hash {
-            return Err(Error::invalid(format!(
+            return Err(Error::Mismatch(format!(
                 "the reference was made for another split (hash {}) than the one evaluated (hash {split_hash}): retrain it for this forget set",
                 reference.split_hash
             )));

@@ -9,13 +9,12 @@ use proptest::prelude::*;
 use unlearn::audit::config::AuditConfig;
 use unlearn::audit::results::summarize;
 use unlearn::audit::run::{AuditOptions, run_part};
-use unlearn::data::{DataSource, ForgetSelector, Split, load};
 use unlearn::methods::certified_nn::{
     CertifiedNnSettings, CertifiedRecord, check_post_processing, initial_norms, post_process,
     post_process_observed, rescale_to_initial_norms, tensor_norms,
 };
 use unlearn::methods::{self, MethodParams, UnlearnRequest};
-use unlearn::model::{Artifact, ModelSpec, Network, model_hash, parameters};
+use unlearn::model::{Artifact, Network, model_hash, parameters};
 use unlearn::parallel::Shard;
 use unlearn::pipeline::Setup;
 use unlearn::privacy::neural::{GradientClipping, ModelClipping, gaussian_tradeoff, project_l2};
@@ -149,28 +148,18 @@ proptest! {
     }
 }
 
+mod common;
+
 fn setup(train_size: u32, seed: u64) -> Setup {
-    let data = load(&DataSource::Embedded).unwrap();
-    let selector = ForgetSelector::parse("random:5%").unwrap();
-    let mut split = Split::new(&data, &selector, seed).unwrap();
-    split.train.retain(|&id| id < train_size);
-    split.forget.retain(|&id| id < train_size);
-    split.refresh_forget_hash();
-    split.test.truncate(300);
-    let spec = ModelSpec::parse("mlp:16", data.train.shape, data.train.num_classes).unwrap();
-    Setup {
-        data_description: "embedded".into(),
-        data,
-        split,
-        spec,
-        recipe: Recipe {
+    common::embedded("random:5%", seed)
+        .train_size(train_size)
+        .test_size(300)
+        .model("mlp:16")
+        .recipe(Recipe {
             epochs: 2,
             ..Recipe::default()
-        },
-        device: Device::flex().autodiff(),
-        seed,
-        progress: Progress::hidden(),
-    }
+        })
+        .build()
 }
 
 fn params(pairs: &[String]) -> MethodParams {

@@ -1,11 +1,9 @@
 //! Each first-order method's defining behaviour on a small problem (the embedded Fashion-MNIST
 //! subset), and the feasible-update mask's guarantees.
 
-use burn::tensor::Device;
-use unlearn::data::{DataSource, ForgetSelector, Split, load};
 use unlearn::methods::scrub::{ScrubLoss, teacher_divergence};
 use unlearn::methods::{self, MethodParams, fisher, salun, ssd};
-use unlearn::model::{Artifact, ModelSpec, parameters, with_parameters};
+use unlearn::model::{Artifact, parameters, with_parameters};
 use unlearn::pipeline::Setup;
 use unlearn::progress::Progress;
 use unlearn::train::steps::{StepSettings, loss_gradient, run_steps};
@@ -14,27 +12,17 @@ use unlearn::train::{
     positions_of, predict_probabilities,
 };
 
+mod common;
+
 fn setup(train_size: u32, forget: &str, seed: u64) -> Setup {
-    let data = load(&DataSource::Embedded).unwrap();
-    let selector = ForgetSelector::parse(forget).unwrap();
-    let mut split = Split::new(&data, &selector, seed).unwrap();
-    split.train.retain(|&id| id < train_size);
-    split.forget.retain(|&id| id < train_size);
-    split.test.truncate(500);
-    let spec = ModelSpec::parse("mlp:32", data.train.shape, data.train.num_classes).unwrap();
-    Setup {
-        data_description: "embedded".into(),
-        data,
-        split,
-        spec,
-        recipe: Recipe {
+    common::embedded(forget, seed)
+        .train_size(train_size)
+        .test_size(500)
+        .recipe(Recipe {
             epochs: 2,
             ..Recipe::default()
-        },
-        device: Device::flex().autodiff(),
-        seed,
-        progress: Progress::hidden(),
-    }
+        })
+        .build()
 }
 
 fn params(pairs: &[&str]) -> MethodParams {

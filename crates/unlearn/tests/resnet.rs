@@ -3,7 +3,6 @@
 //! every unlearning method either runs without diverging or refuses with one line.
 
 use burn::tensor::Device;
-use unlearn::data::{DataSource, ForgetSelector, Split, load};
 use unlearn::methods::{self, MethodParams};
 use unlearn::model::{Artifact, ModelSpec, model_hash, parameters};
 use unlearn::pipeline::{RecordKind, RecordingPlan, Setup};
@@ -12,29 +11,20 @@ use unlearn::train::{
     Recipe, RecordGrouping, SensitiveSet, ValueEncoding, positions_of, predict_probabilities,
 };
 
+mod common;
+
 fn setup(train_size: u32, seed: u64) -> Setup {
-    let data = load(&DataSource::Embedded).unwrap();
-    let selector = ForgetSelector::parse("random:10%").unwrap();
-    let mut split = Split::new(&data, &selector, seed).unwrap();
-    split.train.retain(|&id| id < train_size);
-    split.forget.retain(|&id| id < train_size);
-    split.test.truncate(200);
-    let spec = ModelSpec::parse("resnet20", data.train.shape, data.train.num_classes).unwrap();
-    Setup {
-        data_description: "embedded".into(),
-        data,
-        split,
-        spec,
-        recipe: Recipe {
+    common::embedded("random:10%", seed)
+        .train_size(train_size)
+        .test_size(200)
+        .model("resnet20")
+        .recipe(Recipe {
             epochs: 2,
             batch_size: 32,
             learning_rate: 0.05,
             ..Recipe::default()
-        },
-        device: Device::flex().autodiff(),
-        seed,
-        progress: Progress::hidden(),
-    }
+        })
+        .build()
 }
 
 /// Accuracy and mean cross-entropy of `network` (evaluation mode) on the training samples `ids`.

@@ -4,14 +4,11 @@
 
 use burn::tensor::Device;
 use std::collections::BTreeSet;
-use unlearn::data::{DataBundle, DataSource, ForgetSelector, Split, load};
-use unlearn::model::ModelSpec;
+use unlearn::data::{DataBundle, DataSource, load};
 use unlearn::pipeline::Setup;
-use unlearn::progress::Progress;
 use unlearn::sisa::{
     Aggregate, Members, SisaConfig, SisaEnsemble, SisaPlan, assign, disk, stream_seed,
 };
-use unlearn::train::Recipe;
 
 const TRAIN_SIZE: u32 = 2400;
 
@@ -19,31 +16,18 @@ fn data() -> DataBundle {
     load(&DataSource::Embedded).unwrap()
 }
 
+mod common;
+
 /// A setup training mlp:32 for one epoch on the first `TRAIN_SIZE` embedded ids less `removed`.
 fn setup(removed: &[u32]) -> Setup {
-    let data = data();
-    let selector = ForgetSelector::parse("random:1%").unwrap();
-    let mut split = Split::new(&data, &selector, 1).unwrap();
-    split
-        .train
-        .retain(|id| *id < TRAIN_SIZE && !removed.contains(id));
-    split.forget = vec![split.train[0]];
-    split.refresh_forget_hash();
-    split.test.truncate(500);
-    let spec = ModelSpec::parse("mlp:32", data.train.shape, data.train.num_classes).unwrap();
-    Setup {
-        data_description: "embedded".into(),
-        data,
-        split,
-        spec,
-        recipe: Recipe {
-            epochs: 1,
-            ..Recipe::default()
-        },
-        device: Device::flex().autodiff(),
-        seed: 7,
-        progress: Progress::hidden(),
-    }
+    common::embedded("random:1%", 7)
+        .split_seed(1)
+        .train_size(TRAIN_SIZE)
+        .test_size(500)
+        .build_with(|split| {
+            split.train.retain(|id| !removed.contains(id));
+            split.forget = vec![split.train[0]];
+        })
 }
 
 fn config() -> SisaConfig {
