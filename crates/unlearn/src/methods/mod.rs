@@ -279,6 +279,37 @@ pub fn registry() -> Vec<MethodEntry> {
     ]
 }
 
+/// `Default` for every method: its paper's defaults, the same as `--method NAME` without
+/// `--param` (so that Rust callers write `Finetune { epochs: 2, ..Finetune::default() }`
+/// instead of strings).
+macro_rules! defaults_from_params {
+    ($($method:ty),* $(,)?) => {
+        $(impl Default for $method {
+            fn default() -> Self {
+                <$method>::from_params(&MethodParams::default())
+                    .expect("a method's defaults are valid (tested)")
+            }
+        })*
+    };
+}
+
+defaults_from_params!(
+    AmnesiacBatch,
+    AmnesiacSample,
+    Finetune,
+    FisherForgetting,
+    GradientAscent,
+    L1Sparse,
+    NegGradPlus,
+    NoisyFtGradclip,
+    NoisyFtModelclip,
+    OutputPerturbation,
+    RandomLabels,
+    Salun,
+    Scrub,
+    Ssd,
+);
+
 /// Builds the method called `name` with `params`. A name `BASE+feasible-hard` or
 /// `BASE+feasible-soft` (optionally `:ALPHA`), or the keys `feasible=hard|soft` and `alpha`,
 /// wrap the method in the feasible-update mask ([`feasible::Feasible`]).
@@ -353,5 +384,39 @@ mod tests {
         let params = MethodParams::parse(&["nonsense=1".to_string()]).unwrap();
         let error = build("finetune", &params).err().unwrap();
         assert!(error.to_string().contains("nonsense"), "{error}");
+    }
+
+    #[test]
+    fn every_method_has_its_defaults_without_strings() {
+        let built: Vec<Box<dyn Unlearner>> = vec![
+            Box::new(AmnesiacBatch::default()),
+            Box::new(AmnesiacSample::default()),
+            Box::new(Finetune::default()),
+            Box::new(FisherForgetting::default()),
+            Box::new(GradientAscent::default()),
+            Box::new(L1Sparse::default()),
+            Box::new(NegGradPlus::default()),
+            Box::new(NoisyFtGradclip::default()),
+            Box::new(NoisyFtModelclip::default()),
+            Box::new(OutputPerturbation::default()),
+            Box::new(RandomLabels::default()),
+            Box::new(Salun::default()),
+            Box::new(Scrub::default()),
+            Box::new(Ssd::default()),
+        ];
+        for method in built {
+            let by_name = build(method.name(), &MethodParams::default()).unwrap();
+            assert_eq!(
+                method.parameters(),
+                by_name.parameters(),
+                "{}",
+                method.name()
+            );
+        }
+        let finetune = Finetune {
+            epochs: 3,
+            ..Finetune::default()
+        };
+        assert_eq!(finetune.parameters()["epochs"], 3);
     }
 }

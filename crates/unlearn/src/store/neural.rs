@@ -64,8 +64,8 @@ pub fn import_model(
 ) -> Result<Store> {
     policy.validate()?;
     let method = policy.method.as_deref().unwrap_or(DEFAULT_METHOD);
-    methods::build(method, &MethodParams::parse(&policy.params)?)?;
     refuse_sisa(method)?;
+    methods::build(method, &MethodParams::parse(&policy.params)?)?;
     let artifact = Artifact::load(model_path, device)?;
     let split_path = model_path.with_extension("split.json");
     let split_bytes = std::fs::read(&split_path).map_err(|e| Error::io(&split_path, e))?;
