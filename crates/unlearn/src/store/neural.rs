@@ -185,7 +185,7 @@ impl NeuralModel {
             .versions()?
             .iter()
             .rev()
-            .find_map(|v| v.info.get("reference_accuracy").and_then(|a| a.as_f64()))
+            .find_map(|v| parse_info::<StoredInfo>(v).ok()?.reference_accuracy)
             .unwrap_or(0.0);
         let original_train = split.train.iter().copied().collect();
         split.forget = removed.iter().copied().collect();
@@ -436,15 +436,11 @@ pub fn replay_store(store: &Store, device: &Device) -> Result<usize> {
         setup.split.refresh_forget_hash();
         setup.split.selector = "store".to_string();
         let version = store.version(row.version)?;
-        let name = version.info["method"]
-            .as_str()
-            .unwrap_or(DEFAULT_METHOD)
-            .to_string();
-        let pairs: Vec<String> =
-            serde_json::from_value(version.info["params"].clone()).map_err(|e| {
-                Error::invalid(format!("version {}: unreadable params: {e}", row.version))
-            })?;
-        let params = MethodParams::parse(&pairs)?;
+        let recorded: StoredInfo = parse_info(&version)?;
+        let name = recorded
+            .method
+            .unwrap_or_else(|| DEFAULT_METHOD.to_string());
+        let params = MethodParams::parse(&recorded.params)?;
         let method = methods::build(&name, &params)?;
         let (outcome, seconds) = setup.unlearn(&artifact, method.as_ref(), Vec::new())?;
         let next = setup.unlearned_artifact(&artifact, method.as_ref(), outcome, seconds);

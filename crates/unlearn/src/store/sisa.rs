@@ -388,7 +388,8 @@ pub fn replay_store(store: &Store, device: &Device) -> Result<usize> {
             .plan
             .with_removed(&data.train, &ids, next_split.hash())?;
         let version = store.version(row.version)?;
-        let summary = if version.info.get("fallback").is_some() {
+        let recorded: StoredInfo = parse_info(&version)?;
+        let summary = if recorded.fallback.is_some() {
             let (retrained, summary) = retrain_from_scratch(plan, &data, device)?;
             ensemble = retrained;
             summary
