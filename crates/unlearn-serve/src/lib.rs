@@ -592,3 +592,41 @@ fn group_commit(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use unlearn::Error;
+
+    #[test]
+    fn statuses_follow_the_error_variant_not_its_message() {
+        // The same text under each variant: only the variant decides.
+        let text = || "idempotency key 'k' was used for request 3 with other ids".to_string();
+        for client in [true, false] {
+            assert_eq!(
+                status_for(&Error::NotFound(text()), client),
+                StatusCode::NOT_FOUND
+            );
+            assert_eq!(
+                status_for(&Error::Conflict(text()), client),
+                StatusCode::CONFLICT
+            );
+            assert_eq!(
+                status_for(&Error::Refused(text()), client),
+                StatusCode::UNPROCESSABLE_ENTITY
+            );
+        }
+        assert_eq!(
+            status_for(&Error::Invalid(text()), true),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_for(&Error::Mismatch(text()), true),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_for(&Error::Invalid(text()), false),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+}
