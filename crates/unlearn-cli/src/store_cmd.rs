@@ -1,17 +1,17 @@
 //! Model stores on the command line: `train --certified --store`, `forget --store`,
 //! `verify --store`, `store import|export|show|policy|token`, and `serve`. The work is done by
-//! `unlearn::store` and `unlearn_serve`; this file parses and prints.
+//! `unlearn::store` (every kind through its `StoreKind`) and `unlearn_serve`; this file
+//! parses and prints.
 
-use crate::{ForgetArgs, Global, TrainArgs, load_data};
-use anyhow::{Context, Result, bail};
+use crate::{ForgetArgs, Global, TrainArgs};
+use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use unlearn::convex::{CertifiedTraining, ConvexTask};
-use unlearn::data::{DataBundle, ForgetSelector};
+use unlearn::data::DataBundle;
 use unlearn::io::write_atomic;
-use unlearn::store::certified::{self, Applied};
-use unlearn::store::{ModelKind, Policy, RequestRow, RequestStatus, Store, VersionRow};
+use unlearn::store::{Environment, Policy, Store, certified};
 
 /// `unlearn store ...`
 #[derive(Subcommand)]
@@ -118,47 +118,20 @@ pub struct PolicyArgs {
 
 impl PolicyArgs {
     fn apply_to(&self, mut policy: Policy) -> Policy {
-        if let Some(batch_max) = self.batch_max {
-            policy.batch_max = batch_max;
-        }
-        if let Some(wait) = self.batch_wait_ms {
-            policy.batch_wait_ms = wait;
-        }
-        if let Some(method) = &self.method {
-            policy.method = Some(method.clone());
-        }
+        policy.batch_max = self.batch_max.unwrap_or(policy.batch_max);
+        policy.batch_wait_ms = self.batch_wait_ms.unwrap_or(policy.batch_wait_ms);
+        policy.method = self.method.clone().or(policy.method);
         if !self.params.is_empty() {
             policy.params = self.params.clone();
         }
-        if let Some(every) = self.retrain_every {
-            policy.retrain_every = every;
-        }
-        if let Some(points) = self.retrain_below {
-            policy.retrain_below_points = points;
-        }
-        if let Some(keep) = self.purge_keep_versions {
-            policy.purge_keep_versions = keep;
-        }
-        if let Some(days) = self.purge_older_than {
-            policy.purge_older_than_days = Some(days);
-        }
+        policy.retrain_every = self.retrain_every.unwrap_or(policy.retrain_every);
+        policy.retrain_below_points = self.retrain_below.unwrap_or(policy.retrain_below_points);
+        policy.purge_keep_versions = self
+            .purge_keep_versions
+            .unwrap_or(policy.purge_keep_versions);
+        policy.purge_older_than_days = self.purge_older_than.or(policy.purge_older_than_days);
         policy
     }
-}
-
-fn device(global: &Global) -> Result<unlearn::device::Device> {
-    Ok(unlearn::device::DeviceChoice::parse(&global.device)?
-        .device()?
-        .autodiff())
-}
-
-fn refuse_neural_policy(policy: &Policy) -> Result<()> {
-    if policy.method.is_some() || !policy.params.is_empty() || policy.retrain_every > 0 {
-        bail!(
-            "--method, --param and --retrain-every are for neural stores; a certified model removes with its own method"
-        );
-    }
-    Ok(())
 }
 
 /// `unlearn store token ...`
@@ -238,15 +211,7 @@ pub fn train_into_store(
         unlearn::store::fault_hook_from_env(),
     )?;
     if global.json {
-        say!(
-            "{}",
-            serde_json::json!({
-                "store": dir, "version": 0, "seconds": seconds, "method": file.method,
-                "training": file.training, "train_rows": file.train_rows,
-                "test_accuracy": file.test_accuracy, "model_hash": file.model_hash,
-                "calibration": file.calibration,
-            })
-        );
+        say!("{}", certified::created_json(dir, &file, seconds));
     } else {
         say!(
             "{}",
@@ -277,334 +242,36 @@ pub fn forget(global: &Global, args: &ForgetArgs, dir: &Path) -> Result<()> {
     let Some(selector) = &args.forget else {
         bail!("a store needs a deletion request: --forget ids:FILE or class:C");
     };
-    let selector = ForgetSelector::parse(selector)?;
-    if matches!(
-        selector,
-        ForgetSelector::RandomCount(_) | ForgetSelector::RandomPercent(_)
-    ) {
-        bail!(
-            "a deletion request names its ids: use --forget ids:FILE or class:C, not a random draw"
-        );
-    }
+    let selector = unlearn::store::request_selector(selector)?;
     let mut store = open_store(dir)?;
-    if store.kind() == ModelKind::Neural {
-        return forget_neural(global, args, &mut store, &selector);
-    }
-    if store.kind() == ModelKind::Sisa {
-        return forget_sisa(global, args, &mut store, &selector);
-    }
-    let description = match &args.data {
-        Some(data) => data.clone(),
-        None => certified::data_description(&store)?,
-    };
-    let bundle = load_data(&description)?;
-    let ids = selector.select(&bundle.train, global.seed)?;
-    let submission = store.submit(&ids, args.key.as_deref(), "cli")?;
-    let outcomes = certified::apply_pending(&mut store, &bundle.train, Some(&bundle.test))?;
-    let (request, version) = settled(&store, submission.request_id)?;
-    let ours: Option<&Applied> = outcomes
-        .iter()
-        .find(|outcome| outcome.applied.contains(&request.id));
+    let env = Environment::named(&global.device, args.data.clone());
+    let key = args.key.as_deref();
+    let removal =
+        unlearn::store::request_removal(&mut store, &env, &selector, global.seed, key, "cli")?;
+    let kind = store.behaviour();
     if global.json {
-        say!(
-            "{}",
-            serde_json::json!({
-                "store": dir, "request_id": request.id, "duplicate": submission.duplicate,
-                "version": version.version, "ledger_sequence": request.ledger_sequence,
-                "removed": ids.len(), "info": version.info,
-                "removal_seconds": ours.map(|o| o.removal_seconds),
-                "also_applied": outcomes.iter().flat_map(|o| o.applied.iter()).filter(|id| **id != request.id).collect::<Vec<_>>(),
-            })
-        );
-        return Ok(());
+        say!("{}", kind.removal_json(&removal));
+    } else {
+        for line in kind.removal_lines(&removal) {
+            say!("{line}");
+        }
     }
-    if submission.duplicate {
-        say!(
-            "request {} (idempotency key already used) was applied in version {}",
-            request.id,
-            version.version
-        );
-        return Ok(());
-    }
-    let certificate = &version.info["certificate"];
-    say!(
-        "request {}: removed {} rows{} in {:.3}s: version {}, test accuracy {:.2}%",
-        request.id,
-        ids.len(),
-        if version.info["retrained"].as_bool() == Some(true) {
-            " (this request would have spent more than the budget left, so the model was retrained from scratch with fresh noise; the budget below is the new model's)"
-        } else {
-            ""
-        },
-        ours.map_or(f64::NAN, |o| o.removal_seconds),
-        version.version,
-        version.info["test_accuracy"].as_f64().unwrap_or(f64::NAN)
-    );
-    say!(
-        "certificate: ({}, {:.3e})-certified, σ {:.4e}, budget {:.4e} of {:.4e} used since the last training",
-        certificate["epsilon"],
-        certificate["delta"].as_f64().unwrap_or(f64::NAN),
-        certificate["noise_sigma"].as_f64().unwrap_or(f64::NAN),
-        certificate["budget_used"].as_f64().unwrap_or(f64::NAN),
-        certificate["budget_total"].as_f64().unwrap_or(f64::NAN)
-    );
-    say!(
-        "ledger entry {} of {}",
-        request.ledger_sequence.unwrap_or(-1),
-        dir.display()
-    );
     Ok(())
-}
-
-fn forget_neural(
-    global: &Global,
-    args: &ForgetArgs,
-    store: &mut Store,
-    selector: &ForgetSelector,
-) -> Result<()> {
-    let device = device(global)?;
-    let version = store.current()?;
-    let sidecar: unlearn::model::ArtifactMetadata =
-        serde_json::from_slice(&store.read_file(&version, "sidecar")?)?;
-    let description = args.data.clone().unwrap_or(sidecar.dataset);
-    let bundle = load_data(&description)?;
-    let ids = selector.select(&bundle.train, global.seed)?;
-    drop(bundle);
-    let submission = store.submit(&ids, args.key.as_deref(), "cli")?;
-    let outcomes = unlearn::store::neural::apply_pending(store, &device)?;
-    let (request, version) = settled(store, submission.request_id)?;
-    if global.json {
-        say!(
-            "{}",
-            serde_json::json!({
-                "store": store.dir(), "request_id": request.id, "duplicate": submission.duplicate,
-                "version": version.version, "ledger_sequence": request.ledger_sequence,
-                "removed": ids.len(), "info": version.info, "applications": outcomes.len(),
-            })
-        );
-        return Ok(());
-    }
-    let info = &version.info;
-    let evaluation = &info["evaluation"];
-    say!(
-        "request {}: {} forgot {} samples ({} removed in all{}) in {:.2}s: version {}",
-        request.id,
-        info["method"].as_str().unwrap_or("?"),
-        ids.len(),
-        info["removed_count"],
-        match info["retrain_reason"].as_str() {
-            Some(reason) => format!("; full retraining: {reason}"),
-            None => String::new(),
-        },
-        info["seconds"].as_f64().unwrap_or(f64::NAN),
-        version.version
-    );
-    say!(
-        "UA {:.2}  RA {:.2}  TA {:.2}  MIA-eff. {:.2}",
-        evaluation["unlearn_accuracy"].as_f64().unwrap_or(f64::NAN),
-        evaluation["retain_accuracy"].as_f64().unwrap_or(f64::NAN),
-        evaluation["test_accuracy"].as_f64().unwrap_or(f64::NAN),
-        evaluation["mia_efficacy"].as_f64().unwrap_or(f64::NAN)
-    );
-    Ok(())
-}
-
-/// `forget --store` on a SISA store (Bourtoule et al. 2021): the request is committed, then
-/// applied by retraining the affected shards, recorded in the ledger.
-fn forget_sisa(
-    global: &Global,
-    args: &ForgetArgs,
-    store: &mut Store,
-    selector: &ForgetSelector,
-) -> Result<()> {
-    let device = device(global)?;
-    let plan = unlearn::store::sisa::current_plan(store)?;
-    let description = args.data.clone().unwrap_or(plan.dataset.clone());
-    let bundle = load_data(&description)?;
-    let ids = selector.select(&bundle.train, global.seed)?;
-    drop(bundle);
-    let submission = store.submit(&ids, args.key.as_deref(), "cli")?;
-    let outcomes = unlearn::store::sisa::apply_pending(store, &device)?;
-    let (request, version) = settled(store, submission.request_id)?;
-    if global.json {
-        say!(
-            "{}",
-            serde_json::json!({
-                "store": store.dir(), "request_id": request.id, "duplicate": submission.duplicate,
-                "version": version.version, "ledger_sequence": request.ledger_sequence,
-                "removed": ids.len(), "info": version.info, "applications": outcomes.len(),
-            })
-        );
-        return Ok(());
-    }
-    let info = &version.info;
-    let evaluation = &info["evaluation"];
-    let retrained: Vec<String> = info["sisa"]["shards"]
-        .as_array()
-        .map(|shards| {
-            shards
-                .iter()
-                .map(|shard| format!("shard {} from slice {}", shard["shard"], shard["slices"][0]))
-                .collect()
-        })
-        .unwrap_or_default();
-    say!(
-        "request {}: sisa forgot {} samples ({} removed in all) in {:.2}s: retrained {} ({:.1}% of the training sample-steps); version {}",
-        request.id,
-        ids.len(),
-        info["removed_count"],
-        info["seconds"].as_f64().unwrap_or(f64::NAN),
-        if retrained.is_empty() {
-            "nothing".to_string()
-        } else {
-            retrained.join(", ")
-        },
-        100.0 * info["share_recomputed"].as_f64().unwrap_or(f64::NAN),
-        version.version
-    );
-    say!(
-        "UA {:.2}  RA {:.2}  TA {:.2}  MIA-eff. {:.2}",
-        evaluation["unlearn_accuracy"].as_f64().unwrap_or(f64::NAN),
-        evaluation["retain_accuracy"].as_f64().unwrap_or(f64::NAN),
-        evaluation["test_accuracy"].as_f64().unwrap_or(f64::NAN),
-        evaluation["mia_efficacy"].as_f64().unwrap_or(f64::NAN)
-    );
-    Ok(())
-}
-
-/// The request once applied, with the version it is gone in; an error naming the reason when
-/// it was refused.
-fn settled(store: &Store, request_id: i64) -> Result<(RequestRow, VersionRow)> {
-    let request = store
-        .request(request_id)?
-        .context("the request vanished from the store")?;
-    match request.status {
-        RequestStatus::Refused => bail!(
-            "request {} refused: {}",
-            request.id,
-            request.reason.unwrap_or_default()
-        ),
-        RequestStatus::Pending => bail!("request {} is still pending", request.id),
-        RequestStatus::Applied => {}
-    }
-    let version = store.version(request.version.context("applied without a version")?)?;
-    Ok((request, version))
 }
 
 /// `unlearn verify --store DIR [--replay]`.
 pub fn verify(global: &Global, dir: &Path, data: Option<&str>, replay: bool) -> Result<()> {
     let store = Store::open_read_only(dir)?;
-    if store.kind() == ModelKind::Sisa {
-        let report = store.verify_chain()?;
-        let device = device(global)?;
-        // The current version loads: every shard artifact against the manifest, the data.
-        unlearn::store::sisa::SisaStoreModel::load(&store, &device)?;
-        let replayed = replay
-            .then(|| unlearn::store::sisa::replay_store(&store, &device))
-            .transpose()?;
-        say!(
-            "ok: SISA store {}: {} ledger entries chain (head {}), {} files rehash, version {} is current; requests: {} applied, {} refused, {} pending",
-            dir.display(),
-            report.entries,
-            &report.head[..16],
-            report.objects_checked,
-            report.current_version,
-            report.applied,
-            report.refused,
-            report.pending
-        );
-        say_retention(&report, replayed, "ensemble and deletion summary");
+    let env = Environment::named(&global.device, data.map(str::to_string));
+    let report = unlearn::store::verify(&store, &env, replay)?;
+    if let (true, Some(json)) = (global.json, &report.json) {
+        say!("{json}");
         return Ok(());
     }
-    if store.kind() == ModelKind::Neural {
-        let report = store.verify_chain()?;
-        let device = device(global)?;
-        // The current version loads: weights that match their sidecar's hash, known data.
-        unlearn::store::neural::NeuralModel::load(&store, &device)?;
-        let replayed = replay
-            .then(|| unlearn::store::neural::replay_store(&store, &device))
-            .transpose()?;
-        say!(
-            "ok: neural store {}: {} ledger entries chain (head {}), {} files rehash, version {} is current; requests: {} applied, {} refused, {} pending",
-            dir.display(),
-            report.entries,
-            &report.head[..16],
-            report.objects_checked,
-            report.current_version,
-            report.applied,
-            report.refused,
-            report.pending
-        );
-        say_retention(&report, replayed, "model and evaluation");
-        return Ok(());
+    for line in report.lines.iter().chain(&report.retention_lines()) {
+        say!("{line}");
     }
-    let description = match data {
-        Some(data) => data.to_string(),
-        None => certified::data_description(&store)?,
-    };
-    let bundle = load_data(&description)?;
-    let report = certified::verify_store(&store, &bundle.train, replay)?;
-    if global.json {
-        say!("{}", serde_json::to_string(&report)?);
-        return Ok(());
-    }
-    say!(
-        "ok: {} store {}: {} ledger entries chain (head {}), {} files rehash, version {} is current",
-        report.method,
-        dir.display(),
-        report.chain.entries,
-        &report.chain.head[..16],
-        report.chain.objects_checked,
-        report.chain.current_version
-    );
-    say!(
-        "the secret state publishes model {} on the recorded data; {} removals removed {} rows ({} forced retrains); every certificate recomputes",
-        report.model_hash,
-        report.removals,
-        report.removed_count,
-        report.retrained
-    );
-    say!(
-        "requests: {} applied, {} refused, {} pending",
-        report.chain.applied,
-        report.chain.refused,
-        report.chain.pending
-    );
-    say_retention(
-        &report.chain,
-        report.replayed,
-        "model, certificate and accounting",
-    );
     Ok(())
-}
-
-/// What purging left checkable, and what the replay (if asked) reproduced.
-fn say_retention(report: &unlearn::store::ChainReport, replayed: Option<usize>, what: &str) {
-    if report.anchor > 0 {
-        say!(
-            "retention: versions 0..={} were purged ({} purge entries): the ledger keeps their hashes and its chain was checked, but their files are gone, so they were not rehashed and cannot be replayed{}",
-            report.anchor - 1,
-            report.purges,
-            if report.purged_files_left > 0 {
-                format!(
-                    "; {} of their files are still on disk (an interrupted purge: the next writer to open the store deletes them)",
-                    report.purged_files_left
-                )
-            } else {
-                String::new()
-            }
-        );
-    }
-    match replayed {
-        Some(count) => say!(
-            "replay: {count} versions after version {} recomputed; every {what} equals the recorded one",
-            report.anchor
-        ),
-        None => say!(
-            "replay: not asked (--replay recomputes every version after version {})",
-            report.anchor
-        ),
-    }
 }
 
 /// `unlearn store ...`.
@@ -617,62 +284,9 @@ pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
             policy,
         } => {
             let policy = policy.apply_to(Policy::default());
-            if !from.exists() {
-                bail!("cannot read {}: no such file", from.display());
-            }
-            if unlearn::sisa::disk::is_sisa_dir(&from) {
-                if data.is_some() {
-                    bail!("--data is for certified models; a SISA plan names its data");
-                }
-                let created = unlearn::store::sisa::import_ensemble(
-                    &store,
-                    &from,
-                    &policy,
-                    &device(global)?,
-                )?;
-                let version = created.current()?;
-                say!(
-                    "imported the SISA ensemble {} (ensemble {}, test accuracy {:.2}%) into store {}; requests will retrain the affected shards",
-                    from.display(),
-                    version.model_hash,
-                    version.info["test_accuracy"].as_f64().unwrap_or(f64::NAN),
-                    store.display()
-                );
-                return Ok(());
-            }
-            if !unlearn::convex::CertifiedModelFile::is_certified_model(&from) {
-                if data.is_some() {
-                    bail!("--data is for certified models; a network's sidecar names its data");
-                }
-                let created =
-                    unlearn::store::neural::import_model(&store, &from, &policy, &device(global)?)?;
-                let version = created.current()?;
-                say!(
-                    "imported {} (model {}, test accuracy {:.2}%) into store {}; requests will be applied with {}",
-                    from.display(),
-                    version.model_hash,
-                    version.info["test_accuracy"].as_f64().unwrap_or(f64::NAN),
-                    store.display(),
-                    policy
-                        .method
-                        .as_deref()
-                        .unwrap_or(unlearn::store::neural::DEFAULT_METHOD)
-                );
-                return Ok(());
-            }
-            refuse_neural_policy(&policy)?;
-            let file = unlearn::convex::CertifiedModelFile::load(&from)?;
-            let description = data.unwrap_or(file.data);
-            let bundle = load_data(&description)?;
-            let created = certified::import_files(&store, &from, &bundle.train, &policy)?;
-            let version = created.current()?;
-            say!(
-                "imported {} (model {}, {} earlier ledger lines kept in entry 0) into store {}",
-                from.display(),
-                version.model_hash,
-                file.requests,
-                store.display()
-            );
+            let env = Environment::named(&global.device, None);
+            let imported = unlearn::store::import(&store, &from, data.as_deref(), &policy, &env)?;
+            say!("{}", imported.message);
         }
         StoreCommand::Export { store, out } => {
             let opened = Store::open_read_only(&store)?;
@@ -691,15 +305,7 @@ pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
             }
         }
         StoreCommand::Show { store } => {
-            let opened = Store::open_read_only(&store)?;
-            let version = opened.current()?;
-            let (pending, applied, refused) = opened.request_counts()?;
-            let value = serde_json::json!({
-                "store": store, "kind": opened.kind(), "version": version.version,
-                "model_hash": version.model_hash, "info": version.info,
-                "requests": {"pending": pending, "applied": applied, "refused": refused},
-                "policy": opened.policy()?,
-            });
+            let value = Store::open_read_only(&store)?.overview()?;
             if global.json {
                 say!("{value}");
             } else {
@@ -709,21 +315,7 @@ pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
         StoreCommand::Policy { store, policy } => {
             let mut opened = open_store(&store)?;
             let policy = policy.apply_to(opened.policy()?);
-            if opened.kind() == ModelKind::Sisa {
-                unlearn::store::sisa::check_policy(&policy)?;
-            } else if opened.kind() == ModelKind::Neural {
-                let method = policy
-                    .method
-                    .as_deref()
-                    .unwrap_or(unlearn::store::neural::DEFAULT_METHOD);
-                unlearn::methods::build(
-                    method,
-                    &unlearn::methods::MethodParams::parse(&policy.params)?,
-                )?;
-                unlearn::store::neural::refuse_sisa(method)?;
-            } else {
-                refuse_neural_policy(&policy)?;
-            }
+            opened.behaviour().check_policy(&policy)?;
             opened.set_policy(&policy)?;
             say!("{}", serde_json::to_string(&policy)?);
         }
@@ -738,20 +330,8 @@ pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
             })?;
             if global.json {
                 say!("{}", serde_json::to_string(&report)?);
-            } else if report.purged_versions.is_empty() {
-                say!(
-                    "nothing to purge: the store keeps versions from {} on",
-                    report.anchor
-                );
             } else {
-                say!(
-                    "purged versions {}..={} ({} files deleted; the ledger keeps their hashes, entry {}); replays now start at version {}",
-                    report.purged_versions[0],
-                    report.purged_versions[report.purged_versions.len() - 1],
-                    report.objects_deleted,
-                    report.ledger_sequence.unwrap_or(-1),
-                    report.anchor
-                );
+                say!("{}", report.summary());
             }
         }
         StoreCommand::Prune { store, keep } => {
@@ -775,17 +355,7 @@ pub fn run(global: &Global, command: StoreCommand) -> Result<()> {
                 say!("{}", serde_json::to_string(&tokens)?);
             } else {
                 for token in tokens {
-                    let scopes: Vec<&str> = token.scopes.iter().map(|s| s.name()).collect();
-                    say!(
-                        "{:<20} {:<20} {}",
-                        token.name,
-                        scopes.join(","),
-                        if token.revoked_at_ms.is_some() {
-                            "revoked"
-                        } else {
-                            "active"
-                        }
-                    );
+                    say!("{}", token.row());
                 }
             }
         }

@@ -918,35 +918,20 @@ impl Store {
         ids: &Bound<'_, PyAny>,
         key: Option<String>,
     ) -> PyResult<Py<PyAny>> {
-        use unlearn::store::{ModelKind, RequestStatus};
+        use unlearn::store::RequestStatus;
         let ids = integers(py, ids, "ids")?;
         let mut guard = self.locked()?;
         let store: &mut unlearn::store::Store = &mut guard;
         let device = &self.device;
         let answer = py.detach(|| -> unlearn::Result<serde_json::Value> {
             let submission = store.submit(&ids, key.as_deref(), "python")?;
-            match store.kind() {
-                ModelKind::Neural => {
-                    unlearn::store::neural::apply_pending(store, device)?;
-                }
-                ModelKind::Sisa => {
-                    unlearn::store::sisa::apply_pending(store, device)?;
-                }
-                ModelKind::Certified => {
-                    let description = unlearn::store::certified::data_description(store)?;
-                    let bundle = unlearn::data::load(&DataSource::parse(&description)?)?;
-                    unlearn::store::certified::apply_pending(
-                        store,
-                        &bundle.train,
-                        Some(&bundle.test),
-                    )?;
-                }
-            }
-            let request = store
-                .request(submission.request_id)?
-                .ok_or_else(|| unlearn::Error::invalid("the request vanished from the store"))?;
+            let env = unlearn::store::Environment::with_device(device.clone(), None);
+            unlearn::store::apply_pending(store, &env)?;
+            let request = store.request(submission.request_id)?.ok_or_else(|| {
+                unlearn::Error::NotFound("the request vanished from the store".to_string())
+            })?;
             if request.status == RequestStatus::Refused {
-                return Err(unlearn::Error::invalid(format!(
+                return Err(unlearn::Error::Refused(format!(
                     "request {} refused: {}",
                     request.id,
                     request.reason.clone().unwrap_or_default()

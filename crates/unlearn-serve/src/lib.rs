@@ -131,12 +131,18 @@ async fn read<T: Send + 'static>(
         .map_err(|e| error(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
 
-/// The HTTP status for a store error the client caused: 409 for a conflict with a recorded
-/// request, 400 otherwise.
-fn client_error_status(error: &unlearn::Error) -> StatusCode {
+/// The HTTP status for an error, by its variant (never its message): 404 for something
+/// that does not exist, 409 for a conflict with a recorded request or version, 422 for a
+/// removal refused by definition; otherwise 400 for what the client sent (`client`) and 500
+/// for what went wrong in the service.
+fn status_for(error: &unlearn::Error, client: bool) -> StatusCode {
+    use unlearn::Error;
     match error {
-        unlearn::Error::Conflict(_) => StatusCode::CONFLICT,
-        _ => StatusCode::BAD_REQUEST,
+        Error::NotFound(_) => StatusCode::NOT_FOUND,
+        Error::Conflict(_) => StatusCode::CONFLICT,
+        Error::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        _ if client => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
@@ -254,7 +260,7 @@ async fn post_deletion(
         }
         Ok(Err(SubmitError::Store(e))) => {
             state.metrics.count_rejected();
-            error(client_error_status(&e), e)
+            error(status_for(&e, true), e)
         }
         Err(_) => error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -274,9 +280,7 @@ async fn get_deletion(
     };
     let admin = token.allows(Scope::Admin);
     let found = read(&state, move |store| {
-        let Some(request) = store.request(id)? else {
-            return Ok(None);
-        };
+        let request = store.find_request(id)?;
         let certificate = match request.ledger_sequence {
             Some(sequence) => store.ledger_entry(sequence)?.map(|row| {
                 row.payload
@@ -286,13 +290,12 @@ async fn get_deletion(
             }),
             None => None,
         };
-        Ok::<_, unlearn::Error>(Some((request, certificate)))
+        Ok::<_, unlearn::Error>((request, certificate))
     })
     .await;
     let (request, certificate) = match found {
-        Ok(Ok(Some(found))) => found,
-        Ok(Ok(None)) => return error(StatusCode::NOT_FOUND, format!("no request {id}")),
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Ok(found)) => found,
+        Ok(Err(e)) => return error(status_for(&e, false), e),
         Err(response) => return response,
     };
     let mut answer = serde_json::json!({
@@ -319,18 +322,17 @@ async fn get_model(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Re
         return response;
     }
     let found = read(&state, |store| {
-        store.current().map(|version| (store.kind(), version))
+        let version = store.current()?;
+        let info = store.version_info(&version)?;
+        Ok::<_, unlearn::Error>((store.kind(), version, info))
     })
     .await;
-    let (kind, version) = match found {
+    let (kind, version, info) = match found {
         Ok(Ok(found)) => found,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Err(e)) => return error(status_for(&e, false), e),
         Err(response) => return response,
     };
-    let certificate = version.info.get("certificate").cloned();
-    let budget_left = certificate
-        .as_ref()
-        .and_then(|c| Some(c.get("budget_total")?.as_f64()? - c.get("budget_used")?.as_f64()?));
+    let budget_left = info.summary.budget_left();
     Json(serde_json::json!({
         "kind": kind,
         "version": version.version,
@@ -376,7 +378,7 @@ async fn get_ledger(
     }
     let rows = match read(&state, move |store| store.ledger_page(after, limit)).await {
         Ok(Ok(rows)) => rows,
-        Ok(Err(e)) => return error(StatusCode::INTERNAL_SERVER_ERROR, e),
+        Ok(Err(e)) => return error(status_for(&e, false), e),
         Err(response) => return response,
     };
     let mut text = String::new();
@@ -588,5 +590,43 @@ fn group_commit(
                 // Dropping the replies answers 503: nothing was acknowledged.
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use unlearn::Error;
+
+    #[test]
+    fn statuses_follow_the_error_variant_not_its_message() {
+        // The same text under each variant: only the variant decides.
+        let text = || "idempotency key 'k' was used for request 3 with other ids".to_string();
+        for client in [true, false] {
+            assert_eq!(
+                status_for(&Error::NotFound(text()), client),
+                StatusCode::NOT_FOUND
+            );
+            assert_eq!(
+                status_for(&Error::Conflict(text()), client),
+                StatusCode::CONFLICT
+            );
+            assert_eq!(
+                status_for(&Error::Refused(text()), client),
+                StatusCode::UNPROCESSABLE_ENTITY
+            );
+        }
+        assert_eq!(
+            status_for(&Error::Invalid(text()), true),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_for(&Error::Mismatch(text()), true),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            status_for(&Error::Invalid(text()), false),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
     }
 }

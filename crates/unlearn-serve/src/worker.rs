@@ -11,78 +11,27 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use unlearn::data::{DataBundle, DataSource, load};
-use unlearn::device::{Device, DeviceChoice};
-use unlearn::store::certified::{self, CertifiedModel};
-use unlearn::store::neural::NeuralModel;
-use unlearn::store::sisa::SisaStoreModel;
-use unlearn::store::{FaultHook, ModelKind, RequestRow, Store, WriteGate};
+use unlearn::store::{Application, Environment, FaultHook, KindModel, Store, WriteGate};
 
-/// The store's model prepared in memory.
-enum Prepared {
-    /// A certified model with its data.
-    Certified(Box<CertifiedModel>, Box<DataBundle>),
-    /// A neural network (its setup holds the data) and the device it runs on.
-    Neural(Box<NeuralModel>, Device),
-    /// A SISA ensemble (with its data) and the device it runs on.
-    Sisa(Box<SisaStoreModel>, Device),
-}
-
-/// What one application did, whatever the model.
-struct Outcome {
-    applied: usize,
-    refused: usize,
-    retrained: bool,
-    removal_seconds: f64,
-    entry: Option<i64>,
+/// The store's model prepared in memory, whatever its kind, with what it was loaded from
+/// (the data, the device) to load it again.
+struct Prepared {
+    model: Box<dyn KindModel>,
+    env: Environment,
 }
 
 impl Prepared {
-    fn apply(&mut self, store: &mut Store, pending: &[RequestRow]) -> unlearn::Result<Outcome> {
-        Ok(match self {
-            Prepared::Certified(model, _) => {
-                let applied = model.apply(store, pending)?;
-                Outcome {
-                    retrained: applied.certificate.as_ref().is_some_and(|c| c.retrained),
-                    refused: applied.refused.len(),
-                    removal_seconds: applied.removal_seconds,
-                    applied: applied.applied.len(),
-                    entry: applied.entry.map(|row| row.sequence),
-                }
-            }
-            Prepared::Neural(model, _) => {
-                let applied = model.apply(store, pending)?;
-                Outcome {
-                    retrained: applied.retrained,
-                    refused: applied.refused.len(),
-                    removal_seconds: applied.seconds,
-                    applied: applied.applied.len(),
-                    entry: applied.entry.map(|row| row.sequence),
-                }
-            }
-            Prepared::Sisa(model, _) => {
-                let applied = model.apply(store, pending)?;
-                Outcome {
-                    // A full retraining: every shard retrained from its first slice.
-                    retrained: applied.summary.as_ref().is_some_and(|s| s.share >= 1.0),
-                    refused: applied.refused.len(),
-                    removal_seconds: applied.seconds,
-                    applied: applied.applied.len(),
-                    entry: applied.entry.map(|row| row.sequence),
-                }
-            }
-        })
+    fn apply(
+        &mut self,
+        store: &mut Store,
+        pending: &[unlearn::store::RequestRow],
+    ) -> unlearn::Result<Application> {
+        self.model.apply(store, pending)
     }
 
     /// Loads the store's current version again (after an error left memory ahead of it).
     fn reload(&mut self, store: &Store) -> unlearn::Result<()> {
-        match self {
-            Prepared::Certified(model, bundle) => {
-                **model = CertifiedModel::load(store, &bundle.train, Some(&bundle.test))?;
-            }
-            Prepared::Neural(model, device) => **model = NeuralModel::load(store, device)?,
-            Prepared::Sisa(model, device) => **model = SisaStoreModel::load(store, device)?,
-        }
+        self.model = store.behaviour().load(store, &self.env)?;
         Ok(())
     }
 }
@@ -256,36 +205,15 @@ fn prepare(
 ) -> unlearn::Result<(Store, Prepared)> {
     let mut store = Store::open_with(&options.store, fault)?;
     store.set_write_gate(gate);
-    if store.kind() == ModelKind::Sisa {
-        if options.data.is_some() {
-            return Err(unlearn::Error::invalid(
-                "--data is for certified stores; a SISA plan names its data",
-            ));
-        }
-        let device = DeviceChoice::parse(&options.device)?.device()?.autodiff();
-        let model = SisaStoreModel::load(&store, &device)?;
-        return Ok((store, Prepared::Sisa(Box::new(model), device)));
+    let kind = store.behaviour();
+    if let (Some(_), Some(reason)) = (&options.data, kind.names_its_data()) {
+        return Err(unlearn::Error::invalid(format!(
+            "--data is for certified stores; {reason}"
+        )));
     }
-    if store.kind() == ModelKind::Neural {
-        if options.data.is_some() {
-            return Err(unlearn::Error::invalid(
-                "--data is for certified stores; a network's sidecar names its data",
-            ));
-        }
-        let device = DeviceChoice::parse(&options.device)?.device()?.autodiff();
-        let model = NeuralModel::load(&store, &device)?;
-        return Ok((store, Prepared::Neural(Box::new(model), device)));
-    }
-    let description = match &options.data {
-        Some(data) => data.clone(),
-        None => certified::data_description(&store)?,
-    };
-    let bundle = load(&DataSource::parse(&description)?)?;
-    let model = CertifiedModel::load(&store, &bundle.train, Some(&bundle.test))?;
-    Ok((
-        store,
-        Prepared::Certified(Box::new(model), Box::new(bundle)),
-    ))
+    let env = Environment::named(&options.device, options.data.clone());
+    let model = kind.load(&store, &env)?;
+    Ok((store, Prepared { model, env }))
 }
 
 /// Applies the next batch of pending requests (a retraining takes every pending one); false
@@ -320,21 +248,21 @@ fn step(
     let applied = model.apply(store, &pending)?;
     let apply_seconds = turn.elapsed().as_secs_f64();
     // Retention: the policy's purge after every applied request.
-    if applied.applied > 0 {
+    if !applied.applied.is_empty() {
         store.purge_by_policy()?;
     }
     let now = crate::health::now_ms();
-    let settled: Vec<f64> = match applied.entry {
-        Some(sequence) => store
-            .requests_of_entry(sequence)?
+    let settled: Vec<f64> = match &applied.entry {
+        Some(entry) => store
+            .requests_of_entry(entry.sequence)?
             .iter()
             .map(|request| (now - request.received_at_ms).max(0) as f64 / 1000.0)
             .collect(),
         None => Vec::new(),
     };
     metrics.record_apply(
-        applied.applied,
-        applied.refused,
+        applied.applied.len(),
+        applied.refused.len(),
         applied.retrained,
         apply_seconds,
         applied.removal_seconds,

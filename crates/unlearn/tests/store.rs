@@ -880,3 +880,72 @@ fn a_retraining_takes_every_pending_request() {
     assert_eq!(verification.removed_count, 120);
     assert_eq!(verification.retrained, 1);
 }
+
+/// The store kinds' trait end to end on a certified store: a request selected, committed and
+/// applied through `request_removal`, its version typed, the store verified through the
+/// trait, and each failure a caller branches on returned as its own error variant.
+#[test]
+fn the_kind_trait_removes_verifies_and_types_its_errors() {
+    use unlearn::Error;
+    use unlearn::store::{Environment, KindSummary, ModelKind};
+    let bundle = embedded();
+    let ids = pair_ids(&bundle);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store");
+    let mut store = create(&path, &bundle);
+    assert_eq!(store.behaviour().kind(), ModelKind::Certified);
+    let request = dir.path().join("request.txt");
+    std::fs::write(&request, format!("{} {}", ids[0], ids[1])).unwrap();
+    let selector = unlearn::store::request_selector(&format!("ids:{}", request.display())).unwrap();
+    let env = Environment::named("cpu", None);
+    let removal =
+        unlearn::store::request_removal(&mut store, &env, &selector, 0, Some("k"), "test").unwrap();
+    assert_eq!(removal.ids, vec![ids[0], ids[1]]);
+    assert_eq!(removal.version.version, 1);
+    assert_eq!(removal.info.removed_count, 2);
+    assert_eq!(removal.info.method.as_deref(), Some("newton-guo"));
+    let KindSummary::Certified(summary) = &removal.info.summary else {
+        panic!("a certified store's version is described as certified");
+    };
+    let certificate = summary
+        .certificate
+        .as_ref()
+        .expect("a removal's certificate");
+    assert_eq!(
+        removal.info.summary.budget_left(),
+        Some(certificate.budget_total - certificate.budget_used)
+    );
+    assert!(removal.ours().is_some());
+    let lines = store.behaviour().removal_lines(&removal);
+    assert!(lines[0].starts_with(&format!("request {}: removed 2 rows", removal.request.id)));
+    let verification = unlearn::store::verify(&store, &env, true).unwrap();
+    assert_eq!(verification.replayed, Some(1));
+    assert!(verification.json.is_some());
+    assert!(verification.lines[0].starts_with("ok: newton-guo store"));
+
+    // A random draw is not a request; the same key with other ids is a conflict; what does
+    // not exist is not found; an id that is no training row is refused.
+    assert!(matches!(
+        unlearn::store::request_selector("random:3"),
+        Err(Error::Invalid(_))
+    ));
+    assert!(matches!(
+        store.submit(&[ids[2]], Some("k"), "test"),
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(store.version(99), Err(Error::NotFound(_))));
+    assert!(matches!(store.find_request(999), Err(Error::NotFound(_))));
+    let unknown = store.submit(&[4_000_000], None, "test").unwrap();
+    unlearn::store::apply_pending(&mut store, &env).unwrap();
+    let refused = unlearn::store::settled(&store, unknown.request_id);
+    assert!(
+        matches!(&refused, Err(Error::Refused(message)) if message.contains("not a training row")),
+        "{refused:?}"
+    );
+    for version in store.versions().unwrap() {
+        assert_eq!(
+            store.version_info(&version).unwrap().version,
+            version.version
+        );
+    }
+}

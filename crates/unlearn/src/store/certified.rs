@@ -8,18 +8,23 @@
 //! restored unlearner): the deletion service keeps one and applies each request in
 //! milliseconds instead of reloading and rehashing the data.
 
+use super::kind::{
+    Application, Environment, Imported, KindModel, Removal, StoreKind, Verification, VersionInfo,
+    parse_info,
+};
 use super::requests::Sorted;
 use super::{
-    ChainReport, EntryKind, FaultHook, ModelKind, NewVersion, Policy, RequestRow, Store, VersionRow,
+    ChainReport, EntryKind, FaultHook, KindSummary, ModelKind, NewVersion, Policy, RequestRow,
+    Store, VersionRow,
 };
 use crate::convex::saved;
 use crate::convex::{
-    CertifiedModelFile, CertifiedTraining, CertifiedUnlearner, ConvexData, ConvexTask, LedgerEntry,
-    SecretState, verify_ledger,
+    Certificate, CertifiedModelFile, CertifiedTraining, CertifiedUnlearner, ConvexData, ConvexTask,
+    LedgerEntry, SecretState, verify_ledger,
 };
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::Path;
 use std::time::Instant;
@@ -80,6 +85,16 @@ pub fn create_store(
     };
     let store = Store::create(dir, ModelKind::Certified, policy, first, fault)?;
     Ok((store, file, seconds))
+}
+
+/// What [`create_store`] made, as the JSON document `train --certified --store --json` prints.
+pub fn created_json(dir: &Path, file: &CertifiedModelFile, seconds: f64) -> serde_json::Value {
+    serde_json::json!({
+        "store": dir, "version": 0, "seconds": seconds, "method": file.method,
+        "training": file.training, "train_rows": file.train_rows,
+        "test_accuracy": file.test_accuracy, "model_hash": file.model_hash,
+        "calibration": file.calibration,
+    })
 }
 
 /// Converts a certified model made before stores existed (`M.json` with `M.state` and
@@ -197,7 +212,7 @@ impl CertifiedModel {
             test,
         )?;
         if rows.hash() != file.data_hash {
-            return Err(Error::invalid(format!(
+            return Err(Error::Mismatch(format!(
                 "the data given (rows hash {}) is not the data the store's model was trained on (rows hash {})",
                 rows.hash(),
                 file.data_hash
@@ -209,7 +224,7 @@ impl CertifiedModel {
             Error::invalid(format!("the state of version {}: {e}", version.version))
         })?;
         if unlearner.model().hash() != file.model_hash || file.model_hash != version.model_hash {
-            return Err(Error::invalid(format!(
+            return Err(Error::Mismatch(format!(
                 "the state of version {} publishes model {}, not the version's model {}",
                 version.version,
                 unlearner.model().hash(),
@@ -480,10 +495,9 @@ pub fn verify_store(store: &Store, train: &Dataset, replay: bool) -> Result<Stor
 /// version 0's description (kept when its files are purged).
 fn imported_removed(store: &Store) -> Result<usize> {
     let first = store.version(0)?;
-    first.info["removed_count"]
-        .as_u64()
-        .map(|count| count as usize)
-        .ok_or_else(|| Error::invalid("version 0 does not record its removed rows"))
+    let info: StoredInfo = parse_info(&first)
+        .map_err(|_| Error::invalid("version 0 does not record its removed rows"))?;
+    Ok(info.removed_count)
 }
 
 /// Replays the ledger from the replay anchor's secret state (version 0 until a purge), removing
@@ -614,4 +628,223 @@ pub fn apply_pending(
         |store| CertifiedModel::load(store, train, test),
         |model, store, pending| model.apply(store, pending),
     )
+}
+
+/// What a certified store records of a version (its `info`).
+#[derive(Deserialize)]
+struct StoredInfo {
+    method: String,
+    #[serde(default)]
+    test_accuracy: Option<f64>,
+    removed_count: usize,
+    #[serde(default)]
+    requests: usize,
+    #[serde(default)]
+    certificate: Option<Certificate>,
+    #[serde(default)]
+    retrained: Option<bool>,
+}
+
+/// What only a certified store records of a version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CertifiedSummary {
+    /// Requests applied since training (earlier ledger lines of an imported model included).
+    pub requests: usize,
+    /// The certificate of the removal that made this version (none for the first version of
+    /// a trained store).
+    pub certificate: Option<Certificate>,
+    /// True when that removal retrained from scratch.
+    pub retrained: Option<bool>,
+}
+
+impl CertifiedSummary {
+    /// The privacy budget left before the next forced retraining.
+    pub fn budget_left(&self) -> Option<f64> {
+        self.certificate
+            .as_ref()
+            .map(|c| c.budget_total - c.budget_used)
+    }
+}
+
+/// Certified convex models as a store kind ([`StoreKind`]).
+pub struct CertifiedKind;
+
+impl KindModel for CertifiedModel {
+    fn apply(&mut self, store: &mut Store, requests: &[RequestRow]) -> Result<Application> {
+        let applied = CertifiedModel::apply(self, store, requests)?;
+        Ok(Application {
+            retrained: applied.certificate.as_ref().is_some_and(|c| c.retrained),
+            entry: applied.entry,
+            applied: applied.applied,
+            refused: applied.refused,
+            removal_seconds: applied.removal_seconds,
+        })
+    }
+}
+
+impl StoreKind for CertifiedKind {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Certified
+    }
+
+    fn recognizes(&self, path: &Path) -> bool {
+        CertifiedModelFile::is_certified_model(path)
+    }
+
+    fn import(
+        &self,
+        dir: &Path,
+        from: &Path,
+        data: Option<&str>,
+        policy: &Policy,
+        _env: &Environment,
+    ) -> Result<Imported> {
+        self.check_policy(policy)?;
+        let file = CertifiedModelFile::load(from)?;
+        let description = data.map_or(file.data, str::to_string);
+        let bundle = crate::data::load(&crate::data::DataSource::parse(&description)?)?;
+        let store = import_files(dir, from, &bundle.train, policy)?;
+        let version = store.current()?;
+        let message = format!(
+            "imported {} (model {}, {} earlier ledger lines kept in entry 0) into store {}",
+            from.display(),
+            version.model_hash,
+            file.requests,
+            dir.display()
+        );
+        Ok(Imported { store, message })
+    }
+
+    fn check_policy(&self, policy: &Policy) -> Result<()> {
+        if policy.method.is_some() || !policy.params.is_empty() || policy.retrain_every > 0 {
+            return Err(Error::invalid(
+                "--method, --param and --retrain-every are for neural stores; a certified model removes with its own method",
+            ));
+        }
+        Ok(())
+    }
+
+    fn data_description(&self, store: &Store) -> Result<String> {
+        data_description(store)
+    }
+
+    fn load(&self, store: &Store, env: &Environment) -> Result<Box<dyn KindModel>> {
+        let bundle = env.data_for(store)?;
+        Ok(Box::new(CertifiedModel::load(
+            store,
+            &bundle.train,
+            Some(&bundle.test),
+        )?))
+    }
+
+    fn replay(&self, store: &Store, env: &Environment) -> Result<usize> {
+        replay_store(store, &env.data_for(store)?.train)
+    }
+
+    fn verify(&self, store: &Store, env: &Environment, replay: bool) -> Result<Verification> {
+        let report = verify_store(store, &env.data_for(store)?.train, replay)?;
+        let chain = &report.chain;
+        let lines = vec![
+            format!(
+                "ok: {} store {}: {} ledger entries chain (head {}), {} files rehash, version {} is current",
+                report.method,
+                store.dir().display(),
+                chain.entries,
+                &chain.head[..16],
+                chain.objects_checked,
+                chain.current_version
+            ),
+            format!(
+                "the secret state publishes model {} on the recorded data; {} removals removed {} rows ({} forced retrains); every certificate recomputes",
+                report.model_hash, report.removals, report.removed_count, report.retrained
+            ),
+            format!(
+                "requests: {} applied, {} refused, {} pending",
+                chain.applied, chain.refused, chain.pending
+            ),
+        ];
+        let json = serde_json::to_string(&report)
+            .map_err(|e| Error::invalid(format!("cannot encode the verification: {e}")))?;
+        Ok(Verification {
+            chain: report.chain.clone(),
+            replayed: report.replayed,
+            replayed_what: "model, certificate and accounting",
+            lines,
+            json: Some(json),
+        })
+    }
+
+    fn version_info(&self, row: &VersionRow) -> Result<VersionInfo> {
+        let info: StoredInfo = parse_info(row)?;
+        Ok(VersionInfo {
+            version: row.version,
+            model_hash: row.model_hash.clone(),
+            method: Some(info.method),
+            removed_count: info.removed_count,
+            test_accuracy: info.test_accuracy,
+            seconds: None,
+            summary: KindSummary::Certified(CertifiedSummary {
+                requests: info.requests,
+                certificate: info.certificate,
+                retrained: info.retrained,
+            }),
+        })
+    }
+
+    fn removal_lines(&self, removal: &Removal) -> Vec<String> {
+        let (request, version) = (&removal.request, &removal.version);
+        if removal.submission.duplicate {
+            return vec![format!(
+                "request {} (idempotency key already used) was applied in version {}",
+                request.id, version.version
+            )];
+        }
+        let KindSummary::Certified(summary) = &removal.info.summary else {
+            return Vec::new();
+        };
+        let certificate = summary.certificate.as_ref();
+        let number = |field: fn(&Certificate) -> f64| certificate.map_or(f64::NAN, field);
+        vec![
+            format!(
+                "request {}: removed {} rows{} in {:.3}s: version {}, test accuracy {:.2}%",
+                request.id,
+                removal.ids.len(),
+                if summary.retrained == Some(true) {
+                    " (this request would have spent more than the budget left, so the model was retrained from scratch with fresh noise; the budget below is the new model's)"
+                } else {
+                    ""
+                },
+                removal.ours().map_or(f64::NAN, |o| o.removal_seconds),
+                version.version,
+                removal.info.test_accuracy.unwrap_or(f64::NAN)
+            ),
+            format!(
+                "certificate: ({}, {:.3e})-certified, σ {:.4e}, budget {:.4e} of {:.4e} used since the last training",
+                certificate.map_or(serde_json::Value::Null, |c| serde_json::json!(c.epsilon)),
+                number(|c| c.delta),
+                number(|c| c.noise_sigma),
+                number(|c| c.budget_used),
+                number(|c| c.budget_total)
+            ),
+            format!(
+                "ledger entry {} of {}",
+                request.ledger_sequence.unwrap_or(-1),
+                removal.store.display()
+            ),
+        ]
+    }
+
+    fn removal_json(&self, removal: &Removal) -> serde_json::Value {
+        let mut value = removal.common_json();
+        value["removal_seconds"] = serde_json::json!(removal.ours().map(|o| o.removal_seconds));
+        value["also_applied"] = serde_json::json!(
+            removal
+                .applications
+                .iter()
+                .flat_map(|o| o.applied.iter())
+                .filter(|id| **id != removal.request.id)
+                .collect::<Vec<_>>()
+        );
+        value
+    }
 }

@@ -29,7 +29,7 @@ impl Store {
         let result = self.step("lock-taken").and_then(|()| {
             let current = self.current_version()?;
             if current != expected_current {
-                return Err(Error::invalid(format!(
+                return Err(Error::Conflict(format!(
                     "the store moved on to version {current} while version {expected_current} was being continued"
                 )));
             }

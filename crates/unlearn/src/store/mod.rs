@@ -17,11 +17,15 @@
 //! `prune_states` deletes old versions' secret states (recorded in `pruned`; version 0's and
 //! the latest are kept), so a long-lived store does not grow by a state per removal.
 //!
-//! Certified models live in stores through [`certified`], neural networks through [`neural`].
+//! Every kind of model a store holds implements [`StoreKind`] ([`kind`]); this file is the
+//! registry that names them ([`ModelKind`], [`ModelKind::behaviour`], [`KindSummary`]):
+//! certified convex models ([`certified`]), neural networks ([`neural`]) and SISA ensembles
+//! ([`sisa`]).
 
 pub mod certified;
 mod chain;
 mod commit;
+pub mod kind;
 pub mod neural;
 mod objects;
 pub(crate) mod requests;
@@ -31,6 +35,10 @@ mod tokens;
 mod verify;
 
 pub use chain::{EntryKind, LEDGER_FORMAT, LedgerRow};
+pub use kind::{
+    Application, Environment, Imported, KindModel, Removal, StoreKind, Verification, VersionInfo,
+    apply_pending, import, request_removal, request_selector, settled, verify,
+};
 pub use objects::object_hash;
 pub use requests::NewRequest;
 pub use retention::{PURGE_STEPS, PurgeReport, Retention};
@@ -109,11 +117,52 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    fn name(self) -> &'static str {
+    /// Every kind, in the order `store import` asks them whether they recognise a model (a
+    /// network is whatever the others do not recognise, so it comes last).
+    pub const ALL: [ModelKind; 3] = [ModelKind::Sisa, ModelKind::Certified, ModelKind::Neural];
+
+    /// The name recorded in the store.
+    pub fn name(self) -> &'static str {
         match self {
             ModelKind::Certified => "certified",
             ModelKind::Neural => "neural",
             ModelKind::Sisa => "sisa",
+        }
+    }
+
+    /// The kind whose [`ModelKind::name`] is `name`.
+    pub fn parse(name: &str) -> Option<ModelKind> {
+        ModelKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+
+    /// What this kind does: the one place that maps a kind to its implementation.
+    pub fn behaviour(self) -> &'static dyn StoreKind {
+        match self {
+            ModelKind::Certified => &certified::CertifiedKind,
+            ModelKind::Neural => &neural::NeuralKind,
+            ModelKind::Sisa => &sisa::SisaKind,
+        }
+    }
+}
+
+/// What only one kind records of a version ([`VersionInfo::summary`]).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum KindSummary {
+    /// A certified model's requests and certificate.
+    Certified(certified::CertifiedSummary),
+    /// A network's method, evaluation and retraining.
+    Neural(neural::NeuralSummary),
+    /// A SISA ensemble's shape, evaluation and the shards a deletion retrained.
+    Sisa(sisa::SisaSummary),
+}
+
+impl KindSummary {
+    /// The privacy budget left before the next forced retraining (certified models only).
+    pub fn budget_left(&self) -> Option<f64> {
+        match self {
+            KindSummary::Certified(summary) => summary.budget_left(),
+            _ => None,
         }
     }
 }
@@ -488,7 +537,7 @@ impl Store {
     /// Opens the store without sweeping (for readers such as `verify`).
     pub fn open_read_only(dir: &Path) -> Result<Store> {
         if !Store::exists(dir) {
-            return Err(Error::invalid(format!(
+            return Err(Error::NotFound(format!(
                 "{} is not a model store (no {DATABASE_FILE}); create one with `unlearn train --certified ... --store DIR` or `unlearn store import`",
                 dir.display()
             )));
@@ -511,17 +560,9 @@ impl Store {
                 row.get(0)
             })
             .map_err(db_error(dir))?;
-        let kind = match kind.as_str() {
-            "certified" => ModelKind::Certified,
-            "neural" => ModelKind::Neural,
-            "sisa" => ModelKind::Sisa,
-            other => {
-                return Err(Error::invalid(format!(
-                    "{}: unknown model kind '{other}'",
-                    dir.display()
-                )));
-            }
-        };
+        let kind = ModelKind::parse(&kind).ok_or_else(|| {
+            Error::invalid(format!("{}: unknown model kind '{kind}'", dir.display()))
+        })?;
         let mut store = Store {
             dir: dir.to_path_buf(),
             conn,
@@ -692,7 +733,7 @@ impl Store {
             .optional()
             .map_err(self.db())?
             .ok_or_else(|| {
-                Error::invalid(format!(
+                Error::NotFound(format!(
                     "{}: version {version} is missing",
                     self.dir.display()
                 ))
@@ -703,6 +744,19 @@ impl Store {
             model_hash: row.1,
             info: parse_json(&self.dir, "version info", &row.2)?,
         })
+    }
+
+    /// The store at a glance (`unlearn store show`): its kind, the current version with its
+    /// description, the request counts and the policy.
+    pub fn overview(&self) -> Result<serde_json::Value> {
+        let version = self.current()?;
+        let (pending, applied, refused) = self.request_counts()?;
+        Ok(serde_json::json!({
+            "store": self.dir, "kind": self.kind, "version": version.version,
+            "model_hash": version.model_hash, "info": version.info,
+            "requests": {"pending": pending, "applied": applied, "refused": refused},
+            "policy": self.policy()?,
+        }))
     }
 
     /// The current version.
@@ -731,24 +785,28 @@ impl Store {
     pub fn read_file(&self, version: &VersionRow, role: &str) -> Result<Vec<u8>> {
         let anchor = self.replay_anchor()?;
         if version.version < anchor {
-            return Err(Error::invalid(format!(
+            return Err(Error::NotFound(format!(
                 "{}: version {} was purged (the store keeps versions from {anchor} on): its {role} file is gone",
                 self.dir.display(),
                 version.version
             )));
         }
         let hash = version.files.get(role).ok_or_else(|| {
-            Error::invalid(format!(
+            Error::NotFound(format!(
                 "{}: version {} has no {role} file",
                 self.dir.display(),
                 version.version
             ))
         })?;
         self.objects.read(hash).map_err(|e| {
-            Error::invalid(format!(
-                "the {role} file of version {}: {e}",
-                version.version
-            ))
+            let message = format!("the {role} file of version {}: {e}", version.version);
+            match e {
+                Error::Mismatch(_) => Error::Mismatch(message),
+                Error::Io { ref cause, .. } if cause.kind() == std::io::ErrorKind::NotFound => {
+                    Error::NotFound(message)
+                }
+                _ => Error::invalid(message),
+            }
         })
     }
 }

@@ -7,8 +7,12 @@
 //! last retrained (or imported) version's. Each version records the method, its parameters and
 //! the evaluation on its split (UA, RA, TA, MIA-efficacy; Jia et al. 2023).
 
+use super::kind::{
+    Application, Environment, Imported, KindModel, Removal, Scores, StoreKind, Verification,
+    VersionInfo, chain_line, parse_info,
+};
 use super::requests::Sorted;
-use super::{EntryKind, ModelKind, NewVersion, Policy, RequestRow, Store, VersionRow};
+use super::{EntryKind, KindSummary, ModelKind, NewVersion, Policy, RequestRow, Store, VersionRow};
 use crate::data::{DataSource, Split, load};
 use crate::error::{Error, Result};
 use crate::eval::{evaluate, predict_split};
@@ -17,6 +21,7 @@ use crate::model::Artifact;
 use crate::pipeline::Setup;
 use crate::progress::Progress;
 use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -36,7 +41,7 @@ fn setup_for(artifact: &Artifact, split: Split, device: &Device, seed: u64) -> R
     let data_description = artifact.metadata.dataset.clone();
     let data = load(&DataSource::parse(&data_description)?)?;
     if data.train.hash() != artifact.metadata.dataset_hash {
-        return Err(Error::invalid(format!(
+        return Err(Error::Mismatch(format!(
             "the data {data_description} (hash {}) is not the data the model was trained on (hash {})",
             data.train.hash(),
             artifact.metadata.dataset_hash
@@ -180,7 +185,7 @@ impl NeuralModel {
             .versions()?
             .iter()
             .rev()
-            .find_map(|v| v.info.get("reference_accuracy").and_then(|a| a.as_f64()))
+            .find_map(|v| parse_info::<StoredInfo>(v).ok()?.reference_accuracy)
             .unwrap_or(0.0);
         let original_train = split.train.iter().copied().collect();
         split.forget = removed.iter().copied().collect();
@@ -431,15 +436,11 @@ pub fn replay_store(store: &Store, device: &Device) -> Result<usize> {
         setup.split.refresh_forget_hash();
         setup.split.selector = "store".to_string();
         let version = store.version(row.version)?;
-        let name = version.info["method"]
-            .as_str()
-            .unwrap_or(DEFAULT_METHOD)
-            .to_string();
-        let pairs: Vec<String> =
-            serde_json::from_value(version.info["params"].clone()).map_err(|e| {
-                Error::invalid(format!("version {}: unreadable params: {e}", row.version))
-            })?;
-        let params = MethodParams::parse(&pairs)?;
+        let recorded: StoredInfo = parse_info(&version)?;
+        let name = recorded
+            .method
+            .unwrap_or_else(|| DEFAULT_METHOD.to_string());
+        let params = MethodParams::parse(&recorded.params)?;
         let method = methods::build(&name, &params)?;
         let (outcome, seconds) = setup.unlearn(&artifact, method.as_ref(), Vec::new())?;
         let next = setup.unlearned_artifact(&artifact, method.as_ref(), outcome, seconds);
@@ -467,4 +468,182 @@ pub fn replay_store(store: &Store, device: &Device) -> Result<usize> {
         replayed += 1;
     }
     Ok(replayed)
+}
+
+/// What a neural store records of a version (its `info`).
+#[derive(Deserialize)]
+struct StoredInfo {
+    #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
+    evaluation: Scores,
+    #[serde(default)]
+    test_accuracy: Option<f64>,
+    removed_count: usize,
+    #[serde(default)]
+    params: Vec<String>,
+    #[serde(default)]
+    retrained: bool,
+    #[serde(default)]
+    retrain_reason: Option<String>,
+    #[serde(default)]
+    seconds: Option<f64>,
+    #[serde(default)]
+    reference_accuracy: Option<f64>,
+}
+
+/// What only a neural store records of a version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NeuralSummary {
+    /// The evaluation on the store's split (every removed id forgotten).
+    pub evaluation: Scores,
+    /// The method's parameters (`key=value`; none for a retraining).
+    pub params: Vec<String>,
+    /// True when the version is a full retraining.
+    pub retrained: bool,
+    /// Why it retrained.
+    pub retrain_reason: Option<String>,
+    /// Test accuracy of the last retrained (or imported) version, which retraining rules
+    /// compare against.
+    pub reference_accuracy: Option<f64>,
+}
+
+/// Neural networks as a store kind ([`StoreKind`]).
+pub struct NeuralKind;
+
+impl KindModel for NeuralModel {
+    fn apply(&mut self, store: &mut Store, requests: &[RequestRow]) -> Result<Application> {
+        let applied = NeuralModel::apply(self, store, requests)?;
+        Ok(Application {
+            retrained: applied.retrained,
+            entry: applied.entry,
+            applied: applied.applied,
+            refused: applied.refused,
+            removal_seconds: applied.seconds,
+        })
+    }
+}
+
+impl StoreKind for NeuralKind {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Neural
+    }
+
+    /// A network is whatever the other kinds do not recognise (its import checks it).
+    fn recognizes(&self, _path: &Path) -> bool {
+        true
+    }
+
+    fn import(
+        &self,
+        dir: &Path,
+        from: &Path,
+        data: Option<&str>,
+        policy: &Policy,
+        env: &Environment,
+    ) -> Result<Imported> {
+        if data.is_some() {
+            return Err(Error::invalid(
+                "--data is for certified models; a network's sidecar names its data",
+            ));
+        }
+        let store = import_model(dir, from, policy, &env.device()?)?;
+        let info = store.version_info(&store.current()?)?;
+        let message = format!(
+            "imported {} (model {}, test accuracy {:.2}%) into store {}; requests will be applied with {}",
+            from.display(),
+            info.model_hash,
+            info.test_accuracy.unwrap_or(f64::NAN),
+            dir.display(),
+            policy.method.as_deref().unwrap_or(DEFAULT_METHOD)
+        );
+        Ok(Imported { store, message })
+    }
+
+    fn check_policy(&self, policy: &Policy) -> Result<()> {
+        let method = policy.method.as_deref().unwrap_or(DEFAULT_METHOD);
+        methods::build(method, &MethodParams::parse(&policy.params)?)?;
+        refuse_sisa(method)
+    }
+
+    fn data_description(&self, store: &Store) -> Result<String> {
+        let version = store.current()?;
+        let sidecar: crate::model::ArtifactMetadata =
+            serde_json::from_slice(&store.read_file(&version, "sidecar")?)
+                .map_err(|e| Error::invalid(format!("the store's sidecar is unreadable: {e}")))?;
+        Ok(sidecar.dataset)
+    }
+
+    fn names_its_data(&self) -> Option<&'static str> {
+        Some("a network's sidecar names its data")
+    }
+
+    fn uses_device(&self) -> bool {
+        true
+    }
+
+    fn load(&self, store: &Store, env: &Environment) -> Result<Box<dyn KindModel>> {
+        Ok(Box::new(NeuralModel::load(store, &env.device()?)?))
+    }
+
+    fn replay(&self, store: &Store, env: &Environment) -> Result<usize> {
+        replay_store(store, &env.device()?)
+    }
+
+    fn verify(&self, store: &Store, env: &Environment, replay: bool) -> Result<Verification> {
+        let chain = store.verify_chain()?;
+        let device = env.device()?;
+        // The current version loads: weights that match their sidecar's hash, known data.
+        NeuralModel::load(store, &device)?;
+        let replayed = replay.then(|| replay_store(store, &device)).transpose()?;
+        Ok(Verification {
+            lines: vec![chain_line("neural", store, &chain)],
+            chain,
+            replayed,
+            replayed_what: "model and evaluation",
+            json: None,
+        })
+    }
+
+    fn version_info(&self, row: &VersionRow) -> Result<VersionInfo> {
+        let info: StoredInfo = parse_info(row)?;
+        Ok(VersionInfo {
+            version: row.version,
+            model_hash: row.model_hash.clone(),
+            method: info.method,
+            removed_count: info.removed_count,
+            test_accuracy: info.test_accuracy,
+            seconds: info.seconds,
+            summary: KindSummary::Neural(NeuralSummary {
+                evaluation: info.evaluation,
+                params: info.params,
+                retrained: info.retrained,
+                retrain_reason: info.retrain_reason,
+                reference_accuracy: info.reference_accuracy,
+            }),
+        })
+    }
+
+    fn removal_lines(&self, removal: &Removal) -> Vec<String> {
+        let info = &removal.info;
+        let KindSummary::Neural(summary) = &info.summary else {
+            return Vec::new();
+        };
+        vec![
+            format!(
+                "request {}: {} forgot {} samples ({} removed in all{}) in {:.2}s: version {}",
+                removal.request.id,
+                info.method.as_deref().unwrap_or("?"),
+                removal.ids.len(),
+                info.removed_count,
+                match &summary.retrain_reason {
+                    Some(reason) => format!("; full retraining: {reason}"),
+                    None => String::new(),
+                },
+                info.seconds.unwrap_or(f64::NAN),
+                removal.version.version
+            ),
+            summary.evaluation.line(),
+        ]
+    }
 }

@@ -128,7 +128,7 @@ impl Objects {
         let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         let actual = object_hash(&bytes);
         if actual != hash {
-            return Err(Error::invalid(format!(
+            return Err(Error::Mismatch(format!(
                 "object {} is damaged: its bytes hash to {actual}",
                 path.display()
             )));

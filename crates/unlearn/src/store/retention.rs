@@ -70,6 +70,24 @@ pub struct PurgeReport {
     pub ledger_sequence: Option<i64>,
 }
 
+impl PurgeReport {
+    /// What the purge did, in one line.
+    pub fn summary(&self) -> String {
+        match (self.purged_versions.first(), self.purged_versions.last()) {
+            (Some(first), Some(last)) => format!(
+                "purged versions {first}..={last} ({} files deleted; the ledger keeps their hashes, entry {}); replays now start at version {}",
+                self.objects_deleted,
+                self.ledger_sequence.unwrap_or(-1),
+                self.anchor
+            ),
+            _ => format!(
+                "nothing to purge: the store keeps versions from {} on",
+                self.anchor
+            ),
+        }
+    }
+}
+
 /// The durable steps of a purge, in order (for fault injection, like [`super::COMMIT_STEPS`]).
 pub const PURGE_STEPS: [&str; 3] = ["purge-recorded", "purge-committed", "purge-file-deleted"];
 

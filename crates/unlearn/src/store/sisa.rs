@@ -6,13 +6,18 @@
 //! removed id, bit for bit), and its ledger entry records which shards and slices were
 //! retrained and the share of the training sample-steps that was.
 
+use super::kind::{
+    Application, Environment, Imported, KindModel, Removal, Scores, StoreKind, Verification,
+    VersionInfo, chain_line, parse_info,
+};
 use super::requests::Sorted;
-use super::{EntryKind, ModelKind, NewVersion, Policy, RequestRow, Store, VersionRow};
+use super::{EntryKind, KindSummary, ModelKind, NewVersion, Policy, RequestRow, Store, VersionRow};
 use crate::data::{DataBundle, DataSource, Split, load};
 use crate::error::{Error, Result};
 use crate::eval::metrics::Headline;
-use crate::sisa::{RetrainSummary, SisaEnsemble, SisaPlan, disk};
+use crate::sisa::{RetrainSummary, SisaConfig, SisaEnsemble, SisaPlan, disk};
 use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Instant;
@@ -171,7 +176,7 @@ impl SisaStoreModel {
         materialize(store, &version, ensemble_dir.path())?;
         let (manifest, ensemble, split) = disk::load(ensemble_dir.path(), device)?;
         if manifest.ensemble_hash != version.model_hash {
-            return Err(Error::invalid(format!(
+            return Err(Error::Mismatch(format!(
                 "version {}: the ensemble's hash {} is not the version's {}",
                 version.version, manifest.ensemble_hash, version.model_hash
             )));
@@ -383,7 +388,8 @@ pub fn replay_store(store: &Store, device: &Device) -> Result<usize> {
             .plan
             .with_removed(&data.train, &ids, next_split.hash())?;
         let version = store.version(row.version)?;
-        let summary = if version.info.get("fallback").is_some() {
+        let recorded: StoredInfo = parse_info(&version)?;
+        let summary = if recorded.fallback.is_some() {
             let (retrained, summary) = retrain_from_scratch(plan, &data, device)?;
             ensemble = retrained;
             summary
@@ -411,4 +417,185 @@ pub fn replay_store(store: &Store, device: &Device) -> Result<usize> {
         replayed += 1;
     }
     Ok(replayed)
+}
+
+/// What a SISA store records of a version (its `info`).
+#[derive(Deserialize)]
+struct StoredInfo {
+    method: String,
+    config: SisaConfig,
+    #[serde(default)]
+    evaluation: Scores,
+    #[serde(default)]
+    test_accuracy: Option<f64>,
+    removed_count: usize,
+    #[serde(default)]
+    sisa: Option<RetrainSummary>,
+    #[serde(default)]
+    share_recomputed: Option<f64>,
+    #[serde(default)]
+    seconds: Option<f64>,
+    #[serde(default)]
+    fallback: Option<String>,
+}
+
+/// What only a SISA store records of a version.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SisaSummary {
+    /// Shards, slices, aggregation.
+    pub config: SisaConfig,
+    /// The ensemble's evaluation on its split.
+    pub evaluation: Scores,
+    /// What the deletion that made this version retrained (none for an imported version).
+    pub retraining: Option<RetrainSummary>,
+    /// The share of the training sample-steps that was recomputed.
+    pub share_recomputed: Option<f64>,
+    /// Why the deletion fell back to retraining everything, if it did.
+    pub fallback: Option<String>,
+}
+
+/// SISA ensembles as a store kind ([`StoreKind`]).
+pub struct SisaKind;
+
+impl KindModel for SisaStoreModel {
+    fn apply(&mut self, store: &mut Store, requests: &[RequestRow]) -> Result<Application> {
+        let applied = SisaStoreModel::apply(self, store, requests)?;
+        Ok(Application {
+            // A full retraining: every shard retrained from its first slice.
+            retrained: applied.summary.as_ref().is_some_and(|s| s.share >= 1.0),
+            entry: applied.entry,
+            applied: applied.applied,
+            refused: applied.refused,
+            removal_seconds: applied.seconds,
+        })
+    }
+}
+
+impl StoreKind for SisaKind {
+    fn kind(&self) -> ModelKind {
+        ModelKind::Sisa
+    }
+
+    fn recognizes(&self, path: &Path) -> bool {
+        disk::is_sisa_dir(path)
+    }
+
+    fn import(
+        &self,
+        dir: &Path,
+        from: &Path,
+        data: Option<&str>,
+        policy: &Policy,
+        env: &Environment,
+    ) -> Result<Imported> {
+        if data.is_some() {
+            return Err(Error::invalid(
+                "--data is for certified models; a SISA plan names its data",
+            ));
+        }
+        let store = import_ensemble(dir, from, policy, &env.device()?)?;
+        let info = store.version_info(&store.current()?)?;
+        let message = format!(
+            "imported the SISA ensemble {} (ensemble {}, test accuracy {:.2}%) into store {}; requests will retrain the affected shards",
+            from.display(),
+            info.model_hash,
+            info.test_accuracy.unwrap_or(f64::NAN),
+            dir.display()
+        );
+        Ok(Imported { store, message })
+    }
+
+    fn check_policy(&self, policy: &Policy) -> Result<()> {
+        check_policy(policy)
+    }
+
+    fn data_description(&self, store: &Store) -> Result<String> {
+        Ok(current_plan(store)?.dataset)
+    }
+
+    fn names_its_data(&self) -> Option<&'static str> {
+        Some("a SISA plan names its data")
+    }
+
+    fn uses_device(&self) -> bool {
+        true
+    }
+
+    fn load(&self, store: &Store, env: &Environment) -> Result<Box<dyn KindModel>> {
+        Ok(Box::new(SisaStoreModel::load(store, &env.device()?)?))
+    }
+
+    fn replay(&self, store: &Store, env: &Environment) -> Result<usize> {
+        replay_store(store, &env.device()?)
+    }
+
+    fn verify(&self, store: &Store, env: &Environment, replay: bool) -> Result<Verification> {
+        let chain = store.verify_chain()?;
+        let device = env.device()?;
+        // The current version loads: every shard artifact against the manifest, the data.
+        SisaStoreModel::load(store, &device)?;
+        let replayed = replay.then(|| replay_store(store, &device)).transpose()?;
+        Ok(Verification {
+            lines: vec![chain_line("SISA", store, &chain)],
+            chain,
+            replayed,
+            replayed_what: "ensemble and deletion summary",
+            json: None,
+        })
+    }
+
+    fn version_info(&self, row: &VersionRow) -> Result<VersionInfo> {
+        let info: StoredInfo = parse_info(row)?;
+        Ok(VersionInfo {
+            version: row.version,
+            model_hash: row.model_hash.clone(),
+            method: Some(info.method),
+            removed_count: info.removed_count,
+            test_accuracy: info.test_accuracy,
+            seconds: info.seconds,
+            summary: KindSummary::Sisa(SisaSummary {
+                config: info.config,
+                evaluation: info.evaluation,
+                retraining: info.sisa,
+                share_recomputed: info.share_recomputed,
+                fallback: info.fallback,
+            }),
+        })
+    }
+
+    fn removal_lines(&self, removal: &Removal) -> Vec<String> {
+        let info = &removal.info;
+        let KindSummary::Sisa(summary) = &info.summary else {
+            return Vec::new();
+        };
+        let retrained: Vec<String> = summary
+            .retraining
+            .iter()
+            .flat_map(|retraining| &retraining.shards)
+            .map(|shard| {
+                format!(
+                    "shard {} from slice {}",
+                    shard.shard,
+                    serde_json::json!(shard.slices.first())
+                )
+            })
+            .collect();
+        vec![
+            format!(
+                "request {}: sisa forgot {} samples ({} removed in all) in {:.2}s: retrained {} ({:.1}% of the training sample-steps); version {}",
+                removal.request.id,
+                removal.ids.len(),
+                info.removed_count,
+                info.seconds.unwrap_or(f64::NAN),
+                if retrained.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    retrained.join(", ")
+                },
+                100.0 * summary.share_recomputed.unwrap_or(f64::NAN),
+                removal.version.version
+            ),
+            summary.evaluation.line(),
+        ]
+    }
 }

@@ -60,6 +60,17 @@ impl TokenInfo {
         self.revoked_at_ms.is_none()
             && (self.scopes.contains(&scope) || self.scopes.contains(&Scope::Admin))
     }
+
+    /// One row of a token listing: name, scopes, active or revoked.
+    pub fn row(&self) -> String {
+        let scopes: Vec<&str> = self.scopes.iter().map(|s| s.name()).collect();
+        let state = if self.revoked_at_ms.is_some() {
+            "revoked"
+        } else {
+            "active"
+        };
+        format!("{:<20} {:<20} {state}", self.name, scopes.join(","))
+    }
 }
 
 fn token_hash(token: &str) -> String {
