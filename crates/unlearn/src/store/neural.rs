@@ -19,7 +19,6 @@ use crate::eval::{evaluate, predict_split};
 use crate::methods::{self, MethodParams};
 use crate::model::Artifact;
 use crate::pipeline::Setup;
-use crate::progress::Progress;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -47,6 +46,9 @@ fn setup_for(artifact: &Artifact, split: Split, device: &Device, seed: u64) -> R
             artifact.metadata.dataset_hash
         )));
     }
+    // Not `Setup::new`: a store's experiment is a template whose forget set is each request's
+    // (empty at version 0, which the experiment check refuses); every unlearning call checks
+    // the experiment with the request's forget set. The recorded recipe is already resolved.
     Ok(Setup {
         data_description,
         data,
@@ -55,7 +57,7 @@ fn setup_for(artifact: &Artifact, split: Split, device: &Device, seed: u64) -> R
         recipe: artifact.metadata.recipe.clone(),
         device: device.clone(),
         seed,
-        progress: Progress { quiet: true },
+        progress: crate::progress::Progress::hidden(),
     })
 }
 
@@ -562,8 +564,8 @@ impl StoreKind for NeuralKind {
 
     fn check_policy(&self, policy: &Policy) -> Result<()> {
         let method = policy.method.as_deref().unwrap_or(DEFAULT_METHOD);
-        methods::build(method, &MethodParams::parse(&policy.params)?)?;
-        refuse_sisa(method)
+        refuse_sisa(method)?;
+        methods::build(method, &MethodParams::parse(&policy.params)?).map(|_| ())
     }
 
     fn data_description(&self, store: &Store) -> Result<String> {
