@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use unlearn::audit::config::AuditConfig;
-use unlearn::audit::results::{AuditSummary, DETERMINISTIC, merge};
+use unlearn::audit::results::{AuditSummary, merge};
 use unlearn::audit::run::{AuditOptions, AuditOutcome, run_audit};
 use unlearn::device::DeviceChoice;
 use unlearn::parallel::{Shard, available_cores};
@@ -67,48 +67,9 @@ pub fn jobs(requested: Option<usize>) -> Result<usize> {
 }
 
 fn print_summary(summary: &AuditSummary) {
-    for row in &summary.challenge {
-        let score = match (row.forget_quality, row.final_score) {
-            (Some(quality), Some(score)) => format!("F {quality:.3}  final score {score:.3}"),
-            _ => format!("F {DETERMINISTIC}"),
-        };
-        say!(
-            "F1 {:<12} {:<18} {score}  RA {:.2}  TA {:.2}",
-            row.forget,
-            row.method,
-            row.retain_accuracy,
-            row.test_accuracy
-        );
-    }
-    for row in &summary.ulira {
-        let auc = &row.report.auc;
-        say!(
-            "F2 {:<12} {:<18} AUC {:.3} [{:.3}, {:.3}]  TPR@1% {:.3}",
-            row.forget,
-            row.method,
-            auc.value,
-            auc.low,
-            auc.high,
-            row.report.tpr_at_1_percent.value
-        );
-    }
-    for row in &summary.epsilon {
-        let verdict = if row.violated {
-            "VIOLATED"
-        } else {
-            row.verdict.name()
-        };
-        say!(
-            "F3 {:<16} ε {:<5} ε_lb {:.3} (max {:.3})  {verdict}{}  A retrained {}/{} ({:.0}%)",
-            row.audit.method,
-            row.audit.claimed_epsilon,
-            row.audit.bound.epsilon,
-            row.audit.bound.largest,
-            if row.low_power { ", low power" } else { "" },
-            row.audit.retrained_runs,
-            row.audit.runs,
-            100.0 * row.retrained_share
-        );
+    let text = unlearn::workflow::audit_summary_text(summary);
+    if !text.is_empty() {
+        say!("{text}");
     }
 }
 

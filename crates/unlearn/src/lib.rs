@@ -24,5 +24,6 @@ pub mod progress;
 pub mod sisa;
 pub mod store;
 pub mod train;
+pub mod workflow;
 
 pub use error::{Error, Result};
