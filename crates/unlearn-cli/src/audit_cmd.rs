@@ -9,8 +9,7 @@ use std::path::PathBuf;
 use unlearn::audit::config::AuditConfig;
 use unlearn::audit::results::{AuditSummary, merge};
 use unlearn::audit::run::{AuditOptions, AuditOutcome, run_audit};
-use unlearn::device::DeviceChoice;
-use unlearn::parallel::{Shard, available_cores};
+use unlearn::workflow::{check_certificates, jobs_or_cores, shard_or_whole};
 
 /// `unlearn audit --config FILE` or `unlearn audit merge DIR...`.
 #[derive(Args)]
@@ -57,67 +56,37 @@ struct MergeArgs {
     out: Option<PathBuf>,
 }
 
-/// The number of threads `--jobs` asks for (all cores by default; at least 1).
-pub fn jobs(requested: Option<usize>) -> Result<usize> {
-    match requested {
-        Some(0) => bail!("--jobs must be at least 1"),
-        Some(jobs) => Ok(jobs),
-        None => Ok(available_cores()),
+/// The summary's rows, then `last`.
+fn summary_text(summary: &AuditSummary, last: String) -> String {
+    let rows = unlearn::workflow::audit_summary_text(summary);
+    if rows.is_empty() {
+        last
+    } else {
+        format!("{rows}\n{last}")
     }
-}
-
-fn print_summary(summary: &AuditSummary) {
-    let text = unlearn::workflow::audit_summary_text(summary);
-    if !text.is_empty() {
-        say!("{text}");
-    }
-}
-
-/// Fails (non-zero exit) when an empirical ε exceeds a certificate, after the results are
-/// written.
-fn check_certificates(summary: &AuditSummary, directory: &std::path::Path) -> Result<()> {
-    let violations = summary.violations();
-    if let Some(first) = violations.first() {
-        bail!(
-            "{} certificate(s) contradicted: {} at ε {} shows ε_lb {:.3} (see {}/report.md)",
-            violations.len(),
-            first.audit.method,
-            first.audit.claimed_epsilon,
-            first.audit.bound.epsilon,
-            directory.display()
-        );
-    }
-    Ok(())
 }
 
 /// Runs `unlearn audit`.
 pub fn audit(global: &Global, args: AuditArgs) -> Result<()> {
     if let Some(AuditCommand::Merge(merge_args)) = args.command {
         let (summary, out) = merge(&merge_args.directories, merge_args.out.as_deref())?;
-        if global.json {
-            say!("{}", serde_json::to_string(&summary)?);
-        } else {
-            print_summary(&summary);
-            say!(
-                "merged into {0}/audit.jsonl, audit.json, report.md, report.html",
-                out.display()
-            );
-        }
-        return check_certificates(&summary, &out);
+        let last = format!(
+            "merged into {0}/audit.jsonl, audit.json, report.md, report.html",
+            out.display()
+        );
+        crate::emit(global, &summary, &summary_text(&summary, last))?;
+        return Ok(check_certificates(&summary, &out)?);
     }
     let run = args.run;
     let Some(config_path) = run.config else {
         bail!("audit needs --config FILE (or `audit merge DIR...`)");
     };
     let config = AuditConfig::load(&config_path)?;
-    let shard = match run.shard.as_deref() {
-        Some(text) => Shard::parse(text)?,
-        None => Shard::WHOLE,
-    };
+    let shard = shard_or_whole(run.shard.as_deref())?;
     let options = AuditOptions {
-        jobs: jobs(run.jobs)?,
+        jobs: jobs_or_cores(run.jobs)?,
         shard,
-        device: DeviceChoice::parse(&global.device)?.device()?.autodiff(),
+        device: crate::device(global)?,
         progress: progress(global),
     };
     match run_audit(&config, &options, &run.results_dir)? {
@@ -126,23 +95,16 @@ pub fn audit(global: &Global, args: AuditArgs) -> Result<()> {
             summary,
             cost,
         } => {
-            if global.json {
-                say!("{}", serde_json::to_string(&summary)?);
-            } else {
-                print_summary(&summary);
-                say!(
-                    "{} models in {:.1} s with {} job(s): {:.1} models per minute",
-                    cost.models,
-                    cost.seconds,
-                    cost.jobs,
-                    cost.models_per_minute
-                );
-                say!(
-                    "wrote {}/audit.jsonl, audit.json, report.md, report.html",
-                    directory.display()
-                );
-            }
-            check_certificates(&summary, &directory)
+            let last = format!(
+                "{} models in {:.1} s with {} job(s): {:.1} models per minute\nwrote {}/audit.jsonl, audit.json, report.md, report.html",
+                cost.models,
+                cost.seconds,
+                cost.jobs,
+                cost.models_per_minute,
+                directory.display()
+            );
+            crate::emit(global, &summary, &summary_text(&summary, last))?;
+            Ok(check_certificates(&summary, &directory)?)
         }
         AuditOutcome::Part {
             directory,

@@ -39,10 +39,9 @@ pub struct CertifiedArgs {
     noise_sigma: Option<f64>,
     /// newton-guo: single-row removals the residual budget is sized for when σ is
     /// calibrated, each costing the larger of the 0.9 quantile and the mean of 200 seeded rows'
-    /// removal costs measured at
-    /// the noisy model that will be served (the rule the P3 bench, the audit and the store
-    /// use too); a request of k rows costs about k of them. Refused, naming the largest
-    /// number that can be supported, when no σ supports it.
+    /// removal costs measured at the noisy model that will be served (the rule the P3 bench,
+    /// the audit and the store use too); a request of k rows costs about k of them. Refused,
+    /// naming the largest number that can be supported, when no σ supports it.
     #[arg(
         long = "removals",
         alias = "planned-removals",
@@ -131,28 +130,12 @@ pub fn train(global: &Global, args: &TrainArgs, method: &str) -> Result<()> {
         &training,
         out,
     )?;
-    let model = &trained.model;
-    if global.json {
-        say!(
-            "{}",
-            serde_json::json!({
-                "model": out, "state": CertifiedModelFile::state_path(out),
-                "ledger": CertifiedModelFile::ledger_path(out), "seconds": trained.seconds,
-                "method": model.method, "training": model.training, "train_rows": model.train_rows,
-                "test_accuracy": model.test_accuracy, "model_hash": model.model_hash,
-                "calibration": model.calibration,
-            })
-        );
-    } else {
-        say!("{}", training_summary(model, task, trained.seconds));
-        say!(
-            "wrote {} (public), {} (secret: do not publish) and an empty ledger {}",
-            out.display(),
-            CertifiedModelFile::state_path(out).display(),
-            CertifiedModelFile::ledger_path(out).display()
-        );
-    }
-    Ok(())
+    let value = convex::train_report(&trained, out);
+    crate::emit(
+        global,
+        &value,
+        &convex::trained_summary(&trained, task, out),
+    )
 }
 
 pub fn forget(global: &Global, args: &ForgetArgs, model: &Path, out: &Path) -> Result<()> {
@@ -184,19 +167,12 @@ pub fn forget(global: &Global, args: &ForgetArgs, model: &Path, out: &Path) -> R
     };
     let data = args.data.as_deref();
     let outcome = convex::forget_certified(model, &file, selector, data, global.seed, out)?;
-    if global.json {
-        say!(
-            "{}",
-            serde_json::json!({
-                "model": out, "ledger": CertifiedModelFile::ledger_path(out),
-                "seconds": outcome.seconds, "removed_ids": outcome.removed_ids,
-                "test_accuracy": outcome.model.test_accuracy, "ledger_entry": outcome.entry,
-            })
-        );
-    } else {
-        say!("{}", convex::forget_summary(&outcome, out));
-    }
-    Ok(())
+    let value = serde_json::json!({
+        "model": out, "ledger": CertifiedModelFile::ledger_path(out),
+        "seconds": outcome.seconds, "removed_ids": outcome.removed_ids,
+        "test_accuracy": outcome.model.test_accuracy, "ledger_entry": outcome.entry,
+    });
+    crate::emit(global, &value, &convex::forget_summary(&outcome, out))
 }
 
 pub fn verify(global: &Global, args: &VerifyArgs) -> Result<()> {
@@ -214,12 +190,7 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<()> {
         return verify_network(global, model);
     }
     let report = convex::verify_certified(model, args.data.as_deref())?;
-    if global.json {
-        say!("{}", serde_json::to_string(&report)?);
-    } else {
-        say!("{}", convex::verification_summary(&report));
-    }
-    Ok(())
+    crate::emit(global, &report, &convex::verification_summary(&report))
 }
 
 /// `unlearn verify --model NET.safetensors`: a network unlearned by a certified neural method
@@ -227,12 +198,8 @@ pub fn verify(global: &Global, args: &VerifyArgs) -> Result<()> {
 /// certificate.
 fn verify_network(global: &Global, model: &Path) -> Result<()> {
     let report = unlearn::methods::certified_nn::verify_artifact(model, &crate::device(global)?)?;
-    if global.json {
-        say!("{}", serde_json::to_string(&report)?);
-    } else {
-        say!("{}", unlearn::workflow::network_verification_text(&report));
-    }
-    Ok(())
+    let text = unlearn::workflow::network_verification_text(&report);
+    crate::emit(global, &report, &text)
 }
 
 /// Options of `unlearn budget`.
@@ -312,14 +279,10 @@ pub fn bench_p3(global: &Global, config: &Path, results_dir: &Path) -> Result<()
             eprintln!("{line}");
         }
     })?;
-    if global.json {
-        say!("{}", serde_json::to_string(&outputs)?);
-    } else {
-        say!("{}", outputs.report.to_markdown());
-        say!(
-            "wrote {0}/p3.json, {0}/report.md and {0}/accuracy_vs_epsilon.svg",
-            outputs.directory.display()
-        );
-    }
-    Ok(())
+    let text = format!(
+        "{}\nwrote {1}/p3.json, {1}/report.md and {1}/accuracy_vs_epsilon.svg",
+        outputs.report.to_markdown(),
+        outputs.directory.display()
+    );
+    crate::emit(global, &outputs, &text)
 }

@@ -2,6 +2,7 @@
 //! Valiant, Zou 2019, "Making AI Forget You"). The command only parses and prints; every
 //! computation lives in `unlearn::kmeans`.
 
+use crate::{Global, emit};
 use anyhow::Result;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -135,10 +136,8 @@ impl MethodArgs {
 }
 
 /// Runs one `unlearn kmeans` subcommand.
-pub fn run(command: KmeansCommand, seed: u64, json: bool, quiet: bool) -> Result<()> {
-    let progress = Progress {
-        quiet: quiet || json,
-    };
+pub fn run(global: &Global, command: KmeansCommand) -> Result<()> {
+    let (seed, json, progress) = (global.seed, global.json, crate::progress(global));
     match command {
         KmeansCommand::Train { data, method, out } => {
             let features = Features::load(&data)?;
@@ -147,23 +146,18 @@ pub fn run(command: KmeansCommand, seed: u64, json: bool, quiet: bool) -> Result
             let seconds = started.elapsed().as_secs_f64();
             let (points, dims) = (features.ids.len(), features.dims);
             KMeansArtifact::new(model.clone(), Some(data)).save(&out)?;
-            if json {
-                say!(
-                    "{}",
-                    serde_json::json!({
-                        "method": model.method_name(), "k": model.k(), "points": points,
-                        "dims": dims, "seed": seed, "loss": loss, "train_seconds": seconds,
-                        "out": out.display().to_string(),
-                    })
-                );
-            } else {
-                say!(
-                    "trained {}-k-means (k = {}) on {points} points x {dims} dims in {seconds:.3} s; loss {loss:.6}; saved {}",
-                    model.method_name(),
-                    model.k(),
-                    out.display()
-                );
-            }
+            let value = serde_json::json!({
+                "method": model.method_name(), "k": model.k(), "points": points, "dims": dims,
+                "seed": seed, "loss": loss, "train_seconds": seconds,
+                "out": out.display().to_string(),
+            });
+            let text = format!(
+                "trained {}-k-means (k = {}) on {points} points x {dims} dims in {seconds:.3} s; loss {loss:.6}; saved {}",
+                model.method_name(),
+                model.k(),
+                out.display()
+            );
+            emit(global, &value, &text)?;
         }
         KmeansCommand::Delete {
             model,
@@ -187,22 +181,16 @@ pub fn run(command: KmeansCommand, seed: u64, json: bool, quiet: bool) -> Result
             artifact.save(&out)?;
             let retrains = outcomes.iter().filter(|o| o.retrained).count();
             let total = artifact.model.deleted().len();
-            if json {
-                say!(
-                    "{}",
-                    serde_json::json!({
-                        "deleted": ids, "retrains": retrains, "seconds": seconds,
-                        "total_deleted": total, "outcomes": outcomes,
-                        "out": out.display().to_string(),
-                    })
-                );
-            } else {
-                say!(
-                    "deleted {} point(s) in {seconds:.4} s ({retrains} retrain(s)); {total} deleted in total; saved {}",
-                    ids.len(),
-                    out.display()
-                );
-            }
+            let text = format!(
+                "deleted {} point(s) in {seconds:.4} s ({retrains} retrain(s)); {total} deleted in total; saved {}",
+                ids.len(),
+                out.display()
+            );
+            let value = serde_json::json!({
+                "deleted": ids, "retrains": retrains, "seconds": seconds, "total_deleted": total,
+                "outcomes": outcomes, "out": out.display().to_string(),
+            });
+            emit(global, &value, &text)?;
         }
         KmeansCommand::Eval {
             model,
@@ -211,12 +199,8 @@ pub fn run(command: KmeansCommand, seed: u64, json: bool, quiet: bool) -> Result
         } => {
             let artifact = KMeansArtifact::load(&model)?;
             let features = Features::load(&artifact.data_source_or(data, &model)?)?;
-            let e = artifact.evaluate(&features, compare, seed)?;
-            if json {
-                say!("{}", serde_json::to_string(&e)?);
-            } else {
-                say!("{}", e.describe());
-            }
+            let evaluation = artifact.evaluate(&features, compare, seed)?;
+            emit(global, &evaluation, &evaluation.describe())?;
         }
         KmeansCommand::Bench {
             data,

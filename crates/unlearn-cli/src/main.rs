@@ -24,15 +24,13 @@ mod sisa_cmd;
 mod store_cmd;
 
 use anyhow::{Context, Result, bail};
-
 use clap::{Args, Parser, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use unlearn::bench::{self, BenchConfig, BenchOptions};
 use unlearn::device::{Device, DeviceChoice};
-use unlearn::io::write_atomic;
 use unlearn::methods;
 use unlearn::model::Artifact;
-use unlearn::pipeline::{Comparison, Setup, compare};
+use unlearn::pipeline::Setup;
 use unlearn::progress::Progress;
 pub(crate) use unlearn::workflow::load_data;
 use unlearn::workflow::{self, ModelKind, RecipeOptions, RecordingOptions, RunContext};
@@ -440,26 +438,9 @@ struct ReportArgs {
 fn main() {
     let cli = Cli::parse();
     if let Err(error) = run(cli) {
-        eprintln!("error: {}", one_line(&error));
+        eprintln!("error: {}", unlearn::error::one_line(error.as_ref()));
         std::process::exit(1);
     }
-}
-
-/// The error and its causes on one line, outermost first, joined by ": "; a cause whose text
-/// the message already holds (an error that prints its source) is not repeated.
-fn one_line(error: &anyhow::Error) -> String {
-    let mut message = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if message.contains(&text) {
-            continue;
-        }
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(&text);
-    }
-    message
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -480,29 +461,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Import(args) => import(&global, args),
         Command::Export(args) => export(&global, args),
         Command::Demo(args) => unlearn::parallel::on_pool(|| demo(&global, args)),
-        Command::Kmeans(command) => unlearn::parallel::on_pool(|| {
-            kmeans_cmd::run(command, global.seed, global.json, global.quiet)
-        }),
+        Command::Kmeans(command) => {
+            unlearn::parallel::on_pool(|| kmeans_cmd::run(&global, command))
+        }
         Command::Bench(args) => unlearn::parallel::on_pool(|| bench(&global, args)),
         Command::Audit(args) => unlearn::parallel::on_pool(|| audit_cmd::audit(&global, args)),
         Command::Report(args) => {
-            let directory = args.directory.display();
-            match workflow::rebuild_reports(&args.directory)? {
-                workflow::RebuiltReport::Audit(summary) => say!(
-                    "wrote {directory}/audit.json, report.md and report.html from {directory}/{} ({} F1, {} F2, {} F3 rows)",
-                    unlearn::audit::results::RECORDS_FILE,
-                    summary.challenge.len(),
-                    summary.ulira.len(),
-                    summary.epsilon.len()
-                ),
-                workflow::RebuiltReport::P3 => say!(
-                    "wrote {directory}/report.md and {directory}/accuracy_vs_epsilon.svg from {directory}/{}",
-                    unlearn::convex::bench::P3_FILE
-                ),
-                workflow::RebuiltReport::Grid(runs) => say!(
-                    "wrote {directory}/report.md, report.html and summary.json from {runs} runs"
-                ),
-            }
+            let rebuilt = workflow::rebuild_reports(&args.directory)?;
+            say!("{}", rebuilt.describe(&args.directory));
             Ok(())
         }
         Command::Store(command) => store_cmd::run(&global, command),
@@ -512,20 +478,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Sisa(command) => unlearn::parallel::on_pool(|| sisa_cmd::run(&global, command)),
         Command::Methods => {
-            if global.json {
-                let entries: Vec<serde_json::Value> = methods::registry()
-                    .iter()
-                    .map(|entry| {
-                        serde_json::json!({"name": entry.name, "description": entry.description})
-                    })
-                    .collect();
-                say!("{}", serde_json::Value::Array(entries));
-                return Ok(());
-            }
-            for entry in methods::registry() {
-                say!("{:<18} {}", entry.name, entry.description);
-            }
-            Ok(())
+            let registry = methods::registry();
+            let entries: Vec<serde_json::Value> = registry
+                .iter()
+                .map(|entry| serde_json::json!({"name": entry.name, "description": entry.description}))
+                .collect();
+            let lines: Vec<String> = registry
+                .iter()
+                .map(|entry| format!("{:<18} {}", entry.name, entry.description))
+                .collect();
+            emit(&global, &entries, &lines.join("\n"))
         }
     }
 }
@@ -652,19 +614,14 @@ fn export(global: &Global, args: ExportArgs) -> Result<()> {
     let device = DeviceChoice::parse(&global.device)?.device()?;
     let artifact = Artifact::load(&args.model, &device)?;
     unlearn::model::pytorch::save_pytorch(&artifact.network, &args.pytorch)?;
-    if global.json {
-        say!(
-            "{}",
-            serde_json::json!({"model": args.model, "pytorch": args.pytorch, "spec": artifact.metadata.spec})
-        );
-    } else {
-        say!(
-            "wrote {} ({}, PyTorch key names and layout; see docs/pytorch.md)",
-            args.pytorch.display(),
-            artifact.metadata.spec.describe()
-        );
-    }
-    Ok(())
+    let spec = &artifact.metadata.spec;
+    let value = serde_json::json!({"model": args.model, "pytorch": args.pytorch, "spec": spec});
+    let text = format!(
+        "wrote {} ({}, PyTorch key names and layout; see docs/pytorch.md)",
+        args.pytorch.display(),
+        spec.describe()
+    );
+    emit(global, &value, &text)
 }
 
 fn import(global: &Global, args: ImportArgs) -> Result<()> {
@@ -684,46 +641,20 @@ fn import(global: &Global, args: ImportArgs) -> Result<()> {
 }
 
 fn eval(global: &Global, args: EvalArgs) -> Result<()> {
-    match ModelKind::of(&args.model) {
-        ModelKind::Certified => bail!(
+    if ModelKind::of(&args.model) == ModelKind::Certified {
+        bail!(
             "{} is a certified model: its test accuracy is printed by `train --certified` and `forget`, and `unlearn verify` checks it",
             args.model.display()
-        ),
-        ModelKind::Sisa => return sisa_cmd::eval(global, &args),
-        _ => {}
+        );
     }
-    let context = context(global)?;
-    let (setup, artifact) =
-        workflow::open_network(&context, &args.model, args.data, args.split, None)?;
-    let reference = match &args.reference {
-        None => None,
-        Some(path) => Some(Artifact::load(path, &setup.device)?),
-    };
-    let evaluation = setup
-        .evaluate_model(&artifact, reference.as_ref())
-        .with_context(|| match &args.reference {
-            Some(reference) => format!(
-                "evaluating {} against {}",
-                args.model.display(),
-                reference.display()
-            ),
-            None => format!("evaluating {}", args.model.display()),
-        })?;
-    print_evaluation(global, &args.model, &evaluation)
-}
-
-/// Prints an evaluation as `unlearn eval` does (JSON with --json).
-fn print_evaluation(
-    global: &Global,
-    model: &Path,
-    evaluation: &unlearn::eval::Evaluation,
-) -> Result<()> {
-    if global.json {
-        say!("{}", serde_json::to_string(evaluation)?);
-    } else {
-        say!("{}", workflow::evaluation_text(model, evaluation));
-    }
-    Ok(())
+    let (model, reference) = (&args.model, args.reference.as_deref());
+    let evaluation =
+        workflow::evaluate_saved(&context(global)?, model, args.data, args.split, reference)?;
+    emit(
+        global,
+        &evaluation,
+        &workflow::evaluation_text(model, &evaluation),
+    )
 }
 
 fn demo(global: &Global, args: DemoArgs) -> Result<()> {
@@ -738,20 +669,15 @@ fn demo(global: &Global, args: DemoArgs) -> Result<()> {
         &recipe,
         None,
     )?;
-    let comparison: Comparison = compare(&setup, &methods)?;
-    let json = serde_json::to_string_pretty(&comparison)?;
-    let markdown = comparison.markdown();
-    let (json_path, markdown_path) = (args.out_dir.join("demo.json"), args.out_dir.join("demo.md"));
-    write_atomic(&json_path, json.as_bytes())?;
-    write_atomic(&markdown_path, markdown.as_bytes())?;
+    let (json, markdown) = workflow::run_demo(&setup, &methods, &args.out_dir)?;
     if global.json {
         say!("{json}");
     } else {
         say!("{markdown}");
         say!(
             "wrote {} and {}",
-            json_path.display(),
-            markdown_path.display()
+            args.out_dir.join("demo.json").display(),
+            args.out_dir.join("demo.md").display()
         );
     }
     Ok(())
@@ -784,12 +710,9 @@ fn bench(global: &Global, args: BenchArgs) -> Result<()> {
         );
     }
     let config = BenchConfig::load(&config_path)?;
-    let shard = match args.shard.as_deref() {
-        Some(text) => unlearn::parallel::Shard::parse(text)?,
-        None => unlearn::parallel::Shard::WHOLE,
-    };
+    let shard = workflow::shard_or_whole(args.shard.as_deref())?;
     let options = BenchOptions {
-        jobs: audit_cmd::jobs(args.jobs)?,
+        jobs: workflow::jobs_or_cores(args.jobs)?,
         shard,
         results_dir: args.results_dir,
         cache_dir: args.cache_dir,
@@ -800,52 +723,5 @@ fn bench(global: &Global, args: BenchArgs) -> Result<()> {
         progress: progress(global),
     };
     let outcome = bench::run_grid(&config, &options)?;
-    if global.json {
-        say!("{}", serde_json::to_string(&outcome)?);
-        return Ok(());
-    }
-    let directory = outcome.directory.display();
-    say!(
-        "{} runs ({} skipped as already done); {} models trained, {} from the cache",
-        outcome.runs_done,
-        outcome.runs_skipped,
-        outcome.models_trained,
-        outcome.models_cached
-    );
-    if shard.count > 1 {
-        say!(
-            "part {}: wrote {directory}/runs.jsonl and part.json (merge with `unlearn bench merge`)",
-            shard.label()
-        );
-    } else {
-        say!("wrote {directory}/runs.jsonl, report.md, report.html, summary.json");
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::one_line;
-
-    #[test]
-    fn an_error_chain_prints_each_cause_once() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let error = anyhow::Error::new(unlearn::Error::io("m.json", io)).context("reading split");
-        assert_eq!(one_line(&error), "reading split: m.json: no such file");
-        // A cause that its parent already displays is dropped.
-        #[derive(Debug)]
-        struct Outer(std::io::Error);
-        impl std::fmt::Display for Outer {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "outer: {}", self.0)
-            }
-        }
-        impl std::error::Error for Outer {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                Some(&self.0)
-            }
-        }
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
-        assert_eq!(one_line(&anyhow::Error::new(Outer(io))), "outer: gone");
-    }
+    emit(global, &outcome, &workflow::grid_text(&outcome, shard))
 }

@@ -293,6 +293,29 @@ pub enum RebuiltReport {
     Grid(usize),
 }
 
+impl RebuiltReport {
+    /// The line `unlearn report` prints for `directory`.
+    pub fn describe(&self, directory: &Path) -> String {
+        let directory = directory.display();
+        match self {
+            RebuiltReport::Audit(summary) => format!(
+                "wrote {directory}/audit.json, report.md and report.html from {directory}/{} ({} F1, {} F2, {} F3 rows)",
+                crate::audit::results::RECORDS_FILE,
+                summary.challenge.len(),
+                summary.ulira.len(),
+                summary.epsilon.len()
+            ),
+            RebuiltReport::P3 => format!(
+                "wrote {directory}/report.md and {directory}/accuracy_vs_epsilon.svg from {directory}/{}",
+                crate::convex::bench::P3_FILE
+            ),
+            RebuiltReport::Grid(runs) => format!(
+                "wrote {directory}/report.md, report.html and summary.json from {runs} runs"
+            ),
+        }
+    }
+}
+
 /// Rewrites the Markdown and HTML reports of a results directory from its records: an
 /// audit's, a P3 benchmark's or a grid's, told apart by the files it holds.
 pub fn rebuild_reports(directory: &Path) -> Result<RebuiltReport> {
@@ -334,6 +357,81 @@ pub fn open_network(
     let recipe = artifact.metadata.recipe.clone();
     let setup = setup(context, &description, bundle, split, spec, recipe)?;
     Ok((setup, artifact))
+}
+
+/// Evaluates the network at `model` on its split (see [`open_network`]) and, with
+/// `reference`, against that retrained network (Avg. Gap, KL, JS, parameter distance);
+/// errors name the files.
+pub fn evaluate_saved(
+    context: &RunContext,
+    model: &Path,
+    data: Option<String>,
+    split: Option<PathBuf>,
+    reference: Option<&Path>,
+) -> Result<Evaluation> {
+    if ModelKind::of(model) == ModelKind::Sisa {
+        return evaluate_saved_ensemble(context, model, data, split, reference);
+    }
+    let (setup, artifact) = open_network(context, model, data, split, None)?;
+    let loaded = match reference {
+        None => None,
+        Some(path) => Some(Artifact::load(path, &setup.device)?),
+    };
+    setup
+        .evaluate_model(&artifact, loaded.as_ref())
+        .map_err(|e| {
+            let what = match reference {
+                Some(reference) => format!(
+                    "evaluating {} against {}",
+                    model.display(),
+                    reference.display()
+                ),
+                None => format!("evaluating {}", model.display()),
+            };
+            Error::invalid(format!("{what}: {e}"))
+        })
+}
+
+/// [`evaluate_saved`] for a SISA ensemble directory: its saved split unless `split`.
+fn evaluate_saved_ensemble(
+    context: &RunContext,
+    model: &Path,
+    data: Option<String>,
+    split: Option<PathBuf>,
+    reference: Option<&Path>,
+) -> Result<Evaluation> {
+    let (_, ensemble, saved_split) = disk::load(model, &context.device)?;
+    let bundle = load_data(data.as_deref().unwrap_or(&ensemble.plan.dataset))?;
+    let split = match split {
+        Some(path) => Split::load(&path)
+            .map_err(|e| Error::invalid(format!("reading split {}: {e}", path.display())))?,
+        None => saved_split,
+    };
+    let loaded = match reference {
+        None => None,
+        Some(path) => Some((path, Artifact::load(path, &context.device)?)),
+    };
+    let reference = loaded.as_ref().map(|(path, artifact)| (*path, artifact));
+    ensemble
+        .evaluate_against(&bundle, &split, reference, context.seed)
+        .map_err(|e| Error::invalid(format!("evaluating {}: {e}", model.display())))
+}
+
+/// What `unlearn bench` prints once a grid (or one part of it) has run.
+pub fn grid_text(outcome: &crate::bench::BenchOutcome, shard: crate::parallel::Shard) -> String {
+    let directory = outcome.directory.display();
+    let wrote = if shard.count > 1 {
+        format!(
+            "part {}: wrote {directory}/runs.jsonl and part.json (merge with `unlearn bench merge`)",
+            shard.label()
+        )
+    } else {
+        format!("wrote {directory}/runs.jsonl, report.md, report.html, summary.json")
+    };
+    format!(
+        "{} runs ({} skipped as already done); {} models trained, {} from the cache\n{wrote}",
+        outcome.runs_done, outcome.runs_skipped, outcome.models_trained, outcome.models_cached
+    )
 }
 
 /// Amnesiac recording (Graves, Nagisetty, Ganesh 2021) as the command line names it.
@@ -707,6 +805,112 @@ pub fn import_and_save(setup: &Setup, pytorch: &Path, out: &Path) -> Result<Impo
     })
 }
 
+/// What [`train_sisa`] did.
+pub enum SisaTraining {
+    /// A shard job trained one shard (`unlearn sisa assemble` follows).
+    Shard {
+        /// The shard.
+        index: usize,
+        /// Its record on disk.
+        record: disk::ShardRecord,
+        /// The plan's hash.
+        plan_hash: String,
+        /// The lines the command line prints.
+        text: String,
+    },
+    /// The whole ensemble was trained, evaluated, written and assembled.
+    Ensemble {
+        /// Seconds of the training.
+        seconds: f64,
+        /// The manifest written.
+        manifest: Box<disk::SisaManifest>,
+        /// Every shard's model hash.
+        shard_hashes: Vec<String>,
+        /// UA, RA, TA, MIA-efficacy of the ensemble.
+        evaluation: Box<Evaluation>,
+        /// The lines the command line prints.
+        text: String,
+    },
+}
+
+/// Trains a SISA ensemble (Bourtoule et al. 2021) of `config` on `setup` into the directory
+/// `out` (`jobs` shards at a time), or only the shard `shard_index` names (a number or
+/// `auto`) for a job array.
+pub fn train_sisa(
+    setup: &Setup,
+    config: crate::sisa::SisaConfig,
+    out: &Path,
+    jobs: usize,
+    shard_index: Option<&str>,
+) -> Result<SisaTraining> {
+    disk::refuse_foreign_dir(out)?;
+    let plan = crate::sisa::SisaPlan::new(config, setup)?;
+    if let Some(text) = shard_index {
+        let index = plan.shard_index(text, &crate::sisa::environment)?;
+        let shard = SisaEnsemble::train_one(&plan, &setup.data.train, &setup.device, index)?;
+        disk::write_plan(out, &plan, &setup.split, false)?;
+        let record = disk::write_shard(out, &plan, &shard, &[])?;
+        let samples: usize = plan.shards[index].slice_sizes.iter().sum();
+        let text = format!(
+            "trained shard {index} of {} ({samples} samples in {} slices, {} steps) in {:.1}s: wrote {}\nrun `unlearn sisa assemble {}` once every shard is trained",
+            config.shards,
+            config.slices,
+            shard.steps,
+            shard.seconds,
+            out.join(disk::shard_dir(index)).display(),
+            out.display()
+        );
+        return Ok(SisaTraining::Shard {
+            index,
+            record,
+            plan_hash: plan.hash(),
+            text,
+        });
+    }
+    let started = Instant::now();
+    let ensemble = SisaEnsemble::train(plan, &setup.data.train, &setup.device, jobs)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let evaluation = ensemble.evaluate(&setup.data, &setup.split, None, setup.seed)?;
+    let manifest = disk::save(out, &ensemble, &setup.split, None, &setup.device)?;
+    let text = format!(
+        "trained a SISA ensemble of {} shards × {} slices ({}, {} epochs per slice stage) of {} on {} samples in {seconds:.1}s: test accuracy {:.2}%, train accuracy {:.2}%\nwrote {} (manifest {}, ensemble {})",
+        config.shards,
+        config.slices,
+        config.aggregate.name(),
+        ensemble.plan.stage_epochs,
+        setup.spec.describe(),
+        setup.split.train.len(),
+        evaluation.headline.test_accuracy,
+        evaluation.headline.retain_accuracy,
+        out.display(),
+        disk::MANIFEST_FILE,
+        manifest.ensemble_hash
+    );
+    Ok(SisaTraining::Ensemble {
+        seconds,
+        shard_hashes: ensemble.shard_hashes(),
+        manifest: Box::new(manifest),
+        evaluation: Box::new(evaluation),
+        text,
+    })
+}
+
+/// Runs `methods` on `setup` ([`crate::pipeline::compare`]) and writes `demo.json` and
+/// `demo.md` into `out_dir`; returns the comparison, its JSON and its Markdown.
+pub fn run_demo(
+    setup: &Setup,
+    methods: &[Box<dyn Unlearner>],
+    out_dir: &Path,
+) -> Result<(String, String)> {
+    let comparison = crate::pipeline::compare(setup, methods)?;
+    let json = serde_json::to_string_pretty(&comparison)
+        .map_err(|e| Error::invalid(format!("cannot encode the comparison: {e}")))?;
+    let markdown = comparison.markdown();
+    crate::io::write_atomic(out_dir.join("demo.json"), json.as_bytes())?;
+    crate::io::write_atomic(out_dir.join("demo.md"), markdown.as_bytes())?;
+    Ok((json, markdown))
+}
+
 /// The record files next to the network at `model` (`MODEL.amnesiac-batch.records`,
 /// `MODEL.amnesiac-sample.records`) that exist.
 pub fn records_next_to(model: &Path) -> Vec<PathBuf> {
@@ -882,6 +1086,44 @@ pub fn audit_summary_text(summary: &crate::audit::results::AuditSummary) -> Stri
         ));
     }
     lines.join("\n")
+}
+
+/// Refuses (after the results are written) an audit whose empirical ε exceeds a certificate:
+/// the first violation and how many there are, pointing at `directory`'s report.
+pub fn check_certificates(
+    summary: &crate::audit::results::AuditSummary,
+    directory: &Path,
+) -> Result<()> {
+    let violations = summary.violations();
+    match violations.first() {
+        None => Ok(()),
+        Some(first) => Err(Error::Refused(format!(
+            "{} certificate(s) contradicted: {} at ε {} shows ε_lb {:.3} (see {}/report.md)",
+            violations.len(),
+            first.audit.method,
+            first.audit.claimed_epsilon,
+            first.audit.bound.epsilon,
+            directory.display()
+        ))),
+    }
+}
+
+/// The number of independent jobs `--jobs` asks for: all cores by default, at least 1.
+pub fn jobs_or_cores(requested: Option<usize>) -> Result<usize> {
+    match requested {
+        Some(0) => Err(Error::invalid("--jobs must be at least 1")),
+        Some(jobs) => Ok(jobs),
+        None => Ok(crate::parallel::available_cores()),
+    }
+}
+
+/// The part of a sharded run `--shard i/N` names (`auto/N` reads the job array's index);
+/// the whole run without it.
+pub fn shard_or_whole(text: Option<&str>) -> Result<crate::parallel::Shard> {
+    text.map_or(
+        Ok(crate::parallel::Shard::WHOLE),
+        crate::parallel::Shard::parse,
+    )
 }
 
 #[cfg(test)]

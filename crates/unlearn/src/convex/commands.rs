@@ -5,8 +5,8 @@
 
 use super::{
     BudgetCheck, BudgetReport, BudgetTrial, CertifiedForget, CertifiedModelFile, CertifiedRequest,
-    CertifiedTraining, ConvexTask, FeatureExtractor, PublicSlice, Verification, forget_and_save,
-    guo_budget_report, verify_saved,
+    CertifiedTraining, ConvexTask, FeatureExtractor, PublicSlice, TrainedCertified, Verification,
+    forget_and_save, guo_budget_report, verify_saved,
 };
 use crate::data::{DataBundle, DataSource, ForgetSelector, load};
 use crate::error::{Error, Result};
@@ -211,6 +211,30 @@ pub fn run_budget(
         limit,
         report,
     })
+}
+
+/// What `train --certified --json` prints for a model trained into `out`.
+pub fn train_report(trained: &TrainedCertified, out: &Path) -> serde_json::Value {
+    let model = &trained.model;
+    serde_json::json!({
+        "model": out, "state": CertifiedModelFile::state_path(out),
+        "ledger": CertifiedModelFile::ledger_path(out), "seconds": trained.seconds,
+        "method": model.method, "training": model.training, "train_rows": model.train_rows,
+        "test_accuracy": model.test_accuracy, "model_hash": model.model_hash,
+        "calibration": model.calibration,
+    })
+}
+
+/// What `train --certified` prints for a model trained into `out`: [`training_summary`] and
+/// the files written.
+pub fn trained_summary(trained: &TrainedCertified, task: ConvexTask, out: &Path) -> String {
+    format!(
+        "{}\nwrote {} (public), {} (secret: do not publish) and an empty ledger {}",
+        training_summary(&trained.model, task, trained.seconds),
+        out.display(),
+        CertifiedModelFile::state_path(out).display(),
+        CertifiedModelFile::ledger_path(out).display()
+    )
 }
 
 /// What a freshly trained certified model promises (for `train --certified`, with or without

@@ -41,8 +41,8 @@ pub use calibration::{
 };
 pub use commands::{
     BudgetOptions, BudgetOutcome, CertifiedOptions, PreparedTraining, budget_row, budget_summary,
-    forget_certified, forget_summary, is_p3_config, run_budget, training_summary,
-    verification_summary, verify_certified,
+    forget_certified, forget_summary, is_p3_config, run_budget, train_report, trained_summary,
+    training_summary, verification_summary, verify_certified,
 };
 pub use d2d::{DescentToDelete, DescentToDeleteConfig};
 pub use data::{ActiveRows, ConvexData, FeatureScaling};

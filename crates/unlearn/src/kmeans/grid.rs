@@ -548,7 +548,7 @@ deletions = 2
             error,
             "p6.toml: run b: unknown k-means method 'x' (expected q or dc)"
         );
-        let empty = "[defaults]\ndeletions = 1\nbaseline_runs = 1\nseed = 0\nrun = []\n";
+        let empty = "run = []\n[defaults]\ndeletions = 1\nbaseline_runs = 1\nseed = 0\n";
         let error = GridConfig::parse(empty, path).unwrap_err().to_string();
         assert_eq!(error, "p6.toml: no [[run]] entry");
         assert!(!error.contains('\n'));
