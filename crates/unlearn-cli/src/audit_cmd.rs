@@ -7,10 +7,9 @@ use anyhow::{Result, bail};
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use unlearn::audit::config::AuditConfig;
-use unlearn::audit::results::{AuditSummary, DETERMINISTIC, merge};
+use unlearn::audit::results::{AuditSummary, merge};
 use unlearn::audit::run::{AuditOptions, AuditOutcome, run_audit};
-use unlearn::device::DeviceChoice;
-use unlearn::parallel::{Shard, available_cores};
+use unlearn::workflow::{check_certificates, jobs_or_cores, shard_or_whole};
 
 /// `unlearn audit --config FILE` or `unlearn audit merge DIR...`.
 #[derive(Args)]
@@ -57,106 +56,37 @@ struct MergeArgs {
     out: Option<PathBuf>,
 }
 
-/// The number of threads `--jobs` asks for (all cores by default; at least 1).
-pub fn jobs(requested: Option<usize>) -> Result<usize> {
-    match requested {
-        Some(0) => bail!("--jobs must be at least 1"),
-        Some(jobs) => Ok(jobs),
-        None => Ok(available_cores()),
+/// The summary's rows, then `last`.
+fn summary_text(summary: &AuditSummary, last: String) -> String {
+    let rows = unlearn::workflow::audit_summary_text(summary);
+    if rows.is_empty() {
+        last
+    } else {
+        format!("{rows}\n{last}")
     }
-}
-
-fn print_summary(summary: &AuditSummary) {
-    for row in &summary.challenge {
-        let score = match (row.forget_quality, row.final_score) {
-            (Some(quality), Some(score)) => format!("F {quality:.3}  final score {score:.3}"),
-            _ => format!("F {DETERMINISTIC}"),
-        };
-        say!(
-            "F1 {:<12} {:<18} {score}  RA {:.2}  TA {:.2}",
-            row.forget,
-            row.method,
-            row.retain_accuracy,
-            row.test_accuracy
-        );
-    }
-    for row in &summary.ulira {
-        let auc = &row.report.auc;
-        say!(
-            "F2 {:<12} {:<18} AUC {:.3} [{:.3}, {:.3}]  TPR@1% {:.3}",
-            row.forget,
-            row.method,
-            auc.value,
-            auc.low,
-            auc.high,
-            row.report.tpr_at_1_percent.value
-        );
-    }
-    for row in &summary.epsilon {
-        let verdict = if row.violated {
-            "VIOLATED"
-        } else {
-            row.verdict.name()
-        };
-        say!(
-            "F3 {:<16} ε {:<5} ε_lb {:.3} (max {:.3})  {verdict}{}  A retrained {}/{} ({:.0}%)",
-            row.audit.method,
-            row.audit.claimed_epsilon,
-            row.audit.bound.epsilon,
-            row.audit.bound.largest,
-            if row.low_power { ", low power" } else { "" },
-            row.audit.retrained_runs,
-            row.audit.runs,
-            100.0 * row.retrained_share
-        );
-    }
-}
-
-/// Fails (non-zero exit) when an empirical ε exceeds a certificate, after the results are
-/// written.
-fn check_certificates(summary: &AuditSummary, directory: &std::path::Path) -> Result<()> {
-    let violations = summary.violations();
-    if let Some(first) = violations.first() {
-        bail!(
-            "{} certificate(s) contradicted: {} at ε {} shows ε_lb {:.3} (see {}/report.md)",
-            violations.len(),
-            first.audit.method,
-            first.audit.claimed_epsilon,
-            first.audit.bound.epsilon,
-            directory.display()
-        );
-    }
-    Ok(())
 }
 
 /// Runs `unlearn audit`.
 pub fn audit(global: &Global, args: AuditArgs) -> Result<()> {
     if let Some(AuditCommand::Merge(merge_args)) = args.command {
         let (summary, out) = merge(&merge_args.directories, merge_args.out.as_deref())?;
-        if global.json {
-            say!("{}", serde_json::to_string(&summary)?);
-        } else {
-            print_summary(&summary);
-            say!(
-                "merged into {0}/audit.jsonl, audit.json, report.md, report.html",
-                out.display()
-            );
-        }
-        return check_certificates(&summary, &out);
+        let last = format!(
+            "merged into {0}/audit.jsonl, audit.json, report.md, report.html",
+            out.display()
+        );
+        crate::emit(global, &summary, &summary_text(&summary, last))?;
+        return Ok(check_certificates(&summary, &out)?);
     }
     let run = args.run;
     let Some(config_path) = run.config else {
         bail!("audit needs --config FILE (or `audit merge DIR...`)");
     };
     let config = AuditConfig::load(&config_path)?;
-    let shard = match run.shard.as_deref() {
-        Some(text) => Shard::parse(text)?,
-        None => Shard::WHOLE,
-    };
+    let shard = shard_or_whole(run.shard.as_deref())?;
     let options = AuditOptions {
-        jobs: jobs(run.jobs)?,
+        jobs: jobs_or_cores(run.jobs)?,
         shard,
-        device: DeviceChoice::parse(&global.device)?.device()?.autodiff(),
+        device: crate::device(global)?,
         progress: progress(global),
     };
     match run_audit(&config, &options, &run.results_dir)? {
@@ -165,23 +95,16 @@ pub fn audit(global: &Global, args: AuditArgs) -> Result<()> {
             summary,
             cost,
         } => {
-            if global.json {
-                say!("{}", serde_json::to_string(&summary)?);
-            } else {
-                print_summary(&summary);
-                say!(
-                    "{} models in {:.1} s with {} job(s): {:.1} models per minute",
-                    cost.models,
-                    cost.seconds,
-                    cost.jobs,
-                    cost.models_per_minute
-                );
-                say!(
-                    "wrote {}/audit.jsonl, audit.json, report.md, report.html",
-                    directory.display()
-                );
-            }
-            check_certificates(&summary, &directory)
+            let last = format!(
+                "{} models in {:.1} s with {} job(s): {:.1} models per minute\nwrote {}/audit.jsonl, audit.json, report.md, report.html",
+                cost.models,
+                cost.seconds,
+                cost.jobs,
+                cost.models_per_minute,
+                directory.display()
+            );
+            crate::emit(global, &summary, &summary_text(&summary, last))?;
+            Ok(check_certificates(&summary, &directory)?)
         }
         AuditOutcome::Part {
             directory,

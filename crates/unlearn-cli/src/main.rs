@@ -25,19 +25,13 @@ mod store_cmd;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use unlearn::bench::{self, BenchConfig, BenchOptions};
-use unlearn::data::{DataBundle, DataSource, ForgetSelector, Split, load};
-use unlearn::device::DeviceChoice;
-use unlearn::eval::{evaluate, predict_split};
-use unlearn::io::write_atomic;
-use unlearn::methods::{self, MethodParams};
-use unlearn::model::{Artifact, ModelSpec};
-use unlearn::pipeline::{Comparison, RecordKind, RecordingPlan, Setup, compare};
+use unlearn::device::{Device, DeviceChoice};
+use unlearn::model::Artifact;
+use unlearn::pipeline::Setup;
 use unlearn::progress::Progress;
-use unlearn::train::{
-    Augmentation, OptimizerKind, Recipe, RecordGrouping, Schedule, SensitiveSet, ValueEncoding,
-};
+use unlearn::workflow::{self, ModelKind, RecipeOptions, RecordingOptions, RunContext};
 
 #[derive(Parser)]
 #[command(
@@ -164,29 +158,19 @@ struct RecipeArgs {
 }
 
 impl RecipeArgs {
-    fn recipe(&self, seed: u64) -> Result<Recipe> {
-        let recipe = Recipe {
-            optimizer: match self.optimizer.as_str() {
-                "sgd" => OptimizerKind::Sgd,
-                "adam" => OptimizerKind::Adam,
-                other => bail!("unknown optimizer '{other}' (expected sgd or adam)"),
-            },
+    fn options(&self) -> RecipeOptions {
+        RecipeOptions {
+            optimizer: self.optimizer.clone(),
             learning_rate: self.lr,
-            schedule: Schedule::parse(&self.schedule)?,
-            epochs: self.epochs.unwrap_or(Recipe::default().epochs),
-            min_steps: self.min_steps.unwrap_or(if self.epochs.is_some() {
-                0
-            } else {
-                unlearn::train::DEFAULT_MIN_STEPS
-            }),
+            schedule: self.schedule.clone(),
+            epochs: self.epochs,
+            min_steps: self.min_steps,
             batch_size: self.batch_size,
             momentum: self.momentum,
             weight_decay: self.weight_decay,
-            seed,
-            augmentation: Augmentation::parse(&self.augment, self.augment_seed.unwrap_or(seed))?,
-        };
-        recipe.validate()?;
-        Ok(recipe)
+            augment: self.augment.clone(),
+            augment_seed: self.augment_seed,
+        }
     }
 }
 
@@ -452,26 +436,9 @@ struct ReportArgs {
 fn main() {
     let cli = Cli::parse();
     if let Err(error) = run(cli) {
-        eprintln!("error: {}", one_line(&error));
+        eprintln!("error: {}", unlearn::error::one_line(error.as_ref()));
         std::process::exit(1);
     }
-}
-
-/// The error and its causes on one line, outermost first, joined by ": "; a cause whose text
-/// the message already holds (an error that prints its source) is not repeated.
-fn one_line(error: &anyhow::Error) -> String {
-    let mut message = String::new();
-    for cause in error.chain() {
-        let text = cause.to_string();
-        if message.contains(&text) {
-            continue;
-        }
-        if !message.is_empty() {
-            message.push_str(": ");
-        }
-        message.push_str(&text);
-    }
-    message
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -492,44 +459,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Import(args) => import(&global, args),
         Command::Export(args) => export(&global, args),
         Command::Demo(args) => unlearn::parallel::on_pool(|| demo(&global, args)),
-        Command::Kmeans(command) => unlearn::parallel::on_pool(|| {
-            kmeans_cmd::run(command, global.seed, global.json, global.quiet)
-        }),
+        Command::Kmeans(command) => {
+            unlearn::parallel::on_pool(|| kmeans_cmd::run(&global, command))
+        }
         Command::Bench(args) => unlearn::parallel::on_pool(|| bench(&global, args)),
         Command::Audit(args) => unlearn::parallel::on_pool(|| audit_cmd::audit(&global, args)),
         Command::Report(args) => {
-            if args
-                .directory
-                .join(unlearn::audit::results::RECORDS_FILE)
-                .exists()
-            {
-                let summary = unlearn::audit::results::rebuild(&args.directory)?;
-                say!(
-                    "wrote {0}/audit.json, report.md and report.html from {0}/{1} ({2} F1, {3} F2, {4} F3 rows)",
-                    args.directory.display(),
-                    unlearn::audit::results::RECORDS_FILE,
-                    summary.challenge.len(),
-                    summary.ulira.len(),
-                    summary.epsilon.len()
-                );
-                return Ok(());
-            }
-            if args.directory.join(unlearn::bench::p3::P3_FILE).exists() {
-                unlearn::bench::p3::rewrite_p3_reports(&args.directory)?;
-                say!(
-                    "wrote {0}/report.md and {0}/accuracy_vs_epsilon.svg from {0}/{1}",
-                    args.directory.display(),
-                    unlearn::bench::p3::P3_FILE
-                );
-                return Ok(());
-            }
-            let records = bench::load_records(&args.directory)?;
-            bench::write_reports(&args.directory, &records)?;
-            say!(
-                "wrote {}/report.md, report.html and summary.json from {} runs",
-                args.directory.display(),
-                records.len()
-            );
+            let rebuilt = workflow::rebuild_reports(&args.directory)?;
+            say!("{}", rebuilt.describe(&args.directory));
             Ok(())
         }
         Command::Store(command) => store_cmd::run(&global, command),
@@ -539,20 +476,16 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Sisa(command) => unlearn::parallel::on_pool(|| sisa_cmd::run(&global, command)),
         Command::Methods => {
-            if global.json {
-                let entries: Vec<serde_json::Value> = unlearn::pipeline::candidates()
-                    .iter()
-                    .map(|(name, description)| {
-                        serde_json::json!({"name": name, "description": description})
-                    })
-                    .collect();
-                say!("{}", serde_json::Value::Array(entries));
-                return Ok(());
-            }
-            for (name, description) in unlearn::pipeline::candidates() {
-                say!("{:<18} {}", name, description);
-            }
-            Ok(())
+            let candidates = unlearn::pipeline::candidates();
+            let entries: Vec<serde_json::Value> = candidates
+                .iter()
+                .map(|(name, description)| serde_json::json!({"name": name, "description": description}))
+                .collect();
+            let lines: Vec<String> = candidates
+                .iter()
+                .map(|(name, description)| format!("{name:<18} {description}"))
+                .collect();
+            emit(&global, &entries, &lines.join("\n"))
         }
     }
 }
@@ -563,56 +496,37 @@ pub(crate) fn progress(global: &Global) -> Progress {
     }
 }
 
-/// Loads the data a description names; the same description always gives the same data (the
-/// run's `--seed` plays no part).
-fn load_data(description: &str) -> Result<DataBundle> {
-    let source = DataSource::parse(description)?;
-    Ok(load(&source)?)
+/// The autodiff device `--device` names.
+pub(crate) fn device(global: &Global) -> Result<Device> {
+    Ok(DeviceChoice::parse(&global.device)?.device()?.autodiff())
 }
 
-fn split_path_for(model: &Path) -> PathBuf {
-    model.with_extension("split.json")
-}
-
-/// Loads `data`, draws the split for `forget` with the run's seed and sets up `model` with the
-/// recipe: what `demo` and `import` start from.
-fn new_setup(
-    global: &Global,
-    data: &str,
-    forget: &str,
-    model: &str,
-    recipe: &RecipeArgs,
-) -> Result<Setup> {
-    let bundle = load_data(data)?;
-    let selector = ForgetSelector::parse(forget)?;
-    let split = Split::new(&bundle, &selector, global.seed)?;
-    let spec = ModelSpec::parse(model, bundle.train.shape, bundle.train.num_classes)?;
-    let recipe = recipe.recipe(global.seed)?;
-    build_setup(global, data, bundle, split, spec, recipe)
-}
-
-fn build_setup(
-    global: &Global,
-    data_description: &str,
-    data: DataBundle,
-    split: Split,
-    spec: ModelSpec,
-    recipe: Recipe,
-) -> Result<Setup> {
-    let device = DeviceChoice::parse(&global.device)?.device()?.autodiff();
-    let recipe = recipe.resolved(split.train.len());
-    let setup = Setup {
-        data_description: data_description.to_string(),
-        data,
-        split,
-        spec,
-        recipe,
-        device,
+/// Device, seed and progress display of this run.
+pub(crate) fn context(global: &Global) -> Result<RunContext> {
+    Ok(RunContext {
+        device: device(global)?,
         seed: global.seed,
         progress: progress(global),
-    };
-    setup.validate()?;
-    Ok(setup)
+    })
+}
+
+/// The setup `train` starts from (a public slice only with `public`).
+pub(crate) fn train_setup(
+    global: &Global,
+    args: &TrainArgs,
+    public: Option<(f64, u64)>,
+) -> Result<Setup> {
+    let model = args.model.as_deref().unwrap_or("mlp");
+    let recipe = args.recipe.options();
+    let context = context(global)?;
+    Ok(workflow::new_setup(
+        &context,
+        &args.data,
+        &args.forget,
+        model,
+        &recipe,
+        public,
+    )?)
 }
 
 fn train(global: &Global, args: TrainArgs) -> Result<()> {
@@ -623,179 +537,27 @@ fn train(global: &Global, args: TrainArgs) -> Result<()> {
         return certified_cmd::train(global, &args, method);
     }
     let out = args.out.clone().context("--out is required")?;
-    let data = load_data(&args.data)?;
-    let selector = ForgetSelector::parse(&args.forget)?;
-    let split = match args.public_fraction {
-        None => Split::new(&data, &selector, global.seed)?,
-        Some(fraction) => {
-            // Only the public slice is trained on; the split's forget set is drawn among it.
-            let public = unlearn::convex::PublicSlice::new(fraction, args.public_seed)?
-                .select(&data.train)?;
-            let forget = selector.select(&data.train.subset(&public)?, global.seed)?;
-            let mut split =
-                Split::from_forget_ids(&data, forget, selector.describe(), global.seed)?;
-            split.train = public;
-            split.validate(&data)?;
-            split
-        }
+    let recording = RecordingOptions {
+        kinds: args.record.clone(),
+        sensitive: args.sensitive.clone(),
+        format: args.record_format.clone(),
+        groups: args.record_groups.clone(),
     };
-    let model = args.model.as_deref().unwrap_or("mlp");
-    let spec = ModelSpec::parse(model, data.train.shape, data.train.num_classes)?;
-    let recipe = args.recipe.recipe(global.seed)?;
-    let plan = recording_plan(&args)?;
-    let setup = build_setup(global, &args.data, data, split, spec, recipe)?;
-    let (artifact, recorded) = match &plan {
-        None => (setup.train_original(&mut [])?, Vec::new()),
-        Some(plan) => {
-            let plan = RecordingPlan {
-                sensitive: match &plan.sensitive {
-                    None => SensitiveSet::Ids(setup.split.forget.clone()),
-                    Some(set) => set.clone(),
-                },
-                ..plan.plan.clone()
-            };
-            setup.train_recorded(&plan, &|kind| kind.path_for(&out))?
-        }
-    };
-    let evaluation_started = std::time::Instant::now();
-    let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
-    let evaluation = evaluate(&predictions, None, global.seed)?;
-    let evaluation_seconds = evaluation_started.elapsed().as_secs_f64();
-    artifact.save(&out)?;
-    for kind in [RecordKind::Batch, RecordKind::Sample] {
-        let stale = kind.path_for(&out);
-        if stale.exists() && !recorded.iter().any(|file| file.path == stale) {
-            std::fs::remove_file(&stale)
-                .with_context(|| format!("removing stale records {}", stale.display()))?;
-        }
-    }
-    let records: Vec<serde_json::Value> = recorded
-        .iter()
-        .map(|file| {
-            serde_json::json!({
-                "kind": file.kind.name(), "path": file.path, "bytes": file.bytes,
-                "records": file.header.records.len(), "sensitive": file.header.sensitive.len(),
-                "format": file.header.encoding.describe(),
-            })
-        })
-        .collect();
-    let split_path = split_path_for(&out);
-    setup.split.save(&split_path)?;
-    let throughput = (setup.split.train.len() * setup.recipe.epochs) as f64
-        / artifact.metadata.seconds.max(1e-9);
+    recording.checked()?;
+    let public = args.public_fraction.map(|f| (f, args.public_seed));
+    let setup = train_setup(global, &args, public)?;
+    let report = workflow::train_and_save(&setup, &recording, &out)?;
+    emit(global, &report, &report.text)
+}
+
+/// Prints `value` as JSON with --json, else `text`.
+pub(crate) fn emit(global: &Global, value: &impl serde::Serialize, text: &str) -> Result<()> {
     if global.json {
-        say!(
-            "{}",
-            serde_json::json!({
-                "model": out, "split": split_path, "samples_per_second": throughput,
-                "evaluation_seconds": evaluation_seconds,
-                "prediction_seconds": predictions.seconds,
-                "metadata": artifact.metadata, "evaluation": evaluation, "records": records,
-            })
-        );
+        say!("{}", serde_json::to_string(value)?);
     } else {
-        say!(
-            "trained {} on {} samples × {} epochs in {:.1}s ({:.0} samples/s): test accuracy {:.2}%, train accuracy {:.2}% (evaluated in {:.1}s, test and forget sets {:.1}s)",
-            setup.spec.describe(),
-            setup.split.train.len(),
-            setup.recipe.epochs,
-            artifact.metadata.seconds,
-            throughput,
-            evaluation.headline.test_accuracy,
-            evaluation.headline.retain_accuracy,
-            evaluation_seconds,
-            predictions.seconds.test + predictions.seconds.forget,
-        );
-        say!(
-            "wrote {} (+ {}) and split {}",
-            out.display(),
-            Artifact::sidecar_path(&out).display(),
-            split_path.display()
-        );
-        for file in &recorded {
-            say!(
-                "wrote {} records: {} ({} records for {} sensitive samples, {} bytes, {})",
-                file.kind.name(),
-                file.path.display(),
-                file.header.records.len(),
-                file.header.sensitive.len(),
-                file.bytes,
-                file.header.encoding.describe()
-            );
-        }
+        say!("{text}");
     }
     Ok(())
-}
-
-/// The recording asked for on the command line; `sensitive` is `None` for the split's forget
-/// set (known only once the split is drawn).
-struct CliRecording {
-    plan: RecordingPlan,
-    sensitive: Option<SensitiveSet>,
-}
-
-fn recording_plan(args: &TrainArgs) -> Result<Option<CliRecording>> {
-    if args.record.is_empty() {
-        return Ok(None);
-    }
-    let mut kinds = Vec::new();
-    for name in &args.record {
-        let kind = RecordKind::parse(name)?;
-        if !kinds.contains(&kind) {
-            kinds.push(kind);
-        }
-    }
-    let sensitive = match args.sensitive.as_str() {
-        "forget" => None,
-        other => Some(SensitiveSet::parse(other)?),
-    };
-    let grouping = match args.record_groups.as_str() {
-        "none" => RecordGrouping::Each,
-        "class" => RecordGrouping::PerClass,
-        other => bail!("unknown record grouping '{other}' (expected none or class)"),
-    };
-    Ok(Some(CliRecording {
-        plan: RecordingPlan {
-            kinds,
-            sensitive: SensitiveSet::All,
-            encoding: ValueEncoding::parse(&args.record_format)?,
-            grouping,
-        },
-        sensitive,
-    }))
-}
-
-/// Loads a model, its data and a split (saved or from a new deletion request).
-fn load_model_context(
-    global: &Global,
-    model: &Path,
-    data: Option<String>,
-    split: Option<PathBuf>,
-    forget: Option<String>,
-) -> Result<(Setup, Artifact)> {
-    let device = DeviceChoice::parse(&global.device)?.device()?.autodiff();
-    let artifact = Artifact::load(model, &device)?;
-    let data_description = data.unwrap_or_else(|| artifact.metadata.dataset.clone());
-    let bundle = load_data(&data_description)?;
-    let split = match forget {
-        Some(selector) => {
-            let selector = ForgetSelector::parse(&selector)?;
-            Split::new(&bundle, &selector, global.seed)?
-        }
-        None => {
-            let path = split.unwrap_or_else(|| split_path_for(model));
-            Split::load(&path).with_context(|| format!("reading split {}", path.display()))?
-        }
-    };
-    let setup = build_setup(
-        global,
-        &data_description,
-        bundle,
-        split,
-        artifact.metadata.spec.clone(),
-        artifact.metadata.recipe.clone(),
-    )?;
-    Ok((setup, artifact))
 }
 
 fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
@@ -805,7 +567,8 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
     let (Some(model), Some(out)) = (args.model.clone(), args.out.clone()) else {
         bail!("--model and --out are required (or --store)");
     };
-    if unlearn::sisa::disk::is_sisa_dir(&model) {
+    let kind = ModelKind::of(&model);
+    if kind == ModelKind::Sisa {
         return sisa_cmd::forget(global, &args, &model, &out);
     }
     if args.shard_index.is_some() || args.jobs.is_some() {
@@ -814,223 +577,97 @@ fn forget(global: &Global, args: ForgetArgs) -> Result<()> {
             model.display()
         );
     }
-    if unlearn::convex::CertifiedModelFile::is_certified_model(&model) {
+    if kind == ModelKind::Certified {
         return certified_cmd::forget(global, &args, &model, &out);
     }
     let Some(method_name) = &args.method else {
         bail!("--method is required (see `unlearn methods`)");
     };
-    let mut pairs = args.params.clone();
-    if let Some(mode) = &args.feasible {
-        pairs.push(format!("feasible={mode}"));
-    }
-    if let Some(alpha) = args.alpha {
-        pairs.push(format!("alpha={alpha}"));
-    }
-    let params = MethodParams::parse(&pairs)?;
-    let method = methods::build(method_name, &params)?;
+    let method = workflow::build_method(
+        method_name,
+        &args.params,
+        args.feasible.as_deref(),
+        args.alpha,
+    )?;
     let records = if args.records.is_empty() {
-        [RecordKind::Batch, RecordKind::Sample]
-            .iter()
-            .map(|kind| kind.path_for(&model))
-            .filter(|path| path.exists())
-            .collect()
+        workflow::records_next_to(&model)
     } else {
         args.records.clone()
     };
-    let (setup, original) = load_model_context(global, &model, args.data, args.split, args.forget)?;
-    let (outcome, seconds) =
-        setup.unlearn_with_records(&original, method.as_ref(), Vec::new(), &records)?;
-    let steps = outcome.steps;
-    let notes = outcome.notes.clone();
-    let certificate = outcome.certificate.clone();
-    for warning in notes.iter().filter(|note| note.starts_with("warning: ")) {
+    let (setup, original) = workflow::open_network(
+        &context(global)?,
+        &model,
+        args.data,
+        args.split,
+        args.forget,
+    )?;
+    let report = workflow::forget_and_save(&setup, &original, method.as_ref(), &records, &out)?;
+    for warning in report.notes.iter().filter(|n| n.starts_with("warning: ")) {
         eprintln!("{warning}");
     }
-    let artifact = setup.unlearned_artifact(&original, method.as_ref(), outcome, seconds);
-    let evaluation_started = std::time::Instant::now();
-    let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
-    let evaluation = evaluate(&predictions, None, global.seed)?;
-    let evaluation_seconds = evaluation_started.elapsed().as_secs_f64();
-    artifact.save(&out)?;
-    let split_path = split_path_for(&out);
-    setup.split.save(&split_path)?;
-    if global.json {
-        say!(
-            "{}",
-            serde_json::json!({
-                "model": out, "method": method.name(), "parameters": method.parameters(),
-                "seconds": seconds, "steps": steps, "notes": notes,
-                "forget_count": setup.split.forget.len(), "evaluation": evaluation,
-                "evaluation_seconds": evaluation_seconds,
-                "certificate": certificate,
-            })
-        );
-    } else {
-        let headline = evaluation.headline;
-        say!(
-            "{} forgot {} samples in {seconds:.2}s ({steps} steps): UA {:.2}  RA {:.2}  TA {:.2}  MIA-eff. {:.2}",
-            method.name(),
-            setup.split.forget.len(),
-            headline.unlearn_accuracy,
-            headline.retain_accuracy,
-            headline.test_accuracy,
-            headline.mia_efficacy
-        );
-        for note in &notes {
-            say!("note: {note}");
-        }
-        say!("wrote {}", out.display());
-    }
-    Ok(())
+    emit(global, &report, &report.text)
 }
 
 fn export(global: &Global, args: ExportArgs) -> Result<()> {
     let device = DeviceChoice::parse(&global.device)?.device()?;
     let artifact = Artifact::load(&args.model, &device)?;
     unlearn::model::pytorch::save_pytorch(&artifact.network, &args.pytorch)?;
-    if global.json {
-        say!(
-            "{}",
-            serde_json::json!({"model": args.model, "pytorch": args.pytorch, "spec": artifact.metadata.spec})
-        );
-    } else {
-        say!(
-            "wrote {} ({}, PyTorch key names and layout; see docs/pytorch.md)",
-            args.pytorch.display(),
-            artifact.metadata.spec.describe()
-        );
-    }
-    Ok(())
+    let spec = &artifact.metadata.spec;
+    let value = serde_json::json!({"model": args.model, "pytorch": args.pytorch, "spec": spec});
+    let text = format!(
+        "wrote {} ({}, PyTorch key names and layout; see docs/pytorch.md)",
+        args.pytorch.display(),
+        spec.describe()
+    );
+    emit(global, &value, &text)
 }
 
 fn import(global: &Global, args: ImportArgs) -> Result<()> {
     let pytorch = &args.pytorch;
-    let setup = new_setup(global, &args.data, &args.forget, &args.model, &args.recipe)?;
-    let artifact = setup.import_pytorch(pytorch)?;
-    let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
-    let evaluation = evaluate(&predictions, None, global.seed)?;
-    artifact.save(&args.out)?;
-    let split_path = split_path_for(&args.out);
-    setup.split.save(&split_path)?;
-    if global.json {
-        say!(
-            "{}",
-            serde_json::json!({
-                "model": args.out, "split": split_path, "metadata": artifact.metadata,
-                "evaluation": evaluation,
-            })
-        );
-    } else {
-        say!(
-            "imported {} from {}: test accuracy {:.2}%, train accuracy {:.2}%",
-            setup.spec.describe(),
-            pytorch.display(),
-            evaluation.headline.test_accuracy,
-            evaluation.headline.retain_accuracy,
-        );
-        say!(
-            "wrote {} (+ {}) and split {}",
-            args.out.display(),
-            Artifact::sidecar_path(&args.out).display(),
-            split_path.display()
-        );
-    }
-    Ok(())
+    let recipe = args.recipe.options();
+    let context = context(global)?;
+    let setup = workflow::new_setup(
+        &context,
+        &args.data,
+        &args.forget,
+        &args.model,
+        &recipe,
+        None,
+    )?;
+    let report = workflow::import_and_save(&setup, pytorch, &args.out)?;
+    emit(global, &report, &report.text)
 }
 
 fn eval(global: &Global, args: EvalArgs) -> Result<()> {
-    if unlearn::convex::CertifiedModelFile::is_certified_model(&args.model) {
+    if ModelKind::of(&args.model) == ModelKind::Certified {
         bail!(
             "{} is a certified model: its test accuracy is printed by `train --certified` and `forget`, and `unlearn verify` checks it",
             args.model.display()
         );
     }
-    if unlearn::sisa::disk::is_sisa_dir(&args.model) {
-        return sisa_cmd::eval(global, &args);
-    }
-    let (setup, artifact) = load_model_context(global, &args.model, args.data, args.split, None)?;
-    let reference = match &args.reference {
-        None => None,
-        Some(path) => Some(Artifact::load(path, &setup.device)?),
-    };
-    let evaluation = setup
-        .evaluate_model(&artifact, reference.as_ref())
-        .with_context(|| match &args.reference {
-            Some(reference) => format!(
-                "evaluating {} against {}",
-                args.model.display(),
-                reference.display()
-            ),
-            None => format!("evaluating {}", args.model.display()),
-        })?;
-    print_evaluation(global, &args.model, &evaluation)
-}
-
-/// Prints an evaluation as `unlearn eval` does (JSON with --json).
-fn print_evaluation(
-    global: &Global,
-    model: &Path,
-    evaluation: &unlearn::eval::Evaluation,
-) -> Result<()> {
-    if global.json {
-        say!("{}", serde_json::to_string(evaluation)?);
-    } else {
-        let headline = evaluation.headline;
-        say!("model     {}", model.display());
-        say!(
-            "UA        {:.2}  (100 − forget accuracy)",
-            headline.unlearn_accuracy
-        );
-        say!(
-            "RA        {:.2}  (retain accuracy, higher is better)",
-            headline.retain_accuracy
-        );
-        say!(
-            "TA        {:.2}  (test accuracy, higher is better)",
-            headline.test_accuracy
-        );
-        say!(
-            "MIA-eff.  {:.2}  (% of forget set judged non-member)",
-            headline.mia_efficacy
-        );
-        if let Some(loss_mia) = evaluation.loss_mia {
-            say!("loss-MIA  {loss_mia:.2}  (attack accuracy, forget vs test)");
-        }
-        if let Some(reference) = evaluation.reference {
-            say!(
-                "Avg. Gap  {:.2}  (vs reference, lower is better)",
-                reference.average_gap
-            );
-            say!("KL(D_f)   {:.4}", reference.kl_forget);
-            say!("JS(D_f)   {:.4}", reference.js_forget);
-            match reference.parameter_distance {
-                Some(distance) => say!("‖θ−θ_R‖   {distance:.3}"),
-                None => say!("‖θ−θ_R‖   –  (an ensemble has no single parameter vector)"),
-            }
-        }
-    }
-    Ok(())
+    let (model, reference) = (&args.model, args.reference.as_deref());
+    let evaluation =
+        workflow::evaluate_saved(&context(global)?, model, args.data, args.split, reference)?;
+    emit(
+        global,
+        &evaluation,
+        &workflow::evaluation_text(model, &evaluation),
+    )
 }
 
 fn demo(global: &Global, args: DemoArgs) -> Result<()> {
-    let names: Vec<String> = match &args.methods {
-        Some(list) => list.split(',').map(|s| s.trim().to_string()).collect(),
-        None => unlearn::pipeline::candidates()
-            .iter()
-            .map(|(name, _)| name.to_string())
-            .collect(),
-    };
-    let methods = names
-        .iter()
-        .map(|name| unlearn::pipeline::Candidate::parse(name, &MethodParams::default()))
-        .collect::<unlearn::Result<Vec<_>>>()?;
-    let setup = new_setup(global, &args.data, &args.forget, &args.model, &args.recipe)?;
-    let comparison: Comparison = compare(&setup, &methods)?;
-    let json = serde_json::to_string_pretty(&comparison)?;
-    let markdown = comparison.markdown();
-    write_atomic(args.out_dir.join("demo.json"), json.as_bytes())?;
-    write_atomic(args.out_dir.join("demo.md"), markdown.as_bytes())?;
+    let methods = workflow::build_methods(args.methods.as_deref())?;
+    let recipe = args.recipe.options();
+    let context = context(global)?;
+    let setup = workflow::new_setup(
+        &context,
+        &args.data,
+        &args.forget,
+        &args.model,
+        &recipe,
+        None,
+    )?;
+    let (json, markdown) = workflow::run_demo(&setup, &methods, &args.out_dir)?;
     if global.json {
         say!("{json}");
     } else {
@@ -1071,68 +708,18 @@ fn bench(global: &Global, args: BenchArgs) -> Result<()> {
         );
     }
     let config = BenchConfig::load(&config_path)?;
-    let shard = match args.shard.as_deref() {
-        Some(text) => unlearn::parallel::Shard::parse(text)?,
-        None => unlearn::parallel::Shard::WHOLE,
-    };
+    let shard = workflow::shard_or_whole(args.shard.as_deref())?;
     let options = BenchOptions {
-        jobs: audit_cmd::jobs(args.jobs)?,
+        jobs: workflow::jobs_or_cores(args.jobs)?,
         shard,
         results_dir: args.results_dir,
         cache_dir: args.cache_dir,
         resume: args.resume,
         fresh: args.fresh,
         retime: args.retime,
-        device: DeviceChoice::parse(&global.device)?.device()?.autodiff(),
+        device: device(global)?,
         progress: progress(global),
     };
     let outcome = bench::run_grid(&config, &options)?;
-    if global.json {
-        say!("{}", serde_json::to_string(&outcome)?);
-    } else {
-        let directory = outcome.directory.display();
-        say!(
-            "{} runs ({} skipped as already done); {} models trained, {} from the cache",
-            outcome.runs_done,
-            outcome.runs_skipped,
-            outcome.models_trained,
-            outcome.models_cached
-        );
-        if shard.count > 1 {
-            say!(
-                "part {}: wrote {directory}/runs.jsonl and part.json (merge with `unlearn bench merge`)",
-                shard.label()
-            );
-        } else {
-            say!("wrote {directory}/runs.jsonl, report.md, report.html, summary.json");
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::one_line;
-
-    #[test]
-    fn an_error_chain_prints_each_cause_once() {
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
-        let error = anyhow::Error::new(unlearn::Error::io("m.json", io)).context("reading split");
-        assert_eq!(one_line(&error), "reading split: m.json: no such file");
-        // A cause that its parent already displays is dropped.
-        #[derive(Debug)]
-        struct Outer(std::io::Error);
-        impl std::fmt::Display for Outer {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                write!(f, "outer: {}", self.0)
-            }
-        }
-        impl std::error::Error for Outer {
-            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-                Some(&self.0)
-            }
-        }
-        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
-        assert_eq!(one_line(&anyhow::Error::new(Outer(io))), "outer: gone");
-    }
+    emit(global, &outcome, &workflow::grid_text(&outcome, shard))
 }

@@ -6,7 +6,6 @@ use crate::{Global, progress};
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
 use unlearn::bench::p10::{P10Config, P10Options, render_p10, run_p10};
-use unlearn::device::DeviceChoice;
 
 /// True when the config at `path` is a P10 benchmark.
 pub fn is_p10_config(path: &Path) -> bool {
@@ -30,18 +29,14 @@ pub fn bench_p10(
         results_dir,
         cache_dir,
         fresh,
-        device: DeviceChoice::parse(&global.device)?.device()?.autodiff(),
+        device: crate::device(global)?,
         progress: progress(global),
     };
     let report = run_p10(&parsed, &options)?;
-    if global.json {
-        say!("{}", serde_json::to_string(&report)?);
-    } else {
-        say!("{}", render_p10(&report));
-        say!(
-            "wrote {0}/rows.jsonl, {0}/p10.json and {0}/p10.md",
-            options.results_dir.join(&parsed.name).display()
-        );
-    }
-    Ok(())
+    let text = format!(
+        "{}\nwrote {1}/rows.jsonl, {1}/p10.json and {1}/p10.md",
+        render_p10(&report),
+        options.results_dir.join(&parsed.name).display()
+    );
+    crate::emit(global, &report, &text)
 }

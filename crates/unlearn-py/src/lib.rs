@@ -15,16 +15,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::Mutex;
-use unlearn::data::{DataBundle, DataSource, Dataset, ForgetSelector, Split};
+use unlearn::data::{DataBundle, DataSource, Dataset, Split};
 use unlearn::device::DeviceChoice;
-use unlearn::eval::{evaluate, predict_split};
 use unlearn::methods::{self, MethodParams};
 use unlearn::model::{Artifact, ModelSpec};
-use unlearn::pipeline::{RecordKind, RecordingPlan, Setup};
+use unlearn::pipeline::Setup;
 use unlearn::progress::Progress;
-use unlearn::train::{
-    Augmentation, OptimizerKind, Recipe, RecordGrouping, Schedule, SensitiveSet, ValueEncoding,
-};
+use unlearn::workflow::{self, RecipeOptions, RecordingOptions, RunContext};
 
 create_exception!(
     unlearn,
@@ -286,11 +283,7 @@ impl Model {
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Model> {
         let device = default_device("cpu", false)?;
         let artifact = py.detach(|| Artifact::load(&path, &device)).map_err(fail)?;
-        let records = [RecordKind::Batch, RecordKind::Sample]
-            .iter()
-            .map(|kind| kind.path_for(&path))
-            .filter(|record| record.exists())
-            .collect();
+        let records = workflow::records_next_to(&path);
         Ok(Model {
             artifact: Arc::new(artifact),
             records,
@@ -471,13 +464,9 @@ impl Experiment {
     ) -> PyResult<Experiment> {
         let bundle = (*data.bundle).clone();
         let split = match forget {
-            None => Split::new(
-                &bundle,
-                &ForgetSelector::parse("random:1%").map_err(fail)?,
-                seed,
-            ),
+            None => workflow::draw_split(&bundle, "random:1%", None, seed),
             Some(selector) => match selector.extract::<String>() {
-                Ok(text) => Split::new(&bundle, &ForgetSelector::parse(&text).map_err(fail)?, seed),
+                Ok(text) => workflow::draw_split(&bundle, &text, None, seed),
                 Err(_) => {
                     let ids = integers(py, selector, "forget")?;
                     let description = format!("{} ids given", ids.len());
@@ -488,47 +477,27 @@ impl Experiment {
         .map_err(fail)?;
         let spec =
             ModelSpec::parse(model, bundle.train.shape, bundle.train.num_classes).map_err(fail)?;
-        let recipe = Recipe {
-            optimizer: match optimizer {
-                "sgd" => OptimizerKind::Sgd,
-                "adam" => OptimizerKind::Adam,
-                other => {
-                    return Err(invalid(format!(
-                        "unknown optimizer '{other}' (expected sgd or adam)"
-                    )));
-                }
-            },
+        let recipe = RecipeOptions {
+            optimizer: optimizer.to_string(),
             learning_rate: lr,
-            schedule: Schedule::parse(schedule).map_err(fail)?,
-            epochs: epochs.unwrap_or(Recipe::default().epochs),
-            min_steps: min_steps.unwrap_or(if epochs.is_some() {
-                0
-            } else {
-                unlearn::train::DEFAULT_MIN_STEPS
-            }),
+            schedule: schedule.to_string(),
+            epochs,
+            min_steps,
             batch_size,
             momentum,
             weight_decay,
-            seed,
-            augmentation: match augment {
-                None => None,
-                Some(text) => {
-                    Augmentation::parse(text, augment_seed.unwrap_or(seed)).map_err(fail)?
-                }
-            },
-        };
-        recipe.validate().map_err(fail)?;
-        let setup = Setup {
-            data_description: data.description.clone(),
-            recipe: recipe.resolved(split.train.len()),
-            data: bundle,
-            split,
-            spec,
+            augment: augment.unwrap_or("none").to_string(),
+            augment_seed,
+        }
+        .recipe(seed)
+        .map_err(fail)?;
+        let context = RunContext {
             device: default_device(device, true)?,
             seed,
             progress: Progress { quiet },
         };
-        setup.validate().map_err(fail)?;
+        let setup = workflow::setup(&context, &data.description, bundle, split, spec, recipe)
+            .map_err(fail)?;
         Ok(Experiment { setup })
     }
 
@@ -537,30 +506,23 @@ impl Experiment {
     /// amnesiac methods (their files live in a temporary directory as long as the model).
     #[pyo3(signature = (record=None))]
     fn train(&self, py: Python<'_>, record: Option<Vec<String>>) -> PyResult<Model> {
-        let kinds = record
-            .unwrap_or_default()
-            .iter()
-            .map(|name| RecordKind::parse(name))
-            .collect::<unlearn::Result<Vec<_>>>()
-            .map_err(fail)?;
-        if kinds.is_empty() {
-            let artifact = py
-                .detach(|| self.setup.train_original(&mut []))
+        let recording = RecordingOptions {
+            kinds: record.unwrap_or_default(),
+            ..RecordingOptions::default()
+        };
+        let plan = recording.plan(&self.setup.split).map_err(fail)?;
+        let Some(plan) = plan else {
+            let (artifact, _) = py
+                .detach(|| workflow::train_network(&self.setup, None, &|_| PathBuf::new()))
                 .map_err(fail)?;
             return Ok(Model::plain(artifact));
-        }
+        };
         let directory = tempfile::tempdir()
             .map_err(|e| invalid(format!("cannot create a directory for the records: {e}")))?;
-        let plan = RecordingPlan {
-            kinds,
-            sensitive: SensitiveSet::Ids(self.setup.split.forget.clone()),
-            encoding: ValueEncoding::F32,
-            grouping: RecordGrouping::Each,
-        };
         let root = directory.path().to_path_buf();
         let (artifact, files) = py
             .detach(|| {
-                self.setup.train_recorded(&plan, &|kind| {
+                workflow::train_network(&self.setup, Some(&plan), &|kind| {
                     root.join(format!("original.{}.records", kind.name()))
                 })
             })
@@ -598,18 +560,10 @@ impl Experiment {
         let params = MethodParams::from_map(values);
         let original = &model.artifact;
         let records = &model.records;
-        let artifact = py
+        let (artifact, _) = py
             .detach(move || {
                 let unlearner = methods::build(method, &params)?;
-                let (outcome, seconds) = self.setup.unlearn_with_records(
-                    original,
-                    unlearner.as_ref(),
-                    Vec::new(),
-                    records,
-                )?;
-                Ok(self
-                    .setup
-                    .unlearned_artifact(original, unlearner.as_ref(), outcome, seconds))
+                workflow::unlearn_network(&self.setup, original, unlearner.as_ref(), records)
             })
             .map_err(fail)?;
         Ok(Model::plain(artifact))
@@ -642,14 +596,10 @@ impl Experiment {
 
     /// Test accuracy (%) of `model` on this experiment's test set.
     fn test_accuracy(&self, py: Python<'_>, model: &Model) -> PyResult<f64> {
-        let evaluation = py
-            .detach(|| {
-                let predictions =
-                    predict_split(&model.artifact.network, &self.setup.data, &self.setup.split)?;
-                evaluate(&predictions, None, self.setup.seed)
-            })
+        let timed = py
+            .detach(|| workflow::evaluate_network(&self.setup, &model.artifact))
             .map_err(fail)?;
-        Ok(evaluation.headline.test_accuracy)
+        Ok(timed.evaluation.headline.test_accuracy)
     }
 
     /// The split: `train`, `test`, `forget` and `retain` ids as numpy arrays, and its `seed`.
@@ -708,21 +658,6 @@ fn methods_list(py: Python<'_>) -> PyResult<Bound<'_, PyList>> {
     Ok(list)
 }
 
-fn parse_shard(text: Option<&str>) -> PyResult<unlearn::parallel::Shard> {
-    match text {
-        Some(text) => unlearn::parallel::Shard::parse(text).map_err(fail),
-        None => Ok(unlearn::parallel::Shard::WHOLE),
-    }
-}
-
-fn jobs_or_cores(requested: Option<usize>) -> PyResult<usize> {
-    match requested {
-        Some(0) => Err(invalid("jobs must be at least 1")),
-        Some(jobs) => Ok(jobs),
-        None => Ok(unlearn::parallel::available_cores()),
-    }
-}
-
 /// Runs an experiment grid from a config file (`unlearn bench --config`): writes
 /// `results_dir/NAME/` and returns what it did as a dict.
 #[pyfunction]
@@ -743,8 +678,8 @@ fn run_bench(
 ) -> PyResult<Py<PyAny>> {
     let config = unlearn::bench::BenchConfig::load(&config).map_err(fail)?;
     let options = unlearn::bench::BenchOptions {
-        jobs: jobs_or_cores(jobs)?,
-        shard: parse_shard(shard)?,
+        jobs: workflow::jobs_or_cores(jobs).map_err(fail)?,
+        shard: workflow::shard_or_whole(shard).map_err(fail)?,
         results_dir,
         cache_dir,
         resume,
@@ -775,8 +710,8 @@ fn run_audit_config(
     use unlearn::audit::run::{AuditOptions, AuditOutcome, run_audit};
     let config = unlearn::audit::config::AuditConfig::load(&config).map_err(fail)?;
     let options = AuditOptions {
-        jobs: jobs_or_cores(jobs)?,
-        shard: parse_shard(shard)?,
+        jobs: workflow::jobs_or_cores(jobs).map_err(fail)?,
+        shard: workflow::shard_or_whole(shard).map_err(fail)?,
         device: default_device(device, true)?,
         progress: Progress { quiet },
     };

@@ -94,6 +94,25 @@ impl Error {
 /// The library's result type.
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// An error and its causes on one line, outermost first, joined by ": "; a cause whose text
+/// the message already holds (an error that prints its source) is not repeated. What the
+/// command line prints after `error: `.
+pub fn one_line(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = String::new();
+    let mut cause = Some(error);
+    while let Some(current) = cause {
+        let text = current.to_string();
+        if !message.contains(&text) {
+            if !message.is_empty() {
+                message.push_str(": ");
+            }
+            message.push_str(&text);
+        }
+        cause = current.source();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,5 +123,41 @@ mod tests {
         let error = Error::io("model.json", cause);
         assert_eq!(error.to_string(), "model.json: no such file");
         assert!(std::error::Error::source(&error).is_none());
+    }
+
+    /// An error with a context line over a cause, as `anyhow`'s `context` makes one.
+    #[derive(Debug)]
+    struct Context(&'static str, Error);
+    impl std::fmt::Display for Context {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Context {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.1)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_prints_each_cause_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "no such file");
+        let error = Context("reading split", Error::io("m.json", io));
+        assert_eq!(one_line(&error), "reading split: m.json: no such file");
+        // A cause that its parent already displays is dropped.
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "outer: {}", self.0)
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "gone");
+        assert_eq!(one_line(&Outer(io)), "outer: gone");
     }
 }

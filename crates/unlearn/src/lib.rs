@@ -59,5 +59,6 @@ pub mod recipe;
 pub mod sisa;
 pub mod store;
 pub mod train;
+pub mod workflow;
 
 pub use error::{Error, Result};

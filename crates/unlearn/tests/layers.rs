@@ -31,6 +31,9 @@ const LAYERS: &[&[&str]] = &[
     &["store", "bench"],
     // The audit (reads bench's config types).
     &["audit"],
+    // The front end's steps (open any model file, train / forget / evaluate and save, the
+    // text the CLI prints), shared by the CLI and the Python package.
+    &["workflow"],
     // The names most programs need, re-exported from everywhere.
     &["prelude"],
 ];

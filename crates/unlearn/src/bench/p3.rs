@@ -597,6 +597,11 @@ pub fn run_p3_bench(
     })
 }
 
+/// True when the config at `path` is a P3 (certified) benchmark.
+pub fn is_p3_config(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| P3BenchConfig::is_p3(&text))
+}
+
 /// The file [`run_p3_bench`] writes its config and report to.
 pub const P3_FILE: &str = "p3.json";
 

@@ -15,6 +15,7 @@
 
 pub mod calibration;
 mod certificate;
+mod commands;
 mod d2d;
 mod data;
 pub mod features;
@@ -35,6 +36,11 @@ pub use calibration::{
     BudgetCheck, BudgetReport, BudgetTrial, CalibrationPoint, CalibrationRefusal, GuoCalibration,
     GuoCalibrationRequest, calibrate_guo, guo_budget_report, guo_budget_trial,
     guo_calibration_probes,
+};
+pub use commands::{
+    BudgetOptions, BudgetOutcome, CertifiedOptions, PreparedTraining, budget_row, budget_summary,
+    forget_certified, forget_summary, run_budget, train_report, trained_summary, training_summary,
+    verification_summary, verify_certified,
 };
 pub use d2d::{DescentToDelete, DescentToDeleteConfig};
 pub use data::{ActiveRows, ConvexData, FeatureScaling};

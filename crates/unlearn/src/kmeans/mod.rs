@@ -20,11 +20,16 @@
 
 mod bench;
 mod divide_conquer;
+mod grid;
 mod lloyd;
 mod quantized;
 
 pub use bench::{DeletionMethod, P6Options, P6Report, gaussian_blobs, p6_benchmark};
 pub use divide_conquer::{DivideConquerKMeans, DivideConquerParams, NodeSolution};
+pub use grid::{
+    Features, GridConfig, GridDefaults, GridRun, KMeansEvaluation, KMeansOptions, bench_kmeans,
+    check_deletion_request, read_ids, train_kmeans,
+};
 pub use lloyd::{LloydKMeans, LloydParams};
 pub use quantized::{IterationRecord, QuantizedKMeans, QuantizedParams};
 

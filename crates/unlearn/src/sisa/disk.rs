@@ -547,6 +547,15 @@ pub fn save(
     Ok(assemble(dir, device)?.0)
 }
 
+/// True when `a` and `b` name the same file or directory (compared canonically when both
+/// exist): an ensemble cannot be rewritten into the directory its checkpoints are read from.
+pub fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// Refuses to write an ensemble into a non-empty directory that is not a SISA directory.
 pub fn refuse_foreign_dir(dir: &Path) -> Result<()> {
     if dir.is_dir() && !is_sisa_dir(dir) {

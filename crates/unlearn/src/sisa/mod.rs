@@ -30,6 +30,8 @@
 //! The on-disk form (a directory with a manifest and per-shard artifacts) is in [`disk`].
 
 pub mod disk;
+mod forget;
+pub use forget::{ForgetOptions, SavedDeletion, SisaDeletion, environment};
 
 use crate::data::{DataBundle, Dataset, Split};
 use crate::error::{Error, Result};
