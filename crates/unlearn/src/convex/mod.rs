@@ -26,6 +26,7 @@ pub(crate) mod logistic;
 pub(crate) mod saved;
 mod sekhari;
 mod state;
+mod training;
 
 pub use crate::privacy::{
     Accounting, Assumptions, Certificate, Mechanism, Recomputed, recompute, sekhari_sensitivity,
@@ -54,12 +55,15 @@ pub use logistic::{
     train_exact,
 };
 pub use saved::{
-    CERTIFIED_METHODS, CertifiedForget, CertifiedModelFile, CertifiedRequest, CertifiedTraining,
-    ConvexTask, TrainedCertified, TrainedUnlearner, Verification, forget_and_save, restore,
-    smoothness_of, train_and_save, train_certified, verify_saved,
+    CertifiedForget, CertifiedModelFile, CertifiedRequest, TrainedCertified, Verification,
+    forget_and_save, train_and_save, verify_saved,
 };
 pub use sekhari::{NewtonSekhari, NewtonSekhariConfig};
 pub use state::SecretState;
+pub use training::{
+    CERTIFIED_METHODS, CertifiedTraining, ConvexTask, TrainedUnlearner, restore, smoothness_of,
+    train_certified,
+};
 
 /// Serde default of the configs' `noise_scale`.
 pub(crate) fn unit_scale() -> f64 {

@@ -5,7 +5,7 @@
 //! every option that decides the data is part of the description, so the dataset hash depends
 //! on the file and those options only (never on a run's `--seed`).
 
-use super::{DataBundle, Dataset, check_test_fraction};
+use super::{DataBundle, Dataset};
 use crate::error::{Error, Result};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -246,6 +246,16 @@ pub(crate) fn parse_csv_spec(rest: &str) -> Result<(PathBuf, CsvOptions)> {
         }
     }
     Ok((PathBuf::from(path), options))
+}
+
+/// Refuses a CSV test fraction outside (0, 1).
+fn check_test_fraction(test_fraction: f64) -> Result<()> {
+    if !(test_fraction > 0.0 && test_fraction < 1.0) {
+        return Err(Error::invalid(format!(
+            "the CSV test fraction must be strictly between 0 and 1, got {test_fraction}"
+        )));
+    }
+    Ok(())
 }
 
 /// Parsed CSV content before the split: one row of features and one raw label per data row.

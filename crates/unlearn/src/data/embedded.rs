@@ -2,7 +2,8 @@
 //! 2,000 test samples of the official files, so ids coincide with theirs. See
 //! `data/fashion-mnist-subset/README.md` for credits and how the files were made.
 
-use super::{DataBundle, idx, idx_dataset};
+use super::loader::idx_dataset;
+use super::{DataBundle, idx};
 use crate::error::Result;
 use std::path::Path;
 

@@ -1,7 +1,10 @@
 //! Evaluation of a model on a split, and against the model retrained without the forget set
 //! (docs/algorithms.md §E).
 
+mod attack;
+mod logistic_attacker;
 pub mod metrics;
+mod predictions;
 
 use crate::data::{DataBundle, Dataset, Split};
 use crate::error::Result;
