@@ -6,7 +6,7 @@ use crate::{ForgetArgs, Global, TrainArgs};
 use anyhow::{Result, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
-pub use unlearn::bench::p3::is_p3_config;
+pub use unlearn::bench::epsilon_curve::is_epsilon_curve_config;
 pub use unlearn::convex::training_summary;
 use unlearn::convex::{
     self, BudgetOptions, CertifiedModelFile, CertifiedOptions, PreparedTraining, budget_row,
@@ -272,14 +272,19 @@ pub fn budget(global: &Global, args: &BudgetArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn bench_p3(global: &Global, config: &Path, results_dir: &Path) -> Result<()> {
-    let parsed = unlearn::bench::p3::P3BenchConfig::load(config)?;
+pub fn bench_epsilon_curve(global: &Global, config: &Path, results_dir: &Path) -> Result<()> {
+    let parsed = unlearn::bench::epsilon_curve::EpsilonCurveGrid::load(config)?;
     let quiet = global.quiet || global.json;
-    let outputs = unlearn::bench::p3::run_p3_bench(&parsed, config, results_dir, |line| {
-        if !quiet {
-            eprintln!("{line}");
-        }
-    })?;
+    let outputs = unlearn::bench::epsilon_curve::run_epsilon_curve_grid(
+        &parsed,
+        config,
+        results_dir,
+        |line| {
+            if !quiet {
+                eprintln!("{line}");
+            }
+        },
+    )?;
     let text = format!(
         "{}\nwrote {1}/p3.json, {1}/report.md and {1}/accuracy_vs_epsilon.svg",
         outputs.report.to_markdown(),

@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use std::path::PathBuf;
 use std::time::Instant;
 use unlearn::kmeans::{
-    Features, GridConfig, KMeansArtifact, KMeansOptions, P6Options, bench_kmeans,
+    DeletionBenchOptions, Features, GridConfig, KMeansArtifact, KMeansOptions, bench_kmeans,
     check_deletion_request, read_ids, train_kmeans,
 };
 use unlearn::progress::Progress;
@@ -209,7 +209,7 @@ pub fn run(global: &Global, command: KmeansCommand) -> Result<()> {
             baseline_runs,
             time_budget,
         } => {
-            let options = P6Options {
+            let options = DeletionBenchOptions {
                 deletions,
                 baseline_runs,
                 baseline_max_iterations: 100,
@@ -224,7 +224,7 @@ pub fn run(global: &Global, command: KmeansCommand) -> Result<()> {
                 if !json {
                     say!("== {} ==", run.name);
                 }
-                let options = run.p6_options(&grid.defaults);
+                let options = run.deletion_bench_options(&grid.defaults);
                 run_bench(&run.data, &run.options(), &options, json, &progress)?;
             }
         }
@@ -236,7 +236,7 @@ pub fn run(global: &Global, command: KmeansCommand) -> Result<()> {
 fn run_bench(
     data: &str,
     method: &KMeansOptions,
-    options: &P6Options,
+    options: &DeletionBenchOptions,
     json: bool,
     progress: &Progress,
 ) -> Result<()> {

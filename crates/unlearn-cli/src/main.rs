@@ -19,7 +19,7 @@ macro_rules! say {
 mod audit_cmd;
 mod certified_cmd;
 mod kmeans_cmd;
-mod p10_cmd;
+mod recovery_cmd;
 mod sisa_cmd;
 mod store_cmd;
 
@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use unlearn::bench::{self, BenchConfig, BenchOptions};
 use unlearn::device::{Device, DeviceChoice};
 use unlearn::model::Artifact;
-use unlearn::pipeline::Setup;
+use unlearn::pipeline::Experiment;
 use unlearn::progress::Progress;
 use unlearn::workflow::{self, ModelKind, RecipeOptions, RecordingOptions, RunContext};
 
@@ -515,7 +515,7 @@ pub(crate) fn train_setup(
     global: &Global,
     args: &TrainArgs,
     public: Option<(f64, u64)>,
-) -> Result<Setup> {
+) -> Result<Experiment> {
     let model = args.model.as_deref().unwrap_or("mlp");
     let recipe = args.recipe.options();
     let context = context(global)?;
@@ -694,11 +694,11 @@ fn bench(global: &Global, args: BenchArgs) -> Result<()> {
     let Some(config_path) = args.config else {
         bail!("bench needs --config FILE (or `bench merge DIR...`)");
     };
-    if certified_cmd::is_p3_config(&config_path) {
-        return certified_cmd::bench_p3(global, &config_path, &args.results_dir);
+    if certified_cmd::is_epsilon_curve_config(&config_path) {
+        return certified_cmd::bench_epsilon_curve(global, &config_path, &args.results_dir);
     }
-    if p10_cmd::is_p10_config(&config_path) {
-        return p10_cmd::bench_p10(
+    if recovery_cmd::is_recovery_curve_config(&config_path) {
+        return recovery_cmd::bench_recovery_curve(
             global,
             &config_path,
             args.results_dir,

@@ -299,8 +299,8 @@ fn every_shipped_grid_config_is_valid() {
         }
         let loaded = if name.starts_with("p8_") {
             unlearn::audit::config::AuditConfig::load(&path).map(|_| ())
-        } else if unlearn::bench::p3::P3BenchConfig::is_p3(&text) {
-            unlearn::bench::p3::P3BenchConfig::load(&path).map(|_| ())
+        } else if unlearn::bench::epsilon_curve::EpsilonCurveGrid::is_epsilon_curve(&text) {
+            unlearn::bench::epsilon_curve::EpsilonCurveGrid::load(&path).map(|_| ())
         } else {
             unlearn::bench::BenchConfig::load(&path).map(|_| ())
         };

@@ -1,7 +1,7 @@
 //! Python bindings of the `unlearn` library (PyO3 + numpy, built with maturin): load or wrap
 //! data, train, forget with any registered method, evaluate against the retrained reference,
 //! run bench and audit configs, open model stores and submit deletions, and move weights to
-//! and from PyTorch. A thin layer over [`unlearn::pipeline::Setup`] and the library's other
+//! and from PyTorch. A thin layer over [`unlearn::experiment::Experiment`] and the library's other
 //! entry points: every computation is the library's, so Python reproduces the CLI's numbers
 //! for the same seed. Long calls release the GIL; errors are `unlearn.UnlearnError` with the
 //! library's one-line message.
@@ -19,7 +19,8 @@ use unlearn::data::{DataBundle, DataSource, Dataset, Split};
 use unlearn::device::DeviceChoice;
 use unlearn::methods::{self, MethodParams};
 use unlearn::model::{Artifact, ModelSpec};
-use unlearn::pipeline::Setup;
+// The library's experiment; `Experiment` here is the Python class over it.
+use unlearn::experiment::Experiment as Setup;
 use unlearn::progress::Progress;
 use unlearn::workflow::{self, RecipeOptions, RecordingOptions, RunContext};
 

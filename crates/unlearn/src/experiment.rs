@@ -1,5 +1,5 @@
 //! An experiment's fixed inputs — data, split, model, recipe, device, seed — built and checked
-//! in one place ([`Setup::new`]). This sits low in the library (it reads only data, model,
+//! in one place ([`Experiment::new`]). This sits low in the library (it reads only data, model,
 //! recipe and progress types) so that every scheme (a single network, SISA shards) and the
 //! runner above them can take the same inputs; training and unlearning with it are in
 //! [`crate::pipeline`].
@@ -12,7 +12,7 @@ use crate::recipe::Recipe;
 use burn::tensor::Device;
 
 /// The fixed inputs of an experiment.
-pub struct Setup {
+pub struct Experiment {
     /// The data source as the user gave it (recorded in artifacts).
     pub data_description: String,
     /// Train and test data.
@@ -31,12 +31,12 @@ pub struct Setup {
     pub progress: Progress,
 }
 
-impl Setup {
+impl Experiment {
     /// The one way to build an experiment: takes the recipe as the user gave it and resolves
     /// its step floor for the split's training set ([`Recipe::resolved`], so that the
     /// retrained reference makes the same passes as the original), then checks the split
     /// against the data, the recipe, and the model against the data's shape. Progress is
-    /// hidden ([`Setup::with_progress`] shows it).
+    /// hidden ([`Experiment::with_progress`] shows it).
     pub fn new(
         data_description: impl Into<String>,
         data: DataBundle,
@@ -45,9 +45,9 @@ impl Setup {
         recipe: &Recipe,
         device: Device,
         seed: u64,
-    ) -> Result<Setup> {
+    ) -> Result<Experiment> {
         let recipe = recipe.resolved(split.train.len());
-        let setup = Setup {
+        let setup = Experiment {
             data_description: data_description.into(),
             data,
             split,
@@ -62,7 +62,7 @@ impl Setup {
     }
 
     /// Moves the experiment to another split of the same data, with `recipe` (as the user gave
-    /// it) resolved for the new training set as [`Setup::new`] does; checks the split.
+    /// it) resolved for the new training set as [`Experiment::new`] does; checks the split.
     pub fn switch_split(&mut self, split: Split, recipe: &Recipe) -> Result<()> {
         split.validate(&self.data)?;
         self.recipe = recipe.resolved(split.train.len());
@@ -71,8 +71,8 @@ impl Setup {
     }
 
     /// The same experiment with `progress` shown while it trains and unlearns.
-    pub fn with_progress(self, progress: Progress) -> Setup {
-        Setup { progress, ..self }
+    pub fn with_progress(self, progress: Progress) -> Experiment {
+        Experiment { progress, ..self }
     }
 
     /// Checks the split against the data and the model against the data's shape.
@@ -130,7 +130,7 @@ impl Setup {
     }
 
     /// Checks that the model described by `reference` can be the retrained reference of
-    /// `model` (already accepted by [`Setup::check_model`]) on this setup: made from the same
+    /// `model` (already accepted by [`Experiment::check_model`]) on this setup: made from the same
     /// data and for the same split (hence the same forget set), with the same architecture.
     pub fn check_reference(
         &self,

@@ -2,7 +2,7 @@
 //! how well it is gone.
 //!
 //! The pipeline runs in one direction: load a [`data::Dataset`], draw a [`data::Split`]
-//! (train / test / forget), build an experiment ([`experiment::Setup::new`]), train the
+//! (train / test / forget), build an experiment ([`experiment::Experiment::new`]), train the
 //! original [`model::Network`], run a [`pipeline::Candidate`] — an unlearning method from
 //! [`methods`], or a scheme such as SISA — and [`eval`]uate it against the model retrained
 //! without the forgotten data. Certified removal for convex models is in [`convex`], the
@@ -22,7 +22,7 @@
 //! let spec = ModelSpec::parse("mlp:16", data.train.shape, data.train.num_classes)?;
 //! let recipe = Recipe { epochs: 1, ..Recipe::default() };
 //! let device = DeviceChoice::parse("cpu")?.device()?.autodiff();
-//! let experiment = Setup::new("embedded", data, split, spec, &recipe, device, 0)?;
+//! let experiment = Experiment::new("embedded", data, split, spec, &recipe, device, 0)?;
 //!
 //! let original = experiment.train_original(&mut [])?;
 //! let finetune = Candidate::Method(Box::new(Finetune::from_params(&MethodParams::default())?));

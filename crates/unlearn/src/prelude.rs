@@ -8,7 +8,7 @@ pub use crate::data::{DataBundle, DataSource, Dataset, ForgetSelector, Split, lo
 pub use crate::device::DeviceChoice;
 pub use crate::error::{Error, Result};
 pub use crate::eval::{Evaluation, Predictor, SplitPredictions, evaluate, predict_split};
-pub use crate::experiment::Setup;
+pub use crate::experiment::Experiment;
 pub use crate::methods::{
     AmnesiacBatch, AmnesiacSample, Finetune, FisherForgetting, GradientAscent, L1Sparse,
     NegGradPlus, NoisyFtGradclip, NoisyFtModelclip, OutputPerturbation, RandomLabels, Retrain,

@@ -6,7 +6,7 @@
 //! model (Guo et al. 2020 and the other `convex` methods; JSON + secret state + ledger), a SISA
 //! ensemble directory (Bourtoule et al. 2021) and a deletion-efficient k-means model (Ginart et
 //! al. 2019) apart; [`RecipeOptions`], [`RecordingOptions`] and [`setup`] build the
-//! [`Setup`] of an experiment from the options as a user writes them; [`train_network`],
+//! [`Experiment`] of an experiment from the options as a user writes them; [`train_network`],
 //! [`unlearn_network`] and [`evaluate_network`] are the command line's train, forget and the
 //! evaluation they print.
 
@@ -17,7 +17,7 @@ use crate::eval::{Evaluation, PredictionSeconds, evaluate, predict_split};
 use crate::kmeans::{KMEANS_FORMAT, KMeansArtifact};
 use crate::methods::{self, MethodParams, Unlearner};
 use crate::model::{Artifact, ArtifactMetadata, ModelSpec};
-use crate::pipeline::{Candidate, RecordKind, RecordedFile, RecordingPlan, Setup};
+use crate::pipeline::{Candidate, Experiment, RecordKind, RecordedFile, RecordingPlan};
 use crate::progress::Progress;
 use crate::sisa::{SisaEnsemble, disk};
 use crate::train::{
@@ -212,8 +212,8 @@ pub fn setup(
     split: Split,
     spec: ModelSpec,
     recipe: Recipe,
-) -> Result<Setup> {
-    Ok(Setup::new(
+) -> Result<Experiment> {
+    Ok(Experiment::new(
         description,
         data,
         split,
@@ -256,7 +256,7 @@ pub fn new_setup(
     model: &str,
     recipe: &RecipeOptions,
     public: Option<(f64, u64)>,
-) -> Result<Setup> {
+) -> Result<Experiment> {
     let bundle = load_data(data)?;
     let split = draw_split(&bundle, forget, public, context.seed)?;
     let spec = ModelSpec::parse(model, bundle.train.shape, bundle.train.num_classes)?;
@@ -305,7 +305,7 @@ impl RebuiltReport {
             ),
             RebuiltReport::P3 => format!(
                 "wrote {directory}/report.md and {directory}/accuracy_vs_epsilon.svg from {directory}/{}",
-                crate::bench::p3::P3_FILE
+                crate::bench::epsilon_curve::EPSILON_CURVE_FILE
             ),
             RebuiltReport::Grid(runs) => format!(
                 "wrote {directory}/report.md, report.html and summary.json from {runs} runs"
@@ -321,8 +321,11 @@ pub fn rebuild_reports(directory: &Path) -> Result<RebuiltReport> {
         let summary = crate::audit::results::rebuild(directory)?;
         return Ok(RebuiltReport::Audit(Box::new(summary)));
     }
-    if directory.join(crate::bench::p3::P3_FILE).exists() {
-        crate::bench::p3::rewrite_p3_reports(directory)?;
+    if directory
+        .join(crate::bench::epsilon_curve::EPSILON_CURVE_FILE)
+        .exists()
+    {
+        crate::bench::epsilon_curve::rewrite_epsilon_curve_reports(directory)?;
         return Ok(RebuiltReport::P3);
     }
     let records = crate::bench::load_records(directory)?;
@@ -339,7 +342,7 @@ pub fn open_network(
     data: Option<String>,
     split: Option<PathBuf>,
     forget: Option<String>,
-) -> Result<(Setup, Artifact)> {
+) -> Result<(Experiment, Artifact)> {
     let artifact = Artifact::load(model, &context.device)?;
     let description = data.unwrap_or_else(|| artifact.metadata.dataset.clone());
     let bundle = load_data(&description)?;
@@ -532,7 +535,7 @@ pub struct TimedEvaluation {
 }
 
 /// Evaluates `artifact` on `setup`'s split without a reference (UA, RA, TA, MIA-efficacy).
-pub fn evaluate_network(setup: &Setup, artifact: &Artifact) -> Result<TimedEvaluation> {
+pub fn evaluate_network(setup: &Experiment, artifact: &Artifact) -> Result<TimedEvaluation> {
     let started = Instant::now();
     let predictions = predict_split(&artifact.network, &setup.data, &setup.split)?;
     let evaluation = evaluate(&predictions, None, setup.seed)?;
@@ -546,7 +549,7 @@ pub fn evaluate_network(setup: &Setup, artifact: &Artifact) -> Result<TimedEvalu
 /// Trains the original network of `setup`, recording for amnesiac unlearning when `plan` says
 /// so (each record file at `record_path(kind)`).
 pub fn train_network(
-    setup: &Setup,
+    setup: &Experiment,
     plan: Option<&RecordingPlan>,
     record_path: &dyn Fn(RecordKind) -> PathBuf,
 ) -> Result<(Artifact, Vec<RecordedFile>)> {
@@ -622,7 +625,7 @@ pub struct TrainReport {
 /// Trains the original network of `setup` (recording as `recording` says, the files next to
 /// `out`), evaluates it and saves it at `out` with its split.
 pub fn train_and_save(
-    setup: &Setup,
+    setup: &Experiment,
     recording: &RecordingOptions,
     out: &Path,
 ) -> Result<TrainReport> {
@@ -725,7 +728,7 @@ pub struct ForgetReport {
 /// Unlearns `setup`'s forget set from `original` with `method` (given the amnesiac
 /// `records`), evaluates the result and saves it at `out` with the split next to it.
 pub fn forget_and_save(
-    setup: &Setup,
+    setup: &Experiment,
     original: &Artifact,
     method: &dyn Unlearner,
     records: &[PathBuf],
@@ -781,8 +784,8 @@ pub struct ImportReport {
 }
 
 /// Takes the PyTorch `state_dict` at `pytorch` as `setup`'s original model
-/// ([`Setup::import_pytorch`]), evaluates it and saves it at `out` with its split.
-pub fn import_and_save(setup: &Setup, pytorch: &Path, out: &Path) -> Result<ImportReport> {
+/// ([`Experiment::import_pytorch`]), evaluates it and saves it at `out` with its split.
+pub fn import_and_save(setup: &Experiment, pytorch: &Path, out: &Path) -> Result<ImportReport> {
     let artifact = setup.import_pytorch(pytorch)?;
     let evaluation = evaluate_network(setup, &artifact)?.evaluation;
     let split = save_network(out, &artifact, &setup.split, &[])?;
@@ -835,7 +838,7 @@ pub enum SisaTraining {
 /// `out` (`jobs` shards at a time), or only the shard `shard_index` names (a number or
 /// `auto`) for a job array.
 pub fn train_sisa(
-    setup: &Setup,
+    setup: &Experiment,
     config: crate::sisa::SisaConfig,
     out: &Path,
     jobs: usize,
@@ -895,7 +898,11 @@ pub fn train_sisa(
 
 /// Runs `methods` on `setup` ([`crate::pipeline::compare`]) and writes `demo.json` and
 /// `demo.md` into `out_dir`; returns the comparison, its JSON and its Markdown.
-pub fn run_demo(setup: &Setup, methods: &[Candidate], out_dir: &Path) -> Result<(String, String)> {
+pub fn run_demo(
+    setup: &Experiment,
+    methods: &[Candidate],
+    out_dir: &Path,
+) -> Result<(String, String)> {
     let comparison = crate::pipeline::compare(setup, methods)?;
     let json = serde_json::to_string_pretty(&comparison)
         .map_err(|e| Error::invalid(format!("cannot encode the comparison: {e}")))?;
@@ -949,7 +956,7 @@ pub struct UnlearnSummary {
 /// Unlearns `setup`'s forget set from `original` with `method` (given the amnesiac `records`
 /// made while training it) and wraps the result as an artifact derived from `original`.
 pub fn unlearn_network(
-    setup: &Setup,
+    setup: &Experiment,
     original: &Artifact,
     method: &dyn Unlearner,
     records: &[PathBuf],

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use unlearn::data::{DataSource, ForgetSelector, Split, load};
 use unlearn::methods::{self, MethodParams};
 use unlearn::model::{ModelSpec, Network, parameters};
-use unlearn::pipeline::{RecordKind, RecordedFile, RecordingPlan, Setup};
+use unlearn::pipeline::{Experiment, RecordKind, RecordedFile, RecordingPlan};
 use unlearn::progress::Progress;
 use unlearn::train::{
     OptimizerKind, Recipe, RecordGrouping, RecordLayout, RecordStore, Schedule, SensitiveSet,
@@ -15,7 +15,7 @@ use unlearn::train::{
 
 /// A small MLP setup on the first `train_size` embedded samples, forgetting `forget` of them
 /// spread evenly (`Forget::Count`) or one whole class.
-fn setup(train_size: u32, forget: Forget, recipe: Recipe) -> Setup {
+fn setup(train_size: u32, forget: Forget, recipe: Recipe) -> Experiment {
     let data = load(&DataSource::Embedded).unwrap();
     let mut split = Split::new(&data, &ForgetSelector::parse("random:1").unwrap(), 3).unwrap();
     split.train.retain(|&id| id < train_size);
@@ -28,7 +28,7 @@ fn setup(train_size: u32, forget: Forget, recipe: Recipe) -> Setup {
     split.refresh_forget_hash();
     split.test.truncate(200);
     let spec = ModelSpec::parse("mlp:12", data.train.shape, data.train.num_classes).unwrap();
-    Setup {
+    Experiment {
         data_description: "embedded".into(),
         data,
         split,
@@ -62,7 +62,7 @@ fn plain_sgd(epochs: usize) -> Recipe {
 }
 
 fn record(
-    setup: &Setup,
+    setup: &Experiment,
     kinds: Vec<RecordKind>,
     sensitive: SensitiveSet,
     grouping: RecordGrouping,
@@ -103,7 +103,7 @@ fn relative_error(found: &[f64], expected: &[f64]) -> f64 {
     (difference / norm).sqrt()
 }
 
-fn initial_and_final(setup: &Setup, trained: &Network) -> (Vec<f32>, Vec<f32>) {
+fn initial_and_final(setup: &Experiment, trained: &Network) -> (Vec<f32>, Vec<f32>) {
     let initial = Network::new(&setup.spec, &setup.device, setup.seed).unwrap();
     (parameters(&initial), parameters(trained))
 }
@@ -167,7 +167,7 @@ fn contributions_of_every_sample_sum_to_the_whole_training_change() {
 }
 
 fn unlearn_with(
-    setup: &Setup,
+    setup: &Experiment,
     original: &unlearn::model::Artifact,
     method: &str,
     records: &[PathBuf],
@@ -240,7 +240,7 @@ fn unlearning_changes_the_model_by_exactly_the_recorded_contributions() {
     // Forgetting one recorded sample only touches its own record.
     let mut single = setup.split.clone();
     single.forget = vec![forget[0]];
-    let single_setup = Setup {
+    let single_setup = Experiment {
         split: single,
         ..setup
     };
@@ -280,7 +280,7 @@ fn class_groups_remove_whole_classes_only() {
 
     let mut part = setup.split.clone();
     part.forget.truncate(3);
-    let part_setup = Setup {
+    let part_setup = Experiment {
         split: part,
         ..setup
     };
@@ -347,7 +347,7 @@ fn per_sample_class_sums_add_back_the_whole_class_only() {
     );
     let mut part = setup.split.clone();
     part.forget.truncate(3);
-    let part_setup = Setup {
+    let part_setup = Experiment {
         split: part,
         ..setup
     };
@@ -385,11 +385,11 @@ fn amnesiac_methods_refuse_missing_foreign_or_incomplete_records() {
     assert!(error.to_string().contains("was not recorded"), "{error}");
 
     // Records of another model (same data, other seed).
-    let other_setup = Setup { seed: 99, ..setup };
+    let other_setup = Experiment { seed: 99, ..setup };
     let other = other_setup.train_original(&mut []).unwrap();
     let mut forget_recorded = other_setup.split.clone();
     forget_recorded.forget.truncate(3);
-    let other_setup = Setup {
+    let other_setup = Experiment {
         split: forget_recorded,
         ..other_setup
     };

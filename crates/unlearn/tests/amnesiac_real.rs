@@ -18,7 +18,7 @@ use unlearn::eval::metrics::accuracy;
 use unlearn::eval::predict_split;
 use unlearn::methods::{self, MethodParams};
 use unlearn::model::ModelSpec;
-use unlearn::pipeline::{RecordKind, RecordingPlan, Setup};
+use unlearn::pipeline::{Experiment, RecordKind, RecordingPlan};
 use unlearn::progress::Progress;
 use unlearn::train::{Recipe, RecordGrouping, SensitiveSet, ValueEncoding, predict_probabilities};
 
@@ -43,9 +43,9 @@ fn real_data(test: &str) -> Option<DataBundle> {
     )
 }
 
-fn setup(data: DataBundle, split: Split, model: &str) -> Setup {
+fn setup(data: DataBundle, split: Split, model: &str) -> Experiment {
     let spec = ModelSpec::parse(model, data.train.shape, data.train.num_classes).unwrap();
-    Setup {
+    Experiment {
         data_description: FASHION_MNIST_DIR.into(),
         data,
         split,
@@ -60,7 +60,7 @@ fn setup(data: DataBundle, split: Split, model: &str) -> Setup {
     }
 }
 
-fn record_sample(setup: &Setup, dir: &Path) -> (unlearn::model::Artifact, Vec<PathBuf>) {
+fn record_sample(setup: &Experiment, dir: &Path) -> (unlearn::model::Artifact, Vec<PathBuf>) {
     let plan = RecordingPlan {
         kinds: vec![RecordKind::Sample],
         sensitive: SensitiveSet::Ids(setup.split.forget.clone()),

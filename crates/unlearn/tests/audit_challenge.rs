@@ -7,11 +7,11 @@ use unlearn::data::{DataSource, ForgetSelector, Split, load};
 use unlearn::device::DeviceChoice;
 use unlearn::methods::MethodParams;
 use unlearn::model::ModelSpec;
-use unlearn::pipeline::Setup;
+use unlearn::pipeline::Experiment;
 use unlearn::progress::Progress;
 use unlearn::train::Recipe;
 
-fn setup() -> Setup {
+fn setup() -> Experiment {
     let data = load(&DataSource::Embedded).unwrap();
     let split = Split::new(&data, &ForgetSelector::RandomCount(20), 0).unwrap();
     let spec = ModelSpec::parse("mlp:16", data.train.shape, data.train.num_classes).unwrap();
@@ -19,7 +19,7 @@ fn setup() -> Setup {
         epochs: 1,
         ..Recipe::default()
     };
-    Setup {
+    Experiment {
         data_description: "embedded".into(),
         data,
         split,

@@ -16,7 +16,7 @@ use unlearn::methods::certified_nn::{
 use unlearn::methods::{self, MethodParams, UnlearnRequest};
 use unlearn::model::{Artifact, Network, model_hash, parameters};
 use unlearn::parallel::Shard;
-use unlearn::pipeline::Setup;
+use unlearn::pipeline::Experiment;
 use unlearn::privacy::neural::{GradientClipping, ModelClipping, gaussian_tradeoff, project_l2};
 use unlearn::privacy::renyi_to_epsilon;
 use unlearn::progress::Progress;
@@ -150,7 +150,7 @@ proptest! {
 
 mod common;
 
-fn setup(train_size: u32, seed: u64) -> Setup {
+fn setup(train_size: u32, seed: u64) -> Experiment {
     common::embedded("random:5%", seed)
         .train_size(train_size)
         .test_size(300)
@@ -181,7 +181,12 @@ impl TrainHook for Trajectory {
     }
 }
 
-fn trajectory(setup: &Setup, original: &Artifact, name: &str, pairs: &[String]) -> Vec<Vec<f32>> {
+fn trajectory(
+    setup: &Experiment,
+    original: &Artifact,
+    name: &str,
+    pairs: &[String],
+) -> Vec<Vec<f32>> {
     let method = methods::build(name, &params(pairs)).unwrap();
     let mut hook = Trajectory::default();
     let (outcome, _) = setup
@@ -693,18 +698,20 @@ epochs = 2
 /// rows.jsonl, p10.json and p10.md; bad configs are refused with the reason.
 #[test]
 fn the_p10_protocol_plots_accuracy_against_fine_tune_epochs() {
-    use unlearn::bench::p10::{P10Config, P10Options, run_p10};
-    let config = P10Config::parse(P10).unwrap();
-    assert!(P10Config::is_p10(P10));
+    use unlearn::bench::recovery_curve::{
+        RecoveryCurveConfig, RecoveryCurveOptions, run_recovery_curve,
+    };
+    let config = RecoveryCurveConfig::parse(P10).unwrap();
+    assert!(RecoveryCurveConfig::is_recovery_curve(P10));
     let directory = tempfile::tempdir().unwrap();
-    let options = P10Options {
+    let options = RecoveryCurveOptions {
         results_dir: directory.path().join("results"),
         cache_dir: directory.path().join("cache"),
         fresh: false,
         device: Device::flex().autodiff(),
         progress: Progress::hidden(),
     };
-    let report = run_p10(&config, &options).unwrap();
+    let report = run_recovery_curve(&config, &options).unwrap();
     let starts: Vec<(&str, &str)> = report
         .rows
         .iter()
@@ -734,8 +741,8 @@ fn the_p10_protocol_plots_accuracy_against_fine_tune_epochs() {
     let table = std::fs::read_to_string(written.join("p10.md")).unwrap();
     assert!(table.contains("ε (authors' code)") && table.contains("| zero |"));
     // The original came from the cache the second time: the same curves, bit for bit.
-    let again = run_p10(&config, &options).unwrap();
-    let hashes = |report: &unlearn::bench::p10::P10Report| -> Vec<String> {
+    let again = run_recovery_curve(&config, &options).unwrap();
+    let hashes = |report: &unlearn::bench::recovery_curve::RecoveryCurveReport| -> Vec<String> {
         report
             .rows
             .iter()
@@ -767,7 +774,7 @@ fn the_p10_protocol_plots_accuracy_against_fine_tune_epochs() {
         ),
         (format!("{P10}colour = 3\n"), "colour"),
     ] {
-        let error = P10Config::parse(&text).unwrap_err().to_string();
+        let error = RecoveryCurveConfig::parse(&text).unwrap_err().to_string();
         assert!(error.contains(expected), "{expected} not in: {error}");
         assert!(!error.contains('\n'), "{error}");
     }
@@ -779,7 +786,8 @@ fn the_p10_protocol_plots_accuracy_against_fine_tune_epochs() {
 fn the_p10_configs_parse() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../configs");
     for name in ["p10_curves_mlp.toml", "p10_curves_cnn.toml"] {
-        let config = unlearn::bench::p10::P10Config::load(&root.join(name)).unwrap();
+        let config =
+            unlearn::bench::recovery_curve::RecoveryCurveConfig::load(&root.join(name)).unwrap();
         assert_eq!(config.epsilons, [1.0, 5.0, 10.0], "{name}");
         assert!(config.epochs >= 2, "{name}");
     }

@@ -4,7 +4,7 @@
 use unlearn::methods::scrub::{ScrubLoss, teacher_divergence};
 use unlearn::methods::{self, MethodParams, fisher, salun, ssd};
 use unlearn::model::{Artifact, parameters, with_parameters};
-use unlearn::pipeline::Setup;
+use unlearn::pipeline::Experiment;
 use unlearn::progress::Progress;
 use unlearn::train::steps::{StepSettings, loss_gradient, run_steps};
 use unlearn::train::{
@@ -14,7 +14,7 @@ use unlearn::train::{
 
 mod common;
 
-fn setup(train_size: u32, forget: &str, seed: u64) -> Setup {
+fn setup(train_size: u32, forget: &str, seed: u64) -> Experiment {
     common::embedded(forget, seed)
         .train_size(train_size)
         .test_size(500)
@@ -30,7 +30,7 @@ fn params(pairs: &[&str]) -> MethodParams {
 }
 
 /// Mean cross-entropy of a network on the samples `ids` of the training data.
-fn mean_loss(setup: &Setup, network: &unlearn::model::Network, ids: &[u32]) -> f64 {
+fn mean_loss(setup: &Experiment, network: &unlearn::model::Network, ids: &[u32]) -> f64 {
     let data = &setup.data.train;
     let probabilities = predict_probabilities(network, data, ids).unwrap();
     let classes = data.num_classes;
@@ -43,7 +43,12 @@ fn mean_loss(setup: &Setup, network: &unlearn::model::Network, ids: &[u32]) -> f
         / ids.len() as f64
 }
 
-fn run(setup: &Setup, original: &Artifact, name: &str, pairs: &[&str]) -> unlearn::model::Network {
+fn run(
+    setup: &Experiment,
+    original: &Artifact,
+    name: &str,
+    pairs: &[&str],
+) -> unlearn::model::Network {
     let method = methods::build(name, &params(pairs)).unwrap();
     setup
         .unlearn(original, method.as_ref(), Vec::new())
@@ -79,7 +84,7 @@ fn gradient_ascent_raises_the_forget_loss() {
 }
 
 /// Accuracy (%) of `network` on the training samples `ids`.
-fn accuracy(setup: &Setup, network: &unlearn::model::Network, ids: &[u32]) -> f64 {
+fn accuracy(setup: &Experiment, network: &unlearn::model::Network, ids: &[u32]) -> f64 {
     let data = &setup.data.train;
     let probabilities = predict_probabilities(network, data, ids).unwrap();
     let classes = data.num_classes;

@@ -7,12 +7,12 @@ use unlearn::data::{DataBundle, DataSource, ForgetSelector, Split, load};
 use unlearn::eval::predict_split;
 use unlearn::methods::{self, MethodParams};
 use unlearn::model::{Artifact, ModelSpec};
-use unlearn::pipeline::Setup;
+use unlearn::pipeline::Experiment;
 use unlearn::progress::Progress;
 use unlearn::train::{Recipe, StepContext, TrainHook, predict_probabilities};
 
 /// A small setup on the first `train_size` embedded training samples.
-fn small_setup(train_size: u32, forget: &str, epochs: usize) -> Setup {
+fn small_setup(train_size: u32, forget: &str, epochs: usize) -> Experiment {
     let data = load(&DataSource::Embedded).unwrap();
     let selector = ForgetSelector::parse(forget).unwrap();
     let mut split = Split::new(&data, &selector, 1).unwrap();
@@ -22,9 +22,9 @@ fn small_setup(train_size: u32, forget: &str, epochs: usize) -> Setup {
     small_setup_with(data, split, epochs)
 }
 
-fn small_setup_with(data: DataBundle, split: Split, epochs: usize) -> Setup {
+fn small_setup_with(data: DataBundle, split: Split, epochs: usize) -> Experiment {
     let spec = ModelSpec::parse("mlp:64", data.train.shape, data.train.num_classes).unwrap();
-    Setup {
+    Experiment {
         data_description: "embedded".into(),
         data,
         split,
@@ -119,7 +119,7 @@ fn loading_refuses_mismatched_or_corrupt_files() {
     assert!(error.to_string().contains("sidecar"), "{error}");
 }
 
-fn mean_forget_loss(setup: &Setup, network: &unlearn::model::Network) -> f64 {
+fn mean_forget_loss(setup: &Experiment, network: &unlearn::model::Network) -> f64 {
     let predictions = predict_split(network, &setup.data, &setup.split).unwrap();
     let losses = predictions.forget.losses();
     losses.iter().sum::<f64>() / losses.len() as f64
@@ -240,7 +240,7 @@ fn mlp_reaches_80_percent_after_one_epoch_on_10000_real_samples() {
 }
 
 /// [`small_setup`] on 512 rows for one epoch with `model` (`mlp`, `cnn`) at its default size.
-fn small_model_setup(model: &str) -> Setup {
+fn small_model_setup(model: &str) -> Experiment {
     let mut setup = small_setup(512, "random:5%", 1);
     setup.spec =
         ModelSpec::parse(model, setup.data.train.shape, setup.data.train.num_classes).unwrap();

@@ -5,7 +5,7 @@
 use burn::tensor::Device;
 use unlearn::methods::{self, MethodParams};
 use unlearn::model::{Artifact, ModelSpec, model_hash, parameters};
-use unlearn::pipeline::{RecordKind, RecordingPlan, Setup};
+use unlearn::pipeline::{Experiment, RecordKind, RecordingPlan};
 use unlearn::progress::Progress;
 use unlearn::train::{
     Recipe, RecordGrouping, SensitiveSet, ValueEncoding, positions_of, predict_probabilities,
@@ -13,7 +13,7 @@ use unlearn::train::{
 
 mod common;
 
-fn setup(train_size: u32, seed: u64) -> Setup {
+fn setup(train_size: u32, seed: u64) -> Experiment {
     common::embedded("random:10%", seed)
         .train_size(train_size)
         .test_size(200)
@@ -28,7 +28,11 @@ fn setup(train_size: u32, seed: u64) -> Setup {
 }
 
 /// Accuracy and mean cross-entropy of `network` (evaluation mode) on the training samples `ids`.
-fn accuracy_and_loss(setup: &Setup, network: &unlearn::model::Network, ids: &[u32]) -> (f64, f64) {
+fn accuracy_and_loss(
+    setup: &Experiment,
+    network: &unlearn::model::Network,
+    ids: &[u32],
+) -> (f64, f64) {
     let data = &setup.data.train;
     let probabilities = predict_probabilities(network, data, ids).unwrap();
     let classes = data.num_classes;

@@ -5,7 +5,7 @@
 use burn::tensor::Device;
 use std::collections::BTreeSet;
 use unlearn::data::{DataBundle, DataSource, load};
-use unlearn::pipeline::Setup;
+use unlearn::pipeline::Experiment;
 use unlearn::sisa::{
     Aggregate, Members, SisaConfig, SisaEnsemble, SisaPlan, assign, disk, stream_seed,
 };
@@ -19,7 +19,7 @@ fn data() -> DataBundle {
 mod common;
 
 /// A setup training mlp:32 for one epoch on the first `TRAIN_SIZE` embedded ids less `removed`.
-fn setup(removed: &[u32]) -> Setup {
+fn setup(removed: &[u32]) -> Experiment {
     common::embedded("random:1%", 7)
         .split_seed(1)
         .train_size(TRAIN_SIZE)
@@ -331,7 +331,7 @@ fn the_directory_round_trips_and_forgetting_from_disk_is_exact() {
 }
 
 /// Saves a trained ensemble into a fresh directory.
-fn saved() -> (tempfile::TempDir, Setup) {
+fn saved() -> (tempfile::TempDir, Experiment) {
     let dir = tempfile::tempdir().unwrap();
     let setup = setup(&[]);
     let plan = SisaPlan::new(config(), &setup).unwrap();

@@ -13,7 +13,7 @@ use crate::data::{DataBundle, Split};
 use crate::error::{Error, Result};
 use crate::methods::{self, MethodParams, UnlearnRequest};
 use crate::model::{Artifact, ModelSpec, Network, parameters};
-use crate::pipeline::Setup;
+use crate::pipeline::Experiment;
 use crate::progress::Progress;
 use crate::train::{Recipe, train};
 use burn::tensor::Device;
@@ -86,7 +86,7 @@ impl NeuralAuditSpec<'_> {
     /// Trains θ_A on D (seed `seed`) and θ_B on D \ {canary} (another seed).
     pub fn train_originals(&self) -> Result<NeuralOriginals> {
         let (data, split) = self.split()?;
-        let setup = Setup::new(
+        let setup = Experiment::new(
             "audit",
             data,
             split,

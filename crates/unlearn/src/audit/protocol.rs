@@ -10,7 +10,7 @@ use crate::eval::metrics::accuracy;
 use crate::eval::{Predictor, predict_split};
 use crate::methods::{self, MethodParams};
 use crate::model::Artifact;
-use crate::pipeline::{AnyModel, Setup};
+use crate::pipeline::{AnyModel, Experiment};
 use serde::{Deserialize, Serialize};
 
 /// The statistics of one model on the forget set, retain set and test set.
@@ -57,7 +57,7 @@ pub fn confidence_from_probabilities(probabilities: &[f32], label: usize) -> f64
 
 /// The statistics of `model` on the setup's split.
 pub fn model_statistics(
-    setup: &Setup,
+    setup: &Experiment,
     model: &dyn Predictor,
     seed: u64,
     model_hash: String,
@@ -87,9 +87,9 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
 /// Runs `make` with the setup's seeds (initialisation and recipe) set to `seed`, then the
 /// statistics of the model it returns; the seeds are restored whatever happens.
 pub fn statistics_with_seed(
-    setup: &mut Setup,
+    setup: &mut Experiment,
     seed: u64,
-    make: impl FnOnce(&Setup) -> Result<AnyModel>,
+    make: impl FnOnce(&Experiment) -> Result<AnyModel>,
 ) -> Result<ModelStatistics> {
     let (base_seed, base_recipe_seed) = (setup.seed, setup.recipe.seed);
     setup.seed = seed;
@@ -102,7 +102,7 @@ pub fn statistics_with_seed(
 }
 
 /// Retrains from scratch on the setup's retain set (the challenge's reference side).
-pub fn retrain_from(setup: &Setup, original: &Artifact) -> Result<Artifact> {
+pub fn retrain_from(setup: &Experiment, original: &Artifact) -> Result<Artifact> {
     let retrain = methods::Retrain;
     let (outcome, seconds) = setup.unlearn(original, &retrain, Vec::new())?;
     Ok(setup.unlearned_artifact(original, &retrain, outcome, seconds))
@@ -155,10 +155,10 @@ pub fn challenge_result(
 /// on the retain set each retrained one (seeds from [`challenge_seeds`], set as the setup's
 /// and the recipe's seed).
 pub fn run_challenge(
-    setup: &mut Setup,
+    setup: &mut Experiment,
     models: usize,
     seed: u64,
-    mut unlearn: impl FnMut(&Setup, &Artifact, u64) -> Result<Artifact>,
+    mut unlearn: impl FnMut(&Experiment, &Artifact, u64) -> Result<Artifact>,
 ) -> Result<ChallengeResult> {
     if models < 2 {
         return Err(Error::invalid(
@@ -182,7 +182,7 @@ pub fn run_challenge(
 
 /// [`run_challenge`] with a registered method (see [`methods::build`]).
 pub fn run_challenge_method(
-    setup: &mut Setup,
+    setup: &mut Experiment,
     method: &str,
     params: &MethodParams,
     models: usize,
@@ -274,9 +274,9 @@ impl UliraPlan {
     /// the membership to `work`; the setup is restored whatever happens.
     pub fn with_model<R>(
         &self,
-        setup: &mut Setup,
+        setup: &mut Experiment,
         model: usize,
-        work: impl FnOnce(&mut Setup, &[bool]) -> Result<R>,
+        work: impl FnOnce(&mut Experiment, &[bool]) -> Result<R>,
     ) -> Result<R> {
         let inside = self.membership(model);
         let never: std::collections::HashSet<u32> = self
@@ -321,7 +321,7 @@ impl UliraPlan {
     }
 
     /// φ of every target under `model`.
-    pub fn confidences(&self, setup: &Setup, model: &dyn Predictor) -> Result<Vec<f64>> {
+    pub fn confidences(&self, setup: &Experiment, model: &dyn Predictor) -> Result<Vec<f64>> {
         let classes = setup.data.train.num_classes;
         let probabilities = model.predict_probabilities(&setup.data.train, &self.targets)?;
         Ok(probabilities
@@ -337,12 +337,12 @@ impl UliraPlan {
 /// `unlearn(setup, original, seed)` removes exactly X_k (see [`UliraPlan::with_model`]).
 /// Bootstrap: `resamples` over models and targets.
 pub fn run_ulira(
-    setup: &mut Setup,
+    setup: &mut Experiment,
     models: usize,
     targets: usize,
     resamples: usize,
     seed: u64,
-    mut unlearn: impl FnMut(&Setup, &Artifact, u64) -> Result<Artifact>,
+    mut unlearn: impl FnMut(&Experiment, &Artifact, u64) -> Result<Artifact>,
 ) -> Result<UliraRun> {
     let candidates = setup.split.train.clone();
     let plan = UliraPlan::new(&setup.data, &setup.split, &candidates, targets, seed)?;

@@ -22,7 +22,7 @@ use crate::methods;
 use crate::model::{Artifact, ModelSpec};
 use crate::parallel::{Shard, map_ordered};
 use crate::pipeline::{
-    AnyModel, Candidate, RecordKind, RecordingPlan, Setup, train_without_forget,
+    AnyModel, Candidate, Experiment, RecordKind, RecordingPlan, train_without_forget,
 };
 use crate::progress::Progress;
 
@@ -238,9 +238,9 @@ fn setup_for(
     forget: usize,
     data: DataBundle,
     options: &AuditOptions,
-) -> Result<Setup> {
+) -> Result<Experiment> {
     let seed = config.audit.seed;
-    Setup::new(
+    Experiment::new(
         config.data.clone(),
         data,
         context.splits[forget].clone(),
@@ -254,7 +254,7 @@ fn setup_for(
 /// Trains θ_o for `setup`, recording the forget set when a row needs records; records go to
 /// `directory/stem.*`.
 fn train_original(
-    setup: &Setup,
+    setup: &Experiment,
     kinds: &[RecordKind],
     directory: &Path,
     stem: &str,
@@ -295,11 +295,11 @@ fn ulira_candidates(
     }
 }
 
-/// One row's model from θ_o on the setup's split ([`Setup::run_candidate`]). A SISA row
+/// One row's model from θ_o on the setup's split ([`Experiment::run_candidate`]). A SISA row
 /// trains its ensemble on the split's training ids with the setup's seed and deletes the forget
 /// set by retraining the affected shards, so that its runs differ as the other rows' do.
 fn row_model(
-    setup: &Setup,
+    setup: &Experiment,
     original: &Artifact,
     records: &[PathBuf],
     row: &str,
@@ -559,7 +559,7 @@ fn neural_context(
 /// One worker's own copy of what a unit mutates: a setup (with its own copy of the data) and
 /// the methods.
 struct Worker {
-    setup: Option<Setup>,
+    setup: Option<Experiment>,
     methods: Vec<(String, Candidate)>,
 }
 

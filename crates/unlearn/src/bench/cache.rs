@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::io::{short_hash, write_atomic};
 use crate::machine::Machine;
 use crate::model::Artifact;
-use crate::pipeline::Setup;
+use crate::pipeline::Experiment;
 use std::path::{Path, PathBuf};
 
 /// Models on disk under one directory, one safetensors file (+ sidecar) per key.
@@ -19,7 +19,7 @@ pub struct ModelCache {
 
 /// Hash of everything besides the data and split that decides a trained model: the recipe
 /// (including its seed), the model spec and the initialisation seed.
-pub fn recipe_hash(setup: &Setup) -> String {
+pub fn recipe_hash(setup: &Experiment) -> String {
     let description = serde_json::json!({
         "recipe": setup.recipe,
         "spec": setup.spec,
@@ -37,7 +37,7 @@ impl ModelCache {
     }
 
     /// The file for a model of `role` (`original` or `retrain`) in `setup`.
-    pub fn path(&self, role: &str, setup: &Setup) -> PathBuf {
+    pub fn path(&self, role: &str, setup: &Experiment) -> PathBuf {
         let key = format!(
             "{role}-{}-{}-{}",
             setup.data.train.hash(),
@@ -48,7 +48,7 @@ impl ModelCache {
     }
 
     /// Where and when the cached model of `role` was timed, when that was recorded.
-    pub fn timing(&self, role: &str, setup: &Setup) -> Option<Machine> {
+    pub fn timing(&self, role: &str, setup: &Experiment) -> Option<Machine> {
         let path = self.path(role, setup).with_extension("timing.json");
         let bytes = std::fs::read(path).ok()?;
         serde_json::from_slice(&bytes).ok()
@@ -60,7 +60,7 @@ impl ModelCache {
     pub fn get_or_train(
         &self,
         role: &str,
-        setup: &Setup,
+        setup: &Experiment,
         fresh: bool,
         train: impl FnOnce() -> Result<Artifact>,
     ) -> Result<(Artifact, bool)> {

@@ -4,8 +4,8 @@
 
 mod cache;
 pub(crate) mod config;
-pub mod p10;
-pub mod p3;
+pub mod epsilon_curve;
+pub mod recovery_curve;
 pub(crate) mod report;
 
 pub use cache::ModelCache;
@@ -19,7 +19,7 @@ use crate::machine::Machine;
 use crate::methods;
 use crate::model::{ModelSpec, TOOL_VERSION};
 use crate::parallel::Shard;
-use crate::pipeline::{Candidate, RecordKind, RecordingPlan, Setup, did_not_run};
+use crate::pipeline::{Candidate, Experiment, RecordKind, RecordingPlan, did_not_run};
 use crate::progress::Progress;
 use crate::train::{RecordGrouping, RecordStore, SensitiveSet, ValueEncoding};
 use burn::tensor::Device;
@@ -322,7 +322,7 @@ pub fn run_grid(config: &BenchConfig, options: &BenchOptions) -> Result<BenchOut
                 .ok_or_else(|| Error::invalid("a worker lost its data after a failed cell"))?;
             let selector = ForgetSelector::parse(forget)?;
             let split = Split::new(&cell_data, &selector, seed)?;
-            let setup = Setup::new(
+            let setup = Experiment::new(
                 config.data.clone(),
                 cell_data,
                 split,
@@ -446,7 +446,12 @@ pub fn merge(paths: &[PathBuf], out: Option<&Path>) -> Result<(PathBuf, usize)> 
 }
 
 /// The record of a run that failed with `failure` (a diverged loss): no metrics, no model.
-fn failed_record(config: &BenchConfig, setup: &Setup, label: &str, failure: &str) -> RunRecord {
+fn failed_record(
+    config: &BenchConfig,
+    setup: &Experiment,
+    label: &str,
+    failure: &str,
+) -> RunRecord {
     RunRecord {
         grid: config.name.clone(),
         forget: setup.split.selector.clone(),
@@ -484,7 +489,7 @@ fn failed_record(config: &BenchConfig, setup: &Setup, label: &str, failure: &str
 /// unlearned model as individual records — the class's per-sample contributions, or every
 /// batch that held the class, summed — in one record instead of thousands), one record per
 /// sample or batch otherwise.
-pub(crate) fn grouping_for(setup: &Setup) -> RecordGrouping {
+pub(crate) fn grouping_for(setup: &Experiment) -> RecordGrouping {
     let train = &setup.data.train;
     let label_of = |id: u32| train.position_of(id).map(|position| train.labels[position]);
     let forget = &setup.split.forget;
@@ -505,7 +510,7 @@ pub(crate) fn grouping_for(setup: &Setup) -> RecordGrouping {
 /// method and hands each record to `emit`.
 fn run_cell(
     config: &BenchConfig,
-    setup: &Setup,
+    setup: &Experiment,
     cache: &ModelCache,
     options: &BenchOptions,
     pending: &[&str],

@@ -40,7 +40,7 @@ impl DeletionMethod {
 
 /// Settings of a P6 run (Ginart et al. 2019 deletion benchmark).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct P6Options {
+pub struct DeletionBenchOptions {
     /// Sequential deletions of random ids.
     pub deletions: usize,
     /// Full k-means++/Lloyd retrains timed for the baseline (their mean is the per-deletion
@@ -54,10 +54,10 @@ pub struct P6Options {
     pub time_budget_seconds: Option<f64>,
 }
 
-impl P6Options {
+impl DeletionBenchOptions {
     /// `deletions` deletions, 3 baseline runs of at most 100 Lloyd iterations, no time budget.
-    pub fn new(deletions: usize, seed: u64) -> P6Options {
-        P6Options {
+    pub fn new(deletions: usize, seed: u64) -> DeletionBenchOptions {
+        DeletionBenchOptions {
             deletions,
             baseline_runs: 3,
             baseline_max_iterations: 100,
@@ -70,7 +70,7 @@ impl P6Options {
 /// Figures of a P6 run (Ginart et al. 2019): amortised deletion time against retraining
 /// k-means++, and the loss ratio to k-means++.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct P6Report {
+pub struct DeletionBenchReport {
     /// Method and parameters.
     pub method: DeletionMethod,
     /// Training points before deletions.
@@ -120,12 +120,12 @@ pub struct P6Report {
 /// Runs protocol P6 (Ginart et al. 2019) on `points`: trains `method`, deletes
 /// `options.deletions` random ids one by one (calling `on_deletion` with the count done), and
 /// times `options.baseline_runs` k-means++/Lloyd retrains on the remaining points.
-pub fn p6_benchmark(
+pub fn deletion_benchmark(
     points: &Points<'_>,
     method: &DeletionMethod,
-    options: &P6Options,
+    options: &DeletionBenchOptions,
     on_deletion: &mut dyn FnMut(usize),
-) -> Result<P6Report> {
+) -> Result<DeletionBenchReport> {
     let k = method.k();
     if options.deletions + k > points.len() {
         return Err(Error::invalid(format!(
@@ -188,7 +188,7 @@ pub fn p6_benchmark(
     let baseline_seconds_per_retrain = baseline_seconds / runs;
     let baseline_loss = baseline_loss / runs;
     let seconds_per_deletion = deletion_seconds_total / deletions_done.max(1) as f64;
-    Ok(P6Report {
+    Ok(DeletionBenchReport {
         method: method.clone(),
         points: points.len(),
         dims: points.dims(),
@@ -262,9 +262,12 @@ mod tests {
         ];
         for method in methods {
             let mut seen = 0;
-            let report = p6_benchmark(&points, &method, &P6Options::new(20, 0), &mut |done| {
-                seen = done
-            })
+            let report = deletion_benchmark(
+                &points,
+                &method,
+                &DeletionBenchOptions::new(20, 0),
+                &mut |done| seen = done,
+            )
             .unwrap();
             assert_eq!(report.deletions_done, 20);
             assert_eq!(seen, 20);
@@ -290,7 +293,13 @@ mod tests {
         let (features, _) = gaussian_blobs(10, 2, 2, 0.1, 1).unwrap();
         let points = Points::new(&features, 2, None).unwrap();
         let method = DeletionMethod::Quantized(QuantizedParams::new(2));
-        let err = p6_benchmark(&points, &method, &P6Options::new(9, 0), &mut |_| {}).unwrap_err();
+        let err = deletion_benchmark(
+            &points,
+            &method,
+            &DeletionBenchOptions::new(9, 0),
+            &mut |_| {},
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("fewer than k"), "{err}");
     }
 

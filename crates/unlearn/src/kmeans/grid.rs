@@ -4,9 +4,9 @@
 //! front ends parse and print; everything they compute is here.
 
 use super::{
-    DeletionEfficientKMeans, DeletionMethod, DeletionOutcome, DivideConquerParams, KMeansArtifact,
-    LloydKMeans, LloydParams, P6Options, P6Report, Points, QuantizedParams, gaussian_blobs,
-    kmeans_loss, p6_benchmark,
+    DeletionBenchOptions, DeletionBenchReport, DeletionEfficientKMeans, DeletionMethod,
+    DeletionOutcome, DivideConquerParams, KMeansArtifact, LloydKMeans, LloydParams, Points,
+    QuantizedParams, deletion_benchmark, gaussian_blobs, kmeans_loss,
 };
 use crate::data::{DataSource, load};
 use crate::error::{Error, Result};
@@ -281,7 +281,7 @@ impl KMeansEvaluation {
     }
 }
 
-impl P6Report {
+impl DeletionBenchReport {
     /// The report as `unlearn kmeans bench` prints it (`data` names the source).
     pub fn describe(&self, data: &str) -> String {
         let method = match &self.method {
@@ -349,13 +349,13 @@ pub fn train_kmeans(
 pub fn bench_kmeans(
     spec: &str,
     options: &KMeansOptions,
-    p6: &P6Options,
+    p6: &DeletionBenchOptions,
     on_progress: &mut dyn FnMut(usize),
-) -> Result<P6Report> {
+) -> Result<DeletionBenchReport> {
     let features = Features::load(spec)?;
     let points = features.points()?;
     let method = options.method(points.len())?;
-    p6_benchmark(&points, &method, p6, on_progress)
+    deletion_benchmark(&points, &method, p6, on_progress)
 }
 
 /// A P6 config (configs/p6_kmeans.toml): defaults and one entry per benchmark run.
@@ -433,8 +433,8 @@ impl GridRun {
     }
 
     /// The run's P6 options under `defaults`.
-    pub fn p6_options(&self, defaults: &GridDefaults) -> P6Options {
-        P6Options {
+    pub fn deletion_bench_options(&self, defaults: &GridDefaults) -> DeletionBenchOptions {
+        DeletionBenchOptions {
             deletions: self.deletions.unwrap_or(defaults.deletions),
             baseline_runs: self.baseline_runs.unwrap_or(defaults.baseline_runs),
             baseline_max_iterations: 100,
@@ -527,7 +527,7 @@ deletions = 2
         assert_eq!(grid.select(&[], path).unwrap().len(), 2);
         let only = grid.select(&["b".to_string()], path).unwrap();
         assert_eq!(only.len(), 1);
-        let options = only[0].p6_options(&grid.defaults);
+        let options = only[0].deletion_bench_options(&grid.defaults);
         assert_eq!(
             (options.deletions, options.baseline_runs, options.seed),
             (2, 1, 3)

@@ -24,7 +24,9 @@ mod grid;
 mod lloyd;
 mod quantized;
 
-pub use bench::{DeletionMethod, P6Options, P6Report, gaussian_blobs, p6_benchmark};
+pub use bench::{
+    DeletionBenchOptions, DeletionBenchReport, DeletionMethod, deletion_benchmark, gaussian_blobs,
+};
 pub use divide_conquer::{DivideConquerKMeans, DivideConquerParams, NodeSolution};
 pub use grid::{
     Features, GridConfig, GridDefaults, GridRun, KMeansEvaluation, KMeansOptions, bench_kmeans,

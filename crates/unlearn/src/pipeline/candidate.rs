@@ -8,7 +8,7 @@
 //! both with one string ([`Candidate::parse`]); Rust callers build the variants directly.
 
 use super::sisa::{forget_split, train_on_split};
-use super::{RecordKind, Setup};
+use super::{Experiment, RecordKind};
 use crate::error::{Error, Result};
 use crate::eval::{Predictor, SplitPredictions, predict_split};
 use crate::methods::{self, MethodParams, Unlearner};
@@ -117,7 +117,7 @@ impl AnyModel {
     }
 
     /// Predictions on the experiment's split.
-    pub fn predict_split(&self, setup: &Setup) -> Result<SplitPredictions> {
+    pub fn predict_split(&self, setup: &Experiment) -> Result<SplitPredictions> {
         predict_split(self.predictor(), &setup.data, &setup.split)
     }
 }
@@ -147,7 +147,7 @@ pub fn did_not_run(error: &Error) -> bool {
     matches!(error, Error::Diverged { .. } | Error::Refused(_))
 }
 
-impl Setup {
+impl Experiment {
     /// Runs `candidate` on this experiment: a method unlearns the split's forget set from
     /// `original` (given the record files made while training it); the SISA scheme trains its
     /// ensemble on the split's training ids and deletes the forget set by retraining the

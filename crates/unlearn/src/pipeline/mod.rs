@@ -13,16 +13,16 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-pub use crate::experiment::Setup;
+pub use crate::experiment::Experiment;
 pub use candidate::{AnyModel, Candidate, CandidateRun, SISA, candidates, did_not_run};
 pub use sisa::{forget_split, train_on_split, train_without_forget};
 
 mod candidate;
 mod sisa;
 
-impl Setup {
+impl Experiment {
     /// Evaluates `model` on the split, and against `reference` (the retrained model) when
-    /// given, after [`Setup::check_model`] and [`Setup::check_reference`].
+    /// given, after [`Experiment::check_model`] and [`Experiment::check_reference`].
     pub fn evaluate_model(
         &self,
         model: &Artifact,
@@ -81,7 +81,7 @@ impl Setup {
         Ok(Artifact::new(network, metadata))
     }
 
-    /// Trains the original model like [`Setup::train_original`] while recording for amnesiac
+    /// Trains the original model like [`Experiment::train_original`] while recording for amnesiac
     /// unlearning (Graves, Nagisetty, Ganesh 2021) as `plan` says; each record file is written
     /// to `record_path(kind)`. Returns the model and, per kind, the file and its header.
     pub fn train_recorded(
@@ -174,7 +174,7 @@ impl Setup {
         self.unlearn_with_records(original, method, hooks, &[])
     }
 
-    /// Like [`Setup::unlearn`], giving the method the record files made while training
+    /// Like [`Experiment::unlearn`], giving the method the record files made while training
     /// `original` (amnesiac unlearning needs them).
     pub fn unlearn_with_records<'a>(
         &'a self,
@@ -273,7 +273,7 @@ pub struct RecordingPlan {
     pub grouping: RecordGrouping,
 }
 
-/// A record file written by [`Setup::train_recorded`].
+/// A record file written by [`Experiment::train_recorded`].
 #[derive(Debug, Clone)]
 pub struct RecordedFile {
     /// Which recorder wrote it.
@@ -348,7 +348,7 @@ pub struct Comparison {
 /// When a candidate needs records (amnesiac unlearning, Graves, Nagisetty, Ganesh 2021), the
 /// original is trained while recording the forget set with those recorders (f32 records in a
 /// temporary directory); its training time then includes the recording.
-pub fn compare(setup: &Setup, candidates: &[Candidate]) -> Result<Comparison> {
+pub fn compare(setup: &Experiment, candidates: &[Candidate]) -> Result<Comparison> {
     let mut kinds: Vec<RecordKind> = candidates.iter().filter_map(Candidate::records).collect();
     // No per-sample records exist under batch statistics: amnesiac-sample then refuses (a row).
     if setup.spec.has_batch_norm() {
@@ -385,7 +385,7 @@ pub fn compare(setup: &Setup, candidates: &[Candidate]) -> Result<Comparison> {
 
 /// Like [`compare`], starting from an already trained original model.
 pub fn compare_with(
-    setup: &Setup,
+    setup: &Experiment,
     original: &Artifact,
     candidates: &[Candidate],
 ) -> Result<Comparison> {
@@ -393,10 +393,10 @@ pub fn compare_with(
 }
 
 /// Like [`compare_with`], giving the candidates the record files made while training
-/// `original`. Every row runs through [`Setup::run_candidate`]; a row that diverged or was
+/// `original`. Every row runs through [`Experiment::run_candidate`]; a row that diverged or was
 /// refused ([`did_not_run`]) is recorded with its reason instead of ending the comparison.
 pub fn compare_with_records(
-    setup: &Setup,
+    setup: &Experiment,
     original: &Artifact,
     candidates: &[Candidate],
     records: &[PathBuf],

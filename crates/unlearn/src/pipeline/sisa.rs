@@ -2,20 +2,20 @@
 //! split, its deletion of the split's forget set, and the ensemble retrained without it —
 //! what [`super::Candidate::Sisa`] runs and what an audit's SISA reference side trains.
 
-use super::Setup;
+use super::Experiment;
 use crate::error::Result;
 use crate::sisa::{RetrainSummary, SisaConfig, SisaEnsemble, SisaPlan};
 
 /// Trains the SISA ensemble of `config` on the training ids of `setup`'s split, with its
 /// model, recipe and seed (one shard at a time).
-pub fn train_on_split(setup: &Setup, config: SisaConfig) -> Result<SisaEnsemble> {
+pub fn train_on_split(setup: &Experiment, config: SisaConfig) -> Result<SisaEnsemble> {
     let plan = SisaPlan::new(config, setup)?;
     SisaEnsemble::train(plan, &setup.data.train, &setup.device, 1)
 }
 
 /// Removes `setup`'s forget set from `ensemble` by retraining the affected shards (the
 /// deletion path of `unlearn forget`); returns what was recomputed.
-pub fn forget_split(ensemble: &mut SisaEnsemble, setup: &Setup) -> Result<RetrainSummary> {
+pub fn forget_split(ensemble: &mut SisaEnsemble, setup: &Experiment) -> Result<RetrainSummary> {
     let new_plan =
         ensemble
             .plan
@@ -27,7 +27,7 @@ pub fn forget_split(ensemble: &mut SisaEnsemble, setup: &Setup) -> Result<Retrai
 /// shards and slices as [`train_on_split`] less the forget set, so that by exactness it
 /// equals [`train_on_split`] followed by [`forget_split`] with the same seed. The audit's
 /// reference side for a SISA row.
-pub fn train_without_forget(setup: &Setup, config: SisaConfig) -> Result<SisaEnsemble> {
+pub fn train_without_forget(setup: &Experiment, config: SisaConfig) -> Result<SisaEnsemble> {
     let plan = SisaPlan::new(config, setup)?.with_removed(
         &setup.data.train,
         &setup.split.forget,

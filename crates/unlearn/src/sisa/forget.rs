@@ -271,7 +271,7 @@ mod tests {
     use super::*;
     use crate::data::{DataSource, ForgetSelector, load};
     use crate::model::ModelSpec;
-    use crate::pipeline::Setup;
+    use crate::pipeline::Experiment;
     use crate::progress::Progress;
     use crate::sisa::{Aggregate, SisaConfig, SisaPlan};
     use crate::train::Recipe;
@@ -286,7 +286,7 @@ mod tests {
         split.refresh_forget_hash();
         split.test.truncate(100);
         let spec = ModelSpec::parse("mlp:8", data.train.shape, data.train.num_classes).unwrap();
-        let setup = Setup {
+        let setup = Experiment {
             data_description: "embedded".into(),
             data,
             split,

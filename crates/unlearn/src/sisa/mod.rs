@@ -36,7 +36,7 @@ pub use forget::{ForgetOptions, SavedDeletion, SisaDeletion, environment};
 use crate::data::{DataBundle, Dataset, Split};
 use crate::error::{Error, Result};
 use crate::eval::{Evaluation, SplitPredictions, evaluate};
-use crate::experiment::Setup;
+use crate::experiment::Experiment;
 use crate::io::Hasher;
 use crate::model::{ModelSpec, Network, TOOL_VERSION, model_hash};
 use crate::params::MethodParams;
@@ -298,7 +298,7 @@ pub struct SisaPlan {
 impl SisaPlan {
     /// The plan for training `config` on the training ids of `setup`'s split, with its model,
     /// recipe and seed.
-    pub fn new(config: SisaConfig, setup: &Setup) -> Result<SisaPlan> {
+    pub fn new(config: SisaConfig, setup: &Experiment) -> Result<SisaPlan> {
         setup.validate()?;
         config.validate()?;
         let mut plan = SisaPlan {

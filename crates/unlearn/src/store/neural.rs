@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::eval::{evaluate, predict_split};
 use crate::methods::{self, MethodParams};
 use crate::model::Artifact;
-use crate::pipeline::Setup;
+use crate::pipeline::Experiment;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,7 +36,7 @@ fn version_files(artifact: &Artifact, split: &[u8]) -> Result<BTreeMap<String, (
     ]))
 }
 
-fn setup_for(artifact: &Artifact, split: Split, device: &Device, seed: u64) -> Result<Setup> {
+fn setup_for(artifact: &Artifact, split: Split, device: &Device, seed: u64) -> Result<Experiment> {
     let data_description = artifact.metadata.dataset.clone();
     let data = load(&DataSource::parse(&data_description)?)?;
     if data.train.hash() != artifact.metadata.dataset_hash {
@@ -46,10 +46,10 @@ fn setup_for(artifact: &Artifact, split: Split, device: &Device, seed: u64) -> R
             artifact.metadata.dataset_hash
         )));
     }
-    // Not `Setup::new`: a store's experiment is a template whose forget set is each request's
+    // Not `Experiment::new`: a store's experiment is a template whose forget set is each request's
     // (empty at version 0, which the experiment check refuses); every unlearning call checks
     // the experiment with the request's forget set. The recorded recipe is already resolved.
-    Ok(Setup {
+    Ok(Experiment {
         data_description,
         data,
         split,
@@ -136,7 +136,7 @@ pub struct NeuralApplied {
 
 /// A neural store's current model prepared in memory, with its data.
 pub struct NeuralModel {
-    setup: Setup,
+    setup: Experiment,
     original_train: BTreeSet<u32>,
     split_bytes: Vec<u8>,
     artifact: Artifact,

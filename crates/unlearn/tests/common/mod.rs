@@ -1,11 +1,11 @@
 //! The experiment most integration tests start from: the embedded Fashion-MNIST subset, a
 //! seeded forget set, the first `train_size` training ids, a small model and a short recipe —
-//! built by `Setup::new` like every other experiment.
+//! built by `Experiment::new` like every other experiment.
 #![allow(dead_code)]
 
 use burn::tensor::Device;
 use unlearn::data::{DataSource, ForgetSelector, Split, load};
-use unlearn::experiment::Setup;
+use unlearn::experiment::Experiment;
 use unlearn::model::ModelSpec;
 use unlearn::train::Recipe;
 
@@ -92,11 +92,11 @@ impl Embedded {
     }
 
     /// The experiment, with `edit` applied to the split first.
-    pub fn build_with(self, edit: impl FnOnce(&mut Split)) -> Setup {
+    pub fn build_with(self, edit: impl FnOnce(&mut Split)) -> Experiment {
         let data = load(&DataSource::Embedded).unwrap();
         let split = self.split_with(&data, edit);
         let spec = ModelSpec::parse(&self.model, data.train.shape, data.train.num_classes).unwrap();
-        Setup::new(
+        Experiment::new(
             "embedded",
             data,
             split,
@@ -109,7 +109,7 @@ impl Embedded {
     }
 
     /// The experiment.
-    pub fn build(self) -> Setup {
+    pub fn build(self) -> Experiment {
         self.build_with(|_| {})
     }
 }

@@ -20,7 +20,7 @@ use crate::methods::certified_nn::{
 };
 use crate::methods::{self, MethodParams, UnlearnRequest};
 use crate::model::{Artifact, ModelSpec, Network, TOOL_VERSION, parameters, with_parameters};
-use crate::pipeline::Setup;
+use crate::pipeline::Experiment;
 use crate::progress::Progress;
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
@@ -66,7 +66,7 @@ impl Default for FineTuneConfig {
 /// A P10 benchmark as written in a config file (e.g. `configs/p10_curves_mlp.toml`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct P10Config {
+pub struct RecoveryCurveConfig {
     /// Name of the results directory, results/NAME/.
     pub name: String,
     /// Must be `p10`.
@@ -115,9 +115,9 @@ const RESERVED: [&str; 6] = [
     "rescale",
 ];
 
-impl P10Config {
+impl RecoveryCurveConfig {
     /// True when the TOML text declares `protocol = "p10"`.
-    pub fn is_p10(text: &str) -> bool {
+    pub fn is_recovery_curve(text: &str) -> bool {
         text.parse::<toml::Table>()
             .ok()
             .and_then(|table| {
@@ -130,8 +130,8 @@ impl P10Config {
 
     /// Parses and checks a config (unknown keys, an unknown method, a key the benchmark sets,
     /// no ε or a bad selector are refused with the reason).
-    pub fn parse(text: &str) -> Result<P10Config> {
-        let config: P10Config = toml::from_str(text).map_err(|e| {
+    pub fn parse(text: &str) -> Result<RecoveryCurveConfig> {
+        let config: RecoveryCurveConfig = toml::from_str(text).map_err(|e| {
             Error::invalid(format!("P10 config: {}", describe_toml_error(text, &e)))
         })?;
         config.validate()?;
@@ -139,9 +139,9 @@ impl P10Config {
     }
 
     /// Reads and checks the config at `path`.
-    pub fn load(path: &Path) -> Result<P10Config> {
+    pub fn load(path: &Path) -> Result<RecoveryCurveConfig> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let config: P10Config = toml::from_str(&text)
+        let config: RecoveryCurveConfig = toml::from_str(&text)
             .map_err(|e| Error::format(path, describe_toml_error(&text, &e)))?;
         config
             .validate()
@@ -251,7 +251,7 @@ impl P10Config {
 
 /// One curve: a certified method from the original or from the zero model, or retraining.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct P10Row {
+pub struct RecoveryRow {
     /// Forget-set selector.
     pub forget: String,
     /// `retrain` or the certified method.
@@ -281,20 +281,20 @@ pub struct P10Row {
 
 /// The whole benchmark's result (`p10.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct P10Report {
+pub struct RecoveryCurveReport {
     /// The config.
-    pub config: P10Config,
+    pub config: RecoveryCurveConfig,
     /// Version of `unlearn`.
     pub tool_version: String,
     /// Test accuracy (%) of each original, by forget selector.
     pub original_accuracy: BTreeMap<String, f64>,
     /// Every curve, in run order.
-    pub rows: Vec<P10Row>,
+    pub rows: Vec<RecoveryRow>,
 }
 
 /// Options of a P10 run.
 #[derive(Debug, Clone)]
-pub struct P10Options {
+pub struct RecoveryCurveOptions {
     /// Where `NAME/` is written.
     pub results_dir: PathBuf,
     /// Where trained originals are cached (shared with `unlearn bench`).
@@ -308,7 +308,7 @@ pub struct P10Options {
 }
 
 /// Test accuracy (%) of `network` on the split's test set.
-fn test_accuracy(network: &Network, setup: &Setup) -> Result<f64> {
+fn test_accuracy(network: &Network, setup: &Experiment) -> Result<f64> {
     let test = &setup.data.test;
     let probabilities = crate::train::predict_probabilities(network, test, &setup.split.test)?;
     let positions = crate::train::positions_of(test, &setup.split.test)?;
@@ -319,7 +319,10 @@ fn test_accuracy(network: &Network, setup: &Setup) -> Result<f64> {
 /// Runs the benchmark: for each forget selector, trains (or loads) the original, then every
 /// curve; writes `rows.jsonl` as rows finish, and `p10.json` and `p10.md` at the end, under
 /// `results_dir/NAME/`. Returns the report.
-pub fn run_p10(config: &P10Config, options: &P10Options) -> Result<P10Report> {
+pub fn run_recovery_curve(
+    config: &RecoveryCurveConfig,
+    options: &RecoveryCurveOptions,
+) -> Result<RecoveryCurveReport> {
     config.validate()?;
     let source = DataSource::parse(&config.data)?;
     let data = load(&source)?;
@@ -334,13 +337,13 @@ pub fn run_p10(config: &P10Config, options: &P10Options) -> Result<P10Report> {
     let bar = options
         .progress
         .bar((per_cell * config.forget.len()) as u64, "P10 curves");
-    let mut report = P10Report {
+    let mut report = RecoveryCurveReport {
         config: config.clone(),
         tool_version: TOOL_VERSION.to_string(),
         original_accuracy: BTreeMap::new(),
         rows: Vec::new(),
     };
-    let emit = |row: P10Row, report: &mut P10Report| -> Result<()> {
+    let emit = |row: RecoveryRow, report: &mut RecoveryCurveReport| -> Result<()> {
         let line = serde_json::to_string(&row)
             .map_err(|e| Error::invalid(format!("cannot serialise a row: {e}")))?;
         let mut file = std::fs::OpenOptions::new()
@@ -356,7 +359,7 @@ pub fn run_p10(config: &P10Config, options: &P10Options) -> Result<P10Report> {
         bar.set_prefix(forget.clone());
         let selector = ForgetSelector::parse(forget)?;
         let split = Split::new(&data, &selector, config.seed)?;
-        let setup = Setup::new(
+        let setup = Experiment::new(
             config.data.clone(),
             data.clone(),
             split,
@@ -380,7 +383,7 @@ pub fn run_p10(config: &P10Config, options: &P10Options) -> Result<P10Report> {
         };
         let (network, accuracies) = fine_tune_curve(fresh, &setup, &original, &settings)?;
         emit(
-            P10Row {
+            RecoveryRow {
                 forget: forget.clone(),
                 method: "retrain".into(),
                 start: "init".into(),
@@ -413,7 +416,7 @@ pub fn run_p10(config: &P10Config, options: &P10Options) -> Result<P10Report> {
                 for (start, from) in starts {
                     let row = certified_curve(config, &setup, from, method, epsilon)?;
                     emit(
-                        P10Row {
+                        RecoveryRow {
                             forget: forget.clone(),
                             start: start.into(),
                             ..row
@@ -428,12 +431,15 @@ pub fn run_p10(config: &P10Config, options: &P10Options) -> Result<P10Report> {
     let json = serde_json::to_vec_pretty(&report)
         .map_err(|e| Error::invalid(format!("cannot serialise the report: {e}")))?;
     crate::io::write_atomic(directory.join("p10.json"), &json)?;
-    crate::io::write_atomic(directory.join("p10.md"), render_p10(&report).as_bytes())?;
+    crate::io::write_atomic(
+        directory.join("p10.md"),
+        render_recovery_curve(&report).as_bytes(),
+    )?;
     Ok(report)
 }
 
 /// A request on `setup` from `original`, for the fine-tune and the certified phase.
-fn request<'a>(setup: &'a Setup, original: &'a Artifact) -> UnlearnRequest<'a> {
+fn request<'a>(setup: &'a Experiment, original: &'a Artifact) -> UnlearnRequest<'a> {
     UnlearnRequest {
         original,
         data: &setup.data,
@@ -451,7 +457,7 @@ fn request<'a>(setup: &'a Setup, original: &'a Artifact) -> UnlearnRequest<'a> {
 /// after every epoch.
 fn fine_tune_curve(
     network: Network,
-    setup: &Setup,
+    setup: &Experiment,
     original: &Artifact,
     settings: &CertifiedNnSettings,
 ) -> Result<(Network, Vec<f64>)> {
@@ -471,12 +477,12 @@ fn fine_tune_curve(
 
 /// One certified curve: `method` at `epsilon` from `from` (the original or the zero model).
 fn certified_curve(
-    config: &P10Config,
-    setup: &Setup,
+    config: &RecoveryCurveConfig,
+    setup: &Experiment,
     from: &Artifact,
     method: &str,
     epsilon: f64,
-) -> Result<P10Row> {
+) -> Result<RecoveryRow> {
     let started = Instant::now();
     let unlearner = methods::build(method, &config.method_params(method, epsilon, 0))?;
     let outcome = unlearner.unlearn(request(setup, from))?;
@@ -490,7 +496,7 @@ fn certified_curve(
     let certified_accuracy = test_accuracy(&outcome.network, setup)?;
     let settings = config.fine_tune_settings(config.epochs)?;
     let (network, accuracies) = fine_tune_curve(outcome.network, setup, from, &settings)?;
-    Ok(P10Row {
+    Ok(RecoveryRow {
         forget: String::new(),
         method: method.to_string(),
         start: String::new(),
@@ -507,7 +513,7 @@ fn certified_curve(
 }
 
 /// The Markdown table of a report: one row per curve, the test accuracy after each epoch.
-pub fn render_p10(report: &P10Report) -> String {
+pub fn render_recovery_curve(report: &RecoveryCurveReport) -> String {
     let config = &report.config;
     let mut out = format!("# {}\n\n{}\n\n", config.name, config.description);
     for (forget, accuracy) in &report.original_accuracy {

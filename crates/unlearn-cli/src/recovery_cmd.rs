@@ -1,19 +1,21 @@
 //! `unlearn bench --config FILE` for a config with `protocol = "p10"`: certified unlearning of
 //! neural networks plotted as Koloskova et al. (2025) plot it (the library's
-//! `bench::p10`); this file only parses options and prints.
+//! `bench::recovery_curve`); this file only parses options and prints.
 
 use crate::{Global, progress};
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
-use unlearn::bench::p10::{P10Config, P10Options, render_p10, run_p10};
+use unlearn::bench::recovery_curve::{
+    RecoveryCurveConfig, RecoveryCurveOptions, render_recovery_curve, run_recovery_curve,
+};
 
 /// True when the config at `path` is a P10 benchmark.
-pub fn is_p10_config(path: &Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|text| P10Config::is_p10(&text))
+pub fn is_recovery_curve_config(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| RecoveryCurveConfig::is_recovery_curve(&text))
 }
 
 /// Runs a P10 benchmark and prints its table (or its JSON with --json).
-pub fn bench_p10(
+pub fn bench_recovery_curve(
     global: &Global,
     config: &Path,
     results_dir: PathBuf,
@@ -24,18 +26,18 @@ pub fn bench_p10(
     if sharded {
         bail!("a P10 config runs in one process (--shard and --jobs are for grids)");
     }
-    let parsed = P10Config::load(config)?;
-    let options = P10Options {
+    let parsed = RecoveryCurveConfig::load(config)?;
+    let options = RecoveryCurveOptions {
         results_dir,
         cache_dir,
         fresh,
         device: crate::device(global)?,
         progress: progress(global),
     };
-    let report = run_p10(&parsed, &options)?;
+    let report = run_recovery_curve(&parsed, &options)?;
     let text = format!(
         "{}\nwrote {1}/rows.jsonl, {1}/p10.json and {1}/p10.md",
-        render_p10(&report),
+        render_recovery_curve(&report),
         options.results_dir.join(&parsed.name).display()
     );
     crate::emit(global, &report, &text)

@@ -36,7 +36,7 @@ use std::time::Instant;
 /// Settings of the P3 benchmark (docs/experiments.md P3); every key optional in a config file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct P3Config {
+pub struct EpsilonCurveConfig {
     /// L2 weight λ of every method (averaged form; `newton-guo` uses λn/2 in sum form).
     pub regularization: f64,
     /// Target ε values.
@@ -59,9 +59,9 @@ pub struct P3Config {
     pub seed: u64,
 }
 
-impl Default for P3Config {
+impl Default for EpsilonCurveConfig {
     fn default() -> Self {
-        P3Config {
+        EpsilonCurveConfig {
             regularization: 1e-3,
             epsilons: vec![0.1, 0.5, 1.0, 2.0, 5.0],
             delta: None,
@@ -138,7 +138,7 @@ pub struct GuoCalibrationRow {
 
 /// The P3 results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct P3Report {
+pub struct EpsilonCurveReport {
     /// Training rows, test rows, inputs.
     pub train_rows: usize,
     /// Test rows.
@@ -168,7 +168,7 @@ pub struct P3Report {
     pub guo_sequential: Vec<SequentialRun>,
 }
 
-impl P3Report {
+impl EpsilonCurveReport {
     /// Markdown tables of the report.
     pub fn to_markdown(&self) -> String {
         let mut out = format!(
@@ -242,12 +242,12 @@ fn percent(value: f64) -> f64 {
 
 /// Runs P3 on `train` / `test` (rows scaled to unit norm). `progress` receives one line per
 /// finished step.
-pub fn run_p3(
+pub fn run_epsilon_curve(
     train: &ConvexData,
     test: &ConvexData,
-    config: &P3Config,
+    config: &EpsilonCurveConfig,
     mut progress: impl FnMut(&str),
-) -> Result<P3Report> {
+) -> Result<EpsilonCurveReport> {
     if config.epsilons.is_empty() {
         return Err(Error::invalid("P3 needs at least one epsilon"));
     }
@@ -464,7 +464,7 @@ pub fn run_p3(
         }
     }
 
-    Ok(P3Report {
+    Ok(EpsilonCurveReport {
         train_rows: n,
         test_rows: test.len(),
         dims: train.dims(),
@@ -481,10 +481,10 @@ pub fn run_p3(
 }
 
 /// A P3 benchmark as written in a config file (e.g. configs/p3_certified.toml): the data, the
-/// class pair and the [`P3Config`] under `[p3]`. Recognised by `protocol = "p3"`.
+/// class pair and the [`EpsilonCurveConfig`] under `[p3]`. Recognised by `protocol = "p3"`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct P3BenchConfig {
+pub struct EpsilonCurveGrid {
     /// Name of the results directory, results/NAME/.
     pub name: String,
     /// Must be `p3`.
@@ -495,12 +495,12 @@ pub struct P3BenchConfig {
     pub classes: String,
     /// The benchmark's settings.
     #[serde(default)]
-    pub p3: P3Config,
+    pub p3: EpsilonCurveConfig,
 }
 
-impl P3BenchConfig {
+impl EpsilonCurveGrid {
     /// True when the TOML text declares `protocol = "p3"`.
-    pub fn is_p3(text: &str) -> bool {
+    pub fn is_epsilon_curve(text: &str) -> bool {
         text.parse::<toml::Table>()
             .ok()
             .and_then(|table| {
@@ -513,9 +513,9 @@ impl P3BenchConfig {
 
     /// Reads and checks a config (unknown keys, an unknown method, no ε, a bad class pair or
     /// a missing data directory are refused with the file and the reason).
-    pub fn load(path: &Path) -> Result<P3BenchConfig> {
+    pub fn load(path: &Path) -> Result<EpsilonCurveGrid> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let config: P3BenchConfig = toml::from_str(&text).map_err(|e| {
+        let config: EpsilonCurveGrid = toml::from_str(&text).map_err(|e| {
             Error::format(path, crate::bench::config::describe_toml_error(&text, &e))
         })?;
         let bad = |what: String| Error::format(path, what);
@@ -558,30 +558,30 @@ impl P3BenchConfig {
     }
 }
 
-/// Where [`run_p3_bench`] wrote its outputs.
+/// Where [`run_epsilon_curve_grid`] wrote its outputs.
 #[derive(Debug, Clone, Serialize)]
-pub struct P3Outputs {
+pub struct EpsilonCurveOutputs {
     /// results/NAME/.
     pub directory: PathBuf,
     /// The report.
-    pub report: P3Report,
+    pub report: EpsilonCurveReport,
 }
 
-/// Runs a P3 config: loads the data, builds the task's train and test rows, runs [`run_p3`] and
+/// Runs a P3 config: loads the data, builds the task's train and test rows, runs [`run_epsilon_curve`] and
 /// writes results/NAME/p3.json, report.md and accuracy_vs_epsilon.svg.
-pub fn run_p3_bench(
-    config: &P3BenchConfig,
+pub fn run_epsilon_curve_grid(
+    config: &EpsilonCurveGrid,
     config_path: &Path,
     results_dir: &Path,
     progress: impl FnMut(&str),
-) -> Result<P3Outputs> {
+) -> Result<EpsilonCurveOutputs> {
     let task = ConvexTask::parse(&config.classes)?;
     let bundle = load(&DataSource::parse(&config.data)?)?;
     let train = task.rows(&bundle.train)?;
     let test = task.rows(&bundle.test)?;
-    let report = run_p3(&train, &test, &config.p3, progress)?;
+    let report = run_epsilon_curve(&train, &test, &config.p3, progress)?;
     let directory = results_dir.join(&config.name);
-    let saved = SavedP3 {
+    let saved = SavedEpsilonCurve {
         config: config.clone(),
         config_path: config_path.display().to_string(),
         report,
@@ -589,31 +589,31 @@ pub fn run_p3_bench(
     };
     let json = serde_json::to_string_pretty(&saved)
         .map_err(|e| Error::invalid(format!("cannot encode the report: {e}")))?;
-    write_atomic(directory.join(P3_FILE), json.as_bytes())?;
+    write_atomic(directory.join(EPSILON_CURVE_FILE), json.as_bytes())?;
     write_p3_reports(&directory, &saved)?;
-    Ok(P3Outputs {
+    Ok(EpsilonCurveOutputs {
         directory,
         report: saved.report,
     })
 }
 
 /// True when the config at `path` is a P3 (certified) benchmark.
-pub fn is_p3_config(path: &Path) -> bool {
-    std::fs::read_to_string(path).is_ok_and(|text| P3BenchConfig::is_p3(&text))
+pub fn is_epsilon_curve_config(path: &Path) -> bool {
+    std::fs::read_to_string(path).is_ok_and(|text| EpsilonCurveGrid::is_epsilon_curve(&text))
 }
 
-/// The file [`run_p3_bench`] writes its config and report to.
-pub const P3_FILE: &str = "p3.json";
+/// The file [`run_epsilon_curve_grid`] writes its config and report to.
+pub const EPSILON_CURVE_FILE: &str = "p3.json";
 
 /// What results/NAME/p3.json holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SavedP3 {
+pub struct SavedEpsilonCurve {
     /// The config that was run.
-    pub config: P3BenchConfig,
+    pub config: EpsilonCurveGrid,
     /// Where it was read from (for the command line in the report).
     pub config_path: String,
     /// The results.
-    pub report: P3Report,
+    pub report: EpsilonCurveReport,
     /// The machine, threads and load the run was timed under.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub machine: Option<crate::machine::Machine>,
@@ -621,15 +621,15 @@ pub struct SavedP3 {
 
 /// Rewrites report.md and accuracy_vs_epsilon.svg of a P3 results directory from its p3.json
 /// (`unlearn report DIR`).
-pub fn rewrite_p3_reports(directory: &Path) -> Result<()> {
-    let path = directory.join(P3_FILE);
+pub fn rewrite_epsilon_curve_reports(directory: &Path) -> Result<()> {
+    let path = directory.join(EPSILON_CURVE_FILE);
     let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
-    let saved: SavedP3 =
+    let saved: SavedEpsilonCurve =
         serde_json::from_slice(&bytes).map_err(|e| Error::format(&path, e.to_string()))?;
     write_p3_reports(directory, &saved)
 }
 
-fn write_p3_reports(directory: &Path, saved: &SavedP3) -> Result<()> {
+fn write_p3_reports(directory: &Path, saved: &SavedEpsilonCurve) -> Result<()> {
     let (config, report) = (&saved.config, &saved.report);
     let markdown = format!(
         "# {}\n\nCommand: `unlearn bench --config {}` (data {}, classes {}, seed {}).\n\n{}\n![test accuracy against epsilon](accuracy_vs_epsilon.svg)\n",
@@ -647,7 +647,7 @@ fn write_p3_reports(directory: &Path, saved: &SavedP3) -> Result<()> {
 
 /// Test accuracy after one removal against ε (log scale), one line per method, with the
 /// noise-free model as a dashed line.
-pub fn accuracy_plot(report: &P3Report) -> Result<String> {
+pub fn accuracy_plot(report: &EpsilonCurveReport) -> Result<String> {
     use plotters::prelude::*;
     let mut methods: Vec<&str> = Vec::new();
     for point in &report.points {
@@ -748,14 +748,14 @@ mod tests {
     fn p3_runs_on_a_small_problem() {
         let train = random_problem(300, 5, 2, 101);
         let test = random_problem(100, 5, 2, 101);
-        let config = P3Config {
+        let config = EpsilonCurveConfig {
             regularization: 0.05,
             epsilons: vec![1.0],
             langevin_training_steps: 50,
             max_sequential_requests: 5,
-            ..P3Config::default()
+            ..EpsilonCurveConfig::default()
         };
-        let report = run_p3(&train, &test, &config, |_| {}).unwrap();
+        let report = run_epsilon_curve(&train, &test, &config, |_| {}).unwrap();
         assert_eq!(report.points.len(), 4);
         assert_eq!(report.guo_sequential.len(), 2);
         assert!(report.to_markdown().contains("newton-guo"));
