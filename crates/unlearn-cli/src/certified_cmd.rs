@@ -7,7 +7,6 @@ use anyhow::{Result, bail};
 use clap::Args;
 use std::path::{Path, PathBuf};
 pub use unlearn::bench::epsilon_curve::is_epsilon_curve_config;
-pub use unlearn::convex::training_summary;
 use unlearn::convex::{
     self, BudgetOptions, CertifiedModelFile, CertifiedOptions, PreparedTraining, budget_row,
 };

@@ -215,7 +215,7 @@ pub fn train_into_store(
     } else {
         say!(
             "{}",
-            crate::certified_cmd::training_summary(&file, task, seconds)
+            unlearn::convex::training_summary(&file, task, seconds)
         );
         say!(
             "created store {} at version 0 (model {}); add a token with `unlearn store token add --store {} --name NAME`",

@@ -270,8 +270,8 @@ impl SisaEnsemble {
 mod tests {
     use super::*;
     use crate::data::{DataSource, ForgetSelector, load};
+    use crate::experiment::Experiment;
     use crate::model::ModelSpec;
-    use crate::pipeline::Experiment;
     use crate::progress::Progress;
     use crate::sisa::{Aggregate, SisaConfig, SisaPlan};
     use crate::train::Recipe;
