@@ -25,7 +25,7 @@
 //! let experiment = Experiment::new("embedded", data, split, spec, &recipe, device, 0)?;
 //!
 //! let original = experiment.train_original(&mut [])?;
-//! let finetune = Candidate::Method(Box::new(Finetune::from_params(&MethodParams::default())?));
+//! let finetune = Candidate::Method(Box::new(Finetune::default()));
 //! let comparison = compare_with(&experiment, &original, &[finetune])?;
 //! for run in &comparison.runs {
 //!     let gap = run.evaluation.as_ref().and_then(|e| e.reference.as_ref()).map(|r| r.average_gap);

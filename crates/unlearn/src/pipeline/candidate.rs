@@ -69,12 +69,6 @@ impl Candidate {
     }
 }
 
-impl From<Box<dyn Unlearner>> for Candidate {
-    fn from(method: Box<dyn Unlearner>) -> Candidate {
-        Candidate::Method(method)
-    }
-}
-
 /// Every name [`Candidate::parse`] accepts with its description, in the order tables list
 /// them: the registered methods with the SISA scheme after `ssd` (where tables have always
 /// shown it). What `unlearn methods` lists and the demo runs.
