@@ -447,6 +447,31 @@ pub fn verify(store: &Store, env: &Environment, replay: bool) -> Result<Verifica
     store.behaviour().verify(store, env, replay)
 }
 
+/// `verify` of a kind whose current version is checked by loading it (a network or an
+/// ensemble: weights against their recorded hashes, the data against the sidecar) and whose
+/// ledger replays by recomputation: the chain, the load, and with `replay` the replay.
+pub(crate) fn verify_by_loading(
+    store: &Store,
+    env: &Environment,
+    replay: bool,
+    label: &str,
+    replayed_what: &'static str,
+    load: impl FnOnce(&Store, &Device) -> Result<()>,
+    replay_store: impl FnOnce(&Store, &Device) -> Result<usize>,
+) -> Result<Verification> {
+    let chain = store.verify_chain()?;
+    let device = env.device()?;
+    load(store, &device)?;
+    let replayed = replay.then(|| replay_store(store, &device)).transpose()?;
+    Ok(Verification {
+        lines: vec![chain_line(label, store, &chain)],
+        chain,
+        replayed,
+        replayed_what,
+        json: None,
+    })
+}
+
 /// The line every kind's verification starts with: the chain, the files and the requests.
 pub(crate) fn chain_line(what: &str, store: &Store, report: &ChainReport) -> String {
     format!(

@@ -9,7 +9,7 @@
 
 use super::kind::{
     Application, Environment, Imported, KindModel, Removal, Scores, StoreKind, Verification,
-    VersionInfo, chain_line, parse_info,
+    VersionInfo, parse_info, verify_by_loading,
 };
 use super::requests::Sorted;
 use super::{EntryKind, KindSummary, ModelKind, NewVersion, Policy, RequestRow, Store, VersionRow};
@@ -593,18 +593,17 @@ impl StoreKind for NeuralKind {
     }
 
     fn verify(&self, store: &Store, env: &Environment, replay: bool) -> Result<Verification> {
-        let chain = store.verify_chain()?;
-        let device = env.device()?;
         // The current version loads: weights that match their sidecar's hash, known data.
-        NeuralModel::load(store, &device)?;
-        let replayed = replay.then(|| replay_store(store, &device)).transpose()?;
-        Ok(Verification {
-            lines: vec![chain_line("neural", store, &chain)],
-            chain,
-            replayed,
-            replayed_what: "model and evaluation",
-            json: None,
-        })
+        let load = |store: &Store, device: &Device| NeuralModel::load(store, device).map(|_| ());
+        verify_by_loading(
+            store,
+            env,
+            replay,
+            "neural",
+            "model and evaluation",
+            load,
+            replay_store,
+        )
     }
 
     fn version_info(&self, row: &VersionRow) -> Result<VersionInfo> {

@@ -8,7 +8,7 @@
 
 use super::kind::{
     Application, Environment, Imported, KindModel, Removal, Scores, StoreKind, Verification,
-    VersionInfo, chain_line, parse_info,
+    VersionInfo, parse_info, verify_by_loading,
 };
 use super::requests::Sorted;
 use super::{EntryKind, KindSummary, ModelKind, NewVersion, Policy, RequestRow, Store, VersionRow};
@@ -530,18 +530,17 @@ impl StoreKind for SisaKind {
     }
 
     fn verify(&self, store: &Store, env: &Environment, replay: bool) -> Result<Verification> {
-        let chain = store.verify_chain()?;
-        let device = env.device()?;
         // The current version loads: every shard artifact against the manifest, the data.
-        SisaStoreModel::load(store, &device)?;
-        let replayed = replay.then(|| replay_store(store, &device)).transpose()?;
-        Ok(Verification {
-            lines: vec![chain_line("SISA", store, &chain)],
-            chain,
-            replayed,
-            replayed_what: "ensemble and deletion summary",
-            json: None,
-        })
+        let load = |store: &Store, device: &Device| SisaStoreModel::load(store, device).map(|_| ());
+        verify_by_loading(
+            store,
+            env,
+            replay,
+            "SISA",
+            "ensemble and deletion summary",
+            load,
+            replay_store,
+        )
     }
 
     fn version_info(&self, row: &VersionRow) -> Result<VersionInfo> {
