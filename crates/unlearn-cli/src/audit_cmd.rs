@@ -57,13 +57,13 @@ struct MergeArgs {
 }
 
 /// The summary's rows, then `last`.
-fn summary_text(summary: &AuditSummary, last: String) -> String {
-    let rows = unlearn::workflow::audit_summary_text(summary);
-    if rows.is_empty() {
+fn summary_text(summary: &AuditSummary, last: String) -> Result<String> {
+    let rows = unlearn::workflow::audit_summary_text(summary)?;
+    Ok(if rows.is_empty() {
         last
     } else {
         format!("{rows}\n{last}")
-    }
+    })
 }
 
 /// Runs `unlearn audit`.
@@ -74,7 +74,7 @@ pub fn audit(global: &Global, args: AuditArgs) -> Result<()> {
             "merged into {0}/audit.jsonl, audit.json, report.md, report.html",
             out.display()
         );
-        crate::emit(global, &summary, &summary_text(&summary, last))?;
+        crate::emit(global, &summary, &summary_text(&summary, last)?)?;
         return Ok(check_certificates(&summary, &out)?);
     }
     let run = args.run;
@@ -103,7 +103,7 @@ pub fn audit(global: &Global, args: AuditArgs) -> Result<()> {
                 cost.models_per_minute,
                 directory.display()
             );
-            crate::emit(global, &summary, &summary_text(&summary, last))?;
+            crate::emit(global, &summary, &summary_text(&summary, last)?)?;
             Ok(check_certificates(&summary, &directory)?)
         }
         AuditOutcome::Part {

@@ -189,7 +189,7 @@ bootstrap = 100
     let sisa = row("challenge", "sisa-2x2");
     assert_eq!(
         sisa["reference"],
-        unlearn::audit::results::SISA_REFERENCE,
+        unlearn::audit::protocols::challenge::SISA_REFERENCE,
         "{sisa}"
     );
     assert!(sisa["forget_quality"].as_f64().unwrap() > 0.0, "{sisa}");

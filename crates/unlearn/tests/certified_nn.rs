@@ -7,6 +7,7 @@
 use burn::tensor::Device;
 use proptest::prelude::*;
 use unlearn::audit::config::AuditConfig;
+use unlearn::audit::protocols::epsilon::EpsilonRow;
 use unlearn::audit::results::summarize;
 use unlearn::audit::run::{AuditOptions, run_part};
 use unlearn::methods::certified_nn::{
@@ -619,8 +620,9 @@ fn the_audit_respects_every_certificate_and_catches_a_noise_cut() {
     let config = AuditConfig::parse(AUDIT).unwrap();
     let part = run_part(&config, &options()).unwrap();
     let summary = summarize(&config, &part.records).unwrap();
-    assert_eq!(summary.epsilon.len(), 6);
-    for row in &summary.epsilon {
+    let rows: Vec<EpsilonRow> = summary.rows("epsilon").unwrap();
+    assert_eq!(rows.len(), 6);
+    for row in &rows {
         eprintln!(
             "{} ε {}: σ {:?}, ε_lb {:.3}",
             row.audit.method,
@@ -643,8 +645,9 @@ fn the_audit_respects_every_certificate_and_catches_a_noise_cut() {
     let config = AuditConfig::parse(&cut).unwrap();
     let part = run_part(&config, &options()).unwrap();
     let summary = summarize(&config, &part.records).unwrap();
-    assert_eq!(summary.epsilon.len(), 3);
-    for row in &summary.epsilon {
+    let rows: Vec<EpsilonRow> = summary.rows("epsilon").unwrap();
+    assert_eq!(rows.len(), 3);
+    for row in &rows {
         eprintln!(
             "noise cut 100×: {} ε {}: ε_lb {:.3}",
             row.audit.method, row.audit.claimed_epsilon, row.audit.bound.epsilon

@@ -4,24 +4,37 @@
 
 use crate::bench::config::{MethodConfig, RecipeConfig, describe_toml_error, is_results_name};
 use crate::convex::saved::CERTIFIED_METHODS;
-use crate::data::{DataSource, ForgetSelector};
 use crate::error::{Error, Result};
-use crate::methods;
 use crate::methods::certified_nn::CERTIFIED_NN_METHODS;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// One of the audit's protocols.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Protocol {
-    /// F1: the NeurIPS 2023 challenge's forget quality and final score.
-    Challenge,
-    /// F2: U-LiRA, the per-example likelihood-ratio attack.
-    Ulira,
-    /// F3: the empirical ε lower bound against the certified methods' certificates.
-    Epsilon,
+/// The name of one of the audit's protocols ([`super::protocols::PROTOCOLS`]): `challenge`
+/// (F1), `ulira` (F2), `epsilon` (F3). An unknown name is refused when the config is read.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct ProtocolName(pub String);
+
+impl<'de> Deserialize<'de> for ProtocolName {
+    fn deserialize<D: serde::Deserializer<'de>>(
+        deserializer: D,
+    ) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        if super::protocols::find(&name).is_none() {
+            return Err(serde::de::Error::custom(format!(
+                "unknown protocol `{name}`, expected one of {}",
+                super::protocols::names().join(", ")
+            )));
+        }
+        Ok(ProtocolName(name))
+    }
+}
+
+impl From<&str> for ProtocolName {
+    fn from(name: &str) -> Self {
+        ProtocolName(name.to_string())
+    }
 }
 
 /// Where F1's runs start from (docs/algorithms.md §F1).
@@ -87,8 +100,8 @@ pub struct AuditConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuditSettings {
-    /// Protocols to run.
-    pub protocols: Vec<Protocol>,
+    /// Protocols to run, by name.
+    pub protocols: Vec<ProtocolName>,
     /// F1: models per side (N); F2: models (K).
     pub models: usize,
     /// F1: one original for every run (`shared`, the challenge's protocol) or one per run
@@ -107,12 +120,16 @@ pub struct AuditSettings {
     pub include_original: bool,
     /// F3's settings.
     pub certified: CertifiedSettings,
+    /// Settings of protocols beyond these keys, one table per protocol name
+    /// (`[audit.options.NAME]`); each protocol checks its own.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub options: BTreeMap<String, toml::Table>,
 }
 
 impl Default for AuditSettings {
     fn default() -> Self {
         AuditSettings {
-            protocols: vec![Protocol::Challenge, Protocol::Ulira],
+            protocols: vec!["challenge".into(), "ulira".into()],
             models: 32,
             originals: Originals::Shared,
             targets: 200,
@@ -121,6 +138,7 @@ impl Default for AuditSettings {
             include_retrain: true,
             include_original: true,
             certified: CertifiedSettings::default(),
+            options: BTreeMap::new(),
         }
     }
 }
@@ -240,9 +258,9 @@ impl AuditConfig {
         Ok(config)
     }
 
-    /// Whether the audit runs `protocol`.
-    pub fn runs(&self, protocol: Protocol) -> bool {
-        self.audit.protocols.contains(&protocol)
+    /// Whether the audit runs the protocol named `protocol`.
+    pub fn runs(&self, protocol: &str) -> bool {
+        self.audit.protocols.iter().any(|name| name.0 == protocol)
     }
 
     /// The labels of F1's and F2's rows, in report order: `original`, the configured methods,
@@ -280,172 +298,17 @@ impl AuditConfig {
         if settings.protocols.is_empty() {
             return Err(key_error("audit.protocols", "no protocol to run".into()));
         }
-        let neural = self.runs(Protocol::Challenge) || self.runs(Protocol::Ulira);
-        if neural || self.runs(Protocol::Epsilon) && settings.certified.data.is_empty() {
-            let source =
-                DataSource::parse(&self.data).map_err(|e| key_error("data", e.to_string()))?;
-            source
-                .check_exists()
-                .map_err(|e| key_error("data", e.to_string()))?;
-        }
-        if neural {
-            let model = self.model.as_deref().ok_or_else(|| {
-                key_error("model", "the challenge and U-LiRA need a model".into())
-            })?;
-            crate::model::ModelSpec::parse(model, [1, 28, 28], 10)
-                .map_err(|e| key_error("model", e.to_string()))?;
-            if self.forget.is_empty() {
-                return Err(key_error("forget", "no forget-set selector".into()));
-            }
-            for (index, selector) in self.forget.iter().enumerate() {
-                ForgetSelector::parse(selector)
-                    .map_err(|e| key_error(&format!("forget[{index}]"), e.to_string()))?;
-            }
-            self.recipe
-                .recipe(0)
-                .validate()
-                .map_err(|e| key_error("recipe", e.to_string()))?;
-            let mut labels = std::collections::BTreeSet::new();
-            for (index, method) in self.methods.iter().enumerate() {
-                crate::pipeline::Candidate::parse(&method.name, &method.method_params())
-                    .map_err(|e| key_error(&format!("methods[{index}]"), e.to_string()))?;
-                let reserved = [ORIGINAL_ROW, RETRAIN_ROW].contains(&method.label());
-                if !labels.insert(method.label().to_string()) || reserved {
-                    return Err(key_error(
-                        &format!("methods[{index}].label"),
-                        format!(
-                            "label '{}' is used twice (`original` and `retrain` are the audit's own rows)",
-                            method.label()
-                        ),
-                    ));
-                }
-            }
-            if self.row_labels().is_empty() {
-                return Err(key_error("methods", "no row to audit".into()));
-            }
-            let minimum = if self.runs(Protocol::Ulira) { 5 } else { 2 };
-            if settings.models < minimum {
-                return Err(key_error(
-                    "audit.models",
-                    format!("needs at least {minimum} models, got {}", settings.models),
-                ));
-            }
-        }
-        if self.runs(Protocol::Ulira) && settings.targets < 2 {
+        if let Some(name) = settings.options.keys().find(|name| !self.runs(name)) {
             return Err(key_error(
-                "audit.targets",
-                "U-LiRA needs at least 2 targets".into(),
+                &format!("audit.options.{name}"),
+                "options of a protocol the audit does not run".into(),
             ));
         }
-        if self.runs(Protocol::Epsilon) {
-            let certified = &settings.certified;
-            let key = |name: &str| format!("audit.certified.{name}");
-            if !certified.data.is_empty() {
-                DataSource::parse(&certified.data)
-                    .and_then(|source| source.check_exists())
-                    .map_err(|e| key_error(&key("data"), e.to_string()))?;
+        for protocol in super::protocols::selected(self) {
+            if let Some(table) = settings.options.get(protocol.name()) {
+                protocol.validate_options(table)?;
             }
-            crate::convex::ConvexTask::parse(&certified.classes)
-                .map_err(|e| key_error(&key("classes"), e.to_string()))?;
-            if !certified.features.is_empty() {
-                crate::convex::PublicSlice::new(certified.public_fraction, certified.public_seed)
-                    .map_err(|e| key_error(&key("public_fraction"), e.to_string()))?;
-                if !Path::new(&certified.features).exists() {
-                    return Err(key_error(
-                        &key("features"),
-                        format!("no feature extractor at {}", certified.features),
-                    ));
-                }
-                if let Some(method) = certified
-                    .methods
-                    .iter()
-                    .find(|m| CertifiedSettings::is_neural(m))
-                {
-                    return Err(key_error(
-                        &key("features"),
-                        format!("{method} certifies a whole network, not a head on features"),
-                    ));
-                }
-            }
-            if certified.methods.is_empty() {
-                return Err(key_error(&key("methods"), "no certified method".into()));
-            }
-            if let Some(method) = certified.methods.iter().find(|m| {
-                !CERTIFIED_METHODS.contains(&m.as_str()) && !CertifiedSettings::is_neural(m)
-            }) {
-                return Err(key_error(
-                    &key("methods"),
-                    format!(
-                        "unknown certified method '{method}' (known: {}, {})",
-                        CERTIFIED_METHODS.join(", "),
-                        CERTIFIED_NN_METHODS.join(", ")
-                    ),
-                ));
-            }
-            if let Some(name) = certified.params.keys().find(|name| {
-                !CertifiedSettings::is_neural(name) || !certified.methods.contains(name)
-            }) {
-                return Err(key_error(
-                    &key(&format!("params.{name}")),
-                    "parameters apply to the certified neural methods listed in `methods` only"
-                        .into(),
-                ));
-            }
-            for method in certified
-                .methods
-                .iter()
-                .filter(|m| CertifiedSettings::is_neural(m))
-            {
-                let model = self.model.as_deref().ok_or_else(|| {
-                    key_error("model", format!("{method} needs a model to audit"))
-                })?;
-                crate::model::ModelSpec::parse(model, [1, 28, 28], 10)
-                    .map_err(|e| key_error("model", e.to_string()))?;
-                self.recipe
-                    .recipe(0)
-                    .validate()
-                    .map_err(|e| key_error("recipe", e.to_string()))?;
-                let mut pairs = certified.method_params(method);
-                for reserved in ["epsilon", "delta", "noise-scale"] {
-                    if pairs.contains_key(reserved) {
-                        return Err(key_error(
-                            &key(&format!("params.{method}.{reserved}")),
-                            "is set by the audit (`epsilons`, `delta`, `noise_scale`)".into(),
-                        ));
-                    }
-                }
-                pairs.insert("epsilon".into(), "1".into());
-                methods::build(method, &crate::methods::MethodParams::from_map(pairs))
-                    .map_err(|e| key_error(&key(&format!("params.{method}")), e.to_string()))?;
-            }
-            if certified.epsilons.is_empty()
-                || certified
-                    .epsilons
-                    .iter()
-                    .any(|e| !(e.is_finite() && *e > 0.0))
-            {
-                return Err(key_error(
-                    &key("epsilons"),
-                    "must be a non-empty list of positive numbers".into(),
-                ));
-            }
-            if certified.runs < 20 {
-                return Err(key_error(
-                    &key("runs"),
-                    format!("needs at least 20 runs per side, got {}", certified.runs),
-                ));
-            }
-            if !(certified.noise_scale > 0.0 && certified.noise_scale.is_finite()) {
-                return Err(key_error(&key("noise_scale"), "must be positive".into()));
-            }
-            if !(certified.regularization > 0.0 && certified.regularization.is_finite()) {
-                return Err(key_error(&key("regularization"), "must be positive".into()));
-            }
-            if let Some(delta) = certified.delta
-                && !(delta > 0.0 && delta < 1.0)
-            {
-                return Err(key_error(&key("delta"), "must lie in (0, 1)".into()));
-            }
+            protocol.validate(self)?;
         }
         Ok(())
     }

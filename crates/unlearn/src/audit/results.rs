@@ -4,16 +4,13 @@
 //! sharded run (`parts/i-of-N/`) hold records and a `part.json`; [`merge`] checks them and
 //! computes the same results as one process.
 
-use super::certified::{CertifiedAudit, CertifiedRun, Verdict, summarize_runs};
 use super::config::AuditConfig;
-use super::protocol::{ModelStatistics, challenge_result};
-use super::run::{AuditRecord, Measurement, REFERENCE, reference_name, units};
-use super::ulira::{UliraReport, attack_scores, ulira};
+use super::protocols::Section;
+use super::run::{AuditRecord, units};
 use crate::error::{Error, Result};
 use crate::io::write_atomic;
 use crate::parallel::Shard;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Per-model records, one JSON object per line.
@@ -27,93 +24,10 @@ pub const COST_FILE: &str = "cost.json";
 /// A part's description, written last: a part without it is incomplete.
 pub const PART_FILE: &str = "part.json";
 
-/// What a SISA row's F1 is measured against (its exact counterpart, not a single network).
-pub const SISA_REFERENCE: &str = "SISA ensembles retrained without the forget set";
-
-/// What a row's F says when its unlearned models are all one model.
-pub const DETERMINISTIC: &str = "n/a — deterministic given θ_o";
-
-/// F1 for one row on one forget set.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ChallengeRow {
-    /// The forget selector.
-    pub forget: String,
-    /// The row.
-    pub method: String,
-    /// Models per side.
-    pub models: usize,
-    /// Distinct unlearned models (by parameter hash).
-    pub distinct_models: usize,
-    /// Forget quality F; `None` when it measures nothing (see `not_scored`).
-    pub forget_quality: Option<f64>,
-    /// F · (RA_U / RA_R) · (TA_U / TA_R); `None` with F.
-    pub final_score: Option<f64>,
-    /// Why F is not reported: [`DETERMINISTIC`] and the reason, when the N unlearned models
-    /// are one model (a method without randomness run N times from one θ_o).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub not_scored: Option<String>,
-    /// Mean retain accuracy (%) of the unlearned models.
-    pub retain_accuracy: f64,
-    /// Mean test accuracy (%) of the unlearned models.
-    pub test_accuracy: f64,
-    /// Mean retain accuracy (%) of the retrained models.
-    pub reference_retain_accuracy: f64,
-    /// Mean test accuracy (%) of the retrained models.
-    pub reference_test_accuracy: f64,
-    /// What the row was compared with, when not the shared retrained networks.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference: Option<String>,
-    /// ε of every forget example (empty when F is not scored).
-    pub example_epsilons: Vec<f64>,
-}
-
-/// Why the F of `models` unlearned models with `distinct` distinct parameter hashes is not a
-/// measurement, if it is not: N copies of one model have range 0 on every example, so the
-/// scorer's "peaky" rule gives each example the cap and F = 0 whatever the method forgot.
-pub fn deterministic_reason(models: usize, distinct: usize) -> Option<String> {
-    (models >= 2 && distinct == 1).then(|| {
-        format!(
-            "{DETERMINISTIC}: the {models} unlearned models are one model (same parameter hash), so every forget example's ε is the scorer's cap for a peaky distribution and F would be 0 whatever the method removed; audit it with `originals = \"per-run\"` (each run its own θ_o)"
-        )
-    })
-}
-
-/// F2 for one row on one forget selector's targets.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct UliraRow {
-    /// The forget selector.
-    pub forget: String,
-    /// The row.
-    pub method: String,
-    /// Models.
-    pub models: usize,
-    /// Targets.
-    pub targets: usize,
-    /// The attack's summary with bootstrap intervals.
-    pub report: UliraReport,
-    /// Points of the ROC curve (FPR, TPR), for the reports.
-    pub roc: Vec<(f64, f64)>,
-}
-
-/// F3 for one certified method at one ε.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpsilonRow {
-    /// The canary's id.
-    pub canary: u32,
-    /// The audit's verdict.
-    pub audit: CertifiedAudit,
-    /// ε_lb > ε: the certificate is contradicted.
-    pub violated: bool,
-    /// Violated, consistent, or untestable (ε ≥ ε_lb,max, `audit.bound.largest`).
-    pub verdict: Verdict,
-    /// Share of A runs that retrained instead of removing the canary.
-    pub retrained_share: f64,
-    /// More than half of the A runs retrained.
-    pub low_power: bool,
-}
-
-/// `audit.json`: every score of the run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// `audit.json`: every score of the run — the name, description and config hash, then one
+/// [`Section`] of rows per protocol under the protocol's name (`challenge`, `ulira`,
+/// `epsilon`), in [`super::protocols::PROTOCOLS`] order (no rows for a protocol not run).
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditSummary {
     /// The audit's name.
     pub name: String,
@@ -121,18 +35,61 @@ pub struct AuditSummary {
     pub description: String,
     /// The config's hash.
     pub config_hash: String,
-    /// F1 rows, forget selectors in config order, rows in report order.
-    pub challenge: Vec<ChallengeRow>,
-    /// F2 rows, in the same order.
-    pub ulira: Vec<UliraRow>,
-    /// F3 rows, methods and ε in config order.
-    pub epsilon: Vec<EpsilonRow>,
+    /// Each protocol's rows, in [`super::protocols::PROTOCOLS`] order.
+    pub sections: Vec<Section>,
+}
+
+impl Serialize for AuditSummary {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(3 + self.sections.len()))?;
+        map.serialize_entry("name", &self.name)?;
+        map.serialize_entry("description", &self.description)?;
+        map.serialize_entry("config_hash", &self.config_hash)?;
+        for section in &self.sections {
+            map.serialize_entry(section.protocol, &section.rows)?;
+        }
+        map.end()
+    }
 }
 
 impl AuditSummary {
-    /// The F3 rows whose ε_lb exceeds the certified ε.
-    pub fn violations(&self) -> Vec<&EpsilonRow> {
-        self.epsilon.iter().filter(|row| row.violated).collect()
+    /// The section of the protocol named `protocol`, if it ran.
+    pub fn section(&self, protocol: &str) -> Option<&Section> {
+        self.sections.iter().find(|s| s.protocol == protocol)
+    }
+
+    /// The rows of the protocol named `protocol` as its row type `T` (e.g.
+    /// `Vec<`[`super::protocols::epsilon::EpsilonRow`]`>`); empty when it did not run.
+    pub fn rows<T: Clone + 'static>(&self, protocol: &str) -> Result<Vec<T>> {
+        match self.section(protocol) {
+            None => Ok(Vec::new()),
+            Some(section) => Ok(section.expect::<Vec<T>>()?.clone()),
+        }
+    }
+
+    /// The claims the rows contradict (a certificate whose empirical ε exceeds it), one
+    /// sentence per protocol that found one.
+    pub fn violations(&self) -> Vec<String> {
+        self.sections
+            .iter()
+            .filter_map(|section| super::protocols::find(section.protocol)?.contradiction(section))
+            .collect()
+    }
+
+    /// `(label, rows)` of every protocol, ran or not, in [`super::protocols::PROTOCOLS`]
+    /// order (e.g. `("F1", 3)`).
+    pub fn row_counts(&self) -> Vec<(&'static str, usize)> {
+        super::protocols::PROTOCOLS
+            .iter()
+            .map(|protocol| {
+                let rows = self.section(protocol.name()).map_or(0, Section::len);
+                (protocol.label(), rows)
+            })
+            .collect()
     }
 }
 
@@ -184,11 +141,6 @@ pub struct PartDescription {
     pub config: AuditConfig,
 }
 
-fn mean(values: impl Iterator<Item = f64>) -> f64 {
-    let (sum, count) = values.fold((0.0, 0usize), |(s, c), v| (s + v, c + 1));
-    sum / count.max(1) as f64
-}
-
 /// Checks that `records` are exactly the records of every unit of `config` (each unit present,
 /// none twice, the config's hash on each).
 fn check_complete(config: &AuditConfig, records: &[AuditRecord]) -> Result<()> {
@@ -221,191 +173,29 @@ fn check_complete(config: &AuditConfig, records: &[AuditRecord]) -> Result<()> {
     Ok(())
 }
 
-/// The ROC curve (FPR, TPR) of scored pairs, thinned to at most ~200 points.
-fn roc_curve(pairs: &mut [(f64, bool)]) -> Vec<(f64, f64)> {
-    pairs.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let positives = pairs.iter().filter(|(_, p)| *p).count().max(1) as f64;
-    let negatives = pairs.iter().filter(|(_, p)| !*p).count().max(1) as f64;
-    let mut points = vec![(0.0, 0.0)];
-    let (mut tp, mut fp) = (0.0, 0.0);
-    let step = (pairs.len() / 200).max(1);
-    for (index, (_, positive)) in pairs.iter().enumerate() {
-        if *positive {
-            tp += 1.0;
-        } else {
-            fp += 1.0;
-        }
-        if index % step == 0 || index + 1 == pairs.len() {
-            points.push((fp / negatives, tp / positives));
-        }
-    }
-    points
-}
-
 /// Computes every score of `config` from its records (which must cover every unit): what one
 /// process and a merge of parts both write to `audit.json`.
 pub fn summarize(config: &AuditConfig, records: &[AuditRecord]) -> Result<AuditSummary> {
     check_complete(config, records)?;
     let mut records: Vec<&AuditRecord> = records.iter().collect();
     records.sort_by_key(|r| r.unit);
-    let rows = config.row_labels();
-    let mut summary = AuditSummary {
+    let units = units(config);
+    // Every protocol has its key in `audit.json`, with no rows when it did not run.
+    let mut sections = Vec::new();
+    for protocol in super::protocols::PROTOCOLS {
+        let measurements: Vec<(usize, &serde_json::value::RawValue)> = records
+            .iter()
+            .filter(|record| units[record.unit].protocol == protocol.name())
+            .map(|record| (record.unit, record.measurement.as_ref()))
+            .collect();
+        sections.push(protocol.summarize(config, &measurements)?);
+    }
+    Ok(AuditSummary {
         name: config.name.clone(),
         description: config.description.clone(),
         config_hash: config.hash(),
-        challenge: Vec::new(),
-        ulira: Vec::new(),
-        epsilon: Vec::new(),
-    };
-    for forget in &config.forget {
-        // F1: the reference side and each row's unlearned side, in run order.
-        let mut sides: BTreeMap<(String, String), Vec<(usize, ModelStatistics)>> = BTreeMap::new();
-        for record in &records {
-            if let Measurement::Challenge {
-                forget: f,
-                method,
-                run,
-                side,
-                statistics,
-                ..
-            } = &record.measurement
-                && f == forget
-            {
-                sides
-                    .entry((side.clone(), method.clone()))
-                    .or_default()
-                    .push((*run, statistics.clone()));
-            }
-        }
-        let take = |key: (String, String)| -> Vec<ModelStatistics> {
-            let mut side = sides.get(&key).cloned().unwrap_or_default();
-            side.sort_by_key(|(run, _)| *run);
-            side.into_iter().map(|(_, stats)| stats).collect()
-        };
-        let shared = take(("retrained".into(), REFERENCE.into()));
-        if !shared.is_empty() {
-            for row in &rows {
-                let unlearned = take(("unlearned".into(), row.clone()));
-                let own = take(("retrained".into(), reference_name(row, true)));
-                let (reference, own_reference) = if own.is_empty() {
-                    (shared.clone(), None)
-                } else {
-                    (own, Some(SISA_REFERENCE.to_string()))
-                };
-                let distinct_models = unlearned
-                    .iter()
-                    .map(|statistics| statistics.model_hash.as_str())
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .len();
-                let not_scored = deterministic_reason(unlearned.len(), distinct_models);
-                let result = challenge_result(unlearned, reference)?;
-                let scored = not_scored.is_none();
-                summary.challenge.push(ChallengeRow {
-                    forget: forget.clone(),
-                    method: row.clone(),
-                    models: result.unlearned.len(),
-                    distinct_models,
-                    forget_quality: scored.then_some(result.quality.forget_quality),
-                    final_score: scored.then_some(result.final_score),
-                    not_scored,
-                    retain_accuracy: mean(result.unlearned.iter().map(|s| s.retain_accuracy)),
-                    test_accuracy: mean(result.unlearned.iter().map(|s| s.test_accuracy)),
-                    reference_retain_accuracy: mean(
-                        result.retrained.iter().map(|s| s.retain_accuracy),
-                    ),
-                    reference_test_accuracy: mean(result.retrained.iter().map(|s| s.test_accuracy)),
-                    reference: own_reference,
-                    example_epsilons: if scored {
-                        result.quality.epsilons
-                    } else {
-                        Vec::new()
-                    },
-                });
-            }
-        }
-        // F2: each row's models in model order.
-        for row in &rows {
-            let mut models: Vec<(usize, &Vec<f64>, &Vec<bool>)> = records
-                .iter()
-                .filter_map(|record| match &record.measurement {
-                    Measurement::Ulira {
-                        forget: f,
-                        method,
-                        model,
-                        confidences,
-                        unlearned,
-                        ..
-                    } if f == forget && method == row => Some((*model, confidences, unlearned)),
-                    _ => None,
-                })
-                .collect();
-            if models.is_empty() {
-                continue;
-            }
-            models.sort_by_key(|(model, _, _)| *model);
-            let phi: Vec<Vec<f64>> = models.iter().map(|(_, phi, _)| (*phi).clone()).collect();
-            let inside: Vec<Vec<bool>> = models.iter().map(|(_, _, u)| (*u).clone()).collect();
-            let report = ulira(&phi, &inside, config.audit.bootstrap, config.audit.seed)?;
-            let mut pairs: Vec<(f64, bool)> = attack_scores(&phi, &inside)?
-                .iter()
-                .map(|score| (score.score, score.unlearned))
-                .collect();
-            summary.ulira.push(UliraRow {
-                forget: forget.clone(),
-                method: row.clone(),
-                models: phi.len(),
-                targets: phi[0].len(),
-                report,
-                roc: roc_curve(&mut pairs),
-            });
-        }
-    }
-    // F3: each (method, ε) in run order.
-    let certified = &config.audit.certified;
-    for method in &certified.methods {
-        for &epsilon in &certified.epsilons {
-            let mut runs: Vec<(usize, CertifiedRun, f64, Option<f64>, u32)> = records
-                .iter()
-                .filter_map(|record| match &record.measurement {
-                    Measurement::Epsilon {
-                        method: m,
-                        epsilon: e,
-                        delta,
-                        noise_sigma,
-                        canary,
-                        run,
-                        result,
-                    } if m == method && *e == epsilon => {
-                        Some((*run, *result, *delta, *noise_sigma, *canary))
-                    }
-                    _ => None,
-                })
-                .collect();
-            if runs.is_empty() {
-                continue;
-            }
-            runs.sort_by_key(|(run, ..)| *run);
-            let (_, _, delta, noise_sigma, canary) = runs[0];
-            let results: Vec<CertifiedRun> = runs.iter().map(|(_, result, ..)| *result).collect();
-            let audit = summarize_runs(
-                method,
-                epsilon,
-                noise_sigma,
-                delta,
-                certified.noise_scale,
-                &results,
-            )?;
-            summary.epsilon.push(EpsilonRow {
-                canary,
-                violated: audit.violated(),
-                verdict: audit.verdict(),
-                retrained_share: audit.retrained_share(),
-                low_power: audit.low_power(),
-                audit,
-            });
-        }
-    }
-    Ok(summary)
+        sections,
+    })
 }
 
 fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>> {

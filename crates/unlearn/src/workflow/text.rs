@@ -20,11 +20,14 @@ impl RebuiltReport {
         let directory = directory.display();
         match self {
             RebuiltReport::Audit(summary) => format!(
-                "wrote {directory}/audit.json, report.md and report.html from {directory}/{} ({} F1, {} F2, {} F3 rows)",
+                "wrote {directory}/audit.json, report.md and report.html from {directory}/{} ({} rows)",
                 crate::audit::results::RECORDS_FILE,
-                summary.challenge.len(),
-                summary.ulira.len(),
-                summary.epsilon.len()
+                summary
+                    .row_counts()
+                    .iter()
+                    .map(|(label, rows)| format!("{rows} {label}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
             RebuiltReport::P3 => format!(
                 "wrote {directory}/report.md and {directory}/accuracy_vs_epsilon.svg from {directory}/{}",
@@ -148,63 +151,28 @@ pub fn network_verification_text(
     lines.join("\n")
 }
 
-/// The rows `unlearn audit` prints for an audit's summary: F1 (challenge score), F2
-/// (U-LiRA AUC) and F3 (empirical ε against each certificate).
-pub fn audit_summary_text(summary: &crate::audit::results::AuditSummary) -> String {
+/// The rows `unlearn audit` prints for an audit's summary, each protocol's in turn: F1
+/// (challenge score), F2 (U-LiRA AUC), F3 (empirical ε against each certificate).
+pub fn audit_summary_text(summary: &crate::audit::results::AuditSummary) -> Result<String> {
     let mut lines = Vec::new();
-    for row in &summary.challenge {
-        let score = match (row.forget_quality, row.final_score) {
-            (Some(quality), Some(score)) => format!("F {quality:.3}  final score {score:.3}"),
-            _ => format!("F {}", crate::audit::results::DETERMINISTIC),
-        };
-        lines.push(format!(
-            "F1 {:<12} {:<18} {score}  RA {:.2}  TA {:.2}",
-            row.forget, row.method, row.retain_accuracy, row.test_accuracy
-        ));
+    for section in &summary.sections {
+        if let Some(protocol) = crate::audit::protocols::find(section.protocol) {
+            lines.extend(protocol.text(section)?);
+        }
     }
-    for row in &summary.ulira {
-        let auc = &row.report.auc;
-        lines.push(format!(
-            "F2 {:<12} {:<18} AUC {:.3} [{:.3}, {:.3}]  TPR@1% {:.3}",
-            row.forget, row.method, auc.value, auc.low, auc.high, row.report.tpr_at_1_percent.value
-        ));
-    }
-    for row in &summary.epsilon {
-        let verdict = if row.violated {
-            "VIOLATED"
-        } else {
-            row.verdict.name()
-        };
-        lines.push(format!(
-            "F3 {:<16} ε {:<5} ε_lb {:.3} (max {:.3})  {verdict}{}  A retrained {}/{} ({:.0}%)",
-            row.audit.method,
-            row.audit.claimed_epsilon,
-            row.audit.bound.epsilon,
-            row.audit.bound.largest,
-            if row.low_power { ", low power" } else { "" },
-            row.audit.retrained_runs,
-            row.audit.runs,
-            100.0 * row.retrained_share
-        ));
-    }
-    lines.join("\n")
+    Ok(lines.join("\n"))
 }
 
-/// Refuses (after the results are written) an audit whose empirical ε exceeds a certificate:
-/// the first violation and how many there are, pointing at `directory`'s report.
+/// Refuses (after the results are written) an audit whose rows contradict a claim (an
+/// empirical ε above a certificate): the first contradiction, pointing at `directory`'s report.
 pub fn check_certificates(
     summary: &crate::audit::results::AuditSummary,
     directory: &Path,
 ) -> Result<()> {
-    let violations = summary.violations();
-    match violations.first() {
+    match summary.violations().first() {
         None => Ok(()),
         Some(first) => Err(Error::Refused(format!(
-            "{} certificate(s) contradicted: {} at ε {} shows ε_lb {:.3} (see {}/report.md)",
-            violations.len(),
-            first.audit.method,
-            first.audit.claimed_epsilon,
-            first.audit.bound.epsilon,
+            "{first} (see {}/report.md)",
             directory.display()
         ))),
     }
