@@ -40,8 +40,10 @@ impl Store {
         })
     }
 
-    /// Creates a store at `path` holding a neural model saved by `Model.save` or `unlearn
-    /// train` (its split beside it), applying deletions with `method` and `params`.
+    /// Creates a store at `path` from a saved model, of the kind it is: a network saved by
+    /// `Model.save` or `unlearn train` (its split beside it), a certified model's JSON, or a
+    /// SISA ensemble's directory; deletions are applied with `method` and `params` (a
+    /// network's) as `unlearn store import` does.
     #[staticmethod]
     #[pyo3(signature = (path, model, method=None, params=None, device="cpu"))]
     fn create(
@@ -61,9 +63,14 @@ impl Store {
             ..unlearn::store::Policy::default()
         };
         let device = default_device(device, true)?;
+        let import_device = device.clone();
         let store = py
-            .detach(|| unlearn::store::neural::import_model(&path, &model, &policy, &device))
-            .map_err(fail)?;
+            .detach(|| {
+                let env = unlearn::store::Environment::with_device(import_device, None);
+                unlearn::store::import(&path, &model, None, &policy, &env)
+            })
+            .map_err(fail)?
+            .store;
         Ok(Store {
             store: Mutex::new(store),
             device,
@@ -86,29 +93,15 @@ impl Store {
         ids: &Bound<'_, PyAny>,
         key: Option<String>,
     ) -> PyResult<Py<PyAny>> {
-        use unlearn::store::RequestStatus;
         let ids = integers(py, ids, "ids")?;
         let mut guard = self.locked()?;
         let store: &mut unlearn::store::Store = &mut guard;
-        let device = &self.device;
+        let device = self.device.clone();
         let answer = py.detach(|| -> unlearn::Result<serde_json::Value> {
+            let env = unlearn::store::Environment::with_device(device, None);
             let submission = store.submit(&ids, key.as_deref(), "python")?;
-            let env = unlearn::store::Environment::with_device(device.clone(), None);
             unlearn::store::apply_pending(store, &env)?;
-            let request = store.request(submission.request_id)?.ok_or_else(|| {
-                unlearn::Error::NotFound("the request vanished from the store".to_string())
-            })?;
-            if request.status == RequestStatus::Refused {
-                return Err(unlearn::Error::Refused(format!(
-                    "request {} refused: {}",
-                    request.id,
-                    request.reason.clone().unwrap_or_default()
-                )));
-            }
-            let version = match request.version {
-                Some(version) => Some(store.version(version)?),
-                None => None,
-            };
+            let (request, version) = unlearn::store::settled(store, submission.request_id)?;
             Ok(serde_json::json!({
                 "request_id": request.id, "duplicate": submission.duplicate,
                 "status": request.status, "version": version,
@@ -128,11 +121,28 @@ impl Store {
         to_python(py, &self.locked()?.versions().map_err(fail)?)
     }
 
-    /// Rehashes the ledger chain and every file it names; returns the report as a dict.
-    fn verify(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+    /// Checks the store as `unlearn verify --store` does: the ledger chain, every file it
+    /// names rehashed, and the kind's own checks of the current version (a network's or an
+    /// ensemble's weights loaded against their hashes, a certified model's state and
+    /// certificate); with `replay`, every version recomputed from its parent. Raises on the
+    /// first failure; returns the chain report, what was replayed and the kind's findings.
+    #[pyo3(signature = (replay=false))]
+    fn verify(&self, py: Python<'_>, replay: bool) -> PyResult<Py<PyAny>> {
         let mut guard = self.locked()?;
+        // `&mut`: a store's connection may move to another thread but not be shared.
         let store: &mut unlearn::store::Store = &mut guard;
-        let report = py.detach(move || store.verify_chain()).map_err(fail)?;
+        let device = self.device.clone();
+        let verification = py
+            .detach(move || {
+                let env = unlearn::store::Environment::with_device(device, None);
+                unlearn::store::verify(store, &env, replay)
+            })
+            .map_err(fail)?;
+        let report = serde_json::json!({
+            "chain": verification.chain, "replayed": verification.replayed,
+            "replayed_what": verification.replayed_what, "findings": verification.lines,
+            "retention": verification.retention_lines(),
+        });
         to_python(py, &report)
     }
 }

@@ -218,11 +218,36 @@ def test_a_model_store_takes_deletions(tmp_path):
     assert store.submit(forget, key="first")["duplicate"] is True
     assert len(store.versions()) == 2
     assert store.current()["model_hash"] != model.hash
-    store.verify()
+    report = store.verify(replay=True)
+    assert report["chain"]["current_version"] == 1 and report["replayed"] == 1, report
     reopened = unlearn.Store.open(tmp_path / "store")
     assert reopened.current()["version"] == 1
     with pytest.raises(unlearn.UnlearnError):
         store.submit([10 ** 9])
+    # Current weights whose bytes changed are refused, as `unlearn verify --store` does.
+    target = tmp_path / "store" / "objects" / store.current()["files"]["weights"]
+    target.chmod(0o644)
+    data = bytearray(target.read_bytes())
+    data[-1] ^= 0xFF
+    target.write_bytes(bytes(data))
+    with pytest.raises(unlearn.UnlearnError):
+        unlearn.Store.open(tmp_path / "store").verify()
+
+
+def test_a_certified_model_store_is_created_and_applies_a_removal(tmp_path, embedded):
+    model = tmp_path / "cert.json"
+    cli_json("--quiet", "--json", "train", "--data", "embedded", "--certified", "newton-guo",
+             "--epsilon", "1", "--classes", "7,9", "--out", str(model))
+    store = unlearn.Store.create(tmp_path / "store", model)
+    assert store.kind == "certified"
+    _, labels, ids = embedded.arrays()
+    nines = [int(i) for i, label in zip(ids, labels) if label == 9][:3]
+    answer = store.submit(nines)
+    assert answer["status"] == "applied" and answer["version"]["version"] == 1, answer
+    certificate = answer["version"]["info"]["certificate"]
+    assert certificate["epsilon"] == 1.0 and answer["version"]["info"]["removed_count"] == 3
+    report = store.verify(replay=True)
+    assert report["chain"]["current_version"] == 1 and report["replayed"] == 1, report
 
 
 def test_a_bench_config_runs_from_python(tmp_path):
