@@ -61,6 +61,36 @@ impl Experiment {
         Ok(setup)
     }
 
+    /// An experiment that serves as a template whose forget set is set at each use — a model
+    /// store's network takes each deletion request's ids as its forget set, none before the
+    /// first — built from a trained model's record. Unlike [`Experiment::new`], the forget set
+    /// is not checked (it may be empty) and `recipe` is taken as recorded (it was resolved
+    /// when the model was trained); the recipe and the model's shape against the data are
+    /// checked. Each unlearning call checks the experiment with the request's forget set.
+    pub fn template(
+        data_description: impl Into<String>,
+        data: DataBundle,
+        split: Split,
+        spec: ModelSpec,
+        recipe: Recipe,
+        device: Device,
+        seed: u64,
+    ) -> Result<Experiment> {
+        let experiment = Experiment {
+            data_description: data_description.into(),
+            data,
+            split,
+            spec,
+            recipe,
+            device,
+            seed,
+            progress: Progress::hidden(),
+        };
+        experiment.recipe.validate()?;
+        experiment.check_spec(&experiment.spec, "model")?;
+        Ok(experiment)
+    }
+
     /// Moves the experiment to another split of the same data, with `recipe` (as the user gave
     /// it) resolved for the new training set as [`Experiment::new`] does; checks the split.
     pub fn switch_split(&mut self, split: Split, recipe: &Recipe) -> Result<()> {

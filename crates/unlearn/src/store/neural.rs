@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::eval::{evaluate, predict_split};
 use crate::methods::{self, MethodParams};
 use crate::model::Artifact;
-use crate::pipeline::Experiment;
+use crate::pipeline::{AnyModel, Candidate, Experiment};
 use burn::tensor::Device;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,19 +46,15 @@ fn setup_for(artifact: &Artifact, split: Split, device: &Device, seed: u64) -> R
             artifact.metadata.dataset_hash
         )));
     }
-    // Not `Experiment::new`: a store's experiment is a template whose forget set is each request's
-    // (empty at version 0, which the experiment check refuses); every unlearning call checks
-    // the experiment with the request's forget set. The recorded recipe is already resolved.
-    Ok(Experiment {
+    Experiment::template(
         data_description,
         data,
         split,
-        spec: artifact.metadata.spec.clone(),
-        recipe: artifact.metadata.recipe.clone(),
-        device: device.clone(),
+        artifact.metadata.spec.clone(),
+        artifact.metadata.recipe.clone(),
+        device.clone(),
         seed,
-        progress: crate::progress::Progress::hidden(),
-    })
+    )
 }
 
 /// Imports a neural model saved by `unlearn train` (weights, sidecar and split beside it)
@@ -386,13 +382,16 @@ impl NeuralModel {
                 MethodParams::parse(&self.policy.params)?,
             )
         };
-        let method = methods::build(name, &params)?;
-        let (outcome, seconds) = self
-            .setup
-            .unlearn(&self.artifact, method.as_ref(), Vec::new())?;
-        let artifact =
-            self.setup
-                .unlearned_artifact(&self.artifact, method.as_ref(), outcome, seconds);
+        let candidate = Candidate::Method(methods::build(name, &params)?);
+        let run = self.setup.run_candidate(&self.artifact, &[], &candidate)?;
+        let (artifact, seconds) = match run.model {
+            AnyModel::Network(artifact) => (*artifact, run.seconds),
+            AnyModel::Ensemble(_) => {
+                return Err(Error::invalid(
+                    "internal: a neural store's method made an ensemble",
+                ));
+            }
+        };
         let evaluation = evaluate(
             &predict_split(&artifact.network, &self.setup.data, &self.setup.split)?,
             None,
