@@ -71,7 +71,7 @@ pub fn train(global: &Global, args: &TrainArgs, sisa: &str) -> Result<()> {
 /// checkpoints into `out` (all of them, or one with `--shard-index`).
 pub fn forget(global: &Global, args: &ForgetArgs, model: &Path, out: &Path) -> Result<()> {
     if let Some(method) = &args.method
-        && method != "sisa"
+        && method != unlearn::pipeline::SISA
     {
         bail!(
             "{} is a SISA ensemble: it forgets by retraining its affected shards, not with {method} (drop --method)",

@@ -6,7 +6,7 @@
 //! estimated on the first half of the runs (the half that also chooses the threshold).
 
 use super::epsilon::{EpsilonLowerBound, epsilon_lower_bound};
-use crate::convex::saved::train_certified_with_noise_scale;
+use crate::convex::train_certified_with_noise_scale;
 use crate::convex::{
     CertifiedTraining, ConvexData, GuoCalibrationRequest, calibrate_guo, train_certified,
 };

@@ -3,7 +3,7 @@
 //! docs/algorithms.md §F and their sizes, and `[audit.certified]` for F3.
 
 use crate::bench::config::{MethodConfig, RecipeConfig, describe_toml_error, is_results_name};
-use crate::convex::saved::CERTIFIED_METHODS;
+use crate::convex::CERTIFIED_METHODS;
 use crate::error::{Error, Result};
 use crate::methods::certified_nn::CERTIFIED_NN_METHODS;
 use serde::{Deserialize, Serialize};

@@ -348,7 +348,7 @@ const GOLDEN_SECTION_STEPS: usize = 16;
 pub fn calibrate_guo(
     request: &GuoCalibrationRequest<'_>,
 ) -> Result<std::result::Result<(GuoCalibration, NewtonGuo), CalibrationRefusal>> {
-    super::saved::check_removals(request.planned_removals)?;
+    super::training::check_removals(request.planned_removals)?;
     if request.probes.is_empty() || request.noise_seeds.is_empty() {
         return Err(Error::invalid(
             "calibrating sigma needs at least one probe row and one noise seed",

@@ -15,7 +15,7 @@
 //! ([`FrozenFeatures`]) and checked each time.
 
 use super::data::ConvexData;
-use super::saved::ConvexTask;
+use super::training::ConvexTask;
 use crate::data::{Dataset, Split};
 use crate::error::{Error, Result};
 use crate::model::{Artifact, Network};

@@ -60,6 +60,7 @@ pub use saved::{
 };
 pub use sekhari::{NewtonSekhari, NewtonSekhariConfig};
 pub use state::SecretState;
+pub(crate) use training::train_certified_with_noise_scale;
 pub use training::{
     CERTIFIED_METHODS, CertifiedTraining, ConvexTask, TrainedUnlearner, restore, smoothness_of,
     train_certified,

@@ -28,11 +28,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-// Training and restoring by method name moved to `training.rs`; these keep the
-// `convex::saved::` paths other modules use.
-pub(crate) use super::training::{
-    CERTIFIED_METHODS, ConvexTask, check_removals, restore, train_certified_with_noise_scale,
-};
+use super::training::{CERTIFIED_METHODS, ConvexTask, restore};
 
 const FORMAT: &str = "unlearn-certified-model/1";
 

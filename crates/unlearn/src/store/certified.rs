@@ -220,7 +220,7 @@ impl CertifiedModel {
         }
         rows.check_row_norms(1.0)?;
         let row_ids = rows.ids().iter().copied().collect();
-        let unlearner = saved::restore(rows, &state).map_err(|e| {
+        let unlearner = crate::convex::restore(rows, &state).map_err(|e| {
             Error::invalid(format!("the state of version {}: {e}", version.version))
         })?;
         if unlearner.model().hash() != file.model_hash || file.model_hash != version.model_hash {
@@ -333,7 +333,7 @@ impl CertifiedModel {
                         // The failed attempt may have changed the unlearner: start again from
                         // the current version's state.
                         self.unlearner =
-                            saved::restore(self.unlearner.data().clone(), &self.state)?;
+                            crate::convex::restore(self.unlearner.data().clone(), &self.state)?;
                         Some(format!("{} failed: {e}", self.file.method))
                     }
                     _ => None,
@@ -517,7 +517,7 @@ pub fn replay_store(store: &Store, train: &Dataset) -> Result<usize> {
         train,
         None,
     )?;
-    let mut unlearner = saved::restore(rows, &state)?;
+    let mut unlearner = crate::convex::restore(rows, &state)?;
     let ledger = store.ledger()?;
     let mut removals = ledger
         .iter()

@@ -105,7 +105,7 @@ pub fn import_model(
 /// network, while a SISA ensemble (Bourtoule et al. 2021) is imported as such (its own store
 /// kind, [`super::sisa`]).
 pub fn refuse_sisa(method: &str) -> Result<()> {
-    if method == "sisa" {
+    if method == crate::pipeline::SISA {
         return Err(Error::invalid(
             "sisa cannot be a neural store's method: a neural store holds one network; import a SISA ensemble directory instead (`unlearn store import --from DIR`, DIR made by `unlearn train --sisa`)",
         ));

@@ -11,7 +11,7 @@ use super::super::certified::{
 use super::super::certified_nn::{NeuralAuditPlan, NeuralAuditSpec};
 use super::super::config::{AuditConfig, CertifiedSettings};
 use super::{AuditOptions, AuditProtocol, PreparedProtocol, Section, UnitOutput, decode, encode};
-use crate::convex::saved::CERTIFIED_METHODS;
+use crate::convex::CERTIFIED_METHODS;
 use crate::convex::{CertifiedTraining, ConvexData, ConvexTask};
 use crate::data::{DataSource, load};
 use crate::error::{Error, Result};
