@@ -72,11 +72,17 @@ impl AuditSummary {
     }
 
     /// The claims the rows contradict (a certificate whose empirical ε exceeds it), one
-    /// sentence per protocol that found one.
-    pub fn violations(&self) -> Vec<String> {
+    /// each, with what kind of claim it is (`certificate`), in protocol order.
+    pub fn violations(&self) -> Vec<(&'static str, String)> {
         self.sections
             .iter()
-            .filter_map(|section| super::protocols::find(section.protocol)?.contradiction(section))
+            .filter_map(|section| super::protocols::find(section.protocol).map(|p| (p, section)))
+            .flat_map(|(protocol, section)| {
+                protocol
+                    .contradictions(section)
+                    .into_iter()
+                    .map(move |claim| (protocol.claim(), claim))
+            })
             .collect()
     }
 

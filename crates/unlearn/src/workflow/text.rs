@@ -169,10 +169,12 @@ pub fn check_certificates(
     summary: &crate::audit::results::AuditSummary,
     directory: &Path,
 ) -> Result<()> {
-    match summary.violations().first() {
+    let violations = summary.violations();
+    match violations.first() {
         None => Ok(()),
-        Some(first) => Err(Error::Refused(format!(
-            "{first} (see {}/report.md)",
+        Some((claim, first)) => Err(Error::Refused(format!(
+            "{} {claim}(s) contradicted: {first} (see {}/report.md)",
+            violations.iter().filter(|(kind, _)| kind == claim).count(),
             directory.display()
         ))),
     }

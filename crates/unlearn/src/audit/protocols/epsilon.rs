@@ -507,18 +507,23 @@ impl AuditProtocol for EpsilonProtocol {
             .collect())
     }
 
-    fn contradiction(&self, section: &Section) -> Option<String> {
-        let rows: &Vec<EpsilonRow> = section.typed()?;
-        let violations: Vec<&EpsilonRow> = rows.iter().filter(|row| row.violated).collect();
-        violations.first().map(|first| {
-            format!(
-                "{} certificate(s) contradicted: {} at ε {} shows ε_lb {:.3}",
-                violations.len(),
-                first.audit.method,
-                first.audit.claimed_epsilon,
-                first.audit.bound.epsilon
-            )
-        })
+    fn claim(&self) -> &'static str {
+        "certificate"
+    }
+
+    fn contradictions(&self, section: &Section) -> Vec<String> {
+        let Some(rows) = section.typed::<Vec<EpsilonRow>>() else {
+            return Vec::new();
+        };
+        rows.iter()
+            .filter(|row| row.violated)
+            .map(|row| {
+                format!(
+                    "{} at ε {} shows ε_lb {:.3}",
+                    row.audit.method, row.audit.claimed_epsilon, row.audit.bound.epsilon
+                )
+            })
+            .collect()
     }
 }
 

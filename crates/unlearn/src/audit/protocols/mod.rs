@@ -229,10 +229,16 @@ pub trait AuditProtocol: Sync {
         Ok(Vec::new())
     }
 
-    /// A claim its rows contradict (e.g. a certificate), as the sentence `unlearn audit`
-    /// exits non-zero with; `None` when nothing is contradicted.
-    fn contradiction(&self, _section: &Section) -> Option<String> {
-        None
+    /// What its rows can contradict, singular (`certificate`), for the sentence `unlearn
+    /// audit` exits non-zero with.
+    fn claim(&self) -> &'static str {
+        "claim"
+    }
+
+    /// The claims its rows contradict, one each (e.g. `langevin at ε 0.5 shows ε_lb 1.234`);
+    /// empty when nothing is contradicted.
+    fn contradictions(&self, _section: &Section) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -279,7 +285,7 @@ runs = 20
             assert!(section.is_empty(), "{}", protocol.name());
             assert_eq!(protocol.markdown(&config, &section).unwrap(), "");
             assert!(protocol.text(&section).unwrap().is_empty());
-            assert!(protocol.contradiction(&section).is_none());
+            assert!(protocol.contradictions(&section).is_empty());
         }
         // A record that is not the protocol's measurement is refused, naming its unit.
         let foreign = RawValue::from_string(r#"{"protocol":"other","x":1}"#.into()).unwrap();
