@@ -10,7 +10,6 @@ use pyo3::types::PyDict;
 use std::path::PathBuf;
 use std::sync::Arc;
 use unlearn::data::Split;
-use unlearn::methods::{self, MethodParams};
 use unlearn::model::ModelSpec;
 // The library's experiment; `Experiment` here is the Python class over it.
 use unlearn::experiment::Experiment as Setup;
@@ -153,12 +152,15 @@ impl Experiment {
         if let Some(alpha) = alpha {
             values.insert("alpha".into(), alpha.to_string());
         }
-        let params = MethodParams::from_map(values);
+        let pairs: Vec<String> = values
+            .into_iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
         let original = &model.artifact;
         let records = &model.records;
         let (artifact, _) = py
             .detach(move || {
-                let unlearner = methods::build(method, &params)?;
+                let unlearner = workflow::build_method(method, &pairs, None, None)?;
                 workflow::unlearn_network(&self.setup, original, unlearner.as_ref(), records)
             })
             .map_err(fail)?;

@@ -345,11 +345,6 @@ fn build_base(name: &str, params: &MethodParams) -> Result<Box<dyn Unlearner>> {
         None if crate::convex::CERTIFIED_METHODS.contains(&name) => Err(Error::invalid(format!(
             "{name} is a certified method for L2-regularised logistic regression and cannot unlearn a neural network; train a certified model with `unlearn train --certified {name}` and forget from that"
         ))),
-        // SISA is a training scheme (crate::pipeline::Candidate::Sisa), not a method of one
-        // network: say how to use it instead of "unknown".
-        None if name == "sisa" => Err(Error::invalid(
-            "sisa cannot unlearn from a single trained network: train a SISA ensemble with `unlearn train --sisa shards=S,slices=R` and run `unlearn forget` on its directory (a bench grid or the demo trains one itself)",
-        )),
         None => {
             let known: Vec<&str> = registry.iter().map(|entry| entry.name).collect();
             Err(Error::invalid(format!(

@@ -53,6 +53,24 @@ mod tests {
     }
 
     #[test]
+    fn sisa_as_a_networks_method_says_how_to_use_it_and_unknown_names_list_the_known() {
+        let error = build_method("sisa", &[], None, None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(error.contains("unlearn train --sisa"), "{error}");
+        let error = build_method("sisaa", &[], None, None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            error.contains("unknown method 'sisaa'") && error.contains("finetune"),
+            "{error}"
+        );
+        assert!(build_method("finetune", &["epochs=1".into()], Some("hard"), None).is_ok());
+    }
+
+    #[test]
     fn recipe_options_take_the_command_lines_defaults_and_refuse_bad_names() {
         let recipe = RecipeOptions::default().recipe(4).unwrap();
         assert_eq!(recipe.min_steps, DEFAULT_MIN_STEPS);

@@ -288,6 +288,13 @@ pub fn build_method(
     feasible: Option<&str>,
     alpha: Option<f64>,
 ) -> Result<Box<dyn Unlearner>> {
+    // SISA is a training scheme (crate::pipeline::Candidate::Sisa), not a method of one
+    // network: say how to use it instead of "unknown".
+    if name == crate::pipeline::SISA {
+        return Err(Error::invalid(
+            "sisa cannot unlearn from a single trained network: train a SISA ensemble with `unlearn train --sisa shards=S,slices=R` and run `unlearn forget` on its directory (a bench grid or the demo trains one itself)",
+        ));
+    }
     let mut pairs = pairs.to_vec();
     if let Some(mode) = feasible {
         pairs.push(format!("feasible={mode}"));
