@@ -47,18 +47,10 @@ impl Experiment {
         seed: u64,
     ) -> Result<Experiment> {
         let recipe = recipe.resolved(split.train.len());
-        let setup = Experiment {
-            data_description: data_description.into(),
-            data,
-            split,
-            spec,
-            recipe,
-            device,
-            seed,
-            progress: Progress::hidden(),
-        };
-        setup.validate()?;
-        Ok(setup)
+        let experiment =
+            Experiment::assemble(data_description, data, split, spec, recipe, device, seed);
+        experiment.validate()?;
+        Ok(experiment)
     }
 
     /// An experiment that serves as a template whose forget set is set at each use — a model
@@ -76,7 +68,24 @@ impl Experiment {
         device: Device,
         seed: u64,
     ) -> Result<Experiment> {
-        let experiment = Experiment {
+        let experiment =
+            Experiment::assemble(data_description, data, split, spec, recipe, device, seed);
+        experiment.recipe.validate()?;
+        experiment.check_spec(&experiment.spec, "model")?;
+        Ok(experiment)
+    }
+
+    /// The fields as given, progress hidden, nothing checked.
+    fn assemble(
+        data_description: impl Into<String>,
+        data: DataBundle,
+        split: Split,
+        spec: ModelSpec,
+        recipe: Recipe,
+        device: Device,
+        seed: u64,
+    ) -> Experiment {
+        Experiment {
             data_description: data_description.into(),
             data,
             split,
@@ -85,10 +94,7 @@ impl Experiment {
             device,
             seed,
             progress: Progress::hidden(),
-        };
-        experiment.recipe.validate()?;
-        experiment.check_spec(&experiment.spec, "model")?;
-        Ok(experiment)
+        }
     }
 
     /// Moves the experiment to another split of the same data, with `recipe` (as the user gave
@@ -214,5 +220,52 @@ impl Experiment {
             certificate: None,
             model_hash: String::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{DataSource, ForgetSelector, load};
+
+    #[test]
+    fn a_template_takes_an_empty_forget_set_but_not_a_model_of_another_shape() {
+        let data = load(&DataSource::Embedded).unwrap();
+        let mut split = Split::new(&data, &ForgetSelector::parse("random:2").unwrap(), 1).unwrap();
+        split.forget.clear();
+        split.refresh_forget_hash();
+        let spec =
+            |text: &str| ModelSpec::parse(text, data.train.shape, data.train.num_classes).unwrap();
+        let recipe = Recipe::default();
+        let device = Device::flex().autodiff();
+        let template = Experiment::template(
+            "embedded",
+            data.clone(),
+            split.clone(),
+            spec("mlp:8"),
+            recipe.clone(),
+            device.clone(),
+            0,
+        )
+        .unwrap();
+        assert!(template.split.forget.is_empty());
+        // `new` refuses the same empty forget set.
+        let error = Experiment::new(
+            "embedded",
+            data.clone(),
+            split.clone(),
+            spec("mlp:8"),
+            &recipe,
+            device.clone(),
+            0,
+        )
+        .err()
+        .unwrap();
+        assert!(error.to_string().contains("forget set is empty"), "{error}");
+        let other = ModelSpec::parse("mlp:8", [1, 8, 8], 10).unwrap();
+        let error = Experiment::template("embedded", data, split, other, recipe, device, 0)
+            .err()
+            .unwrap();
+        assert!(matches!(error, Error::Mismatch(_)), "{error}");
     }
 }

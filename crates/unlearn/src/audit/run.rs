@@ -40,7 +40,7 @@ pub fn units(config: &AuditConfig) -> Vec<Unit> {
 
 /// One line of `audit.jsonl`: a unit's measurement with the config hash that made it. The
 /// measurement is kept as the JSON its protocol wrote (an object whose `protocol` key names
-/// the protocol); [`super::protocols::decode`] reads it as the protocol's type.
+/// the protocol); [`super::protocols::decode_all`] reads it as the protocol's type.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditRecord {
     /// [`AuditConfig::hash`] of the run.

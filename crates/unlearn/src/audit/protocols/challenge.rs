@@ -10,7 +10,9 @@ use super::super::protocol::{
     statistics_with_seed,
 };
 use super::neural::{NeuralContext, row_model, train_original, validate_rows, worker_of};
-use super::{AuditOptions, AuditProtocol, PreparedProtocol, Section, UnitOutput, decode, encode};
+use super::{
+    AuditOptions, AuditProtocol, PreparedProtocol, Section, UnitOutput, decode_all, encode,
+};
 use crate::bench::report::plot_error;
 use crate::error::{Error, Result};
 use crate::model::Artifact;
@@ -194,10 +196,7 @@ impl AuditProtocol for ChallengeProtocol {
         config: &AuditConfig,
         measurements: &[(usize, &RawValue)],
     ) -> Result<Section> {
-        let measurements: Vec<ChallengeMeasurement> = measurements
-            .iter()
-            .map(|(unit, raw)| decode(raw, *unit))
-            .collect::<Result<_>>()?;
+        let measurements: Vec<ChallengeMeasurement> = decode_all(measurements)?;
         let mut rows = Vec::new();
         for forget in &config.forget {
             // The reference side and each row's unlearned side, in run order.

@@ -10,7 +10,9 @@ use super::super::certified::{
 };
 use super::super::certified_nn::{NeuralAuditPlan, NeuralAuditSpec};
 use super::super::config::{AuditConfig, CertifiedSettings};
-use super::{AuditOptions, AuditProtocol, PreparedProtocol, Section, UnitOutput, decode, encode};
+use super::{
+    AuditOptions, AuditProtocol, PreparedProtocol, Section, UnitOutput, decode_all, encode,
+};
 use crate::convex::CERTIFIED_METHODS;
 use crate::convex::{CertifiedTraining, ConvexData, ConvexTask};
 use crate::data::{DataSource, load};
@@ -393,10 +395,7 @@ impl AuditProtocol for EpsilonProtocol {
         config: &AuditConfig,
         measurements: &[(usize, &RawValue)],
     ) -> Result<Section> {
-        let measurements: Vec<EpsilonMeasurement> = measurements
-            .iter()
-            .map(|(unit, raw)| decode(raw, *unit))
-            .collect::<Result<_>>()?;
+        let measurements: Vec<EpsilonMeasurement> = decode_all(measurements)?;
         let certified = &config.audit.certified;
         let mut rows = Vec::new();
         // Each (method, ε) in run order.

@@ -80,14 +80,21 @@ pub fn encode<T: Serialize>(measurement: &T) -> Result<Box<RawValue>> {
         .map_err(|e| Error::invalid(format!("cannot encode a measurement: {e}")))
 }
 
-/// A record's measurement read as `T` (a protocol's measurement type); `unit` names it in
-/// the error.
-pub fn decode<T: serde::de::DeserializeOwned>(raw: &RawValue, unit: usize) -> Result<T> {
-    serde_json::from_str(raw.get()).map_err(|e| {
-        Error::invalid(format!(
-            "the record of unit {unit} is not a measurement of its protocol ({e})"
-        ))
-    })
+/// Every record's measurement read as `T` (a protocol's measurement type); a record that is
+/// not one is named by its unit in the error.
+pub fn decode_all<T: serde::de::DeserializeOwned>(
+    measurements: &[(usize, &RawValue)],
+) -> Result<Vec<T>> {
+    measurements
+        .iter()
+        .map(|(unit, raw)| {
+            serde_json::from_str(raw.get()).map_err(|e| {
+                Error::invalid(format!(
+                    "the record of unit {unit} is not a measurement of its protocol ({e})"
+                ))
+            })
+        })
+        .collect()
 }
 
 /// One protocol's rows in the results: written to `audit.json` under the protocol's name,

@@ -8,7 +8,9 @@ use super::super::config::{AuditConfig, ORIGINAL_ROW};
 use super::super::protocol::UliraPlan;
 use super::super::ulira::{Interval, UliraReport, attack_scores, ulira};
 use super::neural::{NeuralContext, row_model, train_original, validate_rows, worker_of};
-use super::{AuditOptions, AuditProtocol, PreparedProtocol, Section, UnitOutput, decode, encode};
+use super::{
+    AuditOptions, AuditProtocol, PreparedProtocol, Section, UnitOutput, decode_all, encode,
+};
 use crate::bench::report::plot_error;
 use crate::data::{DataBundle, ForgetSelector, Split};
 use crate::error::{Error, Result};
@@ -181,10 +183,7 @@ impl AuditProtocol for UliraProtocol {
         config: &AuditConfig,
         measurements: &[(usize, &RawValue)],
     ) -> Result<Section> {
-        let measurements: Vec<UliraMeasurement> = measurements
-            .iter()
-            .map(|(unit, raw)| decode(raw, *unit))
-            .collect::<Result<_>>()?;
+        let measurements: Vec<UliraMeasurement> = decode_all(measurements)?;
         let mut rows = Vec::new();
         for forget in &config.forget {
             // Each row's models in model order.
