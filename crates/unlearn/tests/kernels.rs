@@ -480,3 +480,142 @@ fn products_write_every_output_element_even_with_nothing_to_sum() {
         assert!(ones.values().iter().all(|&v| v == 3.0), "round {round}");
     }
 }
+
+/// BatchNorm in f64: the batch's mean and biased variance per channel, the normalised output,
+/// and the gradients of Σ y·w for the input, γ and β. `x` is `[N, C, S]` flattened.
+#[allow(clippy::type_complexity)]
+fn direct_batch_norm(
+    x: &[f32],
+    [batch, channels, positions]: [usize; 3],
+    gamma: &[f32],
+    beta: &[f32],
+    w: &[f32],
+    epsilon: f64,
+) -> (Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>) {
+    let index = |n: usize, c: usize, s: usize| (n * channels + c) * positions + s;
+    let count = (batch * positions) as f64;
+    let mut y = vec![0.0; x.len()];
+    let mut dx = vec![0.0; x.len()];
+    let (mut means, mut variances, mut dgamma, mut dbeta) = (vec![], vec![], vec![], vec![]);
+    for c in 0..channels {
+        let values = || (0..batch).flat_map(move |n| (0..positions).map(move |s| index(n, c, s)));
+        let mean = values().map(|i| x[i] as f64).sum::<f64>() / count;
+        let variance = values().map(|i| (x[i] as f64 - mean).powi(2)).sum::<f64>() / count;
+        let inv_std = 1.0 / (variance + epsilon).sqrt();
+        let xhat = |i: usize| (x[i] as f64 - mean) * inv_std;
+        for i in values() {
+            y[i] = xhat(i) * gamma[c] as f64 + beta[c] as f64;
+        }
+        let sum_w = values().map(|i| w[i] as f64).sum::<f64>();
+        let sum_w_xhat = values().map(|i| w[i] as f64 * xhat(i)).sum::<f64>();
+        for i in values() {
+            dx[i] = gamma[c] as f64
+                * inv_std
+                * (w[i] as f64 - sum_w / count - xhat(i) * sum_w_xhat / count);
+        }
+        means.push(mean);
+        variances.push(variance);
+        dgamma.push(sum_w_xhat);
+        dbeta.push(sum_w);
+    }
+    (y, means, variances, dx, dgamma, dbeta)
+}
+
+/// Runs BatchNorm in training mode on `shape` and checks the output, the batch statistics and
+/// the three gradients against [`direct_batch_norm`]; then inference with the batch's
+/// statistics as running ones, which must give the same output. Returns the bits of every
+/// result, for the thread-count check.
+fn batch_norm_case<const D: usize>(shape: [usize; D], offset: f32, seed: u64) -> Vec<Vec<u32>> {
+    use burn::tensor::module::{batch_norm, batch_norm_train};
+    let device = Device::flex().autodiff();
+    let channels = shape[1];
+    let len: usize = shape.iter().product();
+    let flat = [shape[0], channels, len / (shape[0] * channels)];
+    let x_values: Vec<f32> = continuous(len, seed)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v + offset * ((i / flat[2]) % channels) as f32)
+        .collect();
+    let gamma_values = continuous(channels, seed + 1);
+    let beta_values = continuous(channels, seed + 2);
+    let w_values = continuous(len, seed + 3);
+    let epsilon = 1e-5;
+    let x =
+        Tensor::<D>::from_data(TensorData::new(x_values.clone(), shape), &device).require_grad();
+    let gamma = Tensor::<1>::from_data(TensorData::new(gamma_values.clone(), [channels]), &device)
+        .require_grad();
+    let beta = Tensor::<1>::from_data(TensorData::new(beta_values.clone(), [channels]), &device)
+        .require_grad();
+    let w = Tensor::<D>::from_data(TensorData::new(w_values.clone(), shape), &device);
+    let result = batch_norm_train(x.clone(), gamma.clone(), beta.clone(), epsilon);
+    let y: Vec<f32> = result.output.clone().values();
+    let mean: Vec<f32> = result.mean.clone().values();
+    let variance: Vec<f32> = result.variance.clone().values();
+    let gradients = (result.output * w).sum().backward();
+    let dx: Vec<f32> = x.grad(&gradients).unwrap().values();
+    let dgamma: Vec<f32> = gamma.grad(&gradients).unwrap().values();
+    let dbeta: Vec<f32> = beta.grad(&gradients).unwrap().values();
+    let inference: Vec<f32> = batch_norm(
+        x.inner(),
+        gamma.inner(),
+        beta.inner(),
+        result.mean.inner(),
+        result.variance.inner(),
+        epsilon,
+    )
+    .values();
+    let (want_y, want_mean, want_var, want_dx, want_dgamma, want_dbeta) = direct_batch_norm(
+        &x_values,
+        flat,
+        &gamma_values,
+        &beta_values,
+        &w_values,
+        epsilon,
+    );
+    for (name, got, want, scale) in [
+        ("output", &y, &want_y, 1.0),
+        ("inference output", &inference, &want_y, 1.0),
+        ("mean", &mean, &want_mean, 1.0),
+        ("variance", &variance, &want_var, 1.0),
+        ("input gradient", &dx, &want_dx, 1.0),
+        (
+            "gamma gradient",
+            &dgamma,
+            &want_dgamma,
+            (flat[0] * flat[2]) as f64,
+        ),
+        (
+            "beta gradient",
+            &dbeta,
+            &want_dbeta,
+            (flat[0] * flat[2]) as f64,
+        ),
+    ] {
+        assert_eq!(got.len(), want.len(), "{shape:?}: {name} size");
+        for (index, (&g, &w)) in got.iter().zip(want.iter()).enumerate() {
+            assert!(
+                (g as f64 - w).abs() <= 2e-5 * (scale.sqrt() + w.abs()),
+                "{shape:?} offset {offset}: {name} {index} is {g}, expected {w}"
+            );
+        }
+    }
+    [y, inference, mean, variance, dx, dgamma, dbeta]
+        .iter()
+        .map(|v| v.iter().map(|x| x.to_bits()).collect())
+        .collect()
+}
+
+/// BatchNorm's fused kernels (inference, training, training gradient) against a direct f64
+/// computation: image-shaped inputs whose plane is not a multiple of the kernel's lanes, a
+/// 2D `[N, C]` input, a 3D one, channels whose mean is a hundred times their spread; and the
+/// same bits on 1 and 3 threads.
+#[test]
+fn batch_norm_matches_a_direct_computation_and_is_independent_of_the_thread_count() {
+    batch_norm_case([5, 3, 4, 7], 0.0, 1);
+    batch_norm_case([9, 6], 0.5, 2);
+    batch_norm_case([3, 2, 37], 0.0, 3);
+    batch_norm_case([4, 3, 5, 5], 100.0, 4);
+    let one = on_threads(1, || batch_norm_case([33, 5, 6, 6], 1.0, 5));
+    let three = on_threads(3, || batch_norm_case([33, 5, 6, 6], 1.0, 5));
+    assert_eq!(one, three, "BatchNorm differs between 1 and 3 threads");
+}

@@ -159,6 +159,17 @@ fn col2im<T: GradScalar>(g: &Geometry, cols: &[T], x_group: &mut [T]) {
                     let ih = oh * g.stride[0] + i * g.dilation[0] - g.padding[0];
                     let in_row = &mut plane[ih * g.width..(ih + 1) * g.width];
                     let out_row = &row[oh * out_w..(oh + 1) * out_w];
+                    if g.stride[1] == 1 {
+                        // unlearn patch (issue 35): a contiguous run, added as slices (vectorised).
+                        let iw0 = w0 + j * g.dilation[1] - g.padding[1];
+                        for (dst, &src) in in_row[iw0..iw0 + (w1 - w0)]
+                            .iter_mut()
+                            .zip(&out_row[w0..w1])
+                        {
+                            *dst += src;
+                        }
+                        continue;
+                    }
                     for ow in w0..w1 {
                         let iw = ow * g.stride[1] + j * g.dilation[1] - g.padding[1];
                         in_row[iw] += out_row[ow];

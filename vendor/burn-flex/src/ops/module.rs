@@ -2,12 +2,12 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_grad, conv_transpose, deform_conv, interpolate, pool};
+use crate::ops::{batch_norm, conv, conv_grad, conv_transpose, deform_conv, interpolate, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
     ops::{
-        AttentionModuleOptions, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
+        AttentionModuleOptions, BatchNormTrain, BatchNormTrainBackward, ConvOptions, ConvTransposeOptions, DeformConv2dBackward,
         DeformConvOptions, FloatTensorOps, IntTensorOps, InterpolateMode, InterpolateOptions,
         MaxPool2dBackward, MaxPool2dWithIndices, ModuleOps, conv::pad_asymmetric_conv_input,
     },
@@ -40,6 +40,83 @@ pub(crate) fn cast_from_f32<E: Element + Pod + Copy>(
     let half_data: alloc::vec::Vec<E> = data.iter().map(|&v| from_f32(v)).collect();
     let bytes = Bytes::from_elems(half_data);
     FlexTensor::new(bytes, Layout::contiguous(shape), E::dtype())
+}
+
+/// BatchNorm inference of a half-precision tensor through f32.
+#[allow(clippy::too_many_arguments)]
+fn half_batch_norm_eval<E: Element + Pod + Copy>(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    mean: FlexTensor,
+    variance: FlexTensor,
+    epsilon: f64,
+    to_f32: fn(E) -> f32,
+    from_f32: fn(f32) -> E,
+) -> FlexTensor {
+    cast_from_f32(
+        batch_norm::batch_norm_eval::<f32>(
+            cast_to_f32(x, to_f32),
+            cast_to_f32(gamma, to_f32),
+            cast_to_f32(beta, to_f32),
+            cast_to_f32(mean, to_f32),
+            cast_to_f32(variance, to_f32),
+            epsilon,
+            DType::F32,
+        ),
+        from_f32,
+    )
+}
+
+/// BatchNorm training of a half-precision tensor through f32.
+fn half_batch_norm_train<E: Element + Pod + Copy>(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    beta: FlexTensor,
+    epsilon: f64,
+    to_f32: fn(E) -> f32,
+    from_f32: fn(f32) -> E,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (output, mean, variance) = batch_norm::batch_norm_train::<f32>(
+        cast_to_f32(x, to_f32),
+        cast_to_f32(gamma, to_f32),
+        cast_to_f32(beta, to_f32),
+        epsilon,
+        DType::F32,
+    );
+    (
+        cast_from_f32(output, from_f32),
+        cast_from_f32(mean, from_f32),
+        cast_from_f32(variance, from_f32),
+    )
+}
+
+/// BatchNorm's training gradient of a half-precision tensor through f32.
+#[allow(clippy::too_many_arguments)]
+fn half_batch_norm_backward<E: Element + Pod + Copy>(
+    x: FlexTensor,
+    gamma: FlexTensor,
+    mean: FlexTensor,
+    variance: FlexTensor,
+    epsilon: f64,
+    output_grad: FlexTensor,
+    to_f32: fn(E) -> f32,
+    from_f32: fn(f32) -> E,
+) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (x_grad, gamma_grad, beta_grad) = batch_norm::batch_norm_train_backward::<f32>(
+        cast_to_f32(x, to_f32),
+        cast_to_f32(gamma, to_f32),
+        cast_to_f32(mean, to_f32),
+        cast_to_f32(variance, to_f32),
+        epsilon,
+        cast_to_f32(output_grad, to_f32),
+        DType::F32,
+    );
+    (
+        cast_from_f32(x_grad, from_f32),
+        cast_from_f32(gamma_grad, from_f32),
+        cast_from_f32(beta_grad, from_f32),
+    )
 }
 
 impl ModuleOps<Flex> for Flex {
@@ -84,6 +161,67 @@ impl ModuleOps<Flex> for Flex {
             DType::BF16 => conv::conv2d_bf16(x, weight, bias, &options),
             dtype => panic!("conv2d: unsupported dtype {:?}", dtype),
         }
+    }
+
+    // unlearn patch (issue 35): BatchNorm as one kernel per operation (ops/batch_norm.rs)
+    // instead of Burn's chain of tensor operations; f16 and bf16 through f32.
+    fn batch_norm(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        beta: FloatTensor<Flex>,
+        mean: FloatTensor<Flex>,
+        variance: FloatTensor<Flex>,
+        epsilon: f64,
+    ) -> FloatTensor<Flex> {
+        match x.dtype() {
+            DType::F32 => {
+                batch_norm::batch_norm_eval::<f32>(x, gamma, beta, mean, variance, epsilon, DType::F32)
+            }
+            DType::F64 => {
+                batch_norm::batch_norm_eval::<f64>(x, gamma, beta, mean, variance, epsilon, DType::F64)
+            }
+            DType::F16 => half_batch_norm_eval(x, gamma, beta, mean, variance, epsilon, half::f16::to_f32, half::f16::from_f32),
+            DType::BF16 => half_batch_norm_eval(x, gamma, beta, mean, variance, epsilon, half::bf16::to_f32, half::bf16::from_f32),
+            dtype => panic!("batch_norm: unsupported dtype {:?}", dtype),
+        }
+    }
+
+    fn batch_norm_train(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        beta: FloatTensor<Flex>,
+        epsilon: f64,
+    ) -> BatchNormTrain<Flex> {
+        let (output, mean, variance) = match x.dtype() {
+            DType::F32 => batch_norm::batch_norm_train::<f32>(x, gamma, beta, epsilon, DType::F32),
+            DType::F64 => batch_norm::batch_norm_train::<f64>(x, gamma, beta, epsilon, DType::F64),
+            DType::F16 => half_batch_norm_train(x, gamma, beta, epsilon, half::f16::to_f32, half::f16::from_f32),
+            DType::BF16 => half_batch_norm_train(x, gamma, beta, epsilon, half::bf16::to_f32, half::bf16::from_f32),
+            dtype => panic!("batch_norm_train: unsupported dtype {:?}", dtype),
+        };
+        BatchNormTrain::new(output, mean, variance)
+    }
+
+    fn batch_norm_train_backward(
+        x: FloatTensor<Flex>,
+        gamma: FloatTensor<Flex>,
+        mean: FloatTensor<Flex>,
+        variance: FloatTensor<Flex>,
+        epsilon: f64,
+        output_grad: FloatTensor<Flex>,
+    ) -> BatchNormTrainBackward<Flex> {
+        let (x_grad, gamma_grad, beta_grad) = match x.dtype() {
+            DType::F32 => batch_norm::batch_norm_train_backward::<f32>(
+                x, gamma, mean, variance, epsilon, output_grad, DType::F32,
+            ),
+            DType::F64 => batch_norm::batch_norm_train_backward::<f64>(
+                x, gamma, mean, variance, epsilon, output_grad, DType::F64,
+            ),
+            DType::F16 => half_batch_norm_backward(x, gamma, mean, variance, epsilon, output_grad, half::f16::to_f32, half::f16::from_f32),
+            DType::BF16 => half_batch_norm_backward(x, gamma, mean, variance, epsilon, output_grad, half::bf16::to_f32, half::bf16::from_f32),
+            dtype => panic!("batch_norm_train_backward: unsupported dtype {:?}", dtype),
+        };
+        BatchNormTrainBackward::new(x_grad, gamma_grad, beta_grad)
     }
 
     // unlearn patch (issue 15): the convolution's gradients as im2col + matrix products
