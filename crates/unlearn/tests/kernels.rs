@@ -1,7 +1,8 @@
 //! The CPU kernels patched in `vendor/burn-flex` (issue 15) against direct implementations:
 //! max pooling's values, and where its gradient goes (the first maximum of a window, the last
 //! NaN), for the fast paths (2×2 and other non-overlapping windows) and the general one; the
-//! convolution's forward pass and both its gradients against a direct f64 computation.
+//! convolution's forward pass and both its gradients against a direct f64 computation (the
+//! general im2col path and the stride-1 padded-grid one); BatchNorm's fused kernels likewise.
 
 use burn::nn::pool::MaxPool2dConfig;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -204,6 +205,11 @@ fn convolution_forward_and_gradients_match_a_direct_computation() {
         (2, 4, 6, [9, 10], 3, 1, 2, (2, 1, 2, 1), 2),
         (17, 3, 5, [6, 6], 2, 1, 1, (0, 0, 0, 0), 1),
         (2, 2, 2, [7, 8], 3, 2, 1, (1, 0, 2, 1), 1),
+        // stride 1, undilated: the padded-grid path (issue 35), with asymmetric padding,
+        // groups, a 5×5 kernel and no padding at all
+        (2, 4, 6, [7, 9], 3, 1, 1, (0, 2, 1, 0), 2),
+        (3, 3, 4, [8, 8], 5, 1, 1, (2, 2, 2, 2), 1),
+        (2, 5, 3, [6, 7], 3, 1, 1, (0, 0, 0, 0), 1),
     ];
     let device = Device::flex().autodiff();
     for (

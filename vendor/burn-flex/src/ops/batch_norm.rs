@@ -60,21 +60,20 @@ impl NormScalar for f64 {
     }
 }
 
-/// Σ f(i) over one plane, in `LANES` independent lanes (vectorisable, fixed order), the lanes
-/// then summed in f64.
+/// Σ f(x_i, y_i) over one plane, in `LANES` independent lanes (vectorisable, fixed order),
+/// the lanes then summed in f64.
 #[inline(always)]
-fn lane_sum<T: NormScalar>(len: usize, f: impl Fn(usize) -> T) -> f64 {
+fn lane_sum<T: NormScalar>(xs: &[T], ys: &[T], f: impl Fn(T, T) -> T) -> f64 {
     let mut lanes = [T::ZERO; LANES];
-    let full = len - len % LANES;
-    let mut start = 0;
-    while start < full {
-        for (lane, acc) in lanes.iter_mut().enumerate() {
-            *acc = *acc + f(start + lane);
+    let (x_chunks, y_chunks) = (xs.chunks_exact(LANES), ys.chunks_exact(LANES));
+    let (x_rest, y_rest) = (x_chunks.remainder(), y_chunks.remainder());
+    for (x, y) in x_chunks.zip(y_chunks) {
+        for lane in 0..LANES {
+            lanes[lane] = lanes[lane] + f(x[lane], y[lane]);
         }
-        start += LANES;
     }
-    for (lane, i) in (full..len).enumerate() {
-        lanes[lane] = lanes[lane] + f(i);
+    for (lane, (&x, &y)) in x_rest.iter().zip(y_rest).enumerate() {
+        lanes[lane] = lanes[lane] + f(x, y);
     }
     lanes.iter().map(|value| value.to_f64()).sum()
 }
@@ -214,15 +213,15 @@ pub(crate) fn batch_norm_train<T: NormScalar>(
         let sum: f64 = (0..batch)
             .map(|n| {
                 let plane = plane(n, c);
-                lane_sum(positions, |i| plane[i])
+                lane_sum(plane, plane, |x, _| x)
             })
             .sum();
         let mean = T::from_f64(sum / count);
         let squares: f64 = (0..batch)
             .map(|n| {
                 let plane = plane(n, c);
-                lane_sum(positions, |i| {
-                    let centred = plane[i] - mean;
+                lane_sum(plane, plane, |x, _| {
+                    let centred = x - mean;
                     centred * centred
                 })
             })
@@ -276,11 +275,12 @@ pub(crate) fn batch_norm_train_backward<T: NormScalar>(
     let sums: Vec<(f64, f64)> = per_channel(channels, |c| {
         let mut sum_grad = 0.0;
         let mut sum_grad_centred = 0.0;
+        let mean = mean_t[c];
         for n in 0..batch {
             let range = (n * channels + c) * positions..(n * channels + c + 1) * positions;
             let (xs, gs) = (&x_data[range.clone()], &grad_data[range]);
-            sum_grad += lane_sum(positions, |i| gs[i]);
-            sum_grad_centred += lane_sum(positions, |i| gs[i] * (xs[i] - mean_t[c]));
+            sum_grad += lane_sum(gs, gs, |g, _| g);
+            sum_grad_centred += lane_sum(gs, xs, |g, x| g * (x - mean));
         }
         (sum_grad, sum_grad_centred)
     });

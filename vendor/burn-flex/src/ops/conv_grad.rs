@@ -180,6 +180,139 @@ fn col2im<T: GradScalar>(g: &Geometry, cols: &[T], x_group: &mut [T]) {
     }
 }
 
+/// unlearn patch (issue 35): a stride-1, undilated convolution on the padded grid. A sample's
+/// group is copied once into a zero-bordered `[C_in/G, Hp, Wp]` buffer (Hp = H_out + kh − 1,
+/// Wp = W_out + kw − 1); every output position `t = oh·Wp + ow` of the grid (ow < Wp, the last
+/// kw − 1 columns of each row unused) reads its kernel tap (c, i, j) at `c·Hp·Wp + i·Wp + j + t`,
+/// so a row of cols is one contiguous copy of H_out·Wp values (im2col makes H_out short copies
+/// with zero fills at the borders). The forward pass and the weight gradient run their products
+/// on the grid (Wp/W_out more columns: 30/28 for a 3×3 "same" convolution of 28×28 images);
+/// outputs and output gradients move between the grid and their `[C, H_out, W_out]` layout once
+/// per sample. The output gradient's unused columns are zero, so they add nothing to the weight
+/// gradient (a non-finite input value can reach more of its entries than before, through 0·∞;
+/// the loss is not finite then anyway). The input gradient runs as a forward convolution
+/// ([`transposed_options`]).
+#[derive(Clone, Copy)]
+struct Grid {
+    height: usize,
+    width: usize,
+    top: usize,
+    left: usize,
+}
+
+impl Grid {
+    /// The grid of a stride-1, undilated convolution whose input fits inside it; `None`
+    /// otherwise (the general path runs).
+    fn new(g: &Geometry) -> Option<Grid> {
+        if g.stride != [1, 1] || g.dilation != [1, 1] || g.out[0] == 0 || g.out[1] == 0 {
+            return None;
+        }
+        let grid = Grid {
+            height: g.out[0] + g.kernel[0] - 1,
+            width: g.out[1] + g.kernel[1] - 1,
+            top: g.padding[0],
+            left: g.padding[1],
+        };
+        (g.height + grid.top <= grid.height && g.width + grid.left <= grid.width).then_some(grid)
+    }
+    fn plane(&self) -> usize {
+        self.height * self.width
+    }
+    /// Output positions on the grid: H_out · Wp.
+    fn columns(&self, g: &Geometry) -> usize {
+        g.out[0] * self.width
+    }
+    /// A group's padded input, with kw − 1 values beyond the last plane (read by the unused
+    /// columns of the last shifted row).
+    fn padded_len(&self, g: &Geometry) -> usize {
+        g.group_in() * self.plane() + g.kernel[1] - 1
+    }
+
+    /// Copies `x_group[C_in/G, H, W]` into the interior of `padded` (the border stays zero).
+    fn pad<T: GradScalar>(&self, g: &Geometry, x_group: &[T], padded: &mut [T]) {
+        for c in 0..g.group_in() {
+            for h in 0..g.height {
+                let src = &x_group[(c * g.height + h) * g.width..][..g.width];
+                padded[c * self.plane() + (h + self.top) * self.width + self.left..][..g.width]
+                    .copy_from_slice(src);
+            }
+        }
+    }
+
+    /// cols `[K, H_out·Wp]`: row (c, i, j) is `padded[c·Hp·Wp + i·Wp + j ..][.. H_out·Wp]`.
+    fn im2col<T: GradScalar>(&self, g: &Geometry, padded: &[T], cols: &mut [T]) {
+        let [kh, kw] = g.kernel;
+        let columns = self.columns(g);
+        for c in 0..g.group_in() {
+            for i in 0..kh {
+                for j in 0..kw {
+                    let row = (c * kh + i) * kw + j;
+                    cols[row * columns..][..columns].copy_from_slice(
+                        &padded[c * self.plane() + i * self.width + j..][..columns],
+                    );
+                }
+            }
+        }
+    }
+
+    /// `grid[R, H_out·Wp]` from `dense[R, H_out, W_out]`; the unused columns are left as they
+    /// are (zero: nothing else writes them).
+    fn spread<T: GradScalar>(&self, g: &Geometry, dense: &[T], grid: &mut [T]) {
+        let [out_h, out_w] = g.out;
+        for (r, dense) in dense.chunks_exact(out_h * out_w).enumerate() {
+            for oh in 0..out_h {
+                grid[(r * out_h + oh) * self.width..][..out_w]
+                    .copy_from_slice(&dense[oh * out_w..][..out_w]);
+            }
+        }
+    }
+
+    /// `dense[R, H_out, W_out] = grid[R, H_out·Wp]` without the unused columns, plus a value
+    /// per row R when given (the bias).
+    fn crop<T: GradScalar>(&self, g: &Geometry, grid: &[T], bias: Option<&[T]>, dense: &mut [T]) {
+        let [out_h, out_w] = g.out;
+        for (r, dense) in dense.chunks_exact_mut(out_h * out_w).enumerate() {
+            for oh in 0..out_h {
+                let src = &grid[(r * out_h + oh) * self.width..][..out_w];
+                let dst = &mut dense[oh * out_w..][..out_w];
+                match bias {
+                    Some(bias) => {
+                        for (dst, &src) in dst.iter_mut().zip(src) {
+                            *dst = bias[r];
+                            *dst += src;
+                        }
+                    }
+                    None => dst.copy_from_slice(src),
+                }
+            }
+        }
+    }
+}
+
+/// A thread's buffers: cols, a padded input, an output (or output gradient) grid.
+struct Scratch<T> {
+    cols: Vec<T>,
+    padded: Vec<T>,
+    grid: Vec<T>,
+}
+
+impl<T: GradScalar> Scratch<T> {
+    fn new(g: &Geometry, grid: Option<Grid>) -> Self {
+        match grid {
+            Some(grid) => Scratch {
+                cols: vec![T::ZERO; g.rows() * grid.columns(g)],
+                padded: vec![T::ZERO; grid.padded_len(g)],
+                grid: vec![T::ZERO; g.group_out() * grid.columns(g)],
+            },
+            None => Scratch {
+                cols: vec![T::ZERO; g.rows() * g.positions()],
+                padded: Vec::new(),
+                grid: Vec::new(),
+            },
+        }
+    }
+}
+
 /// `dst[m, n] (row stride dst_rs) = (read ? dst : 0) + lhs · rhs` with explicit strides.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_into<T: GradScalar>(
@@ -242,18 +375,44 @@ pub(crate) fn conv2d_weight_grad<T: GradScalar>(
     let (rows, positions) = (g.rows(), g.positions());
     let (group_in, group_out) = (g.group_in(), g.group_out());
     let total = g.channels_out * rows;
+    let grid = Grid::new(&g);
     let chunk_grad = |chunk: usize| -> Vec<T> {
         let mut partial = vec![T::ZERO; total];
-        let mut cols = vec![T::ZERO; rows * positions];
+        let mut scratch = Scratch::new(&g, grid);
         let first = chunk * CHUNK;
         for b in first..(first + CHUNK).min(g.batch) {
             for group in 0..g.groups {
                 let x_group = &x_data
                     [(b * g.channels_in + group * group_in) * g.height * g.width..]
                     [..group_in * g.height * g.width];
-                im2col(&g, x_group, &mut cols);
                 let gy = &grad_data[(b * g.channels_out + group * group_out) * positions..]
                     [..group_out * positions];
+                if let Some(grid) = grid {
+                    grid.pad(&g, x_group, &mut scratch.padded);
+                    grid.im2col(&g, &scratch.padded, &mut scratch.cols);
+                    grid.spread(&g, gy, &mut scratch.grid);
+                    let columns = grid.columns(&g);
+                    // partial_g[o, kk] += Σ_t gy_grid[o, t] · cols[kk, t]
+                    unsafe {
+                        gemm_into(
+                            group_out,
+                            rows,
+                            columns,
+                            partial.as_mut_ptr().add(group * group_out * rows),
+                            rows as isize,
+                            b > first,
+                            scratch.grid.as_ptr(),
+                            1,
+                            columns as isize,
+                            scratch.cols.as_ptr(),
+                            columns as isize,
+                            1,
+                        );
+                    }
+                    continue;
+                }
+                let cols = &mut scratch.cols;
+                im2col(&g, x_group, cols);
                 // partial_g[o, kk] += Σ_p gy[o, p] · cols[kk, p]
                 unsafe {
                     gemm_into(
@@ -296,6 +455,62 @@ pub(crate) fn conv2d_weight_grad<T: GradScalar>(
     )
 }
 
+/// unlearn patch (issue 35): the input gradient of a stride-1, undilated convolution whose
+/// padding is at most kernel − 1 on every side is itself such a convolution — of the output
+/// gradient, with the kernel flipped in space and its channel axes swapped, and padding
+/// kernel − 1 − padding — and runs as one (the padded-grid forward path): one contiguous im2col
+/// and a product with K = (C_out/G)·kh·kw, instead of a product with K = C_out/G that writes
+/// kh·kw times the input's size, and col2im. `None` when the conditions do not hold.
+fn transposed_options(g: &Geometry, options: &ConvOptions<2>) -> Option<ConvOptions<2>> {
+    if g.stride != [1, 1] || g.dilation != [1, 1] {
+        return None;
+    }
+    let mut padding = [(0, 0); 2];
+    for axis in 0..2 {
+        let reach = g.kernel[axis] - 1;
+        let (begin, end) = options.padding[axis];
+        if begin > reach || end > reach {
+            return None;
+        }
+        padding[axis] = (reach - begin, reach - end);
+    }
+    Some(ConvOptions {
+        stride: [1, 1],
+        padding,
+        dilation: [1, 1],
+        groups: g.groups,
+    })
+}
+
+/// The weight `[C_out, C_in/G, kh, kw]` as the kernel of the input gradient's convolution:
+/// `[C_in, C_out/G, kh, kw]`, w'[g·C_in/G + c, o, i, j] = w[g·C_out/G + o, c, kh−1−i, kw−1−j].
+fn flipped<T: GradScalar>(g: &Geometry, weight: &FlexTensor, dtype: DType) -> FlexTensor {
+    let w: &[T] = weight.storage();
+    let [kh, kw] = g.kernel;
+    let (group_in, group_out) = (g.group_in(), g.group_out());
+    let mut out = vec![T::ZERO; w.len()];
+    for group in 0..g.groups {
+        for o in 0..group_out {
+            for c in 0..group_in {
+                for i in 0..kh {
+                    for j in 0..kw {
+                        out[(((group * group_in + c) * group_out + o) * kh + i) * kw + j] = w
+                            [(((group * group_out + o) * group_in + c) * kh + kh - 1 - i) * kw
+                                + kw
+                                - 1
+                                - j];
+                    }
+                }
+            }
+        }
+    }
+    FlexTensor::new(
+        Bytes::from_elems(out),
+        Layout::contiguous(Shape::from(vec![g.channels_in, group_out, kh, kw])),
+        dtype,
+    )
+}
+
 /// Input gradient `[B, C_in, H, W]` of a 2D convolution.
 pub(crate) fn conv2d_x_grad<T: GradScalar>(
     x_shape: Shape,
@@ -312,6 +527,15 @@ pub(crate) fn conv2d_x_grad<T: GradScalar>(
         grad.layout().shape(),
         options,
     );
+    if let Some(transposed) = transposed_options(&g, options) {
+        return conv2d_forward::<T>(
+            grad,
+            flipped::<T>(&g, &weight, dtype),
+            None,
+            &transposed,
+            dtype,
+        );
+    }
     let w_data: &[T] = weight.storage();
     let grad_data: &[T] = grad.storage();
     let (rows, positions) = (g.rows(), g.positions());
@@ -323,6 +547,8 @@ pub(crate) fn conv2d_x_grad<T: GradScalar>(
             let gy = &grad_data[(b * g.channels_out + group * group_out) * positions..]
                 [..group_out * positions];
             let w_group = &w_data[group * group_out * rows..][..group_out * rows];
+            let dx_group =
+                &mut dx[group * group_in * g.height * g.width..][..group_in * g.height * g.width];
             // cols[kk, p] = Σ_o w[o, kk] · gy[o, p]
             unsafe {
                 gemm_into(
@@ -340,11 +566,7 @@ pub(crate) fn conv2d_x_grad<T: GradScalar>(
                     positions as isize,
                 );
             }
-            col2im(
-                &g,
-                cols,
-                &mut dx[group * group_in * g.height * g.width..][..group_in * g.height * g.width],
-            );
+            col2im(&g, cols, dx_group);
         }
     };
     if sample > 0 {
@@ -423,7 +645,44 @@ pub(crate) fn conv2d_forward<T: GradScalar>(
     let (group_in, group_out) = (g.group_in(), g.group_out());
     let sample_out = g.channels_out * positions;
     let mut result = vec![T::ZERO; g.batch * sample_out];
-    let run_sample = |b: usize, y: &mut [T], cols: &mut Vec<T>| {
+    let grid = Grid::new(&g);
+    let run_sample = |b: usize, y: &mut [T], scratch: &mut Scratch<T>| {
+        if let Some(grid) = grid {
+            let columns = grid.columns(&g);
+            for group in 0..g.groups {
+                let x_group = &x_data
+                    [(b * g.channels_in + group * group_in) * g.height * g.width..]
+                    [..group_in * g.height * g.width];
+                grid.pad(&g, x_group, &mut scratch.padded);
+                grid.im2col(&g, &scratch.padded, &mut scratch.cols);
+                let w_group = &w_data[group * group_out * rows..][..group_out * rows];
+                // y_grid[o, t] = Σ_kk w[o, kk] · cols[kk, t]
+                unsafe {
+                    gemm_into(
+                        group_out,
+                        columns,
+                        rows,
+                        scratch.grid.as_mut_ptr(),
+                        columns as isize,
+                        false,
+                        w_group.as_ptr(),
+                        1,
+                        rows as isize,
+                        scratch.cols.as_ptr(),
+                        1,
+                        columns as isize,
+                    );
+                }
+                grid.crop(
+                    &g,
+                    &scratch.grid,
+                    bias_data.map(|bias| &bias[group * group_out..][..group_out]),
+                    &mut y[group * group_out * positions..][..group_out * positions],
+                );
+            }
+            return;
+        }
+        let cols = &mut scratch.cols;
         if let Some(bias) = bias_data {
             for (row, &value) in y.chunks_exact_mut(positions).zip(bias) {
                 row.fill(value);
@@ -458,15 +717,15 @@ pub(crate) fn conv2d_forward<T: GradScalar>(
         {
             use rayon::prelude::*;
             result.par_chunks_mut(sample_out).enumerate().for_each_init(
-                || vec![T::ZERO; rows * positions],
-                |cols, (b, y)| run_sample(b, y, cols),
+                || Scratch::new(&g, grid),
+                |scratch, (b, y)| run_sample(b, y, scratch),
             );
         }
         #[cfg(not(feature = "rayon"))]
         {
-            let mut cols = vec![T::ZERO; rows * positions];
+            let mut scratch = Scratch::new(&g, grid);
             for (b, y) in result.chunks_mut(sample_out).enumerate() {
-                run_sample(b, y, &mut cols);
+                run_sample(b, y, &mut scratch);
             }
         }
     }
