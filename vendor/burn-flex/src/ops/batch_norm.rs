@@ -20,50 +20,16 @@ use alloc::vec::Vec;
 use burn_backend::DType;
 use burn_std::{Bytes, Shape};
 
+use crate::ops::native_float::NativeFloat;
 use crate::{FlexTensor, Layout};
 
 /// Lanes of the per-plane partial sums (a multiple of every SIMD width in use).
 const LANES: usize = 16;
 
-/// The element types computed natively (f16 and bf16 go through f32 in the caller).
-pub(crate) trait NormScalar:
-    bytemuck::Pod
-    + Copy
-    + Send
-    + Sync
-    + 'static
-    + burn_backend::Element
-    + core::ops::Add<Output = Self>
-    + core::ops::Sub<Output = Self>
-    + core::ops::Mul<Output = Self>
-{
-    const ZERO: Self;
-    fn to_f64(self) -> f64;
-    fn from_f64(value: f64) -> Self;
-}
-impl NormScalar for f32 {
-    const ZERO: Self = 0.0;
-    fn to_f64(self) -> f64 {
-        self as f64
-    }
-    fn from_f64(value: f64) -> Self {
-        value as f32
-    }
-}
-impl NormScalar for f64 {
-    const ZERO: Self = 0.0;
-    fn to_f64(self) -> f64 {
-        self
-    }
-    fn from_f64(value: f64) -> Self {
-        value
-    }
-}
-
 /// Σ f(x_i, y_i) over one plane, in `LANES` independent lanes (vectorisable, fixed order),
 /// the lanes then summed in f64.
 #[inline(always)]
-fn lane_sum<T: NormScalar>(xs: &[T], ys: &[T], f: impl Fn(T, T) -> T) -> f64 {
+fn lane_sum<T: NativeFloat>(xs: &[T], ys: &[T], f: impl Fn(T, T) -> T) -> f64 {
     let mut lanes = [T::ZERO; LANES];
     let (x_chunks, y_chunks) = (xs.chunks_exact(LANES), ys.chunks_exact(LANES));
     let (x_rest, y_rest) = (x_chunks.remainder(), y_chunks.remainder());
@@ -111,7 +77,7 @@ struct Affine<T> {
 /// `out[n, c, s] = a_c·(u[n, c, s] − m_c) + k_c (+ b_c·v[n, c, s])` over whole samples, in
 /// parallel over samples when rayon is on. Centring before scaling keeps the precision when a
 /// channel's mean is large against its spread.
-fn affine<T: NormScalar>(
+fn affine<T: NativeFloat>(
     (batch, channels, positions): (usize, usize, usize),
     u: &[T],
     v: Option<&[T]>,
@@ -154,7 +120,7 @@ fn affine<T: NormScalar>(
     out
 }
 
-fn vector<T: NormScalar>(tensor: &FlexTensor) -> Vec<f64> {
+fn vector<T: NativeFloat>(tensor: &FlexTensor) -> Vec<f64> {
     tensor
         .clone()
         .to_contiguous()
@@ -164,12 +130,12 @@ fn vector<T: NormScalar>(tensor: &FlexTensor) -> Vec<f64> {
         .collect()
 }
 
-fn tensor<T: NormScalar>(values: Vec<T>, shape: Shape, dtype: DType) -> FlexTensor {
+fn tensor<T: NativeFloat>(values: Vec<T>, shape: Shape, dtype: DType) -> FlexTensor {
     FlexTensor::new(Bytes::from_elems(values), Layout::contiguous(shape), dtype)
 }
 
 /// Inference: `y = (x − mean)/√(var + ε)·γ + β` with the given (running) statistics.
-pub(crate) fn batch_norm_eval<T: NormScalar>(
+pub(crate) fn batch_norm_eval<T: NativeFloat>(
     x: FlexTensor,
     gamma: FlexTensor,
     beta: FlexTensor,
@@ -196,7 +162,7 @@ pub(crate) fn batch_norm_eval<T: NormScalar>(
 
 /// Training: normalises with the batch's statistics; returns the output, the batch mean and
 /// the biased batch variance (`[C]` each).
-pub(crate) fn batch_norm_train<T: NormScalar>(
+pub(crate) fn batch_norm_train<T: NativeFloat>(
     x: FlexTensor,
     gamma: FlexTensor,
     beta: FlexTensor,
@@ -254,7 +220,7 @@ pub(crate) fn batch_norm_train<T: NormScalar>(
 
 /// Gradient of [`batch_norm_train`] for its input, γ and β, given the output gradient and the
 /// statistics the forward pass returned.
-pub(crate) fn batch_norm_train_backward<T: NormScalar>(
+pub(crate) fn batch_norm_train_backward<T: NativeFloat>(
     x: FlexTensor,
     gamma: FlexTensor,
     mean: FlexTensor,

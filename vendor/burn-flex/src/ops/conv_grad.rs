@@ -20,26 +20,11 @@ use burn_backend::DType;
 use burn_backend::ops::ConvOptions;
 use burn_std::{Bytes, Shape};
 
+use crate::ops::native_float::NativeFloat;
 use crate::{FlexTensor, Layout};
 
 /// Samples per chunk of the weight gradient's sum (fixed, so the summation order is too).
 const CHUNK: usize = 8;
-
-/// The element types computed natively (f16 and bf16 go through f32 in the caller).
-pub(crate) trait GradScalar:
-    bytemuck::Pod + Copy + Send + Sync + 'static + core::ops::AddAssign + burn_backend::Element
-{
-    const ZERO: Self;
-    const ONE: Self;
-}
-impl GradScalar for f32 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-}
-impl GradScalar for f64 {
-    const ZERO: Self = 0.0;
-    const ONE: Self = 1.0;
-}
 
 /// Geometry shared by both gradients.
 #[derive(Clone, Copy)]
@@ -107,7 +92,7 @@ impl Geometry {
 }
 
 /// im2col of one sample's group: `cols[K, P]` from `x_group[C_in/G, H, W]`.
-fn im2col<T: GradScalar>(g: &Geometry, x_group: &[T], cols: &mut [T]) {
+fn im2col<T: NativeFloat>(g: &Geometry, x_group: &[T], cols: &mut [T]) {
     let [kh, kw] = g.kernel;
     let [out_h, out_w] = g.out;
     let positions = g.positions();
@@ -144,7 +129,7 @@ fn im2col<T: GradScalar>(g: &Geometry, x_group: &[T], cols: &mut [T]) {
 }
 
 /// col2im of one sample's group: adds `cols[K, P]` onto `x_group[C_in/G, H, W]`.
-fn col2im<T: GradScalar>(g: &Geometry, cols: &[T], x_group: &mut [T]) {
+fn col2im<T: NativeFloat>(g: &Geometry, cols: &[T], x_group: &mut [T]) {
     let [kh, kw] = g.kernel;
     let [_, out_w] = g.out;
     let positions = g.positions();
@@ -229,7 +214,7 @@ impl Grid {
     }
 
     /// Copies `x_group[C_in/G, H, W]` into the interior of `padded` (the border stays zero).
-    fn pad<T: GradScalar>(&self, g: &Geometry, x_group: &[T], padded: &mut [T]) {
+    fn pad<T: NativeFloat>(&self, g: &Geometry, x_group: &[T], padded: &mut [T]) {
         for c in 0..g.group_in() {
             for h in 0..g.height {
                 let src = &x_group[(c * g.height + h) * g.width..][..g.width];
@@ -240,7 +225,7 @@ impl Grid {
     }
 
     /// cols `[K, H_out·Wp]`: row (c, i, j) is `padded[c·Hp·Wp + i·Wp + j ..][.. H_out·Wp]`.
-    fn im2col<T: GradScalar>(&self, g: &Geometry, padded: &[T], cols: &mut [T]) {
+    fn im2col<T: NativeFloat>(&self, g: &Geometry, padded: &[T], cols: &mut [T]) {
         let [kh, kw] = g.kernel;
         let columns = self.columns(g);
         for c in 0..g.group_in() {
@@ -257,7 +242,7 @@ impl Grid {
 
     /// `grid[R, H_out·Wp]` from `dense[R, H_out, W_out]`; the unused columns are left as they
     /// are (zero: nothing else writes them).
-    fn spread<T: GradScalar>(&self, g: &Geometry, dense: &[T], grid: &mut [T]) {
+    fn spread<T: NativeFloat>(&self, g: &Geometry, dense: &[T], grid: &mut [T]) {
         let [out_h, out_w] = g.out;
         for (r, dense) in dense.chunks_exact(out_h * out_w).enumerate() {
             for oh in 0..out_h {
@@ -269,7 +254,7 @@ impl Grid {
 
     /// `dense[R, H_out, W_out] = grid[R, H_out·Wp]` without the unused columns, plus a value
     /// per row R when given (the bias).
-    fn crop<T: GradScalar>(&self, g: &Geometry, grid: &[T], bias: Option<&[T]>, dense: &mut [T]) {
+    fn crop<T: NativeFloat>(&self, g: &Geometry, grid: &[T], bias: Option<&[T]>, dense: &mut [T]) {
         let [out_h, out_w] = g.out;
         for (r, dense) in dense.chunks_exact_mut(out_h * out_w).enumerate() {
             for oh in 0..out_h {
@@ -296,7 +281,7 @@ struct Scratch<T> {
     grid: Vec<T>,
 }
 
-impl<T: GradScalar> Scratch<T> {
+impl<T: NativeFloat> Scratch<T> {
     fn new(g: &Geometry, grid: Option<Grid>) -> Self {
         match grid {
             Some(grid) => Scratch {
@@ -315,7 +300,7 @@ impl<T: GradScalar> Scratch<T> {
 
 /// `dst[m, n] (row stride dst_rs) = (read ? dst : 0) + lhs · rhs` with explicit strides.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_into<T: GradScalar>(
+unsafe fn gemm_into<T: NativeFloat>(
     m: usize,
     n: usize,
     k: usize,
@@ -355,7 +340,7 @@ unsafe fn gemm_into<T: GradScalar>(
 }
 
 /// Weight gradient `[C_out, C_in/G, kh, kw]` of a 2D convolution.
-pub(crate) fn conv2d_weight_grad<T: GradScalar>(
+pub(crate) fn conv2d_weight_grad<T: NativeFloat>(
     x: FlexTensor,
     weight_shape: Shape,
     output_grad: FlexTensor,
@@ -484,7 +469,7 @@ fn transposed_options(g: &Geometry, options: &ConvOptions<2>) -> Option<ConvOpti
 
 /// The weight `[C_out, C_in/G, kh, kw]` as the kernel of the input gradient's convolution:
 /// `[C_in, C_out/G, kh, kw]`, w'[g·C_in/G + c, o, i, j] = w[g·C_out/G + o, c, kh−1−i, kw−1−j].
-fn flipped<T: GradScalar>(g: &Geometry, weight: &FlexTensor, dtype: DType) -> FlexTensor {
+fn flipped<T: NativeFloat>(g: &Geometry, weight: &FlexTensor, dtype: DType) -> FlexTensor {
     let w: &[T] = weight.storage();
     let [kh, kw] = g.kernel;
     let (group_in, group_out) = (g.group_in(), g.group_out());
@@ -512,7 +497,7 @@ fn flipped<T: GradScalar>(g: &Geometry, weight: &FlexTensor, dtype: DType) -> Fl
 }
 
 /// Input gradient `[B, C_in, H, W]` of a 2D convolution.
-pub(crate) fn conv2d_x_grad<T: GradScalar>(
+pub(crate) fn conv2d_x_grad<T: NativeFloat>(
     x_shape: Shape,
     weight: FlexTensor,
     output_grad: FlexTensor,
@@ -614,7 +599,7 @@ fn output_len(
 /// starting value): out_{b,g} `[C_out/G, P]` = bias + weight_g `[C_out/G, K]` · cols_b `[K, P]`.
 /// Samples run in parallel, each sample's sums in a fixed order, so the result does not depend
 /// on the thread count. Padding may be asymmetric.
-pub(crate) fn conv2d_forward<T: GradScalar>(
+pub(crate) fn conv2d_forward<T: NativeFloat>(
     x: FlexTensor,
     weight: FlexTensor,
     bias: Option<FlexTensor>,

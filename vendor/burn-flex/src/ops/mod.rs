@@ -114,6 +114,7 @@ pub mod interpolate;
 pub mod mask;
 pub mod matmul;
 mod module;
+mod native_float;
 pub mod pool;
 mod qtensor;
 pub mod reduce;
