@@ -210,6 +210,11 @@ fn convolution_forward_and_gradients_match_a_direct_computation() {
         (2, 4, 6, [7, 9], 3, 1, 1, (0, 2, 1, 0), 2),
         (3, 3, 4, [8, 8], 5, 1, 1, (2, 2, 2, 2), 1),
         (2, 5, 3, [6, 7], 3, 1, 1, (0, 0, 0, 0), 1),
+        // the SIMD kernels (conv_direct.rs): several blocks of output channels with a partial
+        // last one, an odd channel left after the weight gradient's pairs, more samples than a
+        // chunk; and a ResNet-sized 7×7 map (the grid's 63 columns round up to 64)
+        (10, 17, 19, [12, 13], 3, 1, 1, (1, 1, 1, 1), 1),
+        (9, 16, 32, [7, 7], 3, 1, 1, (1, 1, 1, 1), 1),
     ];
     let device = Device::flex().autodiff();
     for (
@@ -427,6 +432,31 @@ fn convolutions_are_independent_of_the_thread_count() {
         .zip(one.iter().zip(three.iter()))
     {
         assert_eq!(a, b, "{name} differs between 1 and 3 threads");
+    }
+}
+
+/// The convolution tests again in a child process with each other kernel choice of
+/// vendor/burn-flex's conv_direct.rs: the AVX2 kernels (chosen over AVX-512 on a machine with
+/// both) and the matrix-product path (every non-x86 machine, and f64). The choice is read once
+/// per process, so each runs in its own child; the child skips this test itself.
+#[test]
+fn convolutions_match_with_every_kernel_choice() {
+    if std::env::var_os("BURN_FLEX_CONV").is_some() {
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    for choice in ["avx2", "gemm"] {
+        let output = std::process::Command::new(&exe)
+            .args(["convolution", "--test-threads", "1"])
+            .env("BURN_FLEX_CONV", choice)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("3 passed"),
+            "BURN_FLEX_CONV={choice}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 

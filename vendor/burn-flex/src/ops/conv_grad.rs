@@ -20,6 +20,7 @@ use burn_backend::DType;
 use burn_backend::ops::ConvOptions;
 use burn_std::{Bytes, Shape};
 
+use crate::ops::conv_direct::{self, Isa};
 use crate::ops::native_float::NativeFloat;
 use crate::{FlexTensor, Layout};
 
@@ -213,13 +214,39 @@ impl Grid {
         g.group_in() * self.plane() + g.kernel[1] - 1
     }
 
+    /// Output grid columns for a SIMD kernel: H_out·Wp rounded up to whole vectors.
+    fn vector_columns(&self, g: &Geometry, isa: Isa) -> usize {
+        self.columns(g).next_multiple_of(isa.lanes())
+    }
+
+    /// A padded input long enough for a SIMD kernel's rounded-up columns.
+    fn vector_padded_len(&self, g: &Geometry, isa: Isa) -> usize {
+        self.padded_len(g) + self.vector_columns(g, isa) - self.columns(g)
+    }
+
+    /// Where im2col row (c, i, j) starts in the padded input: `c·Hp·Wp + i·Wp + j`.
+    fn offsets(&self, g: &Geometry) -> Vec<usize> {
+        let [kh, kw] = g.kernel;
+        let mut offsets = Vec::with_capacity(g.rows());
+        for c in 0..g.group_in() {
+            for i in 0..kh {
+                for j in 0..kw {
+                    offsets.push(c * self.plane() + i * self.width + j);
+                }
+            }
+        }
+        offsets
+    }
+
     /// Copies `x_group[C_in/G, H, W]` into the interior of `padded` (the border stays zero).
     fn pad<T: NativeFloat>(&self, g: &Geometry, x_group: &[T], padded: &mut [T]) {
         for c in 0..g.group_in() {
             for h in 0..g.height {
                 let src = &x_group[(c * g.height + h) * g.width..][..g.width];
-                padded[c * self.plane() + (h + self.top) * self.width + self.left..][..g.width]
-                    .copy_from_slice(src);
+                copy_row(
+                    &mut padded[c * self.plane() + (h + self.top) * self.width + self.left..],
+                    src,
+                );
             }
         }
     }
@@ -240,25 +267,34 @@ impl Grid {
         }
     }
 
-    /// `grid[R, H_out·Wp]` from `dense[R, H_out, W_out]`; the unused columns are left as they
-    /// are (zero: nothing else writes them).
-    fn spread<T: NativeFloat>(&self, g: &Geometry, dense: &[T], grid: &mut [T]) {
+    /// `grid[R, stride]` (row r's H_out·Wp columns first) from `dense[R, H_out, W_out]`; the
+    /// unused columns are left as they are (zero: nothing else writes them).
+    fn spread<T: NativeFloat>(&self, g: &Geometry, dense: &[T], grid: &mut [T], stride: usize) {
         let [out_h, out_w] = g.out;
         for (r, dense) in dense.chunks_exact(out_h * out_w).enumerate() {
             for oh in 0..out_h {
-                grid[(r * out_h + oh) * self.width..][..out_w]
-                    .copy_from_slice(&dense[oh * out_w..][..out_w]);
+                copy_row(
+                    &mut grid[r * stride + oh * self.width..],
+                    &dense[oh * out_w..][..out_w],
+                );
             }
         }
     }
 
-    /// `dense[R, H_out, W_out] = grid[R, H_out·Wp]` without the unused columns, plus a value
-    /// per row R when given (the bias).
-    fn crop<T: NativeFloat>(&self, g: &Geometry, grid: &[T], bias: Option<&[T]>, dense: &mut [T]) {
+    /// `dense[R, H_out, W_out] = grid[R, stride]` without the unused columns, plus a value per
+    /// row R when given (the bias).
+    fn crop<T: NativeFloat>(
+        &self,
+        g: &Geometry,
+        grid: &[T],
+        stride: usize,
+        bias: Option<&[T]>,
+        dense: &mut [T],
+    ) {
         let [out_h, out_w] = g.out;
         for (r, dense) in dense.chunks_exact_mut(out_h * out_w).enumerate() {
             for oh in 0..out_h {
-                let src = &grid[(r * out_h + oh) * self.width..][..out_w];
+                let src = &grid[r * stride + oh * self.width..][..out_w];
                 let dst = &mut dense[oh * out_w..][..out_w];
                 match bias {
                     Some(bias) => {
@@ -267,9 +303,35 @@ impl Grid {
                             *dst += src;
                         }
                     }
-                    None => dst.copy_from_slice(src),
+                    None => copy_row(dst, src),
                 }
             }
+        }
+    }
+}
+
+/// `dst[..src.len()] = src` for the short rows of a feature map (7 to 32 values here), as
+/// fixed-size copies the compiler writes inline: a `copy_from_slice` of a row this short is a
+/// call to the C library's memmove, and those calls were 7–9% of a ResNet-20 training step.
+#[inline(always)]
+fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
+    let n = src.len();
+    let dst = &mut dst[..n];
+    if n >= 8 {
+        let mut k = 0;
+        while k + 8 <= n {
+            dst[k..k + 8].copy_from_slice(&src[k..k + 8]);
+            k += 8;
+        }
+        if k < n {
+            dst[n - 8..].copy_from_slice(&src[n - 8..]);
+        }
+    } else if n >= 4 {
+        dst[..4].copy_from_slice(&src[..4]);
+        dst[n - 4..].copy_from_slice(&src[n - 4..]);
+    } else {
+        for (dst, &src) in dst.iter_mut().zip(src) {
+            *dst = src;
         }
     }
 }
@@ -282,14 +344,19 @@ struct Scratch<T> {
 }
 
 impl<T: NativeFloat> Scratch<T> {
-    fn new(g: &Geometry, grid: Option<Grid>) -> Self {
-        match grid {
-            Some(grid) => Scratch {
+    fn new(g: &Geometry, grid: Option<Grid>, direct: Option<Isa>) -> Self {
+        match (grid, direct) {
+            (Some(grid), Some(isa)) => Scratch {
+                cols: Vec::new(),
+                padded: vec![T::ZERO; grid.vector_padded_len(g, isa)],
+                grid: vec![T::ZERO; g.group_out() * grid.vector_columns(g, isa)],
+            },
+            (Some(grid), None) => Scratch {
                 cols: vec![T::ZERO; g.rows() * grid.columns(g)],
                 padded: vec![T::ZERO; grid.padded_len(g)],
                 grid: vec![T::ZERO; g.group_out() * grid.columns(g)],
             },
-            None => Scratch {
+            (None, _) => Scratch {
                 cols: vec![T::ZERO; g.rows() * g.positions()],
                 padded: Vec::new(),
                 grid: Vec::new(),
@@ -361,10 +428,34 @@ pub(crate) fn conv2d_weight_grad<T: NativeFloat>(
     let (group_in, group_out) = (g.group_in(), g.group_out());
     let total = g.channels_out * rows;
     let grid = Grid::new(&g);
-    let chunk_grad = |chunk: usize| -> Vec<T> {
+    // unlearn patch (issue 35): f32 3×3 kernels on the grid run the SIMD kernel of
+    // conv_direct.rs.
+    let direct = grid
+        .and(conv_direct::detect())
+        .filter(|_| g.kernel == [3, 3] && T::as_f32(x_data).is_some());
+    let chunk_grad = |buffers: &mut ChunkBuffers, chunk: usize| -> Vec<T> {
         let mut partial = vec![T::ZERO; total];
-        let mut scratch = Scratch::new(&g, grid);
         let first = chunk * CHUNK;
+        if let (Some(grid), Some(isa), Some(x), Some(gy), Some(dw)) = (
+            grid,
+            direct,
+            T::as_f32(x_data),
+            T::as_f32(grad_data),
+            T::as_f32_mut(&mut partial),
+        ) {
+            direct_weight_grad(
+                &g,
+                grid,
+                isa,
+                x,
+                gy,
+                first..(first + CHUNK).min(g.batch),
+                buffers,
+                dw,
+            );
+            return partial;
+        }
+        let mut scratch = Scratch::new(&g, grid, None);
         for b in first..(first + CHUNK).min(g.batch) {
             for group in 0..g.groups {
                 let x_group = &x_data
@@ -375,8 +466,8 @@ pub(crate) fn conv2d_weight_grad<T: NativeFloat>(
                 if let Some(grid) = grid {
                     grid.pad(&g, x_group, &mut scratch.padded);
                     grid.im2col(&g, &scratch.padded, &mut scratch.cols);
-                    grid.spread(&g, gy, &mut scratch.grid);
                     let columns = grid.columns(&g);
+                    grid.spread(&g, gy, &mut scratch.grid, columns);
                     // partial_g[o, kk] += Σ_t gy_grid[o, t] · cols[kk, t]
                     unsafe {
                         gemm_into(
@@ -423,10 +514,18 @@ pub(crate) fn conv2d_weight_grad<T: NativeFloat>(
     #[cfg(feature = "rayon")]
     let partials: Vec<Vec<T>> = {
         use rayon::prelude::*;
-        (0..chunks).into_par_iter().map(chunk_grad).collect()
+        (0..chunks)
+            .into_par_iter()
+            .map_init(ChunkBuffers::default, chunk_grad)
+            .collect()
     };
     #[cfg(not(feature = "rayon"))]
-    let partials: Vec<Vec<T>> = (0..chunks).map(chunk_grad).collect();
+    let partials: Vec<Vec<T>> = {
+        let mut buffers = ChunkBuffers::default();
+        (0..chunks)
+            .map(|chunk| chunk_grad(&mut buffers, chunk))
+            .collect()
+    };
     let mut result = vec![T::ZERO; total];
     for partial in &partials {
         for (sum, value) in result.iter_mut().zip(partial) {
@@ -438,6 +537,68 @@ pub(crate) fn conv2d_weight_grad<T: NativeFloat>(
         Layout::contiguous(weight_shape),
         dtype,
     )
+}
+
+/// A thread's buffers for [`direct_weight_grad`], reused from chunk to chunk: each chunk writes
+/// the same interior positions, so the zero borders and unused columns stay zero.
+#[derive(Default)]
+struct ChunkBuffers {
+    padded: Vec<f32>,
+    grad: Vec<f32>,
+}
+
+/// The weight gradient's share of samples `samples` (one chunk), added to `dw` `[C_out, K]`, by
+/// the SIMD kernel: every sample's padded input and output gradient grid are laid out side by
+/// side, then each (output channel, input channel, tap) sum runs over the chunk in one pass.
+#[allow(clippy::too_many_arguments)]
+fn direct_weight_grad(
+    g: &Geometry,
+    grid: Grid,
+    isa: Isa,
+    x: &[f32],
+    gy: &[f32],
+    samples: core::ops::Range<usize>,
+    buffers: &mut ChunkBuffers,
+    dw: &mut [f32],
+) {
+    let (group_in, group_out) = (g.group_in(), g.group_out());
+    let (sample_in, positions) = (group_in * g.height * g.width, g.positions());
+    let padded_len = grid.vector_padded_len(g, isa);
+    let stride = grid.vector_columns(g, isa);
+    if buffers.padded.is_empty() {
+        buffers.padded = vec![0.0f32; CHUNK * padded_len];
+        buffers.grad = vec![0.0f32; CHUNK * group_out * stride];
+    }
+    let padded = &mut buffers.padded[..samples.len() * padded_len];
+    let grad = &mut buffers.grad[..samples.len() * group_out * stride];
+    for group in 0..g.groups {
+        for (s, b) in samples.clone().enumerate() {
+            let x_group = &x[(b * g.channels_in + group * group_in) * g.height * g.width..];
+            grid.pad(
+                g,
+                &x_group[..sample_in],
+                &mut padded[s * padded_len..][..padded_len],
+            );
+            let gy_group = &gy[(b * g.channels_out + group * group_out) * positions..];
+            grid.spread(
+                g,
+                &gy_group[..group_out * positions],
+                &mut grad[s * group_out * stride..][..group_out * stride],
+                stride,
+            );
+        }
+        let chunk = conv_direct::GradChunk {
+            samples: samples.len(),
+            padded,
+            padded_len,
+            plane: grid.plane(),
+            grad,
+            stride,
+            columns: stride,
+        };
+        let dw_group = &mut dw[group * group_out * g.rows()..][..group_out * g.rows()];
+        conv_direct::weight_grad(isa, &chunk, group_out, group_in, grid.width, dw_group);
+    }
 }
 
 /// unlearn patch (issue 35): the input gradient of a stride-1, undilated convolution whose
@@ -629,8 +790,32 @@ pub(crate) fn conv2d_forward<T: NativeFloat>(
     let (rows, positions) = (g.rows(), g.positions());
     let (group_in, group_out) = (g.group_in(), g.group_out());
     let sample_out = g.channels_out * positions;
-    let mut result = vec![T::ZERO; g.batch * sample_out];
+    // unlearn patch (issue 35): not zero-filled (a memset of the whole output per call): every
+    // element is written below — by `crop` on the grid paths, by the bias fill or gemm with
+    // beta = 0 (which writes every element, tests/kernels.rs) on the general one.
+    let mut result: Vec<T> = Vec::with_capacity(g.batch * sample_out);
+    #[allow(clippy::uninit_vec)]
+    unsafe {
+        result.set_len(g.batch * sample_out);
+    }
     let grid = Grid::new(&g);
+    // unlearn patch (issue 35): f32 on the grid runs the SIMD kernel of conv_direct.rs, with the
+    // weight packed once per call.
+    let direct = grid
+        .and(conv_direct::detect())
+        .filter(|_| T::as_f32(w_data).is_some());
+    let (offsets, packed) = match (grid, direct, T::as_f32(w_data)) {
+        (Some(grid), Some(isa), Some(w)) => (
+            grid.offsets(&g),
+            (0..g.groups)
+                .map(|group| {
+                    let w_group = &w[group * group_out * rows..][..group_out * rows];
+                    conv_direct::pack_forward(isa, w_group, group_out, rows)
+                })
+                .collect(),
+        ),
+        _ => (Vec::new(), Vec::new()),
+    };
     let run_sample = |b: usize, y: &mut [T], scratch: &mut Scratch<T>| {
         if let Some(grid) = grid {
             let columns = grid.columns(&g);
@@ -639,28 +824,52 @@ pub(crate) fn conv2d_forward<T: NativeFloat>(
                     [(b * g.channels_in + group * group_in) * g.height * g.width..]
                     [..group_in * g.height * g.width];
                 grid.pad(&g, x_group, &mut scratch.padded);
-                grid.im2col(&g, &scratch.padded, &mut scratch.cols);
-                let w_group = &w_data[group * group_out * rows..][..group_out * rows];
-                // y_grid[o, t] = Σ_kk w[o, kk] · cols[kk, t]
-                unsafe {
-                    gemm_into(
-                        group_out,
-                        columns,
-                        rows,
-                        scratch.grid.as_mut_ptr(),
-                        columns as isize,
-                        false,
-                        w_group.as_ptr(),
-                        1,
-                        rows as isize,
-                        scratch.cols.as_ptr(),
-                        1,
-                        columns as isize,
-                    );
-                }
+                let stride = match (
+                    direct,
+                    T::as_f32(&scratch.padded),
+                    T::as_f32_mut(&mut scratch.grid),
+                ) {
+                    (Some(isa), Some(padded), Some(y_grid)) => {
+                        let stride = grid.vector_columns(&g, isa);
+                        conv_direct::forward(
+                            isa,
+                            &packed[group],
+                            group_out,
+                            &offsets,
+                            padded,
+                            stride,
+                            y_grid,
+                            stride,
+                        );
+                        stride
+                    }
+                    _ => {
+                        grid.im2col(&g, &scratch.padded, &mut scratch.cols);
+                        let w_group = &w_data[group * group_out * rows..][..group_out * rows];
+                        // y_grid[o, t] = Σ_kk w[o, kk] · cols[kk, t]
+                        unsafe {
+                            gemm_into(
+                                group_out,
+                                columns,
+                                rows,
+                                scratch.grid.as_mut_ptr(),
+                                columns as isize,
+                                false,
+                                w_group.as_ptr(),
+                                1,
+                                rows as isize,
+                                scratch.cols.as_ptr(),
+                                1,
+                                columns as isize,
+                            );
+                        }
+                        columns
+                    }
+                };
                 grid.crop(
                     &g,
                     &scratch.grid,
+                    stride,
                     bias_data.map(|bias| &bias[group * group_out..][..group_out]),
                     &mut y[group * group_out * positions..][..group_out * positions],
                 );
@@ -702,13 +911,13 @@ pub(crate) fn conv2d_forward<T: NativeFloat>(
         {
             use rayon::prelude::*;
             result.par_chunks_mut(sample_out).enumerate().for_each_init(
-                || Scratch::new(&g, grid),
+                || Scratch::new(&g, grid, direct),
                 |scratch, (b, y)| run_sample(b, y, scratch),
             );
         }
         #[cfg(not(feature = "rayon"))]
         {
-            let mut scratch = Scratch::new(&g, grid);
+            let mut scratch = Scratch::new(&g, grid, direct);
             for (b, y) in result.chunks_mut(sample_out).enumerate() {
                 run_sample(b, y, &mut scratch);
             }

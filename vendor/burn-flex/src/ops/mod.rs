@@ -99,6 +99,7 @@ pub mod comparison;
 mod conv_common;
 pub mod conv;
 mod conv_grad;
+mod conv_direct;
 pub mod conv_transpose;
 pub mod cumulative;
 pub mod deform_conv;

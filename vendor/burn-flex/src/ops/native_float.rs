@@ -18,6 +18,10 @@ pub(crate) trait NativeFloat:
     const ONE: Self;
     fn to_f64(self) -> f64;
     fn from_f64(value: f64) -> Self;
+    /// The values as f32, when they are (the SIMD convolution kernels take f32 only).
+    fn as_f32(values: &[Self]) -> Option<&[f32]>;
+    /// The values as f32, when they are.
+    fn as_f32_mut(values: &mut [Self]) -> Option<&mut [f32]>;
 }
 
 impl NativeFloat for f32 {
@@ -29,6 +33,12 @@ impl NativeFloat for f32 {
     fn from_f64(value: f64) -> Self {
         value as f32
     }
+    fn as_f32(values: &[Self]) -> Option<&[f32]> {
+        Some(values)
+    }
+    fn as_f32_mut(values: &mut [Self]) -> Option<&mut [f32]> {
+        Some(values)
+    }
 }
 
 impl NativeFloat for f64 {
@@ -39,5 +49,11 @@ impl NativeFloat for f64 {
     }
     fn from_f64(value: f64) -> Self {
         value
+    }
+    fn as_f32(_: &[Self]) -> Option<&[f32]> {
+        None
+    }
+    fn as_f32_mut(_: &mut [Self]) -> Option<&mut [f32]> {
+        None
     }
 }
