@@ -84,7 +84,14 @@ fn affine<T: NativeFloat>(
     coefficients: &[Affine<T>],
 ) -> Vec<T> {
     let sample = channels * positions;
-    let mut out = vec![T::ZERO; batch * sample];
+    assert_eq!(coefficients.len(), channels);
+    // Not zero-filled (a memset of the whole output, 1.4% of a ResNet-20 step): `run` writes
+    // every element, each channel's plane of each sample.
+    let mut out: Vec<T> = Vec::with_capacity(batch * sample);
+    #[allow(clippy::uninit_vec)]
+    unsafe {
+        out.set_len(batch * sample);
+    }
     let run = |n: usize, out: &mut [T]| {
         for (c, &Affine { a, m, k, b }) in coefficients.iter().enumerate() {
             let range = (n * channels + c) * positions..(n * channels + c + 1) * positions;

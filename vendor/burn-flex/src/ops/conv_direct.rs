@@ -5,8 +5,9 @@
 //! im2col:
 //!
 //! - [`forward`]: `y[o, t] = Σ_kk w[o, kk] · padded[offset(kk) + t]`. A block of output channels
-//!   (8 with AVX-512, 4 with AVX2) times a block of output positions (3 vectors) stays in
-//!   registers over the whole sum; every step loads the block's input vectors once and
+//!   times a block of output positions (8 × 3 vectors with AVX-512's 32 registers, 4 × 2 with
+//!   AVX2's 16: at 4 × 3 the compiler spilled an accumulator) stays in registers over the whole
+//!   sum; every step loads the block's input vectors once and
 //!   broadcasts each output channel's weight.
 //! - [`weight_grad`] (3×3 kernels): `dw[o, c, tap] += Σ_b Σ_t gy[b, o, t] · padded[b, c,
 //!   offset(tap) + t]`; the nine taps of one (output channel, input channel) pair stay in
@@ -14,10 +15,11 @@
 //!
 //! Every sum runs in a fixed order (the kernel's, whatever the thread count), so results do not
 //! depend on the number of threads; they differ from the matrix-product path in the last bits.
-//! The kernels run on x86-64 with AVX-512F, or AVX2 and FMA (checked at run time); elsewhere,
-//! and for f64, the caller keeps the matrix-product path. `BURN_FLEX_CONV=gemm` in the
-//! environment turns them off and `BURN_FLEX_CONV=avx2` picks AVX2 on an AVX-512 machine (read
-//! once per process), so one binary can be timed and tested every way.
+//! The kernels run on x86-64 with AVX-512F (checked at run time); elsewhere, and for f64, the
+//! caller keeps the matrix-product path. An AVX2 + FMA version exists and is tested, but runs
+//! only when asked for (`BURN_FLEX_CONV=avx2`) until someone times it on an AVX2-only machine.
+//! `BURN_FLEX_CONV=gemm` turns the kernels off. The variable is read once per process, so one
+//! binary can be timed and tested every way.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -64,9 +66,10 @@ pub(crate) fn detect() -> Option<Isa> {
                 avx2.then_some(Isa::Avx2)
             } else if std::is_x86_feature_detected!("avx512f") {
                 Some(Isa::Avx512)
-            } else if avx2 {
-                Some(Isa::Avx2)
             } else {
+                // AVX2 stays opt-in until it is timed on an AVX2-only machine: on the AVX-512
+                // machine it was written on it is 1.6–1.9× slower than gemm's AVX-512 kernels,
+                // and gemm's own AVX2 kernels could not be timed there (VENDORED.md).
                 None
             }
         })
@@ -267,7 +270,7 @@ unsafe fn forward_block<S: Simd, const OB: usize, const NV: usize>(
 }
 
 #[inline(always)]
-unsafe fn forward_impl<S: Simd, const OB: usize>(
+unsafe fn forward_impl<S: Simd, const OB: usize, const NV: usize>(
     packed: &[f32],
     channels_out: usize,
     offsets: &[usize],
@@ -276,7 +279,6 @@ unsafe fn forward_impl<S: Simd, const OB: usize>(
     y: *mut f32,
     y_stride: usize,
 ) {
-    const NV: usize = 3;
     let k = offsets.len();
     let vectors = columns / S::LANES;
     unsafe {
@@ -464,8 +466,8 @@ mod x86 {
         #[inline(always)]
         unsafe fn weight_grad_run<const OB: usize>(acc: &mut [[__m512; 9]; OB], run: &Run) {
             unsafe {
-                if OB == 2 {
-                    weight_grad_pair_avx512(acc.as_mut_ptr() as *mut f32, run);
+                if OB == 3 {
+                    weight_grad_triple_avx512(acc.as_mut_ptr() as *mut f32, run);
                 } else {
                     super::weight_grad_run::<Self, OB>(acc, run);
                 }
@@ -473,14 +475,16 @@ mod x86 {
         }
     }
 
-    /// [`super::weight_grad_run`] for two output channels with AVX-512, written out: 18
-    /// accumulators in zmm0–zmm17, the two gradient vectors in zmm18–zmm19, the input vector
-    /// in zmm20. Compiled from the generic loop, the compiler spilled accumulators to the stack
-    /// and shuffled ten registers on every step; this loop does 18 fused multiply-adds per 11
-    /// loads and nothing else. `acc` is `[2][9]` vectors (`ob · 9 + tap`), `columns` a positive
-    /// multiple of 16.
+    /// [`super::weight_grad_run`] for three output channels with AVX-512, written out: 27
+    /// accumulators in zmm0–zmm26, the three gradient vectors in zmm27–zmm29, the input vector
+    /// in zmm30, over all the chunk's samples. Compiled from the generic loop (tried with two
+    /// output channels), the compiler spilled accumulators to the stack and shuffled ten
+    /// registers on every step; this loop does 27 fused multiply-adds per 12 loads and nothing
+    /// else (with two channels, 18 per 11: the unaligned input loads, most of which cross a
+    /// cache line, bounded it). `acc` is `[3][9]` vectors (`ob · 9 + tap`), `columns` a
+    /// positive multiple of 16, `samples` positive.
     #[target_feature(enable = "avx512f")]
-    unsafe fn weight_grad_pair_avx512(acc: *mut f32, run: &Run) {
+    unsafe fn weight_grad_triple_avx512(acc: *mut f32, run: &Run) {
         debug_assert!(run.columns > 0 && run.columns % 16 == 0 && run.samples > 0);
         unsafe {
             core::arch::asm!(
@@ -502,43 +506,63 @@ mod x86 {
                 "vmovups zmm15, [{acc} + 960]",
                 "vmovups zmm16, [{acc} + 1024]",
                 "vmovups zmm17, [{acc} + 1088]",
+                "vmovups zmm18, [{acc} + 1152]",
+                "vmovups zmm19, [{acc} + 1216]",
+                "vmovups zmm20, [{acc} + 1280]",
+                "vmovups zmm21, [{acc} + 1344]",
+                "vmovups zmm22, [{acc} + 1408]",
+                "vmovups zmm23, [{acc} + 1472]",
+                "vmovups zmm24, [{acc} + 1536]",
+                "vmovups zmm25, [{acc} + 1600]",
+                "vmovups zmm26, [{acc} + 1664]",
                 "3:",
                 "xor {t:e}, {t:e}",
                 "2:",
-                "vmovups zmm18, [{g0} + {t}*4]",
-                "vmovups zmm19, [{g1} + {t}*4]",
-                "vmovups zmm20, [{r0} + {t}*4]",
-                "vfmadd231ps zmm0, zmm18, zmm20",
-                "vfmadd231ps zmm9, zmm19, zmm20",
-                "vmovups zmm20, [{r0} + {t}*4 + 4]",
-                "vfmadd231ps zmm1, zmm18, zmm20",
-                "vfmadd231ps zmm10, zmm19, zmm20",
-                "vmovups zmm20, [{r0} + {t}*4 + 8]",
-                "vfmadd231ps zmm2, zmm18, zmm20",
-                "vfmadd231ps zmm11, zmm19, zmm20",
-                "vmovups zmm20, [{r1} + {t}*4]",
-                "vfmadd231ps zmm3, zmm18, zmm20",
-                "vfmadd231ps zmm12, zmm19, zmm20",
-                "vmovups zmm20, [{r1} + {t}*4 + 4]",
-                "vfmadd231ps zmm4, zmm18, zmm20",
-                "vfmadd231ps zmm13, zmm19, zmm20",
-                "vmovups zmm20, [{r1} + {t}*4 + 8]",
-                "vfmadd231ps zmm5, zmm18, zmm20",
-                "vfmadd231ps zmm14, zmm19, zmm20",
-                "vmovups zmm20, [{r2} + {t}*4]",
-                "vfmadd231ps zmm6, zmm18, zmm20",
-                "vfmadd231ps zmm15, zmm19, zmm20",
-                "vmovups zmm20, [{r2} + {t}*4 + 4]",
-                "vfmadd231ps zmm7, zmm18, zmm20",
-                "vfmadd231ps zmm16, zmm19, zmm20",
-                "vmovups zmm20, [{r2} + {t}*4 + 8]",
-                "vfmadd231ps zmm8, zmm18, zmm20",
-                "vfmadd231ps zmm17, zmm19, zmm20",
+                "vmovups zmm27, [{g0} + {t}*4]",
+                "vmovups zmm28, [{g1} + {t}*4]",
+                "vmovups zmm29, [{g2} + {t}*4]",
+                "vmovups zmm30, [{r0} + {t}*4]",
+                "vfmadd231ps zmm0, zmm27, zmm30",
+                "vfmadd231ps zmm9, zmm28, zmm30",
+                "vfmadd231ps zmm18, zmm29, zmm30",
+                "vmovups zmm30, [{r0} + {t}*4 + 4]",
+                "vfmadd231ps zmm1, zmm27, zmm30",
+                "vfmadd231ps zmm10, zmm28, zmm30",
+                "vfmadd231ps zmm19, zmm29, zmm30",
+                "vmovups zmm30, [{r0} + {t}*4 + 8]",
+                "vfmadd231ps zmm2, zmm27, zmm30",
+                "vfmadd231ps zmm11, zmm28, zmm30",
+                "vfmadd231ps zmm20, zmm29, zmm30",
+                "vmovups zmm30, [{r1} + {t}*4]",
+                "vfmadd231ps zmm3, zmm27, zmm30",
+                "vfmadd231ps zmm12, zmm28, zmm30",
+                "vfmadd231ps zmm21, zmm29, zmm30",
+                "vmovups zmm30, [{r1} + {t}*4 + 4]",
+                "vfmadd231ps zmm4, zmm27, zmm30",
+                "vfmadd231ps zmm13, zmm28, zmm30",
+                "vfmadd231ps zmm22, zmm29, zmm30",
+                "vmovups zmm30, [{r1} + {t}*4 + 8]",
+                "vfmadd231ps zmm5, zmm27, zmm30",
+                "vfmadd231ps zmm14, zmm28, zmm30",
+                "vfmadd231ps zmm23, zmm29, zmm30",
+                "vmovups zmm30, [{r2} + {t}*4]",
+                "vfmadd231ps zmm6, zmm27, zmm30",
+                "vfmadd231ps zmm15, zmm28, zmm30",
+                "vfmadd231ps zmm24, zmm29, zmm30",
+                "vmovups zmm30, [{r2} + {t}*4 + 4]",
+                "vfmadd231ps zmm7, zmm27, zmm30",
+                "vfmadd231ps zmm16, zmm28, zmm30",
+                "vfmadd231ps zmm25, zmm29, zmm30",
+                "vmovups zmm30, [{r2} + {t}*4 + 8]",
+                "vfmadd231ps zmm8, zmm27, zmm30",
+                "vfmadd231ps zmm17, zmm28, zmm30",
+                "vfmadd231ps zmm26, zmm29, zmm30",
                 "add {t}, 16",
                 "cmp {t}, {n}",
                 "jb 2b",
                 "add {g0}, {grad_step}",
                 "add {g1}, {grad_step}",
+                "add {g2}, {grad_step}",
                 "add {r0}, {x_step}",
                 "add {r1}, {x_step}",
                 "add {r2}, {x_step}",
@@ -562,9 +586,19 @@ mod x86 {
                 "vmovups [{acc} + 960], zmm15",
                 "vmovups [{acc} + 1024], zmm16",
                 "vmovups [{acc} + 1088], zmm17",
+                "vmovups [{acc} + 1152], zmm18",
+                "vmovups [{acc} + 1216], zmm19",
+                "vmovups [{acc} + 1280], zmm20",
+                "vmovups [{acc} + 1344], zmm21",
+                "vmovups [{acc} + 1408], zmm22",
+                "vmovups [{acc} + 1472], zmm23",
+                "vmovups [{acc} + 1536], zmm24",
+                "vmovups [{acc} + 1600], zmm25",
+                "vmovups [{acc} + 1664], zmm26",
                 acc = in(reg) acc,
                 g0 = inout(reg) run.grad => _,
                 g1 = inout(reg) run.grad.add(run.grad_stride) => _,
+                g2 = inout(reg) run.grad.add(2 * run.grad_stride) => _,
                 r0 = inout(reg) run.x => _,
                 r1 = inout(reg) run.x.add(run.width) => _,
                 r2 = inout(reg) run.x.add(2 * run.width) => _,
@@ -573,11 +607,7 @@ mod x86 {
                 grad_step = in(reg) run.grad_step * 4,
                 x_step = in(reg) run.x_step * 4,
                 samples = inout(reg) run.samples => _,
-                out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _, out("zmm4") _,
-                out("zmm5") _, out("zmm6") _, out("zmm7") _, out("zmm8") _, out("zmm9") _,
-                out("zmm10") _, out("zmm11") _, out("zmm12") _, out("zmm13") _, out("zmm14") _,
-                out("zmm15") _, out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
-                out("zmm20") _,
+                out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _, out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _, out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _, out("zmm12") _, out("zmm13") _, out("zmm14") _, out("zmm15") _, out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _, out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _, out("zmm24") _, out("zmm25") _, out("zmm26") _, out("zmm27") _, out("zmm28") _, out("zmm29") _, out("zmm30") _,
                 options(nostack),
             );
         }
@@ -631,7 +661,15 @@ mod x86 {
         y_stride: usize,
     ) {
         unsafe {
-            forward_impl::<Avx512, 8>(packed, channels_out, offsets, padded, columns, y, y_stride)
+            forward_impl::<Avx512, 8, 3>(
+                packed,
+                channels_out,
+                offsets,
+                padded,
+                columns,
+                y,
+                y_stride,
+            )
         }
     }
 
@@ -646,7 +684,7 @@ mod x86 {
         y_stride: usize,
     ) {
         unsafe {
-            forward_impl::<Avx2, 4>(packed, channels_out, offsets, padded, columns, y, y_stride)
+            forward_impl::<Avx2, 4, 2>(packed, channels_out, offsets, padded, columns, y, y_stride)
         }
     }
 
@@ -658,7 +696,7 @@ mod x86 {
         width: usize,
         dw: &mut [f32],
     ) {
-        unsafe { weight_grad_impl::<Avx512, 2>(chunk, channels_out, channels_in, width, dw) }
+        unsafe { weight_grad_impl::<Avx512, 3>(chunk, channels_out, channels_in, width, dw) }
     }
 
     #[target_feature(enable = "avx2,fma")]

@@ -565,9 +565,9 @@ fn direct_weight_grad(
     let (sample_in, positions) = (group_in * g.height * g.width, g.positions());
     let padded_len = grid.vector_padded_len(g, isa);
     let stride = grid.vector_columns(g, isa);
-    if buffers.padded.is_empty() {
-        buffers.padded = vec![0.0f32; CHUNK * padded_len];
-        buffers.grad = vec![0.0f32; CHUNK * group_out * stride];
+    if buffers.padded.len() < samples.len() * padded_len {
+        buffers.padded = vec![0.0f32; samples.len() * padded_len];
+        buffers.grad = vec![0.0f32; samples.len() * group_out * stride];
     }
     let padded = &mut buffers.padded[..samples.len() * padded_len];
     let grad = &mut buffers.grad[..samples.len() * group_out * stride];
