@@ -173,9 +173,10 @@ pub(crate) struct GradChunk<'a> {
     pub columns: usize,
 }
 
-/// 3×3 weight gradient: `dw[o, c, 3i + j] += Σ_s Σ_t grad[s, o, t] · padded[s, c·plane + i·width
-/// + j + t]`, `dw` `[C_out][C_in][9]`, `width` the grid's row length (Wp). Each (o, c, tap) sum runs lane-wise over the samples in order
-/// and the positions in order, then across lanes in a fixed order.
+/// 3×3 weight gradient: `dw[o, c, 3i + j] += Σ_s Σ_t grad[s, o, t] · padded[s, c·plane +
+/// i·width + j + t]`, `dw` `[C_out][C_in][9]`, `width` the grid's row length (Wp). Each
+/// (o, c, tap) sum runs lane-wise over the samples in order and the positions in order, then
+/// across lanes in a fixed order.
 ///
 /// Panics when a read would leave its slice (checked once).
 pub(crate) fn weight_grad(
@@ -607,7 +608,13 @@ mod x86 {
                 grad_step = in(reg) run.grad_step * 4,
                 x_step = in(reg) run.x_step * 4,
                 samples = inout(reg) run.samples => _,
-                out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _, out("zmm4") _, out("zmm5") _, out("zmm6") _, out("zmm7") _, out("zmm8") _, out("zmm9") _, out("zmm10") _, out("zmm11") _, out("zmm12") _, out("zmm13") _, out("zmm14") _, out("zmm15") _, out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _, out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _, out("zmm24") _, out("zmm25") _, out("zmm26") _, out("zmm27") _, out("zmm28") _, out("zmm29") _, out("zmm30") _,
+                out("zmm0") _, out("zmm1") _, out("zmm2") _, out("zmm3") _, out("zmm4") _,
+                out("zmm5") _, out("zmm6") _, out("zmm7") _, out("zmm8") _, out("zmm9") _,
+                out("zmm10") _, out("zmm11") _, out("zmm12") _, out("zmm13") _, out("zmm14") _,
+                out("zmm15") _, out("zmm16") _, out("zmm17") _, out("zmm18") _, out("zmm19") _,
+                out("zmm20") _, out("zmm21") _, out("zmm22") _, out("zmm23") _, out("zmm24") _,
+                out("zmm25") _, out("zmm26") _, out("zmm27") _, out("zmm28") _, out("zmm29") _,
+                out("zmm30") _,
                 options(nostack),
             );
         }
