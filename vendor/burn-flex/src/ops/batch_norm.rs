@@ -20,6 +20,7 @@ use alloc::vec::Vec;
 use burn_backend::DType;
 use burn_std::{Bytes, Shape};
 
+use crate::ops::mask::uninit_vec;
 use crate::ops::native_float::NativeFloat;
 use crate::{FlexTensor, Layout};
 
@@ -87,11 +88,7 @@ fn affine<T: NativeFloat>(
     assert_eq!(coefficients.len(), channels);
     // Not zero-filled (a memset of the whole output, 1.4% of a ResNet-20 step): `run` writes
     // every element, each channel's plane of each sample.
-    let mut out: Vec<T> = Vec::with_capacity(batch * sample);
-    #[allow(clippy::uninit_vec)]
-    unsafe {
-        out.set_len(batch * sample);
-    }
+    let mut out: Vec<T> = uninit_vec(batch * sample);
     let run = |n: usize, out: &mut [T]| {
         for (c, &Affine { a, m, k, b }) in coefficients.iter().enumerate() {
             let range = (n * channels + c) * positions..(n * channels + c + 1) * positions;

@@ -21,6 +21,7 @@ use burn_backend::ops::ConvOptions;
 use burn_std::{Bytes, Shape};
 
 use crate::ops::conv_direct::{self, Isa};
+use crate::ops::mask::uninit_vec;
 use crate::ops::native_float::NativeFloat;
 use crate::{FlexTensor, Layout};
 
@@ -793,11 +794,7 @@ pub(crate) fn conv2d_forward<T: NativeFloat>(
     // unlearn patch (issue 35): not zero-filled (a memset of the whole output per call): every
     // element is written below — by `crop` on the grid paths, by the bias fill or gemm with
     // beta = 0 (which writes every element, tests/kernels.rs) on the general one.
-    let mut result: Vec<T> = Vec::with_capacity(g.batch * sample_out);
-    #[allow(clippy::uninit_vec)]
-    unsafe {
-        result.set_len(g.batch * sample_out);
-    }
+    let mut result: Vec<T> = uninit_vec(g.batch * sample_out);
     let grid = Grid::new(&g);
     // unlearn patch (issue 35): f32 on the grid runs the SIMD kernel of conv_direct.rs, with the
     // weight packed once per call.

@@ -8,9 +8,11 @@ use crate::{FlexTensor, Layout};
 
 /// Allocate a Vec of given length without zeroing.
 /// The caller must write every element before reading.
-#[cfg(feature = "simd")]
+///
+/// unlearn patch (issue 35): crate-visible and no longer behind `simd`, for the convolution
+/// and BatchNorm outputs (`conv_grad.rs`, `batch_norm.rs`).
 #[inline]
-fn uninit_vec<T: Copy>(len: usize) -> Vec<T> {
+pub(crate) fn uninit_vec<T: Copy>(len: usize) -> Vec<T> {
     let mut v = Vec::with_capacity(len);
     #[allow(clippy::uninit_vec)]
     unsafe {
