@@ -1,6 +1,7 @@
 //! Where a ResNet-20 training step spends its time (issue 35): the 3×3 convolutions of each
 //! stage (16, 32, 64 channels on 28×28, 14×14, 7×7 Fashion-MNIST-sized maps) forward and
-//! forward + backward, BatchNorm in training mode forward + backward, and a whole training step
+//! forward + backward, BatchNorm in training mode forward + backward, the two stride-2
+//! convolutions between stages forward + backward, and a whole training step
 //! (forward, cross-entropy, backward; no optimiser) at batch 128. Random inputs; each figure
 //! is the minimum and the median of REPEATS runs after one warm-up (the minimum is the steadier
 //! one on a shared machine). Not a test: a benchmark to run on an idle machine.
@@ -75,6 +76,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             format!("BatchNorm {channels} {size}×{size}, training forward + backward"),
             time_ms(repeats, || {
                 let _ = norm.forward(x.clone()).sum().backward();
+            }),
+        ));
+    }
+    // The stage transitions: 3×3 stride-2 convolutions (28×28 → 14×14, 14×14 → 7×7).
+    for (channels, size) in [(16, 28), (32, 14)] {
+        let conv = Conv2dConfig::new([channels, 2 * channels], [3, 3])
+            .with_stride([2, 2])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .with_bias(false)
+            .init(&train);
+        let x = Tensor::<4>::random([batch, channels, size, size], Distribution::Default, &train)
+            .require_grad();
+        rows.push((
+            format!(
+                "conv {channels}→{} {size}×{size} stride 2, forward + backward",
+                2 * channels
+            ),
+            time_ms(repeats, || {
+                let _ = conv.forward(x.clone()).sum().backward();
             }),
         ));
     }

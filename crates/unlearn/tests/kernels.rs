@@ -215,6 +215,13 @@ fn convolution_forward_and_gradients_match_a_direct_computation() {
         // chunk; and a ResNet-sized 7×7 map (the grid's 63 columns round up to 64)
         (10, 17, 19, [12, 13], 3, 1, 1, (1, 1, 1, 1), 1),
         (9, 16, 32, [7, 7], 3, 1, 1, (1, 1, 1, 1), 1),
+        // the channels-last kernels (7×7 maps; the weight gradient also at 14×14): blocks of
+        // 4, 2 and 1 vectors of channels (80 = 64 + 16 out, 48 = 32 + 16 for the input
+        // gradient), 49 positions in blocks with a tail, groups of 16 channels
+        (3, 48, 80, [7, 7], 3, 1, 1, (1, 1, 1, 1), 1),
+        (3, 64, 64, [7, 7], 3, 1, 1, (1, 1, 1, 1), 1),
+        (2, 32, 32, [7, 7], 3, 1, 1, (1, 1, 1, 1), 2),
+        (9, 16, 32, [14, 14], 3, 1, 1, (1, 1, 1, 1), 1),
     ];
     let device = Device::flex().autodiff();
     for (
@@ -410,28 +417,34 @@ fn convolutions_are_independent_of_the_thread_count() {
     use burn::nn::PaddingConfig2d;
     use burn::nn::conv::Conv2dConfig;
     let device = Device::flex().autodiff();
-    let conv = Conv2dConfig::new([4, 8], [3, 3])
-        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
-        .init(&device);
-    let shape = [21, 4, 12, 12];
-    let x_values = continuous(shape.iter().product(), 7);
-    let run = || {
-        let x = Tensor::<4>::from_data(TensorData::new(x_values.clone(), shape), &device)
-            .require_grad();
-        let output = conv.forward(x.clone());
-        let values: Vec<f32> = output.clone().values();
-        let gradients = (output.clone() * output).sum().backward();
-        let dx: Vec<f32> = x.grad(&gradients).unwrap().values();
-        let dw: Vec<f32> = conv.weight.val().grad(&gradients).unwrap().values();
-        [values, dx, dw].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
-    };
-    let one = on_threads(1, run);
-    let three = on_threads(3, run);
-    for (name, (a, b)) in ["output", "input gradient", "weight gradient"]
-        .iter()
-        .zip(one.iter().zip(three.iter()))
-    {
-        assert_eq!(a, b, "{name} differs between 1 and 3 threads");
+    // the grid kernels (12×12), and the channels-last ones (7×7, 32 channels)
+    for (channels_in, channels_out, size) in [(4, 8, 12), (16, 32, 7)] {
+        let conv = Conv2dConfig::new([channels_in, channels_out], [3, 3])
+            .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            .init(&device);
+        let shape = [21, channels_in, size, size];
+        let x_values = continuous(shape.iter().product(), 7);
+        let run = || {
+            let x = Tensor::<4>::from_data(TensorData::new(x_values.clone(), shape), &device)
+                .require_grad();
+            let output = conv.forward(x.clone());
+            let values: Vec<f32> = output.clone().values();
+            let gradients = (output.clone() * output).sum().backward();
+            let dx: Vec<f32> = x.grad(&gradients).unwrap().values();
+            let dw: Vec<f32> = conv.weight.val().grad(&gradients).unwrap().values();
+            [values, dx, dw].map(|v| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>())
+        };
+        let one = on_threads(1, run);
+        let three = on_threads(3, run);
+        for (name, (a, b)) in ["output", "input gradient", "weight gradient"]
+            .iter()
+            .zip(one.iter().zip(three.iter()))
+        {
+            assert_eq!(
+                a, b,
+                "{name} differs between 1 and 3 threads ({size}×{size})"
+            );
+        }
     }
 }
 
@@ -441,20 +454,26 @@ fn convolutions_are_independent_of_the_thread_count() {
 /// per process, so each runs in its own child; the child skips this test itself.
 #[test]
 fn convolutions_match_with_every_kernel_choice() {
-    if std::env::var_os("BURN_FLEX_CONV").is_some() {
+    if std::env::var_os("BURN_FLEX_CONV").is_some()
+        || std::env::var_os("BURN_FLEX_CONV_LAYOUT").is_some()
+    {
         return;
     }
     let exe = std::env::current_exe().unwrap();
-    for choice in ["avx2", "gemm"] {
+    for (variable, choice) in [
+        ("BURN_FLEX_CONV", "avx2"),
+        ("BURN_FLEX_CONV", "gemm"),
+        ("BURN_FLEX_CONV_LAYOUT", "grid"),
+    ] {
         let output = std::process::Command::new(&exe)
             .args(["convolution", "--test-threads", "1"])
-            .env("BURN_FLEX_CONV", choice)
+            .env(variable, choice)
             .output()
             .unwrap();
         let stdout = String::from_utf8_lossy(&output.stdout);
         assert!(
             output.status.success() && stdout.contains("3 passed"),
-            "BURN_FLEX_CONV={choice}: {stdout}{}",
+            "{variable}={choice}: {stdout}{}",
             String::from_utf8_lossy(&output.stderr)
         );
     }

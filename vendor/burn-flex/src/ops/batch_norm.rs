@@ -27,6 +27,40 @@ use crate::{FlexTensor, Layout};
 /// Lanes of the per-plane partial sums (a multiple of every SIMD width in use).
 const LANES: usize = 16;
 
+/// Runs `$body` compiled for the widest vector instructions this CPU has (AVX-512F, else
+/// AVX2, else the build's baseline): the loops here are plain Rust that the compiler
+/// vectorises, and a portable build only gets SSE2 for them. The arithmetic is the same
+/// operations in the same order in every version (no fused multiply-adds: Rust does not
+/// contract `a·b + c`), so the results are identical bit for bit.
+macro_rules! widest {
+    ($body:expr) => {{
+        #[cfg(all(feature = "std", target_arch = "x86_64"))]
+        {
+            #[target_feature(enable = "avx512f")]
+            unsafe fn avx512<R>(body: impl FnOnce() -> R) -> R {
+                body()
+            }
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2<R>(body: impl FnOnce() -> R) -> R {
+                body()
+            }
+            if std::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the feature was detected.
+                unsafe { avx512(|| $body) }
+            } else if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: the feature was detected.
+                unsafe { avx2(|| $body) }
+            } else {
+                $body
+            }
+        }
+        #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
+        {
+            $body
+        }
+    }};
+}
+
 /// Σ f(x_i, y_i) over one plane, in `LANES` independent lanes (vectorisable, fixed order),
 /// the lanes then summed in f64.
 #[inline(always)]
@@ -89,8 +123,35 @@ fn affine<T: NativeFloat>(
     // Not zero-filled (a memset of the whole output, 1.4% of a ResNet-20 step): `run` writes
     // every element, each channel's plane of each sample.
     let mut out: Vec<T> = uninit_vec(batch * sample);
-    let run = |n: usize, out: &mut [T]| {
-        for (c, &Affine { a, m, k, b }) in coefficients.iter().enumerate() {
+    let run = |n: usize, out: &mut [T]| widest!(affine_sample(n, positions, u, v, coefficients, out));
+    if sample > 0 {
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            out.par_chunks_mut(sample)
+                .enumerate()
+                .for_each(|(n, out)| run(n, out));
+        }
+        #[cfg(not(feature = "rayon"))]
+        for (n, out) in out.chunks_mut(sample).enumerate() {
+            run(n, out);
+        }
+    }
+    out
+}
+
+/// One sample of [`affine`]: `out[c, s] = a_c·(u[n, c, s] − m_c) + k_c (+ b_c·v[n, c, s])`.
+#[inline(always)]
+fn affine_sample<T: NativeFloat>(
+    n: usize,
+    positions: usize,
+    u: &[T],
+    v: Option<&[T]>,
+    coefficients: &[Affine<T>],
+    out: &mut [T],
+) {
+    let channels = coefficients.len();
+    for (c, &Affine { a, m, k, b }) in coefficients.iter().enumerate() {
             let range = (n * channels + c) * positions..(n * channels + c + 1) * positions;
             let dst = &mut out[c * positions..(c + 1) * positions];
             let u = &u[range.clone()];
@@ -107,22 +168,7 @@ fn affine<T: NativeFloat>(
                 }
             }
         }
-    };
-    if sample > 0 {
-        #[cfg(feature = "rayon")]
-        {
-            use rayon::prelude::*;
-            out.par_chunks_mut(sample)
-                .enumerate()
-                .for_each(|(n, out)| run(n, out));
-        }
-        #[cfg(not(feature = "rayon"))]
-        for (n, out) in out.chunks_mut(sample).enumerate() {
-            run(n, out);
-        }
     }
-    out
-}
 
 fn vector<T: NativeFloat>(tensor: &FlexTensor) -> Vec<f64> {
     tensor
@@ -179,7 +225,7 @@ pub(crate) fn batch_norm_train<T: NativeFloat>(
     let count = (batch * positions) as f64;
     let data: &[T] = x.storage();
     let plane = |n: usize, c: usize| &data[(n * channels + c) * positions..][..positions];
-    let statistics: Vec<(T, T)> = per_channel(channels, |c| {
+    let statistics: Vec<(T, T)> = per_channel(channels, |c| widest!({
         let sum: f64 = (0..batch)
             .map(|n| {
                 let plane = plane(n, c);
@@ -197,7 +243,7 @@ pub(crate) fn batch_norm_train<T: NativeFloat>(
             })
             .sum();
         (mean, T::from_f64(squares / count))
-    });
+    }));
     let (gamma, beta) = (vector::<T>(&gamma), vector::<T>(&beta));
     let coefficients: Vec<Affine<T>> = statistics
         .iter()
@@ -242,7 +288,7 @@ pub(crate) fn batch_norm_train_backward<T: NativeFloat>(
     let mean_t: Vec<T> = mean.clone().to_contiguous().storage::<T>().to_vec();
     let (gamma, variance) = (vector::<T>(&gamma), vector::<T>(&variance));
     // Per channel: Σ dy and Σ dy·(x − mean).
-    let sums: Vec<(f64, f64)> = per_channel(channels, |c| {
+    let sums: Vec<(f64, f64)> = per_channel(channels, |c| widest!({
         let mut sum_grad = 0.0;
         let mut sum_grad_centred = 0.0;
         let mean = mean_t[c];
@@ -253,7 +299,7 @@ pub(crate) fn batch_norm_train_backward<T: NativeFloat>(
             sum_grad_centred += lane_sum(gs, xs, |g, x| g * (x - mean));
         }
         (sum_grad, sum_grad_centred)
-    });
+    }));
     let mut gamma_grad = Vec::with_capacity(channels);
     let mut beta_grad = Vec::with_capacity(channels);
     // dx = s·dy + a·(x − mean) + k with s = γ·σ⁻¹, a = −s·σ⁻²·Σdy(x − mean)/M, k = −s·Σdy/M.

@@ -28,6 +28,18 @@ use crate::{FlexTensor, Layout};
 /// Samples per chunk of the weight gradient's sum (fixed, so the summation order is too).
 const CHUNK: usize = 8;
 
+/// unlearn patch (issue 35): the grid waste above which the forward kernel (and the input
+/// gradient, which runs through it) goes channels-last: 1/4, so 7×7 maps only — at 14×14 the
+/// two layouts timed alike (32→32 forward 2.6–3.0 ms channels-last against 2.5–2.9 on the
+/// grid at 2 threads, AMD EPYC, `resnet_profile`), and the grid kernel's blocks are the
+/// better-tuned ones.
+const FORWARD_LAST_WASTE: [usize; 2] = [1, 4];
+
+/// unlearn patch (issue 35): the grid waste above which the 3×3 weight gradient goes
+/// channels-last: 1/8, so 14×14 and 7×7 maps — channels in the lanes also spares the grid
+/// kernel's lane sums, which at these sizes cost as much as the products.
+const WEIGHT_GRAD_LAST_WASTE: [usize; 2] = [1, 8];
+
 /// Geometry shared by both gradients.
 #[derive(Clone, Copy)]
 struct Geometry {
@@ -225,6 +237,26 @@ impl Grid {
         self.padded_len(g) + self.vector_columns(g, isa) - self.columns(g)
     }
 
+    /// unlearn patch (issue 35): whether a map runs on the channels-last kernels of
+    /// conv_direct.rs instead of the grid kernels: when the output channels fill whole vectors
+    /// and the grid's rounded-up columns exceed the outputs by more than the fraction
+    /// `waste` = [numerator, denominator] (7×7 maps: 64 columns for 49 outputs, +31%; 14×14:
+    /// 224 for 196, +14%; 28×28: 848 for 784, +8%).
+    fn channels_last(&self, g: &Geometry, isa: Isa, waste: [usize; 2]) -> bool {
+        let [numerator, denominator] = waste;
+        conv_direct::channels_last_enabled()
+            && g.group_out() % isa.lanes() == 0
+            && denominator * self.vector_columns(g, isa) > (denominator + numerator) * g.positions()
+    }
+
+    /// Where each output position sits on the grid: `oh · Wp + ow`, in output order.
+    fn output_positions(&self, g: &Geometry) -> Vec<usize> {
+        let [out_h, out_w] = g.out;
+        (0..out_h)
+            .flat_map(|oh| (0..out_w).map(move |ow| oh * self.width + ow))
+            .collect()
+    }
+
     /// Where im2col row (c, i, j) starts in the padded input: `c·Hp·Wp + i·Wp + j`.
     fn offsets(&self, g: &Geometry) -> Vec<usize> {
         let [kh, kw] = g.kernel;
@@ -337,6 +369,32 @@ fn copy_row<T: Copy>(dst: &mut [T], src: &[T]) {
     }
 }
 
+/// `dense[o, p] = bias[o] + last[p, o]` (the bias when given): a channels-last
+/// `[positions, channels]` block back to the tensor's channel-major layout.
+fn from_channels_last<T: NativeFloat>(
+    last: &[T],
+    channels: usize,
+    positions: usize,
+    bias: Option<&[T]>,
+    dense: &mut [T],
+) {
+    for (o, row) in dense.chunks_exact_mut(positions).take(channels).enumerate() {
+        match bias {
+            Some(bias) => {
+                for (p, dst) in row.iter_mut().enumerate() {
+                    *dst = bias[o];
+                    *dst += last[p * channels + o];
+                }
+            }
+            None => {
+                for (p, dst) in row.iter_mut().enumerate() {
+                    *dst = last[p * channels + o];
+                }
+            }
+        }
+    }
+}
+
 /// A thread's buffers: cols, a padded input, an output (or output gradient) grid.
 struct Scratch<T> {
     cols: Vec<T>,
@@ -434,6 +492,10 @@ pub(crate) fn conv2d_weight_grad<T: NativeFloat>(
     let direct = grid
         .and(conv_direct::detect())
         .filter(|_| g.kernel == [3, 3] && T::as_f32(x_data).is_some());
+    let last = match (grid, direct) {
+        (Some(grid), Some(isa)) => grid.channels_last(&g, isa, WEIGHT_GRAD_LAST_WASTE),
+        _ => false,
+    };
     let chunk_grad = |buffers: &mut ChunkBuffers, chunk: usize| -> Vec<T> {
         let mut partial = vec![T::ZERO; total];
         let first = chunk * CHUNK;
@@ -444,6 +506,19 @@ pub(crate) fn conv2d_weight_grad<T: NativeFloat>(
             T::as_f32(grad_data),
             T::as_f32_mut(&mut partial),
         ) {
+            if last {
+                direct_weight_grad_last(
+                    &g,
+                    grid,
+                    isa,
+                    x,
+                    gy,
+                    first..(first + CHUNK).min(g.batch),
+                    buffers,
+                    dw,
+                );
+                return partial;
+            }
             direct_weight_grad(
                 &g,
                 grid,
@@ -546,6 +621,8 @@ pub(crate) fn conv2d_weight_grad<T: NativeFloat>(
 struct ChunkBuffers {
     padded: Vec<f32>,
     grad: Vec<f32>,
+    /// The output positions on the grid (channels-last kernel only).
+    positions: Vec<usize>,
 }
 
 /// The weight gradient's share of samples `samples` (one chunk), added to `dw` `[C_out, K]`, by
@@ -599,6 +676,70 @@ fn direct_weight_grad(
         };
         let dw_group = &mut dw[group * group_out * g.rows()..][..group_out * g.rows()];
         conv_direct::weight_grad(isa, &chunk, group_out, group_in, grid.width, dw_group);
+    }
+}
+
+/// [`direct_weight_grad`] with the channels-last kernel: each sample's output gradient is
+/// transposed to `[positions, C_out/G]` instead of spread on the grid.
+#[allow(clippy::too_many_arguments)]
+fn direct_weight_grad_last(
+    g: &Geometry,
+    grid: Grid,
+    isa: Isa,
+    x: &[f32],
+    gy: &[f32],
+    samples: core::ops::Range<usize>,
+    buffers: &mut ChunkBuffers,
+    dw: &mut [f32],
+) {
+    let (group_in, group_out) = (g.group_in(), g.group_out());
+    let (sample_in, positions) = (group_in * g.height * g.width, g.positions());
+    let padded_len = grid.vector_padded_len(g, isa);
+    let per_sample = positions * group_out;
+    if buffers.padded.len() < samples.len() * padded_len {
+        buffers.padded = vec![0.0f32; samples.len() * padded_len];
+    }
+    if buffers.grad.len() < samples.len() * per_sample {
+        buffers.grad = vec![0.0f32; samples.len() * per_sample];
+    }
+    if buffers.positions.is_empty() {
+        buffers.positions = grid.output_positions(g);
+    }
+    let padded = &mut buffers.padded[..samples.len() * padded_len];
+    let grad = &mut buffers.grad[..samples.len() * per_sample];
+    for group in 0..g.groups {
+        for (s, b) in samples.clone().enumerate() {
+            let x_group = &x[(b * g.channels_in + group * group_in) * g.height * g.width..];
+            grid.pad(
+                g,
+                &x_group[..sample_in],
+                &mut padded[s * padded_len..][..padded_len],
+            );
+            let gy_group = &gy[(b * g.channels_out + group * group_out) * positions..];
+            let last = &mut grad[s * per_sample..][..per_sample];
+            for (o, row) in gy_group.chunks_exact(positions).take(group_out).enumerate() {
+                for (p, &value) in row.iter().enumerate() {
+                    last[p * group_out + o] = value;
+                }
+            }
+        }
+        let chunk = conv_direct::LastChunk {
+            samples: samples.len(),
+            padded,
+            padded_len,
+            plane: grid.plane(),
+            grad,
+            positions: &buffers.positions,
+        };
+        let dw_group = &mut dw[group * group_out * g.rows()..][..group_out * g.rows()];
+        conv_direct::weight_grad_channels_last(
+            isa,
+            &chunk,
+            group_out,
+            group_in,
+            grid.width,
+            dw_group,
+        );
     }
 }
 
@@ -801,13 +942,26 @@ pub(crate) fn conv2d_forward<T: NativeFloat>(
     let direct = grid
         .and(conv_direct::detect())
         .filter(|_| T::as_f32(w_data).is_some());
+    // Small maps with whole vectors of output channels run channels-last (no unused columns).
+    let last = match (grid, direct) {
+        (Some(grid), Some(isa)) => grid.channels_last(&g, isa, FORWARD_LAST_WASTE),
+        _ => false,
+    };
+    let positions_on_grid = match grid {
+        Some(grid) if last => grid.output_positions(&g),
+        _ => Vec::new(),
+    };
     let (offsets, packed) = match (grid, direct, T::as_f32(w_data)) {
         (Some(grid), Some(isa), Some(w)) => (
             grid.offsets(&g),
             (0..g.groups)
                 .map(|group| {
                     let w_group = &w[group * group_out * rows..][..group_out * rows];
-                    conv_direct::pack_forward(isa, w_group, group_out, rows)
+                    if last {
+                        conv_direct::pack_channels_last(w_group, group_out, rows)
+                    } else {
+                        conv_direct::pack_forward(isa, w_group, group_out, rows)
+                    }
                 })
                 .collect(),
         ),
@@ -821,6 +975,30 @@ pub(crate) fn conv2d_forward<T: NativeFloat>(
                     [(b * g.channels_in + group * group_in) * g.height * g.width..]
                     [..group_in * g.height * g.width];
                 grid.pad(&g, x_group, &mut scratch.padded);
+                if let (true, Some(isa), Some(padded), Some(y_last)) = (
+                    last,
+                    direct,
+                    T::as_f32(&scratch.padded),
+                    T::as_f32_mut(&mut scratch.grid),
+                ) {
+                    conv_direct::forward_channels_last(
+                        isa,
+                        &packed[group],
+                        group_out,
+                        &offsets,
+                        &positions_on_grid,
+                        padded,
+                        y_last,
+                    );
+                    from_channels_last(
+                        &scratch.grid,
+                        group_out,
+                        positions,
+                        bias_data.map(|bias| &bias[group * group_out..][..group_out]),
+                        &mut y[group * group_out * positions..][..group_out * positions],
+                    );
+                    continue;
+                }
                 let stride = match (
                     direct,
                     T::as_f32(&scratch.padded),
