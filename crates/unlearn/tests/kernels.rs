@@ -450,7 +450,8 @@ fn convolutions_are_independent_of_the_thread_count() {
 
 /// The convolution tests again in a child process with each other kernel choice of
 /// vendor/burn-flex's conv_direct.rs: the AVX2 kernels (chosen over AVX-512 on a machine with
-/// both) and the matrix-product path (every non-x86 machine, and f64). The choice is read once
+/// both), the matrix-product path (every non-x86 machine, and f64), and the grid kernels on
+/// every map (`BURN_FLEX_CONV_LAYOUT=grid`: no channels-last kernels). The choice is read once
 /// per process, so each runs in its own child; the child skips this test itself.
 #[test]
 fn convolutions_match_with_every_kernel_choice() {

@@ -13,13 +13,16 @@
 //!   offset(tap) + t]`; the nine taps of one (output channel, input channel) pair stay in
 //!   registers over a chunk's samples and positions, then each lane vector is summed once.
 //!
+//! conv_last.rs has the same sums with the output channels in the vector lanes, for small maps.
+//!
 //! Every sum runs in a fixed order (the kernel's, whatever the thread count), so results do not
 //! depend on the number of threads; they differ from the matrix-product path in the last bits.
 //! The kernels run on x86-64 with AVX-512F (checked at run time); elsewhere, and for f64, the
 //! caller keeps the matrix-product path. An AVX2 + FMA version exists and is tested, but runs
 //! only when asked for (`BURN_FLEX_CONV=avx2`) until someone times it on an AVX2-only machine.
-//! `BURN_FLEX_CONV=gemm` turns the kernels off. The variable is read once per process, so one
-//! binary can be timed and tested every way.
+//! `BURN_FLEX_CONV=gemm` turns the kernels off, `BURN_FLEX_CONV_LAYOUT=grid` the channels-last
+//! ones. The variables are read once per process, so one binary can be timed and tested every
+//! way.
 
 use alloc::vec;
 use alloc::vec::Vec;
@@ -77,22 +80,6 @@ pub(crate) fn detect() -> Option<Isa> {
     #[cfg(not(all(feature = "std", target_arch = "x86_64")))]
     {
         None
-    }
-}
-
-/// Whether the channels-last kernels may run (`BURN_FLEX_CONV_LAYOUT=grid` keeps every map on
-/// the grid kernels, to time or test them alone). Read once per process.
-pub(crate) fn channels_last_enabled() -> bool {
-    #[cfg(feature = "std")]
-    {
-        static CHOICE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *CHOICE.get_or_init(|| {
-            std::env::var_os("BURN_FLEX_CONV_LAYOUT").is_none_or(|value| value != "grid")
-        })
-    }
-    #[cfg(not(feature = "std"))]
-    {
-        true
     }
 }
 
@@ -232,137 +219,8 @@ pub(crate) fn weight_grad(
     unreachable!("conv kernel without SIMD: {isa:?}");
 }
 
-/// The weight `[C_out, K]` (row-major) as the channels-last kernels read it: `[K][C_out]`.
-pub(crate) fn pack_channels_last(weight: &[f32], channels_out: usize, k: usize) -> Vec<f32> {
-    let mut packed = vec![0.0; k * channels_out];
-    for o in 0..channels_out {
-        for kk in 0..k {
-            packed[kk * channels_out + o] = weight[o * k + kk];
-        }
-    }
-    packed
-}
-
-/// Channels-last forward for small maps, where the grid's unused columns are a large share of
-/// the work (a 7×7 map computes 64 grid columns for 49 outputs): `y[p · C_out + o] = Σ_kk
-/// w[kk, o] · padded[offsets[kk] + positions[p]]` over the output positions only, with the output
-/// channels in the vector lanes (blocks of up to 4 vectors × 6 positions with AVX-512);
-/// `channels_out` a multiple of `isa.lanes()`, `packed` from [`pack_channels_last`].
-///
-/// Panics when a read or write would leave its slice (checked once, before the kernel runs).
-pub(crate) fn forward_channels_last(
-    isa: Isa,
-    packed: &[f32],
-    channels_out: usize,
-    offsets: &[usize],
-    positions: &[usize],
-    padded: &[f32],
-    y: &mut [f32],
-) {
-    assert_eq!(
-        channels_out % isa.lanes(),
-        0,
-        "conv kernel: channels not whole vectors"
-    );
-    assert!(packed.len() >= offsets.len() * channels_out);
-    assert!(y.len() >= positions.len() * channels_out);
-    let reach = offsets.iter().max().copied().unwrap_or(0) + positions.iter().max().map_or(0, |p| p + 1);
-    assert!(
-        positions.is_empty() || offsets.is_empty() || padded.len() >= reach,
-        "conv kernel: input too short"
-    );
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        // SAFETY: the features were detected by `detect`; the bounds were checked above.
-        match isa {
-            Isa::Avx512 => x86::forward_last_avx512(
-                packed,
-                channels_out,
-                offsets,
-                positions,
-                padded.as_ptr(),
-                y.as_mut_ptr(),
-            ),
-            Isa::Avx2 => x86::forward_last_avx2(
-                packed,
-                channels_out,
-                offsets,
-                positions,
-                padded.as_ptr(),
-                y.as_mut_ptr(),
-            ),
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("conv kernel without SIMD: {isa:?}");
-}
-
-/// One chunk of samples for [`weight_grad_channels_last`]: the padded inputs as in
-/// [`GradChunk`], the output gradients channels-last, `[S][P][C_out]`.
-pub(crate) struct LastChunk<'a> {
-    /// Samples in the chunk.
-    pub samples: usize,
-    /// The padded inputs, `padded_len` values per sample.
-    pub padded: &'a [f32],
-    /// Values per sample in `padded`.
-    pub padded_len: usize,
-    /// Values per input channel plane (Hp·Wp).
-    pub plane: usize,
-    /// The output gradients, `positions.len() · C_out` values per sample.
-    pub grad: &'a [f32],
-    /// Where each output position sits on the grid (`oh · Wp + ow`).
-    pub positions: &'a [usize],
-}
-
-/// Channels-last 3×3 weight gradient: `dw[o, c, 3i + j] += Σ_s Σ_p grad[s, p, o] · padded[s,
-/// c·plane + i·width + j + positions[p]]`, `dw` `[C_out][C_in][9]`, the output channels in the
-/// vector lanes (no lane sums, no unused grid columns); `channels_out` a multiple of
-/// `isa.lanes()`. Each sum runs over the samples in order and the positions in order.
-///
-/// Panics when a read would leave its slice (checked once).
-pub(crate) fn weight_grad_channels_last(
-    isa: Isa,
-    chunk: &LastChunk<'_>,
-    channels_out: usize,
-    channels_in: usize,
-    width: usize,
-    dw: &mut [f32],
-) {
-    assert_eq!(
-        channels_out % isa.lanes(),
-        0,
-        "conv kernel: channels not whole vectors"
-    );
-    assert!(dw.len() >= channels_out * channels_in * 9);
-    let per_sample = chunk.positions.len() * channels_out;
-    assert!(chunk.grad.len() >= chunk.samples * per_sample);
-    let reach = (channels_in.max(1) - 1) * chunk.plane
-        + 2 * width
-        + 2
-        + chunk.positions.iter().max().map_or(0, |p| p + 1);
-    if chunk.samples == 0 || chunk.positions.is_empty() || channels_in == 0 {
-        return;
-    }
-    assert!(
-        chunk.padded_len >= reach && chunk.padded.len() >= chunk.samples * chunk.padded_len,
-        "conv kernel: input too short"
-    );
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        // SAFETY: as in `forward`.
-        match isa {
-            Isa::Avx512 => {
-                x86::weight_grad_last_avx512(chunk, channels_out, channels_in, width, dw)
-            }
-            Isa::Avx2 => x86::weight_grad_last_avx2(chunk, channels_out, channels_in, width, dw),
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    unreachable!("conv kernel without SIMD: {isa:?}");
-}
-
-/// The vector operations the kernels are written in.
-trait Simd {
+/// The vector operations the kernels (here and in conv_last.rs) are written in.
+pub(crate) trait Simd {
     type V: Copy;
     const LANES: usize;
     unsafe fn zero() -> Self::V;
@@ -463,7 +321,7 @@ unsafe fn forward_impl<S: Simd, const OB: usize, const NV: usize>(
 
 /// Where one weight-gradient run reads: OB output channels' gradient rows and one input
 /// channel's padded plane, for each sample of a chunk.
-struct Run {
+pub(crate) struct Run {
     /// Sample 0's gradient row of the first output channel.
     grad: *const f32,
     /// Values between two output channels' rows.
@@ -570,134 +428,13 @@ unsafe fn weight_grad_impl<S: Simd, const OB: usize>(
     }
 }
 
-/// One channels-last forward block: OV vectors of output channels (starting at `w` / `y`)
-/// times NP output positions.
-#[inline(always)]
-unsafe fn forward_last_block<S: Simd, const OV: usize, const NP: usize>(
-    w: *const f32,
-    channels_out: usize,
-    offsets: &[usize],
-    x: *const f32,
-    positions: &[usize],
-    y: *mut f32,
-) {
-    unsafe {
-        let mut acc = [[S::zero(); OV]; NP];
-        for (kk, &offset) in offsets.iter().enumerate() {
-            let weights = w.add(kk * channels_out);
-            let ws: [S::V; OV] = core::array::from_fn(|v| S::load(weights.add(v * S::LANES)));
-            let source = x.add(offset);
-            for (p, acc) in acc.iter_mut().enumerate() {
-                let value = S::splat(*source.add(*positions.get_unchecked(p)));
-                for v in 0..OV {
-                    acc[v] = S::fma(ws[v], value, acc[v]);
-                }
-            }
-        }
-        for (p, acc) in acc.iter().enumerate() {
-            for (v, &value) in acc.iter().enumerate() {
-                S::store(y.add(p * channels_out + v * S::LANES), value);
-            }
-        }
-    }
-}
-
-/// Output channels `o..o + OV · lanes` of the channels-last forward, every position.
-#[inline(always)]
-unsafe fn forward_last_channels<S: Simd, const OV: usize, const NP: usize>(
-    packed: &[f32],
-    channels_out: usize,
-    offsets: &[usize],
-    positions: &[usize],
-    x: *const f32,
-    y: *mut f32,
-    o: usize,
-) {
-    unsafe {
-        let w = packed.as_ptr().add(o);
-        let mut p = 0;
-        while p + NP <= positions.len() {
-            forward_last_block::<S, OV, NP>(
-                w,
-                channels_out,
-                offsets,
-                x,
-                &positions[p..],
-                y.add(p * channels_out + o),
-            );
-            p += NP;
-        }
-        while p < positions.len() {
-            forward_last_block::<S, OV, 1>(
-                w,
-                channels_out,
-                offsets,
-                x,
-                &positions[p..],
-                y.add(p * channels_out + o),
-            );
-            p += 1;
-        }
-    }
-}
-
-/// The channels-last weight gradient of output channels `o..o + OV · lanes` and input
-/// channel `c` over the chunk, added to `dw`.
-#[inline(always)]
-unsafe fn weight_grad_last_block<S: Simd, const OV: usize>(
-    chunk: &LastChunk<'_>,
-    o: usize,
-    c: usize,
-    width: usize,
-    channels_out: usize,
-    channels_in: usize,
-    dw: &mut [f32],
-) {
-    unsafe {
-        let mut acc = [[S::zero(); OV]; 9];
-        let per_sample = chunk.positions.len() * channels_out;
-        for s in 0..chunk.samples {
-            let grad = chunk.grad.as_ptr().add(s * per_sample + o);
-            let x = chunk
-                .padded
-                .as_ptr()
-                .add(s * chunk.padded_len + c * chunk.plane);
-            for (p, &position) in chunk.positions.iter().enumerate() {
-                let g: [S::V; OV] =
-                    core::array::from_fn(|v| S::load(grad.add(p * channels_out + v * S::LANES)));
-                let base = x.add(position);
-                for i in 0..3 {
-                    for j in 0..3 {
-                        let value = S::splat(*base.add(i * width + j));
-                        for v in 0..OV {
-                            acc[3 * i + j][v] = S::fma(value, g[v], acc[3 * i + j][v]);
-                        }
-                    }
-                }
-            }
-        }
-        let mut lanes = [0.0f32; 16];
-        for (tap, acc) in acc.iter().enumerate() {
-            for (v, &value) in acc.iter().enumerate() {
-                S::store(lanes.as_mut_ptr(), value);
-                for (lane, &sum) in lanes.iter().take(S::LANES).enumerate() {
-                    let out = o + v * S::LANES + lane;
-                    dw[(out * channels_in + c) * 9 + tap] += sum;
-                }
-            }
-        }
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
-mod x86 {
-    use super::{
-        GradChunk, LastChunk, Run, Simd, forward_impl, forward_last_channels,
-        weight_grad_impl, weight_grad_last_block,
-    };
+pub(crate) mod x86 {
+    use super::{GradChunk, Run, Simd, forward_impl, weight_grad_impl};
     use core::arch::x86_64::*;
 
-    struct Avx512;
+    /// AVX-512F: 16 lanes.
+    pub(crate) struct Avx512;
     impl Simd for Avx512 {
         type V = __m512;
         const LANES: usize = 16;
@@ -887,7 +624,8 @@ mod x86 {
         }
     }
 
-    struct Avx2;
+    /// AVX2 + FMA: 8 lanes.
+    pub(crate) struct Avx2;
     impl Simd for Avx2 {
         type V = __m256;
         const LANES: usize = 8;
@@ -984,152 +722,4 @@ mod x86 {
         unsafe { weight_grad_impl::<Avx2, 1>(chunk, channels_out, channels_in, width, dw) }
     }
 
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn forward_last_avx512(
-        packed: &[f32],
-        channels_out: usize,
-        offsets: &[usize],
-        positions: &[usize],
-        x: *const f32,
-        y: *mut f32,
-    ) {
-        unsafe {
-            let mut o = 0;
-            while channels_out - o >= 64 {
-                forward_last_channels::<Avx512, 4, 6>(
-                    packed,
-                    channels_out,
-                    offsets,
-                    positions,
-                    x,
-                    y,
-                    o,
-                );
-                o += 64;
-            }
-            if channels_out - o >= 32 {
-                forward_last_channels::<Avx512, 2, 8>(
-                    packed,
-                    channels_out,
-                    offsets,
-                    positions,
-                    x,
-                    y,
-                    o,
-                );
-                o += 32;
-            }
-            if channels_out - o >= 16 {
-                forward_last_channels::<Avx512, 1, 12>(
-                    packed,
-                    channels_out,
-                    offsets,
-                    positions,
-                    x,
-                    y,
-                    o,
-                );
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn forward_last_avx2(
-        packed: &[f32],
-        channels_out: usize,
-        offsets: &[usize],
-        positions: &[usize],
-        x: *const f32,
-        y: *mut f32,
-    ) {
-        unsafe {
-            let mut o = 0;
-            while channels_out - o >= 16 {
-                forward_last_channels::<Avx2, 2, 4>(
-                    packed,
-                    channels_out,
-                    offsets,
-                    positions,
-                    x,
-                    y,
-                    o,
-                );
-                o += 16;
-            }
-            if channels_out - o >= 8 {
-                forward_last_channels::<Avx2, 1, 6>(
-                    packed,
-                    channels_out,
-                    offsets,
-                    positions,
-                    x,
-                    y,
-                    o,
-                );
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn weight_grad_last_avx512(
-        chunk: &LastChunk<'_>,
-        channels_out: usize,
-        channels_in: usize,
-        width: usize,
-        dw: &mut [f32],
-    ) {
-        unsafe {
-            for c in 0..channels_in {
-                let mut o = 0;
-                while channels_out - o >= 32 {
-                    weight_grad_last_block::<Avx512, 2>(
-                        chunk,
-                        o,
-                        c,
-                        width,
-                        channels_out,
-                        channels_in,
-                        dw,
-                    );
-                    o += 32;
-                }
-                if channels_out - o >= 16 {
-                    weight_grad_last_block::<Avx512, 1>(
-                        chunk,
-                        o,
-                        c,
-                        width,
-                        channels_out,
-                        channels_in,
-                        dw,
-                    );
-                }
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn weight_grad_last_avx2(
-        chunk: &LastChunk<'_>,
-        channels_out: usize,
-        channels_in: usize,
-        width: usize,
-        dw: &mut [f32],
-    ) {
-        unsafe {
-            for c in 0..channels_in {
-                for o in (0..channels_out).step_by(8) {
-                    weight_grad_last_block::<Avx2, 1>(
-                        chunk,
-                        o,
-                        c,
-                        width,
-                        channels_out,
-                        channels_in,
-                        dw,
-                    );
-                }
-            }
-        }
-    }
 }

@@ -21,6 +21,7 @@ use burn_backend::ops::ConvOptions;
 use burn_std::{Bytes, Shape};
 
 use crate::ops::conv_direct::{self, Isa};
+use crate::ops::conv_last;
 use crate::ops::mask::uninit_vec;
 use crate::ops::native_float::NativeFloat;
 use crate::{FlexTensor, Layout};
@@ -238,13 +239,13 @@ impl Grid {
     }
 
     /// unlearn patch (issue 35): whether a map runs on the channels-last kernels of
-    /// conv_direct.rs instead of the grid kernels: when the output channels fill whole vectors
+    /// conv_last.rs instead of the grid kernels: when the output channels fill whole vectors
     /// and the grid's rounded-up columns exceed the outputs by more than the fraction
     /// `waste` = [numerator, denominator] (7×7 maps: 64 columns for 49 outputs, +31%; 14×14:
     /// 224 for 196, +14%; 28×28: 848 for 784, +8%).
     fn channels_last(&self, g: &Geometry, isa: Isa, waste: [usize; 2]) -> bool {
         let [numerator, denominator] = waste;
-        conv_direct::channels_last_enabled()
+        conv_last::channels_last_enabled()
             && g.group_out() % isa.lanes() == 0
             && denominator * self.vector_columns(g, isa) > (denominator + numerator) * g.positions()
     }
@@ -723,7 +724,7 @@ fn direct_weight_grad_last(
                 }
             }
         }
-        let chunk = conv_direct::LastChunk {
+        let chunk = conv_last::LastChunk {
             samples: samples.len(),
             padded,
             padded_len,
@@ -732,7 +733,7 @@ fn direct_weight_grad_last(
             positions: &buffers.positions,
         };
         let dw_group = &mut dw[group * group_out * g.rows()..][..group_out * g.rows()];
-        conv_direct::weight_grad_channels_last(
+        conv_last::weight_grad_channels_last(
             isa,
             &chunk,
             group_out,
@@ -958,7 +959,7 @@ pub(crate) fn conv2d_forward<T: NativeFloat>(
                 .map(|group| {
                     let w_group = &w[group * group_out * rows..][..group_out * rows];
                     if last {
-                        conv_direct::pack_channels_last(w_group, group_out, rows)
+                        conv_last::pack_channels_last(w_group, group_out, rows)
                     } else {
                         conv_direct::pack_forward(isa, w_group, group_out, rows)
                     }
@@ -981,7 +982,7 @@ pub(crate) fn conv2d_forward<T: NativeFloat>(
                     T::as_f32(&scratch.padded),
                     T::as_f32_mut(&mut scratch.grid),
                 ) {
-                    conv_direct::forward_channels_last(
+                    conv_last::forward_channels_last(
                         isa,
                         &packed[group],
                         group_out,

@@ -100,6 +100,7 @@ mod conv_common;
 pub mod conv;
 mod conv_grad;
 mod conv_direct;
+mod conv_last;
 pub mod conv_transpose;
 pub mod cumulative;
 pub mod deform_conv;
