@@ -1,10 +1,11 @@
 """PyTorch's side of `cargo run --release -p unlearn --example resnet_profile` (issue 35): the
 same rows — each ResNet-20 stage's 3×3 convolution (16, 32, 64 channels on 28×28, 14×14, 7×7
 maps) forward, forward + backward, forward + input gradient only, BatchNorm in training mode
-forward + backward, the two stride-2 convolutions between stages forward + backward, and a whole ResNet-20 training step (forward, cross-entropy, backward; no
-optimiser) at batch 128 — as the minimum and the median of REPEATS runs after one warm-up.
-A benchmark script, not CI: run it with the torch virtual environment of
-scripts/torch_venv.sh, on an idle machine, interleaved with the Rust example.
+forward + backward, the two stride-2 convolutions between stages forward + backward, and a
+whole ResNet-20 training step (forward, cross-entropy, backward; no optimiser) at batch 128 —
+as the minimum and the median of REPEATS runs after one warm-up. A benchmark script, not CI:
+run it with the torch virtual environment of scripts/torch_venv.sh, on an idle machine,
+interleaved with the Rust example.
 
 Usage: python scripts/resnet_layer_times.py [THREADS] [REPEATS]
 """
@@ -54,8 +55,8 @@ def main():
     for channels, size in [(16, 28), (32, 14)]:
         conv = torch.nn.Conv2d(channels, 2 * channels, 3, stride=2, padding=1, bias=False)
         xg = torch.rand(batch, channels, size, size).requires_grad_()
-        rows.append((f"conv {channels}→{2 * channels} {size}×{size} stride 2, forward + backward",
-                     time_ms(repeats, lambda: conv(xg).sum().backward())))
+        name = f"conv {channels}→{2 * channels} {size}×{size} stride 2, forward + backward"
+        rows.append((name, time_ms(repeats, lambda: conv(xg).sum().backward())))
     network = ResNet20(in_channels=1).train()
     images = torch.rand(batch, 1, 28, 28)
     labels = torch.arange(batch) % 10

@@ -123,7 +123,8 @@ fn affine<T: NativeFloat>(
     // Not zero-filled (a memset of the whole output, 1.4% of a ResNet-20 step): `run` writes
     // every element, each channel's plane of each sample.
     let mut out: Vec<T> = uninit_vec(batch * sample);
-    let run = |n: usize, out: &mut [T]| widest!(affine_sample(n, positions, u, v, coefficients, out));
+    let run =
+        |n: usize, out: &mut [T]| widest!(affine_sample(n, positions, u, v, coefficients, out));
     if sample > 0 {
         #[cfg(feature = "rayon")]
         {
@@ -152,23 +153,23 @@ fn affine_sample<T: NativeFloat>(
 ) {
     let channels = coefficients.len();
     for (c, &Affine { a, m, k, b }) in coefficients.iter().enumerate() {
-            let range = (n * channels + c) * positions..(n * channels + c + 1) * positions;
-            let dst = &mut out[c * positions..(c + 1) * positions];
-            let u = &u[range.clone()];
-            match v {
-                None => {
-                    for (dst, &u) in dst.iter_mut().zip(u) {
-                        *dst = a * (u - m) + k;
-                    }
+        let range = (n * channels + c) * positions..(n * channels + c + 1) * positions;
+        let dst = &mut out[c * positions..(c + 1) * positions];
+        let u = &u[range.clone()];
+        match v {
+            None => {
+                for (dst, &u) in dst.iter_mut().zip(u) {
+                    *dst = a * (u - m) + k;
                 }
-                Some(v) => {
-                    for ((dst, &u), &v) in dst.iter_mut().zip(u).zip(&v[range]) {
-                        *dst = a * (u - m) + k + b * v;
-                    }
+            }
+            Some(v) => {
+                for ((dst, &u), &v) in dst.iter_mut().zip(u).zip(&v[range]) {
+                    *dst = a * (u - m) + k + b * v;
                 }
             }
         }
     }
+}
 
 fn vector<T: NativeFloat>(tensor: &FlexTensor) -> Vec<f64> {
     tensor
@@ -225,25 +226,27 @@ pub(crate) fn batch_norm_train<T: NativeFloat>(
     let count = (batch * positions) as f64;
     let data: &[T] = x.storage();
     let plane = |n: usize, c: usize| &data[(n * channels + c) * positions..][..positions];
-    let statistics: Vec<(T, T)> = per_channel(channels, |c| widest!({
-        let sum: f64 = (0..batch)
-            .map(|n| {
-                let plane = plane(n, c);
-                lane_sum(plane, plane, |x, _| x)
-            })
-            .sum();
-        let mean = T::from_f64(sum / count);
-        let squares: f64 = (0..batch)
-            .map(|n| {
-                let plane = plane(n, c);
-                lane_sum(plane, plane, |x, _| {
-                    let centred = x - mean;
-                    centred * centred
+    let statistics: Vec<(T, T)> = per_channel(channels, |c| {
+        widest!({
+            let sum: f64 = (0..batch)
+                .map(|n| {
+                    let plane = plane(n, c);
+                    lane_sum(plane, plane, |x, _| x)
                 })
-            })
-            .sum();
-        (mean, T::from_f64(squares / count))
-    }));
+                .sum();
+            let mean = T::from_f64(sum / count);
+            let squares: f64 = (0..batch)
+                .map(|n| {
+                    let plane = plane(n, c);
+                    lane_sum(plane, plane, |x, _| {
+                        let centred = x - mean;
+                        centred * centred
+                    })
+                })
+                .sum();
+            (mean, T::from_f64(squares / count))
+        })
+    });
     let (gamma, beta) = (vector::<T>(&gamma), vector::<T>(&beta));
     let coefficients: Vec<Affine<T>> = statistics
         .iter()
@@ -264,7 +267,11 @@ pub(crate) fn batch_norm_train<T: NativeFloat>(
             channel_shape.clone(),
             dtype,
         ),
-        tensor(statistics.iter().map(|s| s.1).collect(), channel_shape, dtype),
+        tensor(
+            statistics.iter().map(|s| s.1).collect(),
+            channel_shape,
+            dtype,
+        ),
     )
 }
 
@@ -288,18 +295,20 @@ pub(crate) fn batch_norm_train_backward<T: NativeFloat>(
     let mean_t: Vec<T> = mean.clone().to_contiguous().storage::<T>().to_vec();
     let (gamma, variance) = (vector::<T>(&gamma), vector::<T>(&variance));
     // Per channel: Σ dy and Σ dy·(x − mean).
-    let sums: Vec<(f64, f64)> = per_channel(channels, |c| widest!({
-        let mut sum_grad = 0.0;
-        let mut sum_grad_centred = 0.0;
-        let mean = mean_t[c];
-        for n in 0..batch {
-            let range = (n * channels + c) * positions..(n * channels + c + 1) * positions;
-            let (xs, gs) = (&x_data[range.clone()], &grad_data[range]);
-            sum_grad += lane_sum(gs, gs, |g, _| g);
-            sum_grad_centred += lane_sum(gs, xs, |g, x| g * (x - mean));
-        }
-        (sum_grad, sum_grad_centred)
-    }));
+    let sums: Vec<(f64, f64)> = per_channel(channels, |c| {
+        widest!({
+            let mut sum_grad = 0.0;
+            let mut sum_grad_centred = 0.0;
+            let mean = mean_t[c];
+            for n in 0..batch {
+                let range = (n * channels + c) * positions..(n * channels + c + 1) * positions;
+                let (xs, gs) = (&x_data[range.clone()], &grad_data[range]);
+                sum_grad += lane_sum(gs, gs, |g, _| g);
+                sum_grad_centred += lane_sum(gs, xs, |g, x| g * (x - mean));
+            }
+            (sum_grad, sum_grad_centred)
+        })
+    });
     let mut gamma_grad = Vec::with_capacity(channels);
     let mut beta_grad = Vec::with_capacity(channels);
     // dx = s·dy + a·(x − mean) + k with s = γ·σ⁻¹, a = −s·σ⁻²·Σdy(x − mean)/M, k = −s·Σdy/M.

@@ -721,5 +721,4 @@ pub(crate) mod x86 {
     ) {
         unsafe { weight_grad_impl::<Avx2, 1>(chunk, channels_out, channels_in, width, dw) }
     }
-
 }

@@ -734,12 +734,7 @@ fn direct_weight_grad_last(
         };
         let dw_group = &mut dw[group * group_out * g.rows()..][..group_out * g.rows()];
         conv_last::weight_grad_channels_last(
-            isa,
-            &chunk,
-            group_out,
-            group_in,
-            grid.width,
-            dw_group,
+            isa, &chunk, group_out, group_in, grid.width, dw_group,
         );
     }
 }

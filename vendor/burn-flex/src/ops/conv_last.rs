@@ -69,7 +69,8 @@ pub(crate) fn forward_channels_last(
     );
     assert!(packed.len() >= offsets.len() * channels_out);
     assert!(y.len() >= positions.len() * channels_out);
-    let reach = offsets.iter().max().copied().unwrap_or(0) + positions.iter().max().map_or(0, |p| p + 1);
+    let reach =
+        offsets.iter().max().copied().unwrap_or(0) + positions.iter().max().map_or(0, |p| p + 1);
     assert!(
         positions.is_empty() || offsets.is_empty() || padded.len() >= reach,
         "conv kernel: input too short"
