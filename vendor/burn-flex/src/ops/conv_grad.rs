@@ -507,23 +507,11 @@ pub(crate) fn conv2d_weight_grad<T: NativeFloat>(
             T::as_f32(grad_data),
             T::as_f32_mut(&mut partial),
         ) {
-            if last {
-                direct_weight_grad_last(
-                    &g,
-                    grid,
-                    isa,
-                    x,
-                    gy,
-                    first..(first + CHUNK).min(g.batch),
-                    buffers,
-                    dw,
-                );
-                return partial;
-            }
             direct_weight_grad(
                 &g,
                 grid,
                 isa,
+                last,
                 x,
                 gy,
                 first..(first + CHUNK).min(g.batch),
@@ -628,12 +616,15 @@ struct ChunkBuffers {
 
 /// The weight gradient's share of samples `samples` (one chunk), added to `dw` `[C_out, K]`, by
 /// the SIMD kernel: every sample's padded input and output gradient grid are laid out side by
-/// side, then each (output channel, input channel, tap) sum runs over the chunk in one pass.
+/// side, then each (output channel, input channel, tap) sum runs over the chunk in one pass —
+/// on the grid, or with `last` channels-last (conv_last.rs: the output gradient transposed to
+/// `[positions, C_out/G]` instead of spread on the grid).
 #[allow(clippy::too_many_arguments)]
 fn direct_weight_grad(
     g: &Geometry,
     grid: Grid,
     isa: Isa,
+    last: bool,
     x: &[f32],
     gy: &[f32],
     samples: core::ops::Range<usize>,
@@ -644,66 +635,14 @@ fn direct_weight_grad(
     let (sample_in, positions) = (group_in * g.height * g.width, g.positions());
     let padded_len = grid.vector_padded_len(g, isa);
     let stride = grid.vector_columns(g, isa);
+    // A sample's output gradient: on the grid `[C_out/G][stride]`, or channels-last
+    // `[positions][C_out/G]`.
+    let per_sample = group_out * if last { positions } else { stride };
     if buffers.padded.len() < samples.len() * padded_len {
         buffers.padded = vec![0.0f32; samples.len() * padded_len];
-        buffers.grad = vec![0.0f32; samples.len() * group_out * stride];
-    }
-    let padded = &mut buffers.padded[..samples.len() * padded_len];
-    let grad = &mut buffers.grad[..samples.len() * group_out * stride];
-    for group in 0..g.groups {
-        for (s, b) in samples.clone().enumerate() {
-            let x_group = &x[(b * g.channels_in + group * group_in) * g.height * g.width..];
-            grid.pad(
-                g,
-                &x_group[..sample_in],
-                &mut padded[s * padded_len..][..padded_len],
-            );
-            let gy_group = &gy[(b * g.channels_out + group * group_out) * positions..];
-            grid.spread(
-                g,
-                &gy_group[..group_out * positions],
-                &mut grad[s * group_out * stride..][..group_out * stride],
-                stride,
-            );
-        }
-        let chunk = conv_direct::GradChunk {
-            samples: samples.len(),
-            padded,
-            padded_len,
-            plane: grid.plane(),
-            grad,
-            stride,
-            columns: stride,
-        };
-        let dw_group = &mut dw[group * group_out * g.rows()..][..group_out * g.rows()];
-        conv_direct::weight_grad(isa, &chunk, group_out, group_in, grid.width, dw_group);
-    }
-}
-
-/// [`direct_weight_grad`] with the channels-last kernel: each sample's output gradient is
-/// transposed to `[positions, C_out/G]` instead of spread on the grid.
-#[allow(clippy::too_many_arguments)]
-fn direct_weight_grad_last(
-    g: &Geometry,
-    grid: Grid,
-    isa: Isa,
-    x: &[f32],
-    gy: &[f32],
-    samples: core::ops::Range<usize>,
-    buffers: &mut ChunkBuffers,
-    dw: &mut [f32],
-) {
-    let (group_in, group_out) = (g.group_in(), g.group_out());
-    let (sample_in, positions) = (group_in * g.height * g.width, g.positions());
-    let padded_len = grid.vector_padded_len(g, isa);
-    let per_sample = positions * group_out;
-    if buffers.padded.len() < samples.len() * padded_len {
-        buffers.padded = vec![0.0f32; samples.len() * padded_len];
-    }
-    if buffers.grad.len() < samples.len() * per_sample {
         buffers.grad = vec![0.0f32; samples.len() * per_sample];
     }
-    if buffers.positions.is_empty() {
+    if last && buffers.positions.is_empty() {
         buffers.positions = grid.output_positions(g);
     }
     let padded = &mut buffers.padded[..samples.len() * padded_len];
@@ -716,26 +655,44 @@ fn direct_weight_grad_last(
                 &x_group[..sample_in],
                 &mut padded[s * padded_len..][..padded_len],
             );
-            let gy_group = &gy[(b * g.channels_out + group * group_out) * positions..];
-            let last = &mut grad[s * per_sample..][..per_sample];
-            for (o, row) in gy_group.chunks_exact(positions).take(group_out).enumerate() {
-                for (p, &value) in row.iter().enumerate() {
-                    last[p * group_out + o] = value;
+            let gy_group = &gy[(b * g.channels_out + group * group_out) * positions..]
+                [..group_out * positions];
+            let grad = &mut grad[s * per_sample..][..per_sample];
+            if last {
+                for (o, row) in gy_group.chunks_exact(positions).enumerate() {
+                    for (p, &value) in row.iter().enumerate() {
+                        grad[p * group_out + o] = value;
+                    }
                 }
+            } else {
+                grid.spread(g, gy_group, grad, stride);
             }
         }
-        let chunk = conv_last::LastChunk {
-            samples: samples.len(),
-            padded,
-            padded_len,
-            plane: grid.plane(),
-            grad,
-            positions: &buffers.positions,
-        };
         let dw_group = &mut dw[group * group_out * g.rows()..][..group_out * g.rows()];
-        conv_last::weight_grad_channels_last(
-            isa, &chunk, group_out, group_in, grid.width, dw_group,
-        );
+        if last {
+            let chunk = conv_last::LastChunk {
+                samples: samples.len(),
+                padded,
+                padded_len,
+                plane: grid.plane(),
+                grad,
+                positions: &buffers.positions,
+            };
+            conv_last::weight_grad_channels_last(
+                isa, &chunk, group_out, group_in, grid.width, dw_group,
+            );
+        } else {
+            let chunk = conv_direct::GradChunk {
+                samples: samples.len(),
+                padded,
+                padded_len,
+                plane: grid.plane(),
+                grad,
+                stride,
+                columns: stride,
+            };
+            conv_direct::weight_grad(isa, &chunk, group_out, group_in, grid.width, dw_group);
+        }
     }
 }
 
