@@ -98,8 +98,9 @@ pub mod comparison;
 #[macro_use]
 mod conv_common;
 pub mod conv;
-mod conv_grad;
 mod conv_direct;
+mod conv_geometry;
+mod conv_grad;
 mod conv_last;
 pub mod conv_transpose;
 pub mod cumulative;
