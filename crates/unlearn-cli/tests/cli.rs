@@ -431,6 +431,28 @@ fn same_seed_gives_the_same_table() {
         .map(|run| run["method"].as_str().unwrap())
         .collect();
     assert_eq!(&methods[..3], ["original", "retrain", "finetune"]);
+    // demo.md repeats every method's warnings below the table (amnesiac-batch's undo share
+    // here: 100 forgotten samples touch most batches of 128).
+    let markdown = std::fs::read_to_string(first.path().join("demo.md")).unwrap();
+    let mut warnings = 0;
+    for run in a["runs"].as_array().unwrap() {
+        for note in run["notes"].as_array().unwrap() {
+            if let Some(warning) = note.as_str().unwrap().strip_prefix("warning: ") {
+                let line = format!("Warning: {}: {warning}", run["method"].as_str().unwrap());
+                assert!(markdown.contains(&line), "{line} missing from\n{markdown}");
+                warnings += 1;
+            }
+        }
+    }
+    assert!(
+        markdown.contains("Warning: amnesiac-batch: this undoes"),
+        "{markdown}"
+    );
+    assert_eq!(
+        markdown.matches("\nWarning: ").count(),
+        warnings,
+        "{markdown}"
+    );
 }
 
 #[test]

@@ -24,12 +24,15 @@ use crate::train::{RecordLayout, open_records_for};
 pub const UNDO_SHARE_WARNING: f64 = 0.25;
 
 /// The warning note when `undone` of `total` recorded steps is more than
-/// [`UNDO_SHARE_WARNING`] of them.
-pub fn undo_share_warning(undone: usize, total: usize) -> Option<String> {
+/// [`UNDO_SHARE_WARNING`] of them. It names the remedies that apply: the repair fine-tuning,
+/// per-sample records (only without BatchNorm: `amnesiac-sample` refuses a `batch_norm`
+/// network), a smaller training batch, or retraining.
+pub fn undo_share_warning(undone: usize, total: usize, batch_norm: bool) -> Option<String> {
     let share = undone as f64 / total.max(1) as f64;
+    let per_sample = if batch_norm { "" } else { "amnesiac-sample, " };
     (share > UNDO_SHARE_WARNING).then(|| {
         format!(
-            "warning: this undoes {undone} of {total} training steps ({:.0}%, more than {:.0}%): the model loses much of what every sample taught it; prefer amnesiac-sample, a smaller training batch, or retraining",
+            "warning: this undoes {undone} of {total} training steps ({:.0}%, more than {:.0}%): the model loses much of what every sample taught it; repair it with a fine-tuning epoch on the retain set (`unlearn forget --param repair-epochs=1`), or prefer {per_sample}a smaller training batch, or retraining",
             100.0 * share,
             100.0 * UNDO_SHARE_WARNING
         )
@@ -96,7 +99,11 @@ impl Unlearner for AmnesiacBatch {
             ),
         }];
         if layout == RecordLayout::PerBatch
-            && let Some(warning) = undo_share_warning(selected.len(), store.header().steps)
+            && let Some(warning) = undo_share_warning(
+                selected.len(),
+                store.header().steps,
+                request.original.network.has_batch_norm(),
+            )
         {
             notes.push(warning);
         }
@@ -116,8 +123,17 @@ mod tests {
 
     #[test]
     fn warns_only_above_a_quarter_of_the_steps() {
-        assert!(undo_share_warning(25, 100).is_none());
-        let warning = undo_share_warning(74, 100).unwrap();
+        assert!(undo_share_warning(25, 100, false).is_none());
+        let warning = undo_share_warning(74, 100, false).unwrap();
         assert!(warning.starts_with("warning: this undoes 74 of 100 training steps (74%"));
+        assert!(warning.contains("repair-epochs=1"));
+        assert!(warning.contains("amnesiac-sample"));
+    }
+
+    #[test]
+    fn does_not_suggest_per_sample_records_under_batch_norm() {
+        let warning = undo_share_warning(74, 100, true).unwrap();
+        assert!(warning.contains("repair-epochs=1"));
+        assert!(!warning.contains("amnesiac-sample"), "{warning}");
     }
 }

@@ -112,6 +112,16 @@ pub fn dampen(
     (dampened, selected)
 }
 
+/// The warning note when no weight passed the selection (`selected` = 0): the model comes back
+/// unchanged, which a table row alone would show as an unexplained copy of the original.
+pub fn unchanged_warning(selected: usize, selection: f64) -> Option<String> {
+    (selected == 0).then(|| {
+        format!(
+            "warning: no weight matters more than {selection} times as much to the forget set as to the training set, so the model is returned unchanged (SSD targets classes and sub-classes; a random forget set usually looks like the training set to it); a smaller selection threshold dampens more (`unlearn forget --param selection=…`)"
+        )
+    })
+}
+
 impl Unlearner for Ssd {
     fn name(&self) -> &'static str {
         "ssd"
@@ -144,11 +154,32 @@ impl Unlearner for Ssd {
             }
         }
         let network = with_parameters(network, &dampened)?;
+        let mut notes = vec![format!("dampened {selected} of {} weights", dampened.len())];
+        notes.extend(unchanged_warning(selected, self.selection));
         Ok(UnlearnOutcome {
             network,
             certificate: None,
             steps: 0,
-            notes: vec![format!("dampened {selected} of {} weights", dampened.len())],
+            notes,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn warns_when_no_weight_is_selected() {
+        // Importances alike on both sets (a random forget set): nothing passes α = 10.
+        let (values, selected) = dampen(&[1.0, -2.0], &[0.5, 0.1], &[0.6, 0.9], 10.0, 1.0);
+        assert_eq!((values.as_slice(), selected), ([1.0, -2.0].as_slice(), 0));
+        let warning = unchanged_warning(selected, 10.0).unwrap();
+        assert!(warning.starts_with("warning: no weight matters more than 10 times"));
+        // One weight 20× more important to the forget set is dampened, and no warning.
+        let (values, selected) = dampen(&[1.0, -2.0], &[0.5, 0.1], &[0.6, 2.0], 10.0, 1.0);
+        assert_eq!(selected, 1);
+        assert!((values[1] - (-2.0 * 0.1 / 2.0)).abs() < 1e-6);
+        assert!(unchanged_warning(selected, 10.0).is_none());
     }
 }

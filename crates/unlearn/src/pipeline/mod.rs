@@ -563,6 +563,11 @@ impl Comparison {
                 out.push_str(&format!("\nFailed: {}: {failure}\n", run.method));
             }
         }
+        for run in &self.runs {
+            for warning in run.notes.iter().filter_map(|n| n.strip_prefix("warning: ")) {
+                out.push_str(&format!("\nWarning: {}: {warning}\n", run.method));
+            }
+        }
         if let Some(machine) = &self.machine {
             out.push_str(&format!("\nMachine: {}.\n", machine.describe()));
         }
