@@ -455,6 +455,55 @@ fn same_seed_gives_the_same_table() {
     );
 }
 
+/// SSD with a threshold no weight can pass returns the model unchanged and warns on stderr.
+#[test]
+fn ssd_that_dampens_nothing_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = trained_model(dir.path());
+    let out = dir.path().join("ssd.safetensors");
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        model.to_str().unwrap(),
+        "--method",
+        "ssd",
+        "--param",
+        "selection=1e30",
+        "--json",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        report["notes"].to_string().contains("dampened 0 of"),
+        "{report}"
+    );
+    assert!(
+        stderr(&output).contains("warning: no weight matters more than"),
+        "{}",
+        stderr(&output)
+    );
+    // At its default threshold on the same model, SSD dampens weights and does not warn.
+    let output = unlearn(&[
+        "forget",
+        "--model",
+        model.to_str().unwrap(),
+        "--method",
+        "ssd",
+        "--json",
+        "--out",
+        dir.path().join("ssd10.safetensors").to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert!(
+        !report["notes"].to_string().contains("dampened 0 of"),
+        "{report}"
+    );
+    assert!(!stderr(&output).contains("no weight matters"));
+}
+
 #[test]
 fn forget_with_the_feasible_mask() {
     let dir = tempfile::tempdir().unwrap();
