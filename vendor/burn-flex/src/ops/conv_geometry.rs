@@ -1,7 +1,7 @@
 //! unlearn patch (issue 35): where a convolution's values sit, for conv_grad.rs — its geometry,
 //! im2col / col2im for the general path, the padded grid of the stride-1 kernels, and the
 //! transposes out of the channels-last kernels' layout. Split out of conv_grad.rs (past 1,000
-//! lines); the code is unchanged.
+//! lines); the code is unchanged but for the visibility it needs.
 
 use alloc::vec::Vec;
 use burn_backend::ops::ConvOptions;
@@ -164,10 +164,10 @@ pub(super) fn col2im<T: NativeFloat>(g: &Geometry, cols: &[T], x_group: &mut [T]
 /// ([`transposed_options`]).
 #[derive(Clone, Copy)]
 pub(super) struct Grid {
-    pub(super) height: usize,
+    height: usize,
     pub(super) width: usize,
-    pub(super) top: usize,
-    pub(super) left: usize,
+    top: usize,
+    left: usize,
 }
 
 impl Grid {
