@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 mod common;
-use common::{assert_one_line_failure, path, stderr, unlearn};
+use common::{assert_one_line_failure, path, stderr, stdout_json, unlearn};
 
 /// Trains a quick model on the embedded data into `dir`, once per test.
 fn trained_model(dir: &Path) -> PathBuf {
@@ -460,48 +460,37 @@ fn same_seed_gives_the_same_table() {
 fn ssd_that_dampens_nothing_warns() {
     let dir = tempfile::tempdir().unwrap();
     let model = trained_model(dir.path());
-    let out = dir.path().join("ssd.safetensors");
-    let output = unlearn(&[
-        "forget",
-        "--model",
-        model.to_str().unwrap(),
-        "--method",
-        "ssd",
-        "--param",
-        "selection=1e30",
-        "--json",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let ssd = |params: &[&str], out: &str| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "forget",
+            "--model",
+            path(&model),
+            "--method",
+            "ssd",
+            "--json",
+        ];
+        args.extend(params);
+        args.extend(["--out", path(&out)]);
+        let output = unlearn(&args);
+        (stdout_json(&output), stderr(&output))
+    };
+    let (report, warnings) = ssd(&["--param", "selection=1e30"], "ssd.safetensors");
     assert!(
         report["notes"].to_string().contains("dampened 0 of"),
         "{report}"
     );
     assert!(
-        stderr(&output).contains("warning: no weight matters more than"),
-        "{}",
-        stderr(&output)
+        warnings.contains("warning: no weight matters more than"),
+        "{warnings}"
     );
     // At its default threshold on the same model, SSD dampens weights and does not warn.
-    let output = unlearn(&[
-        "forget",
-        "--model",
-        model.to_str().unwrap(),
-        "--method",
-        "ssd",
-        "--json",
-        "--out",
-        dir.path().join("ssd10.safetensors").to_str().unwrap(),
-    ]);
-    assert!(output.status.success(), "{}", stderr(&output));
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let (report, warnings) = ssd(&[], "ssd10.safetensors");
     assert!(
         !report["notes"].to_string().contains("dampened 0 of"),
         "{report}"
     );
-    assert!(!stderr(&output).contains("no weight matters"));
+    assert!(!warnings.contains("no weight matters"), "{warnings}");
 }
 
 #[test]

@@ -305,11 +305,7 @@ fn direct_weight_grad(
                 [..group_out * positions];
             let grad = &mut grad[s * per_sample..][..per_sample];
             if last {
-                for (o, row) in gy_group.chunks_exact(positions).enumerate() {
-                    for (p, &value) in row.iter().enumerate() {
-                        grad[p * group_out + o] = value;
-                    }
-                }
+                conv_last::to_channels_last(gy_group, group_out, positions, grad);
             } else {
                 grid.spread(g, gy_group, grad, stride);
             }

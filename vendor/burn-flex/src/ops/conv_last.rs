@@ -38,12 +38,19 @@ pub(crate) fn channels_last_enabled() -> bool {
 /// The weight `[C_out, K]` (row-major) as the channels-last kernels read it: `[K][C_out]`.
 pub(crate) fn pack_channels_last(weight: &[f32], channels_out: usize, k: usize) -> Vec<f32> {
     let mut packed = vec![0.0; k * channels_out];
-    for o in 0..channels_out {
-        for kk in 0..k {
-            packed[kk * channels_out + o] = weight[o * k + kk];
+    to_channels_last(weight, channels_out, k, &mut packed);
+    packed
+}
+
+/// `last[kk · channels + o] = dense[o · k + kk]`: a channel-major `[channels, k]` block in the
+/// channels-last layout `[k, channels]` (weights for [`forward_channels_last`], a sample's
+/// output gradient for [`weight_grad_channels_last`]).
+pub(crate) fn to_channels_last(dense: &[f32], channels: usize, k: usize, last: &mut [f32]) {
+    for (o, row) in dense.chunks_exact(k).take(channels).enumerate() {
+        for (kk, &value) in row.iter().enumerate() {
+            last[kk * channels + o] = value;
         }
     }
-    packed
 }
 
 /// Channels-last forward for small maps, where the grid's unused columns are a large share of
